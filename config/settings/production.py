@@ -1,0 +1,21 @@
+"""Production: secure cookies, HSTS, and a refusal to start with the development secret."""
+
+from django.core.exceptions import ImproperlyConfigured
+
+from .base import *  # noqa: F403
+from .base import DEFAULT_SECRET_KEY, SECRET_KEY, env
+
+if SECRET_KEY == DEFAULT_SECRET_KEY or len(SECRET_KEY) < 32:
+    raise ImproperlyConfigured("Set SECRET_KEY to a random value of 32+ characters before running in production.")
+
+DEBUG = False
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")  # TLS ends at the load balancer
+SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=True)
+SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=60 * 60 * 24 * 365)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+SECURE_HSTS_PRELOAD = True
+SESSION_COOKIE_SECURE = True
+CSRF_COOKIE_SECURE = True
+CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+SECURE_SSL_HOST = env("SECURE_SSL_HOST", default=None)
+SECURE_REFERRER_POLICY = "same-origin"

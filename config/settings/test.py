@@ -1,0 +1,15 @@
+"""The test suite: fast hashing, in-memory mail, no manifest static storage."""
+
+from .base import *  # noqa: F403
+
+DEBUG = False
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # speed; tests never store real passwords
+EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
+
+# Serve static files straight from the source folders; no collectstatic needed outside production.
+WHITENOISE_AUTOREFRESH = True
+WHITENOISE_USE_FINDERS = True

@@ -1,0 +1,158 @@
+"""Forms validate input and scope every choice to the request's organization."""
+
+from __future__ import annotations
+
+import zoneinfo
+
+from django import forms
+from django.contrib.auth import password_validation
+
+from governance.models import WEEKDAYS, Membership, Organization, Role, Team, User, slug_validator
+
+TIMEZONE_CHOICES = [(name, name) for name in sorted(zoneinfo.available_timezones())]
+WEEKDAY_CHOICES = [(d, d.capitalize()) for d in WEEKDAYS]
+
+
+class MemberChoiceField(forms.ModelChoiceField):
+    def label_from_instance(self, obj: Membership) -> str:
+        return f"{obj.user.name} <{obj.user.email}>"
+
+
+class MembersChoiceField(forms.ModelMultipleChoiceField):
+    def label_from_instance(self, obj: Membership) -> str:
+        return f"{obj.user.name} <{obj.user.email}>"
+
+
+def active_members(org: Organization):
+    return Membership.objects.for_org(org).filter(is_active=True).select_related("user").order_by("user__name")
+
+
+class OrganizationCreateForm(forms.Form):
+    name = forms.CharField(max_length=200)
+    slug = forms.CharField(
+        max_length=50, validators=[slug_validator], label="Address",
+        help_text="Lowercase letters, digits and hyphens; used in URLs: /o/<address>/",
+    )
+    timezone = forms.ChoiceField(choices=TIMEZONE_CHOICES, initial="UTC")
+
+    def clean_slug(self) -> str:
+        slug = self.cleaned_data["slug"]
+        if Organization.objects.filter(slug=slug).exists():
+            raise forms.ValidationError(f'The address "{slug}" is taken; choose another.')
+        return slug
+
+
+class OrganizationSettingsForm(forms.ModelForm):
+    timezone = forms.ChoiceField(choices=TIMEZONE_CHOICES)
+    business_days = forms.MultipleChoiceField(choices=WEEKDAY_CHOICES, widget=forms.CheckboxSelectMultiple)
+
+    class Meta:
+        model = Organization
+        fields = ["name", "timezone", "business_days", "business_start", "business_end"]
+        widgets = {
+            "business_start": forms.TimeInput(attrs={"type": "time"}, format="%H:%M"),
+            "business_end": forms.TimeInput(attrs={"type": "time"}, format="%H:%M"),
+        }
+
+
+class TeamForm(forms.ModelForm):
+    parent = forms.ModelChoiceField(queryset=Team.objects.none(), required=False, empty_label="(top level)")
+    lead = MemberChoiceField(queryset=Membership.objects.none(), required=False, empty_label="(no lead)")
+
+    class Meta:
+        model = Team
+        fields = ["name", "key", "parent", "lead"]
+        help_texts = {"key": "Stable identifier used by manifests and the API, e.g. supply-chain."}
+
+    def __init__(self, *args, org: Organization, **kwargs):
+        super().__init__(*args, **kwargs)
+        parents = Team.objects.for_org(org)
+        if self.instance.pk:
+            # A team cannot nest inside itself or one of its descendants.
+            descendants = {self.instance.pk}
+            frontier = {self.instance.pk}
+            while frontier:
+                frontier = set(parents.filter(parent_id__in=frontier).values_list("pk", flat=True)) - descendants
+                descendants |= frontier
+            parents = parents.exclude(pk__in=descendants)
+        self.fields["parent"].queryset = parents
+        self.fields["lead"].queryset = active_members(org)
+        self.instance.organization = org
+
+    def validate_unique(self) -> None:
+        # organization is not a form field, so ModelForm would skip the per-organization constraints.
+        try:
+            self.instance.validate_constraints()
+        except forms.ValidationError as e:
+            self._update_errors(e)
+
+
+class TeamMembersForm(forms.Form):
+    members = MembersChoiceField(
+        queryset=Membership.objects.none(), required=False, widget=forms.CheckboxSelectMultiple
+    )
+
+    def __init__(self, *args, org: Organization, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["members"].queryset = active_members(org)
+
+
+class InviteForm(forms.Form):
+    email = forms.EmailField()
+    role = forms.ChoiceField(choices=Role.choices, initial=Role.MEMBER)
+    teams = forms.ModelMultipleChoiceField(
+        queryset=Team.objects.none(), required=False, widget=forms.CheckboxSelectMultiple
+    )
+
+    def __init__(self, *args, org: Organization, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["teams"].queryset = Team.objects.for_org(org)
+
+
+class RoleForm(forms.Form):
+    role = forms.ChoiceField(choices=Role.choices)
+
+
+class AuditFilterForm(forms.Form):
+    VERBS = [
+        ("", "All events"),
+        ("organization.", "Organization"),
+        ("team.", "Teams"),
+        ("member.", "Members"),
+        ("invitation.", "Invitations"),
+        ("security.", "Security"),
+    ]
+    verb = forms.ChoiceField(choices=VERBS, required=False, label="Kind")
+    actor = forms.ModelChoiceField(queryset=Membership.objects.none(), required=False, empty_label="Anyone")
+    q = forms.CharField(required=False, label="Search")
+    since = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
+    until = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}), label="Until (incl.)")
+
+    def __init__(self, *args, org: Organization, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["actor"].queryset = Membership.objects.for_org(org).select_related("user")
+        self.fields["actor"].label_from_instance = lambda m: m.user.name
+
+
+class InvitationSignupForm(forms.Form):
+    name = forms.CharField(max_length=150, label="Your name")
+    password1 = forms.CharField(widget=forms.PasswordInput, label="Password",
+                                help_text=password_validation.password_validators_help_text_html())
+    password2 = forms.CharField(widget=forms.PasswordInput, label="Password again")
+
+    def __init__(self, *args, email: str, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.email = email
+
+    def clean(self):
+        data = super().clean()
+        if data.get("password1") and data.get("password1") != data.get("password2"):
+            self.add_error("password2", "The two passwords differ.")
+        elif data.get("password1"):
+            try:
+                password_validation.validate_password(
+                    data["password1"], User(email=self.email, name=data.get("name", ""))
+                )
+            except forms.ValidationError as e:
+                self.add_error("password1", e)
+        return data

@@ -1,0 +1,80 @@
+from __future__ import annotations
+
+from django.core.management.base import BaseCommand
+from django.db import transaction
+
+from governance import services
+from governance.models import Membership, Organization, Role, User
+
+DEMO_PASSWORD = "steerco-demo"
+
+# email, name, role, team keys (first team listed is the one they lead, when `lead` is True)
+ACME_PEOPLE = [
+    ("admin@acme.test", "Ada Admin", Role.ADMIN, ["leadership"], False),
+    ("ceo@acme.test", "Claire Chen", Role.EXECUTIVE, ["leadership"], True),
+    ("coo@acme.test", "Omar Okafor", Role.EXECUTIVE, ["leadership"], False),
+    ("cfo@acme.test", "Felix Fischer", Role.EXECUTIVE, ["finance", "leadership"], True),
+    ("vp.marketing@acme.test", "Maya Martins", Role.MEMBER, ["marketing"], True),
+    ("analyst.marketing@acme.test", "Leo Lambert", Role.MEMBER, ["marketing"], False),
+    ("vp.supply@acme.test", "Sam Sato", Role.MEMBER, ["supply-chain"], True),
+    ("planner@acme.test", "Priya Patel", Role.MEMBER, ["supply-chain"], False),
+    ("vp.sales@acme.test", "Sofia Silva", Role.MEMBER, ["sales"], True),
+    ("controller@acme.test", "Frank Fuchs", Role.MEMBER, ["finance"], False),
+]
+ACME_TEAMS = [  # key, name, parent
+    ("leadership", "Leadership", None),
+    ("marketing", "Marketing", "leadership"),
+    ("supply-chain", "Supply Chain", "leadership"),
+    ("sales", "Sales", "leadership"),
+    ("finance", "Finance", "leadership"),
+]
+
+
+class Command(BaseCommand):
+    help = "Creates the demo organizations (Acme Electronics, Globex Retail) with teams and people. Idempotent."
+
+    def handle(self, *args, **options) -> None:
+        if Organization.objects.filter(slug="acme").exists():
+            self.stdout.write("Demo data is already there.")
+        else:
+            with transaction.atomic():
+                self._seed()
+            self.stdout.write(self.style.SUCCESS("Seeded the demo organizations."))
+        self.stdout.write(
+            f"Demo logins (password {DEMO_PASSWORD}): ceo@acme.test (executive), admin@acme.test (admin), "
+            "vp.marketing@acme.test (KPI owner), coo@acme.test (executive in two organizations)"
+        )
+
+    def _user(self, email: str, name: str) -> User:
+        user = User.objects.filter(email=email).first()
+        return user or User.objects.create_user(email, DEMO_PASSWORD, name=name)
+
+    def _seed(self) -> None:
+        admin = self._user("admin@acme.test", "Ada Admin")
+        acme = services.organization_create(
+            creator=admin, slug="acme", name="Acme Electronics", timezone_name="Europe/Berlin"
+        )
+        memberships = {"admin@acme.test": Membership.objects.get(organization=acme, user=admin)}
+        for email, name, role, _teams, _lead in ACME_PEOPLE[1:]:
+            memberships[email] = Membership.objects.create(
+                organization=acme, user=self._user(email, name), role=role
+            )
+        leads = {teams[0]: memberships[email] for email, _n, _r, teams, lead in ACME_PEOPLE if lead}
+        teams = {}
+        for key, name, parent in ACME_TEAMS:
+            teams[key] = services.team_create(
+                org=acme, actor=admin, key=key, name=name, parent=teams.get(parent), lead=leads.get(key)
+            )
+        for email, _name, _role, team_keys, _lead in ACME_PEOPLE:
+            memberships[email].teams.add(*(teams[k] for k in team_keys))
+        services.invitation_create(
+            org=acme, actor=admin, email="new.hire@acme.test", role=Role.MEMBER, teams=[teams["sales"]]
+        )
+
+        globex_admin = self._user("admin@globex.test", "Gus Grant")
+        globex = services.organization_create(
+            creator=globex_admin, slug="globex", name="Globex Retail", timezone_name="America/New_York"
+        )
+        Membership.objects.create(organization=globex, user=memberships["coo@acme.test"].user, role=Role.EXECUTIVE)
+        for key, name in [("operations", "Operations"), ("stores", "Stores")]:
+            services.team_create(org=globex, actor=globex_admin, key=key, name=name)

@@ -1,0 +1,45 @@
+from __future__ import annotations
+
+from django.contrib.auth.views import redirect_to_login
+from django.http import Http404
+
+from governance.models import Membership, Organization
+from governance.services import audit_log
+
+
+class TenantMiddleware:
+    """Resolves `/o/<org_slug>/...` into `request.org` and `request.membership`; strangers get 404.
+
+    The slug is taken out of the view's kwargs here so that views never look an organization up
+    themselves: `request.org` is the only way in.
+    """
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        request.org = None
+        request.membership = None
+        return self.get_response(request)
+
+    def process_view(self, request, view_func, view_args, view_kwargs):
+        slug = view_kwargs.pop("org_slug", None)
+        if slug is None:
+            return None
+        if not request.user.is_authenticated:
+            return redirect_to_login(request.get_full_path())
+        membership = (
+            Membership.objects.select_related("organization", "user")
+            .filter(organization__slug=slug, user=request.user, is_active=True)
+            .first()
+        )
+        if membership is None:
+            org = Organization.objects.filter(slug=slug).first()
+            if org is not None:
+                # Someone probing another organization's URLs is worth its admins' attention.
+                audit_log(org=org, actor=request.user, verb="security.access_denied",
+                          after={"path": request.path, "method": request.method})
+            raise Http404("No such organization.")
+        request.org = membership.organization
+        request.membership = membership
+        return None

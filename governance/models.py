@@ -1,0 +1,262 @@
+from __future__ import annotations
+
+import zoneinfo
+from datetime import time
+
+from django.contrib.auth.models import AbstractBaseUser, BaseUserManager, PermissionsMixin
+from django.core.exceptions import ValidationError
+from django.core.validators import RegexValidator
+from django.db import models
+from django.db.models.functions import Lower
+from django.utils.timezone import now
+from guardian.models import GroupObjectPermissionBase, UserObjectPermissionBase
+
+WEEKDAYS = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+slug_validator = RegexValidator(
+    r"^[a-z0-9](?:[a-z0-9-]{0,48}[a-z0-9])?$",
+    "Use 1-50 lowercase letters, digits and hyphens, not starting or ending with a hyphen.",
+)
+key_validator = RegexValidator(r"^[a-z0-9][a-z0-9._-]{0,63}$", "Use lowercase letters, digits, '.', '_' and '-'.")
+
+
+def validate_timezone(value: str) -> None:
+    if value not in zoneinfo.available_timezones():
+        raise ValidationError(f'"{value}" is not an IANA time zone (for example Europe/Berlin).')
+
+
+def default_business_days() -> list[str]:
+    return WEEKDAYS[:5]
+
+
+class UserManager(BaseUserManager["User"]):
+    use_in_migrations = True
+
+    def create_user(self, email: str, password: str | None = None, **extra) -> User:
+        if not email:
+            raise ValueError("An email address is required.")
+        user = self.model(email=self.normalize_email(email).lower(), **extra)
+        user.set_password(password)
+        user.save(using=self._db)
+        return user
+
+    def create_superuser(self, email: str, password: str | None = None, **extra) -> User:
+        return self.create_user(email, password, is_staff=True, is_superuser=True, **extra)
+
+
+class User(AbstractBaseUser, PermissionsMixin):
+    """A person; which organizations they see comes from their memberships only."""
+
+    email = models.EmailField(unique=True)
+    name = models.CharField(max_length=150)
+    is_active = models.BooleanField(default=True)
+    is_staff = models.BooleanField(default=False)
+    date_joined = models.DateTimeField(default=now)
+
+    objects = UserManager()
+
+    USERNAME_FIELD = "email"
+    EMAIL_FIELD = "email"
+    REQUIRED_FIELDS = ["name"]
+
+    class Meta:
+        constraints = [models.UniqueConstraint(Lower("email"), name="user_email_ci_unique")]
+
+    def __str__(self) -> str:
+        return self.name or self.email
+
+    def get_full_name(self) -> str:
+        return self.name
+
+    def get_short_name(self) -> str:
+        return self.name.split(" ")[0] if self.name else self.email
+
+
+class Organization(models.Model):
+    slug = models.CharField(max_length=50, unique=True, validators=[slug_validator])
+    name = models.CharField(max_length=200)
+    timezone = models.CharField(max_length=64, default="UTC", validators=[validate_timezone])
+    business_days = models.JSONField(default=default_business_days)
+    business_start = models.TimeField(default=time(9))
+    business_end = models.TimeField(default=time(17))
+    created_at = models.DateTimeField(default=now)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def clean(self) -> None:
+        if self.business_start >= self.business_end:
+            raise ValidationError({"business_end": "Business hours must end after they start."})
+        unknown = set(self.business_days) - set(WEEKDAYS)
+        if unknown or not self.business_days:
+            raise ValidationError({"business_days": "Pick at least one weekday."})
+
+    @property
+    def tzinfo(self) -> zoneinfo.ZoneInfo:
+        return zoneinfo.ZoneInfo(self.timezone)
+
+
+class TenantQuerySet(models.QuerySet):
+    def for_org(self, org: Organization) -> TenantQuerySet:
+        return self.filter(organization=org)
+
+
+class Role(models.TextChoices):
+    ADMIN = "admin", "Admin"
+    EXECUTIVE = "executive", "Executive"
+    MEMBER = "member", "Member"
+
+
+class Team(models.Model):
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="teams")
+    key = models.CharField(max_length=64, validators=[key_validator])
+    name = models.CharField(max_length=200)
+    parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.PROTECT, related_name="children")
+    lead = models.ForeignKey(
+        "Membership", null=True, blank=True, on_delete=models.SET_NULL, related_name="led_teams"
+    )
+    created_at = models.DateTimeField(default=now)
+
+    objects = TenantQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(fields=["organization", "key"], name="team_key_unique_per_org"),
+            models.UniqueConstraint(fields=["organization", "name"], name="team_name_unique_per_org"),
+        ]
+        permissions = [("manage_team", "Manage the team's members and settings")]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def ancestors(self) -> list[Team]:
+        chain, node = [], self.parent
+        while node is not None:
+            chain.append(node)
+            node = node.parent
+        return chain
+
+
+class Membership(models.Model):
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="memberships")
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="memberships")
+    role = models.CharField(max_length=20, choices=Role.choices, default=Role.MEMBER)
+    teams = models.ManyToManyField(Team, blank=True, related_name="memberships")
+    is_active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(default=now)
+
+    objects = TenantQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["user__name"]
+        constraints = [
+            models.UniqueConstraint(fields=["organization", "user"], name="membership_unique_per_org"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} ({self.get_role_display()}, {self.organization})"
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == Role.ADMIN
+
+    @property
+    def is_executive(self) -> bool:
+        return self.role == Role.EXECUTIVE
+
+
+class Invitation(models.Model):
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="invitations")
+    email = models.EmailField()
+    role = models.CharField(max_length=20, choices=Role.choices, default=Role.MEMBER)
+    teams = models.ManyToManyField(Team, blank=True, related_name="invitations")
+    # Only the SHA-256 of the token is stored; the token itself travels once, in the email.
+    token_hash = models.CharField(max_length=64, unique=True)
+    invited_by = models.ForeignKey(User, null=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(default=now)
+    expires_at = models.DateTimeField()
+    accepted_at = models.DateTimeField(null=True, blank=True)
+    accepted_by = models.ForeignKey(User, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    objects = TenantQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            # One live invitation per address and organization; used or revoked ones stay as history.
+            models.UniqueConstraint(
+                Lower("email"),
+                "organization",
+                condition=models.Q(accepted_at__isnull=True, revoked_at__isnull=True),
+                name="invitation_one_open_per_email",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Invitation for {self.email} to {self.organization}"
+
+    @property
+    def state(self) -> str:
+        if self.accepted_at:
+            return "accepted"
+        if self.revoked_at:
+            return "revoked"
+        if self.expires_at <= now():
+            return "expired"
+        return "pending"
+
+
+class AuditEvent(models.Model):
+    """Append-only record of every important write; on PostgreSQL a trigger refuses UPDATE and DELETE."""
+
+    organization = models.ForeignKey(Organization, on_delete=models.PROTECT, related_name="audit_events")
+    actor = models.ForeignKey(User, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    verb = models.CharField(max_length=64)
+    object_type = models.CharField(max_length=64, blank=True)
+    object_id = models.CharField(max_length=64, blank=True)
+    object_repr = models.CharField(max_length=200, blank=True)
+    before = models.JSONField(null=True, blank=True)
+    after = models.JSONField(null=True, blank=True)
+    request_id = models.CharField(max_length=64, blank=True)
+    created_at = models.DateTimeField(default=now, db_index=True)
+
+    objects = TenantQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["organization", "-created_at"], name="audit_org_time")]
+
+    def __str__(self) -> str:
+        return f"{self.verb} {self.object_repr}"
+
+    @property
+    def changes(self) -> list[tuple[str, object, object]]:
+        before, after = self.before or {}, self.after or {}
+        return [
+            (field, before.get(field), after.get(field))
+            for field in sorted(set(before) | set(after))
+            if before.get(field) != after.get(field)
+        ]
+
+
+class Heartbeat(models.Model):
+    """Last time a Celery worker ran the beat's heartbeat sweep: proof that beat, broker and worker work."""
+
+    name = models.CharField(max_length=64, unique=True)
+    beat_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"{self.name} at {self.beat_at:%Y-%m-%d %H:%M:%S}"
+
+
+# Direct foreign keys instead of guardian's generic tables: joins stay indexed and tenant rows stay typed.
+class TeamUserObjectPermission(UserObjectPermissionBase):
+    content_object = models.ForeignKey(Team, on_delete=models.CASCADE)
+
+
+class TeamGroupObjectPermission(GroupObjectPermissionBase):
+    content_object = models.ForeignKey(Team, on_delete=models.CASCADE)

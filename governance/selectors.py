@@ -1,0 +1,96 @@
+"""Reads shared by views, commands and tasks; every one takes the organization."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db.models import Count, Q, QuerySet
+from django.utils import timezone
+
+from governance.models import AuditEvent, Heartbeat, Invitation, Membership, Organization, Team
+
+
+@dataclass(frozen=True)
+class TeamNode:
+    team: Team
+    depth: int
+    member_count: int
+
+
+def team_tree(*, org: Organization) -> list[TeamNode]:
+    """Teams in tree order (parents before children, siblings by name), in two queries."""
+    teams = list(
+        Team.objects.for_org(org)
+        .select_related("lead__user")
+        .annotate(member_count=Count("memberships", filter=Q(memberships__is_active=True)))
+        .order_by("name")
+    )
+    children: dict[int | None, list[Team]] = {}
+    for team in teams:
+        children.setdefault(team.parent_id, []).append(team)
+    nodes: list[TeamNode] = []
+
+    def walk(parent_id: int | None, depth: int) -> None:
+        for team in children.get(parent_id, []):
+            nodes.append(TeamNode(team, depth, team.member_count))
+            walk(team.pk, depth + 1)
+
+    walk(None, 0)
+    return nodes
+
+
+def member_list(*, org: Organization, include_inactive: bool = True) -> QuerySet[Membership]:
+    qs = Membership.objects.for_org(org).select_related("user").prefetch_related("teams")
+    if not include_inactive:
+        qs = qs.filter(is_active=True)
+    return qs.order_by("-is_active", "user__name")
+
+
+def pending_invitations(*, org: Organization) -> QuerySet[Invitation]:
+    return (
+        Invitation.objects.for_org(org)
+        .filter(accepted_at=None, revoked_at=None, expires_at__gt=timezone.now())
+        .select_related("invited_by")
+        .prefetch_related("teams")
+    )
+
+
+def audit_event_list(
+    *,
+    org: Organization,
+    verb_prefix: str = "",
+    actor_id: int | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    text: str = "",
+) -> QuerySet[AuditEvent]:
+    qs = AuditEvent.objects.for_org(org).select_related("actor")
+    if verb_prefix:
+        qs = qs.filter(verb__startswith=verb_prefix)
+    if actor_id:
+        qs = qs.filter(actor_id=actor_id)
+    if since:
+        qs = qs.filter(created_at__gte=since)
+    if until:
+        qs = qs.filter(created_at__lt=until)
+    if text:
+        qs = qs.filter(Q(object_repr__icontains=text) | Q(verb__icontains=text))
+    return qs
+
+
+@dataclass(frozen=True)
+class WorkerHealth:
+    last_beat: datetime | None
+    healthy: bool
+
+    @property
+    def age(self) -> timedelta | None:
+        return timezone.now() - self.last_beat if self.last_beat else None
+
+
+def worker_health() -> WorkerHealth:
+    beat = Heartbeat.objects.filter(name="worker").first()
+    last = beat.beat_at if beat else None
+    return WorkerHealth(last, bool(last and timezone.now() - last <= settings.HEARTBEAT_STALE_AFTER))

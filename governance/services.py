@@ -1,0 +1,334 @@
+"""Writes of the governance app. Each one records its own audit event, so no caller can forget it."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from collections.abc import Iterable
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.mail import send_mail
+from django.db import transaction
+from django.db.models import Model
+from django.template.loader import render_to_string
+from django.urls import reverse
+from django.utils import timezone
+from django_guid import get_guid
+from guardian.shortcuts import assign_perm, remove_perm
+
+from governance.models import (
+    AuditEvent,
+    Heartbeat,
+    Invitation,
+    Membership,
+    Organization,
+    Role,
+    Team,
+    User,
+)
+
+
+def audit_log(
+    *,
+    org: Organization,
+    actor: User | None,
+    verb: str,
+    obj: Model | None = None,
+    before: dict | None = None,
+    after: dict | None = None,
+) -> AuditEvent:
+    return AuditEvent.objects.create(
+        organization=org,
+        actor=actor,
+        verb=verb,
+        object_type=obj._meta.label_lower if obj is not None else "",
+        object_id=str(obj.pk) if obj is not None else "",
+        object_repr=str(obj)[:200] if obj is not None else "",
+        before=before,
+        after=after,
+        request_id=get_guid() or "",
+    )
+
+
+def snapshot(obj: Model, fields: Iterable[str]) -> dict:
+    """The audit view of an object: plain JSON values, foreign keys as their string form."""
+    values = {}
+    for name in fields:
+        value = getattr(obj, name)
+        if isinstance(value, Model):
+            value = str(value)
+        elif hasattr(value, "isoformat"):
+            value = value.isoformat()
+        values[name] = value
+    return values
+
+
+# --- organizations ------------------------------------------------------------------------------
+
+ORG_FIELDS = ["slug", "name", "timezone", "business_days", "business_start", "business_end"]
+
+
+@transaction.atomic
+def organization_create(*, creator: User, slug: str, name: str, timezone_name: str = "UTC") -> Organization:
+    if Organization.objects.filter(slug=slug).exists():
+        raise ValidationError({"slug": f'The address "{slug}" is taken; choose another.'})
+    org = Organization(slug=slug, name=name, timezone=timezone_name)
+    org.full_clean()
+    org.save()
+    Membership.objects.create(organization=org, user=creator, role=Role.ADMIN)
+    audit_log(org=org, actor=creator, verb="organization.created", obj=org, after=snapshot(org, ORG_FIELDS))
+    return org
+
+
+@transaction.atomic
+def organization_update(*, org: Organization, actor: User, **fields) -> Organization:
+    before = snapshot(org, ORG_FIELDS)
+    for name, value in fields.items():
+        setattr(org, name, value)
+    org.full_clean()
+    org.save()
+    after = snapshot(org, ORG_FIELDS)
+    if after != before:
+        audit_log(org=org, actor=actor, verb="organization.updated", obj=org, before=before, after=after)
+    return org
+
+
+# --- teams --------------------------------------------------------------------------------------
+
+TEAM_FIELDS = ["key", "name", "parent", "lead"]
+
+
+def _check_team(team: Team) -> None:
+    if team.parent_id and team.parent.organization_id != team.organization_id:
+        raise ValidationError({"parent": "Pick a team of this organization."})
+    if team.lead_id and (team.lead.organization_id != team.organization_id or not team.lead.is_active):
+        raise ValidationError({"lead": "The lead must be an active member of this organization."})
+    if team.pk and team.parent_id and team in [team.parent, *team.parent.ancestors()]:
+        raise ValidationError({"parent": f'"{team.parent}" sits inside "{team}"; a team cannot nest in itself.'})
+    team.full_clean()
+
+
+def _sync_lead_permission(team: Team, old_lead: Membership | None) -> None:
+    # The lead manages the team (members, name); the right moves with the role.
+    if old_lead and old_lead != team.lead:
+        remove_perm("governance.manage_team", old_lead.user, team)
+    if team.lead:
+        assign_perm("governance.manage_team", team.lead.user, team)
+
+
+@transaction.atomic
+def team_create(
+    *, org: Organization, actor: User, key: str, name: str, parent: Team | None = None, lead: Membership | None = None
+) -> Team:
+    team = Team(organization=org, key=key, name=name, parent=parent, lead=lead)
+    _check_team(team)
+    team.save()
+    _sync_lead_permission(team, None)
+    if lead:
+        lead.teams.add(team)
+    audit_log(org=org, actor=actor, verb="team.created", obj=team, after=snapshot(team, TEAM_FIELDS))
+    return team
+
+
+@transaction.atomic
+def team_update(*, team: Team, actor: User, **fields) -> Team:
+    before = snapshot(team, TEAM_FIELDS)
+    old_lead = team.lead
+    for name, value in fields.items():
+        setattr(team, name, value)
+    _check_team(team)
+    team.save()
+    _sync_lead_permission(team, old_lead)
+    if team.lead:
+        team.lead.teams.add(team)
+    after = snapshot(team, TEAM_FIELDS)
+    if after != before:
+        audit_log(org=team.organization, actor=actor, verb="team.updated", obj=team, before=before, after=after)
+    return team
+
+
+@transaction.atomic
+def team_set_members(*, team: Team, actor: User, members: Iterable[Membership]) -> Team:
+    members = list(members)
+    if any(m.organization_id != team.organization_id for m in members):
+        raise ValidationError({"members": "Pick members of this organization."})
+    before = sorted(m.user.email for m in team.memberships.select_related("user"))
+    team.memberships.set(members)
+    if team.lead and team.lead not in members:
+        team.memberships.add(team.lead)  # the lead always belongs to the team they lead
+    after = sorted(m.user.email for m in team.memberships.select_related("user"))
+    if after != before:
+        audit_log(
+            org=team.organization, actor=actor, verb="team.members_changed", obj=team,
+            before={"members": before}, after={"members": after},
+        )
+    return team
+
+
+# --- members ------------------------------------------------------------------------------------
+
+def _other_active_admins(membership: Membership) -> bool:
+    return (
+        Membership.objects.filter(organization_id=membership.organization_id, role=Role.ADMIN, is_active=True)
+        .exclude(pk=membership.pk)
+        .exists()
+    )
+
+
+@transaction.atomic
+def membership_change_role(*, membership: Membership, actor: User, role: str) -> Membership:
+    if role not in Role.values:
+        raise ValidationError({"role": f'"{role}" is not a role.'})
+    if membership.role == Role.ADMIN and role != Role.ADMIN and not _other_active_admins(membership):
+        raise ValidationError({"role": "This is the last admin; make someone else admin first."})
+    before = {"role": membership.role}
+    membership.role = role
+    membership.save(update_fields=["role"])
+    if before["role"] != role:
+        audit_log(
+            org=membership.organization, actor=actor, verb="member.role_changed", obj=membership,
+            before=before, after={"role": role},
+        )
+    return membership
+
+
+@transaction.atomic
+def membership_deactivate(*, membership: Membership, actor: User) -> Membership:
+    if not membership.is_active:
+        return membership
+    if membership.role == Role.ADMIN and not _other_active_admins(membership):
+        raise ValidationError("This is the last admin; make someone else admin first.")
+    led = list(membership.led_teams.values_list("name", flat=True))
+    if led:
+        raise ValidationError(f"{membership.user} leads {', '.join(led)}; choose another lead first.")
+    membership.is_active = False
+    membership.save(update_fields=["is_active"])
+    audit_log(
+        org=membership.organization, actor=actor, verb="member.deactivated", obj=membership,
+        before={"is_active": True}, after={"is_active": False},
+    )
+    return membership
+
+
+@transaction.atomic
+def membership_reactivate(*, membership: Membership, actor: User) -> Membership:
+    if membership.is_active:
+        return membership
+    membership.is_active = True
+    membership.save(update_fields=["is_active"])
+    audit_log(
+        org=membership.organization, actor=actor, verb="member.reactivated", obj=membership,
+        before={"is_active": False}, after={"is_active": True},
+    )
+    return membership
+
+
+# --- invitations --------------------------------------------------------------------------------
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+@transaction.atomic
+def invitation_create(
+    *, org: Organization, actor: User, email: str, role: str, teams: Iterable[Team] = (), base_url: str | None = None
+) -> tuple[Invitation, str]:
+    """Returns the invitation and its token; the token is never stored and cannot be shown again."""
+    email = User.objects.normalize_email(email).lower()
+    if Membership.objects.filter(organization=org, user__email__iexact=email).exists():
+        raise ValidationError({"email": f"{email} is already a member of {org}."})
+    if Invitation.objects.filter(
+        organization=org, email__iexact=email, accepted_at=None, revoked_at=None, expires_at__gt=timezone.now()
+    ).exists():
+        raise ValidationError({"email": f"{email} already has a pending invitation; revoke it to send a new one."})
+    # An expired open invitation would block the partial unique index; it is superseded, visibly.
+    Invitation.objects.filter(organization=org, email__iexact=email, accepted_at=None, revoked_at=None).update(
+        revoked_at=timezone.now()
+    )
+    teams = list(teams)
+    if any(t.organization_id != org.pk for t in teams):
+        raise ValidationError({"teams": "Pick teams of this organization."})
+    token = secrets.token_urlsafe(32)
+    invitation = Invitation.objects.create(
+        organization=org, email=email, role=role, token_hash=hash_token(token), invited_by=actor,
+        expires_at=timezone.now() + settings.INVITATION_TTL,
+    )
+    invitation.teams.set(teams)
+    audit_log(org=org, actor=actor, verb="member.invited", obj=invitation, after={"email": email, "role": role})
+    url = (base_url or settings.SITE_URL) + reverse("invitation_accept", args=[token])
+    context = {"invitation": invitation, "url": url}
+    transaction.on_commit(
+        lambda: send_mail(
+            subject=f"You are invited to {org} on Steerco",
+            message=render_to_string("governance/email/invitation.txt", context),
+            html_message=render_to_string("governance/email/invitation.html", context),
+            from_email=None,
+            recipient_list=[email],
+        )
+    )
+    return invitation, token
+
+
+@transaction.atomic
+def invitation_revoke(*, invitation: Invitation, actor: User) -> Invitation:
+    if invitation.state != "pending":
+        raise ValidationError(f"This invitation is {invitation.state}; only pending invitations can be revoked.")
+    invitation.revoked_at = timezone.now()
+    invitation.save(update_fields=["revoked_at"])
+    audit_log(org=invitation.organization, actor=actor, verb="invitation.revoked", obj=invitation)
+    return invitation
+
+
+def invitation_for_token(token: str) -> Invitation:
+    """The usable invitation behind a token, or a ValidationError that says plainly why not."""
+    invitation = Invitation.objects.select_related("organization").filter(token_hash=hash_token(token)).first()
+    if invitation is None:
+        raise ValidationError("This invitation link is not valid. Ask an admin of the organization for a new one.")
+    if invitation.state != "pending":
+        message = {
+            "accepted": "This invitation has already been used. Log in instead.",
+            "revoked": "This invitation was withdrawn. Ask an admin of the organization for a new one.",
+            "expired": "This invitation has expired. Ask an admin of the organization for a new one.",
+        }[invitation.state]
+        audit_log(org=invitation.organization, actor=None, verb="security.invitation_refused", obj=invitation,
+                  after={"state": invitation.state})
+        raise ValidationError(message)
+    return invitation
+
+
+def invitation_accept(
+    *, token: str, user: User | None = None, name: str = "", password: str = ""
+) -> Membership:
+    """Accept as the logged-in `user` (whose email must match), or create the account from name + password."""
+    invitation = invitation_for_token(token)  # outside the transaction: a refusal stays audited
+    with transaction.atomic():
+        # Lock the row so that two clicks on the same link cannot create two memberships.
+        invitation = Invitation.objects.select_for_update().get(pk=invitation.pk)
+        if invitation.accepted_at:
+            raise ValidationError("This invitation has already been used. Log in instead.")
+        if user is None:
+            if User.objects.filter(email__iexact=invitation.email).exists():
+                raise ValidationError(f"An account for {invitation.email} exists; log in to accept the invitation.")
+            user = User.objects.create_user(invitation.email, password, name=name)
+        elif user.email.lower() != invitation.email.lower():
+            raise ValidationError(f"This invitation is for {invitation.email}, but you are logged in as {user.email}.")
+        membership, created = Membership.objects.get_or_create(
+            organization=invitation.organization, user=user, defaults={"role": invitation.role}
+        )
+        if not created and not membership.is_active:
+            raise ValidationError("Your membership of this organization was deactivated; ask an admin.")
+        membership.teams.add(*invitation.teams.all())
+        invitation.accepted_at = timezone.now()
+        invitation.accepted_by = user
+        invitation.save(update_fields=["accepted_at", "accepted_by"])
+        audit_log(org=invitation.organization, actor=user, verb="invitation.accepted", obj=membership,
+                  after={"email": user.email, "role": membership.role})
+    return membership
+
+
+# --- operations ---------------------------------------------------------------------------------
+
+def heartbeat_record(*, name: str = "worker") -> Heartbeat:
+    beat, _ = Heartbeat.objects.update_or_create(name=name, defaults={"beat_at": timezone.now()})
+    return beat

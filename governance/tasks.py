@@ -1,0 +1,8 @@
+from celery import shared_task
+
+from governance.services import heartbeat_record
+
+
+@shared_task
+def heartbeat() -> None:
+    heartbeat_record(name="worker")

@@ -1,0 +1,24 @@
+from django.urls import path
+
+from governance import views
+
+# Mounted under /o/<org_slug>/ by config.urls; TenantMiddleware turns the slug into request.org.
+org_urlpatterns = [
+    path("", views.overview, name="overview"),
+    path("settings/", views.organization_settings, name="organization_settings"),
+    path("teams/", views.team_list, name="team_list"),
+    path("teams/<int:team_id>/", views.team_detail, name="team_detail"),
+    path("members/", views.member_list, name="member_list"),
+    path("members/<int:membership_id>/role/", views.member_role, name="member_role"),
+    path("members/<int:membership_id>/deactivate/", views.member_deactivate, name="member_deactivate"),
+    path("members/<int:membership_id>/reactivate/", views.member_reactivate, name="member_reactivate"),
+    path("invitations/<int:invitation_id>/revoke/", views.invitation_revoke, name="invitation_revoke"),
+    path("audit/", views.audit_list, name="audit_list"),
+]
+
+urlpatterns = [
+    path("", views.home, name="home"),
+    path("healthz", views.healthz, name="healthz"),
+    path("organizations/new/", views.organization_create, name="organization_create"),
+    path("invitations/<str:token>/", views.invitation_accept, name="invitation_accept"),
+]

@@ -1,0 +1,322 @@
+from __future__ import annotations
+
+from datetime import datetime, time, timedelta
+
+from django.contrib import messages
+from django.contrib.auth import login
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import ValidationError
+from django.core.paginator import Paginator
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django_htmx.http import HttpResponseClientRefresh
+
+from governance import selectors, services
+from governance.access import (
+    admin_required,
+    can_manage_team,
+    deny,
+    get_invitation_for_member_or_404,
+    get_membership_for_member_or_404,
+    get_team_for_member_or_404,
+    role_required,
+)
+from governance.forms import (
+    AuditFilterForm,
+    InvitationSignupForm,
+    InviteForm,
+    OrganizationCreateForm,
+    OrganizationSettingsForm,
+    RoleForm,
+    TeamForm,
+    TeamMembersForm,
+)
+from governance.models import Role
+
+
+def _apply_errors(form, error: ValidationError) -> None:
+    """Service-level validation errors shown on the form, by field where the service named one."""
+    if hasattr(error, "error_dict"):
+        for field, errors in error.error_dict.items():
+            form.add_error(field if field in form.fields else None, errors)
+    else:
+        form.add_error(None, error)
+
+
+# --- outside any organization -------------------------------------------------------------------
+
+@require_GET
+def healthz(request: HttpRequest) -> JsonResponse:
+    health = selectors.worker_health()
+    return JsonResponse({
+        "database": "ok",
+        "worker": "ok" if health.healthy else "stale",
+        "last_heartbeat": health.last_beat.isoformat() if health.last_beat else None,
+    })
+
+
+@login_required
+def home(request: HttpRequest) -> HttpResponse:
+    memberships = list(request.user.memberships.filter(is_active=True).select_related("organization"))
+    if len(memberships) == 1:
+        return redirect("overview", org_slug=memberships[0].organization.slug)
+    return render(request, "governance/home.html", {"memberships": memberships})
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def organization_create(request: HttpRequest) -> HttpResponse:
+    form = OrganizationCreateForm(request.POST or None)
+    if form.is_valid():
+        try:
+            org = services.organization_create(
+                creator=request.user, slug=form.cleaned_data["slug"], name=form.cleaned_data["name"],
+                timezone_name=form.cleaned_data["timezone"],
+            )
+        except ValidationError as e:
+            _apply_errors(form, e)
+        else:
+            messages.success(request, f"{org} is ready. Invite your colleagues next.")
+            return redirect("member_list", org_slug=org.slug)
+    return render(request, "governance/organization_create.html", {"form": form})
+
+
+@require_http_methods(["GET", "POST"])
+def invitation_accept(request: HttpRequest, token: str) -> HttpResponse:
+    try:
+        invitation = services.invitation_for_token(token)
+    except ValidationError as e:
+        return render(request, "governance/invitation_invalid.html", {"error": e.messages[0]}, status=410)
+    user = request.user if request.user.is_authenticated else None
+    form = InvitationSignupForm(request.POST or None, email=invitation.email) if user is None else None
+    if request.method == "POST" and (form is None or form.is_valid()):
+        try:
+            membership = services.invitation_accept(
+                token=token, user=user,
+                name=form.cleaned_data["name"] if form else "",
+                password=form.cleaned_data["password1"] if form else "",
+            )
+        except ValidationError as e:
+            if form is None:
+                return render(request, "governance/invitation_invalid.html", {"error": e.messages[0]}, status=409)
+            _apply_errors(form, e)
+        else:
+            if user is None:
+                login(request, membership.user, backend="django.contrib.auth.backends.ModelBackend")
+            messages.success(request, f"Welcome to {membership.organization}.")
+            return redirect("overview", org_slug=membership.organization.slug)
+    return render(request, "governance/invitation_accept.html", {"invitation": invitation, "form": form})
+
+
+# --- inside an organization (request.org and request.membership set by TenantMiddleware) -------
+
+@require_GET
+def overview(request: HttpRequest) -> HttpResponse:
+    return render(request, "governance/overview.html", {
+        "teams": selectors.team_tree(org=request.org),
+        "member_count": selectors.member_list(org=request.org, include_inactive=False).count(),
+        "health": selectors.worker_health(),
+    })
+
+
+@admin_required
+@require_http_methods(["GET", "POST"])
+def organization_settings(request: HttpRequest) -> HttpResponse:
+    org = request.org
+    form = OrganizationSettingsForm(request.POST or None, instance=org)
+    if request.method == "POST":
+        if form.is_valid():
+            try:
+                services.organization_update(org=org, actor=request.user, **{
+                    name: form.cleaned_data[name] for name in form.Meta.fields
+                })
+            except ValidationError as e:
+                _apply_errors(form, e)
+            else:
+                messages.success(request, "Settings saved.")
+                return redirect("organization_settings", org_slug=org.slug)
+        org.refresh_from_db()  # the form's failed assignment must not leak into the page's header
+    return render(request, "governance/organization_settings.html", {"form": form})
+
+
+@require_http_methods(["GET", "POST"])
+def team_list(request: HttpRequest) -> HttpResponse:
+    form = TeamForm(request.POST or None, org=request.org)
+    if request.method == "POST":
+        if not request.membership.is_admin:
+            raise deny(request, "admins")
+        if form.is_valid():
+            try:
+                team = services.team_create(org=request.org, actor=request.user, **form.cleaned_data)
+            except ValidationError as e:
+                _apply_errors(form, e)
+            else:
+                messages.success(request, f"Team {team} created.")
+                if request.htmx:
+                    return HttpResponseClientRefresh()
+                return redirect("team_list", org_slug=request.org.slug)
+    template = "governance/teams.html#create-form" if request.htmx else "governance/teams.html"
+    return render(request, template, {"teams": selectors.team_tree(org=request.org), "form": form})
+
+
+@require_http_methods(["GET", "POST"])
+def team_detail(request: HttpRequest, team_id: int) -> HttpResponse:
+    team = get_team_for_member_or_404(request, team_id)
+    is_admin = request.membership.is_admin
+    may_manage = can_manage_team(request.membership, team)
+    edit_form = TeamForm(instance=team, org=request.org) if is_admin else None
+    members_form = TeamMembersForm(
+        org=request.org, initial={"members": team.memberships.filter(is_active=True)}
+    ) if may_manage else None
+    if request.method == "POST":
+        action = request.POST.get("action")
+        if action == "edit":
+            if not is_admin:
+                raise deny(request, "admins")
+            edit_form = TeamForm(request.POST, instance=team, org=request.org)
+            if edit_form.is_valid():
+                fields = {k: edit_form.cleaned_data[k] for k in ("name", "key", "parent", "lead")}
+                try:
+                    services.team_update(team=team, actor=request.user, **fields)
+                except ValidationError as e:
+                    _apply_errors(edit_form, e)
+                else:
+                    messages.success(request, "Team saved.")
+                    return redirect("team_detail", org_slug=request.org.slug, team_id=team.pk)
+            team.refresh_from_db()
+        elif action == "members":
+            if not may_manage:
+                raise deny(request, "admins and the team's lead")
+            members_form = TeamMembersForm(request.POST, org=request.org)
+            if members_form.is_valid():
+                services.team_set_members(team=team, actor=request.user, members=members_form.cleaned_data["members"])
+                messages.success(request, "Members saved.")
+                return redirect("team_detail", org_slug=request.org.slug, team_id=team.pk)
+        else:
+            messages.error(request, "Unknown action.")
+    return render(request, "governance/team_detail.html", {
+        "team": team,
+        "members": team.memberships.filter(is_active=True).select_related("user").order_by("user__name"),
+        "children": team.children.order_by("name"),
+        "edit_form": edit_form,
+        "members_form": members_form,
+    })
+
+
+def _members_page(request: HttpRequest, invite_form: InviteForm | None = None, status: int = 200) -> HttpResponse:
+    return render(request, "governance/members.html", {
+        "members": selectors.member_list(org=request.org),
+        "invitations": selectors.pending_invitations(org=request.org),
+        "invite_form": invite_form or InviteForm(org=request.org),
+        "roles": Role.choices,
+    }, status=status)
+
+
+@admin_required
+@require_http_methods(["GET", "POST"])
+def member_list(request: HttpRequest) -> HttpResponse:
+    if request.method == "GET":
+        return _members_page(request)
+    form = InviteForm(request.POST, org=request.org)
+    if form.is_valid():
+        try:
+            invitation, _token = services.invitation_create(
+                org=request.org, actor=request.user, base_url=request.build_absolute_uri("/")[:-1],
+                **form.cleaned_data,
+            )
+        except ValidationError as e:
+            _apply_errors(form, e)
+        else:
+            messages.success(request, f"Invitation sent to {invitation.email}.")
+            return redirect("member_list", org_slug=request.org.slug)
+    return _members_page(request, form, status=422)
+
+
+def _member_row(request: HttpRequest, membership, error: str = "") -> HttpResponse:
+    membership.refresh_from_db()
+    if request.htmx:
+        return render(request, "governance/members.html#member-row", {
+            "m": membership, "roles": Role.choices, "row_error": error,
+        })
+    if error:
+        messages.error(request, error)
+    return redirect("member_list", org_slug=request.org.slug)
+
+
+@admin_required
+@require_POST
+def member_role(request: HttpRequest, membership_id: int) -> HttpResponse:
+    membership = get_membership_for_member_or_404(request, membership_id)
+    form = RoleForm(request.POST)
+    error = ""
+    if not form.is_valid():
+        error = "Pick a role."
+    else:
+        try:
+            services.membership_change_role(membership=membership, actor=request.user, role=form.cleaned_data["role"])
+        except ValidationError as e:
+            error = " ".join(e.messages)
+    return _member_row(request, membership, error)
+
+
+@admin_required
+@require_POST
+def member_deactivate(request: HttpRequest, membership_id: int) -> HttpResponse:
+    membership = get_membership_for_member_or_404(request, membership_id)
+    if membership.user_id == request.user.pk:
+        return _member_row(request, membership, "You cannot deactivate yourself.")
+    try:
+        services.membership_deactivate(membership=membership, actor=request.user)
+    except ValidationError as e:
+        return _member_row(request, membership, " ".join(e.messages))
+    return _member_row(request, membership)
+
+
+@admin_required
+@require_POST
+def member_reactivate(request: HttpRequest, membership_id: int) -> HttpResponse:
+    membership = get_membership_for_member_or_404(request, membership_id)
+    services.membership_reactivate(membership=membership, actor=request.user)
+    return _member_row(request, membership)
+
+
+@admin_required
+@require_POST
+def invitation_revoke(request: HttpRequest, invitation_id: int) -> HttpResponse:
+    invitation = get_invitation_for_member_or_404(request, invitation_id)
+    try:
+        services.invitation_revoke(invitation=invitation, actor=request.user)
+    except ValidationError as e:
+        messages.error(request, " ".join(e.messages))
+    else:
+        messages.success(request, f"Invitation for {invitation.email} revoked.")
+    return redirect("member_list", org_slug=request.org.slug)
+
+
+@role_required(Role.ADMIN, Role.EXECUTIVE)
+@require_GET
+def audit_list(request: HttpRequest) -> HttpResponse:
+    form = AuditFilterForm(request.GET or None, org=request.org)
+    filters = {}
+    if form.is_valid():
+        tz = request.org.tzinfo
+        data = form.cleaned_data
+        filters = {
+            "verb_prefix": data["verb"],
+            "actor_id": data["actor"].user_id if data["actor"] else None,
+            "text": data["q"],
+            # Dates are the organization's calendar days, not UTC days.
+            "since": datetime.combine(data["since"], time(), tz) if data["since"] else None,
+            "until": datetime.combine(data["until"] + timedelta(days=1), time(), tz) if data["until"] else None,
+        }
+    page = Paginator(selectors.audit_event_list(org=request.org, **filters), 50).get_page(request.GET.get("page"))
+    template = "governance/audit.html#results" if request.htmx else "governance/audit.html"
+    return render(request, template, {"form": form, "page": page, "query": _query_without_page(request)})
+
+
+def _query_without_page(request: HttpRequest) -> str:
+    query = request.GET.copy()
+    query.pop("page", None)
+    return query.urlencode()
+

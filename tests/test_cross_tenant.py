@@ -1,0 +1,142 @@
+"""Every URL, walked from the URL resolver, as a member of another organization: 404 everywhere.
+
+New views are covered automatically; a view with a new kind of object id fails the completeness test
+until OBJECT_KWARGS says how to find such an object in an organization.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator
+
+import pytest
+from django.test import Client
+from django.urls import URLPattern, URLResolver, get_resolver, reverse
+
+from governance.models import AuditEvent, Invitation, Membership, Team
+from governance.services import membership_deactivate
+from tests.conftest import Tenant
+
+# kwarg name -> the object of that kind in a tenant
+OBJECT_KWARGS: dict[str, Callable[[Tenant], object]] = {
+    "team_id": lambda t: t.team.pk,
+    "membership_id": lambda t: t.member.pk,
+    "invitation_id": lambda t: t.invitation.pk,
+}
+
+# Views outside /o/<slug>/, with the reason they need no tenant check.
+PUBLIC = {
+    "login": "authentication",
+    "logout": "authentication",
+    "password_reset": "authentication",
+    "password_reset_done": "authentication",
+    "password_reset_confirm": "authentication (signed token)",
+    "password_reset_complete": "authentication",
+    "home": "lists the user's own memberships",
+    "healthz": "no tenant data",
+    "organization_create": "creates a new organization",
+    "invitation_accept": "secret token bound to one organization",
+}
+
+
+def walk(patterns=None, prefix: str = "") -> Iterator[tuple[str, URLPattern]]:
+    for entry in patterns if patterns is not None else get_resolver().url_patterns:
+        if isinstance(entry, URLResolver):
+            yield from walk(entry.url_patterns, prefix + str(entry.pattern))
+        else:
+            yield prefix + str(entry.pattern), entry
+
+
+def org_patterns() -> list[tuple[str, URLPattern]]:
+    return [(route, p) for route, p in walk() if "<slug:org_slug>" in route]
+
+
+def route_kwargs(route: str) -> set[str]:
+    return set(re.findall(r"<(?:\w+:)?(\w+)>", route)) - {"org_slug"}
+
+
+def tenant_rows(t: Tenant) -> list:
+    """Everything of a tenant that a stranger's request could try to change."""
+    return [
+        list(Team.objects.filter(organization=t.org).values().order_by("pk")),
+        list(Membership.objects.filter(organization=t.org).values().order_by("pk")),
+        list(Invitation.objects.filter(organization=t.org).values().order_by("pk")),
+        list(t.org.__class__.objects.filter(pk=t.org.pk).values()),
+    ]
+
+
+def test_every_url_pattern_is_covered():
+    uncovered = []
+    for route, pattern in walk():
+        if "<slug:org_slug>" in route:
+            missing = route_kwargs(route) - set(OBJECT_KWARGS)
+            if missing:
+                uncovered.append(f"{route}: no OBJECT_KWARGS entry for {sorted(missing)}")
+        elif pattern.name not in PUBLIC:
+            uncovered.append(f"{route} ({pattern.name}): neither under /o/<org_slug>/ nor listed in PUBLIC")
+    assert not uncovered, "\n".join(uncovered)
+
+
+def _object_kwargs(route: str, t: Tenant) -> dict:
+    return {name: OBJECT_KWARGS[name](t) for name in route_kwargs(route)}
+
+
+@pytest.mark.parametrize("method", ["get", "post"])
+def test_a_stranger_gets_404_on_every_organization_url(tenant, stranger_tenant, method):
+    """An admin of another organization (the strongest stranger) requests tenant A's URLs with A's ids."""
+    before = tenant_rows(tenant)
+    client = stranger_tenant.client(stranger_tenant.admin)
+    checked = 0
+    for route, pattern in org_patterns():
+        url = reverse(pattern.name, kwargs={"org_slug": tenant.org.slug, **_object_kwargs(route, tenant)})
+        response = getattr(client, method)(url, {"role": "admin", "name": "Hijacked", "members": []})
+        assert response.status_code == 404, f"{method.upper()} {url} answered {response.status_code}"
+        checked += 1
+    assert checked == len(org_patterns()) >= 9
+    assert tenant_rows(tenant) == before
+    denied = AuditEvent.objects.filter(organization=tenant.org, verb="security.access_denied")
+    assert denied.count() == checked and {e.actor_id for e in denied} == {stranger_tenant.admin.user_id}
+
+
+@pytest.mark.parametrize("method", ["get", "post"])
+def test_foreign_ids_in_own_organization_urls_get_404(tenant, stranger_tenant, method):
+    """A member of B uses B's own URLs but with A's object ids: still 404, nothing changes."""
+    before = tenant_rows(tenant)
+    client = stranger_tenant.client(stranger_tenant.admin)
+    routes = [(r, p) for r, p in org_patterns() if _object_kwargs(r, tenant)]
+    assert routes, "expected views with object ids"
+    refused = 0
+    for route, pattern in routes:
+        url = reverse(pattern.name, kwargs={"org_slug": stranger_tenant.org.slug, **_object_kwargs(route, tenant)})
+        response = getattr(client, method)(url, {"role": "admin", "name": "Hijacked", "members": []})
+        if response.status_code == 405:
+            # A POST-only view refuses GET before any lookup: then it must do so for its own ids too.
+            own = reverse(pattern.name, kwargs={"org_slug": stranger_tenant.org.slug,
+                                                **_object_kwargs(route, stranger_tenant)})
+            assert getattr(client, method)(own).status_code == 405, url
+            continue
+        assert response.status_code == 404, f"{method.upper()} {url} answered {response.status_code}"
+        refused += 1
+    assert tenant_rows(tenant) == before
+    foreign = AuditEvent.objects.filter(organization=stranger_tenant.org, verb="security.foreign_id")
+    assert foreign.count() == refused > 0
+
+
+def test_anonymous_visitors_are_sent_to_login(tenant):
+    for route, pattern in org_patterns():
+        url = reverse(pattern.name, kwargs={"org_slug": tenant.org.slug, **_object_kwargs(route, tenant)})
+        response = Client().get(url)
+        assert response.status_code == 302 and response["Location"].startswith("/login/"), url
+
+
+def test_unknown_organization_is_404_and_not_audited(tenant):
+    client = tenant.client(tenant.member)
+    assert client.get("/o/no-such-org/").status_code == 404
+    assert not AuditEvent.objects.filter(verb="security.access_denied").exists()
+
+
+def test_a_deactivated_member_loses_access(tenant):
+    client = tenant.client(tenant.member)
+    assert client.get(f"/o/{tenant.org.slug}/").status_code == 200
+    membership_deactivate(membership=tenant.member, actor=tenant.admin.user)
+    assert client.get(f"/o/{tenant.org.slug}/").status_code == 404
