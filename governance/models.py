@@ -133,10 +133,13 @@ class Team(models.Model):
         return self.name
 
     def ancestors(self) -> list[Team]:
-        chain, node = [], self.parent
-        while node is not None:
-            chain.append(node)
-            node = node.parent
+        """Parents up to the top, nearest first, read from the database (an unsaved parent may form a loop)."""
+        chain: list[Team] = []
+        parent_id = self.parent_id
+        while parent_id and parent_id != self.pk and parent_id not in {t.pk for t in chain}:
+            parent = Team.objects.get(pk=parent_id)
+            chain.append(parent)
+            parent_id = parent.parent_id
         return chain
 
 

@@ -83,7 +83,8 @@ def organization_create(*, creator: User, slug: str, name: str, timezone_name: s
 
 @transaction.atomic
 def organization_update(*, org: Organization, actor: User, **fields) -> Organization:
-    before = snapshot(org, ORG_FIELDS)
+    # "before" comes from the stored row: a bound ModelForm has already written its values onto `org`.
+    before = snapshot(Organization.objects.select_for_update().get(pk=org.pk), ORG_FIELDS)
     for name, value in fields.items():
         setattr(org, name, value)
     org.full_clean()
@@ -104,7 +105,7 @@ def _check_team(team: Team) -> None:
         raise ValidationError({"parent": "Pick a team of this organization."})
     if team.lead_id and (team.lead.organization_id != team.organization_id or not team.lead.is_active):
         raise ValidationError({"lead": "The lead must be an active member of this organization."})
-    if team.pk and team.parent_id and team in [team.parent, *team.parent.ancestors()]:
+    if team.pk and team.parent_id and team.pk in [team.parent_id, *(t.pk for t in team.parent.ancestors())]:
         raise ValidationError({"parent": f'"{team.parent}" sits inside "{team}"; a team cannot nest in itself.'})
     team.full_clean()
 
@@ -133,8 +134,9 @@ def team_create(
 
 @transaction.atomic
 def team_update(*, team: Team, actor: User, **fields) -> Team:
-    before = snapshot(team, TEAM_FIELDS)
-    old_lead = team.lead
+    stored = Team.objects.select_for_update(of=("self",)).select_related("parent", "lead__user").get(pk=team.pk)
+    before = snapshot(stored, TEAM_FIELDS)  # from the database, as in organization_update
+    old_lead = stored.lead
     for name, value in fields.items():
         setattr(team, name, value)
     _check_team(team)

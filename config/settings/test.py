@@ -1,6 +1,7 @@
 """The test suite: fast hashing, in-memory mail, no manifest static storage."""
 
 from .base import *  # noqa: F403
+from .base import env
 
 DEBUG = False
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # speed; tests never store real passwords
@@ -13,3 +14,7 @@ STORAGES = {
 # Serve static files straight from the source folders; no collectstatic needed outside production.
 WHITENOISE_AUTOREFRESH = True
 WHITENOISE_USE_FINDERS = True
+
+# Tests bring their own broker: Redis when CI points at it, else an in-process one for the test worker.
+CELERY_BROKER_URL = env("CELERY_BROKER_URL", default="memory://")
+CELERY_BROKER_TRANSPORT_OPTIONS = {}
