@@ -20,7 +20,7 @@ class MemberChoiceField(forms.ModelChoiceField):
 
 class MembersChoiceField(forms.ModelMultipleChoiceField):
     def label_from_instance(self, obj: Membership) -> str:
-        return f"{obj.user.name} <{obj.user.email}>"
+        return obj.user.name
 
 
 def active_members(org: Organization):

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from django.contrib.auth.views import redirect_to_login
 from django.http import Http404
+from django.utils import timezone
 
 from governance.models import Membership, Organization
 from governance.services import audit_log
@@ -20,7 +21,10 @@ class TenantMiddleware:
     def __call__(self, request):
         request.org = None
         request.membership = None
-        return self.get_response(request)
+        try:
+            return self.get_response(request)
+        finally:
+            timezone.deactivate()
 
     def process_view(self, request, view_func, view_args, view_kwargs):
         slug = view_kwargs.pop("org_slug", None)
@@ -42,4 +46,6 @@ class TenantMiddleware:
             raise Http404("No such organization.")
         request.org = membership.organization
         request.membership = membership
+        # Pages show times in the organization's zone; the database stays in UTC.
+        timezone.activate(request.org.tzinfo)
         return None

@@ -160,7 +160,7 @@ class Membership(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.user} ({self.get_role_display()}, {self.organization})"
+        return f"{self.user.name} <{self.user.email}>"
 
     @property
     def is_admin(self) -> bool:
