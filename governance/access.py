@@ -23,8 +23,12 @@ def get_for_org_or_404(request: HttpRequest, queryset: type[M] | QuerySet[M], pk
         return qs.get(organization=request.org, pk=pk)
     except (qs.model.DoesNotExist, ValueError, TypeError):
         if qs.model._default_manager.filter(pk=pk).exclude(organization=request.org).exists():
-            audit_log(org=request.org, actor=request.user, verb="security.foreign_id",
-                      after={"model": qs.model._meta.label_lower, "id": str(pk), "path": request.path})
+            audit_log(
+                org=request.org,
+                actor=request.user,
+                verb="security.foreign_id",
+                after={"model": qs.model._meta.label_lower, "id": str(pk), "path": request.path},
+            )
         raise Http404(f"No such {qs.model._meta.verbose_name}.") from None
 
 
@@ -41,8 +45,12 @@ def get_invitation_for_member_or_404(request: HttpRequest, invitation_id) -> Inv
 
 
 def deny(request: HttpRequest, what: str) -> PermissionDenied:
-    audit_log(org=request.org, actor=request.user, verb="security.permission_denied",
-              after={"what": what, "path": request.path, "method": request.method})
+    audit_log(
+        org=request.org,
+        actor=request.user,
+        verb="security.permission_denied",
+        after={"what": what, "path": request.path, "method": request.method},
+    )
     return PermissionDenied(f"Only {what} may do this.")
 
 

@@ -24,13 +24,17 @@ class MembersChoiceField(forms.ModelMultipleChoiceField):
 
 
 def active_members(org: Organization):
-    return Membership.objects.for_org(org).filter(is_active=True).select_related("user").order_by("user__name")
+    return (
+        Membership.objects.for_org(org).filter(is_active=True).select_related("user").order_by("user__name")
+    )
 
 
 class OrganizationCreateForm(forms.Form):
     name = forms.CharField(max_length=200)
     slug = forms.CharField(
-        max_length=50, validators=[slug_validator], label="Address",
+        max_length=50,
+        validators=[slug_validator],
+        label="Address",
         help_text="Lowercase letters, digits and hyphens; used in URLs: /o/<address>/",
     )
     timezone = forms.ChoiceField(choices=TIMEZONE_CHOICES, initial="UTC")
@@ -72,7 +76,9 @@ class TeamForm(forms.ModelForm):
             descendants = {self.instance.pk}
             frontier = {self.instance.pk}
             while frontier:
-                frontier = set(parents.filter(parent_id__in=frontier).values_list("pk", flat=True)) - descendants
+                frontier = (
+                    set(parents.filter(parent_id__in=frontier).values_list("pk", flat=True)) - descendants
+                )
                 descendants |= frontier
             parents = parents.exclude(pk__in=descendants)
         self.fields["parent"].queryset = parents
@@ -126,7 +132,9 @@ class AuditFilterForm(forms.Form):
     actor = forms.ModelChoiceField(queryset=Membership.objects.none(), required=False, empty_label="Anyone")
     q = forms.CharField(required=False, label="Search")
     since = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
-    until = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}), label="Until (incl.)")
+    until = forms.DateField(
+        required=False, widget=forms.DateInput(attrs={"type": "date"}), label="Until (incl.)"
+    )
 
     def __init__(self, *args, org: Organization, **kwargs):
         super().__init__(*args, **kwargs)
@@ -136,8 +144,11 @@ class AuditFilterForm(forms.Form):
 
 class InvitationSignupForm(forms.Form):
     name = forms.CharField(max_length=150, label="Your name")
-    password1 = forms.CharField(widget=forms.PasswordInput, label="Password",
-                                help_text=password_validation.password_validators_help_text_html())
+    password1 = forms.CharField(
+        widget=forms.PasswordInput,
+        label="Password",
+        help_text=password_validation.password_validators_help_text_html(),
+    )
     password2 = forms.CharField(widget=forms.PasswordInput, label="Password again")
 
     def __init__(self, *args, email: str, **kwargs):

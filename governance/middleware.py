@@ -41,8 +41,12 @@ class TenantMiddleware:
             org = Organization.objects.filter(slug=slug).first()
             if org is not None:
                 # Someone probing another organization's URLs is worth its admins' attention.
-                audit_log(org=org, actor=request.user, verb="security.access_denied",
-                          after={"path": request.path, "method": request.method})
+                audit_log(
+                    org=org,
+                    actor=request.user,
+                    verb="security.access_denied",
+                    after={"path": request.path, "method": request.method},
+                )
             raise Http404("No such organization.")
         request.org = membership.organization
         request.membership = membership

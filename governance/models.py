@@ -16,7 +16,9 @@ slug_validator = RegexValidator(
     r"^[a-z0-9](?:[a-z0-9-]{0,48}[a-z0-9])?$",
     "Use 1-50 lowercase letters, digits and hyphens, not starting or ending with a hyphen.",
 )
-key_validator = RegexValidator(r"^[a-z0-9][a-z0-9._-]{0,63}$", "Use lowercase letters, digits, '.', '_' and '-'.")
+key_validator = RegexValidator(
+    r"^[a-z0-9][a-z0-9._-]{0,63}$", "Use lowercase letters, digits, '.', '_' and '-'."
+)
 
 
 def validate_timezone(value: str) -> None:
@@ -113,7 +115,9 @@ class Team(models.Model):
     organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="teams")
     key = models.CharField(max_length=64, validators=[key_validator])
     name = models.CharField(max_length=200)
-    parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.PROTECT, related_name="children")
+    parent = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="children"
+    )
     lead = models.ForeignKey(
         "Membership", null=True, blank=True, on_delete=models.SET_NULL, related_name="led_teams"
     )
@@ -133,7 +137,7 @@ class Team(models.Model):
         return self.name
 
     def ancestors(self) -> list[Team]:
-        """Parents up to the top, nearest first, read from the database (an unsaved parent may form a loop)."""
+        """Parents up to the top, nearest first, from the database (an unsaved parent may form a loop)."""
         chain: list[Team] = []
         parent_id = self.parent_id
         while parent_id and parent_id != self.pk and parent_id not in {t.pk for t in chain}:

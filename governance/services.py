@@ -106,7 +106,9 @@ def _check_team(team: Team) -> None:
     if team.lead_id and (team.lead.organization_id != team.organization_id or not team.lead.is_active):
         raise ValidationError({"lead": "The lead must be an active member of this organization."})
     if team.pk and team.parent_id and team.pk in [team.parent_id, *(t.pk for t in team.parent.ancestors())]:
-        raise ValidationError({"parent": f'"{team.parent}" sits inside "{team}"; a team cannot nest in itself.'})
+        raise ValidationError(
+            {"parent": f'"{team.parent}" sits inside "{team}"; a team cannot nest in itself.'}
+        )
     team.full_clean()
 
 
@@ -120,7 +122,13 @@ def _sync_lead_permission(team: Team, old_lead: Membership | None) -> None:
 
 @transaction.atomic
 def team_create(
-    *, org: Organization, actor: User, key: str, name: str, parent: Team | None = None, lead: Membership | None = None
+    *,
+    org: Organization,
+    actor: User,
+    key: str,
+    name: str,
+    parent: Team | None = None,
+    lead: Membership | None = None,
 ) -> Team:
     team = Team(organization=org, key=key, name=name, parent=parent, lead=lead)
     _check_team(team)
@@ -134,7 +142,9 @@ def team_create(
 
 @transaction.atomic
 def team_update(*, team: Team, actor: User, **fields) -> Team:
-    stored = Team.objects.select_for_update(of=("self",)).select_related("parent", "lead__user").get(pk=team.pk)
+    stored = (
+        Team.objects.select_for_update(of=("self",)).select_related("parent", "lead__user").get(pk=team.pk)
+    )
     before = snapshot(stored, TEAM_FIELDS)  # from the database, as in organization_update
     old_lead = stored.lead
     for name, value in fields.items():
@@ -146,7 +156,9 @@ def team_update(*, team: Team, actor: User, **fields) -> Team:
         team.lead.teams.add(team)
     after = snapshot(team, TEAM_FIELDS)
     if after != before:
-        audit_log(org=team.organization, actor=actor, verb="team.updated", obj=team, before=before, after=after)
+        audit_log(
+            org=team.organization, actor=actor, verb="team.updated", obj=team, before=before, after=after
+        )
     return team
 
 
@@ -162,13 +174,18 @@ def team_set_members(*, team: Team, actor: User, members: Iterable[Membership]) 
     after = sorted(m.user.email for m in team.memberships.select_related("user"))
     if after != before:
         audit_log(
-            org=team.organization, actor=actor, verb="team.members_changed", obj=team,
-            before={"members": before}, after={"members": after},
+            org=team.organization,
+            actor=actor,
+            verb="team.members_changed",
+            obj=team,
+            before={"members": before},
+            after={"members": after},
         )
     return team
 
 
 # --- members ------------------------------------------------------------------------------------
+
 
 def _other_active_admins(membership: Membership) -> bool:
     return (
@@ -189,8 +206,12 @@ def membership_change_role(*, membership: Membership, actor: User, role: str) ->
     membership.save(update_fields=["role"])
     if before["role"] != role:
         audit_log(
-            org=membership.organization, actor=actor, verb="member.role_changed", obj=membership,
-            before=before, after={"role": role},
+            org=membership.organization,
+            actor=actor,
+            verb="member.role_changed",
+            obj=membership,
+            before=before,
+            after={"role": role},
         )
     return membership
 
@@ -207,8 +228,12 @@ def membership_deactivate(*, membership: Membership, actor: User) -> Membership:
     membership.is_active = False
     membership.save(update_fields=["is_active"])
     audit_log(
-        org=membership.organization, actor=actor, verb="member.deactivated", obj=membership,
-        before={"is_active": True}, after={"is_active": False},
+        org=membership.organization,
+        actor=actor,
+        verb="member.deactivated",
+        obj=membership,
+        before={"is_active": True},
+        after={"is_active": False},
     )
     return membership
 
@@ -220,13 +245,18 @@ def membership_reactivate(*, membership: Membership, actor: User) -> Membership:
     membership.is_active = True
     membership.save(update_fields=["is_active"])
     audit_log(
-        org=membership.organization, actor=actor, verb="member.reactivated", obj=membership,
-        before={"is_active": False}, after={"is_active": True},
+        org=membership.organization,
+        actor=actor,
+        verb="member.reactivated",
+        obj=membership,
+        before={"is_active": False},
+        after={"is_active": True},
     )
     return membership
 
 
 # --- invitations --------------------------------------------------------------------------------
+
 
 def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
@@ -234,30 +264,48 @@ def hash_token(token: str) -> str:
 
 @transaction.atomic
 def invitation_create(
-    *, org: Organization, actor: User, email: str, role: str, teams: Iterable[Team] = (), base_url: str | None = None
+    *,
+    org: Organization,
+    actor: User,
+    email: str,
+    role: str,
+    teams: Iterable[Team] = (),
+    base_url: str | None = None,
 ) -> tuple[Invitation, str]:
     """Returns the invitation and its token; the token is never stored and cannot be shown again."""
     email = User.objects.normalize_email(email).lower()
     if Membership.objects.filter(organization=org, user__email__iexact=email).exists():
         raise ValidationError({"email": f"{email} is already a member of {org}."})
     if Invitation.objects.filter(
-        organization=org, email__iexact=email, accepted_at=None, revoked_at=None, expires_at__gt=timezone.now()
+        organization=org,
+        email__iexact=email,
+        accepted_at=None,
+        revoked_at=None,
+        expires_at__gt=timezone.now(),
     ).exists():
-        raise ValidationError({"email": f"{email} already has a pending invitation; revoke it to send a new one."})
+        raise ValidationError(
+            {"email": f"{email} already has a pending invitation; revoke it to send a new one."}
+        )
     # An expired open invitation would block the partial unique index; it is superseded, visibly.
-    Invitation.objects.filter(organization=org, email__iexact=email, accepted_at=None, revoked_at=None).update(
-        revoked_at=timezone.now()
-    )
+    Invitation.objects.filter(
+        organization=org, email__iexact=email, accepted_at=None, revoked_at=None
+    ).update(revoked_at=timezone.now())
     teams = list(teams)
     if any(t.organization_id != org.pk for t in teams):
         raise ValidationError({"teams": "Pick teams of this organization."})
     token = secrets.token_urlsafe(32)
     invitation = Invitation.objects.create(
-        organization=org, email=email, role=role, token_hash=hash_token(token), invited_by=actor,
+        organization=org,
+        email=email,
+        role=role,
+        token_hash=hash_token(token),
+        invited_by=actor,
         expires_at=timezone.now() + settings.INVITATION_TTL,
     )
     invitation.teams.set(teams)
-    audit_log(org=org, actor=actor, verb="member.invited", obj=invitation, after={"email": email, "role": role})
+    audit_log(
+        org=org, actor=actor, verb="member.invited", obj=invitation, after={"email": email, "role": role}
+    )
     url = (base_url or settings.SITE_URL) + reverse("invitation_accept", args=[token])
     context = {"invitation": invitation, "url": url}
     transaction.on_commit(
@@ -275,7 +323,9 @@ def invitation_create(
 @transaction.atomic
 def invitation_revoke(*, invitation: Invitation, actor: User) -> Invitation:
     if invitation.state != "pending":
-        raise ValidationError(f"This invitation is {invitation.state}; only pending invitations can be revoked.")
+        raise ValidationError(
+            f"This invitation is {invitation.state}; only pending invitations can be revoked."
+        )
     invitation.revoked_at = timezone.now()
     invitation.save(update_fields=["revoked_at"])
     audit_log(org=invitation.organization, actor=actor, verb="invitation.revoked", obj=invitation)
@@ -284,17 +334,26 @@ def invitation_revoke(*, invitation: Invitation, actor: User) -> Invitation:
 
 def invitation_for_token(token: str) -> Invitation:
     """The usable invitation behind a token, or a ValidationError that says plainly why not."""
-    invitation = Invitation.objects.select_related("organization").filter(token_hash=hash_token(token)).first()
+    invitation = (
+        Invitation.objects.select_related("organization").filter(token_hash=hash_token(token)).first()
+    )
     if invitation is None:
-        raise ValidationError("This invitation link is not valid. Ask an admin of the organization for a new one.")
+        raise ValidationError(
+            "This invitation link is not valid. Ask an admin of the organization for a new one."
+        )
     if invitation.state != "pending":
         message = {
             "accepted": "This invitation has already been used. Log in instead.",
             "revoked": "This invitation was withdrawn. Ask an admin of the organization for a new one.",
             "expired": "This invitation has expired. Ask an admin of the organization for a new one.",
         }[invitation.state]
-        audit_log(org=invitation.organization, actor=None, verb="security.invitation_refused", obj=invitation,
-                  after={"state": invitation.state})
+        audit_log(
+            org=invitation.organization,
+            actor=None,
+            verb="security.invitation_refused",
+            obj=invitation,
+            after={"state": invitation.state},
+        )
         raise ValidationError(message)
     return invitation
 
@@ -311,10 +370,14 @@ def invitation_accept(
             raise ValidationError("This invitation has already been used. Log in instead.")
         if user is None:
             if User.objects.filter(email__iexact=invitation.email).exists():
-                raise ValidationError(f"An account for {invitation.email} exists; log in to accept the invitation.")
+                raise ValidationError(
+                    f"An account for {invitation.email} exists; log in to accept the invitation."
+                )
             user = User.objects.create_user(invitation.email, password, name=name)
         elif user.email.lower() != invitation.email.lower():
-            raise ValidationError(f"This invitation is for {invitation.email}, but you are logged in as {user.email}.")
+            raise ValidationError(
+                f"This invitation is for {invitation.email}, but you are logged in as {user.email}."
+            )
         membership, created = Membership.objects.get_or_create(
             organization=invitation.organization, user=user, defaults={"role": invitation.role}
         )
@@ -324,12 +387,18 @@ def invitation_accept(
         invitation.accepted_at = timezone.now()
         invitation.accepted_by = user
         invitation.save(update_fields=["accepted_at", "accepted_by"])
-        audit_log(org=invitation.organization, actor=user, verb="invitation.accepted", obj=membership,
-                  after={"email": user.email, "role": membership.role})
+        audit_log(
+            org=invitation.organization,
+            actor=user,
+            verb="invitation.accepted",
+            obj=membership,
+            after={"email": user.email, "role": membership.role},
+        )
     return membership
 
 
 # --- operations ---------------------------------------------------------------------------------
+
 
 def heartbeat_record(*, name: str = "worker") -> Heartbeat:
     beat, _ = Heartbeat.objects.update_or_create(name=name, defaults={"beat_at": timezone.now()})

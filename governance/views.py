@@ -46,14 +46,17 @@ def _apply_errors(form, error: ValidationError) -> None:
 
 # --- outside any organization -------------------------------------------------------------------
 
+
 @require_GET
 def healthz(request: HttpRequest) -> JsonResponse:
     health = selectors.worker_health()
-    return JsonResponse({
-        "database": "ok",
-        "worker": "ok" if health.healthy else "stale",
-        "last_heartbeat": health.last_beat.isoformat() if health.last_beat else None,
-    })
+    return JsonResponse(
+        {
+            "database": "ok",
+            "worker": "ok" if health.healthy else "stale",
+            "last_heartbeat": health.last_beat.isoformat() if health.last_beat else None,
+        }
+    )
 
 
 @login_required
@@ -71,7 +74,9 @@ def organization_create(request: HttpRequest) -> HttpResponse:
     if form.is_valid():
         try:
             org = services.organization_create(
-                creator=request.user, slug=form.cleaned_data["slug"], name=form.cleaned_data["name"],
+                creator=request.user,
+                slug=form.cleaned_data["slug"],
+                name=form.cleaned_data["name"],
                 timezone_name=form.cleaned_data["timezone"],
             )
         except ValidationError as e:
@@ -93,13 +98,16 @@ def invitation_accept(request: HttpRequest, token: str) -> HttpResponse:
     if request.method == "POST" and (form is None or form.is_valid()):
         try:
             membership = services.invitation_accept(
-                token=token, user=user,
+                token=token,
+                user=user,
                 name=form.cleaned_data["name"] if form else "",
                 password=form.cleaned_data["password1"] if form else "",
             )
         except ValidationError as e:
             if form is None:
-                return render(request, "governance/invitation_invalid.html", {"error": e.messages[0]}, status=409)
+                return render(
+                    request, "governance/invitation_invalid.html", {"error": e.messages[0]}, status=409
+                )
             _apply_errors(form, e)
         else:
             if user is None:
@@ -111,13 +119,18 @@ def invitation_accept(request: HttpRequest, token: str) -> HttpResponse:
 
 # --- inside an organization (request.org and request.membership set by TenantMiddleware) -------
 
+
 @require_GET
 def overview(request: HttpRequest) -> HttpResponse:
-    return render(request, "governance/overview.html", {
-        "teams": selectors.team_tree(org=request.org),
-        "member_count": selectors.member_list(org=request.org, include_inactive=False).count(),
-        "health": selectors.worker_health(),
-    })
+    return render(
+        request,
+        "governance/overview.html",
+        {
+            "teams": selectors.team_tree(org=request.org),
+            "member_count": selectors.member_list(org=request.org, include_inactive=False).count(),
+            "health": selectors.worker_health(),
+        },
+    )
 
 
 @admin_required
@@ -128,9 +141,11 @@ def organization_settings(request: HttpRequest) -> HttpResponse:
     if request.method == "POST":
         if form.is_valid():
             try:
-                services.organization_update(org=org, actor=request.user, **{
-                    name: form.cleaned_data[name] for name in form.Meta.fields
-                })
+                services.organization_update(
+                    org=org,
+                    actor=request.user,
+                    **{name: form.cleaned_data[name] for name in form.Meta.fields},
+                )
             except ValidationError as e:
                 _apply_errors(form, e)
             else:
@@ -166,9 +181,11 @@ def team_detail(request: HttpRequest, team_id: int) -> HttpResponse:
     is_admin = request.membership.is_admin
     may_manage = can_manage_team(request.membership, team)
     edit_form = TeamForm(instance=team, org=request.org) if is_admin else None
-    members_form = TeamMembersForm(
-        org=request.org, initial={"members": team.memberships.filter(is_active=True)}
-    ) if may_manage else None
+    members_form = (
+        TeamMembersForm(org=request.org, initial={"members": team.memberships.filter(is_active=True)})
+        if may_manage
+        else None
+    )
     if request.method == "POST":
         action = request.POST.get("action")
         if action == "edit":
@@ -190,27 +207,40 @@ def team_detail(request: HttpRequest, team_id: int) -> HttpResponse:
                 raise deny(request, "admins and the team's lead")
             members_form = TeamMembersForm(request.POST, org=request.org)
             if members_form.is_valid():
-                services.team_set_members(team=team, actor=request.user, members=members_form.cleaned_data["members"])
+                services.team_set_members(
+                    team=team, actor=request.user, members=members_form.cleaned_data["members"]
+                )
                 messages.success(request, "Members saved.")
                 return redirect("team_detail", org_slug=request.org.slug, team_id=team.pk)
         else:
             messages.error(request, "Unknown action.")
-    return render(request, "governance/team_detail.html", {
-        "team": team,
-        "members": team.memberships.filter(is_active=True).select_related("user").order_by("user__name"),
-        "children": team.children.order_by("name"),
-        "edit_form": edit_form,
-        "members_form": members_form,
-    })
+    return render(
+        request,
+        "governance/team_detail.html",
+        {
+            "team": team,
+            "members": team.memberships.filter(is_active=True).select_related("user").order_by("user__name"),
+            "children": team.children.order_by("name"),
+            "edit_form": edit_form,
+            "members_form": members_form,
+        },
+    )
 
 
-def _members_page(request: HttpRequest, invite_form: InviteForm | None = None, status: int = 200) -> HttpResponse:
-    return render(request, "governance/members.html", {
-        "members": selectors.member_list(org=request.org),
-        "invitations": selectors.pending_invitations(org=request.org),
-        "invite_form": invite_form or InviteForm(org=request.org),
-        "roles": Role.choices,
-    }, status=status)
+def _members_page(
+    request: HttpRequest, invite_form: InviteForm | None = None, status: int = 200
+) -> HttpResponse:
+    return render(
+        request,
+        "governance/members.html",
+        {
+            "members": selectors.member_list(org=request.org),
+            "invitations": selectors.pending_invitations(org=request.org),
+            "invite_form": invite_form or InviteForm(org=request.org),
+            "roles": Role.choices,
+        },
+        status=status,
+    )
 
 
 @admin_required
@@ -222,7 +252,9 @@ def member_list(request: HttpRequest) -> HttpResponse:
     if form.is_valid():
         try:
             invitation, _token = services.invitation_create(
-                org=request.org, actor=request.user, base_url=request.build_absolute_uri("/")[:-1],
+                org=request.org,
+                actor=request.user,
+                base_url=request.build_absolute_uri("/")[:-1],
                 **form.cleaned_data,
             )
         except ValidationError as e:
@@ -236,9 +268,15 @@ def member_list(request: HttpRequest) -> HttpResponse:
 def _member_row(request: HttpRequest, membership, error: str = "") -> HttpResponse:
     membership.refresh_from_db()
     if request.htmx:
-        return render(request, "governance/members.html#member-row", {
-            "m": membership, "roles": Role.choices, "row_error": error,
-        })
+        return render(
+            request,
+            "governance/members.html#member-row",
+            {
+                "m": membership,
+                "roles": Role.choices,
+                "row_error": error,
+            },
+        )
     if error:
         messages.error(request, error)
     return redirect("member_list", org_slug=request.org.slug)
@@ -254,7 +292,9 @@ def member_role(request: HttpRequest, membership_id: int) -> HttpResponse:
         error = "Pick a role."
     else:
         try:
-            services.membership_change_role(membership=membership, actor=request.user, role=form.cleaned_data["role"])
+            services.membership_change_role(
+                membership=membership, actor=request.user, role=form.cleaned_data["role"]
+            )
         except ValidationError as e:
             error = " ".join(e.messages)
     return _member_row(request, membership, error)
@@ -308,9 +348,13 @@ def audit_list(request: HttpRequest) -> HttpResponse:
             "text": data["q"],
             # Dates are the organization's calendar days, not UTC days.
             "since": datetime.combine(data["since"], time(), tz) if data["since"] else None,
-            "until": datetime.combine(data["until"] + timedelta(days=1), time(), tz) if data["until"] else None,
+            "until": datetime.combine(data["until"] + timedelta(days=1), time(), tz)
+            if data["until"]
+            else None,
         }
-    page = Paginator(selectors.audit_event_list(org=request.org, **filters), 50).get_page(request.GET.get("page"))
+    page = Paginator(selectors.audit_event_list(org=request.org, **filters), 50).get_page(
+        request.GET.get("page")
+    )
     template = "governance/audit.html#results" if request.htmx else "governance/audit.html"
     return render(request, template, {"form": form, "page": page, "query": _query_without_page(request)})
 
@@ -319,4 +363,3 @@ def _query_without_page(request: HttpRequest) -> str:
     query = request.GET.copy()
     query.pop("page", None)
     return query.urlencode()
-

@@ -29,8 +29,16 @@ def _load_production_settings(**env) -> subprocess.CompletedProcess:
     environ = {k: v for k, v in os.environ.items() if k != "SECRET_KEY"}
     environ.update(DJANGO_SETTINGS_MODULE="config.settings.production", **env)
     return subprocess.run(
-        [sys.executable, "-c", "import django; django.setup(); from django.conf import settings; print(settings.DEBUG)"],
-        cwd=ROOT, env=environ, capture_output=True, text=True, timeout=60,
+        [
+            sys.executable,
+            "-c",
+            "import django; django.setup(); from django.conf import settings; print(settings.DEBUG)",
+        ],
+        cwd=ROOT,
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
 
 
@@ -63,7 +71,9 @@ def test_tasks_are_acknowledged_only_after_they_ran():
 @pytest.fixture
 def celery_worker(transactional_db):
     """A real worker thread consuming from the configured broker (Redis in CI)."""
-    with start_worker(celery_app, pool="solo", perform_ping_check=False, loglevel="WARNING", shutdown_timeout=10):
+    with start_worker(
+        celery_app, pool="solo", perform_ping_check=False, loglevel="WARNING", shutdown_timeout=10
+    ):
         yield
 
 
@@ -88,7 +98,11 @@ def test_seed_demo_builds_the_demo_organization_once(db):
     acme = Organization.objects.get(slug="acme")
     assert acme.name == "Acme Electronics" and acme.timezone == "Europe/Berlin"
     assert set(acme.teams.values_list("name", flat=True)) == {
-        "Leadership", "Marketing", "Supply Chain", "Sales", "Finance"
+        "Leadership",
+        "Marketing",
+        "Supply Chain",
+        "Sales",
+        "Finance",
     }
     assert set(acme.memberships.values_list("role", flat=True)) == set(Role.values)
     assert not acme.teams.filter(lead=None).exists()
@@ -107,7 +121,8 @@ def test_pages_have_no_inline_scripts_or_styles(tenant):
     pages += [
         reverse(p.name, kwargs={"org_slug": tenant.org.slug, **_object_kwargs(r, tenant)})
         for r, p in org_patterns()
-        if "GET" in getattr(p.callback, "allowed_methods", ("GET",)) and not p.name.startswith(("member_", "invitation_"))
+        if "GET" in getattr(p.callback, "allowed_methods", ("GET",))
+        and not p.name.startswith(("member_", "invitation_"))
     ]
     for url in pages:
         response = client.get(url, follow=True)
@@ -135,4 +150,8 @@ def test_error_pages_are_styled(tenant, rf):
     forbidden = client.get("/o/acme/members/")
     assert forbidden.status_code == 403 and b"You cannot do this" in forbidden.content
     crashed = server_error(rf.get("/"))
-    assert crashed.status_code == 500 and b"Something went wrong" in crashed.content and b"app.css" in crashed.content
+    assert (
+        crashed.status_code == 500
+        and b"Something went wrong" in crashed.content
+        and b"app.css" in crashed.content
+    )

@@ -21,7 +21,9 @@ NEW_PASSWORD = "Blue-Harbor-Lantern-93"
 LINK = re.compile(r"http://testserver/invitations/(?P<token>[A-Za-z0-9_-]+)/")
 
 
-def invite(tenant: Tenant, email: str = "newcomer@acme.test", role: str = Role.MEMBER, teams=()) -> tuple[Invitation, str]:
+def invite(
+    tenant: Tenant, email: str = "newcomer@acme.test", role: str = Role.MEMBER, teams=()
+) -> tuple[Invitation, str]:
     return invitation_create(org=tenant.org, actor=tenant.admin.user, email=email, role=role, teams=teams)
 
 
@@ -47,7 +49,10 @@ def test_an_admin_invitation_sends_one_email_with_an_absolute_link_in_text_and_h
     tenant, django_capture_on_commit_callbacks
 ):
     response, _ = post_invite(
-        tenant, django_capture_on_commit_callbacks, email="newcomer@acme.test", role=Role.EXECUTIVE,
+        tenant,
+        django_capture_on_commit_callbacks,
+        email="newcomer@acme.test",
+        role=Role.EXECUTIVE,
         teams=[tenant.team.pk],
     )
 
@@ -77,15 +82,21 @@ def test_the_token_is_stored_only_as_its_sha256(tenant, django_capture_on_commit
     invitation = Invitation.objects.get(email="newcomer@acme.test")
     assert invitation.token_hash == hashlib.sha256(token.encode()).hexdigest()
     stored = [str(v) for v in Invitation.objects.filter(pk=invitation.pk).values().get().values()]
-    stored += [str(v) for e in AuditEvent.objects.values("object_repr", "before", "after") for v in e.values()]
+    stored += [
+        str(v) for e in AuditEvent.objects.values("object_repr", "before", "after") for v in e.values()
+    ]
     assert not any(token in value for value in stored)
 
 
 @pytest.mark.parametrize("email", ["member@acme.test", "Member@ACME.test"])
-def test_it_refuses_to_invite_someone_who_already_is_a_member(tenant, django_capture_on_commit_callbacks, email):
+def test_it_refuses_to_invite_someone_who_already_is_a_member(
+    tenant, django_capture_on_commit_callbacks, email
+):
     invitations = Invitation.objects.count()
 
-    response, callbacks = post_invite(tenant, django_capture_on_commit_callbacks, email=email, role=Role.MEMBER)
+    response, callbacks = post_invite(
+        tenant, django_capture_on_commit_callbacks, email=email, role=Role.MEMBER
+    )
 
     assert response.status_code == 422
     assert "member@acme.test is already a member of Acme." in response.content.decode()
@@ -95,7 +106,9 @@ def test_it_refuses_to_invite_someone_who_already_is_a_member(tenant, django_cap
     assert Invitation.objects.count() == invitations
 
 
-def test_it_refuses_to_invite_an_address_with_a_pending_invitation(tenant, django_capture_on_commit_callbacks):
+def test_it_refuses_to_invite_an_address_with_a_pending_invitation(
+    tenant, django_capture_on_commit_callbacks
+):
     invitations = list(Invitation.objects.values_list("pk", "revoked_at", "token_hash"))
 
     response, callbacks = post_invite(
@@ -113,7 +126,9 @@ def test_a_new_invitation_supersedes_an_expired_open_one(tenant, django_capture_
     old = tenant.invitation
     Invitation.objects.filter(pk=old.pk).update(expires_at=timezone.now() - timedelta(minutes=1))
 
-    response, _ = post_invite(tenant, django_capture_on_commit_callbacks, email="invitee@acme.test", role=Role.MEMBER)
+    response, _ = post_invite(
+        tenant, django_capture_on_commit_callbacks, email="invitee@acme.test", role=Role.MEMBER
+    )
 
     assert response.status_code == 302
     old.refresh_from_db()
@@ -129,7 +144,10 @@ def test_a_new_invitation_supersedes_an_expired_open_one(tenant, django_capture_
 
 def test_a_new_person_accepts_creates_an_account_and_is_logged_in(tenant, django_capture_on_commit_callbacks):
     post_invite(
-        tenant, django_capture_on_commit_callbacks, email="newcomer@acme.test", role=Role.EXECUTIVE,
+        tenant,
+        django_capture_on_commit_callbacks,
+        email="newcomer@acme.test",
+        role=Role.EXECUTIVE,
         teams=[tenant.team.pk],
     )
     token = LINK.search(mail.outbox[0].body).group("token")
@@ -173,7 +191,9 @@ def test_it_rejects_a_used_token(tenant):
     assert User.objects.count() == users
     refusals = AuditEvent.objects.filter(verb="security.invitation_refused")
     assert refusals.count() == 2
-    assert {(e.object_id, e.actor, e.organization_id) for e in refusals} == {(str(invitation.pk), None, tenant.org.pk)}
+    assert {(e.object_id, e.actor, e.organization_id) for e in refusals} == {
+        (str(invitation.pk), None, tenant.org.pk)
+    }
     assert all(e.after == {"state": "accepted"} for e in refusals)
 
 
@@ -185,10 +205,17 @@ def _revoke(invitation: Invitation, tenant: Tenant) -> None:
     invitation_revoke(invitation=invitation, actor=tenant.admin.user)
 
 
-@pytest.mark.parametrize(("spoil", "state", "message"), [
-    (_expire, "expired", "This invitation has expired. Ask an admin of the organization for a new one."),
-    (_revoke, "revoked", "This invitation was withdrawn. Ask an admin of the organization for a new one."),
-])
+@pytest.mark.parametrize(
+    ("spoil", "state", "message"),
+    [
+        (_expire, "expired", "This invitation has expired. Ask an admin of the organization for a new one."),
+        (
+            _revoke,
+            "revoked",
+            "This invitation was withdrawn. Ask an admin of the organization for a new one.",
+        ),
+    ],
+)
 def test_it_rejects_an_expired_or_revoked_token_and_audits_the_refusal(tenant, spoil, state, message):
     invitation, token = invite(tenant)
     spoil(invitation, tenant)
@@ -257,10 +284,21 @@ def test_an_existing_account_that_is_not_logged_in_is_told_to_log_in(tenant):
     assert invitation.state == "pending"
 
 
-@pytest.mark.parametrize(("data", "field", "error"), [
-    (signup(password1=NEW_PASSWORD, password2=NEW_PASSWORD + "x"), "password2", "The two passwords differ."),
-    (signup(password1="Xq7-z"), "password1", "This password is too short. It must contain at least 8 characters."),
-])
+@pytest.mark.parametrize(
+    ("data", "field", "error"),
+    [
+        (
+            signup(password1=NEW_PASSWORD, password2=NEW_PASSWORD + "x"),
+            "password2",
+            "The two passwords differ.",
+        ),
+        (
+            signup(password1="Xq7-z"),
+            "password1",
+            "This password is too short. It must contain at least 8 characters.",
+        ),
+    ],
+)
 def test_an_invalid_password_shows_form_errors_and_creates_nothing(tenant, data, field, error):
     invitation, token = invite(tenant)
     users, memberships = User.objects.count(), Membership.objects.count()

@@ -12,7 +12,9 @@ from tests.factories import MembershipFactory, TeamFactory, UserFactory
 
 def test_it_creates_an_organization_with_its_creator_as_admin(db):
     user = UserFactory()
-    org = services.organization_create(creator=user, slug="north-wind", name="North Wind", timezone_name="Asia/Tokyo")
+    org = services.organization_create(
+        creator=user, slug="north-wind", name="North Wind", timezone_name="Asia/Tokyo"
+    )
     assert org.memberships.get().role == Role.ADMIN
     event = AuditEvent.objects.get(organization=org)
     assert (event.verb, event.actor, event.after["slug"]) == ("organization.created", user, "north-wind")
@@ -34,7 +36,9 @@ def test_it_refuses_a_taken_slug(tenant):
 
 def test_it_refuses_an_unknown_timezone(db):
     with pytest.raises(ValidationError, match="IANA"):
-        services.organization_create(creator=UserFactory(), slug="tz", name="Tz", timezone_name="Mars/Olympus")
+        services.organization_create(
+            creator=UserFactory(), slug="tz", name="Tz", timezone_name="Mars/Olympus"
+        )
 
 
 def test_it_audits_organization_changes_with_before_and_after(tenant):
@@ -49,8 +53,12 @@ def test_an_unchanged_save_writes_no_audit_event(tenant):
 
 
 def test_it_refuses_to_nest_a_team_inside_its_own_descendant(tenant):
-    child = services.team_create(org=tenant.org, actor=tenant.admin.user, key="child", name="Child", parent=tenant.team)
-    grandchild = services.team_create(org=tenant.org, actor=tenant.admin.user, key="gc", name="Grandchild", parent=child)
+    child = services.team_create(
+        org=tenant.org, actor=tenant.admin.user, key="child", name="Child", parent=tenant.team
+    )
+    grandchild = services.team_create(
+        org=tenant.org, actor=tenant.admin.user, key="gc", name="Grandchild", parent=child
+    )
     with pytest.raises(ValidationError, match="cannot nest"):
         services.team_update(team=tenant.team, actor=tenant.admin.user, parent=grandchild)
     tenant.team.refresh_from_db()
@@ -59,9 +67,13 @@ def test_it_refuses_to_nest_a_team_inside_its_own_descendant(tenant):
 
 def test_it_refuses_a_lead_or_parent_of_another_organization(tenant, stranger_tenant):
     with pytest.raises(ValidationError):
-        services.team_create(org=tenant.org, actor=tenant.admin.user, key="x", name="X", lead=stranger_tenant.member)
+        services.team_create(
+            org=tenant.org, actor=tenant.admin.user, key="x", name="X", lead=stranger_tenant.member
+        )
     with pytest.raises(ValidationError):
-        services.team_create(org=tenant.org, actor=tenant.admin.user, key="y", name="Y", parent=stranger_tenant.team)
+        services.team_create(
+            org=tenant.org, actor=tenant.admin.user, key="y", name="Y", parent=stranger_tenant.team
+        )
     assert tenant.org.teams.count() == 1
 
 
@@ -118,21 +130,33 @@ def test_audit_events_carry_the_request_id(tenant):
     client = tenant.client(tenant.admin)
     client.post(
         f"/o/{tenant.org.slug}/settings/",
-        {"name": "Renamed", "timezone": "Europe/Berlin", "business_days": ["mon"], "business_start": "08:00",
-         "business_end": "16:00"},
+        {
+            "name": "Renamed",
+            "timezone": "Europe/Berlin",
+            "business_days": ["mon"],
+            "business_start": "08:00",
+            "business_end": "16:00",
+        },
         HTTP_X_REQUEST_ID="req-4711",
     )
     assert AuditEvent.objects.get(verb="organization.updated").request_id == "req-4711"
 
 
 @pytest.mark.skipif(connection.vendor != "postgresql", reason="the append-only trigger is PostgreSQL's")
-@pytest.mark.parametrize("statement", [
-    "UPDATE governance_auditevent SET verb = 'forged'",
-    "DELETE FROM governance_auditevent",
-])
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "UPDATE governance_auditevent SET verb = 'forged'",
+        "DELETE FROM governance_auditevent",
+    ],
+)
 def test_the_database_refuses_to_change_audit_events(tenant, statement):
     count = AuditEvent.objects.count()
-    with pytest.raises(DatabaseError, match="append-only"), transaction.atomic(), connection.cursor() as cursor:
+    with (
+        pytest.raises(DatabaseError, match="append-only"),
+        transaction.atomic(),
+        connection.cursor() as cursor,
+    ):
         cursor.execute(statement)
     assert AuditEvent.objects.count() == count
     assert not AuditEvent.objects.filter(verb="forged").exists()

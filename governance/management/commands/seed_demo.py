@@ -31,7 +31,9 @@ ACME_TEAMS = [  # key, name, parent
 
 
 class Command(BaseCommand):
-    help = "Creates the demo organizations (Acme Electronics, Globex Retail) with teams and people. Idempotent."
+    help = (
+        "Creates the demo organizations (Acme Electronics, Globex Retail) with teams and people. Idempotent."
+    )
 
     def handle(self, *args, **options) -> None:
         if Organization.objects.filter(slug="acme").exists():
@@ -75,6 +77,8 @@ class Command(BaseCommand):
         globex = services.organization_create(
             creator=globex_admin, slug="globex", name="Globex Retail", timezone_name="America/New_York"
         )
-        Membership.objects.create(organization=globex, user=memberships["coo@acme.test"].user, role=Role.EXECUTIVE)
+        Membership.objects.create(
+            organization=globex, user=memberships["coo@acme.test"].user, role=Role.EXECUTIVE
+        )
         for key, name in [("operations", "Operations"), ("stores", "Stores")]:
             services.team_create(org=globex, actor=globex_admin, key=key, name=name)
