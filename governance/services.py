@@ -217,40 +217,25 @@ def membership_change_role(*, membership: Membership, actor: User, role: str) ->
 
 
 @transaction.atomic
-def membership_deactivate(*, membership: Membership, actor: User) -> Membership:
-    if not membership.is_active:
+def membership_set_active(*, membership: Membership, actor: User, active: bool) -> Membership:
+    """Deactivation removes access at once; refused while the member holds a role others rely on."""
+    if membership.is_active == active:
         return membership
-    if membership.role == Role.ADMIN and not _other_active_admins(membership):
-        raise ValidationError("This is the last admin; make someone else admin first.")
-    led = list(membership.led_teams.values_list("name", flat=True))
-    if led:
-        raise ValidationError(f"{membership.user} leads {', '.join(led)}; choose another lead first.")
-    membership.is_active = False
+    if not active:
+        if membership.role == Role.ADMIN and not _other_active_admins(membership):
+            raise ValidationError("This is the last admin; make someone else admin first.")
+        led = list(membership.led_teams.values_list("name", flat=True))
+        if led:
+            raise ValidationError(f"{membership.user} leads {', '.join(led)}; choose another lead first.")
+    membership.is_active = active
     membership.save(update_fields=["is_active"])
     audit_log(
         org=membership.organization,
         actor=actor,
-        verb="member.deactivated",
+        verb="member.reactivated" if active else "member.deactivated",
         obj=membership,
-        before={"is_active": True},
-        after={"is_active": False},
-    )
-    return membership
-
-
-@transaction.atomic
-def membership_reactivate(*, membership: Membership, actor: User) -> Membership:
-    if membership.is_active:
-        return membership
-    membership.is_active = True
-    membership.save(update_fields=["is_active"])
-    audit_log(
-        org=membership.organization,
-        actor=actor,
-        verb="member.reactivated",
-        obj=membership,
-        before={"is_active": False},
-        after={"is_active": True},
+        before={"is_active": not active},
+        after={"is_active": active},
     )
     return membership
 

@@ -307,7 +307,7 @@ def member_deactivate(request: HttpRequest, membership_id: int) -> HttpResponse:
     if membership.user_id == request.user.pk:
         return _member_row(request, membership, "You cannot deactivate yourself.")
     try:
-        services.membership_deactivate(membership=membership, actor=request.user)
+        services.membership_set_active(membership=membership, actor=request.user, active=False)
     except ValidationError as e:
         return _member_row(request, membership, " ".join(e.messages))
     return _member_row(request, membership)
@@ -317,7 +317,7 @@ def member_deactivate(request: HttpRequest, membership_id: int) -> HttpResponse:
 @require_POST
 def member_reactivate(request: HttpRequest, membership_id: int) -> HttpResponse:
     membership = get_membership_for_member_or_404(request, membership_id)
-    services.membership_reactivate(membership=membership, actor=request.user)
+    services.membership_set_active(membership=membership, actor=request.user, active=True)
     return _member_row(request, membership)
 
 

@@ -14,7 +14,7 @@ from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
 from governance.models import AuditEvent, Invitation, Membership, Team
-from governance.services import membership_deactivate
+from governance.services import membership_set_active
 from tests.conftest import Tenant
 
 # kwarg name -> the object of that kind in a tenant
@@ -142,5 +142,5 @@ def test_unknown_organization_is_404_and_not_audited(tenant):
 def test_a_deactivated_member_loses_access(tenant):
     client = tenant.client(tenant.member)
     assert client.get(f"/o/{tenant.org.slug}/").status_code == 200
-    membership_deactivate(membership=tenant.member, actor=tenant.admin.user)
+    membership_set_active(membership=tenant.member, actor=tenant.admin.user, active=False)
     assert client.get(f"/o/{tenant.org.slug}/").status_code == 404

@@ -93,7 +93,7 @@ def test_the_last_admin_cannot_be_demoted_or_deactivated(tenant):
     with pytest.raises(ValidationError, match="last admin"):
         services.membership_change_role(membership=tenant.admin, actor=tenant.admin.user, role=Role.MEMBER)
     with pytest.raises(ValidationError, match="last admin"):
-        services.membership_deactivate(membership=tenant.admin, actor=tenant.admin.user)
+        services.membership_set_active(membership=tenant.admin, actor=tenant.admin.user, active=False)
     second = MembershipFactory(organization=tenant.org, role=Role.ADMIN)
     services.membership_change_role(membership=tenant.admin, actor=second.user, role=Role.MEMBER)
     tenant.admin.refresh_from_db()
@@ -103,14 +103,14 @@ def test_the_last_admin_cannot_be_demoted_or_deactivated(tenant):
 def test_a_deactivated_admin_does_not_count_as_another_admin(tenant):
     other = MembershipFactory(organization=tenant.org, role=Role.ADMIN, is_active=False)
     with pytest.raises(ValidationError, match="last admin"):
-        services.membership_deactivate(membership=tenant.admin, actor=other.user)
+        services.membership_set_active(membership=tenant.admin, actor=other.user, active=False)
 
 
 def test_a_team_lead_cannot_be_deactivated_until_replaced(tenant):
     with pytest.raises(ValidationError, match="Operations"):
-        services.membership_deactivate(membership=tenant.lead, actor=tenant.admin.user)
+        services.membership_set_active(membership=tenant.lead, actor=tenant.admin.user, active=False)
     services.team_update(team=tenant.team, actor=tenant.admin.user, lead=None)
-    services.membership_deactivate(membership=tenant.lead, actor=tenant.admin.user)
+    services.membership_set_active(membership=tenant.lead, actor=tenant.admin.user, active=False)
     tenant.lead.refresh_from_db()
     assert not tenant.lead.is_active
 
