@@ -80,6 +80,8 @@ class Organization(models.Model):
     business_days = models.JSONField(default=default_business_days)
     business_start = models.TimeField(default=time(9))
     business_end = models.TimeField(default=time(17))
+    # Keys of escalation policies (escalations app); stored as keys so this layer need not import that one.
+    default_escalation = models.CharField(max_length=64, blank=True)
     created_at = models.DateTimeField(default=now)
 
     class Meta:
@@ -121,6 +123,7 @@ class Team(models.Model):
     lead = models.ForeignKey(
         "Membership", null=True, blank=True, on_delete=models.SET_NULL, related_name="led_teams"
     )
+    escalation = models.CharField(max_length=64, blank=True, help_text="Default escalation policy key")
     created_at = models.DateTimeField(default=now)
 
     objects = TenantQuerySet.as_manager()

@@ -1,0 +1,320 @@
+from __future__ import annotations
+
+from django.db import models
+from django.db.models import Q
+from django.utils.timezone import now
+
+from governance.models import Membership, Organization, Team, TenantQuerySet, User, key_validator
+
+
+class Direction(models.TextChoices):
+    INCREASE = "increase", "Higher is better"
+    DECREASE = "decrease", "Lower is better"
+    RANGE = "range", "Inside a range"
+
+
+class Aggregate(models.TextChoices):
+    LAST = "last", "Last value"
+    SUM = "sum", "Sum"
+    AVG = "avg", "Average"
+    MIN = "min", "Minimum"
+    MAX = "max", "Maximum"
+
+
+class Status(models.TextChoices):
+    ON_TRACK = "on_track", "On track"
+    AT_RISK = "at_risk", "At risk"
+    OFF_TRACK = "off_track", "Off track"
+    STALE = "stale", "Stale"
+    NO_DATA = "no_data", "No data"
+
+
+# Worst first: rolling up several statuses takes the first one present.
+STATUS_SEVERITY = [Status.OFF_TRACK, Status.AT_RISK, Status.STALE, Status.NO_DATA, Status.ON_TRACK]
+
+
+class DataSource(models.Model):
+    """Where a KPI's data is pulled from; push-only KPIs have none. Secrets stay in the environment."""
+
+    class Kind(models.TextChoices):
+        SQL = "sql", "SQL query"
+        HTTP_JSON = "http_json", "HTTP JSON"
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="data_sources")
+    key = models.CharField(max_length=64, validators=[key_validator])
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    every = models.DurationField()
+    # Connector settings as in the manifest (dsn_env, url, pulls: [{kpi, query}]); validated by the manifest.
+    config = models.JSONField(default=dict, blank=True)
+    archived_at = models.DateTimeField(null=True, blank=True)
+
+    objects = TenantQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["key"]
+        constraints = [models.UniqueConstraint(fields=["organization", "key"], name="datasource_key_unique")]
+
+    def __str__(self) -> str:
+        return self.key
+
+
+class Kpi(models.Model):
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="kpis")
+    key = models.CharField(max_length=64, validators=[key_validator])
+    name = models.CharField(max_length=200)
+    description = models.TextField(blank=True)
+    team = models.ForeignKey(Team, on_delete=models.PROTECT, related_name="kpis")
+    # Locked: changed only by scorecards.services.ownership_transfer_approve (and the manifest through it).
+    owner = models.ForeignKey(Membership, on_delete=models.PROTECT, related_name="owned_kpis")
+    unit = models.CharField(max_length=32, blank=True)
+    direction = models.CharField(max_length=10, choices=Direction.choices, default=Direction.INCREASE)
+    aggregate_fn = models.CharField(max_length=4, choices=Aggregate.choices, default=Aggregate.LAST)
+    aggregate_window = models.DurationField(null=True, blank=True)
+    target_value = models.FloatField(null=True, blank=True)
+    target_by = models.DateField(null=True, blank=True)
+    baseline_value = models.FloatField(null=True, blank=True)
+    baseline_at = models.DateField(null=True, blank=True)
+    # {"warning": 1000, "critical": 800}, relative {"warning": "95%", ...}, or range pairs [lo, hi].
+    thresholds = models.JSONField()
+    cadence = models.DurationField()
+    stale_after = models.DurationField()
+    evaluate_every = models.DurationField()
+    pending_for = models.DurationField()
+    keep_for = models.DurationField()
+    recovery_margin = models.CharField(
+        max_length=16, blank=True, help_text='In the unit ("5") or percent ("2%")'
+    )
+    surge_change = models.CharField(max_length=16, blank=True, help_text='e.g. "30%"')
+    surge_window = models.DurationField(null=True, blank=True)
+    forecast = models.BooleanField(default=False)
+    escalation = models.CharField(max_length=64, blank=True, help_text="Escalation policy key")
+    data_source = models.ForeignKey(
+        DataSource, null=True, blank=True, on_delete=models.SET_NULL, related_name="kpis"
+    )
+    archived_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=now)
+
+    # State kept by the evaluator.
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.NO_DATA)
+    status_since = models.DateTimeField(null=True, blank=True)
+    pending_status = models.CharField(max_length=10, choices=Status.choices, blank=True)
+    pending_since = models.DateTimeField(null=True, blank=True)
+    last_value = models.FloatField(null=True, blank=True)
+    last_measured_at = models.DateTimeField(null=True, blank=True)
+    evaluated_at = models.DateTimeField(null=True, blank=True)
+    next_evaluation_at = models.DateTimeField(null=True, blank=True)
+    reason = models.TextField(blank=True)
+    version = models.PositiveIntegerField(default=0)  # guarded updates: two sweeps never both win
+    error = models.TextField(blank=True)
+    error_count = models.PositiveIntegerField(default=0)
+
+    objects = TenantQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [models.UniqueConstraint(fields=["organization", "key"], name="kpi_key_unique_per_org")]
+        indexes = [
+            models.Index(fields=["organization", "status"], name="kpi_org_status"),
+            models.Index(fields=["next_evaluation_at"], name="kpi_due", condition=Q(archived_at=None)),
+        ]
+        permissions = [("configure_kpi", "Edit the KPI's thresholds and evaluation settings")]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def target_is_dated(self) -> bool:
+        return self.target_by is not None
+
+
+class Measurement(models.Model):
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
+    kpi = models.ForeignKey(Kpi, on_delete=models.CASCADE, related_name="measurements")
+    at = models.DateTimeField()
+    value = models.FloatField()
+    source = models.CharField(max_length=20, default="api")
+    ingested_at = models.DateTimeField(default=now)
+
+    objects = TenantQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["kpi", "at"]
+        constraints = [
+            models.UniqueConstraint(fields=["kpi", "at"], name="measurement_unique_per_kpi_and_time")
+        ]
+        indexes = [models.Index(fields=["kpi", "-at"], name="measurement_kpi_recent")]
+
+    def __str__(self) -> str:
+        return f"{self.kpi_id}@{self.at:%Y-%m-%d %H:%M}={self.value}"
+
+
+class MeasurementRevision(models.Model):
+    """A value that a later delivery for the same (kpi, at) replaced: nothing sent is ever lost."""
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
+    measurement = models.ForeignKey(Measurement, on_delete=models.CASCADE, related_name="revisions")
+    value = models.FloatField()
+    source = models.CharField(max_length=20)
+    ingested_at = models.DateTimeField()
+    replaced_at = models.DateTimeField(default=now)
+
+    objects = TenantQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-replaced_at"]
+
+    def __str__(self) -> str:
+        return f"revision of {self.measurement_id}: {self.value}"
+
+
+class StatusChange(models.Model):
+    """An official status change, written with the new status; escalations claims it (the outbox)."""
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
+    kpi = models.ForeignKey(Kpi, on_delete=models.CASCADE, related_name="status_changes")
+    old = models.CharField(max_length=10, choices=Status.choices)
+    new = models.CharField(max_length=10, choices=Status.choices)
+    value = models.FloatField(null=True, blank=True)
+    thresholds = models.JSONField(default=dict)
+    reason = models.TextField(blank=True)
+    changed_at = models.DateTimeField()
+    processed_at = models.DateTimeField(null=True, blank=True)
+
+    objects = TenantQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-changed_at", "-id"]
+        indexes = [
+            models.Index(
+                fields=["processed_at"], name="statuschange_unprocessed", condition=Q(processed_at=None)
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kpi_id}: {self.old} -> {self.new} at {self.changed_at:%Y-%m-%d %H:%M}"
+
+
+class OwnershipTransfer(models.Model):
+    class State(models.TextChoices):
+        PENDING = "pending", "Pending"
+        APPROVED = "approved", "Approved"
+        REJECTED = "rejected", "Rejected"
+        CANCELLED = "cancelled", "Cancelled"
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
+    kpi = models.ForeignKey(Kpi, on_delete=models.CASCADE, related_name="transfers")
+    from_owner = models.ForeignKey(Membership, on_delete=models.PROTECT, related_name="+")
+    to_owner = models.ForeignKey(Membership, on_delete=models.PROTECT, related_name="+")
+    reason = models.TextField()
+    state = models.CharField(max_length=10, choices=State.choices, default=State.PENDING)
+    requested_by = models.ForeignKey(User, on_delete=models.PROTECT, related_name="+")
+    requested_at = models.DateTimeField(default=now)
+    decided_by = models.ForeignKey(User, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    decided_at = models.DateTimeField(null=True, blank=True)
+    decision_note = models.TextField(blank=True)
+
+    objects = TenantQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-requested_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["kpi"], condition=Q(state="pending"), name="one_pending_transfer_per_kpi"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kpi_id}: {self.from_owner_id} -> {self.to_owner_id} ({self.state})"
+
+
+class Objective(models.Model):
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="objectives")
+    key = models.CharField(max_length=64, validators=[key_validator])
+    title = models.CharField(max_length=200)
+    owner = models.ForeignKey(Membership, on_delete=models.PROTECT, related_name="owned_objectives")
+    team = models.ForeignKey(Team, on_delete=models.PROTECT, related_name="objectives")
+    period_start = models.DateField()
+    period_end = models.DateField()
+    parent = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="children"
+    )
+    archived_at = models.DateTimeField(null=True, blank=True)
+
+    objects = TenantQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["period_start", "title"]
+        constraints = [
+            models.UniqueConstraint(fields=["organization", "key"], name="objective_key_unique"),
+            models.CheckConstraint(
+                condition=Q(period_end__gte=models.F("period_start")), name="objective_period"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.title
+
+
+class KeyResult(models.Model):
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
+    objective = models.ForeignKey(Objective, on_delete=models.CASCADE, related_name="key_results")
+    key = models.CharField(max_length=64, validators=[key_validator])
+    title = models.CharField(max_length=200)
+    # Progress follows the KPI when linked; otherwise its owner checks values in.
+    kpi = models.ForeignKey(Kpi, null=True, blank=True, on_delete=models.PROTECT, related_name="key_results")
+    owner = models.ForeignKey(Membership, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    start = models.FloatField()
+    target = models.FloatField()
+    current = models.FloatField(null=True, blank=True)
+    archived_at = models.DateTimeField(null=True, blank=True)
+
+    objects = TenantQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["objective", "key"]
+        constraints = [
+            models.UniqueConstraint(fields=["organization", "key"], name="keyresult_key_unique"),
+            models.CheckConstraint(
+                condition=Q(kpi__isnull=False) | Q(owner__isnull=False), name="keyresult_kpi_or_owner"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.title
+
+
+class CheckIn(models.Model):
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
+    key_result = models.ForeignKey(KeyResult, on_delete=models.CASCADE, related_name="check_ins")
+    value = models.FloatField()
+    note = models.TextField(blank=True)
+    by = models.ForeignKey(User, on_delete=models.PROTECT, related_name="+")
+    at = models.DateTimeField(default=now)
+
+    objects = TenantQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-at"]
+
+    def __str__(self) -> str:
+        return f"{self.key_result_id}={self.value}"
+
+
+class Scorecard(models.Model):
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="scorecards")
+    key = models.CharField(max_length=64, validators=[key_validator])
+    name = models.CharField(max_length=200)
+    kpis = models.ManyToManyField(Kpi, blank=True, related_name="scorecards")
+    teams = models.ManyToManyField(Team, blank=True, related_name="scorecards")
+    # Who sees it: "role:<role>", "team:<key>", "user:<email>"; empty means every member.
+    viewers = models.JSONField(default=list, blank=True)
+    archived_at = models.DateTimeField(null=True, blank=True)
+
+    objects = TenantQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [models.UniqueConstraint(fields=["organization", "key"], name="scorecard_key_unique")]
+
+    def __str__(self) -> str:
+        return self.name
