@@ -24,9 +24,7 @@ class MembersChoiceField(forms.ModelMultipleChoiceField):
 
 
 def active_members(org: Organization):
-    return (
-        Membership.objects.for_org(org).filter(is_active=True).select_related("user").order_by("user__name")
-    )
+    return Membership.objects.for_org(org).filter(is_active=True).select_related("user").order_by("user__name")
 
 
 class OrganizationCreateForm(forms.Form):
@@ -76,9 +74,7 @@ class TeamForm(forms.ModelForm):
             descendants = {self.instance.pk}
             frontier = {self.instance.pk}
             while frontier:
-                frontier = (
-                    set(parents.filter(parent_id__in=frontier).values_list("pk", flat=True)) - descendants
-                )
+                frontier = set(parents.filter(parent_id__in=frontier).values_list("pk", flat=True)) - descendants
                 descendants |= frontier
             parents = parents.exclude(pk__in=descendants)
         self.fields["parent"].queryset = parents
@@ -132,9 +128,7 @@ class AuditFilterForm(forms.Form):
     actor = forms.ModelChoiceField(queryset=Membership.objects.none(), required=False, empty_label="Anyone")
     q = forms.CharField(required=False, label="Search")
     since = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
-    until = forms.DateField(
-        required=False, widget=forms.DateInput(attrs={"type": "date"}), label="Until (incl.)"
-    )
+    until = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}), label="Until (incl.)")
 
     def __init__(self, *args, org: Organization, **kwargs):
         super().__init__(*args, **kwargs)

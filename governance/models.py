@@ -16,9 +16,7 @@ slug_validator = RegexValidator(
     r"^[a-z0-9](?:[a-z0-9-]{0,48}[a-z0-9])?$",
     "Use 1-50 lowercase letters, digits and hyphens, not starting or ending with a hyphen.",
 )
-key_validator = RegexValidator(
-    r"^[a-z0-9][a-z0-9._-]{0,63}$", "Use lowercase letters, digits, '.', '_' and '-'."
-)
+key_validator = RegexValidator(r"^[a-z0-9][a-z0-9._-]{0,63}$", "Use lowercase letters, digits, '.', '_' and '-'.")
 
 
 def validate_timezone(value: str) -> None:
@@ -117,12 +115,8 @@ class Team(models.Model):
     organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="teams")
     key = models.CharField(max_length=64, validators=[key_validator])
     name = models.CharField(max_length=200)
-    parent = models.ForeignKey(
-        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="children"
-    )
-    lead = models.ForeignKey(
-        "Membership", null=True, blank=True, on_delete=models.SET_NULL, related_name="led_teams"
-    )
+    parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.PROTECT, related_name="children")
+    lead = models.ForeignKey("Membership", null=True, blank=True, on_delete=models.SET_NULL, related_name="led_teams")
     escalation = models.CharField(max_length=64, blank=True, help_text="Default escalation policy key")
     created_at = models.DateTimeField(default=now)
 

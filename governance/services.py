@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -106,9 +106,7 @@ def _check_team(team: Team) -> None:
     if team.lead_id and (team.lead.organization_id != team.organization_id or not team.lead.is_active):
         raise ValidationError({"lead": "The lead must be an active member of this organization."})
     if team.pk and team.parent_id and team.pk in [team.parent_id, *(t.pk for t in team.parent.ancestors())]:
-        raise ValidationError(
-            {"parent": f'"{team.parent}" sits inside "{team}"; a team cannot nest in itself.'}
-        )
+        raise ValidationError({"parent": f'"{team.parent}" sits inside "{team}"; a team cannot nest in itself.'})
     team.full_clean()
 
 
@@ -142,9 +140,7 @@ def team_create(
 
 @transaction.atomic
 def team_update(*, team: Team, actor: User, **fields) -> Team:
-    stored = (
-        Team.objects.select_for_update(of=("self",)).select_related("parent", "lead__user").get(pk=team.pk)
-    )
+    stored = Team.objects.select_for_update(of=("self",)).select_related("parent", "lead__user").get(pk=team.pk)
     before = snapshot(stored, TEAM_FIELDS)  # from the database, as in organization_update
     old_lead = stored.lead
     for name, value in fields.items():
@@ -156,9 +152,7 @@ def team_update(*, team: Team, actor: User, **fields) -> Team:
         team.lead.teams.add(team)
     after = snapshot(team, TEAM_FIELDS)
     if after != before:
-        audit_log(
-            org=team.organization, actor=actor, verb="team.updated", obj=team, before=before, after=after
-        )
+        audit_log(org=team.organization, actor=actor, verb="team.updated", obj=team, before=before, after=after)
     return team
 
 
@@ -185,6 +179,10 @@ def team_set_members(*, team: Team, actor: User, members: Iterable[Membership]) 
 
 
 # --- members ------------------------------------------------------------------------------------
+
+# Apps above this one register what keeps a member from leaving (KPIs they still own, open tasks...):
+# each check returns a sentence naming the blockers, or "" when there are none.
+DEACTIVATION_BLOCKERS: list[Callable[[Membership], str]] = []
 
 
 def _other_active_admins(membership: Membership) -> bool:
@@ -226,7 +224,10 @@ def membership_set_active(*, membership: Membership, actor: User, active: bool) 
             raise ValidationError("This is the last admin; make someone else admin first.")
         led = list(membership.led_teams.values_list("name", flat=True))
         if led:
-            raise ValidationError(f"{membership.user} leads {', '.join(led)}; choose another lead first.")
+            raise ValidationError(f"{membership.user.name} leads {', '.join(led)}; choose another lead first.")
+        blockers = [message for check in DEACTIVATION_BLOCKERS if (message := check(membership))]
+        if blockers:
+            raise ValidationError(" ".join(blockers))
     membership.is_active = active
     membership.save(update_fields=["is_active"])
     audit_log(
@@ -268,13 +269,11 @@ def invitation_create(
         revoked_at=None,
         expires_at__gt=timezone.now(),
     ).exists():
-        raise ValidationError(
-            {"email": f"{email} already has a pending invitation; revoke it to send a new one."}
-        )
+        raise ValidationError({"email": f"{email} already has a pending invitation; revoke it to send a new one."})
     # An expired open invitation would block the partial unique index; it is superseded, visibly.
-    Invitation.objects.filter(
-        organization=org, email__iexact=email, accepted_at=None, revoked_at=None
-    ).update(revoked_at=timezone.now())
+    Invitation.objects.filter(organization=org, email__iexact=email, accepted_at=None, revoked_at=None).update(
+        revoked_at=timezone.now()
+    )
     teams = list(teams)
     if any(t.organization_id != org.pk for t in teams):
         raise ValidationError({"teams": "Pick teams of this organization."})
@@ -288,9 +287,7 @@ def invitation_create(
         expires_at=timezone.now() + settings.INVITATION_TTL,
     )
     invitation.teams.set(teams)
-    audit_log(
-        org=org, actor=actor, verb="member.invited", obj=invitation, after={"email": email, "role": role}
-    )
+    audit_log(org=org, actor=actor, verb="member.invited", obj=invitation, after={"email": email, "role": role})
     url = (base_url or settings.SITE_URL) + reverse("invitation_accept", args=[token])
     context = {"invitation": invitation, "url": url}
     transaction.on_commit(
@@ -308,9 +305,7 @@ def invitation_create(
 @transaction.atomic
 def invitation_revoke(*, invitation: Invitation, actor: User) -> Invitation:
     if invitation.state != "pending":
-        raise ValidationError(
-            f"This invitation is {invitation.state}; only pending invitations can be revoked."
-        )
+        raise ValidationError(f"This invitation is {invitation.state}; only pending invitations can be revoked.")
     invitation.revoked_at = timezone.now()
     invitation.save(update_fields=["revoked_at"])
     audit_log(org=invitation.organization, actor=actor, verb="invitation.revoked", obj=invitation)
@@ -319,13 +314,9 @@ def invitation_revoke(*, invitation: Invitation, actor: User) -> Invitation:
 
 def invitation_for_token(token: str) -> Invitation:
     """The usable invitation behind a token, or a ValidationError that says plainly why not."""
-    invitation = (
-        Invitation.objects.select_related("organization").filter(token_hash=hash_token(token)).first()
-    )
+    invitation = Invitation.objects.select_related("organization").filter(token_hash=hash_token(token)).first()
     if invitation is None:
-        raise ValidationError(
-            "This invitation link is not valid. Ask an admin of the organization for a new one."
-        )
+        raise ValidationError("This invitation link is not valid. Ask an admin of the organization for a new one.")
     if invitation.state != "pending":
         message = {
             "accepted": "This invitation has already been used. Log in instead.",
@@ -343,9 +334,7 @@ def invitation_for_token(token: str) -> Invitation:
     return invitation
 
 
-def invitation_accept(
-    *, token: str, user: User | None = None, name: str = "", password: str = ""
-) -> Membership:
+def invitation_accept(*, token: str, user: User | None = None, name: str = "", password: str = "") -> Membership:
     """Accept as the logged-in `user` (whose email must match), or create the account from name + password."""
     invitation = invitation_for_token(token)  # outside the transaction: a refusal stays audited
     with transaction.atomic():
@@ -355,14 +344,10 @@ def invitation_accept(
             raise ValidationError("This invitation has already been used. Log in instead.")
         if user is None:
             if User.objects.filter(email__iexact=invitation.email).exists():
-                raise ValidationError(
-                    f"An account for {invitation.email} exists; log in to accept the invitation."
-                )
+                raise ValidationError(f"An account for {invitation.email} exists; log in to accept the invitation.")
             user = User.objects.create_user(invitation.email, password, name=name)
         elif user.email.lower() != invitation.email.lower():
-            raise ValidationError(
-                f"This invitation is for {invitation.email}, but you are logged in as {user.email}."
-            )
+            raise ValidationError(f"This invitation is for {invitation.email}, but you are logged in as {user.email}.")
         membership, created = Membership.objects.get_or_create(
             organization=invitation.organization, user=user, defaults={"role": invitation.role}
         )

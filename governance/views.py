@@ -105,9 +105,7 @@ def invitation_accept(request: HttpRequest, token: str) -> HttpResponse:
             )
         except ValidationError as e:
             if form is None:
-                return render(
-                    request, "governance/invitation_invalid.html", {"error": e.messages[0]}, status=409
-                )
+                return render(request, "governance/invitation_invalid.html", {"error": e.messages[0]}, status=409)
             _apply_errors(form, e)
         else:
             if user is None:
@@ -207,9 +205,7 @@ def team_detail(request: HttpRequest, team_id: int) -> HttpResponse:
                 raise deny(request, "admins and the team's lead")
             members_form = TeamMembersForm(request.POST, org=request.org)
             if members_form.is_valid():
-                services.team_set_members(
-                    team=team, actor=request.user, members=members_form.cleaned_data["members"]
-                )
+                services.team_set_members(team=team, actor=request.user, members=members_form.cleaned_data["members"])
                 messages.success(request, "Members saved.")
                 return redirect("team_detail", org_slug=request.org.slug, team_id=team.pk)
         else:
@@ -227,9 +223,7 @@ def team_detail(request: HttpRequest, team_id: int) -> HttpResponse:
     )
 
 
-def _members_page(
-    request: HttpRequest, invite_form: InviteForm | None = None, status: int = 200
-) -> HttpResponse:
+def _members_page(request: HttpRequest, invite_form: InviteForm | None = None, status: int = 200) -> HttpResponse:
     return render(
         request,
         "governance/members.html",
@@ -292,9 +286,7 @@ def member_role(request: HttpRequest, membership_id: int) -> HttpResponse:
         error = "Pick a role."
     else:
         try:
-            services.membership_change_role(
-                membership=membership, actor=request.user, role=form.cleaned_data["role"]
-            )
+            services.membership_change_role(membership=membership, actor=request.user, role=form.cleaned_data["role"])
         except ValidationError as e:
             error = " ".join(e.messages)
     return _member_row(request, membership, error)
@@ -348,13 +340,9 @@ def audit_list(request: HttpRequest) -> HttpResponse:
             "text": data["q"],
             # Dates are the organization's calendar days, not UTC days.
             "since": datetime.combine(data["since"], time(), tz) if data["since"] else None,
-            "until": datetime.combine(data["until"] + timedelta(days=1), time(), tz)
-            if data["until"]
-            else None,
+            "until": datetime.combine(data["until"] + timedelta(days=1), time(), tz) if data["until"] else None,
         }
-    page = Paginator(selectors.audit_event_list(org=request.org, **filters), 50).get_page(
-        request.GET.get("page")
-    )
+    page = Paginator(selectors.audit_event_list(org=request.org, **filters), 50).get_page(request.GET.get("page"))
     template = "governance/audit.html#results" if request.htmx else "governance/audit.html"
     return render(request, template, {"form": form, "page": page, "query": _query_without_page(request)})
 

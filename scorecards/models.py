@@ -81,16 +81,12 @@ class Kpi(models.Model):
     evaluate_every = models.DurationField()
     pending_for = models.DurationField()
     keep_for = models.DurationField()
-    recovery_margin = models.CharField(
-        max_length=16, blank=True, help_text='In the unit ("5") or percent ("2%")'
-    )
+    recovery_margin = models.CharField(max_length=16, blank=True, help_text='In the unit ("5") or percent ("2%")')
     surge_change = models.CharField(max_length=16, blank=True, help_text='e.g. "30%"')
     surge_window = models.DurationField(null=True, blank=True)
     forecast = models.BooleanField(default=False)
     escalation = models.CharField(max_length=64, blank=True, help_text="Escalation policy key")
-    data_source = models.ForeignKey(
-        DataSource, null=True, blank=True, on_delete=models.SET_NULL, related_name="kpis"
-    )
+    data_source = models.ForeignKey(DataSource, null=True, blank=True, on_delete=models.SET_NULL, related_name="kpis")
     archived_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(default=now)
 
@@ -139,9 +135,7 @@ class Measurement(models.Model):
 
     class Meta:
         ordering = ["kpi", "at"]
-        constraints = [
-            models.UniqueConstraint(fields=["kpi", "at"], name="measurement_unique_per_kpi_and_time")
-        ]
+        constraints = [models.UniqueConstraint(fields=["kpi", "at"], name="measurement_unique_per_kpi_and_time")]
         indexes = [models.Index(fields=["kpi", "-at"], name="measurement_kpi_recent")]
 
     def __str__(self) -> str:
@@ -185,9 +179,7 @@ class StatusChange(models.Model):
     class Meta:
         ordering = ["-changed_at", "-id"]
         indexes = [
-            models.Index(
-                fields=["processed_at"], name="statuschange_unprocessed", condition=Q(processed_at=None)
-            )
+            models.Index(fields=["processed_at"], name="statuschange_unprocessed", condition=Q(processed_at=None))
         ]
 
     def __str__(self) -> str:
@@ -218,9 +210,7 @@ class OwnershipTransfer(models.Model):
     class Meta:
         ordering = ["-requested_at"]
         constraints = [
-            models.UniqueConstraint(
-                fields=["kpi"], condition=Q(state="pending"), name="one_pending_transfer_per_kpi"
-            )
+            models.UniqueConstraint(fields=["kpi"], condition=Q(state="pending"), name="one_pending_transfer_per_kpi")
         ]
 
     def __str__(self) -> str:
@@ -235,9 +225,7 @@ class Objective(models.Model):
     team = models.ForeignKey(Team, on_delete=models.PROTECT, related_name="objectives")
     period_start = models.DateField()
     period_end = models.DateField()
-    parent = models.ForeignKey(
-        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="children"
-    )
+    parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.PROTECT, related_name="children")
     archived_at = models.DateTimeField(null=True, blank=True)
 
     objects = TenantQuerySet.as_manager()
@@ -246,9 +234,7 @@ class Objective(models.Model):
         ordering = ["period_start", "title"]
         constraints = [
             models.UniqueConstraint(fields=["organization", "key"], name="objective_key_unique"),
-            models.CheckConstraint(
-                condition=Q(period_end__gte=models.F("period_start")), name="objective_period"
-            ),
+            models.CheckConstraint(condition=Q(period_end__gte=models.F("period_start")), name="objective_period"),
         ]
 
     def __str__(self) -> str:

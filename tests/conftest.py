@@ -37,9 +37,7 @@ def make_tenant(slug: str) -> Tenant:
     team = TeamFactory(organization=org, key="ops", name="Operations")
     team_update(team=team, actor=admin.user, lead=lead)
     member.teams.add(team)
-    invitation, _ = invitation_create(
-        org=org, actor=admin.user, email=f"invitee@{slug}.test", role=Role.MEMBER
-    )
+    invitation, _ = invitation_create(org=org, actor=admin.user, email=f"invitee@{slug}.test", role=Role.MEMBER)
     return Tenant(org, admin, executive, member, lead, team, invitation)
 
 

@@ -107,9 +107,7 @@ def test_foreign_ids_in_own_organization_urls_get_404(tenant, stranger_tenant, m
     assert routes, "expected views with object ids"
     refused = 0
     for route, pattern in routes:
-        url = reverse(
-            pattern.name, kwargs={"org_slug": stranger_tenant.org.slug, **_object_kwargs(route, tenant)}
-        )
+        url = reverse(pattern.name, kwargs={"org_slug": stranger_tenant.org.slug, **_object_kwargs(route, tenant)})
         response = getattr(client, method)(url, {"role": "admin", "name": "Hijacked", "members": []})
         if response.status_code == 405:
             # A POST-only view refuses GET before any lookup: then it must do so for its own ids too.

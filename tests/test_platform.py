@@ -71,9 +71,7 @@ def test_tasks_are_acknowledged_only_after_they_ran():
 @pytest.fixture
 def celery_worker(transactional_db):
     """A real worker thread consuming from the configured broker (Redis in CI)."""
-    with start_worker(
-        celery_app, pool="solo", perform_ping_check=False, loglevel="WARNING", shutdown_timeout=10
-    ):
+    with start_worker(celery_app, pool="solo", perform_ping_check=False, loglevel="WARNING", shutdown_timeout=10):
         yield
 
 
@@ -150,8 +148,4 @@ def test_error_pages_are_styled(tenant, rf):
     forbidden = client.get("/o/acme/members/")
     assert forbidden.status_code == 403 and b"You cannot do this" in forbidden.content
     crashed = server_error(rf.get("/"))
-    assert (
-        crashed.status_code == 500
-        and b"Something went wrong" in crashed.content
-        and b"app.css" in crashed.content
-    )
+    assert crashed.status_code == 500 and b"Something went wrong" in crashed.content and b"app.css" in crashed.content

@@ -6,9 +6,7 @@ from .base import *  # noqa: F403
 from .base import DEFAULT_SECRET_KEY, SECRET_KEY, env
 
 if SECRET_KEY == DEFAULT_SECRET_KEY or len(SECRET_KEY) < 32:
-    raise ImproperlyConfigured(
-        "Set SECRET_KEY to a random value of 32+ characters before running in production."
-    )
+    raise ImproperlyConfigured("Set SECRET_KEY to a random value of 32+ characters before running in production.")
 
 DEBUG = False
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")  # TLS ends at the load balancer

@@ -78,9 +78,7 @@ ADMIN_ONLY = [
         "organization_settings",
         "post",
         data=SETTINGS,
-        done=lambda t, d: Organization.objects.filter(
-            pk=t.org.pk, name="Acme Renamed", business_end=time(16)
-        ).exists(),
+        done=lambda t, d: Organization.objects.filter(pk=t.org.pk, name="Acme Renamed", business_end=time(16)).exists(),
     ),
     Endpoint("member_list", "get", status=200),
     Endpoint(
@@ -88,8 +86,7 @@ ADMIN_ONLY = [
         "post",
         data={"email": "newcomer@acme.test", "role": Role.MEMBER},
         done=lambda t, d: (
-            Invitation.objects.filter(organization=t.org, email="newcomer@acme.test").exists()
-            and len(mail.outbox) == 1
+            Invitation.objects.filter(organization=t.org, email="newcomer@acme.test").exists() and len(mail.outbox) == 1
         ),
     ),
     Endpoint(
@@ -166,9 +163,7 @@ def test_saving_the_settings_page_records_an_audit_event_with_before_and_after(t
     ]
 
 
-@pytest.mark.parametrize(
-    ("role", "status"), [("admin", 200), ("executive", 200), ("member", 403), ("lead", 403)]
-)
+@pytest.mark.parametrize(("role", "status"), [("admin", 200), ("executive", 200), ("member", 403), ("lead", 403)])
 def test_the_audit_log_is_for_admins_and_executives(tenant, role, status):
     who = getattr(tenant, role)
 
@@ -224,9 +219,7 @@ def test_an_admin_creates_a_team_with_a_parent_and_a_lead(tenant):
     team = Team.objects.get(organization=tenant.org, key="sales")
     assert (team.name, team.parent, team.lead) == ("Sales", tenant.team, tenant.member)
     assert tenant.member in team.memberships.all()
-    assert AuditEvent.objects.filter(
-        verb="team.created", object_id=str(team.pk), actor=tenant.admin.user
-    ).exists()
+    assert AuditEvent.objects.filter(verb="team.created", object_id=str(team.pk), actor=tenant.admin.user).exists()
 
 
 @pytest.mark.parametrize("role", ["executive", "member", "lead"])
@@ -497,9 +490,7 @@ def event(tenant: Tenant, verb: str, actor: Membership, repr_: str, at: datetime
 @pytest.fixture
 def history(tenant) -> dict[str, AuditEvent]:
     return {
-        "team-by-admin": event(
-            tenant, "team.created", tenant.admin, "r-team", datetime(2025, 3, 5, 10, 0, tzinfo=UTC)
-        ),
+        "team-by-admin": event(tenant, "team.created", tenant.admin, "r-team", datetime(2025, 3, 5, 10, 0, tzinfo=UTC)),
         "member-by-exec": event(
             tenant,
             "member.role_changed",
@@ -530,9 +521,7 @@ def listed(response) -> set[str]:
 
 
 def test_the_audit_page_filters_by_kind(tenant, history):
-    response = tenant.client(tenant.admin).get(
-        url(tenant, "audit_list"), {"verb": "team.", "until": "2025-03-31"}
-    )
+    response = tenant.client(tenant.admin).get(url(tenant, "audit_list"), {"verb": "team.", "until": "2025-03-31"})
 
     assert response.status_code == 200
     assert listed(response) == {"r-team", "r-late-10", "r-early-11"}
@@ -557,9 +546,7 @@ def test_the_audit_page_filters_by_actor(tenant, history):
     ],
 )
 def test_the_audit_page_filters_by_the_organizations_calendar_days(tenant, history, since, until, expected):
-    response = tenant.client(tenant.executive).get(
-        url(tenant, "audit_list"), {"since": since, "until": until}
-    )
+    response = tenant.client(tenant.executive).get(url(tenant, "audit_list"), {"since": since, "until": until})
 
     assert listed(response) == expected
 

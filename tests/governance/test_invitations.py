@@ -82,21 +82,15 @@ def test_the_token_is_stored_only_as_its_sha256(tenant, django_capture_on_commit
     invitation = Invitation.objects.get(email="newcomer@acme.test")
     assert invitation.token_hash == hashlib.sha256(token.encode()).hexdigest()
     stored = [str(v) for v in Invitation.objects.filter(pk=invitation.pk).values().get().values()]
-    stored += [
-        str(v) for e in AuditEvent.objects.values("object_repr", "before", "after") for v in e.values()
-    ]
+    stored += [str(v) for e in AuditEvent.objects.values("object_repr", "before", "after") for v in e.values()]
     assert not any(token in value for value in stored)
 
 
 @pytest.mark.parametrize("email", ["member@acme.test", "Member@ACME.test"])
-def test_it_refuses_to_invite_someone_who_already_is_a_member(
-    tenant, django_capture_on_commit_callbacks, email
-):
+def test_it_refuses_to_invite_someone_who_already_is_a_member(tenant, django_capture_on_commit_callbacks, email):
     invitations = Invitation.objects.count()
 
-    response, callbacks = post_invite(
-        tenant, django_capture_on_commit_callbacks, email=email, role=Role.MEMBER
-    )
+    response, callbacks = post_invite(tenant, django_capture_on_commit_callbacks, email=email, role=Role.MEMBER)
 
     assert response.status_code == 422
     assert "member@acme.test is already a member of Acme." in response.content.decode()
@@ -106,9 +100,7 @@ def test_it_refuses_to_invite_someone_who_already_is_a_member(
     assert Invitation.objects.count() == invitations
 
 
-def test_it_refuses_to_invite_an_address_with_a_pending_invitation(
-    tenant, django_capture_on_commit_callbacks
-):
+def test_it_refuses_to_invite_an_address_with_a_pending_invitation(tenant, django_capture_on_commit_callbacks):
     invitations = list(Invitation.objects.values_list("pk", "revoked_at", "token_hash"))
 
     response, callbacks = post_invite(
@@ -126,9 +118,7 @@ def test_a_new_invitation_supersedes_an_expired_open_one(tenant, django_capture_
     old = tenant.invitation
     Invitation.objects.filter(pk=old.pk).update(expires_at=timezone.now() - timedelta(minutes=1))
 
-    response, _ = post_invite(
-        tenant, django_capture_on_commit_callbacks, email="invitee@acme.test", role=Role.MEMBER
-    )
+    response, _ = post_invite(tenant, django_capture_on_commit_callbacks, email="invitee@acme.test", role=Role.MEMBER)
 
     assert response.status_code == 302
     old.refresh_from_db()
@@ -191,9 +181,7 @@ def test_it_rejects_a_used_token(tenant):
     assert User.objects.count() == users
     refusals = AuditEvent.objects.filter(verb="security.invitation_refused")
     assert refusals.count() == 2
-    assert {(e.object_id, e.actor, e.organization_id) for e in refusals} == {
-        (str(invitation.pk), None, tenant.org.pk)
-    }
+    assert {(e.object_id, e.actor, e.organization_id) for e in refusals} == {(str(invitation.pk), None, tenant.org.pk)}
     assert all(e.after == {"state": "accepted"} for e in refusals)
 
 

@@ -12,9 +12,7 @@ from tests.factories import MembershipFactory, TeamFactory, UserFactory
 
 def test_it_creates_an_organization_with_its_creator_as_admin(db):
     user = UserFactory()
-    org = services.organization_create(
-        creator=user, slug="north-wind", name="North Wind", timezone_name="Asia/Tokyo"
-    )
+    org = services.organization_create(creator=user, slug="north-wind", name="North Wind", timezone_name="Asia/Tokyo")
     assert org.memberships.get().role == Role.ADMIN
     event = AuditEvent.objects.get(organization=org)
     assert (event.verb, event.actor, event.after["slug"]) == ("organization.created", user, "north-wind")
@@ -36,9 +34,7 @@ def test_it_refuses_a_taken_slug(tenant):
 
 def test_it_refuses_an_unknown_timezone(db):
     with pytest.raises(ValidationError, match="IANA"):
-        services.organization_create(
-            creator=UserFactory(), slug="tz", name="Tz", timezone_name="Mars/Olympus"
-        )
+        services.organization_create(creator=UserFactory(), slug="tz", name="Tz", timezone_name="Mars/Olympus")
 
 
 def test_it_audits_organization_changes_with_before_and_after(tenant):
@@ -53,9 +49,7 @@ def test_an_unchanged_save_writes_no_audit_event(tenant):
 
 
 def test_it_refuses_to_nest_a_team_inside_its_own_descendant(tenant):
-    child = services.team_create(
-        org=tenant.org, actor=tenant.admin.user, key="child", name="Child", parent=tenant.team
-    )
+    child = services.team_create(org=tenant.org, actor=tenant.admin.user, key="child", name="Child", parent=tenant.team)
     grandchild = services.team_create(
         org=tenant.org, actor=tenant.admin.user, key="gc", name="Grandchild", parent=child
     )
@@ -67,13 +61,9 @@ def test_it_refuses_to_nest_a_team_inside_its_own_descendant(tenant):
 
 def test_it_refuses_a_lead_or_parent_of_another_organization(tenant, stranger_tenant):
     with pytest.raises(ValidationError):
-        services.team_create(
-            org=tenant.org, actor=tenant.admin.user, key="x", name="X", lead=stranger_tenant.member
-        )
+        services.team_create(org=tenant.org, actor=tenant.admin.user, key="x", name="X", lead=stranger_tenant.member)
     with pytest.raises(ValidationError):
-        services.team_create(
-            org=tenant.org, actor=tenant.admin.user, key="y", name="Y", parent=stranger_tenant.team
-        )
+        services.team_create(org=tenant.org, actor=tenant.admin.user, key="y", name="Y", parent=stranger_tenant.team)
     assert tenant.org.teams.count() == 1
 
 

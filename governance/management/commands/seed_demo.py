@@ -31,9 +31,7 @@ ACME_TEAMS = [  # key, name, parent
 
 
 class Command(BaseCommand):
-    help = (
-        "Creates the demo organizations (Acme Electronics, Globex Retail) with teams and people. Idempotent."
-    )
+    help = "Creates the demo organizations (Acme Electronics, Globex Retail) with teams and people. Idempotent."
 
     def handle(self, *args, **options) -> None:
         if Organization.objects.filter(slug="acme").exists():
@@ -58,9 +56,7 @@ class Command(BaseCommand):
         )
         memberships = {"admin@acme.test": Membership.objects.get(organization=acme, user=admin)}
         for email, name, role, _teams, _lead in ACME_PEOPLE[1:]:
-            memberships[email] = Membership.objects.create(
-                organization=acme, user=self._user(email, name), role=role
-            )
+            memberships[email] = Membership.objects.create(organization=acme, user=self._user(email, name), role=role)
         leads = {teams[0]: memberships[email] for email, _n, _r, teams, lead in ACME_PEOPLE if lead}
         teams = {}
         for key, name, parent in ACME_TEAMS:
@@ -77,8 +73,6 @@ class Command(BaseCommand):
         globex = services.organization_create(
             creator=globex_admin, slug="globex", name="Globex Retail", timezone_name="America/New_York"
         )
-        Membership.objects.create(
-            organization=globex, user=memberships["coo@acme.test"].user, role=Role.EXECUTIVE
-        )
+        Membership.objects.create(organization=globex, user=memberships["coo@acme.test"].user, role=Role.EXECUTIVE)
         for key, name in [("operations", "Operations"), ("stores", "Stores")]:
             services.team_create(org=globex, actor=globex_admin, key=key, name=name)
