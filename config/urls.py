@@ -16,4 +16,5 @@ urlpatterns = [
     path("password-reset/done/", auth_views.PasswordResetCompleteView.as_view(), name="password_reset_complete"),
     path("", include("governance.urls")),
     path("o/<slug:org_slug>/", include(org_urlpatterns)),
+    path("o/<slug:org_slug>/", include("scorecards.urls")),
 ]

@@ -27,6 +27,30 @@ def active_members(org: Organization):
     return Membership.objects.for_org(org).filter(is_active=True).select_related("user").order_by("user__name")
 
 
+def apply_errors(form: forms.BaseForm, error: forms.ValidationError) -> None:
+    """A service's ValidationError shown on the form, by field where the service named one."""
+    if hasattr(error, "error_dict"):
+        for field, errors in error.error_dict.items():
+            form.add_error(field if field in form.fields else None, errors)
+    else:
+        form.add_error(None, error)
+
+
+class TenantModelForm(forms.ModelForm):
+    """A ModelForm for a tenant row: the organization comes from the request, never from the POST."""
+
+    def __init__(self, *args, org: Organization, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.instance.organization = org
+
+    def validate_unique(self) -> None:
+        # organization is not a form field, so ModelForm would skip the per-organization constraints.
+        try:
+            self.instance.validate_constraints()
+        except forms.ValidationError as e:
+            self._update_errors(e)
+
+
 class OrganizationCreateForm(forms.Form):
     name = forms.CharField(max_length=200)
     slug = forms.CharField(
@@ -57,7 +81,7 @@ class OrganizationSettingsForm(forms.ModelForm):
         }
 
 
-class TeamForm(forms.ModelForm):
+class TeamForm(TenantModelForm):
     parent = forms.ModelChoiceField(queryset=Team.objects.none(), required=False, empty_label="(top level)")
     lead = MemberChoiceField(queryset=Membership.objects.none(), required=False, empty_label="(no lead)")
 
@@ -67,7 +91,7 @@ class TeamForm(forms.ModelForm):
         help_texts = {"key": "Stable identifier used by manifests and the API, e.g. supply-chain."}
 
     def __init__(self, *args, org: Organization, **kwargs):
-        super().__init__(*args, **kwargs)
+        super().__init__(*args, org=org, **kwargs)
         parents = Team.objects.for_org(org)
         if self.instance.pk:
             # A team cannot nest inside itself or one of its descendants.
@@ -79,14 +103,6 @@ class TeamForm(forms.ModelForm):
             parents = parents.exclude(pk__in=descendants)
         self.fields["parent"].queryset = parents
         self.fields["lead"].queryset = active_members(org)
-        self.instance.organization = org
-
-    def validate_unique(self) -> None:
-        # organization is not a form field, so ModelForm would skip the per-organization constraints.
-        try:
-            self.instance.validate_constraints()
-        except forms.ValidationError as e:
-            self._update_errors(e)
 
 
 class TeamMembersForm(forms.Form):

@@ -31,18 +31,9 @@ from governance.forms import (
     RoleForm,
     TeamForm,
     TeamMembersForm,
+    apply_errors,
 )
 from governance.models import Role
-
-
-def _apply_errors(form, error: ValidationError) -> None:
-    """Service-level validation errors shown on the form, by field where the service named one."""
-    if hasattr(error, "error_dict"):
-        for field, errors in error.error_dict.items():
-            form.add_error(field if field in form.fields else None, errors)
-    else:
-        form.add_error(None, error)
-
 
 # --- outside any organization -------------------------------------------------------------------
 
@@ -80,7 +71,7 @@ def organization_create(request: HttpRequest) -> HttpResponse:
                 timezone_name=form.cleaned_data["timezone"],
             )
         except ValidationError as e:
-            _apply_errors(form, e)
+            apply_errors(form, e)
         else:
             messages.success(request, f"{org} is ready. Invite your colleagues next.")
             return redirect("member_list", org_slug=org.slug)
@@ -106,7 +97,7 @@ def invitation_accept(request: HttpRequest, token: str) -> HttpResponse:
         except ValidationError as e:
             if form is None:
                 return render(request, "governance/invitation_invalid.html", {"error": e.messages[0]}, status=409)
-            _apply_errors(form, e)
+            apply_errors(form, e)
         else:
             if user is None:
                 login(request, membership.user, backend="django.contrib.auth.backends.ModelBackend")
@@ -145,7 +136,7 @@ def organization_settings(request: HttpRequest) -> HttpResponse:
                     **{name: form.cleaned_data[name] for name in form.Meta.fields},
                 )
             except ValidationError as e:
-                _apply_errors(form, e)
+                apply_errors(form, e)
             else:
                 messages.success(request, "Settings saved.")
                 return redirect("organization_settings", org_slug=org.slug)
@@ -163,7 +154,7 @@ def team_list(request: HttpRequest) -> HttpResponse:
             try:
                 team = services.team_create(org=request.org, actor=request.user, **form.cleaned_data)
             except ValidationError as e:
-                _apply_errors(form, e)
+                apply_errors(form, e)
             else:
                 messages.success(request, f"Team {team} created.")
                 if request.htmx:
@@ -195,7 +186,7 @@ def team_detail(request: HttpRequest, team_id: int) -> HttpResponse:
                 try:
                     services.team_update(team=team, actor=request.user, **fields)
                 except ValidationError as e:
-                    _apply_errors(edit_form, e)
+                    apply_errors(edit_form, e)
                 else:
                     messages.success(request, "Team saved.")
                     return redirect("team_detail", org_slug=request.org.slug, team_id=team.pk)
@@ -252,7 +243,7 @@ def member_list(request: HttpRequest) -> HttpResponse:
                 **form.cleaned_data,
             )
         except ValidationError as e:
-            _apply_errors(form, e)
+            apply_errors(form, e)
         else:
             messages.success(request, f"Invitation sent to {invitation.email}.")
             return redirect("member_list", org_slug=request.org.slug)

@@ -3,6 +3,7 @@ from __future__ import annotations
 from django.db import models
 from django.db.models import Q
 from django.utils.timezone import now
+from guardian.models import GroupObjectPermissionBase, UserObjectPermissionBase
 
 from governance.models import Membership, Organization, Team, TenantQuerySet, User, key_validator
 
@@ -304,3 +305,12 @@ class Scorecard(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+# Direct foreign keys for guardian: an admin may let a delegate configure one KPI without owning it.
+class KpiUserObjectPermission(UserObjectPermissionBase):
+    content_object = models.ForeignKey(Kpi, on_delete=models.CASCADE)
+
+
+class KpiGroupObjectPermission(GroupObjectPermissionBase):
+    content_object = models.ForeignKey(Kpi, on_delete=models.CASCADE)

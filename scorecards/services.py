@@ -8,7 +8,7 @@ from django.utils import timezone
 
 from governance.models import Membership, Role, User
 from governance.services import audit_log, snapshot
-from scorecards.models import CheckIn, KeyResult, Kpi, OwnershipTransfer
+from scorecards.models import CheckIn, KeyResult, Kpi, Objective, OwnershipTransfer
 
 # Fields an admin or the owner may change on the KPI page; `owner` is deliberately absent.
 KPI_SETTINGS = [
@@ -217,6 +217,36 @@ def ownership_transfer_direct(*, kpi: Kpi, to_owner: Membership, actor: User | N
 
 
 # --- OKRs ---------------------------------------------------------------------------------------
+
+
+@transaction.atomic
+def objective_create(*, actor: User, **fields) -> Objective:
+    objective = Objective(**fields)
+    objective.full_clean()
+    objective.save()
+    audit_log(
+        org=objective.organization,
+        actor=actor,
+        verb="objective.created",
+        obj=objective,
+        after=snapshot(objective, ["key", "title", "owner", "team", "period_start", "period_end", "parent"]),
+    )
+    return objective
+
+
+@transaction.atomic
+def key_result_create(*, actor: User, objective: Objective, **fields) -> KeyResult:
+    key_result = KeyResult(organization=objective.organization, objective=objective, **fields)
+    key_result.full_clean()
+    key_result.save()
+    audit_log(
+        org=objective.organization,
+        actor=actor,
+        verb="key_result.created",
+        obj=key_result,
+        after=snapshot(key_result, ["key", "title", "objective", "kpi", "owner", "start", "target"]),
+    )
+    return key_result
 
 
 @transaction.atomic

@@ -1,13 +1,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import date
 
 import pytest
 from django.test import Client
 
 from governance.models import Invitation, Membership, Organization, Role, Team
 from governance.services import invitation_create, team_update
-from tests.factories import MembershipFactory, OrganizationFactory, TeamFactory
+from scorecards.models import KeyResult, Kpi, Objective, OwnershipTransfer, Scorecard
+from scorecards.services import ownership_transfer_request
+from tests.factories import KpiFactory, MembershipFactory, OrganizationFactory, TeamFactory
 
 
 @dataclass
@@ -21,6 +24,11 @@ class Tenant:
     lead: Membership
     team: Team
     invitation: Invitation
+    kpi: Kpi
+    scorecard: Scorecard
+    objective: Objective
+    key_result: KeyResult
+    transfer: OwnershipTransfer
 
     def client(self, membership: Membership) -> Client:
         client = Client()
@@ -38,7 +46,25 @@ def make_tenant(slug: str) -> Tenant:
     team_update(team=team, actor=admin.user, lead=lead)
     member.teams.add(team)
     invitation, _ = invitation_create(org=org, actor=admin.user, email=f"invitee@{slug}.test", role=Role.MEMBER)
-    return Tenant(org, admin, executive, member, lead, team, invitation)
+    kpi = KpiFactory(organization=org, team=team, owner=lead, key="ops.throughput", name="Throughput")
+    scorecard = Scorecard.objects.create(organization=org, key="exec", name="Executive")
+    scorecard.kpis.add(kpi)
+    objective = Objective.objects.create(
+        organization=org,
+        key="o.grow",
+        title="Grow",
+        owner=executive,
+        team=team,
+        period_start=date(2026, 10, 1),
+        period_end=date(2026, 12, 31),
+    )
+    key_result = KeyResult.objects.create(
+        organization=org, objective=objective, key="kr.manual", title="Manual", owner=member, start=0, target=10
+    )
+    transfer = ownership_transfer_request(kpi=kpi, requester=lead, to_owner=member, reason="Reorganisation")
+    return Tenant(
+        org, admin, executive, member, lead, team, invitation, kpi, scorecard, objective, key_result, transfer
+    )
 
 
 @pytest.fixture

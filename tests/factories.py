@@ -1,8 +1,11 @@
 from __future__ import annotations
 
+from datetime import timedelta
+
 import factory
 
 from governance.models import Membership, Organization, Role, Team, User
+from scorecards.models import Kpi
 
 PASSWORD = "a-test-password-42"
 
@@ -43,3 +46,23 @@ class MembershipFactory(factory.django.DjangoModelFactory):
     organization = factory.SubFactory(OrganizationFactory)
     user = factory.SubFactory(UserFactory)
     role = Role.MEMBER
+
+
+class KpiFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Kpi
+
+    organization = factory.SubFactory(OrganizationFactory)
+    key = factory.Sequence(lambda n: f"kpi.{n}")
+    name = factory.Sequence(lambda n: f"KPI {n}")
+    team = factory.SubFactory(TeamFactory, organization=factory.SelfAttribute("..organization"))
+    owner = factory.SubFactory(MembershipFactory, organization=factory.SelfAttribute("..organization"))
+    unit = "leads"
+    direction = "increase"
+    target_value = 1200.0
+    thresholds = factory.LazyFunction(lambda: {"warning": 1000, "critical": 800})
+    cadence = timedelta(days=1)
+    stale_after = timedelta(days=3)
+    evaluate_every = timedelta(hours=1)
+    pending_for = timedelta(hours=2)
+    keep_for = timedelta(hours=1)

@@ -15,6 +15,7 @@ from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
 from governance.models import AuditEvent, Invitation, Membership, Team
 from governance.services import membership_set_active
+from scorecards.models import CheckIn, KeyResult, Kpi, Objective, OwnershipTransfer
 from tests.conftest import Tenant
 
 # kwarg name -> the object of that kind in a tenant
@@ -22,6 +23,11 @@ OBJECT_KWARGS: dict[str, Callable[[Tenant], object]] = {
     "team_id": lambda t: t.team.pk,
     "membership_id": lambda t: t.member.pk,
     "invitation_id": lambda t: t.invitation.pk,
+    "kpi_id": lambda t: t.kpi.pk,
+    "scorecard_id": lambda t: t.scorecard.pk,
+    "transfer_id": lambda t: t.transfer.pk,
+    "objective_id": lambda t: t.objective.pk,
+    "key_result_id": lambda t: t.key_result.pk,
 }
 
 # Views outside /o/<slug>/, with the reason they need no tenant check.
@@ -62,6 +68,11 @@ def tenant_rows(t: Tenant) -> list:
         list(Membership.objects.filter(organization=t.org).values().order_by("pk")),
         list(Invitation.objects.filter(organization=t.org).values().order_by("pk")),
         list(t.org.__class__.objects.filter(pk=t.org.pk).values()),
+        list(Kpi.objects.filter(organization=t.org).values().order_by("pk")),
+        list(OwnershipTransfer.objects.filter(organization=t.org).values().order_by("pk")),
+        list(KeyResult.objects.filter(organization=t.org).values().order_by("pk")),
+        list(CheckIn.objects.filter(organization=t.org).values().order_by("pk")),
+        list(Objective.objects.filter(organization=t.org).values().order_by("pk")),
     ]
 
 

@@ -117,13 +117,12 @@ def test_pages_have_no_inline_scripts_or_styles(tenant):
     client = tenant.client(tenant.admin)
     pages = ["/", "/login/", "/organizations/new/", "/password-reset/"]
     pages += [
-        reverse(p.name, kwargs={"org_slug": tenant.org.slug, **_object_kwargs(r, tenant)})
-        for r, p in org_patterns()
-        if "GET" in getattr(p.callback, "allowed_methods", ("GET",))
-        and not p.name.startswith(("member_", "invitation_"))
+        reverse(p.name, kwargs={"org_slug": tenant.org.slug, **_object_kwargs(r, tenant)}) for r, p in org_patterns()
     ]
     for url in pages:
         response = client.get(url, follow=True)
+        if response.status_code == 405:
+            continue  # a POST-only endpoint: it renders nothing of its own
         assert response.status_code == 200, url
         html = response.content.decode()
         assert not INLINE_SCRIPT.search(html), f"inline <script> on {url}"

@@ -7,6 +7,7 @@ from django.db.utils import DatabaseError
 
 from governance import services
 from governance.models import AuditEvent, Organization, Role
+from scorecards.services import ownership_transfer_direct
 from tests.factories import MembershipFactory, TeamFactory, UserFactory
 
 
@@ -96,10 +97,13 @@ def test_a_deactivated_admin_does_not_count_as_another_admin(tenant):
         services.membership_set_active(membership=tenant.admin, actor=other.user, active=False)
 
 
-def test_a_team_lead_cannot_be_deactivated_until_replaced(tenant):
+def test_a_team_lead_or_kpi_owner_cannot_be_deactivated_until_replaced(tenant):
     with pytest.raises(ValidationError, match="Operations"):
         services.membership_set_active(membership=tenant.lead, actor=tenant.admin.user, active=False)
     services.team_update(team=tenant.team, actor=tenant.admin.user, lead=None)
+    with pytest.raises(ValidationError, match="still owns 1 KPI.*Throughput"):
+        services.membership_set_active(membership=tenant.lead, actor=tenant.admin.user, active=False)
+    ownership_transfer_direct(kpi=tenant.kpi, to_owner=tenant.member, actor=tenant.admin.user, reason="Leaving")
     services.membership_set_active(membership=tenant.lead, actor=tenant.admin.user, active=False)
     tenant.lead.refresh_from_db()
     assert not tenant.lead.is_active

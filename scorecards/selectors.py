@@ -1,0 +1,181 @@
+"""Reads shared by views, commands and tasks; every one takes the organization."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+
+from django.db.models import Case, Count, IntegerField, Q, QuerySet, Value, When
+from django.utils import timezone
+
+from governance.models import Membership, Organization
+from scorecards.models import STATUS_SEVERITY, KeyResult, Kpi, Measurement, Objective, Scorecard, Status
+
+SORTS = {
+    "name": ("name",),
+    "team": ("team__name", "name"),
+    "owner": ("owner__user__name", "name"),
+    "status": ("severity", "name"),
+    "age": ("last_measured_at", "name"),
+}
+
+
+@dataclass(frozen=True)
+class KpiFilters:
+    team_id: int | None = None
+    status: str = ""
+    objective_id: int | None = None
+    text: str = ""
+    sort: str = "status"
+    descending: bool = False
+
+
+def kpi_list(
+    *, org: Organization, filters: KpiFilters = KpiFilters(), scorecard: Scorecard | None = None
+) -> QuerySet[Kpi]:
+    severity = Case(
+        *(When(status=s, then=Value(i)) for i, s in enumerate(STATUS_SEVERITY)), output_field=IntegerField()
+    )
+    qs = (
+        Kpi.objects.for_org(org)
+        .filter(archived_at=None)
+        .select_related("team", "owner__user")
+        .annotate(severity=severity)
+    )
+    if scorecard is not None:
+        qs = qs.filter(Q(scorecards=scorecard) | Q(team__in=scorecard.teams.all())).distinct()
+    if filters.team_id:
+        qs = qs.filter(team_id=filters.team_id)
+    if filters.status:
+        qs = qs.filter(status=filters.status)
+    if filters.objective_id:
+        qs = qs.filter(key_results__objective_id=filters.objective_id).distinct()
+    if filters.text:
+        qs = qs.filter(Q(name__icontains=filters.text) | Q(key__icontains=filters.text))
+    order = SORTS.get(filters.sort, SORTS["status"])
+    return qs.order_by(*(f"-{f}" if filters.descending else f for f in order))
+
+
+def status_counts(kpis: QuerySet[Kpi]) -> dict[str, int]:
+    counts = dict.fromkeys(Status.values, 0)
+    for row in kpis.order_by().values("status").annotate(n=Count("id", distinct=True)):
+        counts[row["status"]] = row["n"]
+    return counts
+
+
+def recent_series(*, org: Organization, kpi_ids: list[int], days: int = 30) -> dict[int, list[tuple[datetime, float]]]:
+    """The last `days` of every KPI's series in one query, for sparklines and trend arrows."""
+    since = timezone.now() - timedelta(days=days)
+    series: dict[int, list[tuple[datetime, float]]] = defaultdict(list)
+    rows = (
+        Measurement.objects.for_org(org)
+        .filter(kpi_id__in=kpi_ids, at__gte=since)
+        .order_by("kpi_id", "at")
+        .values_list("kpi_id", "at", "value")
+    )
+    for kpi_id, at, value in rows:
+        series[kpi_id].append((at, value))
+    return series
+
+
+def trend(points: list[tuple[datetime, float]]) -> str:
+    """up, down or flat: the latest value against the one a week before it (2% dead band)."""
+    if len(points) < 2:
+        return "flat"
+    last_at, last = points[-1]
+    earlier = [v for at, v in points if at <= last_at - timedelta(days=7)] or [points[0][1]]
+    base = earlier[-1]
+    if base == 0:
+        return "flat" if last == 0 else ("up" if last > 0 else "down")
+    change = (last - base) / abs(base)
+    return "up" if change > 0.02 else "down" if change < -0.02 else "flat"
+
+
+def scorecards_for(*, membership: Membership) -> list[Scorecard]:
+    return [
+        s
+        for s in Scorecard.objects.for_org(membership.organization).filter(archived_at=None)
+        if scorecard_visible(s, membership)
+    ]
+
+
+def scorecard_visible(scorecard: Scorecard, membership: Membership) -> bool:
+    """Admins and executives see every scorecard; others see those whose viewers name them (empty: all)."""
+    if membership.role in ("admin", "executive") or not scorecard.viewers:
+        return True
+    team_keys = {t.key for t in membership.teams.all()}
+    for viewer in scorecard.viewers:
+        kind, _, value = viewer.partition(":")
+        if (
+            (kind == "role" and value == membership.role)
+            or (kind == "team" and value in team_keys)
+            or (kind == "user" and value.lower() == membership.user.email.lower())
+        ):
+            return True
+    return False
+
+
+@dataclass
+class ObjectiveNode:
+    objective: Objective
+    key_results: list[KeyResult]
+    children: list[ObjectiveNode] = field(default_factory=list)
+
+    @property
+    def progress(self) -> float | None:
+        """Average progress of its key results (not capped), or None without any measurable one."""
+        values = [p for kr in self.key_results if (p := key_result_progress(kr)) is not None]
+        return sum(values) / len(values) if values else None
+
+    @property
+    def status(self) -> str:
+        """The weakest status among its key results."""
+        present = {key_result_status(kr) for kr in self.key_results}
+        return next((s for s in STATUS_SEVERITY if s in present), Status.NO_DATA)
+
+
+def key_result_actual(kr: KeyResult) -> float | None:
+    return kr.kpi.last_value if kr.kpi_id else kr.current
+
+
+def key_result_progress(kr: KeyResult) -> float | None:
+    actual = key_result_actual(kr)
+    if actual is None or kr.target == kr.start:
+        return None
+    return (actual - kr.start) / (kr.target - kr.start)
+
+
+def key_result_status(kr: KeyResult) -> str:
+    """A linked key result takes its KPI's status; a checked-in one is judged by progress against the period."""
+    if kr.kpi_id:
+        return kr.kpi.status
+    progress = key_result_progress(kr)
+    if progress is None:
+        return Status.NO_DATA
+    period = kr.objective
+    span = (period.period_end - period.period_start).days or 1
+    elapsed = min(max((timezone.localdate() - period.period_start).days / span, 0), 1)
+    if progress >= elapsed * 0.9:
+        return Status.ON_TRACK
+    return Status.AT_RISK if progress >= elapsed * 0.7 else Status.OFF_TRACK
+
+
+def objective_tree(*, org: Organization, on: date | None = None) -> list[ObjectiveNode]:
+    """Objectives whose period contains `on` (default: all), as a forest, in three queries."""
+    objectives = Objective.objects.for_org(org).filter(archived_at=None).select_related("owner__user", "team")
+    if on:
+        objectives = objectives.filter(period_start__lte=on, period_end__gte=on)
+    krs = defaultdict(list)
+    for kr in (
+        KeyResult.objects.for_org(org)
+        .filter(archived_at=None, objective__in=objectives)
+        .select_related("kpi", "owner__user", "objective")
+    ):
+        krs[kr.objective_id].append(kr)
+    nodes = {o.pk: ObjectiveNode(o, krs[o.pk]) for o in objectives}
+    roots = []
+    for node in nodes.values():
+        parent = nodes.get(node.objective.parent_id)
+        (parent.children if parent else roots).append(node)
+    return roots

@@ -1,0 +1,19 @@
+from django.urls import path
+
+from scorecards import views
+
+# Mounted under /o/<org_slug>/ by config.urls.
+urlpatterns = [
+    path("kpis/", views.scorecard, name="kpi_list"),
+    path("kpis/new/", views.kpi_create, name="kpi_create"),
+    path("kpis/<int:kpi_id>/", views.kpi_detail, name="kpi_detail"),
+    path("kpis/<int:kpi_id>/settings/", views.kpi_settings, name="kpi_settings"),
+    path("kpis/<int:kpi_id>/transfer/", views.transfer_request, name="transfer_request"),
+    path("transfers/<int:transfer_id>/decide/", views.transfer_decide, name="transfer_decide"),
+    path("transfers/<int:transfer_id>/cancel/", views.transfer_cancel, name="transfer_cancel"),
+    path("scorecards/<int:scorecard_id>/", views.scorecard, name="scorecard"),
+    path("okrs/", views.okr_tree, name="okr_tree"),
+    path("okrs/<int:objective_id>/key-results/", views.key_result_create, name="key_result_create"),
+    path("key-results/<int:key_result_id>/check-in/", views.key_result_check_in, name="key_result_check_in"),
+    path("me/", views.my_work, name="my_work"),
+]

@@ -1,0 +1,364 @@
+from __future__ import annotations
+
+from datetime import datetime, time, timedelta
+
+from django.contrib import messages
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.paginator import Paginator
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.utils import timezone
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from governance.access import deny, get_for_org_or_404, role_required
+from governance.forms import apply_errors
+from governance.models import Membership, Role, Team
+from scorecards import charts, selectors, services
+from scorecards.forms import CheckInForm, DecisionForm, KeyResultForm, KpiForm, ObjectiveForm, TransferRequestForm
+from scorecards.models import KeyResult, Kpi, Objective, OwnershipTransfer, Scorecard, Status
+from scorecards.thresholds import RANGE, ThresholdError, parse_thresholds
+
+STATUS_CHOICES = Status.choices
+SORT_COLUMNS = [("name", "KPI"), ("team", "Team"), ("owner", "Owner"), ("status", "Status"), ("age", "Data age")]
+
+
+def can_configure_kpi(membership: Membership, kpi: Kpi) -> bool:
+    # Admins and the owner by role; anyone else only with guardian's object permission on this KPI.
+    return (
+        membership.is_admin
+        or kpi.owner_id == membership.pk
+        or membership.user.has_perm("scorecards.configure_kpi", kpi)
+    )
+
+
+def _filters(request: HttpRequest) -> selectors.KpiFilters:
+    get = request.GET
+    as_int = lambda name: int(get[name]) if get.get(name, "").isdigit() else None  # noqa: E731
+    sort = get.get("sort", "status")
+    return selectors.KpiFilters(
+        team_id=as_int("team"),
+        status=get.get("status", "") if get.get("status") in Status.values else "",
+        objective_id=as_int("objective"),
+        text=get.get("q", "").strip()[:100],
+        sort=sort.lstrip("-") if sort.lstrip("-") in selectors.SORTS else "status",
+        descending=sort.startswith("-"),
+    )
+
+
+def _sort_links(request: HttpRequest, filters: selectors.KpiFilters) -> list[dict]:
+    """Each column header links to the same filters sorted by it; a second click reverses the order."""
+    links = []
+    for column, label in SORT_COLUMNS:
+        query = request.GET.copy()
+        active = filters.sort == column
+        query["sort"] = f"-{column}" if active and not filters.descending else column
+        links.append({"label": label, "query": query.urlencode(), "active": active, "descending": filters.descending})
+    return links
+
+
+@require_GET
+def scorecard(request: HttpRequest, scorecard_id: int | None = None) -> HttpResponse:
+    """All KPIs, or one scorecard's: filters and sorting swap the table partial and stay in the URL."""
+    card = None
+    if scorecard_id is not None:
+        card = get_for_org_or_404(request, Scorecard, scorecard_id)
+        if not selectors.scorecard_visible(card, request.membership):
+            raise deny(request, "this scorecard's viewers")
+    filters = _filters(request)
+    counts = selectors.status_counts(selectors.kpi_list(org=request.org, scorecard=card))
+    kpis = list(selectors.kpi_list(org=request.org, filters=filters, scorecard=card))
+    series = selectors.recent_series(org=request.org, kpi_ids=[k.pk for k in kpis])
+    now = timezone.now()
+    rows = [
+        {
+            "kpi": k,
+            "spark": charts.sparkline(series.get(k.pk, []), status=k.status, label=f"{k.name}, last 30 days"),
+            "trend": selectors.trend(series.get(k.pk, [])),
+            "age": now - k.last_measured_at if k.last_measured_at else None,
+            "stale": k.last_measured_at is None or now - k.last_measured_at > k.stale_after,
+        }
+        for k in kpis
+    ]
+    context = {
+        "card": card,
+        "cards": selectors.scorecards_for(membership=request.membership),
+        "rows": rows,
+        "counts": [(value, label, counts[value]) for value, label in STATUS_CHOICES],
+        "sort_links": _sort_links(request, filters),
+        "filters": filters,
+        "statuses": STATUS_CHOICES,
+        "teams": Team.objects.for_org(request.org),
+        "objectives": Objective.objects.for_org(request.org).filter(archived_at=None),
+    }
+    template = "scorecards/scorecard.html#table" if request.htmx else "scorecards/scorecard.html"
+    return render(request, template, context)
+
+
+def _kpi_chart(kpi: Kpi, tz) -> str:
+    since = timezone.now() - timedelta(days=90)
+    points = list(kpi.measurements.filter(at__gte=since).order_by("at").values_list("at", "value"))
+    bands: list[charts.Band] = []
+    target_line = None
+    try:
+        spec = parse_thresholds(kpi.direction, kpi.thresholds, has_target=kpi.target_value is not None)
+        t = spec.resolve(kpi.target_value)
+    except ThresholdError:
+        t = None
+    if t is not None:
+        if kpi.direction == RANGE:
+            (wl, wh), (cl, ch) = t.warning, t.critical
+            bands = [
+                charts.Band(None, cl, "off_track"),
+                charts.Band(cl, wl, "at_risk"),
+                charts.Band(wl, wh, "on_track"),
+                charts.Band(wh, ch, "at_risk"),
+                charts.Band(ch, None, "off_track"),
+            ]
+        elif kpi.direction == "increase":
+            bands = [
+                charts.Band(None, t.critical, "off_track"),
+                charts.Band(t.critical, t.warning, "at_risk"),
+                charts.Band(t.warning, None, "on_track"),
+            ]
+        else:
+            bands = [
+                charts.Band(None, t.warning, "on_track"),
+                charts.Band(t.warning, t.critical, "at_risk"),
+                charts.Band(t.critical, None, "off_track"),
+            ]
+    if kpi.target_by and kpi.baseline_at is not None and kpi.baseline_value is not None:
+        target_line = [
+            (datetime.combine(kpi.baseline_at, time(), tz), kpi.baseline_value),
+            (datetime.combine(kpi.target_by, time(), tz), kpi.target_value),
+        ]
+    changes = [
+        charts.Marker(c.changed_at, c.new, f"{c.get_old_display()} → {c.get_new_display()}: {c.reason}")
+        for c in kpi.status_changes.filter(changed_at__gte=since)
+    ]
+    return charts.kpi_chart(
+        points=points,
+        target=None if target_line else kpi.target_value,
+        target_line=target_line,
+        bands=bands,
+        changes=changes,
+        unit=kpi.unit,
+        tz=tz,
+        title=f"{kpi.name}, last 90 days",
+    )
+
+
+@require_GET
+def kpi_detail(request: HttpRequest, kpi_id: int) -> HttpResponse:
+    kpi = get_for_org_or_404(request, Kpi.objects.select_related("team", "owner__user", "data_source"), kpi_id)
+    page = Paginator(kpi.measurements.order_by("-at"), 25).get_page(request.GET.get("page"))
+    if request.htmx and request.GET.get("page"):
+        return render(request, "scorecards/kpi_detail.html#measurements", {"kpi": kpi, "page": page})
+    membership = request.membership
+    transfers = kpi.transfers.select_related("from_owner__user", "to_owner__user", "requested_by", "decided_by")
+    pending = next((t for t in transfers if t.state == OwnershipTransfer.State.PENDING), None)
+    may_request = membership.pk == kpi.owner_id or membership.role in (Role.ADMIN, Role.EXECUTIVE)
+    return render(
+        request,
+        "scorecards/kpi_detail.html",
+        {
+            "kpi": kpi,
+            "chart": _kpi_chart(kpi, request.org.tzinfo),
+            "page": page,
+            "changes": kpi.status_changes.all()[:20],
+            "transfers": transfers,
+            "pending_transfer": pending,
+            "may_decide": pending is not None
+            and membership.role in (Role.ADMIN, Role.EXECUTIVE)
+            and pending.requested_by_id != membership.user_id,
+            "transfer_form": TransferRequestForm(kpi=kpi) if may_request and pending is None else None,
+            "settings_form": KpiForm(instance=kpi, org=request.org) if can_configure_kpi(membership, kpi) else None,
+            "key_results": kpi.key_results.select_related("objective"),
+        },
+    )
+
+
+@require_POST
+def kpi_settings(request: HttpRequest, kpi_id: int) -> HttpResponse:
+    kpi = get_for_org_or_404(request, Kpi, kpi_id)
+    if not can_configure_kpi(request.membership, kpi):
+        raise deny(request, "admins and the KPI's owner")
+    form = KpiForm(request.POST, instance=kpi, org=request.org)
+    if form.is_valid():
+        try:
+            services.kpi_update(kpi=kpi, actor=request.user, **form.settings())
+        except ValidationError as e:
+            apply_errors(form, e)
+        else:
+            messages.success(request, "Settings saved.")
+            return redirect("kpi_detail", org_slug=request.org.slug, kpi_id=kpi.pk)
+    kpi.refresh_from_db()
+    return render(request, "scorecards/kpi_form.html", {"form": form, "kpi": kpi}, status=422)
+
+
+@role_required(Role.ADMIN)
+@require_http_methods(["GET", "POST"])
+def kpi_create(request: HttpRequest) -> HttpResponse:
+    form = KpiForm(request.POST or None, org=request.org)
+    if form.is_valid():
+        try:
+            kpi = services.kpi_create(
+                actor=request.user,
+                organization=request.org,
+                key=form.cleaned_data["key"],
+                owner=form.cleaned_data["owner"],
+                **form.settings(),
+            )
+        except ValidationError as e:
+            apply_errors(form, e)
+        else:
+            messages.success(request, f"KPI {kpi} created. Its data arrives through the API, CSV or a data source.")
+            return redirect("kpi_detail", org_slug=request.org.slug, kpi_id=kpi.pk)
+    return render(request, "scorecards/kpi_form.html", {"form": form}, status=422 if form.errors else 200)
+
+
+@require_POST
+def transfer_request(request: HttpRequest, kpi_id: int) -> HttpResponse:
+    kpi = get_for_org_or_404(request, Kpi.objects.select_related("owner__user"), kpi_id)
+    form = TransferRequestForm(request.POST, kpi=kpi)
+    if form.is_valid():
+        try:
+            services.ownership_transfer_request(
+                kpi=kpi,
+                requester=request.membership,
+                to_owner=form.cleaned_data["to_owner"],
+                reason=form.cleaned_data["reason"],
+            )
+        except PermissionDenied as e:
+            raise deny(request, "the owner, admins and executives") from e
+        except ValidationError as e:
+            messages.error(request, " ".join(e.messages))
+        else:
+            messages.success(request, "Transfer requested; an admin or executive must approve it.")
+    else:
+        messages.error(request, "Pick the new owner and give a reason.")
+    return redirect("kpi_detail", org_slug=request.org.slug, kpi_id=kpi.pk)
+
+
+@require_POST
+def transfer_decide(request: HttpRequest, transfer_id: int) -> HttpResponse:
+    transfer = get_for_org_or_404(request, OwnershipTransfer, transfer_id)
+    form = DecisionForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "Approve or reject the transfer.")
+    else:
+        try:
+            services.ownership_transfer_decide(
+                transfer=transfer,
+                decider=request.membership,
+                approve=form.cleaned_data["decision"] == "approve",
+                note=form.cleaned_data["note"],
+            )
+        except PermissionDenied as e:
+            raise deny(request, "an admin or executive other than the requester") from e
+        except ValidationError as e:
+            messages.error(request, " ".join(e.messages))
+        else:
+            messages.success(request, f"Transfer {form.cleaned_data['decision']}d.")
+    return redirect("kpi_detail", org_slug=request.org.slug, kpi_id=transfer.kpi_id)
+
+
+@require_POST
+def transfer_cancel(request: HttpRequest, transfer_id: int) -> HttpResponse:
+    transfer = get_for_org_or_404(request, OwnershipTransfer, transfer_id)
+    try:
+        services.ownership_transfer_cancel(transfer=transfer, actor=request.membership)
+    except PermissionDenied as e:
+        raise deny(request, "the requester, admins and executives") from e
+    except ValidationError as e:
+        messages.error(request, " ".join(e.messages))
+    return redirect("kpi_detail", org_slug=request.org.slug, kpi_id=transfer.kpi_id)
+
+
+@require_http_methods(["GET", "POST"])
+def okr_tree(request: HttpRequest) -> HttpResponse:
+    may_edit = request.membership.role in (Role.ADMIN, Role.EXECUTIVE)
+    form = ObjectiveForm(request.POST or None, org=request.org) if may_edit else None
+    if request.method == "POST":
+        if not may_edit:
+            raise deny(request, "admins and executives")
+        if form.is_valid():
+            objective = services.objective_create(actor=request.user, organization=request.org, **form.cleaned_data)
+            messages.success(request, f"Objective {objective} created.")
+            return redirect("okr_tree", org_slug=request.org.slug)
+    today = timezone.localdate()
+    return render(
+        request,
+        "scorecards/okrs.html",
+        {
+            "tree": selectors.objective_tree(org=request.org, on=None if request.GET.get("all") else today),
+            "form": form,
+            "kr_form": KeyResultForm(org=request.org) if may_edit else None,
+            "check_in_form": CheckInForm(),
+            "show_all": bool(request.GET.get("all")),
+        },
+        status=422 if form is not None and form.errors else 200,
+    )
+
+
+@role_required(Role.ADMIN, Role.EXECUTIVE)
+@require_POST
+def key_result_create(request: HttpRequest, objective_id: int) -> HttpResponse:
+    objective = get_for_org_or_404(request, Objective, objective_id)
+    form = KeyResultForm(request.POST, org=request.org)
+    if form.is_valid():
+        services.key_result_create(actor=request.user, objective=objective, **form.cleaned_data)
+        messages.success(request, "Key result added.")
+    else:
+        errors = "; ".join(
+            f"{form.fields[f].label if f in form.fields else ''}: {' '.join(e)}".lstrip(": ")
+            for f, e in form.errors.items()
+        )
+        messages.error(request, f"The key result was not added. {errors}")
+    return redirect("okr_tree", org_slug=request.org.slug)
+
+
+@require_POST
+def key_result_check_in(request: HttpRequest, key_result_id: int) -> HttpResponse:
+    key_result = get_for_org_or_404(request, KeyResult, key_result_id)
+    form = CheckInForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "Enter the current value as a number.")
+    else:
+        try:
+            services.key_result_check_in(key_result=key_result, by=request.membership, **form.cleaned_data)
+        except PermissionDenied as e:
+            raise deny(request, "the key result's owner") from e
+        except ValidationError as e:
+            messages.error(request, " ".join(e.messages))
+        else:
+            messages.success(request, f"Checked in {form.cleaned_data['value']:g} for {key_result}.")
+    return redirect("okr_tree", org_slug=request.org.slug)
+
+
+@require_GET
+def my_work(request: HttpRequest) -> HttpResponse:
+    membership = request.membership
+    owned = selectors.kpi_list(org=request.org).filter(owner=membership)
+    decide = []
+    if membership.role in (Role.ADMIN, Role.EXECUTIVE):
+        decide = (
+            OwnershipTransfer.objects.for_org(request.org)
+            .filter(state=OwnershipTransfer.State.PENDING)
+            .exclude(requested_by=request.user)
+            .select_related("kpi", "from_owner__user", "to_owner__user", "requested_by")
+        )
+    return render(
+        request,
+        "scorecards/my_work.html",
+        {
+            "owned": owned,
+            "key_results": KeyResult.objects.for_org(request.org)
+            .filter(owner=membership, kpi=None, archived_at=None)
+            .select_related("objective"),
+            "objectives": Objective.objects.for_org(request.org).filter(owner=membership, archived_at=None),
+            "transfers_to_decide": decide,
+            "my_transfers": OwnershipTransfer.objects.for_org(request.org)
+            .filter(state=OwnershipTransfer.State.PENDING, to_owner=membership)
+            .select_related("kpi", "from_owner__user"),
+        },
+    )
