@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 from collections.abc import Callable, Iterable
+from datetime import timedelta
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -17,6 +18,7 @@ from django.utils import timezone
 from django_guid import get_guid
 from guardian.shortcuts import assign_perm, remove_perm
 
+from governance.durations import format_duration
 from governance.models import (
     AuditEvent,
     Heartbeat,
@@ -58,6 +60,8 @@ def snapshot(obj: Model, fields: Iterable[str]) -> dict:
         value = getattr(obj, name)
         if isinstance(value, Model):
             value = str(value)
+        elif isinstance(value, timedelta):
+            value = format_duration(value)
         elif hasattr(value, "isoformat"):
             value = value.isoformat()
         values[name] = value
