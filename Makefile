@@ -23,6 +23,9 @@ run: $(BIN)/.installed
 test: $(BIN)/.installed
 	$(BIN)/pytest $(PYTEST_ARGS)
 
+bench: $(BIN)/.installed
+	$(BIN)/python -m tests.bench.scorecard
+
 lint: $(BIN)/.installed
 	$(BIN)/ruff check .
 
