@@ -20,8 +20,8 @@ django.setup()
 
 from django.db import connection  # noqa: E402
 from django.test import Client  # noqa: E402
-from django.test.utils import CaptureQueriesContext, setup_test_environment  # noqa: E402
 from django.test.runner import DiscoverRunner  # noqa: E402
+from django.test.utils import CaptureQueriesContext, setup_test_environment  # noqa: E402
 from django.utils import timezone  # noqa: E402
 
 from governance.models import Role  # noqa: E402
@@ -31,7 +31,7 @@ from tests.factories import MembershipFactory, OrganizationFactory, TeamFactory 
 KPIS, DAYS, ROUNDS = 500, 90, 15
 
 
-def build() -> tuple[Client, str]:
+def build() -> tuple[Client, str, int]:
     org = OrganizationFactory(slug="bench")
     viewer = MembershipFactory(organization=org, role=Role.EXECUTIVE)
     teams = [TeamFactory(organization=org) for _ in range(10)]
