@@ -181,7 +181,8 @@ class ObjectiveForm(TenantModelForm):
         super().__init__(*args, org=org, **kwargs)
         self.fields["owner"].queryset = active_members(org)
         self.fields["team"].queryset = Team.objects.for_org(org)
-        self.fields["parent"].queryset = Objective.objects.for_org(org).filter(archived_at=None)
+        parents = Objective.objects.for_org(org).filter(archived_at=None)
+        self.fields["parent"].queryset = parents.exclude(pk=self.instance.pk) if self.instance.pk else parents
 
 
 class KeyResultForm(TenantModelForm):

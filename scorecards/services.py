@@ -219,6 +219,9 @@ def ownership_transfer_direct(*, kpi: Kpi, to_owner: Membership, actor: User | N
 # --- OKRs ---------------------------------------------------------------------------------------
 
 
+OBJECTIVE_FIELDS = ["key", "title", "owner", "team", "period_start", "period_end", "parent"]
+
+
 @transaction.atomic
 def objective_create(*, actor: User, **fields) -> Objective:
     objective = Objective(**fields)
@@ -231,6 +234,27 @@ def objective_create(*, actor: User, **fields) -> Objective:
         obj=objective,
         after=snapshot(objective, ["key", "title", "owner", "team", "period_start", "period_end", "parent"]),
     )
+    return objective
+
+
+@transaction.atomic
+def objective_update(*, objective: Objective, actor: User, **fields) -> Objective:
+    before = snapshot(Objective.objects.select_for_update(of=("self",)).get(pk=objective.pk), OBJECTIVE_FIELDS)
+    for name, value in fields.items():
+        setattr(objective, name, value)
+    chain, node = [objective.title], objective.parent
+    while node is not None:  # walk the stored parents: an objective must not end up above itself
+        chain.append(node.title)
+        if node.pk == objective.pk:
+            raise ValidationError({"parent": f"That would make a cycle: {' → '.join(chain)}."})
+        node = node.parent
+    objective.full_clean()
+    objective.save()
+    after = snapshot(objective, OBJECTIVE_FIELDS)
+    if after != before:
+        audit_log(
+            org=objective.organization, actor=actor, verb="objective.updated", obj=objective, before=before, after=after
+        )
     return objective
 
 

@@ -13,6 +13,7 @@ urlpatterns = [
     path("transfers/<int:transfer_id>/cancel/", views.transfer_cancel, name="transfer_cancel"),
     path("scorecards/<int:scorecard_id>/", views.scorecard, name="scorecard"),
     path("okrs/", views.okr_tree, name="okr_tree"),
+    path("okrs/<int:objective_id>/edit/", views.objective_edit, name="objective_edit"),
     path("okrs/<int:objective_id>/key-results/", views.key_result_create, name="key_result_create"),
     path("key-results/<int:key_result_id>/check-in/", views.key_result_check_in, name="key_result_check_in"),
     path("me/", views.my_work, name="my_work"),

@@ -300,6 +300,30 @@ def okr_tree(request: HttpRequest) -> HttpResponse:
     )
 
 
+@require_http_methods(["GET", "POST"])
+def objective_edit(request: HttpRequest, objective_id: int) -> HttpResponse:
+    objective = get_for_org_or_404(request, Objective, objective_id)
+    if request.membership.role not in (Role.ADMIN, Role.EXECUTIVE) and objective.owner_id != request.membership.pk:
+        raise deny(request, "admins, executives and the objective's owner")
+    form = ObjectiveForm(request.POST or None, instance=objective, org=request.org)
+    if request.method == "POST":
+        if form.is_valid():
+            try:
+                services.objective_update(objective=objective, actor=request.user, **form.cleaned_data)
+            except ValidationError as e:
+                apply_errors(form, e)
+            else:
+                messages.success(request, "Objective saved.")
+                return redirect("okr_tree", org_slug=request.org.slug)
+        objective.refresh_from_db()
+    return render(
+        request,
+        "scorecards/objective_form.html",
+        {"form": form, "objective": objective},
+        status=422 if form.errors else 200,
+    )
+
+
 @role_required(Role.ADMIN, Role.EXECUTIVE)
 @require_POST
 def key_result_create(request: HttpRequest, objective_id: int) -> HttpResponse:

@@ -7,7 +7,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from governance.models import AuditEvent
-from scorecards.models import Kpi, Measurement, Status
+from scorecards.models import Kpi, Measurement, Objective, Status
 from scorecards.services import key_result_check_in
 from tests.factories import KpiFactory
 from tests.scorecards.test_transfers import _settings
@@ -163,3 +163,35 @@ def test_my_work_lists_what_i_own_and_what_waits_for_me(tenant):
     assert "Throughput" in html
     html = tenant.client(tenant.admin).get(reverse("my_work", args=[tenant.org.slug])).content.decode()
     assert "Approve or reject" in html and "Reorganisation" in html
+
+
+def test_an_objective_cannot_become_its_own_ancestor(tenant):
+    child = Objective.objects.create(
+        organization=tenant.org,
+        key="o.child",
+        title="Child",
+        owner=tenant.member,
+        team=tenant.team,
+        period_start=tenant.objective.period_start,
+        period_end=tenant.objective.period_end,
+        parent=tenant.objective,
+    )
+    url = reverse("objective_edit", kwargs={"org_slug": tenant.org.slug, "objective_id": tenant.objective.pk})
+    data = {
+        "key": "o.grow",
+        "title": "Grow",
+        "owner": tenant.executive.pk,
+        "team": tenant.team.pk,
+        "period_start": "2026-10-01",
+        "period_end": "2026-12-31",
+        "parent": child.pk,
+    }
+    response = tenant.client(tenant.executive).post(url, data)
+    assert response.status_code == 422
+    assert "cycle: Grow → Child → Grow" in response.content.decode()
+    tenant.objective.refresh_from_db()
+    assert tenant.objective.parent is None
+    data["title"], data["parent"] = "Grow faster", ""
+    assert tenant.client(tenant.executive).post(url, data).status_code == 302
+    assert AuditEvent.objects.filter(verb="objective.updated").get().after["title"] == "Grow faster"
+    assert tenant.client(tenant.member).post(url, data).status_code == 403
