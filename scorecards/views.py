@@ -14,8 +14,9 @@ from governance.access import deny, get_for_org_or_404, role_required
 from governance.forms import apply_errors
 from governance.models import Membership, Role, Team
 from scorecards import charts, selectors, services
+from scorecards.aggregate import rolling
 from scorecards.forms import CheckInForm, DecisionForm, KeyResultForm, KpiForm, ObjectiveForm, TransferRequestForm
-from scorecards.models import KeyResult, Kpi, Objective, OwnershipTransfer, Scorecard, Status
+from scorecards.models import Direction, KeyResult, Kpi, Objective, OwnershipTransfer, Scorecard, Status
 from scorecards.thresholds import RANGE, ThresholdError, parse_thresholds
 
 STATUS_CHOICES = Status.choices
@@ -73,7 +74,9 @@ def scorecard(request: HttpRequest, scorecard_id: int | None = None) -> HttpResp
         {
             "kpi": k,
             "spark": charts.sparkline(series.get(k.pk, []), status=k.status, label=f"{k.name}, last 30 days"),
-            "trend": selectors.trend(series.get(k.pk, [])),
+            "trend": (trend := selectors.trend(series.get(k.pk, []))),
+            # Whether the move is good news depends on the direction: falling costs are green.
+            "trend_good": trend != "flat" and (trend == "up") == (k.direction == Direction.INCREASE),
             "age": now - k.last_measured_at if k.last_measured_at else None,
             "stale": k.last_measured_at is None or now - k.last_measured_at > k.stale_after,
         }
@@ -95,8 +98,11 @@ def scorecard(request: HttpRequest, scorecard_id: int | None = None) -> HttpResp
 
 
 def _kpi_chart(kpi: Kpi, tz) -> str:
+    """90 days of the value the KPI is judged by (the aggregate, e.g. a 7-day sum), against its thresholds."""
     since = timezone.now() - timedelta(days=90)
-    points = list(kpi.measurements.filter(at__gte=since).order_by("at").values_list("at", "value"))
+    lead_in = kpi.aggregate_window or timedelta(0)
+    raw = list(kpi.measurements.filter(at__gt=since - lead_in).order_by("at").values_list("at", "value"))
+    points = [(at, v) for at, v in rolling(raw, kpi.aggregate_fn, kpi.aggregate_window) if at >= since]
     bands: list[charts.Band] = []
     target_line = None
     try:

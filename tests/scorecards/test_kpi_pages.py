@@ -7,7 +7,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from governance.models import AuditEvent
-from scorecards.models import Kpi, Measurement, Objective, Status
+from scorecards.models import KeyResult, Kpi, Measurement, Objective, Status
 from scorecards.services import key_result_check_in
 from tests.factories import KpiFactory
 from tests.scorecards.test_transfers import _settings
@@ -149,8 +149,13 @@ def test_an_admin_creates_a_kpi(tenant):
 def test_okr_progress_rolls_up_and_owners_check_in(tenant):
     kr = tenant.key_result  # start 0, target 10, owned by the member
     key_result_check_in(key_result=kr, by=tenant.member, value=12)  # progress is not capped
+    Kpi.objects.filter(pk=tenant.kpi.pk).update(last_value=900, status="at_risk")
+    KeyResult.objects.create(organization=tenant.org, objective=tenant.objective, key="kr.kpi", title="Throughput up",
+                             kpi=tenant.kpi, start=800, target=1200)
     html = tenant.client(tenant.executive).get(reverse("okr_tree", args=[tenant.org.slug])).content.decode()
-    assert "120%" in html
+    assert "120%" in html and "25%" in html  # (900 - 800) / (1200 - 800)
+    assert "72%" in html  # the objective: average of 120% and 25%
+    assert 'class="status status-at_risk">At risk' in html  # the weakest key result
     url = reverse("key_result_check_in", kwargs={"org_slug": tenant.org.slug, "key_result_id": kr.pk})
     assert tenant.client(tenant.executive).post(url, {"value": 3}).status_code == 403
     tenant.client(tenant.member).post(url, {"value": 5})

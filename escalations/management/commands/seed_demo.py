@@ -1,3 +1,5 @@
+"""The demo lives in the top layer because it fills every app: governance, scorecards and what comes next."""
+
 from __future__ import annotations
 
 from django.core.management.base import BaseCommand
@@ -5,6 +7,7 @@ from django.db import transaction
 
 from governance import services
 from governance.models import Membership, Organization, Role, User
+from scorecards.demo import seed_scorecards
 
 DEMO_PASSWORD = "steerco-demo"
 
@@ -19,6 +22,7 @@ ACME_PEOPLE = [
     ("vp.supply@acme.test", "Sam Sato", Role.MEMBER, ["supply-chain"], True),
     ("planner@acme.test", "Priya Patel", Role.MEMBER, ["supply-chain"], False),
     ("vp.sales@acme.test", "Sofia Silva", Role.MEMBER, ["sales"], True),
+    ("account.exec@acme.test", "Noah Nguyen", Role.MEMBER, ["sales"], False),
     ("controller@acme.test", "Frank Fuchs", Role.MEMBER, ["finance"], False),
 ]
 ACME_TEAMS = [  # key, name, parent
@@ -31,7 +35,7 @@ ACME_TEAMS = [  # key, name, parent
 
 
 class Command(BaseCommand):
-    help = "Creates the demo organizations (Acme Electronics, Globex Retail) with teams and people. Idempotent."
+    help = "Creates the demo organizations (Acme Electronics with KPIs, history and OKRs; Globex Retail). Idempotent."
 
     def handle(self, *args, **options) -> None:
         if Organization.objects.filter(slug="acme").exists():
@@ -68,6 +72,7 @@ class Command(BaseCommand):
         services.invitation_create(
             org=acme, actor=admin, email="new.hire@acme.test", role=Role.MEMBER, teams=[teams["sales"]]
         )
+        seed_scorecards(acme)
 
         globex_admin = self._user("admin@globex.test", "Gus Grant")
         globex = services.organization_create(
