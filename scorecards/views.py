@@ -21,6 +21,7 @@ from scorecards.thresholds import RANGE, ThresholdError, parse_thresholds
 
 STATUS_CHOICES = Status.choices
 SORT_COLUMNS = [("name", "KPI"), ("team", "Team"), ("owner", "Owner"), ("status", "Status"), ("age", "Data age")]
+NARROW_HIDDEN = {"team", "owner"}  # phones show them on the KPI page instead
 
 
 def can_configure_kpi(membership: Membership, kpi: Kpi) -> bool:
@@ -53,7 +54,15 @@ def _sort_links(request: HttpRequest, filters: selectors.KpiFilters) -> list[dic
         query = request.GET.copy()
         active = filters.sort == column
         query["sort"] = f"-{column}" if active and not filters.descending else column
-        links.append({"label": label, "query": query.urlencode(), "active": active, "descending": filters.descending})
+        links.append(
+            {
+                "label": label,
+                "query": query.urlencode(),
+                "active": active,
+                "descending": filters.descending,
+                "narrow_hide": column in NARROW_HIDDEN,
+            }
+        )
     return links
 
 
