@@ -70,7 +70,7 @@ def snapshot(obj: Model, fields: Iterable[str]) -> dict:
 
 # --- organizations ------------------------------------------------------------------------------
 
-ORG_FIELDS = ["slug", "name", "timezone", "business_days", "business_start", "business_end"]
+ORG_FIELDS = ["slug", "name", "timezone", "business_days", "business_start", "business_end", "default_escalation"]
 
 
 @transaction.atomic
@@ -101,7 +101,7 @@ def organization_update(*, org: Organization, actor: User, **fields) -> Organiza
 
 # --- teams --------------------------------------------------------------------------------------
 
-TEAM_FIELDS = ["key", "name", "parent", "lead"]
+TEAM_FIELDS = ["key", "name", "parent", "lead", "escalation"]
 
 
 def _check_team(team: Team) -> None:
@@ -131,8 +131,9 @@ def team_create(
     name: str,
     parent: Team | None = None,
     lead: Membership | None = None,
+    escalation: str = "",
 ) -> Team:
-    team = Team(organization=org, key=key, name=name, parent=parent, lead=lead)
+    team = Team(organization=org, key=key, name=name, parent=parent, lead=lead, escalation=escalation)
     _check_team(team)
     team.save()
     _sync_lead_permission(team, None)

@@ -48,6 +48,7 @@ def owned_kpis_blocker(membership: Membership) -> str:
 @transaction.atomic
 def kpi_create(*, actor: User, **fields) -> Kpi:
     kpi = Kpi(**fields)
+    kpi.next_evaluation_at = kpi.next_evaluation_at or timezone.now()  # the next sweep picks it up
     kpi.full_clean()
     kpi.save()
     audit_log(

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
+from dependencies.models import Dependency
+from escalations.models import EscalationLevel, EscalationPolicy
 from governance import services
 from governance.models import Membership, Organization, Role, User
 from scorecards.demo import seed_scorecards
+from scorecards.models import Kpi
 
 DEMO_PASSWORD = "steerco-demo"
 
@@ -72,7 +77,9 @@ class Command(BaseCommand):
         services.invitation_create(
             org=acme, actor=admin, email="new.hire@acme.test", role=Role.MEMBER, teams=[teams["sales"]]
         )
+        self._seed_policy(acme)
         seed_scorecards(acme)
+        self._seed_dependencies(acme)
 
         globex_admin = self._user("admin@globex.test", "Gus Grant")
         globex = services.organization_create(
@@ -81,3 +88,51 @@ class Command(BaseCommand):
         Membership.objects.create(organization=globex, user=memberships["coo@acme.test"].user, role=Role.EXECUTIVE)
         for key, name in [("operations", "Operations"), ("stores", "Stores")]:
             services.team_create(org=globex, actor=globex_admin, key=key, name=name)
+
+    def _seed_policy(self, org: Organization) -> None:
+        """MANIFEST.md's standard policy, the organization's default (the demo KPIs name it)."""
+        policy = EscalationPolicy.objects.create(
+            organization=org,
+            key="standard",
+            name="Standard KPI escalation",
+            mitigation_due=timedelta(days=2),
+            ack_timeout=timedelta(hours=4),
+            repeat=1,
+        )
+        EscalationLevel.objects.bulk_create(
+            [
+                EscalationLevel(
+                    organization=org, policy=policy, position=1, targets=["team_lead"], wait=timedelta(days=1)
+                ),
+                EscalationLevel(
+                    organization=org,
+                    policy=policy,
+                    position=2,
+                    targets=["role:executive", "user:coo@acme.test"],
+                    wait=timedelta(days=2),
+                    business_hours=True,
+                ),
+            ]
+        )
+        Organization.objects.filter(pk=org.pk).update(default_escalation="standard")
+
+    def _seed_dependencies(self, org: Organization) -> None:
+        """The founding story: Marketing's lead surge drives Supply Chain's inventory and on-time delivery."""
+        kpis = {k.key: k for k in Kpi.objects.for_org(org)}
+        edges = [
+            (
+                "mkt.leads",
+                "sc.inventory_turnover",
+                "drives_demand",
+                timedelta(days=21),
+                "Campaign demand needs stock three weeks ahead",
+            ),
+            ("mkt.leads", "sc.otif", "drives_demand", timedelta(days=21), "More orders stress picking and freight"),
+            ("sc.otif", "fin.air_freight", "consumes_capacity", timedelta(days=7), "Late orders go by air"),
+            ("sales.bookings", "fin.gross_margin", "informs", None, ""),
+        ]
+        Dependency.objects.bulk_create(
+            Dependency(organization=org, upstream=kpis[up], downstream=kpis[down], kind=kind, lag=lag, note=note)
+            for up, down, kind, lag, note in edges
+            if up in kpis and down in kpis
+        )

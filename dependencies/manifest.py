@@ -1,0 +1,112 @@
+"""The dependencies part of the organization manifest: edges `from` (upstream) -> `to` (downstream) between KPIs.
+
+An edge is named by its two KPI keys; `kind` is required, `lag` (a duration) and `note` are optional. The graph
+stays acyclic: an edge to itself and an edge that closes a cycle (with the edges kept in the database) are
+errors that name the cycle. Edges have no archive: under prune the ones missing from the manifest are deleted
+(and audited), as are the edges of KPIs a prune archives. The export leaves out edges whose KPIs are archived.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from typing import Any
+
+from dependencies.models import Dependency
+from governance.durations import format_duration, parse_duration
+from governance.manifest import Change, Context, Entry, KeyedSection, find_path
+from governance.models import Organization
+from scorecards.models import Kpi
+
+
+def edge(upstream: str, downstream: str) -> str:
+    return f"{upstream} -> {downstream}"
+
+
+class DependenciesSection(KeyedSection):
+    field, kind, model = "dependencies", "dependency", Dependency
+    entry_fields = ("from", "to", "kind", "lag", "note")
+    required = ("from", "to", "kind")
+    prune_action = "delete"
+
+    def raw_key(self, item: dict) -> str | None:
+        return None  # edges are not referred to by other sections
+
+    def data_key(self, data: dict) -> str | None:
+        return edge(data["from"], data["to"]) if data["from"] and data["to"] else None
+
+    def key_of(self, obj: Dependency) -> str:
+        return edge(obj.upstream.key, obj.downstream.key)
+
+    def duplicate(self, entry: Entry, key: str, other: str) -> None:
+        entry.error(None, f"duplicate edge {key} (also {other})")
+
+    def normalize(self, entry: Entry, ctx: Context) -> dict:
+        upstream, downstream = entry.ref("from", ctx, "kpis"), entry.ref("to", ctx, "kpis")
+        if upstream and upstream == downstream:
+            entry.error("to", "a KPI cannot depend on itself")
+        return {
+            "from": upstream,
+            "to": downstream,
+            "kind": entry.text("kind", choices=Dependency.Kind.values),
+            "lag": entry.duration("lag"),
+            "note": entry.text("note", default="", max_length=2000),
+        }
+
+    def check(self, desired: dict[str, dict], ctx: Context) -> None:
+        downstream: dict[str, set[str]] = defaultdict(set)
+        if ctx.org is not None and not ctx.prune:  # under prune, only the manifest's edges remain
+            for obj in self.stored(ctx.org):
+                downstream[obj.upstream.key].add(obj.downstream.key)
+        for data in desired.values():
+            if data["from"] and data["to"]:
+                downstream[data["from"]].add(data["to"])
+        reported: set[frozenset] = set()
+        for key, data in desired.items():
+            if data["from"] == data["to"]:
+                continue  # reported as an edge to itself
+            back = find_path(data["to"], data["from"], lambda k: sorted(downstream.get(k, ())))
+            if back is None:
+                continue
+            cycle = [data["from"], *back]
+            # Reported once, on the first edge of the document that is part of the cycle.
+            if frozenset(cycle) not in reported:
+                reported.add(frozenset(cycle))
+                ctx.errors.add(self.paths[key], f"closes the cycle {' -> '.join(cycle)}")
+
+    def stored(self, org: Organization) -> Iterable[Dependency]:
+        return Dependency.objects.for_org(org).select_related("upstream", "downstream")
+
+    def is_archived(self, obj: Any) -> bool:
+        return False
+
+    def is_exported(self, obj: Dependency) -> bool:
+        return obj.upstream.archived_at is None and obj.downstream.archived_at is None
+
+    def canonical(self, obj: Dependency) -> dict:
+        return {
+            "from": obj.upstream.key,
+            "to": obj.downstream.key,
+            "kind": obj.kind,
+            "lag": format_duration(obj.lag) if obj.lag is not None else None,
+            "note": obj.note,
+        }
+
+    def defaults(self, data: dict) -> dict:
+        return {"lag": None, "note": ""}
+
+    def assign(self, obj: Dependency, data: dict, ctx: Context) -> None:
+        obj.upstream, obj.downstream = ctx.get(Kpi, data["from"]), ctx.get(Kpi, data["to"])
+        obj.kind, obj.note = data["kind"], data["note"]
+        obj.lag = parse_duration(data["lag"]) if data["lag"] else None
+
+    def archive(self, change: Change, ctx: Context) -> None:
+        obj = change.obj
+        ctx.audit("dependency.deleted", obj, before=self.canonical(obj))
+        obj.delete()
+
+    def export(self, org: Organization) -> dict:
+        exported = super().export(org)
+        if exported:
+            exported[self.field].sort(key=lambda item: (item["from"], item["to"]))
+        return exported
