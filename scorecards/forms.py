@@ -5,11 +5,13 @@ from __future__ import annotations
 from datetime import timedelta
 
 from django import forms
+from django.apps import apps
 
 from governance.durations import format_duration, parse_duration
 from governance.forms import MemberChoiceField, TenantModelForm, active_members
 from governance.models import Organization, Team
 from scorecards.models import DataSource, KeyResult, Kpi, Objective
+from scorecards.services import KPI_SETTINGS
 from scorecards.thresholds import RANGE, ThresholdError, parse_number, parse_thresholds
 
 
@@ -64,37 +66,46 @@ class KpiForm(TenantModelForm):
     keep_for = DurationField(initial="0m")
     surge_window = DurationField(required=False)
     owner = MemberChoiceField(queryset=None, help_text="Locked once created; change it by an ownership transfer")
+    escalation = forms.ChoiceField(required=False, label="Escalation policy")
+
+    GROUPS = [
+        ("What is measured", ["name", "key", "owner", "team", "description", "unit", "direction"]),
+        (
+            "Target and thresholds",
+            [
+                "target_value",
+                "target_by",
+                "baseline_value",
+                "baseline_at",
+                "warning",
+                "critical",
+                "aggregate_fn",
+                "aggregate_window",
+            ],
+        ),
+        ("Evaluation", ["cadence", "stale_after", "evaluate_every", "pending_for", "keep_for", "recovery_margin"]),
+        ("Signals and routing", ["surge_change", "surge_window", "forecast", "escalation", "data_source"]),
+    ]
 
     class Meta:
         model = Kpi
+        # The service's settings, thresholds edited as two text fields; key and owner only on creation.
         fields = [
             "key",
-            "name",
-            "description",
-            "team",
             "owner",
-            "unit",
-            "direction",
-            "aggregate_fn",
-            "aggregate_window",
-            "target_value",
-            "target_by",
-            "baseline_value",
-            "baseline_at",
-            "warning",
-            "critical",
-            "cadence",
-            "stale_after",
-            "evaluate_every",
-            "pending_for",
-            "keep_for",
-            "recovery_margin",
-            "surge_change",
-            "surge_window",
-            "forecast",
-            "escalation",
-            "data_source",
+            *(
+                name
+                for setting in KPI_SETTINGS
+                for name in (("warning", "critical") if setting == "thresholds" else (setting,))
+            ),
         ]
+        labels = {
+            "aggregate_fn": "Aggregate",
+            "target_value": "Target",
+            "target_by": "Target date",
+            "baseline_at": "Baseline date",
+            "forecast": "Count a projected miss of a dated target as at risk",
+        }
         widgets = {
             "description": forms.Textarea(attrs={"rows": 2}),
             "target_by": forms.DateInput(attrs={"type": "date"}),
@@ -105,6 +116,11 @@ class KpiForm(TenantModelForm):
         super().__init__(*args, org=org, **kwargs)
         self.fields["team"].queryset = Team.objects.for_org(org)
         self.fields["data_source"].queryset = DataSource.objects.for_org(org).filter(archived_at=None)
+        # Policies live in the escalations app, above this one: looked up through the app registry, not imported.
+        policies = apps.get_model("escalations", "EscalationPolicy").objects.for_org(org).filter(archived_at=None)
+        self.fields["escalation"].choices = [("", "(the team's or the organization's default)")] + [
+            (p.key, p.name) for p in policies
+        ]
         if self.instance.pk:
             del self.fields["owner"]  # locked: see ownership transfers
             self.fields["key"].disabled = True
@@ -144,6 +160,9 @@ class KpiForm(TenantModelForm):
         if bool(data.get("surge_change")) != bool(data.get("surge_window")):
             self.add_error("surge_window", "Surge detection needs both a change and a window.")
         return data
+
+    def groups(self) -> list[tuple[str, list[forms.BoundField]]]:
+        return [(title, [self[name] for name in names if name in self.fields]) for title, names in self.GROUPS]
 
     def settings(self) -> dict:
         """The cleaned values for kpi_create / kpi_update, thresholds in the manifest's shape."""

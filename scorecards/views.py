@@ -186,28 +186,29 @@ def kpi_detail(request: HttpRequest, kpi_id: int) -> HttpResponse:
             and membership.role in (Role.ADMIN, Role.EXECUTIVE)
             and pending.requested_by_id != membership.user_id,
             "transfer_form": TransferRequestForm(kpi=kpi) if may_request and pending is None else None,
-            "settings_form": KpiForm(instance=kpi, org=request.org) if can_configure_kpi(membership, kpi) else None,
+            "may_configure": can_configure_kpi(membership, kpi),
             "key_results": kpi.key_results.select_related("objective"),
         },
     )
 
 
-@require_POST
+@require_http_methods(["GET", "POST"])
 def kpi_settings(request: HttpRequest, kpi_id: int) -> HttpResponse:
     kpi = get_for_org_or_404(request, Kpi, kpi_id)
     if not can_configure_kpi(request.membership, kpi):
         raise deny(request, "admins and the KPI's owner")
-    form = KpiForm(request.POST, instance=kpi, org=request.org)
-    if form.is_valid():
-        try:
-            services.kpi_update(kpi=kpi, actor=request.user, **form.settings())
-        except ValidationError as e:
-            apply_errors(form, e)
-        else:
-            messages.success(request, "Settings saved.")
-            return redirect("kpi_detail", org_slug=request.org.slug, kpi_id=kpi.pk)
-    kpi.refresh_from_db()
-    return render(request, "scorecards/kpi_form.html", {"form": form, "kpi": kpi}, status=422)
+    form = KpiForm(request.POST or None, instance=kpi, org=request.org)
+    if request.method == "POST":
+        if form.is_valid():
+            try:
+                services.kpi_update(kpi=kpi, actor=request.user, **form.settings())
+            except ValidationError as e:
+                apply_errors(form, e)
+            else:
+                messages.success(request, "Settings saved.")
+                return redirect("kpi_detail", org_slug=request.org.slug, kpi_id=kpi.pk)
+        kpi.refresh_from_db()
+    return render(request, "scorecards/kpi_form.html", {"form": form, "kpi": kpi}, status=422 if form.errors else 200)
 
 
 @role_required(Role.ADMIN)
