@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from datetime import timedelta
+
 from django.db import models
 from django.db.models import Q
 from django.utils.timezone import now
@@ -32,6 +34,8 @@ class Status(models.TextChoices):
 
 # Worst first: rolling up several statuses takes the first one present.
 STATUS_SEVERITY = [Status.OFF_TRACK, Status.AT_RISK, Status.STALE, Status.NO_DATA, Status.ON_TRACK]
+# Better is higher, for telling a recovery from a breach.
+STATUS_RANK = {Status.OFF_TRACK: 0, Status.AT_RISK: 1, Status.ON_TRACK: 2}
 
 
 class DataSource(models.Model):
@@ -100,6 +104,9 @@ class Kpi(models.Model):
     last_measured_at = models.DateTimeField(null=True, blank=True)
     evaluated_at = models.DateTimeField(null=True, blank=True)
     next_evaluation_at = models.DateTimeField(null=True, blank=True)
+    # New data asks for an evaluation at the next sweep without moving the evaluate_every grid.
+    needs_evaluation = models.BooleanField(default=False)
+    last_surge_at = models.DateTimeField(null=True, blank=True)
     reason = models.TextField(blank=True)
     version = models.PositiveIntegerField(default=0)  # guarded updates: two sweeps never both win
     error = models.TextField(blank=True)
@@ -113,6 +120,7 @@ class Kpi(models.Model):
         indexes = [
             models.Index(fields=["organization", "status"], name="kpi_org_status"),
             models.Index(fields=["next_evaluation_at"], name="kpi_due", condition=Q(archived_at=None)),
+            models.Index(fields=["id"], name="kpi_needs_evaluation", condition=Q(needs_evaluation=True)),
         ]
         permissions = [("configure_kpi", "Edit the KPI's thresholds and evaluation settings")]
 
@@ -122,6 +130,13 @@ class Kpi(models.Model):
     @property
     def target_is_dated(self) -> bool:
         return self.target_by is not None
+
+    @property
+    def pending_wait(self) -> timedelta:
+        """How long the pending status must hold: keep_for when it is a recovery from a breach, else pending_for."""
+        breached = self.status in (Status.AT_RISK, Status.OFF_TRACK)
+        better = STATUS_RANK.get(self.pending_status, 0) > STATUS_RANK.get(self.status, 0)
+        return self.keep_for if breached and better else self.pending_for
 
 
 class Measurement(models.Model):
@@ -182,9 +197,32 @@ class StatusChange(models.Model):
         indexes = [
             models.Index(fields=["processed_at"], name="statuschange_unprocessed", condition=Q(processed_at=None))
         ]
+        # One decision, one row: a redelivered or racing sweep cannot record the same change twice.
+        constraints = [models.UniqueConstraint(fields=["kpi", "changed_at"], name="statuschange_one_per_evaluation")]
 
     def __str__(self) -> str:
         return f"{self.kpi_id}: {self.old} -> {self.new} at {self.changed_at:%Y-%m-%d %H:%M}"
+
+
+class SurgeSignal(models.Model):
+    """The aggregated value moved by at least `surge.change` against the previous window (at most once per window)."""
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
+    kpi = models.ForeignKey(Kpi, on_delete=models.CASCADE, related_name="surges")
+    at = models.DateTimeField()
+    previous = models.FloatField()
+    current = models.FloatField()
+    change = models.FloatField(help_text="Fraction: 0.42 is +42%")
+    processed_at = models.DateTimeField(null=True, blank=True)
+
+    objects = TenantQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-at"]
+        constraints = [models.UniqueConstraint(fields=["kpi", "at"], name="surge_one_per_evaluation")]
+
+    def __str__(self) -> str:
+        return f"{self.kpi_id} surged {self.change:+.0%} at {self.at:%Y-%m-%d %H:%M}"
 
 
 class OwnershipTransfer(models.Model):

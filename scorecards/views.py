@@ -178,6 +178,7 @@ def kpi_detail(request: HttpRequest, kpi_id: int) -> HttpResponse:
         {
             "kpi": kpi,
             "chart": _kpi_chart(kpi, request.org.tzinfo),
+            "pending_elapsed": timezone.now() - kpi.pending_since if kpi.pending_since else None,
             "page": page,
             "changes": kpi.status_changes.all()[:20],
             "transfers": transfers,

@@ -137,6 +137,10 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "control_folder": str(BROKER_DIR / "control"),
         "store_processed": False,
     }
+else:
+    # An unacknowledged task (its worker died) goes back to the queue after this long; it must exceed the
+    # hard time limit, or a slow task would run twice at once.
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=600)}
 CELERY_TASK_IGNORE_RESULT = True  # sweeps write their outcome to the database, not to a result backend
 CELERY_TASK_ACKS_LATE = True  # a task is acknowledged after it ran, so a crash redelivers it
 CELERY_TASK_REJECT_ON_WORKER_LOST = True  # ... including when the worker process itself dies
@@ -152,6 +156,11 @@ CELERY_BEAT_SCHEDULE = {
         "task": "governance.tasks.heartbeat",
         "schedule": timedelta(minutes=1),
         "options": {"expires": 50},  # a beat that is late by a whole period should not pile up
+    },
+    "evaluate-kpis": {
+        "task": "scorecards.tasks.evaluate_kpis",
+        "schedule": timedelta(minutes=1),
+        "options": {"expires": 50},
     },
 }
 

@@ -17,4 +17,4 @@ WHITENOISE_USE_FINDERS = True
 
 # Tests bring their own broker: Redis when CI points at it, else an in-process one for the test worker.
 CELERY_BROKER_URL = env("CELERY_BROKER_URL", default="memory://")
-CELERY_BROKER_TRANSPORT_OPTIONS = {}
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=600)}

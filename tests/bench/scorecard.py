@@ -39,10 +39,22 @@ def build() -> tuple[Client, str, int]:
     statuses = list(Status.values)
     kpis = Kpi.objects.bulk_create(
         Kpi(
-            organization=org, key=f"k.{i}", name=f"KPI {i:03}", team=teams[i // 50], owner=viewer, unit="units",
-            target_value=100, thresholds={"warning": 90, "critical": 80}, cadence=timedelta(days=1),
-            stale_after=timedelta(days=3), evaluate_every=timedelta(hours=1), pending_for=timedelta(0),
-            keep_for=timedelta(0), status=statuses[i % len(statuses)], last_value=95, last_measured_at=now,
+            organization=org,
+            key=f"k.{i}",
+            name=f"KPI {i:03}",
+            team=teams[i // 50],
+            owner=viewer,
+            unit="units",
+            target_value=100,
+            thresholds={"warning": 90, "critical": 80},
+            cadence=timedelta(days=1),
+            stale_after=timedelta(days=3),
+            evaluate_every=timedelta(hours=1),
+            pending_for=timedelta(0),
+            keep_for=timedelta(0),
+            status=statuses[i % len(statuses)],
+            last_value=95,
+            last_measured_at=now,
         )
         for i in range(KPIS)
     )

@@ -86,6 +86,7 @@ def test_the_kpi_page_shows_chart_reason_and_measurements(tenant):
     html = tenant.client(tenant.member).get(reverse("kpi_detail", args=[tenant.org.slug, kpi.pk])).content.decode()
     assert "950 leads &lt; warning 1000" in html or "950 leads < warning 1000" in html
     assert "pending → Off track" in html
+    assert "held 40 min of 2h" in html  # pending_for 2h: a worsening waits pending_for, not keep_for
     assert 'role="img"' in html and "<desc>" in html
     assert "1,010 leads" in html
 
@@ -150,8 +151,15 @@ def test_okr_progress_rolls_up_and_owners_check_in(tenant):
     kr = tenant.key_result  # start 0, target 10, owned by the member
     key_result_check_in(key_result=kr, by=tenant.member, value=12)  # progress is not capped
     Kpi.objects.filter(pk=tenant.kpi.pk).update(last_value=900, status="at_risk")
-    KeyResult.objects.create(organization=tenant.org, objective=tenant.objective, key="kr.kpi", title="Throughput up",
-                             kpi=tenant.kpi, start=800, target=1200)
+    KeyResult.objects.create(
+        organization=tenant.org,
+        objective=tenant.objective,
+        key="kr.kpi",
+        title="Throughput up",
+        kpi=tenant.kpi,
+        start=800,
+        target=1200,
+    )
     html = tenant.client(tenant.executive).get(reverse("okr_tree", args=[tenant.org.slug])).content.decode()
     assert "120%" in html and "25%" in html  # (900 - 800) / (1200 - 800)
     assert "72%" in html  # the objective: average of 120% and 25%
