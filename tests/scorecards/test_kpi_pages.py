@@ -81,7 +81,10 @@ def test_the_kpi_page_shows_chart_reason_and_measurements(tenant):
     kpi = tenant.kpi
     _add_series(kpi, [900.0, 950.0, 1010.0])
     Kpi.objects.filter(pk=kpi.pk).update(
-        reason="950 leads < warning 1000", status="at_risk", pending_status="off_track"
+        reason="950 leads < warning 1000",
+        status="at_risk",
+        pending_status="off_track",
+        pending_since=timezone.now() - timedelta(minutes=40, seconds=5),
     )
     html = tenant.client(tenant.member).get(reverse("kpi_detail", args=[tenant.org.slug, kpi.pk])).content.decode()
     assert "950 leads &lt; warning 1000" in html or "950 leads < warning 1000" in html
