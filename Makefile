@@ -25,6 +25,7 @@ test: $(BIN)/.installed
 
 bench: $(BIN)/.installed
 	$(BIN)/python -m tests.bench.scorecard
+	$(BIN)/python -m tests.bench.evaluation
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check .

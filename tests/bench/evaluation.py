@@ -1,0 +1,139 @@
+"""`make bench` (part 2): the evaluation sweep on PostgreSQL, side by side with its two yardsticks.
+
+BENCH_KPIS KPIs (default 100,000) with 30 recent hourly measurements each, all due. Reports the full-sweep
+rate, the ratio to a naive per-KPI ORM loop on a 2,000-KPI subset, the ratio to the bare batch fetch of the
+same data, and the process's peak memory.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import resource
+import time
+from datetime import timedelta
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.test")
+
+import django  # noqa: E402
+
+django.setup()
+
+from django.db import connection  # noqa: E402
+from django.test.runner import DiscoverRunner  # noqa: E402
+from django.test.utils import setup_test_environment  # noqa: E402
+from django.utils import timezone  # noqa: E402
+
+from scorecards import evaluator  # noqa: E402
+from scorecards.evaluation import evaluate_due, next_tick, rule_for, state_of  # noqa: E402
+from scorecards.models import Kpi, Measurement, StatusChange  # noqa: E402
+from tests.factories import KpiFactory, OrganizationFactory  # noqa: E402
+
+KPIS = int(os.environ.get("BENCH_KPIS", "100000"))
+POINTS, NAIVE = 30, 2000
+
+
+def build(now) -> list[int]:
+    org = OrganizationFactory(slug="bench-eval")
+    template = KpiFactory(organization=org, pending_for=timedelta(hours=2), status="on_track", next_evaluation_at=now)
+    fields = {f.attname: getattr(template, f.attname) for f in Kpi._meta.concrete_fields if not f.primary_key}
+    Kpi.objects.bulk_create(
+        (Kpi(**fields | {"key": f"b.{i}", "name": f"B {i}"}) for i in range(KPIS - 1)), batch_size=5000
+    )
+    ids = list(Kpi.objects.filter(organization=org).values_list("pk", flat=True))
+    buffer = io.StringIO()
+    for kpi_id in ids:
+        for h in range(POINTS):  # mostly on track; every 50th KPI breaches (a pending wait starts)
+            value = 700 if kpi_id % 50 == 0 and h == 0 else 1100 + (kpi_id + h) % 90
+            buffer.write(
+                f"{org.pk}\t{kpi_id}\t{(now - timedelta(hours=h)).isoformat()}\t{value}\tapi\t{now.isoformat()}\n"
+            )
+    buffer.seek(0)
+    with (
+        connection.cursor() as cursor,
+        cursor.connection.cursor().copy(
+            "COPY scorecards_measurement (organization_id, kpi_id, at, value, source, ingested_at) FROM STDIN"
+        ) as copy,
+    ):
+        copy.write(buffer.read())
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE scorecards_measurement; ANALYZE scorecards_kpi")
+    return ids
+
+
+def naive(ids: list[int], now) -> float:
+    """What a first draft would do: one KPI at a time through the ORM."""
+    start = time.perf_counter()
+    for kpi_id in ids:
+        kpi = Kpi.objects.select_related("organization").get(pk=kpi_id)
+        rule = rule_for(kpi)
+        points = list(
+            kpi.measurements.filter(at__gt=now - evaluator.lookback(rule), at__lte=now).values_list("at", "value")
+        )
+        decision = evaluator.evaluate(rule, state_of(kpi), points, points[-1][0] if points else None, now)
+        kpi.status, kpi.reason, kpi.last_value = decision.status, decision.reason, decision.value
+        kpi.next_evaluation_at = next_tick(kpi.next_evaluation_at, kpi.evaluate_every, now)
+        kpi.save()
+        if decision.changed:
+            StatusChange.objects.create(
+                organization_id=kpi.organization_id,
+                kpi=kpi,
+                old=decision.old_status,
+                new=decision.status,
+                reason=decision.reason,
+                changed_at=now,
+            )
+    return (time.perf_counter() - start) / len(ids)
+
+
+def bare_fetch(now) -> float:
+    """Only reading what the sweep reads, batch by batch, with nothing evaluated or written."""
+    start, ids = time.perf_counter(), list(Kpi.objects.values_list("pk", flat=True))
+    for i in range(0, len(ids), 1000):
+        batch = ids[i : i + 1000]
+        list(Kpi.objects.filter(pk__in=batch).select_related("organization"))
+        list(
+            Measurement.objects.filter(kpi_id__in=batch, at__gt=now - timedelta(days=3), at__lte=now)
+            .order_by("kpi_id", "at")
+            .values_list("kpi_id", "at", "value")
+        )
+    return (time.perf_counter() - start) / len(ids)
+
+
+def main() -> None:
+    setup_test_environment()
+    runner = DiscoverRunner(verbosity=0)
+    old = runner.setup_databases()
+    try:
+        assert connection.vendor == "postgresql", "run the evaluation bench with DATABASE_URL on PostgreSQL"
+        now = timezone.now()
+        started = time.perf_counter()
+        ids = build(now)
+        print(f"evaluation sweep, {KPIS:,} KPIs x {POINTS} points (built in {time.perf_counter() - started:.0f} s):")
+        per_kpi_fetch = bare_fetch(now)
+        started = time.perf_counter()
+        result = evaluate_due(now=now + timedelta(seconds=1))
+        sweep = time.perf_counter() - started
+        per_kpi_sweep = sweep / result.evaluated
+        Kpi.objects.filter(pk__in=ids[:NAIVE]).update(next_evaluation_at=now, status="on_track", pending_status="")
+        per_kpi_naive = naive(ids[:NAIVE], now + timedelta(seconds=2))
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        print(
+            f"  full sweep: {sweep:.1f} s, {result.evaluated / sweep:,.0f} KPIs/s "
+            f"({result.changed} changes, {result.errors} errors; goal >= 25,000/s)"
+        )
+        print(
+            f"  naive per-KPI ORM loop: {1 / per_kpi_naive:,.0f} KPIs/s -> sweep is "
+            f"{per_kpi_naive / per_kpi_sweep:.1f}x faster per KPI (goal >= 20x)"
+        )
+        print(
+            f"  bare batch fetch: {1 / per_kpi_fetch:,.0f} KPIs/s -> sweep takes "
+            f"{per_kpi_sweep / per_kpi_fetch:.2f}x the fetch time (goal <= 1.5x)"
+        )
+        print(f"  peak memory of this process: {peak:.0f} MB (goal < 500 MB)")
+    finally:
+        runner.teardown_databases(old)
+
+
+if __name__ == "__main__":
+    main()
