@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from django.db import connection, transaction
 from django.db.models import Q
@@ -104,16 +104,23 @@ def _due(now: datetime, org_id: int | None):
     return qs.filter(organization_id=org_id) if org_id else qs
 
 
-def _series(kpis: list[Kpi], rules: dict[int, evaluator.Rule], now: datetime) -> dict[int, list]:
-    """Every KPI's points for its lookback, in one query for the whole batch."""
-    since = now - max(evaluator.lookback(rule) for rule in rules.values())
-    series: dict[int, list] = {kpi.pk: [] for kpi in kpis}
-    rows = (
-        Measurement.objects.filter(kpi_id__in=list(series), at__gt=since, at__lte=now)
-        .order_by("kpi_id", "at")
-        .values_list("kpi_id", "at", "value")
-    )
-    for kpi_id, at, value in rows.iterator(chunk_size=20000):
+def fetch_series(ids: list[int], since: datetime, now: datetime) -> dict[int, list[tuple[datetime, float]]]:
+    """The points in (since, now] of every KPI in `ids`, in one query."""
+    series: dict[int, list] = {kpi_id: [] for kpi_id in ids}
+    if connection.vendor == "postgresql":
+        # One row per KPI with its values as arrays and times as epoch seconds: far less to parse than a row
+        # per point (the sweep is bound by reading, see `make bench`).
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT kpi_id, array_agg(extract(epoch FROM at)::float8 ORDER BY at), array_agg(value ORDER BY at) "
+                f"FROM {Measurement._meta.db_table} WHERE kpi_id = ANY(%s) AND at > %s AND at <= %s GROUP BY kpi_id",
+                [ids, since, now],
+            )
+            for kpi_id, epochs, values in cursor.fetchall():
+                series[kpi_id] = [(datetime.fromtimestamp(e, UTC), v) for e, v in zip(epochs, values, strict=True)]
+        return series
+    rows = Measurement.objects.filter(kpi_id__in=ids, at__gt=since, at__lte=now).order_by("kpi_id", "at")
+    for kpi_id, at, value in rows.values_list("kpi_id", "at", "value"):
         series[kpi_id].append((at, value))
     return series
 
@@ -130,7 +137,8 @@ def evaluate_batch(*, now: datetime, org_id: int | None = None, batch_size: int 
         if not kpis:
             return result
         rules = {kpi.pk: rule_for(kpi) for kpi in kpis}
-        series = _series(kpis, rules, now)
+        since = now - max(evaluator.lookback(rule) for rule in rules.values())
+        series = fetch_series([kpi.pk for kpi in kpis], since, now)
         changes, surges = [], []
         for kpi in kpis:
             points = series[kpi.pk]

@@ -70,7 +70,17 @@ def test_two_sweeps_delivered_at_once_write_each_change_once():
     assert set(StatusChange.objects.values_list("new", flat=True)) == {"off_track"}
 
 
-def _worker(env: dict) -> subprocess.Popen:
+def _subprocess_env() -> dict:
+    """Worker and beat processes of our own, on the test database and the test broker."""
+    db = connection.settings_dict
+    return os.environ | {
+        "DJANGO_SETTINGS_MODULE": "config.settings.test",
+        "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
+        "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
+    }
+
+
+def _worker(env: dict, concurrency: int = 1) -> subprocess.Popen:
     return subprocess.Popen(
         [
             sys.executable,
@@ -80,7 +90,7 @@ def _worker(env: dict) -> subprocess.Popen:
             "config",
             "worker",
             "--pool=prefork",
-            "--concurrency=1",
+            f"--concurrency={concurrency}",
             "--loglevel=WARNING",
             "--without-mingle",
             "--without-gossip",
@@ -96,13 +106,7 @@ def _worker(env: dict) -> subprocess.Popen:
 def test_a_sweep_killed_mid_batch_is_redelivered_and_finishes_without_duplicates():
     kpis = breached_kpis(30000)
     purge_queue()
-    env = os.environ | {
-        "DJANGO_SETTINGS_MODULE": "config.settings.test",
-        "DATABASE_URL": f"postgres://{connection.settings_dict['USER']}@{connection.settings_dict['HOST']}:"
-        f"{connection.settings_dict['PORT']}/{connection.settings_dict['NAME']}",
-        "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
-        "CELERY_VISIBILITY_TIMEOUT": "3",
-    }
+    env = _subprocess_env() | {"CELERY_VISIBILITY_TIMEOUT": "3"}
     worker = _worker(env)
     try:
         evaluate_kpis.delay()
@@ -120,3 +124,35 @@ def test_a_sweep_killed_mid_batch_is_redelivered_and_finishes_without_duplicates
         worker.wait(timeout=10)
     assert StatusChange.objects.count() == len(kpis)
     assert StatusChange.objects.values("kpi").distinct().count() == len(kpis)
+
+
+def _beat(env: dict, schedule: Path) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "config", "beat", "--loglevel=WARNING", "--schedule", str(schedule)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+
+
+def test_two_beat_processes_produce_no_duplicates(tmp_path):
+    """Two beats (say, a deploy that left the old one running) both send every sweep; nothing is done twice."""
+    kpis = breached_kpis(500)
+    purge_queue()
+    env = _subprocess_env() | {"SWEEP_EVERY_SECONDS": "1"}
+    # Two pool processes, so the two beats' sweeps really run at the same time.
+    processes = [_worker(env, concurrency=2), _beat(env, tmp_path / "beat-1"), _beat(env, tmp_path / "beat-2")]
+    try:
+        wait_until(lambda: not Kpi.objects.filter(evaluated_at=None).exists(), 60, "the beats' sweeps")
+        # Let both beats fire several more times; every new round finds nothing due.
+        for _ in range(3):
+            Kpi.objects.update(needs_evaluation=True)
+            time.sleep(3)
+    finally:
+        for process in processes:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=10)
+    assert StatusChange.objects.count() == len(kpis)
+    assert Kpi.objects.filter(needs_evaluation=True).count() == 0
