@@ -2,47 +2,8 @@
 pending, recovery, first-data and stale rules of SEMANTICS.md section 1, plus the surge signal. Pure: numbers,
 dates and frozen dataclasses in and out, no ORM, so the sweep can run it for a whole batch in memory.
 
-Choices where SEMANTICS.md is silent (Prometheus / Grafana behaviour unless said otherwise):
-- Measurements dated after `now` are ignored: a rule evaluated at `now` never sees later samples. If
-  `newest_at` is after `now` and no loaded point is at or before it, the KPI stays `no_data` when it was, else
-  its raw status is `stale`.
-- `stale` is measured exactly: a newest measurement exactly `stale_after` old is still fresh.
-- Fresh data but no point inside the aggregate window (e.g. a 7-day sum whose newest point is 8 days old with
-  `stale_after: 30d`) leaves nothing to compare: the raw status is `stale`, with the reason "no measurement in
-  the 7-day window". Without a window the newest point is the value, so `lookback()` then covers `stale_after`.
-- The pending clock keeps running while the raw status stays on the same side of the official one: a breach
-  (raw worse than the official status) held continuously counts from the first evaluation that saw it, and the
-  status entered is the raw one at that moment. This is SEMANTICS' "worse while pending", applied also when
-  off_track eases to at_risk, so that flapping between two breach levels still reaches a decision. Likewise
-  a recovery keeps its clock while the value stays better than the breached threshold (off_track recovering
-  through at_risk to on_track). A raw status on the other side restarts the wait; one equal to the official
-  status clears it.
-- Leaving `stale` is a normal change after `pending_for`, without recovery margin or `keep_for`: the State
-  only knows the official status, not what it was before it went stale (a KPI that was off_track, went stale
-  and comes back on track is on_track after `pending_for`; one that comes back in breach enters that breach
-  after `pending_for`, opening an episode as any breach does). While the official status is `stale`, the clock
-  keeps running as long as the data stays fresh, whichever status the fresh data shows.
-- The first evaluation with data leaves `no_data` at once, to whatever the data says (also `stale`).
-- Recovery: a value exactly `recovery_margin` better than the breached threshold recovers (on a threshold
-  belongs to the better status). A percentage margin is taken of the absolute value of each threshold; for
-  `range`, each edge of a band moves inwards by its margin (a margin wider than the band means no recovery).
-  `recovery_margin` "5" is in the KPI's unit, "2%" a percentage; a negative margin is an error.
-- A relative threshold without a target, or a malformed margin or surge change, raises `ThresholdError`: the
-  sweep records it on that KPI. A dated target without a baseline (or with a baseline not before `target_by`)
-  is judged against the target itself.
-- Forecast: least squares over the rolling aggregated values of the last 28 days (at least 5 of them),
-  projected to `target_by` midnight in the organization's zone. Only a target not yet passed is forecast,
-  and only an on_track raw status (after the recovery margin) turns at_risk. `increase` misses when the
-  projection is below the target, `decrease` when above it, `range` when it falls outside the warning band
-  resolved against the target.
-- Surge: fn over (now - window, now] against (now - 2 window, now - window] (sum when fn is last); an empty
-  window or a previous value of 0 gives no surge; exactly `surge.change` is a surge. "At most once per window"
-  counts from the last surge recorded. The surge is appended to the reason.
-- Durations in reasons: configured ones (`pending_for`, `stale_after`) exactly as the manifest writes them;
-  elapsed ones floored to the minute, in their two largest units ("1h 5m", "4d 3h", "3d 5m"). Times are in the
-  organization's zone: "10:00" today, "29 Nov 10:00" on another day.
-- Elapsed times are real time: `now` and dated-target midnights are compared in UTC (Python subtracts two
-  datetimes sharing a zone on the wall clock, which is an hour off across DST). Stored times are UTC already.
+The choices made where SEMANTICS.md is silent are listed in README.md ("Evaluation semantics"); keep the two
+in step.
 """
 
 from __future__ import annotations
