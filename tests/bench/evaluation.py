@@ -10,6 +10,8 @@ from __future__ import annotations
 import io
 import os
 import resource
+import subprocess
+import sys
 import time
 from datetime import timedelta
 
@@ -25,7 +27,7 @@ from django.test.utils import setup_test_environment  # noqa: E402
 from django.utils import timezone  # noqa: E402
 
 from scorecards import evaluator  # noqa: E402
-from scorecards.evaluation import BATCH_SIZE, evaluate_due, fetch_series, next_tick, rule_for, state_of  # noqa: E402
+from scorecards.evaluation import BATCH_SIZE, fetch_series, next_tick, rule_for, state_of  # noqa: E402
 from scorecards.models import Kpi, StatusChange  # noqa: E402
 from tests.factories import KpiFactory, OrganizationFactory  # noqa: E402
 
@@ -107,16 +109,22 @@ def main() -> None:
         ids = build(now)
         print(f"evaluation sweep, {KPIS:,} KPIs x {POINTS} points (built in {time.perf_counter() - started:.0f} s):")
         per_kpi_fetch = bare_fetch(now)
+        # The sweep runs as its own process, as in a worker, so that its peak memory is its own.
+        db = connection.settings_dict
+        env = os.environ | {"DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"}
         started = time.perf_counter()
-        result = evaluate_due(now=now + timedelta(seconds=1))
+        output = subprocess.run(
+            [sys.executable, "manage.py", "evaluate_kpis"], env=env, check=True, capture_output=True, text=True
+        ).stdout
         sweep = time.perf_counter() - started
-        per_kpi_sweep = sweep / result.evaluated
+        evaluated = Kpi.objects.exclude(evaluated_at=None).count()
+        per_kpi_sweep = sweep / evaluated
+        peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
         Kpi.objects.filter(pk__in=ids[:NAIVE]).update(next_evaluation_at=now, status="on_track", pending_status="")
         per_kpi_naive = naive(ids[:NAIVE], now + timedelta(seconds=2))
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         print(
-            f"  full sweep: {sweep:.1f} s, {result.evaluated / sweep:,.0f} KPIs/s "
-            f"({result.changed} changes, {result.errors} errors; goal >= 25,000/s)"
+            f"  full sweep (its own process, start-up included): {sweep:.1f} s, {evaluated / sweep:,.0f} KPIs/s "
+            f"(goal >= 25,000/s); {output.strip()}"
         )
         print(
             f"  naive per-KPI ORM loop: {1 / per_kpi_naive:,.0f} KPIs/s -> sweep is "
@@ -126,7 +134,7 @@ def main() -> None:
             f"  bare batch fetch: {1 / per_kpi_fetch:,.0f} KPIs/s -> sweep takes "
             f"{per_kpi_sweep / per_kpi_fetch:.2f}x the fetch time (goal <= 1.5x)"
         )
-        print(f"  peak memory of this process: {peak:.0f} MB (goal < 500 MB)")
+        print(f"  peak memory of the sweep's process: {peak:.0f} MB (goal < 500 MB)")
     finally:
         runner.teardown_databases(old)
 
