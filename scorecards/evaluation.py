@@ -11,14 +11,16 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta, tzinfo
 
 from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from governance.models import Organization
 from scorecards import evaluator
-from scorecards.models import Kpi, Measurement, StatusChange, SurgeSignal
+from scorecards.models import Kpi, StatusChange, SurgeSignal
+from scorecards.selectors import fetch_series
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +69,7 @@ def next_tick(previous: datetime | None, every: timedelta, now: datetime) -> dat
     return previous + ((now - previous) // every + 1) * every
 
 
-def rule_for(kpi: Kpi) -> evaluator.Rule:
+def rule_for(kpi: Kpi, tz: tzinfo | None = None) -> evaluator.Rule:
     return evaluator.Rule(
         direction=kpi.direction,
         thresholds=kpi.thresholds,
@@ -85,7 +87,7 @@ def rule_for(kpi: Kpi) -> evaluator.Rule:
         surge_window=kpi.surge_window,
         forecast=kpi.forecast,
         unit=kpi.unit,
-        tz=kpi.organization.tzinfo,
+        tz=tz or kpi.organization.tzinfo,
     )
 
 
@@ -104,39 +106,21 @@ def _due(now: datetime, org_id: int | None):
     return qs.filter(organization_id=org_id) if org_id else qs
 
 
-def fetch_series(ids: list[int], since: datetime, now: datetime) -> dict[int, list[tuple[datetime, float]]]:
-    """The points in (since, now] of every KPI in `ids`, in one query."""
-    series: dict[int, list] = {kpi_id: [] for kpi_id in ids}
-    if connection.vendor == "postgresql":
-        # One row per KPI with its values as arrays and times as epoch seconds: far less to parse than a row
-        # per point (the sweep is bound by reading, see `make bench`).
-        with connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT kpi_id, array_agg(extract(epoch FROM at)::float8 ORDER BY at), array_agg(value ORDER BY at) "
-                f"FROM {Measurement._meta.db_table} WHERE kpi_id = ANY(%s) AND at > %s AND at <= %s GROUP BY kpi_id",
-                [ids, since, now],
-            )
-            for kpi_id, epochs, values in cursor.fetchall():
-                series[kpi_id] = [(datetime.fromtimestamp(e, UTC), v) for e, v in zip(epochs, values, strict=True)]
-        return series
-    rows = Measurement.objects.filter(kpi_id__in=ids, at__gt=since, at__lte=now).order_by("kpi_id", "at")
-    for kpi_id, at, value in rows.values_list("kpi_id", "at", "value"):
-        series[kpi_id].append((at, value))
-    return series
-
-
 def evaluate_batch(*, now: datetime, org_id: int | None = None, batch_size: int = BATCH_SIZE) -> SweepResult:
     result = SweepResult()
     with transaction.atomic():
         kpis = list(
             _due(now, org_id)
-            .select_related("organization")
-            .select_for_update(skip_locked=True, of=("self",))
-            .order_by("next_evaluation_at", "id")[:batch_size]
+            # No ORDER BY: sorting every due row for each batch would make a sweep quadratic; a sweep
+            # evaluates all of them anyway.
+            .select_for_update(skip_locked=True)[:batch_size]
         )
         if not kpis:
             return result
-        rules = {kpi.pk: rule_for(kpi) for kpi in kpis}
+        zones = {
+            org.pk: org.tzinfo for org in Organization.objects.filter(pk__in={kpi.organization_id for kpi in kpis})
+        }
+        rules = {kpi.pk: rule_for(kpi, zones[kpi.organization_id]) for kpi in kpis}
         since = now - max(evaluator.lookback(rule) for rule in rules.values())
         series = fetch_series([kpi.pk for kpi in kpis], since, now)
         changes, surges = [], []

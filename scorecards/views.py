@@ -77,8 +77,9 @@ def scorecard(request: HttpRequest, scorecard_id: int | None = None) -> HttpResp
     filters = _filters(request)
     counts = selectors.status_counts(selectors.kpi_list(org=request.org, scorecard=card))
     kpis = list(selectors.kpi_list(org=request.org, filters=filters, scorecard=card))
-    series = selectors.recent_series(org=request.org, kpi_ids=[k.pk for k in kpis])
     now = timezone.now()
+    # Ids come from the organization's own KPI list, so the series query needs no organization filter.
+    series = selectors.fetch_series([k.pk for k in kpis], now - timedelta(days=30), now)
     rows = [
         {
             "kpi": k,
