@@ -3,6 +3,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from django import template
+from django.utils.html import format_html
 
 from governance.durations import format_duration
 from scorecards.models import Status
@@ -61,3 +62,18 @@ def kr_progress(key_result) -> float | None:
 @register.filter
 def status_label(value: str) -> str:
     return Status(value).label if value in Status.values else value
+
+
+@register.simple_tag
+def status_chip(kpi) -> str:
+    """The status chip with its pending qualifier ("On track · pending → At risk"); a tag, not an include,
+    because the scorecard draws one per row."""
+    chip = format_html('<span class="status status-{}">{}</span>', kpi.status, kpi.get_status_display())
+    if not kpi.pending_status:
+        return chip
+    return format_html(
+        '{} <span class="pending" title="The status changes once this has held {}">pending → {}</span>',
+        chip,
+        duration(kpi.pending_wait),
+        kpi.get_pending_status_display(),
+    )
