@@ -117,6 +117,13 @@ def lookback(rule: Rule) -> timedelta:
     return max(needed)
 
 
+def newest_only(rule: Rule) -> bool:
+    """Whether the newest point is all `evaluate` looks at (no window, no surge, no forecast)."""
+    surge = bool(rule.surge_change and rule.surge_window)
+    forecast = rule.forecast and rule.target_by is not None
+    return rule.aggregate_window is None and not surge and not forecast
+
+
 def evaluate(
     rule: Rule,
     state: State,

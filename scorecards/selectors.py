@@ -65,9 +65,26 @@ def status_counts(kpis: QuerySet[Kpi]) -> dict[str, int]:
     return counts
 
 
-def fetch_series(ids: list[int], since: datetime, now: datetime) -> dict[int, list[tuple[datetime, float]]]:
-    """The points in (since, now] of every KPI in `ids`, in one query (sparklines, charts, the evaluation sweep)."""
+def fetch_series(
+    ids: list[int], since: datetime, now: datetime, *, newest_only: bool = False
+) -> dict[int, list[tuple[datetime, float]]]:
+    """The points in (since, now] of every KPI in `ids`, in one query (sparklines, charts, the evaluation sweep);
+    with `newest_only`, just each KPI's newest point in that range."""
     series: dict[int, list] = {kpi_id: [] for kpi_id in ids}
+    if newest_only:
+        rows = (
+            Measurement.objects.filter(kpi_id__in=ids, at__gt=since, at__lte=now)
+            .order_by("kpi_id", "-at")
+            .distinct("kpi_id")
+            .values_list("kpi_id", "at", "value")
+            if connection.vendor == "postgresql"
+            else Measurement.objects.filter(kpi_id__in=ids, at__gt=since, at__lte=now)
+            .order_by("kpi_id", "at")
+            .values_list("kpi_id", "at", "value")
+        )
+        for kpi_id, at, value in rows:
+            series[kpi_id] = [(at, value)]
+        return series
     if connection.vendor == "postgresql":
         # One row per KPI with its values as arrays and times as epoch seconds: far less to parse than a row
         # per point (the sweep and the scorecard are bound by reading, see `make bench`).
