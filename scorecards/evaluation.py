@@ -106,10 +106,7 @@ def _due(due: Q, org_id: int | None):
     return qs.filter(organization_id=org_id) if org_id else qs
 
 
-def evaluate_batch(
-    *, now: datetime, due: Q | None = None, org_id: int | None = None, batch_size: int = BATCH_SIZE
-) -> SweepResult:
-    due = due if due is not None else Q(needs_evaluation=True) | Q(next_evaluation_at__lte=now)
+def evaluate_batch(*, now: datetime, due: Q, org_id: int | None = None, batch_size: int = BATCH_SIZE) -> SweepResult:
     result = SweepResult()
     with transaction.atomic():
         kpis = list(
