@@ -128,10 +128,6 @@ class Kpi(models.Model):
         return self.name
 
     @property
-    def target_is_dated(self) -> bool:
-        return self.target_by is not None
-
-    @property
     def pending_wait(self) -> timedelta:
         """How long the pending status must hold: keep_for when it is a recovery from a breach, else pending_for."""
         breached = self.status in (Status.AT_RISK, Status.OFF_TRACK)
