@@ -4,7 +4,6 @@ from governance import views
 
 # Mounted under /o/<org_slug>/ by config.urls; TenantMiddleware turns the slug into request.org.
 org_urlpatterns = [
-    path("", views.overview, name="overview"),
     path("settings/", views.organization_settings, name="organization_settings"),
     path("teams/", views.team_list, name="team_list"),
     path("teams/<int:team_id>/", views.team_detail, name="team_detail"),

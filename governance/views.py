@@ -109,19 +109,6 @@ def invitation_accept(request: HttpRequest, token: str) -> HttpResponse:
 # --- inside an organization (request.org and request.membership set by TenantMiddleware) -------
 
 
-@require_GET
-def overview(request: HttpRequest) -> HttpResponse:
-    return render(
-        request,
-        "governance/overview.html",
-        {
-            "teams": selectors.team_tree(org=request.org),
-            "member_count": selectors.member_list(org=request.org, include_inactive=False).count(),
-            "health": selectors.worker_health(),
-        },
-    )
-
-
 @admin_required
 @require_http_methods(["GET", "POST"])
 def organization_settings(request: HttpRequest) -> HttpResponse:

@@ -4,6 +4,7 @@ from scorecards import views
 
 # Mounted under /o/<org_slug>/ by config.urls.
 urlpatterns = [
+    path("", views.overview, name="overview"),
     path("kpis/", views.scorecard, name="kpi_list"),
     path("kpis/new/", views.kpi_create, name="kpi_create"),
     path("kpis/<int:kpi_id>/", views.kpi_detail, name="kpi_detail"),

@@ -10,6 +10,7 @@ from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from governance import selectors as governance_selectors
 from governance.access import deny, get_for_org_or_404, role_required
 from governance.forms import apply_errors
 from governance.models import Membership, Role, Team
@@ -44,6 +45,25 @@ def _filters(request: HttpRequest) -> selectors.KpiFilters:
         text=get.get("q", "").strip()[:100],
         sort=sort.lstrip("-") if sort.lstrip("-") in selectors.SORTS else "status",
         descending=sort.startswith("-"),
+    )
+
+
+@require_GET
+def overview(request: HttpRequest) -> HttpResponse:
+    """The organization's home: KPIs by status, the worst ones first, teams, and whether the workers run."""
+    kpis = selectors.kpi_list(org=request.org)
+    counts = selectors.status_counts(kpis)
+    return render(
+        request,
+        "scorecards/overview.html",
+        {
+            "counts": [(value, label, counts[value]) for value, label in STATUS_CHOICES],
+            "kpi_total": sum(counts.values()),
+            "attention": kpis.filter(status__in=[Status.OFF_TRACK, Status.AT_RISK, Status.STALE])[:8],
+            "teams": governance_selectors.team_tree(org=request.org),
+            "member_count": governance_selectors.member_list(org=request.org, include_inactive=False).count(),
+            "health": governance_selectors.worker_health(),
+        },
     )
 
 

@@ -211,3 +211,17 @@ def test_an_objective_cannot_become_its_own_ancestor(tenant):
     assert tenant.client(tenant.executive).post(url, data).status_code == 302
     assert AuditEvent.objects.filter(verb="objective.updated").get().after["title"] == "Grow faster"
     assert tenant.client(tenant.member).post(url, data).status_code == 403
+
+
+def test_the_overview_counts_kpis_by_status_and_lists_the_ones_needing_attention(tenant, many_kpis):
+    html = tenant.client(tenant.member).get(reverse("overview", args=[tenant.org.slug])).content.decode()
+    assert '<span class="stat-value">41</span>' in html  # 40 + the tenant's own KPI
+    assert '<span class="count-n">10</span> Off track' in html
+    assert "Needs attention" in html and "Metric 02" in html  # off track
+    assert "Metric 00" not in html  # on track
+
+
+def test_the_overview_of_an_organization_without_kpis_says_how_they_arrive(stranger_tenant):
+    Kpi.objects.filter(organization=stranger_tenant.org).delete()
+    html = stranger_tenant.client(stranger_tenant.member).get(f"/o/{stranger_tenant.org.slug}/").content.decode()
+    assert "No KPIs are tracked yet." in html
