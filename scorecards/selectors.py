@@ -117,18 +117,20 @@ def trend(points: list[tuple[datetime, float]]) -> str:
 
 
 def scorecards_for(*, membership: Membership) -> list[Scorecard]:
+    team_keys = set(membership.teams.values_list("key", flat=True))
     return [
         s
         for s in Scorecard.objects.for_org(membership.organization).filter(archived_at=None)
-        if scorecard_visible(s, membership)
+        if scorecard_visible(s, membership, team_keys)
     ]
 
 
-def scorecard_visible(scorecard: Scorecard, membership: Membership) -> bool:
+def scorecard_visible(scorecard: Scorecard, membership: Membership, team_keys: set[str] | None = None) -> bool:
     """Admins and executives see every scorecard; others see those whose viewers name them (empty: all)."""
     if membership.role in ("admin", "executive") or not scorecard.viewers:
         return True
-    team_keys = {t.key for t in membership.teams.all()}
+    if team_keys is None:
+        team_keys = set(membership.teams.values_list("key", flat=True))
     for viewer in scorecard.viewers:
         kind, _, value = viewer.partition(":")
         if (

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from datetime import datetime, time, timedelta
+from datetime import datetime, time, timedelta, tzinfo
 
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -14,8 +14,9 @@ from governance import selectors as governance_selectors
 from governance.access import deny, get_for_org_or_404, role_required
 from governance.forms import apply_errors
 from governance.models import Membership, Role, Team
-from scorecards import charts, selectors, services
+from scorecards import charts, evaluator, selectors, services
 from scorecards.aggregate import rolling
+from scorecards.evaluation import rule_for
 from scorecards.forms import CheckInForm, DecisionForm, KeyResultForm, KpiForm, ObjectiveForm, TransferRequestForm
 from scorecards.models import Direction, KeyResult, Kpi, Objective, OwnershipTransfer, Scorecard, Status
 from scorecards.thresholds import RANGE, ThresholdError, parse_thresholds
@@ -127,9 +128,10 @@ def scorecard(request: HttpRequest, scorecard_id: int | None = None) -> HttpResp
     return render(request, template, context)
 
 
-def _kpi_chart(kpi: Kpi, tz) -> str:
+def _kpi_chart(kpi: Kpi, tz: tzinfo) -> str:
     """90 days of the value the KPI is judged by (the aggregate, e.g. a 7-day sum), against its thresholds."""
-    since = timezone.now() - timedelta(days=90)
+    now = timezone.now()
+    since = now - timedelta(days=90)
     lead_in = kpi.aggregate_window or timedelta(0)
     raw = list(kpi.measurements.filter(at__gt=since - lead_in).order_by("at").values_list("at", "value"))
     points = [(at, v) for at, v in rolling(raw, kpi.aggregate_fn, kpi.aggregate_window) if at >= since]
@@ -137,7 +139,8 @@ def _kpi_chart(kpi: Kpi, tz) -> str:
     target_line = None
     try:
         spec = parse_thresholds(kpi.direction, kpi.thresholds, has_target=kpi.target_value is not None)
-        t = spec.resolve(kpi.target_value)
+        # Relative thresholds as the evaluator resolves them now (against the pace of a dated target).
+        t = spec.resolve(evaluator.pace(rule_for(kpi, tz), now))
     except ThresholdError:
         t = None
     if t is not None:
