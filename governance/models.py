@@ -247,6 +247,39 @@ class AuditEvent(models.Model):
         ]
 
 
+class ApiToken(models.Model):
+    """A bearer token for /api/v1/: the organization's own (no member), or a member's personal one.
+
+    Only an HMAC of the token is stored (keyed by API_TOKEN_KEY, not SECRET_KEY, so a leaked database or a
+    rotated SECRET_KEY leaves tokens neither usable nor broken); `prefix` identifies it in lists.
+    """
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="api_tokens")
+    membership = models.ForeignKey(
+        Membership, null=True, blank=True, on_delete=models.CASCADE, related_name="api_tokens"
+    )
+    name = models.CharField(max_length=100)
+    prefix = models.CharField(max_length=16)
+    digest = models.CharField(max_length=64, unique=True)
+    created_by = models.ForeignKey(User, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(default=now)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    revoked_by = models.ForeignKey(User, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+
+    objects = TenantQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"
+
+    @property
+    def is_personal(self) -> bool:
+        return self.membership_id is not None
+
+
 class Heartbeat(models.Model):
     """Last time a Celery worker ran the beat's heartbeat sweep: proof that beat, broker and worker work."""
 
