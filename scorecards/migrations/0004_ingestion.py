@@ -9,7 +9,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('governance', '0004_ingestion'),
+        ('governance', '0004_api_tokens'),
         ('scorecards', '0003_evaluation_state'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
