@@ -1,0 +1,234 @@
+"""Measurements from every way in (API, CSV, pulls): one validation, one all-or-nothing write.
+
+A `Checker` validates raw items and keeps every problem with where it was found (an item's index, a CSV
+line); `measurements_store` writes the good rows in one transaction. Callers store only when the checker
+found nothing wrong, so a rejected delivery stores nothing at all.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
+
+from django.db import connection, transaction
+from django.utils import timezone
+
+from governance.models import Organization
+from scorecards.models import Kpi, Measurement, MeasurementRevision
+
+MAX_FUTURE = timedelta(days=1)  # clocks drift; a point further ahead is a mistake (a wrong zone, a typo)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+MICROSECOND = timedelta(microseconds=1)
+PORTABLE_CHUNK = 500  # SQLite limits the parameters of one statement
+
+
+@dataclass(frozen=True)
+class Problem:
+    where: int  # the item's index (API) or the file's line number (CSV)
+    field: str  # "kpi", "at", "value", or "" for the whole item
+    message: str
+
+
+class NonFinite(float):
+    """What the API's JSON parser makes of NaN and Infinity, so that they are rejected item by item."""
+
+
+class Checker:
+    """Validates measurements for one organization, collecting every problem and every good row.
+
+    `naive_tz`: the zone for times without one (the organization's, for pulls); None rejects them, as the
+    API and CSV do, because a guessed zone silently shifts data by hours.
+    """
+
+    def __init__(self, org: Organization, *, now: datetime | None = None, naive_tz: tzinfo | None = None):
+        self.org = org
+        self.latest = (now or timezone.now()) + MAX_FUTURE
+        self.naive_tz = naive_tz
+        self.kpi_ids: dict[str, int | None] = {}
+        self.rows: list[tuple[int, datetime, float]] = []
+        self.problems: list[Problem] = []
+        self._seen: dict[tuple[int, datetime], int] = {}
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def resolve(self, keys: Iterable[object]) -> None:
+        """Looks up, in one query, the KPI keys not seen yet (archived KPIs take no data)."""
+        missing = {key for key in keys if isinstance(key, str) and key not in self.kpi_ids}
+        if not missing:
+            return
+        found = dict(Kpi.objects.for_org(self.org).filter(key__in=missing, archived_at=None).values_list("key", "id"))
+        self.kpi_ids |= {key: found.get(key) for key in missing}
+
+    def add(self, where: int, kpi: object, at: object, value: object) -> None:
+        problems = len(self.problems)
+        kpi_id = self._kpi(where, kpi)
+        moment = self._at(where, at)
+        number = self._value(where, value)
+        if len(self.problems) > problems or kpi_id is None or moment is None or number is None:
+            return
+        first = self._seen.setdefault((kpi_id, moment), where)
+        if first != where:
+            self.problem(where, "at", f"{kpi} already has a value at this time in item {first}")
+            return
+        self.rows.append((kpi_id, moment, number))
+
+    def problem(self, where: int, field: str, message: str) -> None:
+        self.problems.append(Problem(where, field, message))
+
+    def _kpi(self, where: int, kpi: object) -> int | None:
+        if not isinstance(kpi, str) or not kpi:
+            self.problem(where, "kpi", "must be a KPI key")
+            return None
+        self.resolve([kpi])
+        kpi_id = self.kpi_ids[kpi]
+        if kpi_id is None:
+            self.problem(where, "kpi", f'unknown KPI "{kpi[:64]}"')
+        return kpi_id
+
+    def _at(self, where: int, at: object) -> datetime | None:
+        if isinstance(at, str):
+            try:
+                at = datetime.fromisoformat(at.strip())
+            except ValueError:
+                self.problem(where, "at", "must be an ISO 8601 time with a zone, e.g. 2026-11-29T08:00:00+01:00")
+                return None
+        elif isinstance(at, date) and not isinstance(at, datetime) and self.naive_tz is not None:
+            at = datetime.combine(at, time(0))
+        if not isinstance(at, datetime):
+            self.problem(where, "at", "must be an ISO 8601 time with a zone, e.g. 2026-11-29T08:00:00+01:00")
+            return None
+        if at.tzinfo is None or at.utcoffset() is None:
+            if self.naive_tz is None:
+                self.problem(where, "at", "has no zone; add one, e.g. +01:00 or Z")
+                return None
+            at = at.replace(tzinfo=self.naive_tz)
+        if at > self.latest:
+            self.problem(where, "at", "is more than a day in the future")
+            return None
+        return at
+
+    def _value(self, where: int, value: object) -> float | None:
+        if isinstance(value, bool) or not isinstance(value, int | float) or isinstance(value, NonFinite):
+            self.problem(where, "value", "must be a finite number")
+            return None
+        try:
+            number = float(value)
+        except OverflowError:
+            number = math.inf
+        if not math.isfinite(number):
+            self.problem(where, "value", "must be a finite number")
+            return None
+        return number
+
+
+def measurements_store(
+    *, org: Organization, rows: list[tuple[int, datetime, float]], source: str, now: datetime | None = None
+) -> int:
+    """Stores checked rows at once and marks their KPIs for evaluation; returns how many rows were given.
+
+    A new (kpi, at) is inserted; a different value for a stored one replaces it and keeps the old value as a
+    `MeasurementRevision`; the same value again changes nothing. Evaluation is queued once the data commits.
+    """
+    if not rows:
+        return 0
+    now = now or timezone.now()
+    with transaction.atomic():
+        # Locking the KPIs in id order serialises deliveries for the same KPIs (so each sees the other's rows
+        # and keeps their revisions) without deadlocks; the sweep skips locked KPIs until this commits.
+        kpis = Kpi.objects.filter(organization=org, pk__in={kpi_id for kpi_id, _, _ in rows}).order_by("pk")
+        locked = list(kpis.select_for_update().only("pk", "last_measured_at"))
+        if connection.vendor == "postgresql":
+            _upsert_postgresql(org, rows, source, now)
+        else:
+            _upsert_portable(org, locked, rows, source, now)
+        transaction.on_commit(lambda: _queue_evaluation(org.pk), robust=True)
+    return len(rows)
+
+
+def _queue_evaluation(org_id: int) -> None:
+    from scorecards.tasks import evaluate_kpis  # tasks import services; importing here avoids the cycle
+
+    # Without a worker the beat sweep still finds these KPIs (needs_evaluation); this only makes it sooner.
+    evaluate_kpis.delay(org_id=org_id)
+
+
+def _upsert_postgresql(org: Organization, rows: list, source: str, now: datetime) -> None:
+    """One statement: arrays in, old values of changed rows saved as revisions, then insert-or-replace."""
+    kpi, measurement = Kpi._meta.db_table, Measurement._meta.db_table
+    revision = MeasurementRevision._meta.db_table
+    kpi_ids, times, values = zip(*rows, strict=True)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            WITH incoming AS (
+                SELECT * FROM unnest(%(kpi)s::bigint[], %(at)s::bigint[], %(value)s::float8[]) AS i(kpi_id, us, value)
+            ), timed AS (
+                SELECT kpi_id, timestamptz 'epoch' + us * interval '1 microsecond' AS at, value FROM incoming
+            ), marked AS (
+                UPDATE {kpi} k SET needs_evaluation = true, last_measured_at = GREATEST(k.last_measured_at, t.newest)
+                FROM (SELECT kpi_id, max(at) AS newest FROM timed GROUP BY kpi_id) t WHERE k.id = t.kpi_id
+            ), replaced AS (
+                INSERT INTO {revision} (organization_id, measurement_id, value, source, ingested_at, replaced_at)
+                SELECT m.organization_id, m.id, m.value, m.source, m.ingested_at, %(now)s
+                FROM {measurement} m JOIN timed t ON m.kpi_id = t.kpi_id AND m.at = t.at
+                WHERE m.value <> t.value
+            )
+            INSERT INTO {measurement} AS m (organization_id, kpi_id, at, value, source, ingested_at)
+            SELECT %(org)s, kpi_id, at, value, %(source)s, %(now)s FROM timed
+            ON CONFLICT (kpi_id, at) DO UPDATE
+                SET value = EXCLUDED.value, source = EXCLUDED.source, ingested_at = EXCLUDED.ingested_at
+                WHERE m.value <> EXCLUDED.value
+            """,
+            {
+                "kpi": list(kpi_ids),
+                # Integer microseconds since the epoch: exact, and psycopg adapts ints far faster than datetimes.
+                "at": [(at - EPOCH) // MICROSECOND for at in times],
+                "value": list(values),
+                "now": now,
+                "org": org.pk,
+                "source": source,
+            },
+        )
+
+
+def _upsert_portable(org: Organization, kpis: list[Kpi], rows: list, source: str, now: datetime) -> None:
+    """The same on SQLite (the local default), through the ORM."""
+    for start in range(0, len(rows), PORTABLE_CHUNK):
+        chunk = {(kpi_id, at): value for kpi_id, at, value in rows[start : start + PORTABLE_CHUNK]}
+        stored = {
+            (m.kpi_id, m.at): m
+            for m in Measurement.objects.filter(kpi_id__in={k for k, _ in chunk}, at__in={at for _, at in chunk})
+        }
+        replaced = [m for key, m in stored.items() if key in chunk and m.value != chunk[key]]
+        MeasurementRevision.objects.bulk_create(
+            MeasurementRevision(
+                organization=org,
+                measurement=m,
+                value=m.value,
+                source=m.source,
+                ingested_at=m.ingested_at,
+                replaced_at=now,
+            )
+            for m in replaced
+        )
+        Measurement.objects.bulk_create(
+            [
+                Measurement(organization=org, kpi_id=kpi_id, at=at, value=value, source=source, ingested_at=now)
+                for (kpi_id, at), value in chunk.items()
+                if (kpi_id, at) not in stored or stored[(kpi_id, at)].value != value
+            ],
+            update_conflicts=True,
+            unique_fields=["kpi", "at"],
+            update_fields=["value", "source", "ingested_at"],
+        )
+    newest: dict[int, datetime] = {}
+    for kpi_id, at, _ in rows:
+        newest[kpi_id] = max(at, newest.get(kpi_id, at))
+    for kpi in kpis:
+        kpi.needs_evaluation = True
+        kpi.last_measured_at = max(filter(None, [kpi.last_measured_at, newest[kpi.pk]]))
+    Kpi.objects.bulk_update(kpis, ["needs_evaluation", "last_measured_at"])
