@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import hmac
 import secrets
 from collections.abc import Callable, Iterable
 from datetime import timedelta
@@ -20,6 +21,7 @@ from guardian.shortcuts import assign_perm, remove_perm
 
 from governance.durations import format_duration
 from governance.models import (
+    ApiToken,
     AuditEvent,
     Heartbeat,
     Invitation,
@@ -244,6 +246,68 @@ def membership_set_active(*, membership: Membership, actor: User, active: bool) 
         after={"is_active": active},
     )
     return membership
+
+
+# --- API tokens ---------------------------------------------------------------------------------
+
+API_TOKEN_PREFIX = "stc_"
+LAST_USE_PRECISION = timedelta(minutes=1)  # one write per token per minute, not one per request
+
+
+def api_token_digest(token: str) -> str:
+    return hmac.new(settings.API_TOKEN_KEY.encode(), token.encode(), hashlib.sha256).hexdigest()
+
+
+@transaction.atomic
+def api_token_create(
+    *, org: Organization, actor: User | None, name: str, membership: Membership | None = None
+) -> tuple[ApiToken, str]:
+    """An organization token (no membership) or a member's personal one; the token is returned once, never stored."""
+    name = name.strip()
+    if not name:
+        raise ValidationError({"name": "Give the token a name that says where it is used."})
+    if membership is not None and (membership.organization_id != org.pk or not membership.is_active):
+        raise ValidationError({"membership": "Personal tokens belong to an active member of this organization."})
+    token = API_TOKEN_PREFIX + secrets.token_urlsafe(32)
+    api_token = ApiToken.objects.create(
+        organization=org,
+        membership=membership,
+        name=name[:100],
+        prefix=token[:12],
+        digest=api_token_digest(token),
+        created_by=actor,
+    )
+    after = {"name": api_token.name, "prefix": api_token.prefix, "member": str(membership) if membership else None}
+    audit_log(org=org, actor=actor, verb="api_token.created", obj=api_token, after=after)
+    return api_token, token
+
+
+@transaction.atomic
+def api_token_revoke(*, api_token: ApiToken, actor: User) -> ApiToken:
+    if api_token.revoked_at is not None:
+        raise ValidationError("This token is already revoked.")
+    api_token.revoked_at, api_token.revoked_by = timezone.now(), actor
+    api_token.save(update_fields=["revoked_at", "revoked_by"])
+    audit_log(org=api_token.organization, actor=actor, verb="api_token.revoked", obj=api_token)
+    return api_token
+
+
+def api_token_authenticate(token: str) -> ApiToken | None:
+    """The live token behind a bearer string (a personal one only while its member is active); records its use."""
+    if not token.startswith(API_TOKEN_PREFIX):
+        return None
+    api_token = (
+        ApiToken.objects.select_related("organization", "membership__user")
+        .filter(digest=api_token_digest(token), revoked_at=None)
+        .first()
+    )
+    if api_token is None or (api_token.membership is not None and not api_token.membership.is_active):
+        return None
+    now = timezone.now()
+    if api_token.last_used_at is None or api_token.last_used_at < now - LAST_USE_PRECISION:
+        ApiToken.objects.filter(pk=api_token.pk).update(last_used_at=now)
+        api_token.last_used_at = now
+    return api_token
 
 
 # --- invitations --------------------------------------------------------------------------------

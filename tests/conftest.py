@@ -1,14 +1,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 
 import pytest
 from django.test import Client
 
-from governance.models import Invitation, Membership, Organization, Role, Team
-from governance.services import invitation_create, team_update
-from scorecards.models import KeyResult, Kpi, Objective, OwnershipTransfer, Scorecard
+from governance.models import ApiToken, Invitation, Membership, Organization, Role, Team
+from governance.services import api_token_create, invitation_create, team_update
+from scorecards.models import DataSource, ImportJob, KeyResult, Kpi, Objective, OwnershipTransfer, Scorecard
 from scorecards.services import ownership_transfer_request
 from tests.factories import KpiFactory, MembershipFactory, OrganizationFactory, TeamFactory
 
@@ -29,6 +29,11 @@ class Tenant:
     objective: Objective
     key_result: KeyResult
     transfer: OwnershipTransfer
+    data_source: DataSource
+    import_job: ImportJob
+    api_token: ApiToken  # the organization's
+    token: str  # its secret, for Authorization: Bearer
+    personal_token: str  # the member's personal token
 
     def client(self, membership: Membership) -> Client:
         client = Client()
@@ -62,8 +67,34 @@ def make_tenant(slug: str) -> Tenant:
         organization=org, objective=objective, key="kr.manual", title="Manual", owner=member, start=0, target=10
     )
     transfer = ownership_transfer_request(kpi=kpi, requester=lead, to_owner=member, reason="Reorganisation")
+    data_source = DataSource.objects.create(
+        organization=org,
+        key="warehouse",
+        kind=DataSource.Kind.SQL,
+        every=timedelta(hours=1),
+        config={"dsn_env": "WAREHOUSE_DSN", "pulls": [{"kpi": kpi.key, "query": "select now() as at, 1 as value"}]},
+    )
+    import_job = ImportJob.objects.create(organization=org, created_by=admin.user, filename="data.csv")
+    api_token, token = api_token_create(org=org, actor=admin.user, name="Warehouse loader")
+    _, personal_token = api_token_create(org=org, actor=member.user, name="My script", membership=member)
     return Tenant(
-        org, admin, executive, member, lead, team, invitation, kpi, scorecard, objective, key_result, transfer
+        org,
+        admin,
+        executive,
+        member,
+        lead,
+        team,
+        invitation,
+        kpi,
+        scorecard,
+        objective,
+        key_result,
+        transfer,
+        data_source,
+        import_job,
+        api_token,
+        token,
+        personal_token,
     )
 
 

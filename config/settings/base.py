@@ -114,6 +114,10 @@ DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", default="Steerco <steerco@localho
 SESSION_COOKIE_HTTPONLY = True
 CSRF_COOKIE_HTTPONLY = False  # htmx reads the token from the page, not the cookie; kept default for forms
 
+# API tokens are stored as an HMAC under this key, kept apart from SECRET_KEY: rotating one must not void the other.
+DEFAULT_API_TOKEN_KEY = "insecure-local-only-steerco-api-token-key"
+API_TOKEN_KEY = env("API_TOKEN_KEY", default=DEFAULT_API_TOKEN_KEY)
+
 INVITATION_TTL = timedelta(days=env.int("INVITATION_TTL_DAYS", default=7))
 
 DJANGO_GUID = {

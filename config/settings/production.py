@@ -3,10 +3,12 @@
 from django.core.exceptions import ImproperlyConfigured
 
 from .base import *  # noqa: F403
-from .base import DEFAULT_SECRET_KEY, SECRET_KEY, env
+from .base import API_TOKEN_KEY, DEFAULT_API_TOKEN_KEY, DEFAULT_SECRET_KEY, SECRET_KEY, env
 
 if SECRET_KEY == DEFAULT_SECRET_KEY or len(SECRET_KEY) < 32:
     raise ImproperlyConfigured("Set SECRET_KEY to a random value of 32+ characters before running in production.")
+if API_TOKEN_KEY in (DEFAULT_API_TOKEN_KEY, SECRET_KEY) or len(API_TOKEN_KEY) < 32:
+    raise ImproperlyConfigured("Set API_TOKEN_KEY to a random value of 32+ characters, different from SECRET_KEY.")
 
 DEBUG = False
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")  # TLS ends at the load balancer
