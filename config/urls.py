@@ -1,6 +1,7 @@
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
+from config.api import api
 from governance.urls import org_urlpatterns
 
 urlpatterns = [
@@ -14,6 +15,7 @@ urlpatterns = [
         name="password_reset_confirm",
     ),
     path("password-reset/done/", auth_views.PasswordResetCompleteView.as_view(), name="password_reset_complete"),
+    path("api/v1/", api.urls),
     path("", include("governance.urls")),
     path("o/<slug:org_slug>/", include(org_urlpatterns)),
     path("o/<slug:org_slug>/", include("scorecards.urls")),

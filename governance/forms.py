@@ -177,3 +177,22 @@ class InvitationSignupForm(forms.Form):
             except forms.ValidationError as e:
                 self.add_error("password1", e)
         return data
+
+
+class ApiTokenForm(forms.Form):
+    PERSONAL, ORGANIZATION = "personal", "organization"
+
+    name = forms.CharField(max_length=100, help_text="Where the token is used, e.g. “Warehouse loader”.")
+    kind = forms.ChoiceField(
+        choices=[
+            (PERSONAL, "Personal: acts as you, with your permissions"),
+            (ORGANIZATION, "Organization: sends data and manifests for the whole organization"),
+        ],
+        initial=PERSONAL,
+        widget=forms.RadioSelect,
+    )
+
+    def __init__(self, *args, membership: Membership, **kwargs):
+        super().__init__(*args, **kwargs)
+        if not membership.is_admin:  # only admins hold organization tokens
+            self.fields["kind"].choices = self.fields["kind"].choices[:1]

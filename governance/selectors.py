@@ -9,7 +9,7 @@ from django.conf import settings
 from django.db.models import Count, Q, QuerySet
 from django.utils import timezone
 
-from governance.models import AuditEvent, Heartbeat, Invitation, Membership, Organization, Team
+from governance.models import ApiToken, AuditEvent, Heartbeat, Invitation, Membership, Organization, Team
 
 
 @dataclass(frozen=True)
@@ -94,3 +94,9 @@ def worker_health() -> WorkerHealth:
     beat = Heartbeat.objects.filter(name="worker").first()
     last = beat.beat_at if beat else None
     return WorkerHealth(last, bool(last and timezone.now() - last <= settings.HEARTBEAT_STALE_AFTER))
+
+
+def api_tokens_for(*, membership: Membership) -> QuerySet[ApiToken]:
+    """Admins see every token of the organization; anyone else their own personal tokens."""
+    tokens = ApiToken.objects.for_org(membership.organization).select_related("membership__user", "created_by")
+    return tokens if membership.is_admin else tokens.filter(membership=membership)

@@ -17,12 +17,14 @@ from governance.access import (
     admin_required,
     can_manage_team,
     deny,
+    get_for_org_or_404,
     get_invitation_for_member_or_404,
     get_membership_for_member_or_404,
     get_team_for_member_or_404,
     role_required,
 )
 from governance.forms import (
+    ApiTokenForm,
     AuditFilterForm,
     InvitationSignupForm,
     InviteForm,
@@ -33,7 +35,7 @@ from governance.forms import (
     TeamMembersForm,
     apply_errors,
 )
-from governance.models import Role
+from governance.models import ApiToken, Role
 
 # --- outside any organization -------------------------------------------------------------------
 
@@ -329,3 +331,49 @@ def _query_without_page(request: HttpRequest) -> str:
     query = request.GET.copy()
     query.pop("page", None)
     return query.urlencode()
+
+
+# --- API tokens ---------------------------------------------------------------------------------
+
+
+@require_http_methods(["GET", "POST"])
+def api_tokens(request: HttpRequest) -> HttpResponse:
+    """Personal tokens for everyone, organization tokens for admins; a new token is shown once, here."""
+    form = ApiTokenForm(request.POST or None, membership=request.membership)
+    created, status = None, 200
+    if request.method == "POST":
+        if form.is_valid():
+            personal = form.cleaned_data["kind"] == ApiTokenForm.PERSONAL
+            try:
+                created = services.api_token_create(
+                    org=request.org,
+                    actor=request.user,
+                    name=form.cleaned_data["name"],
+                    membership=request.membership if personal else None,
+                )
+            except ValidationError as e:
+                apply_errors(form, e)
+            else:
+                form = ApiTokenForm(membership=request.membership)
+        status = 200 if created else 422
+    context = {
+        "form": form,
+        "created": created,
+        "tokens": selectors.api_tokens_for(membership=request.membership),
+        "api_base": request.build_absolute_uri("/api/v1/"),
+    }
+    return render(request, "governance/api_tokens.html", context, status=status)
+
+
+@require_POST
+def api_token_revoke(request: HttpRequest, token_id: int) -> HttpResponse:
+    api_token = get_for_org_or_404(request, ApiToken, token_id)
+    if not (request.membership.is_admin or api_token.membership_id == request.membership.pk):
+        raise deny(request, "admins or the token's owner")
+    try:
+        services.api_token_revoke(api_token=api_token, actor=request.user)
+    except ValidationError as e:
+        messages.error(request, " ".join(e.messages))
+    else:
+        messages.success(request, f"Token {api_token.prefix}… is revoked; requests with it are refused from now on.")
+    return redirect("api_tokens", org_slug=request.org.slug)

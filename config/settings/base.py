@@ -25,6 +25,7 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "ninja",  # serves the API docs' Swagger UI from static files, not a CDN
     "django_htmx",
     "template_partials",
     "guardian",
@@ -117,6 +118,14 @@ CSRF_COOKIE_HTTPONLY = False  # htmx reads the token from the page, not the cook
 # API tokens are stored as an HMAC under this key, kept apart from SECRET_KEY: rotating one must not void the other.
 DEFAULT_API_TOKEN_KEY = "insecure-local-only-steerco-api-token-key"
 API_TOKEN_KEY = env("API_TOKEN_KEY", default=DEFAULT_API_TOKEN_KEY)
+
+# The measurements API: 10,000 items of ~100 bytes fit; forms never come close to this.
+DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("API_MAX_BODY_BYTES", default=5 * 1024 * 1024)
+API_RATE_LIMIT = env("API_RATE_LIMIT", default="600/m")  # requests per token
+API_PAGE_SIZE = 100
+API_MEASUREMENTS_PAGE_SIZE = 1000
+# The rate limit's counters; Redis when several web processes share them (CACHE_URL=redis://...).
+CACHES = {"default": env.cache("CACHE_URL", default="locmemcache://")}
 
 INVITATION_TTL = timedelta(days=env.int("INVITATION_TTL_DAYS", default=7))
 

@@ -1,0 +1,77 @@
+"""The JSON API under /api/v1/ (API.md): one NinjaAPI, routers from the apps, errors in one shape."""
+
+from __future__ import annotations
+
+from django.core.exceptions import PermissionDenied, RequestDataTooBig
+from django.http import Http404, HttpRequest, HttpResponse
+from ninja import NinjaAPI
+from ninja.errors import AuthenticationError, HttpError, ValidationError
+
+from governance.api import ApiError, TokenAuth, TokenThrottle
+from governance.api import router as governance_router
+from scorecards.api import router as scorecards_router
+
+api = NinjaAPI(
+    title="Steerco API",
+    version="1",
+    description=(
+        "KPI and OKR governance. Authenticate with `Authorization: Bearer <token>` (organization or personal "
+        'token; `create_api_token` or the API tokens page). Errors are `{"errors": [{"path", "message"}]}`. '
+        'Lists are JSON arrays, paginated with `?page=`; `X-Total-Count` and a `Link: rel="next"` header tell '
+        "the rest."
+    ),
+    urls_namespace="api",
+    auth=TokenAuth(),
+    throttle=[TokenThrottle()],
+    docs_url="/docs",
+    openapi_url="/openapi.json",
+)
+api.add_router("", governance_router)
+api.add_router("", scorecards_router)
+
+
+def _errors(request: HttpRequest, status: int, errors: list[dict]) -> HttpResponse:
+    return api.create_response(request, {"errors": errors}, status=status)
+
+
+@api.exception_handler(ApiError)
+def _api_error(request: HttpRequest, exc: ApiError) -> HttpResponse:
+    return _errors(request, exc.status, exc.errors)
+
+
+@api.exception_handler(AuthenticationError)
+def _unauthenticated(request: HttpRequest, exc: AuthenticationError) -> HttpResponse:
+    message = "needs a valid, unrevoked token: Bearer <token>"
+    response = _errors(request, 401, [{"path": "Authorization", "message": message}])
+    response["WWW-Authenticate"] = "Bearer"
+    return response
+
+
+@api.exception_handler(ValidationError)
+def _invalid(request: HttpRequest, exc: ValidationError) -> HttpResponse:
+    # ninja reports ("query", "page") style locations; the path is the parameter or body field itself.
+    errors = [
+        {"path": ".".join(str(part) for part in error["loc"][1:]) or str(error["loc"][0]), "message": error["msg"]}
+        for error in exc.errors
+    ]
+    return _errors(request, 422, errors)
+
+
+@api.exception_handler(HttpError)
+def _http_error(request: HttpRequest, exc: HttpError) -> HttpResponse:
+    return _errors(request, exc.status_code, [{"path": "", "message": str(exc)}])
+
+
+@api.exception_handler(RequestDataTooBig)
+def _too_big(request: HttpRequest, exc: RequestDataTooBig) -> HttpResponse:
+    return _errors(request, 413, [{"path": "body", "message": "is too large"}])
+
+
+@api.exception_handler(Http404)
+def _not_found(request: HttpRequest, exc: Http404) -> HttpResponse:
+    return _errors(request, 404, [{"path": request.path, "message": "not found"}])
+
+
+@api.exception_handler(PermissionDenied)
+def _forbidden(request: HttpRequest, exc: PermissionDenied) -> HttpResponse:
+    return _errors(request, 403, [{"path": "", "message": str(exc) or "not allowed"}])
