@@ -26,6 +26,7 @@ test: $(BIN)/.installed
 bench: $(BIN)/.installed
 	$(BIN)/python -m tests.bench.scorecard
 	$(BIN)/python -m tests.bench.evaluation
+	$(BIN)/python -m tests.bench.ingestion
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check .

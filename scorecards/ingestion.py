@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 
+import psycopg
 from django.db import connection, transaction
 from django.utils import timezone
 
@@ -20,7 +21,6 @@ from scorecards.models import Kpi, Measurement, MeasurementRevision
 
 MAX_FUTURE = timedelta(days=1)  # clocks drift; a point further ahead is a mistake (a wrong zone, a typo)
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-MICROSECOND = timedelta(microseconds=1)
 PORTABLE_CHUNK = 500  # SQLite limits the parameters of one statement
 
 
@@ -83,7 +83,8 @@ class Checker:
         if not isinstance(kpi, str) or not kpi:
             self.problem(where, "kpi", "must be a KPI key")
             return None
-        self.resolve([kpi])
+        if kpi not in self.kpi_ids:
+            self.resolve([kpi])
         kpi_id = self.kpi_ids[kpi]
         if kpi_id is None:
             self.problem(where, "kpi", f'unknown KPI "{kpi[:64]}"')
@@ -132,19 +133,18 @@ def measurements_store(
 
     A new (kpi, at) is inserted; a different value for a stored one replaces it and keeps the old value as a
     `MeasurementRevision`; the same value again changes nothing. Evaluation is queued once the data commits.
+    Each backend locks the KPIs first, in id order: deliveries for the same KPIs then run one after the other
+    (each sees the other's rows and keeps their revisions) without deadlocks, and the sweep skips those KPIs
+    until the data is committed.
     """
     if not rows:
         return 0
     now = now or timezone.now()
     with transaction.atomic():
-        # Locking the KPIs in id order serialises deliveries for the same KPIs (so each sees the other's rows
-        # and keeps their revisions) without deadlocks; the sweep skips locked KPIs until this commits.
-        kpis = Kpi.objects.filter(organization=org, pk__in={kpi_id for kpi_id, _, _ in rows}).order_by("pk")
-        locked = list(kpis.select_for_update().only("pk", "last_measured_at"))
         if connection.vendor == "postgresql":
             _upsert_postgresql(org, rows, source, now)
         else:
-            _upsert_portable(org, locked, rows, source, now)
+            _upsert_portable(org, rows, source, now)
         transaction.on_commit(lambda: _queue_evaluation(org.pk), robust=True)
     return len(rows)
 
@@ -157,46 +157,69 @@ def _queue_evaluation(org_id: int) -> None:
 
 
 def _upsert_postgresql(org: Organization, rows: list, source: str, now: datetime) -> None:
-    """One statement: arrays in, old values of changed rows saved as revisions, then insert-or-replace."""
+    """The rows travel by binary COPY into a temporary table; new points go in with one insert, and only when
+    some (kpi, at) was stored before does a second statement keep the old values as revisions and replace them."""
     kpi, measurement = Kpi._meta.db_table, Measurement._meta.db_table
     revision = MeasurementRevision._meta.db_table
-    kpi_ids, times, values = zip(*rows, strict=True)
-    with connection.cursor() as cursor:
+    params = {"now": now, "org": org.pk, "source": source}
+    connection.ensure_connection()
+    # psycopg's own cursor: Django's client-side binding cannot COPY, and would spell every number out as text.
+    with psycopg.Cursor(connection.connection) as cursor:
+        cursor.execute(
+            "SELECT id FROM " + kpi + " WHERE organization_id = %s AND id = ANY(%s) ORDER BY id FOR UPDATE",
+            [org.pk, sorted({kpi_id for kpi_id, _, _ in rows})],
+        )
+        cursor.execute(
+            "CREATE TEMPORARY TABLE IF NOT EXISTS incoming_measurement (kpi_id bigint, at timestamptz, value float8) "
+            "ON COMMIT DELETE ROWS"
+        )
+        cursor.execute("TRUNCATE incoming_measurement")  # an earlier call in the same transaction left its rows
+        with cursor.copy("COPY incoming_measurement (kpi_id, at, value) FROM STDIN (FORMAT BINARY)") as copy:
+            copy.set_types(["int8", "timestamptz", "float8"])
+            for row in rows:
+                copy.write_row(row)
         cursor.execute(
             f"""
-            WITH incoming AS (
-                SELECT * FROM unnest(%(kpi)s::bigint[], %(at)s::bigint[], %(value)s::float8[]) AS i(kpi_id, us, value)
-            ), timed AS (
-                SELECT kpi_id, timestamptz 'epoch' + us * interval '1 microsecond' AS at, value FROM incoming
-            ), marked AS (
+            WITH marked AS (
                 UPDATE {kpi} k SET needs_evaluation = true, last_measured_at = GREATEST(k.last_measured_at, t.newest)
-                FROM (SELECT kpi_id, max(at) AS newest FROM timed GROUP BY kpi_id) t WHERE k.id = t.kpi_id
+                FROM (SELECT kpi_id, max(at) AS newest FROM incoming_measurement GROUP BY kpi_id) t
+                WHERE k.id = t.kpi_id
+                    AND (NOT k.needs_evaluation OR k.last_measured_at IS NULL OR k.last_measured_at < t.newest)
+            ), inserted AS (
+                INSERT INTO {measurement} (organization_id, kpi_id, at, value, source, ingested_at)
+                SELECT %(org)s, kpi_id, at, value, %(source)s, %(now)s FROM incoming_measurement
+                ON CONFLICT (kpi_id, at) DO NOTHING
+                RETURNING 1
+            )
+            SELECT count(*) FROM inserted
+            """,
+            params,
+        )
+        if cursor.fetchone()[0] == len(rows):
+            return
+        cursor.execute(
+            f"""
+            WITH stored AS (
+                -- LIMIT 1 keeps this an index probe per row; a plain join may scan the whole table.
+                SELECT m.*, i.value AS new_value FROM incoming_measurement i CROSS JOIN LATERAL (
+                    SELECT * FROM {measurement} s WHERE s.kpi_id = i.kpi_id AND s.at = i.at LIMIT 1
+                ) m
+                WHERE m.value <> i.value
             ), replaced AS (
                 INSERT INTO {revision} (organization_id, measurement_id, value, source, ingested_at, replaced_at)
-                SELECT m.organization_id, m.id, m.value, m.source, m.ingested_at, %(now)s
-                FROM {measurement} m JOIN timed t ON m.kpi_id = t.kpi_id AND m.at = t.at
-                WHERE m.value <> t.value
+                SELECT organization_id, id, value, source, ingested_at, %(now)s FROM stored
             )
-            INSERT INTO {measurement} AS m (organization_id, kpi_id, at, value, source, ingested_at)
-            SELECT %(org)s, kpi_id, at, value, %(source)s, %(now)s FROM timed
-            ON CONFLICT (kpi_id, at) DO UPDATE
-                SET value = EXCLUDED.value, source = EXCLUDED.source, ingested_at = EXCLUDED.ingested_at
-                WHERE m.value <> EXCLUDED.value
+            UPDATE {measurement} m SET value = stored.new_value, source = %(source)s, ingested_at = %(now)s
+            FROM stored WHERE m.id = stored.id
             """,
-            {
-                "kpi": list(kpi_ids),
-                # Integer microseconds since the epoch: exact, and psycopg adapts ints far faster than datetimes.
-                "at": [(at - EPOCH) // MICROSECOND for at in times],
-                "value": list(values),
-                "now": now,
-                "org": org.pk,
-                "source": source,
-            },
+            params,
         )
 
 
-def _upsert_portable(org: Organization, kpis: list[Kpi], rows: list, source: str, now: datetime) -> None:
+def _upsert_portable(org: Organization, rows: list, source: str, now: datetime) -> None:
     """The same on SQLite (the local default), through the ORM."""
+    kpi_ids = sorted({kpi_id for kpi_id, _, _ in rows})
+    list(Kpi.objects.filter(organization=org, pk__in=kpi_ids).order_by("pk").select_for_update().values_list("pk"))
     for start in range(0, len(rows), PORTABLE_CHUNK):
         chunk = {(kpi_id, at): value for kpi_id, at, value in rows[start : start + PORTABLE_CHUNK]}
         stored = {
@@ -228,6 +251,7 @@ def _upsert_portable(org: Organization, kpis: list[Kpi], rows: list, source: str
     newest: dict[int, datetime] = {}
     for kpi_id, at, _ in rows:
         newest[kpi_id] = max(at, newest.get(kpi_id, at))
+    kpis = list(Kpi.objects.filter(pk__in=newest).only("pk", "last_measured_at"))
     for kpi in kpis:
         kpi.needs_evaluation = True
         kpi.last_measured_at = max(filter(None, [kpi.last_measured_at, newest[kpi.pk]]))

@@ -1,0 +1,175 @@
+"""`make bench` (part 3): measurement ingestion through the real API stack, side by side with PostgreSQL COPY.
+
+gunicorn serves the app on a test database; this process sends REQUESTS bodies of 10,000 measurements each
+over one keep-alive HTTP connection (HTTP -> token -> validation -> PostgreSQL), then COPYs the same rows into
+a table built like the measurements table (same columns and indexes). Reports both rates, their ratio, and
+the web worker's memory across the requests.
+"""
+
+from __future__ import annotations
+
+import http.client
+import io
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from datetime import timedelta
+from pathlib import Path
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.test")
+
+import django  # noqa: E402
+
+django.setup()
+
+from django.db import connection  # noqa: E402
+from django.test.runner import DiscoverRunner  # noqa: E402
+from django.test.utils import setup_test_environment  # noqa: E402
+from django.utils import timezone  # noqa: E402
+
+from governance.services import api_token_create  # noqa: E402
+from scorecards.models import Kpi, Measurement  # noqa: E402
+from tests.factories import KpiFactory, OrganizationFactory  # noqa: E402
+
+REQUESTS = int(os.environ.get("BENCH_REQUESTS", "50"))
+ITEMS, KPIS = 10_000, 1_000
+
+
+def build():
+    org = OrganizationFactory(slug="bench-ingest")
+    template = KpiFactory(organization=org)
+    fields = {f.attname: getattr(template, f.attname) for f in Kpi._meta.concrete_fields if not f.primary_key}
+    Kpi.objects.bulk_create(Kpi(**fields | {"key": f"k.{i}", "name": f"K {i}"}) for i in range(KPIS - 1))
+    keys = list(Kpi.objects.filter(organization=org).values_list("key", flat=True))
+    _, token = api_token_create(org=org, actor=None, name="bench")
+    return org, keys, token
+
+
+def bodies(keys: list[str], now) -> list[bytes]:
+    """Distinct points in every request (10 per KPI, a minute apart), so each one inserts 10,000 new rows."""
+    out = []
+    for r in range(REQUESTS):
+        base = now - timedelta(days=30) + timedelta(hours=r)
+        items = [
+            {"kpi": key, "at": (base + timedelta(minutes=m)).isoformat(), "value": (i * 7 + m) % 1000 + 0.5}
+            for m in range(ITEMS // len(keys))
+            for i, key in enumerate(keys)
+        ]
+        out.append(json.dumps({"measurements": items}).encode())
+    return out
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def rss_mb(pid: int) -> float:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS")) / 1024
+
+
+def serve(port: int) -> tuple[subprocess.Popen, int]:
+    db = connection.settings_dict
+    env = os.environ | {
+        "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
+        "API_RATE_LIMIT": "100000/m",
+    }
+    bin_dir = Path(sys.executable).parent
+    server = subprocess.Popen(
+        [
+            bin_dir / "gunicorn",
+            "config.wsgi",
+            "--workers",
+            "1",
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--log-level",
+            "warning",
+        ],
+        env=env,
+    )
+    for _ in range(100):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            break
+        except OSError:
+            time.sleep(0.1)
+    worker = int(subprocess.check_output(["pgrep", "-P", str(server.pid)]).split()[0])
+    return server, worker
+
+
+def ingest(port: int, token: str, payloads: list[bytes], worker: int) -> tuple[float, list[float]]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json", "Host": "127.0.0.1"}
+    memory, elapsed = [], 0.0
+    for body in payloads:
+        started = time.perf_counter()
+        conn.request("POST", "/api/v1/measurements", body=body, headers=headers)
+        response = conn.getresponse()
+        answer = response.read()
+        elapsed += time.perf_counter() - started
+        assert response.status == 200, answer[:500]
+        memory.append(rss_mb(worker))
+    conn.close()
+    return elapsed, memory
+
+
+def copy_rate(org_id: int, payloads: list[bytes]) -> float:
+    """COPY of exactly the rows the API stored, into a table with the measurements table's indexes."""
+    rows = io.StringIO()
+    ids = dict(Kpi.objects.filter(organization_id=org_id).values_list("key", "pk"))
+    now = timezone.now().isoformat()
+    for body in payloads:
+        for item in json.loads(body)["measurements"]:
+            rows.write(f"{org_id}\t{ids[item['kpi']]}\t{item['at']}\t{item['value']}\tapi\t{now}\n")
+    data = rows.getvalue()
+    table = Measurement._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(f"CREATE TABLE bench_copy (LIKE {table} INCLUDING ALL)")
+        started = time.perf_counter()
+        with cursor.connection.cursor().copy(
+            "COPY bench_copy (organization_id, kpi_id, at, value, source, ingested_at) FROM STDIN"
+        ) as copy:
+            copy.write(data)
+        return time.perf_counter() - started
+
+
+def main() -> None:
+    setup_test_environment()
+    runner = DiscoverRunner(verbosity=0)
+    old = runner.setup_databases()
+    server = None
+    try:
+        assert connection.vendor == "postgresql", "run the ingestion bench with DATABASE_URL on PostgreSQL"
+        org, keys, token = build()
+        payloads = bodies(keys, timezone.now())
+        connection.close()  # gunicorn's worker opens its own connections
+        port = free_port()
+        server, worker = serve(port)
+        api_seconds, memory = ingest(port, token, payloads, worker)
+        stored = Measurement.objects.filter(organization=org).count()
+        assert stored == REQUESTS * ITEMS, stored
+        copy_seconds = copy_rate(org.pk, payloads)
+        api_rate, copy_per_s = stored / api_seconds, stored / copy_seconds
+        print(f"ingestion, {REQUESTS} requests x {ITEMS:,} measurements over HTTP (gunicorn, 1 worker):")
+        print(f"  API: {api_rate:,.0f} measurements/s ({api_seconds / REQUESTS * 1000:.0f} ms per request)")
+        print(f"  COPY of the same rows into an identically indexed table: {copy_per_s:,.0f} rows/s")
+        print(f"  ratio COPY / API: {copy_per_s / api_rate:.1f}x (goal <= 5x; goal >= 50,000 measurements/s)")
+        print(
+            f"  web worker memory: {memory[0]:.0f} MB after the first request, {memory[len(memory) // 2]:.0f} MB "
+            f"mid-way, {memory[-1]:.0f} MB after the last (goal: flat)"
+        )
+    finally:
+        if server is not None:
+            server.terminate()
+            server.wait()
+        runner.teardown_databases(old)
+
+
+if __name__ == "__main__":
+    main()
