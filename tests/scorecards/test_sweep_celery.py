@@ -14,9 +14,11 @@ import pytest
 from celery.contrib.testing.worker import start_worker
 from django.conf import settings
 from django.db import connection
+from django.test import Client
 from django.utils import timezone
 
 from config.celery import app as celery_app
+from governance.services import api_token_create
 from scorecards.models import Kpi, Measurement, StatusChange
 from scorecards.tasks import evaluate_kpis
 from tests.factories import KpiFactory, OrganizationFactory
@@ -68,6 +70,22 @@ def test_two_sweeps_delivered_at_once_write_each_change_once():
         time.sleep(1)  # let the second sweep finish its (empty) pass
     assert StatusChange.objects.count() == len(kpis)
     assert set(StatusChange.objects.values_list("new", flat=True)) == {"off_track"}
+
+
+def test_data_sent_through_the_api_is_evaluated_by_a_worker_without_waiting_for_beat():
+    kpi = KpiFactory(pending_for=timedelta(0), next_evaluation_at=timezone.now() + timedelta(days=1))
+    _, token = api_token_create(org=kpi.organization, actor=None, name="loader")
+    purge_queue()
+    with start_worker(celery_app, pool="threads", concurrency=1, perform_ping_check=False, loglevel="WARNING"):
+        body = {"measurements": [{"kpi": kpi.key, "at": timezone.now().isoformat(), "value": 500}]}
+        response = Client().post(
+            "/api/v1/measurements", body, content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {token}"
+        )
+        assert response.status_code == 200
+        # No beat runs here: only the evaluation queued when the data committed can write this row.
+        wait_until(lambda: StatusChange.objects.filter(kpi=kpi).exists(), 30, "the queued evaluation")
+    change = StatusChange.objects.get(kpi=kpi)
+    assert (change.old, change.new, change.value) == ("no_data", "off_track", 500)
 
 
 def _subprocess_env() -> dict:
