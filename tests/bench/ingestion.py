@@ -3,7 +3,9 @@
 gunicorn serves the app on a test database; this process sends REQUESTS bodies of 10,000 measurements each
 over one keep-alive HTTP connection (HTTP -> token -> validation -> PostgreSQL), then COPYs the same rows into
 a table built like the measurements table (same columns and indexes). Reports both rates, their ratio, and
-the web worker's memory across the requests.
+the web worker's memory across the requests. With a Redis broker (CELERY_BROKER_URL=redis://...) it also
+starts a Celery worker and measures the end-to-end latency from POST /api/v1/measurements to the StatusChange
+row that the evaluation queued on commit writes.
 """
 
 from __future__ import annotations
@@ -25,16 +27,18 @@ import django  # noqa: E402
 
 django.setup()
 
+from django.conf import settings  # noqa: E402
 from django.db import connection  # noqa: E402
 from django.test.runner import DiscoverRunner  # noqa: E402
 from django.test.utils import setup_test_environment  # noqa: E402
 from django.utils import timezone  # noqa: E402
 
 from governance.services import api_token_create  # noqa: E402
-from scorecards.models import Kpi, Measurement  # noqa: E402
+from scorecards.models import Kpi, Measurement, StatusChange  # noqa: E402
 from tests.factories import KpiFactory, OrganizationFactory  # noqa: E402
 
 REQUESTS = int(os.environ.get("BENCH_REQUESTS", "50"))
+LATENCY_TRIES = 10
 ITEMS, KPIS = 10_000, 1_000
 
 
@@ -73,12 +77,15 @@ def rss_mb(pid: int) -> float:
     return next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS")) / 1024
 
 
-def serve(port: int) -> tuple[subprocess.Popen, int]:
+def subprocess_env() -> dict:
     db = connection.settings_dict
-    env = os.environ | {
+    return os.environ | {
         "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
         "API_RATE_LIMIT": "100000/m",
     }
+
+
+def serve(port: int, env: dict) -> tuple[subprocess.Popen, int]:
     bin_dir = Path(sys.executable).parent
     server = subprocess.Popen(
         [
@@ -139,6 +146,49 @@ def copy_rate(org_id: int, payloads: list[bytes]) -> float:
         return time.perf_counter() - started
 
 
+def latency(port: int, token: str, org, env: dict) -> list[float]:
+    """Seconds from sending a breaching (or recovering) value to its StatusChange row, LATENCY_TRIES times."""
+    kpi = KpiFactory(organization=org, key="latency", pending_for=timedelta(0), keep_for=timedelta(0))
+    worker = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "config",
+            "worker",
+            "--pool=prefork",
+            "--concurrency=1",
+            "--loglevel=WARNING",
+            "--without-mingle",
+            "--without-gossip",
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+    )
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json", "Host": "127.0.0.1"}
+    seconds = []
+    try:
+        time.sleep(3)  # the worker connects to the broker
+        for i in range(LATENCY_TRIES):
+            seen = StatusChange.objects.filter(kpi=kpi).count()
+            value = 500 if i % 2 == 0 else 2000  # off track, then back on track
+            body = json.dumps({"measurements": [{"kpi": kpi.key, "at": timezone.now().isoformat(), "value": value}]})
+            started = time.perf_counter()
+            conn.request("POST", "/api/v1/measurements", body=body, headers=headers)
+            assert conn.getresponse().read() and True
+            while StatusChange.objects.filter(kpi=kpi).count() == seen:
+                assert time.perf_counter() - started < 30, "no StatusChange within 30 s"
+                time.sleep(0.005)
+            seconds.append(time.perf_counter() - started)
+    finally:
+        conn.close()
+        worker.terminate()
+        worker.wait()
+    return seconds
+
+
 def main() -> None:
     setup_test_environment()
     runner = DiscoverRunner(verbosity=0)
@@ -150,7 +200,8 @@ def main() -> None:
         payloads = bodies(keys, timezone.now())
         connection.close()  # gunicorn's worker opens its own connections
         port = free_port()
-        server, worker = serve(port)
+        env = subprocess_env()
+        server, worker = serve(port, env)
         api_seconds, memory = ingest(port, token, payloads, worker)
         stored = Measurement.objects.filter(organization=org).count()
         assert stored == REQUESTS * ITEMS, stored
@@ -164,6 +215,14 @@ def main() -> None:
             f"  web worker memory: {memory[0]:.0f} MB after the first request, {memory[len(memory) // 2]:.0f} MB "
             f"mid-way, {memory[-1]:.0f} MB after the last (goal: flat)"
         )
+        if settings.CELERY_BROKER_URL.startswith("redis://"):
+            seconds = sorted(latency(port, token, org, env))
+            print(
+                f"  end-to-end latency, POST -> StatusChange (real worker, Redis, no beat): median "
+                f"{seconds[len(seconds) // 2] * 1000:.0f} ms, worst {seconds[-1] * 1000:.0f} ms of {len(seconds)}"
+            )
+        else:
+            print("  end-to-end latency: skipped (set CELERY_BROKER_URL=redis://... to measure it)")
     finally:
         if server is not None:
             server.terminate()
