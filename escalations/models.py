@@ -2,8 +2,11 @@ from __future__ import annotations
 
 from django.core.validators import MaxValueValidator
 from django.db import models
+from django.db.models import Q
+from django.utils.timezone import now
 
-from governance.models import Organization, TenantQuerySet, key_validator
+from governance.models import Membership, Organization, TenantQuerySet, User, key_validator
+from scorecards.models import Kpi, Status, StatusChange
 
 
 class EscalationPolicy(models.Model):
@@ -42,3 +45,236 @@ class EscalationLevel(models.Model):
 
     def __str__(self) -> str:
         return f"{self.policy_id} level {self.position}"
+
+
+class Workstream(models.Model):
+    """One episode of a KPI in breach (or stale): the owner files a mitigation path, escalation runs until one
+    is approved, and it ends by recovery or by an executive's decision."""
+
+    class Kind(models.TextChoices):
+        MITIGATION = "mitigation", "Mitigation"
+        DATA_FRESHNESS = "data_freshness", "Data freshness"
+        PREVENTIVE = "preventive", "Preventive"
+
+    class Resolution(models.TextChoices):
+        RECOVERED = "recovered", "Recovered"
+        TARGET_CHANGED = "target_changed", "Closed: target changed"
+        ACCEPTED_RISK = "accepted_risk", "Closed: accepted risk"
+        NO_LONGER_RELEVANT = "no_longer_relevant", "Closed: no longer relevant"
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
+    kpi = models.ForeignKey(Kpi, on_delete=models.CASCADE, related_name="workstreams")
+    kind = models.CharField(max_length=20, choices=Kind.choices, default=Kind.MITIGATION)
+    severity = models.CharField(max_length=10, choices=Status.choices)
+    opened_at = models.DateTimeField()
+    opened_by_change = models.OneToOneField(
+        StatusChange, null=True, blank=True, on_delete=models.SET_NULL, related_name="opened_workstream"
+    )
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    resolution = models.CharField(max_length=20, choices=Resolution.choices, blank=True)
+    resolution_reason = models.TextField(blank=True)
+    closed_by = models.ForeignKey(User, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    # The escalation policy as it was when the episode opened (escalations.timing.Policy.as_json()).
+    policy_key = models.CharField(max_length=64, blank=True)
+    policy = models.JSONField(default=dict)
+    # Escalation state: the last level notified (0: none yet) in which pass, and when the next step is due.
+    level = models.PositiveSmallIntegerField(default=0)
+    escalation_pass = models.PositiveSmallIntegerField(default=0)
+    next_escalation_at = models.DateTimeField(null=True, blank=True)
+    renotify = models.BooleanField(default=False)  # an acknowledgement runs out: the same level again
+    exhausted_at = models.DateTimeField(null=True, blank=True)
+
+    objects = TenantQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-opened_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["kpi"], condition=Q(resolved_at__isnull=True), name="one_open_workstream_per_kpi"
+            )
+        ]
+        indexes = [
+            models.Index(
+                fields=["next_escalation_at"], condition=Q(resolved_at__isnull=True), name="workstream_escalation_due"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} of {self.kpi_id} opened {self.opened_at:%Y-%m-%d %H:%M}"
+
+    @property
+    def is_open(self) -> bool:
+        return self.resolved_at is None
+
+
+class MitigationPath(models.Model):
+    """What the owner will do about a breach: a root cause, actions with owners and dates, a recovery date."""
+
+    class State(models.TextChoices):
+        SUBMITTED = "submitted", "Awaiting review"
+        APPROVED = "approved", "Approved"
+        REJECTED = "rejected", "Rejected"
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
+    workstream = models.ForeignKey(Workstream, on_delete=models.CASCADE, related_name="paths")
+    root_cause = models.TextField()
+    expected_recovery = models.DateField()
+    state = models.CharField(max_length=10, choices=State.choices, default=State.SUBMITTED)
+    filed_by = models.ForeignKey(User, on_delete=models.PROTECT, related_name="+")
+    filed_at = models.DateTimeField(default=now)
+    reviewed_by = models.ForeignKey(User, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    reviewed_at = models.DateTimeField(null=True, blank=True)
+    review_comment = models.TextField(blank=True)
+
+    objects = TenantQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-filed_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"mitigation path of {self.workstream_id} ({self.state})"
+
+
+class MitigationAction(models.Model):
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
+    path = models.ForeignKey(MitigationPath, on_delete=models.CASCADE, related_name="actions")
+    description = models.TextField()
+    owner = models.ForeignKey(Membership, on_delete=models.PROTECT, related_name="mitigation_actions")
+    due = models.DateField()
+    done_at = models.DateTimeField(null=True, blank=True)
+    progress = models.TextField(blank=True)
+    overdue_at = models.DateTimeField(null=True, blank=True)  # when the sweep found it overdue (once)
+
+    objects = TenantQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["due", "id"]
+
+    def __str__(self) -> str:
+        return self.description[:60]
+
+
+class Task(models.Model):
+    """Something one person must do, with a due time: what the tasks inbox lists."""
+
+    class Kind(models.TextChoices):
+        MITIGATION = "mitigation", "File a mitigation path"
+        ESCALATION = "escalation", "Escalation"
+        DEPENDENCY_REVIEW = "dependency_review", "Dependency review"
+        ACTION = "action", "Overdue action"
+        DATA_FRESHNESS = "data_freshness", "Restore data"
+
+    class State(models.TextChoices):
+        OPEN = "open", "Open"
+        ACKNOWLEDGED = "acknowledged", "Acknowledged"
+        DONE = "done", "Done"
+        CANCELLED = "cancelled", "Cancelled"
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    assignee = models.ForeignKey(Membership, on_delete=models.PROTECT, related_name="tasks")
+    kpi = models.ForeignKey(Kpi, on_delete=models.CASCADE, related_name="tasks")
+    workstream = models.ForeignKey(Workstream, null=True, blank=True, on_delete=models.CASCADE, related_name="tasks")
+    action = models.ForeignKey(MitigationAction, null=True, blank=True, on_delete=models.CASCADE, related_name="tasks")
+    level = models.PositiveSmallIntegerField(default=0)
+    escalation_pass = models.PositiveSmallIntegerField(default=0)
+    state = models.CharField(max_length=12, choices=State.choices, default=State.OPEN)
+    due_at = models.DateTimeField()
+    created_at = models.DateTimeField(default=now)
+    acknowledged_at = models.DateTimeField(null=True, blank=True)
+    done_at = models.DateTimeField(null=True, blank=True)
+    # Redelivered or repeated sweeps never create a task twice (org:kpi:episode:kind:level:pass:recipient).
+    dedup_key = models.CharField(max_length=200, unique=True)
+
+    objects = TenantQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["due_at", "id"]
+        indexes = [models.Index(fields=["assignee", "state", "due_at"], name="task_inbox")]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} for {self.assignee_id} due {self.due_at:%Y-%m-%d %H:%M}"
+
+    @property
+    def is_open(self) -> bool:
+        return self.state in (self.State.OPEN, self.State.ACKNOWLEDGED)
+
+
+class WorkstreamEvent(models.Model):
+    """The workstream's timeline: everything that happened in the episode, in order."""
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
+    workstream = models.ForeignKey(Workstream, on_delete=models.CASCADE, related_name="events")
+    at = models.DateTimeField()
+    verb = models.CharField(max_length=40)  # opened, escalated, level_skipped, path_filed, approved, ...
+    actor = models.ForeignKey(User, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    text = models.TextField()
+
+    objects = TenantQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["at", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.verb}: {self.text[:60]}"
+
+
+class Notification(models.Model):
+    """One message to one person on one channel; the dedup key makes a retried sweep harmless."""
+
+    class Channel(models.TextChoices):
+        IN_APP = "in_app", "In the app"
+        EMAIL = "email", "Email"
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
+    recipient = models.ForeignKey(Membership, on_delete=models.CASCADE, related_name="notifications")
+    kind = models.CharField(max_length=30)  # a Task.Kind, or resolved / exhausted / path_reviewed / ...
+    channel = models.CharField(max_length=10, choices=Channel.choices)
+    dedup_key = models.CharField(max_length=200)
+    subject = models.CharField(max_length=200)
+    body = models.TextField()
+    url = models.CharField(max_length=300, blank=True)
+    workstream = models.ForeignKey(
+        Workstream, null=True, blank=True, on_delete=models.CASCADE, related_name="notifications"
+    )
+    created_at = models.DateTimeField(default=now)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+    read_at = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    error = models.TextField(blank=True)
+
+    objects = TenantQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [models.UniqueConstraint(fields=["dedup_key", "channel"], name="notification_once_per_channel")]
+        indexes = [
+            models.Index(
+                fields=["next_attempt_at"], condition=Q(delivered_at__isnull=True), name="notification_undelivered"
+            ),
+            models.Index(fields=["recipient", "read_at"], name="notification_unread"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.channel} to {self.recipient_id}: {self.subject}"
+
+
+class NotificationPreference(models.Model):
+    """A member's opt-out of one kind of notification on one channel (everything is on by default)."""
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
+    membership = models.ForeignKey(Membership, on_delete=models.CASCADE, related_name="notification_preferences")
+    kind = models.CharField(max_length=30)
+    channel = models.CharField(max_length=10, choices=Notification.Channel.choices)
+    enabled = models.BooleanField(default=True)
+
+    objects = TenantQuerySet.as_manager()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["membership", "kind", "channel"], name="one_preference_per_kind_channel")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.membership_id} {self.kind}/{self.channel}: {'on' if self.enabled else 'off'}"

@@ -1,0 +1,123 @@
+"""Notifications: created with a dedup key in the same transaction as what they announce, delivered by a sweep.
+
+In-app notifications are delivered when created; emails wait for `deliver_notifications`, which retries a
+failed send with backoff. A member may switch off any kind on any channel (NotificationPreference).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.core.mail import EmailMultiAlternatives
+from django.db import transaction
+from django.template.loader import render_to_string
+from django.utils import timezone
+
+from escalations.models import Notification, NotificationPreference, Workstream
+from governance.models import Membership
+
+log = logging.getLogger(__name__)
+
+MAX_ATTEMPTS = 6
+BATCH_SIZE = 200
+
+
+@dataclass(frozen=True)
+class Message:
+    kind: str
+    subject: str
+    body: str
+    url: str = ""
+
+
+def notify(
+    *,
+    recipients: list[Membership],
+    message: Message,
+    dedup_key: str,
+    workstream: Workstream | None = None,
+    now: datetime | None = None,
+) -> int:
+    """One notification per recipient and enabled channel; a key seen before creates nothing (returns the count)."""
+    if not recipients:
+        return 0
+    now = now or timezone.now()
+    off = set(
+        NotificationPreference.objects.filter(membership__in=recipients, kind=message.kind, enabled=False).values_list(
+            "membership_id", "channel"
+        )
+    )
+    rows = [
+        Notification(
+            organization_id=recipient.organization_id,
+            recipient=recipient,
+            kind=message.kind,
+            channel=channel,
+            dedup_key=f"{dedup_key}:{recipient.pk}",
+            subject=message.subject[:200],
+            body=message.body,
+            url=message.url,
+            workstream=workstream,
+            created_at=now,
+            # In the app, creating it is delivering it; an email waits for the delivery sweep.
+            delivered_at=now if channel == Notification.Channel.IN_APP else None,
+            next_attempt_at=None if channel == Notification.Channel.IN_APP else now,
+        )
+        for recipient in recipients
+        for channel in Notification.Channel.values
+        if (recipient.pk, channel) not in off
+    ]
+    created = Notification.objects.bulk_create(rows, ignore_conflicts=True)
+    return len(created)
+
+
+def deliver_due(*, now: datetime | None = None, org_id: int | None = None) -> int:
+    """Sends due emails, batch by batch; a failure is recorded and retried later, doubling the wait."""
+    now = now or timezone.now()
+    sent = 0
+    while True:
+        with transaction.atomic():
+            due = Notification.objects.filter(delivered_at=None, next_attempt_at__lte=now)
+            if org_id:
+                due = due.filter(organization_id=org_id)
+            batch = list(
+                due.select_related("recipient__user", "organization").select_for_update(skip_locked=True, of=("self",))[
+                    :BATCH_SIZE
+                ]
+            )
+            if not batch:
+                return sent
+            for notification in batch:
+                notification.attempts += 1
+                try:
+                    _send_email(notification)
+                except Exception as error:  # an unreachable mail server must not stop the other messages
+                    log.warning("email notification %s failed: %s", notification.pk, error)
+                    notification.error = f"{type(error).__name__}: {error}"[:2000]
+                    notification.next_attempt_at = (
+                        None
+                        if notification.attempts >= MAX_ATTEMPTS
+                        else now + timedelta(minutes=2**notification.attempts)
+                    )
+                else:
+                    notification.delivered_at, notification.next_attempt_at, notification.error = now, None, ""
+                    sent += 1
+            Notification.objects.bulk_update(batch, ["attempts", "error", "next_attempt_at", "delivered_at"])
+
+
+def _send_email(notification: Notification) -> None:
+    context = {
+        "notification": notification,
+        "url": settings.SITE_URL + notification.url if notification.url else "",
+        "org": notification.organization,
+    }
+    email = EmailMultiAlternatives(
+        subject=f"[{notification.organization}] {notification.subject}",
+        body=render_to_string("escalations/email/notification.txt", context),
+        to=[notification.recipient.user.email],
+    )
+    email.attach_alternative(render_to_string("escalations/email/notification.html", context), "text/html")
+    email.send()

@@ -1,0 +1,450 @@
+"""The escalation engine's sweeps (SEMANTICS.md sections 2 and 3): status changes open and resolve episodes,
+due escalations advance level by level. Celery beat runs them every minute; `tick` runs them in order.
+
+Both are safe under two beats, two workers and redelivery: rows are claimed with SELECT ... FOR UPDATE SKIP
+LOCKED in the transaction that writes the outcome, an open workstream is unique per KPI in the database, and
+tasks and notifications carry dedup keys. Every step is computed from the time it was due, not from when the
+sweep happened to run, so a late sweep catches up with exactly the steps (and times) it missed.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Exists, F, OuterRef, Q
+from django.urls import reverse
+from django.utils import timezone
+
+from escalations.models import (
+    EscalationPolicy,
+    MitigationAction,
+    MitigationPath,
+    Task,
+    Workstream,
+    WorkstreamEvent,
+)
+from escalations.notifications import Message, notify
+from escalations.timing import BusinessHours, Level, Policy, Position, next_step, renotify
+from governance.models import Membership, Organization, Role, User
+from scorecards.models import Kpi, Status, StatusChange
+
+log = logging.getLogger(__name__)
+
+BATCH_SIZE = 200
+BREACH = {Status.AT_RISK, Status.OFF_TRACK}
+SEVERITY = {Status.STALE: 0, Status.AT_RISK: 1, Status.OFF_TRACK: 2}
+OWNER_TASKS = {Task.Kind.MITIGATION, Task.Kind.DATA_FRESHNESS}
+
+
+def business_hours(org: Organization) -> BusinessHours:
+    return BusinessHours.of(org.tzinfo, org.business_days, org.business_start, org.business_end)
+
+
+def when(at: datetime, org: Organization) -> str:
+    return f"{timezone.localtime(at, org.tzinfo):%a %d %b %H:%M}"
+
+
+def workstream_url(ws: Workstream) -> str:
+    return reverse("workstream_detail", args=[ws.organization.slug, ws.pk])
+
+
+def event(ws: Workstream, at: datetime, verb: str, text: str, actor: User | None = None) -> None:
+    WorkstreamEvent.objects.create(
+        organization_id=ws.organization_id, workstream=ws, at=at, verb=verb, text=text, actor=actor
+    )
+
+
+def policy_for(kpi: Kpi) -> tuple[str, Policy]:
+    """The KPI's policy (its own, else its team's, else the organization's default) as a snapshot."""
+    key = kpi.escalation or kpi.team.escalation or kpi.organization.default_escalation
+    stored = (
+        EscalationPolicy.objects.filter(organization_id=kpi.organization_id, key=key, archived_at=None)
+        .prefetch_related("levels")
+        .first()
+        if key
+        else None
+    )
+    if stored is None:  # nobody to escalate to: the owner's task alone, due after the default time
+        return "", Policy(settings.DEFAULT_MITIGATION_DUE, timedelta(hours=4), 0, ())
+    levels = tuple(Level(tuple(lv.targets), lv.wait, lv.business_hours) for lv in stored.levels.all())
+    return stored.key, Policy(stored.mitigation_due, stored.ack_timeout, stored.repeat, levels)
+
+
+def targets(names: tuple[str, ...], kpi: Kpi) -> list[Membership]:
+    """The active members a level's targets name today (owner, team_lead, role:, team:, user:)."""
+    members = Membership.objects.filter(organization_id=kpi.organization_id, is_active=True)
+    wanted = Q(pk__in=[])
+    for name in names:
+        kind, _, value = name.partition(":")
+        if name == "owner":
+            wanted |= Q(pk=kpi.owner_id)
+        elif name == "team_lead":
+            wanted |= Q(pk=kpi.team.lead_id) if kpi.team.lead_id else Q(pk__in=[])
+        elif kind == "role" and value in Role.values:
+            wanted |= Q(role=value)
+        elif kind == "team":
+            wanted |= Q(teams__organization_id=kpi.organization_id, teams__key=value)
+        elif kind == "user":
+            wanted |= Q(user__email__iexact=value)
+    return list(members.filter(wanted).select_related("user").distinct().order_by("pk"))
+
+
+def admins(org_id: int) -> list[Membership]:
+    return list(
+        Membership.objects.filter(organization_id=org_id, role=Role.ADMIN, is_active=True).select_related("user")
+    )
+
+
+def add_task(ws: Workstream, kind: str, assignee: Membership, due: datetime, now: datetime, key: str, **extra) -> None:
+    Task.objects.bulk_create(
+        [
+            Task(
+                organization_id=ws.organization_id,
+                kind=kind,
+                assignee=assignee,
+                kpi_id=ws.kpi_id,
+                workstream=ws,
+                due_at=due,
+                created_at=now,
+                dedup_key=f"{ws.organization_id}:{ws.kpi_id}:{ws.pk}:{kind}:{key}:{assignee.pk}",
+                **extra,
+            )
+        ],
+        ignore_conflicts=True,
+    )
+
+
+# --- status changes -> episodes ------------------------------------------------------------------
+
+
+@dataclass
+class Counts:
+    opened: int = 0
+    resolved: int = 0
+    escalated: int = 0
+    processed: int = 0
+
+
+def process_status_changes(*, now: datetime | None = None, org_id: int | None = None) -> Counts:
+    """Claims unprocessed StatusChange rows (the evaluator's outbox), oldest first per KPI, and acts on them."""
+    now = now or timezone.now()
+    counts = Counts()
+    while True:
+        with transaction.atomic():
+            # Only a KPI's oldest unprocessed change is eligible, so two sweeps never apply one KPI's changes out
+            # of order: while one sweep holds it, the next change of that KPI waits for the next round.
+            older = StatusChange.objects.filter(
+                kpi=OuterRef("kpi"), processed_at=None, changed_at__lt=OuterRef("changed_at")
+            )
+            pending = StatusChange.objects.filter(processed_at=None).exclude(Exists(older))
+            if org_id:
+                pending = pending.filter(organization_id=org_id)
+            batch = list(
+                pending.order_by("changed_at", "id").select_for_update(skip_locked=True, of=("self",))[:BATCH_SIZE]
+            )
+            if not batch:
+                break
+            for change in batch:
+                _apply_change(change, now, counts)
+                change.processed_at = now
+            StatusChange.objects.bulk_update(batch, ["processed_at"])
+            counts.processed += len(batch)
+    _move_owner_tasks(now, org_id)
+    return counts
+
+
+def _apply_change(change: StatusChange, now: datetime, counts: Counts) -> None:
+    # The KPI row lock serialises everything that opens or resolves this KPI's episodes.
+    kpi = (
+        Kpi.objects.select_for_update(of=("self",))
+        .select_related("organization", "team", "owner__user")
+        .get(pk=change.kpi_id)
+    )
+    current = Workstream.objects.filter(kpi=kpi, resolved_at=None).select_related("organization").first()
+    if change.new == Status.ON_TRACK:
+        if current is not None:
+            resolve(current, change.changed_at, Workstream.Resolution.RECOVERED, "", None, now)
+            counts.resolved += 1
+        return
+    if change.new not in SEVERITY:  # no_data: nothing to mitigate
+        return
+    if current is not None:
+        _raise(current, change, now)
+        return
+    recent = (
+        Workstream.objects.filter(
+            kpi=kpi, resolution=Workstream.Resolution.RECOVERED, resolved_at__gte=change.changed_at - kpi.keep_for
+        )
+        .select_related("organization")
+        .order_by("-resolved_at")
+        .first()
+    )
+    if recent is not None:
+        _reopen(recent, change, now)
+        return
+    _open(kpi, change, now)
+    counts.opened += 1
+
+
+def _open(kpi: Kpi, change: StatusChange, now: datetime) -> Workstream:
+    key, policy = policy_for(kpi)
+    stale = change.new == Status.STALE
+    ws = Workstream.objects.create(
+        organization_id=kpi.organization_id,
+        kpi=kpi,
+        kind=Workstream.Kind.DATA_FRESHNESS if stale else Workstream.Kind.MITIGATION,
+        severity=change.new,
+        opened_at=change.changed_at,
+        opened_by_change=change,
+        policy_key=key,
+        policy=policy.as_json(),
+        next_escalation_at=change.changed_at + policy.mitigation_due if policy.levels else None,
+    )
+    due = change.changed_at + policy.mitigation_due
+    kind = Task.Kind.DATA_FRESHNESS if stale else Task.Kind.MITIGATION
+    add_task(ws, kind, kpi.owner, due, now, "0:0")
+    what = "has no fresh data" if stale else f"is {change.get_new_display().lower()}"
+    event(ws, change.changed_at, "opened", f"{kpi.name} {what}: {change.reason}")
+    ask = "Restore its data" if stale else "File a mitigation path (root cause, actions with owners and dates)"
+    notify(
+        recipients=[kpi.owner],
+        message=Message(
+            kind=kind,
+            subject=f"{kpi.name} {what}",
+            body=f"{change.reason}\n\n{ask} by {when(due, kpi.organization)}.",
+            url=workstream_url(ws),
+        ),
+        dedup_key=f"{ws.organization_id}:{kpi.pk}:{ws.pk}:opened",
+        workstream=ws,
+        now=now,
+    )
+    return ws
+
+
+def _raise(ws: Workstream, change: StatusChange, now: datetime) -> None:
+    """A further change within the episode: off_track raises the severity; at_risk or stale never lowers it."""
+    if change.new in BREACH and ws.kind == Workstream.Kind.DATA_FRESHNESS:
+        ws.kind = Workstream.Kind.MITIGATION  # data is back and shows a breach: the episode is now about that
+    if SEVERITY[change.new] > SEVERITY[ws.severity]:
+        ws.severity = change.new
+    ws.save(update_fields=["kind", "severity"])
+    event(ws, change.changed_at, "status", f"Now {change.get_new_display().lower()}: {change.reason}")
+    if change.new == Status.STALE:
+        add_task(ws, Task.Kind.DATA_FRESHNESS, ws.kpi.owner, change.changed_at + timedelta(days=1), now, "stale")
+
+
+def _reopen(ws: Workstream, change: StatusChange, now: datetime) -> None:
+    """A breach within keep_for of a recovery continues that episode; escalation resumes where it stood."""
+    ws.resolved_at, ws.resolution, ws.severity = None, "", change.new
+    ws.next_escalation_at = None if mitigated(ws) or not ws.policy.get("levels") else change.changed_at
+    ws.save(update_fields=["resolved_at", "resolution", "severity", "next_escalation_at"])
+    event(ws, change.changed_at, "reopened", f"Breached again within keep_for of the recovery: {change.reason}")
+
+
+def resolve(ws: Workstream, at: datetime, resolution: str, reason: str, actor: User | None, now: datetime) -> None:
+    ws.resolved_at, ws.resolution, ws.resolution_reason = at, resolution, reason
+    ws.next_escalation_at, ws.closed_by = None, actor
+    ws.save(update_fields=["resolved_at", "resolution", "resolution_reason", "next_escalation_at", "closed_by"])
+    ws.tasks.filter(state__in=[Task.State.OPEN, Task.State.ACKNOWLEDGED]).update(state=Task.State.CANCELLED, done_at=at)
+    label = Workstream.Resolution(resolution).label
+    event(ws, at, "resolved", f"{label}{': ' + reason if reason else ''}", actor)
+    # Everyone who heard about the episode hears how it ended.
+    told = Membership.objects.filter(pk__in=ws.notifications.values("recipient")).select_related("user")
+    notify(
+        recipients=list(told),
+        message=Message(
+            kind="resolved", subject=f"{ws.kpi.name}: {label.lower()}", body=reason or label, url=workstream_url(ws)
+        ),
+        dedup_key=f"{ws.organization_id}:{ws.kpi_id}:{ws.pk}:resolved:{int(at.timestamp())}",
+        workstream=ws,
+        now=now,
+    )
+
+
+def _move_owner_tasks(now: datetime, org_id: int | None) -> None:
+    """After an ownership transfer the new owner gets the open owner tasks at once; the clock does not restart."""
+    stale = Task.objects.filter(kind__in=OWNER_TASKS, state__in=[Task.State.OPEN, Task.State.ACKNOWLEDGED]).exclude(
+        assignee_id=F("kpi__owner_id")
+    )
+    if org_id:
+        stale = stale.filter(organization_id=org_id)
+    with transaction.atomic():
+        for task in stale.select_related("kpi__owner__user", "workstream__organization").select_for_update(
+            skip_locked=True, of=("self",)
+        ):
+            previous = task.assignee_id
+            task.assignee = task.kpi.owner
+            task.save(update_fields=["assignee"])
+            if task.workstream is not None:
+                event(
+                    task.workstream,
+                    now,
+                    "owner_changed",
+                    f"Open task moved to the new owner, {task.kpi.owner.user.name}",
+                )
+                notify(
+                    recipients=[task.kpi.owner],
+                    message=Message(
+                        kind=task.kind,
+                        subject=f"You now own {task.kpi.name}: {task.get_kind_display().lower()}",
+                        body=f"Due {when(task.due_at, task.workstream.organization)}.",
+                        url=workstream_url(task.workstream),
+                    ),
+                    dedup_key=f"{task.organization_id}:{task.kpi_id}:{task.workstream_id}:moved:{task.pk}:{previous}",
+                    workstream=task.workstream,
+                    now=now,
+                )
+
+
+# --- escalation ----------------------------------------------------------------------------------
+
+
+def mitigated(ws: Workstream) -> bool:
+    """Escalation stops once a path is approved, unless one of its actions went overdue."""
+    approved = ws.paths.filter(state=MitigationPath.State.APPROVED)
+    overdue = MitigationAction.objects.filter(path__in=approved, done_at=None).exclude(overdue_at=None)
+    return approved.exists() and not overdue.exists()
+
+
+def advance_escalations(*, now: datetime | None = None, org_id: int | None = None) -> Counts:
+    """Flags overdue actions, then advances every workstream whose next escalation step is due."""
+    now = now or timezone.now()
+    counts = Counts()
+    _flag_overdue_actions(now, org_id)
+    while True:
+        with transaction.atomic():
+            due = Workstream.objects.filter(resolved_at=None, next_escalation_at__lte=now)
+            if org_id:
+                due = due.filter(organization_id=org_id)
+            batch = list(
+                due.select_related("organization", "kpi__team", "kpi__owner__user").select_for_update(
+                    skip_locked=True, of=("self",)
+                )[:BATCH_SIZE]
+            )
+            if not batch:
+                return counts
+            for ws in batch:
+                counts.escalated += _advance(ws, now)
+
+
+def _advance(ws: Workstream, now: datetime) -> int:
+    """Runs every step due by `now`, each at its own time; returns how many levels were notified."""
+    policy, hours, notified = Policy.from_json(ws.policy), business_hours(ws.organization), 0
+    while ws.next_escalation_at is not None and ws.next_escalation_at <= now:
+        if mitigated(ws) or not policy.levels:
+            ws.next_escalation_at = None
+            break
+        due, position = ws.next_escalation_at, Position(ws.level, ws.escalation_pass)
+        step = renotify(policy, position, due, hours) if ws.renotify else next_step(policy, position, due, hours)
+        if step.exhausted:
+            _exhaust(ws, step.at, now)
+            break
+        if step.at > now:  # a business-hours level waits for the next opening
+            ws.next_escalation_at = step.at
+            break
+        ws.level, ws.escalation_pass, ws.renotify = step.level, step.pass_, False
+        people = targets(policy.levels[step.level - 1].targets, ws.kpi)
+        if not people:
+            event(ws, step.at, "level_skipped", f"Level {step.level} (pass {step.pass_}) names nobody active: skipped")
+            ws.next_escalation_at = step.at  # the next level is due at once
+            continue
+        for person in people:
+            add_task(
+                ws,
+                Task.Kind.ESCALATION,
+                person,
+                step.then,
+                now,
+                f"{step.level}:{step.pass_}:{int(step.at.timestamp())}",
+                level=step.level,
+                escalation_pass=step.pass_,
+            )
+        names = ", ".join(p.user.name for p in people)
+        event(ws, step.at, "escalated", f"Escalated to level {step.level} (pass {step.pass_}): {names}")
+        notify(
+            recipients=people,
+            message=Message(
+                kind=Task.Kind.ESCALATION,
+                subject=f"Escalation: {ws.kpi.name} is {ws.get_severity_display().lower()}, no mitigation approved",
+                body=(
+                    f"Opened {when(ws.opened_at, ws.organization)}; owner "
+                    f"{ws.kpi.owner.user.name}. Review the mitigation path or acknowledge that you are on it."
+                ),
+                url=workstream_url(ws),
+            ),
+            dedup_key=f"{ws.organization_id}:{ws.kpi_id}:{ws.pk}:{step.level}:{step.pass_}:{int(step.at.timestamp())}",
+            workstream=ws,
+            now=now,
+        )
+        ws.next_escalation_at = step.then
+        notified += 1
+    ws.save(update_fields=["level", "escalation_pass", "renotify", "next_escalation_at", "exhausted_at"])
+    return notified
+
+
+def _exhaust(ws: Workstream, at: datetime, now: datetime) -> None:
+    ws.exhausted_at, ws.next_escalation_at = at, None
+    skipped = not ws.tasks.filter(kind=Task.Kind.ESCALATION).exists()
+    why = "no level named anyone active" if skipped else "every level and pass was notified"
+    event(ws, at, "exhausted", f"Escalation exhausted: {why}, and no mitigation path is approved")
+    notify(
+        recipients=admins(ws.organization_id),
+        message=Message(
+            kind="exhausted",
+            subject=f"Escalation exhausted: {ws.kpi.name}",
+            body=f"{why.capitalize()}; {ws.kpi.name} still has no approved mitigation path. Decide what happens next.",
+            url=workstream_url(ws),
+        ),
+        dedup_key=f"{ws.organization_id}:{ws.kpi_id}:{ws.pk}:exhausted",
+        workstream=ws,
+        now=now,
+    )
+
+
+def _flag_overdue_actions(now: datetime, org_id: int | None) -> None:
+    """An approved path's action past its due date (in the organization's calendar) gets a task for its owner
+    and restarts the episode's escalation from level 1."""
+    candidates = MitigationAction.objects.filter(
+        done_at=None,
+        overdue_at=None,
+        due__lt=now.date() + timedelta(days=1),  # every zone's "today" is at most a day past UTC's
+        path__state=MitigationPath.State.APPROVED,
+        path__workstream__resolved_at=None,
+    )
+    if org_id:
+        candidates = candidates.filter(organization_id=org_id)
+    with transaction.atomic():
+        for action in candidates.select_related(
+            "path__workstream__organization", "path__workstream__kpi", "owner__user"
+        ).select_for_update(skip_locked=True, of=("self",)):
+            ws = action.path.workstream
+            if action.due >= timezone.localtime(now, ws.organization.tzinfo).date():
+                continue
+            action.overdue_at = now
+            action.save(update_fields=["overdue_at"])
+            add_task(ws, Task.Kind.ACTION, action.owner, now, now, f"action{action.pk}", action=action)
+            event(
+                ws,
+                now,
+                "action_overdue",
+                f"Action overdue ({action.owner.user.name}, due {action.due:%d %b}): {action.description}",
+            )
+            notify(
+                recipients=[action.owner],
+                message=Message(
+                    kind=Task.Kind.ACTION,
+                    subject=f"Overdue action for {ws.kpi.name}",
+                    body=f"{action.description}\n\nDue {action.due:%a %d %b}. Mark it done or record its progress.",
+                    url=workstream_url(ws),
+                ),
+                dedup_key=f"{ws.organization_id}:{ws.kpi_id}:{ws.pk}:action{action.pk}",
+                workstream=ws,
+                now=now,
+            )
+            Workstream.objects.filter(pk=ws.pk).update(
+                level=0, escalation_pass=0, renotify=False, exhausted_at=None, next_escalation_at=now
+            )
