@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from django.core.exceptions import PermissionDenied, RequestDataTooBig
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404, HttpRequest, HttpResponse
 from ninja import NinjaAPI
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 
+from escalations.api import router as escalations_router
 from governance.api import ApiError, TokenAuth, TokenThrottle
 from governance.api import router as governance_router
 from scorecards.api import router as scorecards_router
@@ -28,6 +30,7 @@ api = NinjaAPI(
 )
 api.add_router("", governance_router)
 api.add_router("", scorecards_router)
+api.add_router("", escalations_router)
 
 
 def _errors(request: HttpRequest, status: int, errors: list[dict]) -> HttpResponse:
@@ -75,3 +78,17 @@ def _not_found(request: HttpRequest, exc: Http404) -> HttpResponse:
 @api.exception_handler(PermissionDenied)
 def _forbidden(request: HttpRequest, exc: PermissionDenied) -> HttpResponse:
     return _errors(request, 403, [{"path": "", "message": str(exc) or "not allowed"}])
+
+
+@api.exception_handler(DjangoValidationError)
+def _refused(request: HttpRequest, exc: DjangoValidationError) -> HttpResponse:
+    """A service refused the request: its messages, by field where it named one."""
+    if hasattr(exc, "error_dict"):
+        errors = [
+            {"path": "" if field == "__all__" else field, "message": message}
+            for field, messages in exc.message_dict.items()
+            for message in messages
+        ]
+    else:
+        errors = [{"path": "", "message": message} for message in exc.messages]
+    return _errors(request, 422, errors)

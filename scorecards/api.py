@@ -161,9 +161,9 @@ def _measurement_items(request: HttpRequest) -> list:
     return items
 
 
-def _page(response: HttpResponse, request: HttpRequest, qs: QuerySet, page: int, size: int) -> list:
+def page_of(response: HttpResponse, request: HttpRequest, qs: QuerySet, page: int, size: int | None = None) -> list:
     """One page of a list; the total and the next page travel in headers, so the body stays a plain array."""
-    paginator = Paginator(qs, size)
+    paginator = Paginator(qs, size or settings.API_PAGE_SIZE)
     response["X-Total-Count"] = str(paginator.count)
     if page > paginator.num_pages:
         return []
@@ -201,7 +201,7 @@ def _summary(kpi: Kpi) -> dict:
 @router.get("/kpis", response=list[KpiOut], summary="Every KPI with its status (100 per page)")
 def kpis_list(request: HttpRequest, response: HttpResponse, page: int = Query(1, ge=1)):
     kpis = selectors.kpi_list(org=request.org).order_by("key")
-    return [_summary(kpi) for kpi in _page(response, request, kpis, page, settings.API_PAGE_SIZE)]
+    return [_summary(kpi) for kpi in page_of(response, request, kpis, page)]
 
 
 @router.get("/kpis/{key}", response={200: KpiDetailOut, 404: Errors}, summary="One KPI, its rules and its history")
@@ -244,4 +244,4 @@ def kpi_measurements(
     points = Measurement.objects.filter(kpi=kpi).order_by("at").values("at", "value")
     if since is not None:
         points = points.filter(at__gte=since)
-    return _page(response, request, points, page, settings.API_MEASUREMENTS_PAGE_SIZE)
+    return page_of(response, request, points, page, settings.API_MEASUREMENTS_PAGE_SIZE)

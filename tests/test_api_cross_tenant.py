@@ -9,10 +9,14 @@ import json
 
 import pytest
 from django.test import Client
+from django.utils import timezone
 
 from config.api import api
+from escalations.models import MitigationPath, Task, Workstream
+from escalations.sweeps import process_status_changes
 from governance.manifest import export_manifest
-from scorecards.models import Kpi, Measurement
+from governance.services import api_token_create
+from scorecards.models import Kpi, Measurement, StatusChange
 from tests.factories import KpiFactory
 
 KEY = "acme.only"  # a KPI key that exists only in the victim organization
@@ -29,6 +33,19 @@ ATTEMPTS = {
     ),
     ("get", "/api/v1/manifest"): ("manifest", None),
     ("put", "/api/v1/manifest"): ("manifest", "victim's manifest"),
+    ("get", "/api/v1/workstreams"): ("workstreams", None),
+    ("post", "/api/v1/workstreams/{workstream_id}/mitigation"): (
+        "workstreams/{ws}/mitigation",
+        {"root_cause": "x", "expected_recovery": "2030-01-01", "actions": []},
+    ),
+    ("post", "/api/v1/workstreams/{workstream_id}/review"): ("workstreams/{ws}/review", {"decision": "approve"}),
+    ("post", "/api/v1/workstreams/{workstream_id}/close"): (
+        "workstreams/{ws}/close",
+        {"resolution": "accepted_risk", "reason": "x"},
+    ),
+    ("get", "/api/v1/tasks"): ("tasks", None),
+    ("post", "/api/v1/tasks/{task_id}/acknowledge"): ("tasks/{task}/acknowledge", None),
+    ("get", "/api/v1/notifications"): ("notifications", None),
 }
 
 
@@ -36,11 +53,21 @@ ATTEMPTS = {
 def victim(tenant):
     kpi = KpiFactory(organization=tenant.org, team=tenant.team, owner=tenant.lead, key=KEY, name=SECRET)
     Measurement.objects.create(organization=tenant.org, kpi=kpi, at="2026-11-01T00:00Z", value=7)
+    StatusChange.objects.create(
+        organization=tenant.org, kpi=kpi, old="on_track", new="off_track", reason=SECRET, changed_at=timezone.now()
+    )
+    process_status_changes()
     return tenant
 
 
 def state(org) -> tuple:
-    return list(Measurement.objects.filter(organization=org).values_list("id", "value")), export_manifest(org)
+    return (
+        list(Measurement.objects.filter(organization=org).values_list("id", "value")),
+        export_manifest(org),
+        list(Workstream.objects.filter(organization=org).values()),
+        list(Task.objects.filter(organization=org).values()),
+        list(MitigationPath.objects.filter(organization=org).values()),
+    )
 
 
 def test_every_endpoint_is_covered():
@@ -48,9 +75,16 @@ def test_every_endpoint_is_covered():
     assert {(method, path) for path, methods in paths.items() for method in methods} == set(ATTEMPTS)
 
 
+@pytest.mark.parametrize("personal", [False, True], ids=["org-token", "executive-token"])
 @pytest.mark.parametrize("operation", sorted(ATTEMPTS), ids="-".join)
-def test_a_strangers_token_neither_reads_nor_writes_another_organization(victim, stranger_tenant, operation):
+def test_a_strangers_token_neither_reads_nor_writes_another_organization(victim, stranger_tenant, operation, personal):
+    token = stranger_tenant.token
+    if personal:  # a person of the other organization who may review and close there
+        _, token = api_token_create(org=stranger_tenant.org, actor=None, name="x", membership=stranger_tenant.executive)
     url, body = ATTEMPTS[operation]
+    url = url.format(
+        ws=Workstream.objects.get(organization=victim.org).pk, task=Task.objects.get(organization=victim.org).pk
+    )
     if body == "victim's manifest":
         body = export_manifest(victim.org)
     before = state(victim.org)
@@ -58,9 +92,12 @@ def test_a_strangers_token_neither_reads_nor_writes_another_organization(victim,
         f"/api/v1/{url}",
         data=json.dumps(body, default=str) if body else None,
         content_type="application/json",
-        HTTP_AUTHORIZATION=f"Bearer {stranger_tenant.token}",
+        HTTP_AUTHORIZATION=f"Bearer {token}",
     )
-    assert response.status_code in (200, 404, 422), response.content
+    if "{" in operation[1]:
+        # The victim's key or id is unknown here; only acting for a person needs a personal token first.
+        assert response.status_code == (403 if operation[0] == "post" and not personal else 404), response.content
+    assert response.status_code in (200, 403, 404, 422), response.content
     assert SECRET.encode() not in response.content
     if response.status_code == 200:
         assert KEY.encode() not in response.content

@@ -1,0 +1,287 @@
+"""API endpoints for workstreams, tasks and notifications (API.md). A personal token acts as its member, with
+exactly that member's permissions; an organization token reads, but does not act for a person."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+from django.http import HttpRequest, HttpResponse
+from ninja import Field, Query, Router, Schema
+
+from escalations import selectors, services
+from escalations.models import MitigationPath, Notification, Task, Workstream
+from governance.api import ApiError
+from governance.models import Membership
+from scorecards.api import Errors, page_of
+
+router = Router(tags=["workstreams"])
+
+
+class ActionOut(Schema):
+    description: str
+    owner: str
+    due: date
+    done: bool
+
+
+class MitigationOut(Schema):
+    state: str
+    root_cause: str
+    expected_recovery: date
+    filed_at: datetime
+    actions: list[ActionOut]
+
+
+class WorkstreamOut(Schema):
+    id: int
+    kpi: str
+    kind: str
+    state: str = Field(description="open | resolved")
+    severity: str
+    opened_at: datetime
+    resolved_at: datetime | None
+    resolution: str
+    escalation_level: int
+    escalation_pass: int
+    exhausted: bool
+    mitigation: MitigationOut | None = Field(description="The latest mitigation path, or null")
+
+
+class ActionIn(Schema):
+    description: str
+    owner: str = Field(description="email of an active member")
+    due: date
+
+
+class MitigationIn(Schema):
+    root_cause: str
+    expected_recovery: date
+    actions: list[ActionIn]
+
+
+class ReviewIn(Schema):
+    decision: str = Field(description="approve | reject")
+    comment: str = ""
+
+
+class CloseIn(Schema):
+    resolution: str = Field(description="target_changed | accepted_risk | no_longer_relevant")
+    reason: str
+
+
+class TaskOut(Schema):
+    id: int
+    kind: str
+    assignee: str
+    kpi: str
+    workstream: int | None
+    level: int
+    escalation_pass: int = Field(alias="pass")  # "pass" is a Python keyword
+    state: str
+    due_at: datetime
+    created_at: datetime
+
+
+class NotificationOut(Schema):
+    id: int
+    recipient: str
+    kind: str
+    dedup_key: str
+    channel: str
+    subject: str
+    created_at: datetime
+    delivered_at: datetime | None
+    read_at: datetime | None
+    error: str
+
+
+def _person(request: HttpRequest) -> Membership:
+    membership = request.auth.membership
+    if membership is None:
+        message = "acting for a person needs that member's personal token (create_api_token --user EMAIL)"
+        raise ApiError(403, [{"path": "Authorization", "message": message}])
+    return membership
+
+
+def _workstream(request: HttpRequest, workstream_id: int) -> Workstream:
+    ws = selectors.workstreams(org=request.org).filter(pk=workstream_id).first()
+    if ws is None:
+        raise ApiError(404, [{"path": "id", "message": f"no workstream {workstream_id}"}])
+    return ws
+
+
+def _out(ws: Workstream) -> dict:
+    path = ws.paths.first()  # newest first (model ordering); prefetched by the list
+    return {
+        "id": ws.pk,
+        "kpi": ws.kpi.key,
+        "kind": ws.kind,
+        "state": "open" if ws.is_open else "resolved",
+        "severity": ws.severity,
+        "opened_at": ws.opened_at,
+        "resolved_at": ws.resolved_at,
+        "resolution": ws.resolution,
+        "escalation_level": ws.level,
+        "escalation_pass": ws.escalation_pass,
+        "exhausted": ws.exhausted_at is not None,
+        "mitigation": None
+        if path is None
+        else {
+            "state": path.state,
+            "root_cause": path.root_cause,
+            "expected_recovery": path.expected_recovery,
+            "filed_at": path.filed_at,
+            "actions": [
+                {"description": a.description, "owner": a.owner.user.email, "due": a.due, "done": a.done_at is not None}
+                for a in path.actions.all()
+            ],
+        },
+    }
+
+
+@router.get("/workstreams", response=list[WorkstreamOut], summary="Workstreams, newest first (100 per page)")
+def workstreams_list(
+    request: HttpRequest,
+    response: HttpResponse,
+    kpi: str | None = None,
+    state: str | None = Query(None, pattern="^(open|resolved)$"),
+    page: int = Query(1, ge=1),
+):
+    qs = selectors.workstreams(org=request.org).prefetch_related("paths__actions__owner__user")
+    if kpi:
+        qs = qs.filter(kpi__key=kpi)
+    if state:
+        qs = qs.filter(resolved_at__isnull=state == "open")
+    return [_out(ws) for ws in page_of(response, request, qs, page)]
+
+
+@router.post(
+    "/workstreams/{workstream_id}/mitigation",
+    response={200: WorkstreamOut, 403: Errors, 404: Errors, 422: Errors},
+    summary="File a mitigation path (the KPI owner's personal token)",
+)
+def workstream_mitigation(request: HttpRequest, workstream_id: int, body: MitigationIn):
+    by, ws = _person(request), _workstream(request, workstream_id)
+    owners = {
+        m.user.email.lower(): m
+        for m in Membership.objects.filter(
+            organization=request.org, user__email__in=[a.owner.lower() for a in body.actions]
+        ).select_related("user")
+    }
+    unknown = [i for i, a in enumerate(body.actions) if a.owner.lower() not in owners]
+    if unknown:
+        raise ApiError(422, [{"path": f"actions[{i}].owner", "message": "unknown member"} for i in unknown])
+    drafts = [services.ActionDraft(a.description, owners[a.owner.lower()], a.due) for a in body.actions]
+    services.mitigation_path_file(
+        workstream=ws, by=by, root_cause=body.root_cause, expected_recovery=body.expected_recovery, actions=drafts
+    )
+    return _out(_workstream(request, workstream_id))
+
+
+@router.post(
+    "/workstreams/{workstream_id}/review",
+    response={200: WorkstreamOut, 403: Errors, 404: Errors, 422: Errors},
+    summary="Approve or reject the path awaiting review (an executive's or an escalation target's token)",
+)
+def workstream_review(request: HttpRequest, workstream_id: int, body: ReviewIn):
+    by, ws = _person(request), _workstream(request, workstream_id)
+    if body.decision not in ("approve", "reject"):
+        raise ApiError(422, [{"path": "decision", "message": "must be approve or reject"}])
+    path = ws.paths.filter(state=MitigationPath.State.SUBMITTED).first()
+    if path is None:
+        raise ApiError(422, [{"path": "id", "message": "no mitigation path awaits review"}])
+    services.mitigation_path_review(path=path, by=by, approve=body.decision == "approve", comment=body.comment)
+    return _out(_workstream(request, workstream_id))
+
+
+@router.post(
+    "/workstreams/{workstream_id}/close",
+    response={200: WorkstreamOut, 403: Errors, 404: Errors, 422: Errors},
+    summary="Close an episode by decision (an executive's token)",
+)
+def workstream_close(request: HttpRequest, workstream_id: int, body: CloseIn):
+    by, ws = _person(request), _workstream(request, workstream_id)
+    services.workstream_close(workstream=ws, by=by, resolution=body.resolution, reason=body.reason)
+    return _out(_workstream(request, workstream_id))
+
+
+def _task_out(task: Task) -> dict:
+    return {
+        "id": task.pk,
+        "kind": task.kind,
+        "assignee": task.assignee.user.email,
+        "kpi": task.kpi.key,
+        "workstream": task.workstream_id,
+        "level": task.level,
+        "pass": task.escalation_pass,
+        "state": task.state,
+        "due_at": task.due_at,
+        "created_at": task.created_at,
+    }
+
+
+@router.get(
+    "/tasks", response=list[TaskOut], by_alias=True, tags=["tasks"], summary="Tasks, soonest due first (100 per page)"
+)
+def tasks_list(
+    request: HttpRequest,
+    response: HttpResponse,
+    kind: str | None = None,
+    assignee: str | None = None,
+    state: str | None = None,
+    page: int = Query(1, ge=1),
+):
+    qs = Task.objects.for_org(request.org).select_related("assignee__user", "kpi").order_by("due_at", "id")
+    if kind:
+        qs = qs.filter(kind=kind)
+    if assignee:
+        qs = qs.filter(assignee__user__email__iexact=assignee)
+    if state:
+        qs = qs.filter(state=state)
+    return [_task_out(t) for t in page_of(response, request, qs, page)]
+
+
+@router.post(
+    "/tasks/{task_id}/acknowledge",
+    response={200: TaskOut, 403: Errors, 404: Errors, 422: Errors},
+    by_alias=True,
+    tags=["tasks"],
+    summary="I am on it: pauses escalation for the policy's ack_timeout (the assignee's token)",
+)
+def task_acknowledge(request: HttpRequest, task_id: int):
+    by = _person(request)
+    task = Task.objects.for_org(request.org).select_related("assignee__user", "kpi").filter(pk=task_id).first()
+    if task is None:
+        raise ApiError(404, [{"path": "id", "message": f"no task {task_id}"}])
+    return _task_out(services.task_acknowledge(task=task, by=by))
+
+
+@router.get(
+    "/notifications",
+    response=list[NotificationOut],
+    tags=["notifications"],
+    summary="Notifications, newest first (100 per page); a personal token sees its own",
+)
+def notifications_list(
+    request: HttpRequest, response: HttpResponse, recipient: str | None = None, page: int = Query(1, ge=1)
+):
+    qs = Notification.objects.for_org(request.org).select_related("recipient__user")
+    if request.auth.membership is not None and not request.auth.membership.is_admin:
+        qs = qs.filter(recipient=request.auth.membership)
+    if recipient:
+        qs = qs.filter(recipient__user__email__iexact=recipient)
+    return [
+        {
+            "id": n.pk,
+            "recipient": n.recipient.user.email,
+            "kind": n.kind,
+            "dedup_key": n.dedup_key,
+            "channel": n.channel,
+            "subject": n.subject,
+            "created_at": n.created_at,
+            "delivered_at": n.delivered_at,
+            "read_at": n.read_at,
+            "error": n.error,
+        }
+        for n in page_of(response, request, qs, page)
+    ]
