@@ -27,6 +27,7 @@ bench: $(BIN)/.installed
 	$(BIN)/python -m tests.bench.scorecard
 	$(BIN)/python -m tests.bench.evaluation
 	$(BIN)/python -m tests.bench.ingestion
+	$(BIN)/python -m tests.bench.escalation
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check .
