@@ -1,6 +1,10 @@
 from __future__ import annotations
 
-from django.core.validators import MaxValueValidator
+import hashlib
+import hmac
+
+from django.conf import settings
+from django.core.validators import MaxValueValidator, URLValidator
 from django.db import models
 from django.db.models import Q
 from django.utils.timezone import now
@@ -278,3 +282,78 @@ class NotificationPreference(models.Model):
 
     def __str__(self) -> str:
         return f"{self.membership_id} {self.kind}/{self.channel}: {'on' if self.enabled else 'off'}"
+
+
+class Webhook(models.Model):
+    """An endpoint that hears about workstream events (opened, escalated, resolved, ...), signed with its secret.
+
+    The signing secret is never stored: it is an HMAC under settings.WEBHOOK_KEY of the webhook's id and
+    `secret_version`, so a leaked database reveals no secret, and rotating is bumping the version.
+    """
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
+    name = models.CharField(max_length=100)
+    url = models.URLField(max_length=500, validators=[URLValidator(schemes=["http", "https"])])
+    slack_format = models.BooleanField(default=False, help_text='Send {"text": ...} for a Slack incoming webhook')
+    is_active = models.BooleanField(default=True)
+    secret_version = models.PositiveIntegerField(default=1)
+    created_by = models.ForeignKey(User, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(default=now)
+
+    objects = TenantQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["name", "id"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def secret(self) -> str:
+        message = f"webhook:{self.pk}:{self.secret_version}".encode()
+        return "whsec_" + hmac.new(settings.WEBHOOK_KEY.encode(), message, hashlib.sha256).hexdigest()
+
+    def sign(self, body: bytes) -> str:
+        """The X-Steerco-Signature header's value for `body`, the exact bytes sent."""
+        return "sha256=" + hmac.new(self.secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+class WebhookDelivery(models.Model):
+    """One event for one webhook, created in the transaction of the event; a sweep posts it, retrying failures."""
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
+    webhook = models.ForeignKey(Webhook, on_delete=models.CASCADE, related_name="deliveries")
+    event = models.CharField(max_length=40)  # workstream.opened, workstream.escalated, ..., ping
+    payload = models.JSONField()
+    # A replayed event or a redelivered sweep never posts twice: one row per webhook and event.
+    dedup_key = models.CharField(max_length=200)
+    created_at = models.DateTimeField(default=now)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)  # None: delivered or given up
+    delivered_at = models.DateTimeField(null=True, blank=True)
+    status_code = models.PositiveSmallIntegerField(null=True, blank=True)  # of the last attempt
+    error = models.TextField(blank=True)  # of the last attempt
+    # Every attempt: {"at": iso, "status": int | null, "error": str, "ms": int}.
+    attempt_log = models.JSONField(default=list)
+
+    objects = TenantQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [models.UniqueConstraint(fields=["webhook", "dedup_key"], name="webhook_delivery_once")]
+        indexes = [
+            models.Index(
+                fields=["next_attempt_at"], condition=Q(delivered_at__isnull=True), name="webhook_delivery_due"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.event} to {self.webhook_id}"
+
+    @property
+    def state(self) -> str:
+        if self.delivered_at:
+            return "delivered"
+        if self.next_attempt_at is None:
+            return "failed"
+        return "retrying" if self.attempts else "pending"

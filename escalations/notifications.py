@@ -33,6 +33,14 @@ class Message:
     url: str = ""
 
 
+@dataclass(frozen=True)
+class Announcement:
+    recipients: list[Membership]
+    message: Message
+    dedup_key: str
+    workstream: Workstream | None = None
+
+
 def notify(
     *,
     recipients: list[Membership],
@@ -40,38 +48,46 @@ def notify(
     dedup_key: str,
     workstream: Workstream | None = None,
     now: datetime | None = None,
-) -> int:
-    """One notification per recipient and enabled channel; a key seen before creates nothing (returns the count)."""
-    if not recipients:
-        return 0
+) -> None:
+    """One notification per recipient and enabled channel; a key seen before creates nothing."""
+    notify_all([Announcement(recipients, message, dedup_key, workstream)], now=now)
+
+
+def notify_all(announcements: list[Announcement], *, now: datetime | None = None) -> None:
+    """`notify` for many announcements at once: one read of the preferences, one insert."""
+    announcements = [a for a in announcements if a.recipients]
+    if not announcements:
+        return
     now = now or timezone.now()
     off = set(
-        NotificationPreference.objects.filter(membership__in=recipients, kind=message.kind, enabled=False).values_list(
-            "membership_id", "channel"
-        )
+        NotificationPreference.objects.filter(
+            membership__in={r.pk for a in announcements for r in a.recipients},
+            kind__in={a.message.kind for a in announcements},
+            enabled=False,
+        ).values_list("membership_id", "kind", "channel")
     )
     rows = [
         Notification(
             organization_id=recipient.organization_id,
             recipient=recipient,
-            kind=message.kind,
+            kind=a.message.kind,
             channel=channel,
-            dedup_key=f"{dedup_key}:{recipient.pk}",
-            subject=message.subject[:200],
-            body=message.body,
-            url=message.url,
-            workstream=workstream,
+            dedup_key=f"{a.dedup_key}:{recipient.pk}",
+            subject=a.message.subject[:200],
+            body=a.message.body,
+            url=a.message.url,
+            workstream=a.workstream,
             created_at=now,
             # In the app, creating it is delivering it; an email waits for the delivery sweep.
             delivered_at=now if channel == Notification.Channel.IN_APP else None,
             next_attempt_at=None if channel == Notification.Channel.IN_APP else now,
         )
-        for recipient in recipients
+        for a in announcements
+        for recipient in a.recipients
         for channel in Notification.Channel.values
-        if (recipient.pk, channel) not in off
+        if (recipient.pk, a.message.kind, channel) not in off
     ]
-    created = Notification.objects.bulk_create(rows, ignore_conflicts=True)
-    return len(created)
+    Notification.objects.bulk_create(rows, ignore_conflicts=True)
 
 
 def deliver_due(*, now: datetime | None = None, org_id: int | None = None) -> int:

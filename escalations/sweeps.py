@@ -19,6 +19,7 @@ from django.db.models import Exists, F, OuterRef, Q
 from django.urls import reverse
 from django.utils import timezone
 
+from escalations import webhooks
 from escalations.models import (
     EscalationPolicy,
     MitigationAction,
@@ -27,7 +28,7 @@ from escalations.models import (
     Workstream,
     WorkstreamEvent,
 )
-from escalations.notifications import Message, notify
+from escalations.notifications import Announcement, Message, notify, notify_all
 from escalations.timing import BusinessHours, Level, Policy, Position, next_step, renotify
 from governance.models import Membership, Organization, Role, User
 from scorecards.models import Kpi, Status, StatusChange
@@ -56,6 +57,8 @@ def event(ws: Workstream, at: datetime, verb: str, text: str, actor: User | None
     WorkstreamEvent.objects.create(
         organization_id=ws.organization_id, workstream=ws, at=at, verb=verb, text=text, actor=actor
     )
+    # The organization's webhooks hear about it in this same transaction (webhooks.VERBS says which verbs).
+    webhooks.announce(ws, at, verb, text)
 
 
 def policy_for(kpi: Kpi) -> tuple[str, Policy]:
@@ -74,23 +77,40 @@ def policy_for(kpi: Kpi) -> tuple[str, Policy]:
     return stored.key, Policy(stored.mitigation_due, stored.ack_timeout, stored.repeat, levels)
 
 
+class Resolver:
+    """Level targets (owner, team_lead, role:, team:, user:) to the active members they name today. Named groups
+    are read once per organization and resolver, so a sweep's batch resolves them with a query or two."""
+
+    def __init__(self) -> None:
+        self._groups: dict[tuple[int, str], list[Membership]] = {}
+
+    def __call__(self, names: tuple[str, ...], kpi: Kpi) -> list[Membership]:
+        people: dict[int, Membership] = {}
+        for name in names:
+            if name == "owner":
+                found = [kpi.owner]
+            elif name == "team_lead":
+                found = [kpi.team.lead] if kpi.team.lead_id else []
+            else:
+                found = self._group(kpi.organization_id, name)
+            people |= {m.pk: m for m in found if m.is_active}
+        return [people[pk] for pk in sorted(people)]
+
+    def _group(self, org_id: int, name: str) -> list[Membership]:
+        if (org_id, name) not in self._groups:
+            kind, _, value = name.partition(":")
+            wanted = {"role": Q(role=value), "team": Q(teams__key=value), "user": Q(user__email__iexact=value)}
+            members = Membership.objects.filter(organization_id=org_id, is_active=True).select_related("user")
+            self._groups[(org_id, name)] = (
+                list(members.filter(wanted[kind]).distinct())
+                if kind in wanted and (kind != "role" or value in Role.values)
+                else []
+            )
+        return self._groups[(org_id, name)]
+
+
 def targets(names: tuple[str, ...], kpi: Kpi) -> list[Membership]:
-    """The active members a level's targets name today (owner, team_lead, role:, team:, user:)."""
-    members = Membership.objects.filter(organization_id=kpi.organization_id, is_active=True)
-    wanted = Q(pk__in=[])
-    for name in names:
-        kind, _, value = name.partition(":")
-        if name == "owner":
-            wanted |= Q(pk=kpi.owner_id)
-        elif name == "team_lead":
-            wanted |= Q(pk=kpi.team.lead_id) if kpi.team.lead_id else Q(pk__in=[])
-        elif kind == "role" and value in Role.values:
-            wanted |= Q(role=value)
-        elif kind == "team":
-            wanted |= Q(teams__organization_id=kpi.organization_id, teams__key=value)
-        elif kind == "user":
-            wanted |= Q(user__email__iexact=value)
-    return list(members.filter(wanted).select_related("user").distinct().order_by("pk"))
+    return Resolver()(names, kpi)
 
 
 def admins(org_id: int) -> list[Membership]:
@@ -99,23 +119,23 @@ def admins(org_id: int) -> list[Membership]:
     )
 
 
-def add_task(ws: Workstream, kind: str, assignee: Membership, due: datetime, now: datetime, key: str, **extra) -> None:
-    Task.objects.bulk_create(
-        [
-            Task(
-                organization_id=ws.organization_id,
-                kind=kind,
-                assignee=assignee,
-                kpi_id=ws.kpi_id,
-                workstream=ws,
-                due_at=due,
-                created_at=now,
-                dedup_key=f"{ws.organization_id}:{ws.kpi_id}:{ws.pk}:{kind}:{key}:{assignee.pk}",
-                **extra,
-            )
-        ],
-        ignore_conflicts=True,
+def new_task(ws: Workstream, kind: str, assignee: Membership, due: datetime, now: datetime, key: str, **extra) -> Task:
+    return Task(
+        organization_id=ws.organization_id,
+        kind=kind,
+        assignee=assignee,
+        kpi_id=ws.kpi_id,
+        workstream=ws,
+        due_at=due,
+        created_at=now,
+        dedup_key=f"{ws.organization_id}:{ws.kpi_id}:{ws.pk}:{kind}:{key}:{assignee.pk}",
+        **extra,
     )
+
+
+def add_task(ws: Workstream, kind: str, assignee: Membership, due: datetime, now: datetime, key: str, **extra) -> None:
+    # A dedup key seen before (a redelivered sweep) creates nothing.
+    Task.objects.bulk_create([new_task(ws, kind, assignee, due, now, key, **extra)], ignore_conflicts=True)
 
 
 # --- status changes -> episodes ------------------------------------------------------------------
@@ -311,7 +331,8 @@ def mitigated(ws: Workstream) -> bool:
 
 
 def advance_escalations(*, now: datetime | None = None, org_id: int | None = None) -> Counts:
-    """Flags overdue actions, then advances every workstream whose next escalation step is due."""
+    """Flags overdue actions, then advances every workstream whose next escalation step is due, a batch at a time:
+    what a batch needs is read in a few queries, and its tasks and notifications are written in bulk."""
     now = now or timezone.now()
     counts = Counts()
     _flag_overdue_actions(now, org_id)
@@ -321,21 +342,46 @@ def advance_escalations(*, now: datetime | None = None, org_id: int | None = Non
             if org_id:
                 due = due.filter(organization_id=org_id)
             batch = list(
-                due.select_related("organization", "kpi__team", "kpi__owner__user").select_for_update(
+                due.select_related("organization", "kpi__team__lead__user", "kpi__owner__user").select_for_update(
                     skip_locked=True, of=("self",)
                 )[:BATCH_SIZE]
             )
             if not batch:
                 return counts
+            approved = set(
+                MitigationPath.objects.filter(workstream__in=batch, state=MitigationPath.State.APPROVED).values_list(
+                    "workstream_id", flat=True
+                )
+            )
+            overdue = set(
+                MitigationAction.objects.filter(path__workstream__in=batch, path__state=MitigationPath.State.APPROVED)
+                .filter(done_at=None)
+                .exclude(overdue_at=None)
+                .values_list("path__workstream_id", flat=True)
+            )
+            resolve, tasks, announcements = Resolver(), [], []
             for ws in batch:
-                counts.escalated += _advance(ws, now)
+                done = ws.pk in approved and ws.pk not in overdue
+                counts.escalated += _advance(ws, now, done, resolve, tasks, announcements)
+            Task.objects.bulk_create(tasks, ignore_conflicts=True)
+            notify_all(announcements, now=now)
+            Workstream.objects.bulk_update(
+                batch, ["level", "escalation_pass", "renotify", "next_escalation_at", "exhausted_at"]
+            )
 
 
-def _advance(ws: Workstream, now: datetime) -> int:
+def _advance(
+    ws: Workstream,
+    now: datetime,
+    mitigated_now: bool,
+    resolve: Resolver,
+    tasks: list[Task],
+    announcements: list[Announcement],
+) -> int:
     """Runs every step due by `now`, each at its own time; returns how many levels were notified."""
     policy, hours, notified = Policy.from_json(ws.policy), business_hours(ws.organization), 0
     while ws.next_escalation_at is not None and ws.next_escalation_at <= now:
-        if mitigated(ws) or not policy.levels:
+        if mitigated_now or not policy.levels:
             ws.next_escalation_at = None
             break
         due, position = ws.next_escalation_at, Position(ws.level, ws.escalation_pass)
@@ -347,42 +393,38 @@ def _advance(ws: Workstream, now: datetime) -> int:
             ws.next_escalation_at = step.at
             break
         ws.level, ws.escalation_pass, ws.renotify = step.level, step.pass_, False
-        people = targets(policy.levels[step.level - 1].targets, ws.kpi)
+        people = resolve(policy.levels[step.level - 1].targets, ws.kpi)
         if not people:
             event(ws, step.at, "level_skipped", f"Level {step.level} (pass {step.pass_}) names nobody active: skipped")
             ws.next_escalation_at = step.at  # the next level is due at once
             continue
-        for person in people:
-            add_task(
-                ws,
-                Task.Kind.ESCALATION,
-                person,
-                step.then,
-                now,
-                f"{step.level}:{step.pass_}:{int(step.at.timestamp())}",
-                level=step.level,
-                escalation_pass=step.pass_,
+        key = f"{step.level}:{step.pass_}:{int(step.at.timestamp())}"
+        tasks += [
+            new_task(
+                ws, Task.Kind.ESCALATION, person, step.then, now, key, level=step.level, escalation_pass=step.pass_
             )
+            for person in people
+        ]
         names = ", ".join(p.user.name for p in people)
         event(ws, step.at, "escalated", f"Escalated to level {step.level} (pass {step.pass_}): {names}")
-        notify(
-            recipients=people,
-            message=Message(
-                kind=Task.Kind.ESCALATION,
-                subject=f"Escalation: {ws.kpi.name} is {ws.get_severity_display().lower()}, no mitigation approved",
-                body=(
-                    f"Opened {when(ws.opened_at, ws.organization)}; owner "
-                    f"{ws.kpi.owner.user.name}. Review the mitigation path or acknowledge that you are on it."
+        announcements.append(
+            Announcement(
+                recipients=people,
+                message=Message(
+                    kind=Task.Kind.ESCALATION,
+                    subject=f"Escalation: {ws.kpi.name} is {ws.get_severity_display().lower()}, no mitigation approved",
+                    body=(
+                        f"Opened {when(ws.opened_at, ws.organization)}; owner "
+                        f"{ws.kpi.owner.user.name}. Review the mitigation path or acknowledge that you are on it."
+                    ),
+                    url=workstream_url(ws),
                 ),
-                url=workstream_url(ws),
-            ),
-            dedup_key=f"{ws.organization_id}:{ws.kpi_id}:{ws.pk}:{step.level}:{step.pass_}:{int(step.at.timestamp())}",
-            workstream=ws,
-            now=now,
+                dedup_key=f"{ws.organization_id}:{ws.kpi_id}:{ws.pk}:{key}",
+                workstream=ws,
+            )
         )
         ws.next_escalation_at = step.then
         notified += 1
-    ws.save(update_fields=["level", "escalation_pass", "renotify", "next_escalation_at", "exhausted_at"])
     return notified
 
 

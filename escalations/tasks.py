@@ -3,6 +3,7 @@ from celery import shared_task
 from escalations.notifications import deliver_due
 from escalations.sweeps import advance_escalations as advance
 from escalations.sweeps import process_status_changes as process
+from escalations.webhooks import deliver_webhooks
 
 
 @shared_task
@@ -16,5 +17,6 @@ def advance_escalations(org_id: int | None = None) -> dict:
 
 
 @shared_task
-def deliver_notifications(org_id: int | None = None) -> int:
-    return deliver_due(org_id=org_id)
+def deliver_notifications(org_id: int | None = None) -> dict:
+    # One beat entry sends both: emails, then webhook posts (each failure is recorded and retried on its own).
+    return {"emails": deliver_due(org_id=org_id), "webhooks": deliver_webhooks(org_id=org_id)}

@@ -137,3 +137,39 @@ def renotify(policy: Policy, position: Position, due: datetime, hours: BusinessH
     """After an acknowledgement timed out: the same level again, its wait anew."""
     at = notify_time(policy, position.level, due, hours)
     return Step(at, position.level, position.pass_, then=wait_end(policy, position.level, at, hours))
+
+
+@dataclass(frozen=True)
+class Planned:
+    """One step of an episode that is never mitigated: a level notified or skipped, or the exhaustion.
+
+    `due` is when the step fell due; `at` differs from it only when a business-hours level waits for the opening.
+    """
+
+    at: datetime
+    due: datetime
+    level: int
+    pass_: int
+    skipped: bool = False
+    exhausted: bool = False
+
+
+def plan(policy: Policy, opened: datetime, hours: BusinessHours, empty: frozenset[int] = frozenset()) -> list[Planned]:
+    """Every escalation step of an episode opened at `opened` if no path is ever approved, as the sweep runs them.
+
+    `empty` holds the (1-based) levels whose targets name nobody active: such a level is skipped and the next one is
+    due at once, exactly as escalations.sweeps does. A policy without levels has no steps.
+    """
+    if not policy.levels:
+        return []
+    steps: list[Planned] = []
+    # In UTC: adding a timedelta to a zone-aware datetime would move its wall clock, not real elapsed time.
+    position, due = Position(), opened.astimezone(UTC) + policy.mitigation_due
+    while True:
+        step = next_step(policy, position, due, hours)
+        if step.exhausted:
+            steps.append(Planned(step.at, due, position.level, position.pass_, exhausted=True))
+            return steps
+        skipped = step.level in empty
+        steps.append(Planned(step.at, due, step.level, step.pass_, skipped=skipped))
+        position, due = Position(step.level, step.pass_), step.at if skipped else step.then

@@ -4,5 +4,28 @@ from escalations import views
 
 # Mounted under /o/<org_slug>/ by config.urls.
 urlpatterns = [
+    path("workstreams/", views.workstream_list, name="workstream_list"),
     path("workstreams/<int:workstream_id>/", views.workstream_detail, name="workstream_detail"),
+    path("workstreams/<int:workstream_id>/path/", views.mitigation_path_file, name="mitigation_path_file"),
+    path("workstreams/<int:workstream_id>/close/", views.workstream_close, name="workstream_close"),
+    path("paths/<int:path_id>/review/", views.mitigation_path_review, name="mitigation_path_review"),
+    path("actions/<int:action_id>/update/", views.action_update, name="action_update"),
+    path("tasks/<int:task_id>/acknowledge/", views.task_acknowledge, name="task_acknowledge"),
+    path("inbox/", views.task_inbox, name="task_inbox"),
+    path("notifications/", views.notification_list, name="notification_list"),
+    path("notifications/read/", views.notification_read_all, name="notification_read_all"),
+    path("notifications/settings/", views.notification_settings, name="notification_settings"),
+    path("notifications/<int:notification_id>/read/", views.notification_read, name="notification_read"),
+]
+
+# Escalation policies and webhooks: admins only.
+urlpatterns += [
+    path("escalation/", views.policy_list, name="policy_list"),
+    path("escalation/new/", views.policy_create, name="policy_create"),
+    path("escalation/defaults/", views.policy_defaults, name="policy_defaults"),
+    path("escalation/preview/", views.policy_preview, name="policy_preview"),
+    path("escalation/<int:policy_id>/", views.policy_edit, name="policy_edit"),
+    path("escalation/<int:policy_id>/archive/", views.policy_archive, name="policy_archive"),
+    path("webhooks/", views.webhook_list, name="webhook_list"),
+    path("webhooks/<int:webhook_id>/", views.webhook_detail, name="webhook_detail"),
 ]

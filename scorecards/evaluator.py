@@ -11,10 +11,11 @@ from __future__ import annotations
 import math
 from bisect import bisect_right
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from functools import lru_cache
 from operator import itemgetter
+from typing import NamedTuple
 
 from governance.durations import format_duration
 from scorecards.aggregate import aggregate, rolling
@@ -63,6 +64,9 @@ class Rule:
     forecast: bool = False
     unit: str = ""
     tz: tzinfo = UTC
+    # A cache, not part of the rule's value: its thresholds as resolved for the last moment it was evaluated
+    # at (see `_resolved`).
+    _resolved_at: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -97,12 +101,18 @@ class Decision:
     last_surge_at: datetime | None = None
 
 
-@dataclass(frozen=True)
-class _Observation:
+class _Observation(NamedTuple):
     raw: str
     value: float | None
     thresholds: Thresholds | None
     reason: str
+
+
+class _Resolved(NamedTuple):
+    spec: ThresholdSpec
+    reference: float | None
+    reference_name: str
+    thresholds: Thresholds
 
 
 def lookback(rule: Rule) -> timedelta:
@@ -187,9 +197,7 @@ def _observe(
         where = f"the {_window_label(rule.aggregate_window)} window" if rule.aggregate_window else "the loaded points"
         return _Observation(STALE, None, None, f"no measurement in {where} (newest data {_span(age)} old)")
 
-    spec = _spec(rule.direction, rule.thresholds, rule.target_value is not None)
-    reference, reference_name = _reference(rule, now)
-    t = spec.resolve(reference)
+    spec, reference, reference_name, t = _resolved(rule, now)
     raw = raw_status(value, t)
     subject = _subject(rule, value)
     reason = _compare(subject, raw, t) + _relative(spec, raw, reference_name, reference)
@@ -214,6 +222,19 @@ def _aggregate(
     end = bisect_right(visible, at, key=_at)
     start = bisect_right(visible, at - window, 0, end, key=_at) if window is not None else max(0, end - 1)
     return aggregate(visible[start:end], fn, window, at)
+
+
+def _resolved(rule: Rule, now: datetime) -> _Resolved:
+    """The rule's thresholds at `now`. A sweep evaluates thousands of KPIs sharing one Rule at one moment, so
+    they are resolved once for that moment rather than once per KPI."""
+    resolved = rule._resolved_at.get(now)
+    if resolved is None:
+        spec = _spec(rule.direction, rule.thresholds, rule.target_value is not None)
+        reference, reference_name = _reference(rule, now)
+        resolved = _Resolved(spec, reference, reference_name, spec.resolve(reference))
+        rule._resolved_at.clear()  # only the latest moment: a rule is evaluated at one moment after another
+        rule._resolved_at[now] = resolved
+    return resolved
 
 
 def _freeze(raw: object) -> object:

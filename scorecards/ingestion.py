@@ -39,11 +39,14 @@ class Checker:
     """Validates measurements for one organization, collecting every problem and every good row.
 
     `naive_tz`: the zone for times without one (the organization's, for pulls); None rejects them, as the
-    API and CSV do, because a guessed zone silently shifts data by hours.
+    API and CSV do, because a guessed zone silently shifts data by hours. `unit` names what `where` counts in
+    messages ("item" for the API's list, "line" for a file, "row" for a query).
     """
 
-    def __init__(self, org: Organization, *, now: datetime | None = None, naive_tz: tzinfo | None = None):
-        self.org = org
+    def __init__(
+        self, org: Organization, *, now: datetime | None = None, naive_tz: tzinfo | None = None, unit: str = "item"
+    ):
+        self.org, self.unit = org, unit
         self.latest = (now or timezone.now()) + MAX_FUTURE
         self.naive_tz = naive_tz
         self.kpi_ids: dict[str, int | None] = {}
@@ -72,7 +75,7 @@ class Checker:
             return
         first = self._seen.setdefault((kpi_id, moment), where)
         if first != where:
-            self.problem(where, "at", f"{kpi} already has a value at this time in item {first}")
+            self.problem(where, "at", f"{kpi} already has a value at this time in {self.unit} {first}")
             return
         self.rows.append((kpi_id, moment, number))
 

@@ -6,7 +6,7 @@ Defaults when a field is omitted (the export leaves out the fields equal to them
   escalation (the team's policy applies, else the organization's default), no data_source (push via the API).
 - objectives: parent null, key_results []; a key result links a kpi or names an owner (or both).
 - scorecards: kpis [], teams [], viewers [] (every member sees it).
-- data_sources: pulls [].
+- data_sources: headers_env {}, pulls []; a pull's items absent (the JSON answer itself is the list).
 
 Decisions where MANIFEST.md is silent:
 - `target` is a number, or {value, by, baseline: {value, at}} with `value` required; a baseline needs `by` and
@@ -16,7 +16,10 @@ Decisions where MANIFEST.md is silent:
 - `surge` needs both `change` and `window`; every window and every cadence-like duration is longer than 0m.
 - Thresholds are checked by scorecards.thresholds.parse_thresholds and stored in its canonical shape.
 - A data source of kind sql names `dsn_env` (an environment variable) and no url; http_json names a `url`
-  without credentials and no dsn_env. Everything but kind and every is kept in DataSource.config.
+  without credentials, optional `headers_env` ({header: environment variable}) and no dsn_env. Pulls of sql
+  sources are {kpi, query}; of http_json sources {kpi, items (optional dotted path), at, value}. A field of
+  the other kind is an error. Everything but kind and every is kept in DataSource.config; a created or
+  changed source is pulled at the next sweep (its backoff forgotten).
 - A KPI's owner change goes through ownership_transfer_direct, recorded as an approved transfer whose reason
   carries the manifest's sha256.
 """
@@ -42,6 +45,7 @@ from governance.manifest import (
     Entry,
     KeyedSection,
     canonical_target,
+    describe,
     num,
     parents_first,
     report_parent_cycles,
@@ -62,6 +66,7 @@ from scorecards.services import (
 from scorecards.thresholds import PERCENT, Level, ThresholdError, ThresholdSpec, parse_thresholds
 
 ENV_NAME = re.compile(r"^[A-Z_][A-Z0-9_]*$")
+HEADER_NAME = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,100}$")  # an HTTP token (RFC 9110)
 
 
 def _duration(text: str | None) -> timedelta | None:
@@ -584,28 +589,36 @@ class ScorecardsSection(KeyedSection):
 
 class DataSourcesSection(KeyedSection):
     field, kind, model = "data_sources", "data_source", DataSource
-    entry_fields = ("key", "kind", "dsn_env", "url", "every", "pulls")
+    entry_fields = ("key", "kind", "dsn_env", "url", "headers_env", "every", "pulls")
     required = ("key", "kind", "every")
+    # What each kind reads; a field of another kind is an error at its path.
+    kind_fields = {DataSource.Kind.SQL: ("dsn_env",), DataSource.Kind.HTTP_JSON: ("url", "headers_env")}
+    kind_required = {DataSource.Kind.SQL: ("dsn_env",), DataSource.Kind.HTTP_JSON: ("url",)}
+    pull_fields = {DataSource.Kind.SQL: ("kpi", "query"), DataSource.Kind.HTTP_JSON: ("kpi", "items", "at", "value")}
+    pull_required = {DataSource.Kind.SQL: ("kpi", "query"), DataSource.Kind.HTTP_JSON: ("kpi", "at", "value")}
 
     def normalize(self, entry: Entry, ctx: Context) -> dict:
         kind = entry.text("kind", choices=DataSource.Kind.values)
+        known = kind if kind in DataSource.Kind.values else None
         data = {
             "key": entry.key(),
             "kind": kind,
             "dsn_env": self._dsn_env(entry),
             "url": self._url(entry),
+            "headers_env": self._headers_env(entry),
             "every": entry.duration("every", positive=True),
-            "pulls": self._pulls(entry, ctx),
         }
-        needed, other = ("dsn_env", "url") if kind == DataSource.Kind.SQL else ("url", "dsn_env")
-        if kind in DataSource.Kind.values:
-            if not entry.has(needed):
-                entry.error(needed, f"is required for kind {kind}")
-            if entry.has(other):
-                entry.error(other, f"is not used by kind {kind}")
+        if known:
+            for name in self.kind_required[known]:
+                if not entry.has(name):
+                    entry.error(name, f"is required for kind {known}")
+            for name in ("dsn_env", "url", "headers_env"):
+                if name not in self.kind_fields[known] and entry.has(name):
+                    entry.error(name, f"is not used by kind {known}")
+        data["pulls"] = self._pulls(entry, ctx, known)
         return data
 
-    # Neither message repeats the value: a secret pasted by mistake must not travel on in error output.
+    # No message repeats a value: a secret pasted by mistake must not travel on in error output.
 
     def _dsn_env(self, entry: Entry) -> str | None:
         name = entry.text("dsn_env", max_length=128)
@@ -627,7 +640,33 @@ class DataSourcesSection(KeyedSection):
             entry.error("url", "must not carry credentials; secrets never appear in a manifest")
         return url
 
-    def _pulls(self, entry: Entry, ctx: Context) -> list[dict]:
+    def _headers_env(self, entry: Entry) -> dict[str, str]:
+        """{header: environment variable}: a header's value (a token, a key) is read by the workers."""
+        raw = entry.raw.get("headers_env")
+        if raw is None:
+            return {}
+        if not isinstance(raw, dict):
+            entry.error(
+                "headers_env", f"must be a mapping of header names to environment variables, not {describe(raw)}"
+            )
+            return {}
+        headers: dict[str, str] = {}
+        for header, name in raw.items():
+            if not isinstance(header, str) or not HEADER_NAME.match(header):
+                entry.error("headers_env", f"{str(header)[:64]!r} is not an HTTP header name")
+            elif header.lower() in {h.lower() for h in headers}:
+                entry.error(f"headers_env.{header}", "is listed twice")
+            elif not isinstance(name, str) or not ENV_NAME.match(name.strip()):
+                entry.error(
+                    f"headers_env.{header}",
+                    "must name an environment variable (A-Z, 0-9 and _), not hold the secret itself",
+                )
+            else:
+                headers[header] = name.strip()
+        return headers
+
+    def _pulls(self, entry: Entry, ctx: Context, kind: str | None) -> list[dict]:
+        every_field = tuple(dict.fromkeys(f for fields in self.pull_fields.values() for f in fields))
         pulls: list[dict] = []
         seen: dict[str, str] = {}
         for i, item in enumerate(entry.items("pulls")):
@@ -635,16 +674,32 @@ class DataSourcesSection(KeyedSection):
                 item,
                 entry.at(f"pulls[{i}]"),
                 ctx.errors,
-                fields=("kpi", "query"),
-                required=("kpi", "query"),
+                fields=every_field,
+                required=self.pull_required[kind] if kind else ("kpi",),
                 parent=entry,
             )
+            if kind:
+                for name in every_field:
+                    if name not in self.pull_fields[kind] and pull.has(name):
+                        pull.error(name, f"is not used by kind {kind}")
             kpi = pull.ref("kpi", ctx, "kpis")
             if kpi in seen:
                 pull.error("kpi", f'"{kpi}" is pulled twice (also {seen[kpi]})')
             seen.setdefault(kpi, pull.path)
-            pulls.append({"kpi": kpi, "query": pull.text("query", max_length=20000)})
+            values = {
+                "kpi": kpi,
+                "query": pull.text("query", max_length=20000),
+                "items": pull.text("items", max_length=200, validator=_dotted_path),
+                "at": pull.text("at", max_length=200),
+                "value": pull.text("value", max_length=200),
+            }
+            pulls.append(self._pull_form(kind, values))
         return pulls
+
+    def _pull_form(self, kind: str | None, values: dict) -> dict:
+        """A pull as the document writes it: its kind's fields, an absent `items` left out."""
+        names = self.pull_fields.get(kind, self.pull_fields[DataSource.Kind.SQL])
+        return {name: values.get(name) for name in names if name != "items" or values.get(name) is not None}
 
     def stored(self, org: Organization) -> Iterable[DataSource]:
         return DataSource.objects.for_org(org)
@@ -656,13 +711,21 @@ class DataSourcesSection(KeyedSection):
             "kind": source.kind,
             "dsn_env": config.get("dsn_env"),
             "url": config.get("url"),
+            "headers_env": dict(config.get("headers_env") or {}),
             "every": _format(source.every),
-            "pulls": [{"kpi": pull.get("kpi"), "query": pull.get("query")} for pull in config.get("pulls", [])],
+            "pulls": [self._pull_form(source.kind, pull) for pull in config.get("pulls", [])],
         }
 
     def defaults(self, data: dict) -> dict:
-        return {"dsn_env": None, "url": None, "pulls": []}
+        return {"dsn_env": None, "url": None, "headers_env": {}, "pulls": []}
 
     def assign(self, obj: DataSource, data: dict, ctx: Context) -> None:
         obj.key, obj.kind, obj.every = data["key"], data["kind"], _duration(data["every"])
-        obj.config = {name: data[name] for name in ("dsn_env", "url", "pulls") if data[name]}
+        obj.config = {name: data[name] for name in ("dsn_env", "url", "headers_env", "pulls") if data[name]}
+        # A new or changed source is pulled at the next sweep, without the backoff of its old settings.
+        obj.next_run_at, obj.failures = None, 0
+
+
+def _dotted_path(value: str) -> None:
+    if any(not part.strip() for part in value.split(".")):
+        raise ValidationError("must be a dotted path to the list, like data.rows")

@@ -4,14 +4,26 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 
+import psycopg
 from django.db import connection
-from django.db.models import Case, Count, IntegerField, Q, QuerySet, Value, When
+from django.db.models import Case, Count, IntegerField, OuterRef, Q, QuerySet, Subquery, Value, When
 from django.utils import timezone
 
 from governance.models import Membership, Organization
-from scorecards.models import STATUS_SEVERITY, KeyResult, Kpi, Measurement, Objective, Scorecard, Status
+from scorecards.models import (
+    STATUS_SEVERITY,
+    DataSource,
+    DataSourceRun,
+    ImportJob,
+    KeyResult,
+    Kpi,
+    Measurement,
+    Objective,
+    Scorecard,
+    Status,
+)
 
 SORTS = {
     "name": ("name",),
@@ -71,35 +83,40 @@ def fetch_series(
     """The points in (since, now] of every KPI in `ids`, in one query (sparklines, charts, the evaluation sweep);
     with `newest_only`, just each KPI's newest point in that range."""
     series: dict[int, list] = {kpi_id: [] for kpi_id in ids}
-    if newest_only:
-        rows = (
-            Measurement.objects.filter(kpi_id__in=ids, at__gt=since, at__lte=now)
-            .order_by("kpi_id", "-at")
-            .distinct("kpi_id")
-            .values_list("kpi_id", "at", "value")
-            if connection.vendor == "postgresql"
-            else Measurement.objects.filter(kpi_id__in=ids, at__gt=since, at__lte=now)
-            .order_by("kpi_id", "at")
-            .values_list("kpi_id", "at", "value")
-        )
-        for kpi_id, at, value in rows:
-            series[kpi_id] = [(at, value)]
-        return series
     if connection.vendor == "postgresql":
-        # One row per KPI with its values as arrays and times as epoch seconds: far less to parse than a row
-        # per point (the sweep and the scorecard are bound by reading, see `make bench`).
-        with connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT kpi_id, array_agg(extract(epoch FROM at)::float8 ORDER BY at), array_agg(value ORDER BY at) "
-                f"FROM {Measurement._meta.db_table} WHERE kpi_id = ANY(%s) AND at > %s AND at <= %s GROUP BY kpi_id",
-                [ids, since, now],
-            )
-            for kpi_id, epochs, values in cursor.fetchall():
-                series[kpi_id] = [(datetime.fromtimestamp(e, UTC), v) for e, v in zip(epochs, values, strict=True)]
+        table = Measurement._meta.db_table
+        connection.ensure_connection()
+        # psycopg's own cursor with binary results: times arrive as datetimes decoded in C, where Django's text
+        # protocol parses each one in Python (the sweep and the scorecard are bound by reading, see `make bench`).
+        with psycopg.Cursor(connection.connection) as cursor:
+            if newest_only:
+                # One backward probe of the (kpi, at) index per KPI, instead of reading its whole range.
+                cursor.execute(
+                    f"SELECT k.id, m.at, m.value FROM unnest(%s::bigint[]) AS k(id) CROSS JOIN LATERAL ("
+                    f"SELECT at, value FROM {table} WHERE kpi_id = k.id AND at > %s AND at <= %s "
+                    "ORDER BY at DESC LIMIT 1) AS m",
+                    [ids, since, now],
+                    binary=True,
+                )
+                for kpi_id, at, value in cursor.fetchall():
+                    series[kpi_id] = [(at, value)]
+            else:
+                # One row per KPI with its points as two arrays: far less to decode than a row per point.
+                cursor.execute(
+                    "SELECT kpi_id, array_agg(at ORDER BY at), array_agg(value ORDER BY at) "
+                    f"FROM {table} WHERE kpi_id = ANY(%s) AND at > %s AND at <= %s GROUP BY kpi_id",
+                    [ids, since, now],
+                    binary=True,
+                )
+                for kpi_id, times, values in cursor.fetchall():
+                    series[kpi_id] = list(zip(times, values, strict=True))
         return series
     rows = Measurement.objects.filter(kpi_id__in=ids, at__gt=since, at__lte=now).order_by("kpi_id", "at")
     for kpi_id, at, value in rows.values_list("kpi_id", "at", "value"):
-        series[kpi_id].append((at, value))
+        if newest_only:
+            series[kpi_id] = [(at, value)]
+        else:
+            series[kpi_id].append((at, value))
     return series
 
 
@@ -205,3 +222,50 @@ def objective_tree(*, org: Organization, on: date | None = None) -> list[Objecti
         parent = nodes.get(node.objective.parent_id)
         (parent.children if parent else roots).append(node)
     return roots
+
+
+def import_jobs(*, org: Organization) -> QuerySet[ImportJob]:
+    """CSV imports, newest first, without their files (megabytes each until the import has finished)."""
+    return ImportJob.objects.for_org(org).defer("content").select_related("created_by")
+
+
+# --- data sources -------------------------------------------------------------------------------
+
+
+@dataclass
+class SourceFeeds:
+    """What a data source's pulls feed: live KPIs in pull order, and keys that name none (its runs fail)."""
+
+    kpis: list[Kpi] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+
+
+def data_source_list(*, org: Organization) -> QuerySet[DataSource]:
+    """Live sources with their newest run's id and the end of their last good run."""
+    runs = DataSourceRun.objects.filter(source=OuterRef("pk")).order_by("-started_at", "-id")
+    good = runs.filter(error="").exclude(finished_at=None)
+    return (
+        DataSource.objects.for_org(org)
+        .filter(archived_at=None)
+        .annotate(last_run_id=Subquery(runs.values("pk")[:1]), last_good_at=Subquery(good.values("finished_at")[:1]))
+    )
+
+
+def data_source_feeds(*, org: Organization, sources: list[DataSource]) -> dict[int, SourceFeeds]:
+    """The KPIs each source's pulls name, in one query for all of them."""
+    keys = {pull.get("kpi") for source in sources for pull in (source.config or {}).get("pulls", [])}
+    kpis = {kpi.key: kpi for kpi in Kpi.objects.for_org(org).filter(key__in=keys - {None}, archived_at=None)}
+    feeds = {}
+    for source in sources:
+        feeds[source.pk] = feed = SourceFeeds()
+        for pull in (source.config or {}).get("pulls", []):
+            key = pull.get("kpi")
+            if key in kpis:
+                feed.kpis.append(kpis[key])
+            else:
+                feed.missing.append(str(key))
+    return feeds
+
+
+def data_source_runs(*, source: DataSource) -> QuerySet[DataSourceRun]:
+    return source.runs.select_related("requested_by")

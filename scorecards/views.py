@@ -1,24 +1,46 @@
 from __future__ import annotations
 
 from datetime import datetime, time, timedelta, tzinfo
+from functools import partial
 
+from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
+from django.db import transaction
+from django.db.models import OuterRef, Subquery
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from governance import selectors as governance_selectors
-from governance.access import deny, get_for_org_or_404, role_required
+from governance.access import admin_required, deny, get_for_org_or_404, role_required
 from governance.forms import apply_errors
-from governance.models import Membership, Role, Team
-from scorecards import charts, evaluator, selectors, services
+from governance.models import Membership, Organization, Role, Team
+from scorecards import charts, evaluator, imports, pulls, selectors, services, tasks
 from scorecards.aggregate import rolling
 from scorecards.evaluation import rule_for
-from scorecards.forms import CheckInForm, DecisionForm, KeyResultForm, KpiForm, ObjectiveForm, TransferRequestForm
-from scorecards.models import Direction, KeyResult, Kpi, Objective, OwnershipTransfer, Scorecard, Status
+from scorecards.forms import (
+    CheckInForm,
+    DecisionForm,
+    KeyResultForm,
+    KpiForm,
+    MeasurementImportForm,
+    ObjectiveForm,
+    TransferRequestForm,
+)
+from scorecards.models import (
+    DataSource,
+    DataSourceRun,
+    Direction,
+    KeyResult,
+    Kpi,
+    Objective,
+    OwnershipTransfer,
+    Scorecard,
+    Status,
+)
 from scorecards.thresholds import RANGE, ThresholdError, parse_thresholds
 
 STATUS_CHOICES = Status.choices
@@ -87,6 +109,13 @@ def _sort_links(request: HttpRequest, filters: selectors.KpiFilters) -> list[dic
     return links
 
 
+def _open_workstream_id() -> Subquery:
+    """The KPI's open workstream, if any. Escalations sits above scorecards, so its model is reached through
+    the reverse relation instead of an import."""
+    workstream = Kpi.workstreams.field.model
+    return Subquery(workstream._default_manager.filter(kpi=OuterRef("pk"), resolved_at=None).values("pk")[:1])
+
+
 @require_GET
 def scorecard(request: HttpRequest, scorecard_id: int | None = None) -> HttpResponse:
     """All KPIs, or one scorecard's: filters and sorting swap the table partial and stay in the URL."""
@@ -97,7 +126,11 @@ def scorecard(request: HttpRequest, scorecard_id: int | None = None) -> HttpResp
             raise deny(request, "this scorecard's viewers")
     filters = _filters(request)
     counts = selectors.status_counts(selectors.kpi_list(org=request.org, scorecard=card))
-    kpis = list(selectors.kpi_list(org=request.org, filters=filters, scorecard=card))
+    kpis = list(
+        selectors.kpi_list(org=request.org, filters=filters, scorecard=card).annotate(
+            open_workstream_id=_open_workstream_id()
+        )
+    )
     now = timezone.now()
     # Ids come from the organization's own KPI list, so the series query needs no organization filter.
     series = selectors.fetch_series([k.pk for k in kpis], now - timedelta(days=30), now)
@@ -108,8 +141,6 @@ def scorecard(request: HttpRequest, scorecard_id: int | None = None) -> HttpResp
             "trend": (trend := selectors.trend(series.get(k.pk, []))),
             # Whether the move is good news depends on the direction: falling costs are green.
             "trend_good": trend != "flat" and (trend == "up") == (k.direction == Direction.INCREASE),
-            "age": now - k.last_measured_at if k.last_measured_at else None,
-            "stale": k.last_measured_at is None or now - k.last_measured_at > k.stale_after,
         }
         for k in kpis
     ]
@@ -213,6 +244,7 @@ def kpi_detail(request: HttpRequest, kpi_id: int) -> HttpResponse:
             "transfer_form": TransferRequestForm(kpi=kpi) if may_request and pending is None else None,
             "may_configure": can_configure_kpi(membership, kpi),
             "key_results": kpi.key_results.select_related("objective"),
+            "open_workstream": kpi.workstreams.filter(resolved_at=None).first(),
         },
     )
 
@@ -425,5 +457,122 @@ def my_work(request: HttpRequest) -> HttpResponse:
             "my_transfers": OwnershipTransfer.objects.for_org(request.org)
             .filter(state=OwnershipTransfer.State.PENDING, to_owner=membership)
             .select_related("kpi", "from_owner__user"),
+            # Escalation tasks through the reverse relation (scorecards does not import escalations).
+            "open_tasks": membership.tasks.filter(state__in=["open", "acknowledged"])
+            .select_related("kpi")
+            .order_by("due_at", "id"),
         },
     )
+
+
+# --- CSV import of measurements -------------------------------------------------------------------
+
+
+def _csv_example(org: Organization) -> str:
+    """A few lines in the organization's own terms: one of its KPI keys, recent days in its zone."""
+    kpis = Kpi.objects.for_org(org).filter(archived_at=None).order_by("key")
+    key = kpis.values_list("key", flat=True).first() or "sales.revenue"
+    day = timezone.localdate(timezone=org.tzinfo)
+    lines = [
+        f"{key},{datetime.combine(day - timedelta(days=n), time(9), org.tzinfo).isoformat(timespec='minutes')},{value}"
+        for n, value in [(3, "1250"), (2, "1310.5"), (1, "1288")]
+    ]
+    return "\n".join(["kpi,at,value", *lines])
+
+
+@admin_required
+@require_http_methods(["GET", "POST"])
+def measurement_import(request: HttpRequest) -> HttpResponse:
+    """A CSV upload: small files are imported within the request, larger ones by a worker; both end on the
+    job's page, which shows the result or the live progress."""
+    form = MeasurementImportForm(request.POST or None, request.FILES or None)
+    if form.is_valid():
+        upload = form.cleaned_data["file"]
+        job = imports.measurement_import_create(
+            org=request.org, actor=request.user, filename=upload.name, content=upload.read()
+        )
+        if job.rows_total <= settings.IMPORT_INLINE_MAX_ROWS:
+            imports.measurement_import_run(job=job)
+        else:
+            transaction.on_commit(partial(tasks.import_measurements.delay, job.pk))
+        return redirect("measurement_import_job", org_slug=request.org.slug, job_id=job.pk)
+    return render(
+        request,
+        "scorecards/import.html",
+        {
+            "form": form,
+            "jobs": selectors.import_jobs(org=request.org)[:20],
+            "example": _csv_example(request.org),
+            "max_bytes": settings.IMPORT_MAX_BYTES,
+            "inline_rows": settings.IMPORT_INLINE_MAX_ROWS,
+        },
+        status=422 if form.errors else 200,
+    )
+
+
+@admin_required
+@require_GET
+def measurement_import_job(request: HttpRequest, job_id: int) -> HttpResponse:
+    """An import's progress, polled by htmx until it has finished, then its result."""
+    job = get_for_org_or_404(request, selectors.import_jobs(org=request.org), job_id)
+    template = "scorecards/import_job.html#job" if request.htmx else "scorecards/import_job.html"
+    return render(request, template, {"job": job})
+
+
+# --- data sources -------------------------------------------------------------------------------
+
+RUNS_PER_PAGE = 20
+
+
+@require_GET
+def data_sources(request: HttpRequest) -> HttpResponse:
+    """Every live data source with its schedule, last run and the freshness of the KPIs it feeds; every member
+    may look (the manifest defines sources, so there is nothing to edit here)."""
+    sources = list(selectors.data_source_list(org=request.org))
+    last_runs = DataSourceRun.objects.in_bulk([s.last_run_id for s in sources if s.last_run_id])
+    feeds = selectors.data_source_feeds(org=request.org, sources=sources)
+    rows = [{"source": s, "last_run": last_runs.get(s.last_run_id), "feeds": feeds[s.pk]} for s in sources]
+    return render(request, "scorecards/data_sources.html", {"rows": rows, "now": timezone.now()})
+
+
+def _data_source_page(request: HttpRequest, source: DataSource, notice: str = "") -> HttpResponse:
+    """The source's page, or its live part for htmx: polled while a run is on its way."""
+    now = timezone.now()
+    runs = selectors.data_source_runs(source=source)
+    config = source.config or {}
+    context = {
+        "source": source,
+        "page": Paginator(runs, RUNS_PER_PAGE).get_page(request.GET.get("page")),
+        "last_run": runs.first(),
+        "feeds": selectors.data_source_feeds(org=request.org, sources=[source])[source.pk],
+        "running": runs.filter(pulls.unfinished_runs(now=now)).exists(),
+        # `items` read in a template would find the dict's method when a pull has none
+        "pulls": [{**pull, "path": pull.get("items")} for pull in config.get("pulls", [])],
+        "headers": sorted((config.get("headers_env") or {}).items()),
+        "now": now,
+        "notice": notice,
+    }
+    template = "scorecards/data_source.html#live" if request.htmx else "scorecards/data_source.html"
+    return render(request, template, context)
+
+
+@require_GET
+def data_source(request: HttpRequest, source_id: int) -> HttpResponse:
+    return _data_source_page(request, get_for_org_or_404(request, DataSource, source_id))
+
+
+@admin_required
+@require_POST
+def data_source_run(request: HttpRequest, source_id: int) -> HttpResponse:
+    """Run now: a worker pulls the source at once; htmx gets the live part back and follows the run."""
+    source = get_for_org_or_404(request, DataSource, source_id)
+    try:
+        pulls.data_source_run_request(source=source, actor=request.user)
+    except ValidationError as e:
+        notice = " ".join(e.messages)
+    else:
+        notice = "Run queued: a worker pulls the source now."
+    if request.htmx:
+        return _data_source_page(request, source, notice)
+    messages.info(request, notice)
+    return redirect("data_source", org_slug=request.org.slug, source_id=source.pk)

@@ -2,10 +2,22 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, timedelta
+from functools import cached_property
 
 import pytest
 from django.test import Client
+from django.utils import timezone
 
+from escalations.models import (
+    EscalationLevel,
+    EscalationPolicy,
+    MitigationAction,
+    MitigationPath,
+    Notification,
+    Task,
+    Webhook,
+    Workstream,
+)
 from governance.models import ApiToken, Invitation, Membership, Organization, Role, Team
 from governance.services import api_token_create, invitation_create, team_update
 from scorecards.models import DataSource, ImportJob, KeyResult, Kpi, Objective, OwnershipTransfer, Scorecard
@@ -34,11 +46,65 @@ class Tenant:
     api_token: ApiToken  # the organization's
     token: str  # its secret, for Authorization: Bearer
     personal_token: str  # the member's personal token
+    policy: EscalationPolicy | None = None  # named by nothing, so no KPI of the tenant follows it
+    webhook: Webhook | None = None
 
     def client(self, membership: Membership) -> Client:
         client = Client()
         client.force_login(membership.user)
         return client
+
+    @cached_property
+    def episode(self) -> Episode:
+        """An open workstream of the KPI with a path, an action, a task and a notification, made on first use:
+        the engine's tests count every workstream and task, so a tenant does not carry one from the start."""
+        return make_episode(self)
+
+
+@dataclass
+class Episode:
+    workstream: Workstream
+    path: MitigationPath
+    action: MitigationAction
+    task: Task  # the executive's escalation task
+    notification: Notification  # the executive's, in the app
+
+
+def make_episode(t: Tenant) -> Episode:
+    now = timezone.now()
+    ws = Workstream.objects.create(organization=t.org, kpi=t.kpi, severity="off_track", opened_at=now)
+    path = MitigationPath.objects.create(
+        organization=t.org,
+        workstream=ws,
+        root_cause="Campaign paused",
+        expected_recovery=date(2026, 12, 31),
+        filed_by=t.lead.user,
+    )
+    action = MitigationAction.objects.create(
+        organization=t.org, path=path, description="Restart the campaign", owner=t.member, due=date(2026, 12, 15)
+    )
+    task = Task.objects.create(
+        organization=t.org,
+        kind=Task.Kind.ESCALATION,
+        assignee=t.executive,
+        kpi=t.kpi,
+        workstream=ws,
+        due_at=now + timedelta(days=1),
+        level=1,
+        escalation_pass=1,
+        dedup_key=f"{t.org.slug}:episode",
+    )
+    notification = Notification.objects.create(
+        organization=t.org,
+        recipient=t.executive,
+        kind=Task.Kind.ESCALATION,
+        channel=Notification.Channel.IN_APP,
+        dedup_key=f"{t.org.slug}:episode",
+        subject="Escalation: Throughput",
+        body="No path approved",
+        workstream=ws,
+    )
+    return Episode(ws, path, action, task, notification)
 
 
 def make_tenant(slug: str) -> Tenant:
@@ -95,7 +161,26 @@ def make_tenant(slug: str) -> Tenant:
         api_token,
         token,
         personal_token,
+        policy=make_policy(org),
+        # Inactive, so that episodes other tests open announce nothing to an address that does not resolve.
+        webhook=Webhook.objects.create(
+            organization=org, name="Chat", url=f"https://hooks.{slug}.test/steerco", is_active=False
+        ),
     )
+
+
+def make_policy(org: Organization) -> EscalationPolicy:
+    policy = EscalationPolicy.objects.create(
+        organization=org,
+        key="tenant-policy",
+        name="Tenant policy",
+        mitigation_due=timedelta(days=2),
+        ack_timeout=timedelta(hours=4),
+    )
+    EscalationLevel.objects.create(
+        organization=org, policy=policy, position=1, targets=["team_lead"], wait=timedelta(days=1)
+    )
+    return policy
 
 
 @pytest.fixture

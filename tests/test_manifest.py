@@ -681,3 +681,80 @@ def test_a_write_refused_while_applying_undoes_the_whole_apply(acme):
     assert result.errors and result.errors[0][1].startswith("could not apply: ")
     assert row_counts() == before
     assert Kpi.objects.get(key="mkt.leads").name == "Qualified leads per week"
+
+
+# --- http_json data sources -----------------------------------------------------------------------
+
+
+def http_source() -> dict:
+    return {
+        "key": "crm",
+        "kind": "http_json",
+        "url": "https://crm.example.test/api/kpis?since={since}",
+        "headers_env": {"Authorization": "CRM_TOKEN", "X-Tenant": "CRM_TENANT"},
+        "every": "15m",
+        "pulls": [
+            {"kpi": "mkt.leads", "items": "data.rows", "at": "day", "value": "leads"},
+            {"kpi": "sc.inventory_turnover", "at": "at", "value": "turnover"},
+        ],
+    }
+
+
+def test_an_http_json_source_round_trips_and_export_then_apply_is_a_no_op(acme):
+    doc = example()
+    doc["data_sources"].append(http_source())
+
+    applied(doc)
+
+    source = DataSource.objects.get(organization=acme, key="crm")
+    assert (source.kind, source.every) == ("http_json", timedelta(minutes=15))
+    assert source.config == {key: http_source()[key] for key in ("url", "headers_env", "pulls")}
+    exported = fresh_export()
+    sources = {source["key"]: source for source in exported["data_sources"]}
+    assert sources["crm"] == http_source()  # no items where the answer itself is the list
+    assert "headers_env" not in sources["warehouse"]
+    assert applied(exported).changes == []
+    assert applied(dump_yaml(exported)).changes == []
+    assert applied(doc).changes == []
+
+
+def test_data_source_fields_of_the_other_kind_are_errors_with_their_path(acme):
+    doc = example()
+    doc["data_sources"][0]["headers_env"] = {"Authorization": "CRM_TOKEN"}
+    doc["data_sources"][0]["pulls"][0] |= {"at": "day", "value": "n"}
+    crm = http_source()
+    crm["headers_env"] = {"Authorization": "Bearer s3cr3t-token", "Bad Header": "X", "x-tenant": "lower"}
+    crm["pulls"] = [
+        {"kpi": "mkt.leads", "query": "select 1", "at": "day", "value": "leads"},
+        {"kpi": "sc.inventory_turnover", "items": "data..rows", "at": "at"},
+    ]
+    doc["data_sources"].append(crm)
+
+    lines = apply_manifest(doc).errors.lines()
+
+    assert not any("s3cr3t-token" in line for line in lines)  # errors never repeat a pasted secret
+    assert lines == [
+        "data_sources[0].headers_env: is not used by kind sql",
+        "data_sources[0].pulls[0].at: is not used by kind sql",
+        "data_sources[0].pulls[0].value: is not used by kind sql",
+        "data_sources[1].headers_env.Authorization: must name an environment variable (A-Z, 0-9 and _), "
+        "not hold the secret itself",
+        "data_sources[1].headers_env: 'Bad Header' is not an HTTP header name",
+        "data_sources[1].headers_env.x-tenant: must name an environment variable (A-Z, 0-9 and _), "
+        "not hold the secret itself",
+        "data_sources[1].pulls[0].query: is not used by kind http_json",
+        "data_sources[1].pulls[1].value: is required",
+        'data_sources[1].pulls[1].items: "data..rows": must be a dotted path to the list, like data.rows',
+    ]
+
+
+def test_a_changed_source_is_pulled_at_the_next_sweep_without_its_old_backoff(acme):
+    applied(FIXTURE.read_text())
+    DataSource.objects.filter(key="warehouse").update(failures=3, next_run_at="2026-12-01T00:00:00Z")
+    doc = example()
+    doc["data_sources"][0]["every"] = "30m"
+
+    applied(doc)
+
+    source = DataSource.objects.get(key="warehouse")
+    assert (source.every, source.failures, source.next_run_at) == (timedelta(minutes=30), 0, None)

@@ -49,9 +49,16 @@ def test_production_refuses_to_start_with_the_default_secret():
 
 
 def test_production_starts_with_a_real_secret():
-    result = _load_production_settings(SECRET_KEY="k" * 50)
+    result = _load_production_settings(SECRET_KEY="k" * 50, API_TOKEN_KEY="t" * 50)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize("key", [None, "short", "k" * 50])
+def test_production_refuses_a_missing_short_or_reused_api_token_key(key):
+    result = _load_production_settings(SECRET_KEY="k" * 50, **({"API_TOKEN_KEY": key} if key else {}))
+    assert result.returncode != 0
+    assert "Set API_TOKEN_KEY" in result.stderr
 
 
 def test_every_beat_sweep_names_a_registered_task():

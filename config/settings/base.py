@@ -64,6 +64,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "governance.context_processors.tenancy",
+                "escalations.context_processors.inbox",  # the navigation's task and unread counts
             ],
         },
     }
@@ -118,6 +119,15 @@ CSRF_COOKIE_HTTPONLY = False  # htmx reads the token from the page, not the cook
 # API tokens are stored as an HMAC under this key, kept apart from SECRET_KEY: rotating one must not void the other.
 DEFAULT_API_TOKEN_KEY = "insecure-local-only-steerco-api-token-key"
 API_TOKEN_KEY = env("API_TOKEN_KEY", default=DEFAULT_API_TOKEN_KEY)
+# Webhook signing secrets are derived, not stored: HMAC(WEBHOOK_KEY, "webhook:<id>:<version>"). Defaults to
+# API_TOKEN_KEY (which production checks); changing it changes every webhook's secret at once.
+WEBHOOK_KEY = env("WEBHOOK_KEY", default=API_TOKEN_KEY)
+WEBHOOK_CONNECT_TIMEOUT = env.float("WEBHOOK_CONNECT_TIMEOUT_SECONDS", default=5)
+WEBHOOK_READ_TIMEOUT = env.float("WEBHOOK_READ_TIMEOUT_SECONDS", default=10)
+WEBHOOK_MAX_ATTEMPTS = env.int("WEBHOOK_MAX_ATTEMPTS", default=8)  # backoff 2, 4, 8 ... minutes: about 4 hours
+# Admins of any organization choose webhook URLs; unless allowed here, the sweep refuses addresses that resolve
+# to loopback, private or link-local networks (the cloud metadata service, internal admin pages).
+WEBHOOK_ALLOW_PRIVATE_NETWORKS = env.bool("WEBHOOK_ALLOW_PRIVATE_NETWORKS", default=False)
 
 # The measurements API: 10,000 items of ~100 bytes fit; forms never come close to this.
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("API_MAX_BODY_BYTES", default=5 * 1024 * 1024)
@@ -128,6 +138,11 @@ API_MEASUREMENTS_PAGE_SIZE = 1000
 CACHES = {"default": env.cache("CACHE_URL", default="locmemcache://")}
 
 INVITATION_TTL = timedelta(days=env.int("INVITATION_TTL_DAYS", default=7))
+
+# CSV imports of measurements: the largest upload accepted, and the largest file imported inside the request
+# (bigger ones go to a worker, so the request stays short and the page shows progress).
+IMPORT_MAX_BYTES = env.int("IMPORT_MAX_BYTES", default=50 * 1024 * 1024)
+IMPORT_INLINE_MAX_ROWS = env.int("IMPORT_INLINE_MAX_ROWS", default=10_000)
 
 DJANGO_GUID = {
     "GUID_HEADER_NAME": "X-Request-ID",
@@ -171,12 +186,46 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": timedelta(minutes=1),
         "options": {"expires": 50},  # a beat that is late by a whole period should not pile up
     },
+    "pull-data-sources": {
+        "task": "scorecards.tasks.pull_data_sources",
+        "schedule": SWEEP_EVERY,
+        "options": {"expires": 50},
+    },
     "evaluate-kpis": {
         "task": "scorecards.tasks.evaluate_kpis",
         "schedule": SWEEP_EVERY,
         "options": {"expires": 50},
     },
+    "process-status-changes": {
+        "task": "escalations.tasks.process_status_changes",
+        "schedule": SWEEP_EVERY,
+        "options": {"expires": 50},
+    },
+    "advance-escalations": {
+        "task": "escalations.tasks.advance_escalations",
+        "schedule": SWEEP_EVERY,
+        "options": {"expires": 50},
+    },
+    "deliver-notifications": {
+        "task": "escalations.tasks.deliver_notifications",
+        "schedule": SWEEP_EVERY,
+        "options": {"expires": 50},
+    },
 }
+# The owner's time to file a mitigation path when no escalation policy applies to a KPI.
+DEFAULT_MITIGATION_DUE = timedelta(days=2)
+
+# Data pulls (scorecards.connectors): limits that keep one slow or runaway source from holding a worker.
+PULL_CONNECT_TIMEOUT = timedelta(seconds=env.int("PULL_CONNECT_TIMEOUT_SECONDS", default=10))
+PULL_STATEMENT_TIMEOUT = timedelta(seconds=env.int("PULL_STATEMENT_TIMEOUT_SECONDS", default=30))
+PULL_HTTP_READ_TIMEOUT = timedelta(seconds=env.int("PULL_HTTP_READ_TIMEOUT_SECONDS", default=30))
+PULL_HTTP_MAX_BYTES = env.int("PULL_HTTP_MAX_BYTES", default=20 * 1024 * 1024)
+PULL_MAX_ROWS = env.int("PULL_MAX_ROWS", default=100_000)  # per pull; more is a query missing its since
+# The environment variables each organization's sources may read, as "slug:NAME" ("acme:WAREHOUSE_DSN,..."). All
+# organizations share the workers' environment, so an installation serving several lists them; unset, a
+# source may read any variable but Steerco's own settings (PULL_ENV_RESERVED).
+PULL_ENV_ALLOWED = set(env.list("PULL_ENV_ALLOWED", default=[]))
+PULL_ENV_RESERVED = {"DATABASE_URL", "SECRET_KEY", "API_TOKEN_KEY", "CELERY_BROKER_URL", "CACHE_URL", "EMAIL_URL"}
 
 # A worker older than this is considered down on the health page.
 HEARTBEAT_STALE_AFTER = timedelta(minutes=3)

@@ -1,12 +1,14 @@
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django import template
+from django.utils import timezone
 from django.utils.html import format_html
 
 from governance.durations import format_duration
-from scorecards.models import Status
+from scorecards.models import DataSourceRun, Status
+from scorecards.pulls import run_lost_after
 from scorecards.selectors import key_result_progress
 
 register = template.Library()
@@ -77,3 +79,72 @@ def status_chip(kpi) -> str:
         duration(kpi.pending_wait),
         kpi.get_pending_status_display(),
     )
+
+
+FRESHNESS_LABELS = {"fresh": "Fresh", "late": "Late", "stale": "Stale", "none": "No data"}
+
+
+def freshness_state(newest: datetime | None, cadence: timedelta, stale_after: timedelta, now: datetime) -> str:
+    """fresh while the newest point is at most one cadence old, late after that, stale beyond stale_after."""
+    if newest is None:
+        return "none"
+    if now - newest <= cadence:
+        return "fresh"
+    return "late" if now - newest <= stale_after else "stale"
+
+
+@register.simple_tag
+def freshness(kpi) -> str:
+    """The age of the KPI's newest data point against its cadence ("3 h ago · every 1d") in the colour of its
+    state; the scorecard, the KPI page and the data source pages all draw it with this tag. Tables put the
+    cadence on a line of its own (CSS), so the parts are spans."""
+    now = timezone.now()
+    state = freshness_state(kpi.last_measured_at, kpi.cadence, kpi.stale_after, now)
+    every = duration(kpi.cadence)
+    if state == "none":
+        text, title = "no data", f"No data yet; expected every {every}"
+    else:
+        text = f"{age(now - kpi.last_measured_at)} ago"
+        title = f"Newest data point {text}; expected every {every}, stale after {duration(kpi.stale_after)}"
+    return format_html(
+        '<span class="freshness freshness-{}" title="{}"><span class="visually-hidden">{}: </span>'
+        '<span class="freshness-age">{}</span><span class="freshness-sep"> · </span>'
+        '<span class="freshness-every">every {}</span></span>',
+        state,
+        title,
+        FRESHNESS_LABELS[state],
+        text,
+        every,
+    )
+
+
+@register.filter
+def ago(value: datetime | None) -> str:
+    """A past time as its age: "3 h ago"."""
+    return "never" if value is None else f"{age(timezone.now() - value)} ago"
+
+
+@register.filter
+def until(value: datetime | None) -> str:
+    """A planned time as the wait for it: "in 40 min", or "at the next sweep" when it is due (or unset)."""
+    if value is None or value <= timezone.now():
+        return "at the next sweep"
+    return f"in {age(value - timezone.now())}"
+
+
+@register.filter
+def run_state(run: DataSourceRun | None) -> str:
+    """A data source run as the pages show it: running (or queued), lost (no worker finished it), failed, ok."""
+    if run is None:
+        return ""
+    if run.finished_at is None:
+        return "running" if run.started_at >= timezone.now() - run_lost_after() else "lost"
+    return "failed" if run.error else "ok"
+
+
+@register.filter
+def took(run: DataSourceRun) -> str:
+    if run.finished_at is None:
+        return "—"
+    seconds = (run.finished_at - run.started_at).total_seconds()
+    return f"{seconds:.1f} s" if seconds < 60 else age(run.finished_at - run.started_at)

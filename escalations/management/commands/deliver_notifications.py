@@ -2,13 +2,16 @@ from django.core.management.base import BaseCommand
 
 from escalations.management.commands.process_status_changes import org_id_of
 from escalations.notifications import deliver_due
+from escalations.webhooks import deliver_webhooks
 
 
 class Command(BaseCommand):
-    help = "Sends the email notifications that are due (the sweep beat runs every minute)."
+    help = "Sends the email notifications and webhook posts that are due (the sweep beat runs every minute)."
 
     def add_arguments(self, parser):
         parser.add_argument("--org", help="only this organization (slug)")
 
     def handle(self, *args, org=None, **options):
-        self.stdout.write(f"Sent {deliver_due(org_id=org_id_of(org))} email(s).")
+        org_id = org_id_of(org)
+        self.stdout.write(f"Sent {deliver_due(org_id=org_id)} email(s).")
+        self.stdout.write(f"Delivered {deliver_webhooks(org_id=org_id)} webhook post(s).")

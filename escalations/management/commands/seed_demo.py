@@ -8,10 +8,11 @@ from django.core.management.base import BaseCommand
 from django.db import transaction
 
 from dependencies.models import Dependency
+from escalations.demo import seed_workstreams
 from escalations.models import EscalationLevel, EscalationPolicy
 from governance import services
 from governance.models import Membership, Organization, Role, User
-from scorecards.demo import seed_scorecards
+from scorecards.demo import seed_data_sources, seed_scorecards
 from scorecards.models import Kpi
 
 DEMO_PASSWORD = "steerco-demo"
@@ -79,7 +80,9 @@ class Command(BaseCommand):
         )
         self._seed_policy(acme)
         seed_scorecards(acme)
+        seed_data_sources(acme)
         self._seed_dependencies(acme)
+        seed_workstreams(acme)
 
         globex_admin = self._user("admin@globex.test", "Gus Grant")
         globex = services.organization_create(

@@ -1,9 +1,14 @@
 from django.core.management import call_command
 from django.core.management.base import BaseCommand
 
-# Every sweep, in the order data flows through them (API.md). Later sweeps (status changes, escalations,
-# notifications) join this list as their engines arrive.
-SWEEPS = ["evaluate_kpis"]
+# Every sweep, in the order data flows through them (API.md).
+SWEEPS = [
+    "pull_data_sources",
+    "evaluate_kpis",
+    "process_status_changes",
+    "advance_escalations",
+    "deliver_notifications",
+]
 
 
 class Command(BaseCommand):

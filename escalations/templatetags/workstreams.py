@@ -1,0 +1,31 @@
+from __future__ import annotations
+
+from datetime import datetime
+
+from django import template
+from django.utils import timezone
+
+from escalations.selectors import escalation_state
+from scorecards.templatetags.kpis import age
+
+register = template.Library()
+
+
+@register.filter
+def due_in(value: datetime | None) -> str:
+    """A deadline as people say it: "in 5 h", or "3 d overdue" once it has passed."""
+    if value is None:
+        return "—"
+    left = value - timezone.now()
+    return f"in {age(left)}" if left.total_seconds() >= 0 else f"{age(-left)} overdue"
+
+
+@register.filter
+def overdue(value: datetime | None) -> bool:
+    return value is not None and value < timezone.now()
+
+
+@register.filter
+def escalation_summary(workstream) -> str:
+    """selectors.escalation_state without its explanation, for a table cell."""
+    return escalation_state(workstream).split(":")[0].replace("Escalated to level", "Level")
