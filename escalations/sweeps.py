@@ -39,6 +39,7 @@ BATCH_SIZE = 200
 BREACH = {Status.AT_RISK, Status.OFF_TRACK}
 SEVERITY = {Status.STALE: 0, Status.AT_RISK: 1, Status.OFF_TRACK: 2}
 OWNER_TASKS = {Task.Kind.MITIGATION, Task.Kind.DATA_FRESHNESS}
+OPEN = [Task.State.OPEN, Task.State.ACKNOWLEDGED]
 
 
 def business_hours(org: Organization) -> BusinessHours:
@@ -168,8 +169,17 @@ def process_status_changes(*, now: datetime | None = None, org_id: int | None = 
             )
             if not batch:
                 break
+            # The batch's KPI rows, locked in id order as ingestion locks them (so the two never deadlock),
+            # serialise everything that opens or resolves these KPIs' episodes.
+            kpis = {
+                kpi.pk: kpi
+                for kpi in Kpi.objects.filter(pk__in={c.kpi_id for c in batch})
+                .select_related("organization", "team", "owner__user")
+                .order_by("pk")
+                .select_for_update(of=("self",))
+            }
             for change in batch:
-                _apply_change(change, now, counts)
+                _apply_change(change, kpis[change.kpi_id], now, counts)
                 change.processed_at = now
             StatusChange.objects.bulk_update(batch, ["processed_at"])
             counts.processed += len(batch)
@@ -177,13 +187,7 @@ def process_status_changes(*, now: datetime | None = None, org_id: int | None = 
     return counts
 
 
-def _apply_change(change: StatusChange, now: datetime, counts: Counts) -> None:
-    # The KPI row lock serialises everything that opens or resolves this KPI's episodes.
-    kpi = (
-        Kpi.objects.select_for_update(of=("self",))
-        .select_related("organization", "team", "owner__user")
-        .get(pk=change.kpi_id)
-    )
+def _apply_change(change: StatusChange, kpi: Kpi, now: datetime, counts: Counts) -> None:
     current = Workstream.objects.filter(kpi=kpi, resolved_at=None).select_related("organization").first()
     if change.new == Status.ON_TRACK:
         if current is not None:
@@ -255,6 +259,10 @@ def _raise(ws: Workstream, change: StatusChange, now: datetime) -> None:
     event(ws, change.changed_at, "status", f"Now {change.get_new_display().lower()}: {change.reason}")
     if change.new == Status.STALE:
         add_task(ws, Task.Kind.DATA_FRESHNESS, ws.kpi.owner, change.changed_at + timedelta(days=1), now, "stale")
+    else:  # fresh data arrived: restoring it is done
+        ws.tasks.filter(kind=Task.Kind.DATA_FRESHNESS, state__in=OPEN).update(
+            state=Task.State.DONE, done_at=change.changed_at
+        )
 
 
 def _reopen(ws: Workstream, change: StatusChange, now: datetime) -> None:
@@ -269,7 +277,7 @@ def resolve(ws: Workstream, at: datetime, resolution: str, reason: str, actor: U
     ws.resolved_at, ws.resolution, ws.resolution_reason = at, resolution, reason
     ws.next_escalation_at, ws.closed_by = None, actor
     ws.save(update_fields=["resolved_at", "resolution", "resolution_reason", "next_escalation_at", "closed_by"])
-    ws.tasks.filter(state__in=[Task.State.OPEN, Task.State.ACKNOWLEDGED]).update(state=Task.State.CANCELLED, done_at=at)
+    ws.tasks.filter(state__in=OPEN).update(state=Task.State.CANCELLED, done_at=at)
     label = Workstream.Resolution(resolution).label
     event(ws, at, "resolved", f"{label}{': ' + reason if reason else ''}", actor)
     # Everyone who heard about the episode hears how it ended.
@@ -287,9 +295,7 @@ def resolve(ws: Workstream, at: datetime, resolution: str, reason: str, actor: U
 
 def _move_owner_tasks(now: datetime, org_id: int | None) -> None:
     """After an ownership transfer the new owner gets the open owner tasks at once; the clock does not restart."""
-    stale = Task.objects.filter(kind__in=OWNER_TASKS, state__in=[Task.State.OPEN, Task.State.ACKNOWLEDGED]).exclude(
-        assignee_id=F("kpi__owner_id")
-    )
+    stale = Task.objects.filter(kind__in=OWNER_TASKS, state__in=OPEN).exclude(assignee_id=F("kpi__owner_id"))
     if org_id:
         stale = stale.filter(organization_id=org_id)
     with transaction.atomic():
@@ -363,11 +369,22 @@ def advance_escalations(*, now: datetime | None = None, org_id: int | None = Non
             for ws in batch:
                 done = ws.pk in approved and ws.pk not in overdue
                 counts.escalated += _advance(ws, now, done, resolve, tasks, announcements)
+            _supersede(tasks)
             Task.objects.bulk_create(tasks, ignore_conflicts=True)
             notify_all(announcements, now=now)
             Workstream.objects.bulk_update(
                 batch, ["level", "escalation_pass", "renotify", "next_escalation_at", "exhausted_at"]
             )
+
+
+def _supersede(tasks: list[Task]) -> None:
+    """A person escalated to again on a workstream keeps one open escalation task there: the newest."""
+    again = {(t.workstream_id, t.assignee_id) for t in tasks}
+    older = Task.objects.filter(
+        workstream_id__in={ws for ws, _ in again}, kind=Task.Kind.ESCALATION, state__in=OPEN
+    ).values_list("pk", "workstream_id", "assignee_id")
+    ids = [pk for pk, ws, person in older if (ws, person) in again]
+    Task.objects.filter(pk__in=ids).update(state=Task.State.CANCELLED)
 
 
 def _advance(

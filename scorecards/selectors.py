@@ -92,7 +92,7 @@ def fetch_series(
             if newest_only:
                 # One backward probe of the (kpi, at) index per KPI, instead of reading its whole range.
                 cursor.execute(
-                    f"SELECT k.id, m.at, m.value FROM unnest(%s::bigint[]) AS k(id) CROSS JOIN LATERAL ("
+                    f"SELECT k.id, m.at, m.value FROM unnest(%b::bigint[]) AS k(id) CROSS JOIN LATERAL ("
                     f"SELECT at, value FROM {table} WHERE kpi_id = k.id AND at > %s AND at <= %s "
                     "ORDER BY at DESC LIMIT 1) AS m",
                     [ids, since, now],
@@ -104,7 +104,7 @@ def fetch_series(
                 # One row per KPI with its points as two arrays: far less to decode than a row per point.
                 cursor.execute(
                     "SELECT kpi_id, array_agg(at ORDER BY at), array_agg(value ORDER BY at) "
-                    f"FROM {table} WHERE kpi_id = ANY(%s) AND at > %s AND at <= %s GROUP BY kpi_id",
+                    f"FROM {table} WHERE kpi_id = ANY(%b::bigint[]) AND at > %s AND at <= %s GROUP BY kpi_id",
                     [ids, since, now],
                     binary=True,
                 )

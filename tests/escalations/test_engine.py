@@ -187,6 +187,9 @@ def test_acknowledgement_pauses_then_the_same_level_is_notified_again(acme):
         ("lead@acme.test", T0 + 3 * DAY + 5 * HOUR, 1, 1),  # the same level again, its wait anew
         ("exec@acme.test", T0 + 5 * DAY + 5 * HOUR, 2, 1),
     ]
+    # The lead keeps one open escalation task on the workstream: the newest; the acknowledged one is superseded.
+    lead_tasks = Task.objects.filter(kind="escalation", assignee=acme.lead).order_by("created_at")
+    assert list(lead_tasks.values_list("state", flat=True)) == ["cancelled", "open"]
 
 
 def test_a_level_naming_nobody_is_skipped_and_logged(acme):

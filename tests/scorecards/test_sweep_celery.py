@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from celery.contrib.testing.worker import start_worker
 from django.conf import settings
-from django.db import connection
+from django.db import connection, transaction
 from django.test import Client
 from django.utils import timezone
 
@@ -166,7 +166,9 @@ def test_two_beat_processes_produce_no_duplicates(tmp_path):
         wait_until(lambda: not Kpi.objects.filter(evaluated_at=None).exists(), 60, "the beats' sweeps")
         # Let both beats fire several more times; every new round finds nothing due.
         for _ in range(3):
-            Kpi.objects.update(needs_evaluation=True)
+            with transaction.atomic():  # rows locked in id order, as every writer of KPIs locks them
+                list(Kpi.objects.order_by("pk").select_for_update().values_list("pk"))
+                Kpi.objects.update(needs_evaluation=True)
             time.sleep(3)
     finally:
         for process in processes:
