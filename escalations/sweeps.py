@@ -378,12 +378,16 @@ def advance_escalations(*, now: datetime | None = None, org_id: int | None = Non
 
 
 def _supersede(tasks: list[Task]) -> None:
-    """A person escalated to again on a workstream keeps one open escalation task there: the newest."""
-    again = {(t.workstream_id, t.assignee_id) for t in tasks}
+    """A person escalated to again on a workstream keeps one open escalation task there: the newest. Older ones,
+    stored or created earlier in this batch (a late sweep catching up), are cancelled."""
+    newest = {(t.workstream_id, t.assignee_id): t for t in tasks}
+    for task in tasks:
+        if newest[(task.workstream_id, task.assignee_id)] is not task:
+            task.state = Task.State.CANCELLED
     older = Task.objects.filter(
-        workstream_id__in={ws for ws, _ in again}, kind=Task.Kind.ESCALATION, state__in=OPEN
+        workstream_id__in={ws for ws, _ in newest}, kind=Task.Kind.ESCALATION, state__in=OPEN
     ).values_list("pk", "workstream_id", "assignee_id")
-    ids = [pk for pk, ws, person in older if (ws, person) in again]
+    ids = [pk for pk, ws, person in older if (ws, person) in newest]
     Task.objects.filter(pk__in=ids).update(state=Task.State.CANCELLED)
 
 

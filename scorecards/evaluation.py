@@ -37,8 +37,9 @@ log = logging.getLogger(__name__)
 
 BATCH_SIZE = 5000
 MAX_BACKOFF = timedelta(hours=6)
-# The Kpi columns a Rule is made of, in the Rule's order (less its tz, which is the organization's); the
-# thresholds are read as JSON text, last, so that a batch can build one Rule per distinct configuration.
+# The Kpi columns a Rule is made of, less its tz (the organization's) and its thresholds, which are read as
+# JSON text so that a batch can build one Rule per distinct configuration. That text is an annotation, and
+# Django selects annotations after columns: it comes last.
 RULE_FIELDS = [f.name for f in fields(evaluator.Rule) if f.init and f.name not in ("thresholds", "tz")]
 STATE_FIELDS = [f.name for f in fields(evaluator.State)]
 READ_FIELDS = [
@@ -53,10 +54,10 @@ READ_FIELDS = [
     "version",
     "thresholds_text",
 ]
-_ID, _ORG, _LAST_MEASURED, _NEXT, _EVERY, _ERRORS, _VERSION, _THRESHOLDS = (
-    READ_FIELDS.index(name)
-    for name in ["id", "organization_id", "last_measured_at", "next_evaluation_at", "evaluate_every", "error_count"]
-    + ["version", "thresholds_text"]
+_ID, _ORG, _LAST_MEASURED, _NEXT, _EVERY, _ERRORS, _VERSION, _THRESHOLDS = map(
+    READ_FIELDS.index,
+    ["id", "organization_id", "last_measured_at", "next_evaluation_at", "evaluate_every", "error_count", "version"]
+    + ["thresholds_text"],
 )
 _RULE = slice(READ_FIELDS.index(RULE_FIELDS[0]), READ_FIELDS.index(RULE_FIELDS[-1]) + 1)
 _STATE = slice(READ_FIELDS.index(STATE_FIELDS[0]), READ_FIELDS.index(STATE_FIELDS[-1]) + 1)
@@ -107,7 +108,7 @@ def read_batch(kpis: QuerySet[Kpi], now: datetime) -> tuple[list[tuple], list[ev
     if not rows:
         return [], [], {}
     zones = {org.pk: org.tzinfo for org in Organization.objects.filter(pk__in={row[_ORG] for row in rows})}
-    # 100,000 KPIs share a few configurations: one Rule (and one JSON parse) for each, not one per KPI.
+    # KPIs often share a configuration (the benchmark's all do): one Rule and one JSON parse for each.
     built: dict[tuple, tuple[evaluator.Rule, bool]] = {}
     rules, groups = [], {True: [], False: []}
     for row in rows:
@@ -132,7 +133,7 @@ def _rows(values: QuerySet) -> list[tuple]:
     if connection.vendor != "postgresql":
         return list(values)
     # psycopg's own cursor with binary results: Django's text protocol would parse every date and interval
-    # in Python, which costs more than the evaluation itself.
+    # in Python, which cost more than evaluating the KPI.
     sql, params = values.query.sql_with_params()
     connection.ensure_connection()
     with psycopg.Cursor(connection.connection) as cursor:

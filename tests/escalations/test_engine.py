@@ -104,6 +104,7 @@ def test_a_late_sweep_catches_up_with_each_step_at_its_own_time(acme):
     sweep(T0)
     sweep(T0 + 10 * DAY)
     assert [t[2:] for t in tasks("escalation")] == [(T0 + 3 * DAY, 1, 1), (T0 + 5 * DAY, 2, 1)]
+    assert set(Task.objects.filter(kind="escalation").values_list("state", flat=True)) == {"open"}
     assert Workstream.objects.get().exhausted_at == T0 + 5 * DAY
     sweep(T0 + 11 * DAY)
     assert len(notified("exhausted")) == 1
@@ -328,3 +329,16 @@ def test_a_stranger_organizations_members_are_never_targets(acme, stranger_tenan
         sweep(at)
     assert {t[1] for t in tasks()} <= {"lead@acme.test", "exec@acme.test"}
     assert not Notification.objects.filter(organization=stranger_tenant.org).exists()
+
+
+def test_a_person_told_again_keeps_one_open_escalation_task(acme):
+    EscalationPolicy.objects.filter(pk=acme.policy.pk).update(repeat=1)
+    change(acme.kpi, T0)
+    sweep(T0)
+    sweep(T0 + 10 * DAY)  # a late sweep runs both passes at once
+    states = [(t[1], t[4]) for t in tasks("escalation")]
+    assert states == [("lead@acme.test", 1), ("exec@acme.test", 1), ("lead@acme.test", 2), ("exec@acme.test", 2)]
+    open_ones = Task.objects.filter(kind="escalation", state="open").values_list(
+        "assignee__user__email", "escalation_pass"
+    )
+    assert sorted(open_ones) == [("exec@acme.test", 2), ("lead@acme.test", 2)]
