@@ -211,10 +211,8 @@ def main() -> None:
         print(f"  API: {api_rate:,.0f} measurements/s ({api_seconds / REQUESTS * 1000:.0f} ms per request)")
         print(f"  COPY of the same rows into an identically indexed table: {copy_per_s:,.0f} rows/s")
         print(f"  ratio COPY / API: {copy_per_s / api_rate:.1f}x (goal <= 5x; goal >= 50,000 measurements/s)")
-        print(
-            f"  web worker memory: {memory[0]:.0f} MB after the first request, {memory[len(memory) // 2]:.0f} MB "
-            f"mid-way, {memory[-1]:.0f} MB after the last (goal: flat)"
-        )
+        samples = ", ".join(f"{memory[i - 1]:.0f}" for i in sorted({1, *range(10, REQUESTS + 1, 10), REQUESTS}))
+        print(f"  web worker memory (MB) after requests 1, 10, 20, ...: {samples} (goal: flat)")
         if settings.CELERY_BROKER_URL.startswith("redis://"):
             seconds = sorted(latency(port, token, org, env))
             print(
