@@ -28,6 +28,8 @@ bench: $(BIN)/.installed
 	$(BIN)/python -m tests.bench.evaluation
 	$(BIN)/python -m tests.bench.ingestion
 	$(BIN)/python -m tests.bench.escalation
+	$(BIN)/python -m tests.bench.propagation
+	$(BIN)/python -m tests.bench.graph
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check .

@@ -19,5 +19,6 @@ urlpatterns = [
     path("", include("governance.urls")),
     path("o/<slug:org_slug>/", include(org_urlpatterns)),
     path("o/<slug:org_slug>/", include("scorecards.urls")),
+    path("o/<slug:org_slug>/", include("dependencies.urls")),
     path("o/<slug:org_slug>/", include("escalations.urls")),
 ]

@@ -7,9 +7,10 @@ from datetime import date, datetime
 
 from django.http import HttpRequest, HttpResponse
 from ninja import Field, Query, Router, Schema
+from pydantic import StrictBool
 
 from escalations import selectors, services
-from escalations.models import MitigationPath, Notification, Task, Workstream
+from escalations.models import DependencyReview, MitigationPath, Notification, Task, Workstream
 from governance.api import ApiError
 from governance.models import Membership
 from scorecards.api import Errors, page_of
@@ -69,6 +70,29 @@ class CloseIn(Schema):
     reason: str
 
 
+class SignalOut(Schema):
+    upstream: str = Field(description="the upstream KPI's key")
+    kind: str = Field(description="status | surge")
+    at: datetime
+    cause: str
+    value: float | None
+    trend: str
+    throttled: bool = Field(description="reached this KPI within the edge's lag of an earlier review: no new review")
+
+
+class ReviewOut(Schema):
+    id: int
+    state: str = Field(description="open | impact | no_impact")
+    reason: str
+    answered_at: datetime | None
+    workstream: int | None = Field(description="the workstream an impact answer opened (or joined)")
+    due_at: datetime
+    escalation_level: int
+    escalation_pass: int
+    exhausted: bool
+    signals: list[SignalOut]
+
+
 class TaskOut(Schema):
     id: int
     kind: str
@@ -80,6 +104,12 @@ class TaskOut(Schema):
     state: str
     due_at: datetime
     created_at: datetime
+    review: ReviewOut | None = Field(None, description="a dependency review and its escalation tasks: the review")
+
+
+class AnswerIn(Schema):
+    impact: StrictBool
+    reason: str = ""
 
 
 class NotificationOut(Schema):
@@ -205,6 +235,49 @@ def workstream_close(request: HttpRequest, workstream_id: int, body: CloseIn):
     return _out(_workstream(request, workstream_id))
 
 
+def _review_out(review: DependencyReview | None) -> dict | None:
+    if review is None:
+        return None
+    return {
+        "id": review.pk,
+        "state": review.answer or "open",
+        "reason": review.answer_reason,
+        "answered_at": review.answered_at,
+        "workstream": review.workstream_id,
+        "due_at": review.due_at,
+        "escalation_level": review.level,
+        "escalation_pass": review.escalation_pass,
+        "exhausted": review.exhausted_at is not None,
+        "signals": [
+            {
+                "upstream": d.upstream.key,
+                "kind": d.signal.kind,
+                "at": d.at,
+                "cause": d.signal.cause,
+                "value": d.signal.value,
+                "trend": d.signal.trend,
+                "throttled": d.throttled,
+            }
+            for d in review.signals.all()
+        ],
+    }
+
+
+def _tasks(request: HttpRequest):
+    return (
+        Task.objects.for_org(request.org)
+        .select_related("assignee__user", "kpi", "review")
+        .prefetch_related("review__signals__signal", "review__signals__upstream")
+    )
+
+
+def _task(request: HttpRequest, task_id: int) -> Task:
+    task = _tasks(request).filter(pk=task_id).first()
+    if task is None:
+        raise ApiError(404, [{"path": "id", "message": f"no task {task_id}"}])
+    return task
+
+
 def _task_out(task: Task) -> dict:
     return {
         "id": task.pk,
@@ -217,6 +290,7 @@ def _task_out(task: Task) -> dict:
         "state": task.state,
         "due_at": task.due_at,
         "created_at": task.created_at,
+        "review": _review_out(task.review),
     }
 
 
@@ -231,7 +305,7 @@ def tasks_list(
     state: str | None = None,
     page: int = Query(1, ge=1),
 ):
-    qs = Task.objects.for_org(request.org).select_related("assignee__user", "kpi").order_by("due_at", "id")
+    qs = _tasks(request).order_by("due_at", "id")
     if kind:
         qs = qs.filter(kind=kind)
     if assignee:
@@ -250,10 +324,22 @@ def tasks_list(
 )
 def task_acknowledge(request: HttpRequest, task_id: int):
     by = _person(request)
-    task = Task.objects.for_org(request.org).select_related("assignee__user", "kpi").filter(pk=task_id).first()
-    if task is None:
-        raise ApiError(404, [{"path": "id", "message": f"no task {task_id}"}])
-    return _task_out(services.task_acknowledge(task=task, by=by))
+    services.task_acknowledge(task=_task(request, task_id), by=by)
+    return _task_out(_task(request, task_id))
+
+
+@router.post(
+    "/tasks/{task_id}/answer",
+    response={200: TaskOut, 403: Errors, 404: Errors, 422: Errors},
+    by_alias=True,
+    tags=["tasks"],
+    summary='Answer a dependency review: "impact" opens a preventive workstream, "no impact" needs a reason '
+    "(the assignee's token)",
+)
+def task_answer(request: HttpRequest, task_id: int, body: AnswerIn):
+    by = _person(request)
+    services.dependency_review_answer(task=_task(request, task_id), by=by, impact=body.impact, reason=body.reason)
+    return _task_out(_task(request, task_id))
 
 
 @router.get(

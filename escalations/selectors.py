@@ -5,16 +5,23 @@ from __future__ import annotations
 from django.db.models import Case, Count, Exists, F, IntegerField, OuterRef, QuerySet, Subquery, Value, When
 from django.db.models.functions import Coalesce
 
-from escalations.models import MitigationPath, Notification, Task, Workstream
+from escalations.models import (
+    DependencyReview,
+    DependencyReviewSignal,
+    MitigationPath,
+    Notification,
+    Task,
+    Workstream,
+)
 from escalations.timing import Policy
 from governance.models import Membership, Organization
-from scorecards.models import Status
+from scorecards.models import Kpi, Status
 
 OPEN_STATES = [Task.State.OPEN, Task.State.ACKNOWLEDGED]
 
 
 def workstreams(*, org: Organization) -> QuerySet[Workstream]:
-    return Workstream.objects.for_org(org).select_related("kpi__owner__user", "kpi__team")
+    return Workstream.objects.for_org(org).select_related("kpi__owner__user", "kpi__team", "waiting_on__kpi")
 
 
 def workstream_list(*, org: Organization, state: str = "open", kind: str = "") -> QuerySet[Workstream]:
@@ -55,6 +62,9 @@ def escalation_state(workstream: Workstream) -> str:
         return "No escalation policy applies: only the owner's task runs"
     if workstream.next_escalation_at is None:
         return "Escalation stopped: the mitigation path is approved"
+    if workstream.waiting_on_id is not None:
+        upstream = workstream.waiting_on.kpi.name
+        return f"Waiting on upstream: {upstream} has an open episode; escalation starts when it resolves"
     if not workstream.level:
         return "Not escalated yet: the owner's mitigation task runs"
     return f"Escalated to level {workstream.level} of {levels}, pass {workstream.escalation_pass}"
@@ -99,3 +109,66 @@ def inbox_counts(*, membership: Membership) -> dict[str, int]:
         .first()
     )
     return {"unread": row["n_unread"], "tasks": row["n_tasks"]} if row else {"unread": 0, "tasks": 0}
+
+
+# --- dependency reviews (SEMANTICS.md section 4) --------------------------------------------------------
+
+
+def upstream_causes(*, org: Organization, kpi: Kpi, limit: int = 20) -> list[DependencyReviewSignal]:
+    """What reached `kpi` from its upstream KPIs, newest first, for the KPI page: each signal's upstream KPI, cause,
+    value and trend (`.signal`), whether it was throttled, and the review it is listed in with its answer."""
+    return list(
+        DependencyReviewSignal.objects.for_org(org)
+        .filter(kpi=kpi)
+        .select_related("signal", "upstream", "review__answered_by", "review__workstream")
+        .order_by("-at", "-id")[:limit]
+    )
+
+
+def dependency_reviews(*, org: Organization, kpi: Kpi | None = None, state: str = "open") -> QuerySet[DependencyReview]:
+    """Reviews, the open ones soonest due first (state "open"), or every one newest first ("all"), each with its
+    signals and their upstream KPIs, and the open tasks' assignees."""
+    qs = (
+        DependencyReview.objects.for_org(org)
+        .select_related("kpi__owner__user", "kpi__team", "answered_by", "workstream")
+        .prefetch_related("signals__signal", "signals__upstream")
+    )
+    if kpi is not None:
+        qs = qs.filter(kpi=kpi)
+    if state == "open":
+        return qs.filter(answered_at=None).order_by("due_at", "id")
+    return qs.order_by("-opened_at", "-id")
+
+
+def review_participants(*, workstream: Workstream) -> list[Membership]:
+    """The downstream owners asked to review signals of this upstream episode (the upstream's participants)."""
+    signals = DependencyReviewSignal.objects.filter(
+        organization_id=workstream.organization_id,
+        upstream_id=workstream.kpi_id,
+        throttled=False,
+        at__gte=workstream.opened_at,
+    )
+    if workstream.resolved_at is not None:
+        signals = signals.filter(at__lte=workstream.resolved_at)
+    return list(
+        Membership.objects.filter(tasks__kind=Task.Kind.DEPENDENCY_REVIEW, tasks__review__in=signals.values("review"))
+        .select_related("user")
+        .distinct()
+        .order_by("user__name", "pk")
+    )
+
+
+def review_state(review: DependencyReview) -> str:
+    """Where a review stands, in words."""
+    levels = len(Policy.from_json(review.policy).levels) if review.policy else 0
+    if review.answer == DependencyReview.Answer.IMPACT:
+        return "Answered: impact, a workstream is open for it"
+    if review.answer:
+        return f"Answered: no impact ({review.answer_reason})"
+    if review.exhausted_at:
+        return "Unanswered, escalation exhausted: the organization's admins were told"
+    if not levels:
+        return "Unanswered: no escalation policy applies"
+    if not review.level:
+        return "Unanswered: the owner's review task runs"
+    return f"Unanswered: escalated to level {review.level} of {levels}, pass {review.escalation_pass}"

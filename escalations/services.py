@@ -11,8 +11,9 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.utils import timezone
 
-from escalations import webhooks
+from escalations import reviews, webhooks
 from escalations.models import (
+    DependencyReview,
     EscalationLevel,
     EscalationPolicy,
     MitigationAction,
@@ -205,8 +206,65 @@ def task_acknowledge(*, task: Task, by: Membership) -> Task:
         if task.kind == Task.Kind.ESCALATION and not mitigated(ws):
             ws.next_escalation_at, ws.renotify = now + Policy.from_json(ws.policy).ack_timeout, True
             ws.save(update_fields=["next_escalation_at", "renotify"])
+    elif task.review_id and task.kind == Task.Kind.ESCALATION:
+        # A review's escalation pauses as a workstream's does; then the same level is notified again.
+        review = DependencyReview.objects.select_for_update(of=("self",), no_key=True).get(pk=task.review_id)
+        if review.is_open:
+            review.next_escalation_at, review.renotify = now + Policy.from_json(review.policy).ack_timeout, True
+            review.save(update_fields=["next_escalation_at", "renotify"])
     audit_log(org=by.organization, actor=by.user, verb="task.acknowledged", obj=task)
     return task
+
+
+def may_answer(task: Task, membership: Membership) -> bool:
+    """A review's assignee answers it; so does anyone its escalation reached, from their own task."""
+    return task.review_id is not None and task.assignee_id == membership.pk
+
+
+@transaction.atomic
+def dependency_review_answer(*, task: Task, by: Membership, impact: bool, reason: str) -> DependencyReview:
+    """ "Impact" opens a preventive workstream on the downstream KPI (or joins its open one); "no impact" needs a
+    reason. Either way the review's tasks are done and its escalation stops."""
+    if task.review_id is None:
+        raise ValidationError("Only a dependency review (or its escalation) is answered.")
+    if not may_answer(task, by):
+        raise PermissionDenied("Only the task's assignee answers this dependency review.")
+    reason = reason.strip()
+    if not impact and not reason:
+        raise ValidationError({"reason": "Say why the upstream change does not affect this KPI."})
+    # The downstream KPI's row first, as the propagation sweep takes it: signals and answers never interleave.
+    Kpi.objects.select_for_update(no_key=True).filter(pk=task.kpi_id).exists()
+    review = (
+        DependencyReview.objects.select_for_update(of=("self",), no_key=True)
+        .select_related("organization", "kpi__organization", "kpi__owner__user", "kpi__team")
+        .get(pk=task.review_id)
+    )
+    if not review.is_open:
+        raise ValidationError(f"This dependency review was answered already ({review.get_answer_display().lower()}).")
+    if not task.is_open:
+        raise ValidationError(f"This task is {task.get_state_display().lower()}.")
+    now = timezone.now()
+    review.answer = DependencyReview.Answer.IMPACT if impact else DependencyReview.Answer.NO_IMPACT
+    review.answer_reason, review.answered_at, review.answered_by = reason, now, by.user
+    review.next_escalation_at = None
+    if impact:
+        review.workstream = reviews.open_preventive(review, by, reason, now)
+    review.save(
+        update_fields=["answer", "answer_reason", "answered_at", "answered_by", "next_escalation_at", "workstream"]
+    )
+    review.tasks.filter(state__in=[Task.State.OPEN, Task.State.ACKNOWLEDGED]).update(state=Task.State.DONE, done_at=now)
+    said = "impact: a preventive workstream is open" if impact else f"no impact: {reason}"
+    reviews.tell_upstream_of_answer(
+        review, by.user, f"{by.user.name} answered the dependency review of {review.kpi.name}: {said}", now
+    )
+    audit_log(
+        org=review.organization,
+        actor=by.user,
+        verb="dependency_review.answered",
+        obj=review,
+        after={"impact": impact, "reason": reason, "workstream": review.workstream_id},
+    )
+    return review
 
 
 @transaction.atomic

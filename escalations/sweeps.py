@@ -10,6 +10,7 @@ sweep happened to run, so a late sweep catches up with exactly the steps (and ti
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -38,7 +39,7 @@ log = logging.getLogger(__name__)
 BATCH_SIZE = 200
 BREACH = {Status.AT_RISK, Status.OFF_TRACK}
 SEVERITY = {Status.STALE: 0, Status.AT_RISK: 1, Status.OFF_TRACK: 2}
-OWNER_TASKS = {Task.Kind.MITIGATION, Task.Kind.DATA_FRESHNESS}
+OWNER_TASKS = {Task.Kind.MITIGATION, Task.Kind.DATA_FRESHNESS, Task.Kind.DEPENDENCY_REVIEW}
 OPEN = [Task.State.OPEN, Task.State.ACKNOWLEDGED]
 
 
@@ -76,6 +77,28 @@ def policy_for(kpi: Kpi) -> tuple[str, Policy]:
         return "", Policy(settings.DEFAULT_MITIGATION_DUE, timedelta(hours=4), 0, ())
     levels = tuple(Level(tuple(lv.targets), lv.wait, lv.business_hours) for lv in stored.levels.all())
     return stored.key, Policy(stored.mitigation_due, stored.ack_timeout, stored.repeat, levels)
+
+
+def policies_for(kpis: Iterable[Kpi]) -> dict[int, tuple[str, Policy]]:
+    """policy_for of many KPIs (their team and organization loaded) in two queries, whatever their number."""
+    kpis = list(kpis)
+    keys = {k.pk: k.escalation or k.team.escalation or k.organization.default_escalation for k in kpis}
+    stored = {
+        (p.organization_id, p.key): (
+            p.key,
+            Policy(
+                p.mitigation_due,
+                p.ack_timeout,
+                p.repeat,
+                tuple(Level(tuple(lv.targets), lv.wait, lv.business_hours) for lv in p.levels.all()),
+            ),
+        )
+        for p in EscalationPolicy.objects.filter(
+            organization_id__in={k.organization_id for k in kpis}, key__in=set(keys.values()) - {""}, archived_at=None
+        ).prefetch_related("levels")
+    }
+    default = "", Policy(settings.DEFAULT_MITIGATION_DUE, timedelta(hours=4), 0, ())
+    return {k.pk: stored.get((k.organization_id, keys[k.pk]), default) for k in kpis}
 
 
 class Resolver:
@@ -148,10 +171,17 @@ class Counts:
     resolved: int = 0
     escalated: int = 0
     processed: int = 0
+    # Dependencies (escalations.reviews): upstream signals recorded, reviews opened, signals throttled.
+    signals: int = 0
+    reviews: int = 0
+    throttled: int = 0
 
 
 def process_status_changes(*, now: datetime | None = None, org_id: int | None = None) -> Counts:
-    """Claims unprocessed StatusChange rows (the evaluator's outbox), oldest first per KPI, and acts on them."""
+    """Claims unprocessed StatusChange rows (the evaluator's outbox), oldest first per KPI, and acts on them; then
+    the surges; then carries both to the downstream owners as dependency reviews (escalations.reviews)."""
+    from escalations import reviews  # it builds on this module
+
     now = now or timezone.now()
     counts = Counts()
     while True:
@@ -183,6 +213,9 @@ def process_status_changes(*, now: datetime | None = None, org_id: int | None = 
                 change.processed_at = now
             StatusChange.objects.bulk_update(batch, ["processed_at"])
             counts.processed += len(batch)
+            counts.signals += reviews.signals_from_changes(batch, kpis)
+    counts.signals += reviews.signals_from_surges(now=now, org_id=org_id)
+    counts.reviews, counts.throttled = reviews.propagate(now=now, org_id=org_id)
     _move_owner_tasks(now, org_id)
     return counts
 
@@ -246,13 +279,14 @@ def _open(kpi: Kpi, change: StatusChange, now: datetime) -> Workstream:
         workstream=ws,
         now=now,
     )
+    inhibit(ws, change.changed_at)
     return ws
 
 
 def _raise(ws: Workstream, change: StatusChange, now: datetime) -> None:
     """A further change within the episode: off_track raises the severity; at_risk or stale never lowers it."""
-    if change.new in BREACH and ws.kind == Workstream.Kind.DATA_FRESHNESS:
-        ws.kind = Workstream.Kind.MITIGATION  # data is back and shows a breach: the episode is now about that
+    if change.new in BREACH and ws.kind in (Workstream.Kind.DATA_FRESHNESS, Workstream.Kind.PREVENTIVE):
+        ws.kind = Workstream.Kind.MITIGATION  # data is back, or the expected impact came: the episode is a breach
     if SEVERITY[change.new] > SEVERITY[ws.severity]:
         ws.severity = change.new
     ws.save(update_fields=["kind", "severity"])
@@ -271,6 +305,7 @@ def _reopen(ws: Workstream, change: StatusChange, now: datetime) -> None:
     ws.next_escalation_at = None if mitigated(ws) or not ws.policy.get("levels") else change.changed_at
     ws.save(update_fields=["resolved_at", "resolution", "severity", "next_escalation_at"])
     event(ws, change.changed_at, "reopened", f"Breached again within keep_for of the recovery: {change.reason}")
+    inhibit(ws, change.changed_at)
 
 
 def resolve(ws: Workstream, at: datetime, resolution: str, reason: str, actor: User | None, now: datetime) -> None:
@@ -291,6 +326,53 @@ def resolve(ws: Workstream, at: datetime, resolution: str, reason: str, actor: U
         workstream=ws,
         now=now,
     )
+    release_downstream(ws, at)
+
+
+# --- inhibition (SEMANTICS.md section 4) -----------------------------------------------------------
+
+
+def upstream_episode(kpi_id: int, opened_at: datetime) -> Workstream | None:
+    """The oldest open workstream of a direct upstream KPI that opened no later than `opened_at`."""
+    return (
+        Workstream.objects.filter(
+            resolved_at=None, opened_at__lte=opened_at, kpi__downstream_edges__downstream_id=kpi_id
+        )
+        .select_related("kpi")
+        .order_by("opened_at", "id")
+        .first()
+    )
+
+
+def inhibit(ws: Workstream, at: datetime) -> None:
+    """A workstream opened within an upstream KPI's open episode waits for it: its escalation is held."""
+    upstream = upstream_episode(ws.kpi_id, ws.opened_at)
+    if upstream is None or ws.waiting_on_id == upstream.pk:
+        return
+    ws.waiting_on = upstream
+    ws.save(update_fields=["waiting_on"])
+    event(
+        ws,
+        at,
+        "waiting_on_upstream",
+        f"Escalation waits on upstream: {upstream.kpi.name} has an open episode since "
+        f"{when(upstream.opened_at, ws.organization)}; it starts when that one resolves",
+    )
+
+
+def release_downstream(upstream: Workstream, at: datetime) -> None:
+    """An upstream episode resolved at `at`: each open workstream waiting on it starts escalating then, its next
+    step due at the later of its own time and `at`, unless another upstream episode still holds it."""
+    for ws in Workstream.objects.filter(waiting_on=upstream, resolved_at=None).select_related("organization"):
+        inhibit(ws, at)  # another open upstream episode that it opened within holds it on
+        if ws.waiting_on_id != upstream.pk:
+            continue
+        ws.waiting_on = None
+        if ws.next_escalation_at is not None:
+            ws.next_escalation_at = max(ws.next_escalation_at, at)
+        ws.save(update_fields=["waiting_on", "next_escalation_at"])
+        then = f"; the next step is due {when(ws.next_escalation_at, ws.organization)}" if ws.next_escalation_at else ""
+        event(ws, at, "upstream_resolved", f"Upstream {upstream.kpi.name} resolved: escalation runs again{then}")
 
 
 def _move_owner_tasks(now: datetime, org_id: int | None) -> None:
@@ -299,9 +381,9 @@ def _move_owner_tasks(now: datetime, org_id: int | None) -> None:
     if org_id:
         stale = stale.filter(organization_id=org_id)
     with transaction.atomic():
-        for task in stale.select_related("kpi__owner__user", "workstream__organization").select_for_update(
-            skip_locked=True, of=("self",)
-        ):
+        for task in stale.select_related(
+            "kpi__owner__user", "kpi__organization", "workstream__organization"
+        ).select_for_update(skip_locked=True, of=("self",)):
             previous = task.assignee_id
             task.assignee = task.kpi.owner
             task.save(update_fields=["assignee"])
@@ -324,6 +406,19 @@ def _move_owner_tasks(now: datetime, org_id: int | None) -> None:
                     workstream=task.workstream,
                     now=now,
                 )
+            else:  # a dependency review: it belongs to the KPI, not to an episode
+                org = task.kpi.organization
+                notify(
+                    recipients=[task.kpi.owner],
+                    message=Message(
+                        kind=task.kind,
+                        subject=f"You now own {task.kpi.name}: {task.get_kind_display().lower()}",
+                        body=f"Due {when(task.due_at, org)}.",
+                        url=reverse("kpi_detail", args=[org.slug, task.kpi_id]),
+                    ),
+                    dedup_key=f"{task.organization_id}:{task.kpi_id}:review{task.review_id}:moved:{task.pk}:{previous}",
+                    now=now,
+                )
 
 
 # --- escalation ----------------------------------------------------------------------------------
@@ -339,12 +434,15 @@ def mitigated(ws: Workstream) -> bool:
 def advance_escalations(*, now: datetime | None = None, org_id: int | None = None) -> Counts:
     """Flags overdue actions, then advances every workstream whose next escalation step is due, a batch at a time:
     what a batch needs is read in a few queries, and its tasks and notifications are written in bulk."""
+    from escalations import reviews  # it builds on this module
+
     now = now or timezone.now()
     counts = Counts()
     _flag_overdue_actions(now, org_id)
     while True:
         with transaction.atomic():
-            due = Workstream.objects.filter(resolved_at=None, next_escalation_at__lte=now)
+            # A workstream waiting on an upstream episode is left alone until that one resolves (release_downstream).
+            due = Workstream.objects.filter(resolved_at=None, next_escalation_at__lte=now, waiting_on=None)
             if org_id:
                 due = due.filter(organization_id=org_id)
             batch = list(
@@ -353,7 +451,9 @@ def advance_escalations(*, now: datetime | None = None, org_id: int | None = Non
                 )[:BATCH_SIZE]
             )
             if not batch:
+                counts.escalated += reviews.advance_reviews(now=now, org_id=org_id)
                 return counts
+            held = _held_by_upstream(batch, now)
             approved = set(
                 MitigationPath.objects.filter(workstream__in=batch, state=MitigationPath.State.APPROVED).values_list(
                     "workstream_id", flat=True
@@ -367,14 +467,37 @@ def advance_escalations(*, now: datetime | None = None, org_id: int | None = Non
             )
             resolve, tasks, announcements = Resolver(), [], []
             for ws in batch:
+                if ws.pk in held:
+                    continue
                 done = ws.pk in approved and ws.pk not in overdue
                 counts.escalated += _advance(ws, now, done, resolve, tasks, announcements)
             _supersede(tasks)
             Task.objects.bulk_create(tasks, ignore_conflicts=True)
             notify_all(announcements, now=now)
             Workstream.objects.bulk_update(
-                batch, ["level", "escalation_pass", "renotify", "next_escalation_at", "exhausted_at"]
+                batch, ["level", "escalation_pass", "renotify", "next_escalation_at", "exhausted_at", "waiting_on"]
             )
+
+
+def _held_by_upstream(batch: list[Workstream], now: datetime) -> set[int]:
+    """The batch's workstreams that opened within a direct upstream KPI's open episode (one query): inhibit() marks
+    them when they open, but an upstream that opened in the same sweep after them, or an edge drawn since, is
+    caught here, before they escalate."""
+    episodes: dict[int, list[tuple[datetime, int, str]]] = {}
+    for pk, opened, name, down in (
+        Workstream.objects.filter(resolved_at=None, kpi__downstream_edges__downstream_id__in={w.kpi_id for w in batch})
+        .order_by("opened_at", "id")
+        .values_list("pk", "opened_at", "kpi__name", "kpi__downstream_edges__downstream_id")
+    ):
+        episodes.setdefault(down, []).append((opened, pk, name))
+    held = set()
+    for ws in batch:
+        within = [(pk, name) for opened, pk, name in episodes.get(ws.kpi_id, []) if opened <= ws.opened_at]
+        if within:
+            ws.waiting_on_id = within[0][0]
+            held.add(ws.pk)
+            event(ws, now, "waiting_on_upstream", f"Escalation waits on upstream: {within[0][1]} has an open episode")
+    return held
 
 
 def _supersede(tasks: list[Task]) -> None:

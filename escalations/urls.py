@@ -29,3 +29,8 @@ urlpatterns += [
     path("webhooks/", views.webhook_list, name="webhook_list"),
     path("webhooks/<int:webhook_id>/", views.webhook_detail, name="webhook_detail"),
 ]
+
+# The team dependency matrix: executives and admins (it reads the dependency reviews, hence this app).
+urlpatterns += [
+    path("dependencies/matrix/", views.dependency_matrix, name="dependency_matrix"),
+]

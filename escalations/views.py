@@ -6,9 +6,11 @@ from django.core.paginator import Paginator
 from django.db.models import Count, Q
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from dependencies import selectors as dependency_selectors
 from escalations import policy_selectors, selectors, services, webhooks
 from escalations.forms import (
     BLANK_ROWS,
@@ -23,6 +25,7 @@ from escalations.forms import (
     posted_rows,
 )
 from escalations.models import (
+    DependencyReviewSignal,
     EscalationPolicy,
     MitigationAction,
     MitigationPath,
@@ -46,8 +49,10 @@ from escalations.policy_forms import (
     target_choices,
 )
 from escalations.timing import Level, Policy
-from governance.access import admin_required, deny, get_for_org_or_404
+from governance.access import admin_required, deny, get_for_org_or_404, role_required
 from governance.forms import apply_errors
+from governance.models import Role, Team
+from scorecards.models import Status
 
 PAGE_SIZE = 50
 
@@ -653,3 +658,71 @@ def webhook_detail(request: HttpRequest, webhook_id: int) -> HttpResponse:
 
 def _webhook_context(hook: Webhook, form: WebhookForm) -> dict:
     return {"hook": hook, "form": form, "deliveries": hook.deliveries.order_by("-created_at", "-id")[:50]}
+
+
+# --- the team dependency matrix (executives and admins) --------------------------------------------
+# Issue "Cross-team dependency graph", item 3. It lives here, in the top layer, because it reads the dependency
+# reviews next to the edges; the graph pages themselves are in the dependencies app.
+
+MATRIX_RED = (Status.AT_RISK, Status.OFF_TRACK)
+
+
+@role_required(Role.ADMIN, Role.EXECUTIVE)
+@require_GET
+def dependency_matrix(request: HttpRequest) -> HttpResponse:
+    """Teams x teams: the edges from team A's KPIs (upstream, rows) to team B's (downstream, columns), how many of
+    those upstreams are red or stale, and the open dependency reviews they caused downstream."""
+    org = request.org
+    counts = (
+        dependency_selectors.edges(org=org)
+        .filter(upstream__archived_at=None, downstream__archived_at=None)
+        .values("upstream__team_id", "downstream__team_id")
+        .annotate(
+            n=Count("pk"),
+            red=Count("pk", filter=Q(upstream__status__in=MATRIX_RED)),
+            stale=Count("pk", filter=Q(upstream__status=Status.STALE)),
+        )
+        .order_by()
+    )
+    # A review is open until answered; it belongs to the cell of each upstream team whose signal it lists.
+    open_signals = DependencyReviewSignal.objects.for_org(org).filter(review__answered_at=None)
+    reviews = (
+        open_signals.values("upstream__team_id", "kpi__team_id")
+        .annotate(n=Count("review", distinct=True))
+        .order_by()
+    )
+    cells: dict[tuple[int, int], dict] = {}
+    for row in counts:
+        cell = {"edges": row["n"], "red": row["red"], "stale": row["stale"], "reviews": 0}
+        cells[(row["upstream__team_id"], row["downstream__team_id"])] = cell
+    for row in reviews:
+        key = (row["upstream__team_id"], row["kpi__team_id"])
+        cells.setdefault(key, {"edges": 0, "red": 0, "stale": 0, "reviews": 0})["reviews"] = row["n"]
+    involved = {team for pair in cells for team in pair}
+    teams = [t for t in Team.objects.for_org(org).order_by("name") if t.pk in involved]
+    graph_url = reverse("dependency_graph", kwargs={"org_slug": org.slug})
+    rows = []
+    for up in teams:
+        row_cells = []
+        for down in teams:
+            cell = cells.get((up.pk, down.pk))
+            if cell:
+                cell["url"] = f"{graph_url}?from_team={up.pk}&to_team={down.pk}"
+            row_cells.append((down, cell))
+        total = [c for _, c in row_cells if c]
+        rows.append({"team": up, "cells": row_cells, "edges": sum(c["edges"] for c in total)})
+    column_totals = [sum(cells.get((up.pk, down.pk), {}).get("edges", 0) for up in teams) for down in teams]
+    return render(
+        request,
+        "escalations/dependency_matrix.html",
+        {
+            "teams": teams,
+            "rows": rows,
+            "column_totals": column_totals,
+            "edge_total": sum(c["edges"] for c in cells.values()),
+            "red_total": sum(c["red"] for c in cells.values()),
+            "stale_total": sum(c["stale"] for c in cells.values()),
+            # Counted once each, though a review with signals from two teams shows in two cells.
+            "review_total": open_signals.values("review_id").distinct().count(),
+        },
+    )

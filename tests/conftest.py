@@ -8,6 +8,7 @@ import pytest
 from django.test import Client
 from django.utils import timezone
 
+from dependencies.models import Dependency
 from escalations.models import (
     EscalationLevel,
     EscalationPolicy,
@@ -59,6 +60,15 @@ class Tenant:
         """An open workstream of the KPI with a path, an action, a task and a notification, made on first use:
         the engine's tests count every workstream and task, so a tenant does not carry one from the start."""
         return make_episode(self)
+
+    @cached_property
+    def dependency(self) -> Dependency:
+        """The KPI depends on a second KPI of the team (ops.backlog), made on first use: the scorecard and engine
+        tests count the tenant's KPIs."""
+        backlog = KpiFactory(organization=self.org, team=self.team, owner=self.lead, key="ops.backlog", name="Backlog")
+        return Dependency.objects.create(
+            organization=self.org, upstream=backlog, downstream=self.kpi, kind=Dependency.Kind.BLOCKS
+        )
 
 
 @dataclass

@@ -45,6 +45,7 @@ ATTEMPTS = {
     ),
     ("get", "/api/v1/tasks"): ("tasks", None),
     ("post", "/api/v1/tasks/{task_id}/acknowledge"): ("tasks/{task}/acknowledge", None),
+    ("post", "/api/v1/tasks/{task_id}/answer"): ("tasks/{task}/answer", {"impact": False, "reason": "x"}),
     ("get", "/api/v1/notifications"): ("notifications", None),
 }
 

@@ -13,7 +13,11 @@ import pytest
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
+from dependencies.models import Dependency
 from escalations.models import (
+    DependencyReview,
+    DependencyReviewSignal,
+    DependencySignal,
     EscalationLevel,
     EscalationPolicy,
     MitigationAction,
@@ -51,6 +55,7 @@ OBJECT_KWARGS: dict[str, Callable[[Tenant], object]] = {
     "notification_id": lambda t: t.episode.notification.pk,
     "policy_id": lambda t: t.policy.pk,
     "webhook_id": lambda t: t.webhook.pk,
+    "dependency_id": lambda t: t.dependency.pk,
 }
 
 # Views outside /o/<slug>/, with the reason they need no tenant check.
@@ -86,7 +91,7 @@ def route_kwargs(route: str) -> set[str]:
 
 def tenant_rows(t: Tenant) -> list:
     """Everything of a tenant that a stranger's request could try to change."""
-    assert t.episode  # made before the first snapshot, not by the requests' URLs
+    assert t.episode and t.dependency  # made before the first snapshot, not by the requests' URLs
     return [
         list(Team.objects.filter(organization=t.org).values().order_by("pk")),
         list(Membership.objects.filter(organization=t.org).values().order_by("pk")),
@@ -106,6 +111,10 @@ def tenant_rows(t: Tenant) -> list:
         *(
             list(model.objects.filter(organization=t.org).values().order_by("pk"))
             for model in (
+                Dependency,
+                DependencySignal,
+                DependencyReview,
+                DependencyReviewSignal,
                 Workstream,
                 MitigationPath,
                 MitigationAction,

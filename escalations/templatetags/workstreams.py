@@ -5,6 +5,7 @@ from datetime import datetime
 from django import template
 from django.utils import timezone
 
+from escalations import selectors
 from escalations.selectors import escalation_state
 from scorecards.templatetags.kpis import age
 
@@ -29,3 +30,10 @@ def overdue(value: datetime | None) -> bool:
 def escalation_summary(workstream) -> str:
     """selectors.escalation_state without its explanation, for a table cell."""
     return escalation_state(workstream).split(":")[0].replace("Escalated to level", "Level")
+
+
+@register.simple_tag
+def upstream_causes(kpi, limit: int = 20) -> list:
+    """`{% upstream_causes kpi as causes %}`: selectors.upstream_causes for a page of an app below escalations (the
+    KPI page), which may load this library but not import escalations."""
+    return selectors.upstream_causes(org=kpi.organization, kpi=kpi, limit=limit)

@@ -23,5 +23,6 @@ class Command(BaseCommand):
         counts = process_status_changes(org_id=org_id_of(org))
         self.stdout.write(
             f"Processed {counts.processed} status change(s): {counts.opened} workstream(s) opened, "
-            f"{counts.resolved} resolved."
+            f"{counts.resolved} resolved; {counts.signals} upstream signal(s), {counts.reviews} dependency review(s) "
+            f"opened, {counts.throttled} throttled."
         )
