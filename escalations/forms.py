@@ -152,3 +152,12 @@ class NotificationPreferencesForm(forms.Form):
             for channel in Notification.Channel.values
             if not self.cleaned_data[f"{kind}__{channel}"]
         }
+
+
+class ReviewAnswerForm(forms.Form):
+    impact = forms.TypedChoiceField(
+        choices=[("yes", "Impact: open a preventive workstream"), ("no", "No impact")],
+        coerce=lambda value: value == "yes",
+        widget=forms.RadioSelect,
+    )
+    reason = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}), max_length=2000)

@@ -83,7 +83,12 @@ def open_tasks(*, membership: Membership) -> QuerySet[Task]:
 def inbox(*, membership: Membership) -> QuerySet[Task]:
     """open_tasks with what the inbox acts on: the overdue action, and whether a path awaits review."""
     waiting = MitigationPath.objects.filter(workstream=OuterRef("workstream"), state=MitigationPath.State.SUBMITTED)
-    return open_tasks(membership=membership).select_related("action").annotate(path_waiting=Exists(waiting))
+    return (
+        open_tasks(membership=membership)
+        .select_related("action", "review")
+        .prefetch_related("review__signals__signal", "review__signals__upstream")
+        .annotate(path_waiting=Exists(waiting))
+    )
 
 
 def notifications(*, membership: Membership) -> QuerySet[Notification]:

@@ -11,6 +11,7 @@ urlpatterns = [
     path("paths/<int:path_id>/review/", views.mitigation_path_review, name="mitigation_path_review"),
     path("actions/<int:action_id>/update/", views.action_update, name="action_update"),
     path("tasks/<int:task_id>/acknowledge/", views.task_acknowledge, name="task_acknowledge"),
+    path("tasks/<int:task_id>/answer/", views.task_answer, name="task_answer"),
     path("inbox/", views.task_inbox, name="task_inbox"),
     path("notifications/", views.notification_list, name="notification_list"),
     path("notifications/read/", views.notification_read_all, name="notification_read_all"),

@@ -19,6 +19,7 @@ from escalations.forms import (
     CloseForm,
     NotificationPreferencesForm,
     PathForm,
+    ReviewAnswerForm,
     ReviewForm,
     WorkstreamFilterForm,
     action_formset,
@@ -274,6 +275,27 @@ def task_acknowledge(request: HttpRequest, task_id: int) -> HttpResponse:
         return _inbox_row(request, task, notice, error)
     ws = _get_workstream(request, task.workstream_id)
     return _refused(request, ws, error) if error else _done(request, ws, notice)
+
+
+@require_POST
+def task_answer(request: HttpRequest, task_id: int) -> HttpResponse:
+    """A dependency review answered in place: impact (a preventive workstream) or no impact with a reason."""
+    task = get_for_org_or_404(request, Task.objects.select_related("review"), task_id)
+    if not services.may_answer(task, request.membership):
+        raise deny(request, "the review's assignee")
+    form = ReviewAnswerForm(request.POST)
+    notice, error = "", ""
+    if not form.is_valid():
+        error = "Say whether the upstream change affects this KPI."
+    else:
+        try:
+            services.dependency_review_answer(task=task, by=request.membership, **form.cleaned_data)
+        except ValidationError as e:
+            error = " ".join(e.messages)
+        else:
+            impact = form.cleaned_data["impact"]
+            notice = "Answered: a preventive workstream is open." if impact else "Answered: no impact, reason recorded."
+    return _inbox_row(request, task, notice, error)
 
 
 @require_POST

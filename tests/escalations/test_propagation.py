@@ -15,6 +15,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
 from django.utils import timezone
 
 from dependencies.models import Dependency
@@ -668,3 +669,23 @@ def test_two_sweeps_at_once_group_each_downstream_kpis_signals_into_one_review(m
     assert DependencySignal.objects.count() == DependencyReviewSignal.objects.count() == 200
     assert sorted(DependencyReview.objects.values_list("kpi_id", flat=True)) == sorted(k.pk for k in downstream)
     assert Task.objects.filter(kind="dependency_review").count() == 10
+
+
+def test_the_owner_answers_a_review_in_place_in_the_inbox(graph):
+    change(graph.kpis["marketing.leads"], T0)
+    sweep(T0)
+    task = Task.objects.get(kind="dependency_review")
+    client = graph.client(graph.planner)
+    inbox = client.get(reverse("task_inbox", args=[graph.org.slug]))
+    assert (
+        b"Marketing leads" in inbox.content
+        and reverse("task_answer", args=[graph.org.slug, task.pk]).encode() in inbox.content
+    )
+    url = reverse("task_answer", args=[graph.org.slug, task.pk])
+    assert graph.client(graph.member).post(url, {"impact": "yes"}).status_code == 403
+    with time_machine.travel(T0 + HOUR, tick=False):
+        refused = client.post(url, {"impact": "no", "reason": ""}, HTTP_HX_REQUEST="true")
+        assert b"Say why" in refused.content and not DependencyReview.objects.get().answer
+        answered = client.post(url, {"impact": "yes"}, HTTP_HX_REQUEST="true")
+    assert b"preventive workstream is open" in answered.content
+    assert Workstream.objects.get(kpi=graph.kpis["supply.fill_rate"]).kind == "preventive"
