@@ -61,6 +61,9 @@ _ID, _ORG, _LAST_MEASURED, _NEXT, _EVERY, _ERRORS, _VERSION, _THRESHOLDS = map(
 )
 _RULE = slice(READ_FIELDS.index(RULE_FIELDS[0]), READ_FIELDS.index(RULE_FIELDS[-1]) + 1)
 _STATE = slice(READ_FIELDS.index(STATE_FIELDS[0]), READ_FIELDS.index(STATE_FIELDS[-1]) + 1)
+# The per-KPI columns written for an evaluated KPI (and its STATE_FIELDS if they moved), and for a failed one.
+EVALUATED_FIELDS = ["id", "last_value", "last_measured_at", "reason", "next_evaluation_at", "version"]
+FAILED_FIELDS = ["id", "error", "error_count", "next_evaluation_at"]
 
 
 @dataclass
@@ -146,19 +149,27 @@ def _due(due: Q, org_id: int | None) -> QuerySet[Kpi]:
 
 
 def evaluate_batch(
-    *, now: datetime, due: Q, order: str, org_id: int | None = None, batch_size: int = BATCH_SIZE
+    *,
+    now: datetime,
+    due: Q,
+    order: str,
+    org_id: int | None = None,
+    batch_size: int = BATCH_SIZE,
+    on_full_batch: Callable[[], None] = lambda: None,
 ) -> SweepResult:
     with transaction.atomic():
         # Ordered by the partial index that finds due rows, so each batch starts at the first row still due.
         # Without it the model's default ordering (name) sorted every due row for each batch.
         claimed = _due(due, org_id).order_by(order).select_for_update(skip_locked=True)[:batch_size]
         rows, rules, series = read_batch(claimed, now)
+        if len(rows) == batch_size:
+            on_full_batch()  # there may be more: see evaluate_due
         # Rows to write, by what changed: most evaluations only move the value, reason and schedule; the
         # status/pending columns travel only for the KPIs whose state moved.
         same_state, new_state, failed = [], [], []
         changes, surges = [], []
         for row, rule in zip(rows, rules, strict=True):
-            kpi_id, org_id, state = row[_ID], row[_ORG], row[_STATE]
+            kpi_id, kpi_org, state = row[_ID], row[_ORG], row[_STATE]
             points = series[kpi_id]
             newest = row[_LAST_MEASURED]
             if points and (newest is None or points[-1][0] > newest):
@@ -175,7 +186,7 @@ def evaluate_batch(
             if decision.changed:
                 changes.append(
                     StatusChange(
-                        organization_id=org_id,
+                        organization_id=kpi_org,
                         kpi_id=kpi_id,
                         old=decision.old_status,
                         new=decision.status,
@@ -188,7 +199,7 @@ def evaluate_batch(
             if decision.surge is not None:
                 surges.append(
                     SurgeSignal(
-                        organization_id=org_id,
+                        organization_id=kpi_org,
                         kpi_id=kpi_id,
                         at=now,
                         previous=decision.surge.previous,
@@ -215,11 +226,6 @@ def evaluate_batch(
         StatusChange.objects.bulk_create(changes)
         SurgeSignal.objects.bulk_create(surges)
     return SweepResult(len(same_state) + len(new_state), len(changes), len(surges), len(failed))
-
-
-# The per-KPI columns written for an evaluated KPI (and its STATE_FIELDS if they moved), and for a failed one.
-EVALUATED_FIELDS = ["id", "last_value", "last_measured_at", "reason", "next_evaluation_at", "version"]
-FAILED_FIELDS = ["id", "error", "error_count", "next_evaluation_at"]
 
 
 def _update(columns: list[str], rows: list[tuple], **same: object) -> None:
@@ -254,17 +260,17 @@ def evaluate_due(
     sweep = partial(_sweep, now=now or timezone.now(), org_id=org_id, batch_size=batch_size)
     if connection.vendor != "postgresql" or connection.in_atomic_block:
         return sweep()  # on the caller's one connection, inside its transaction
-    # Once there is more than a batch to do, a second sweep joins on a connection of its own: while one
-    # evaluates in Python, the database reads or writes the other's batch, so a sweep takes about the longer
-    # of the two rather than their sum. They split the work as any two sweeps do (SKIP LOCKED).
+    # Once a batch comes back full, a second sweep joins on a connection of its own: while one evaluates in
+    # Python, the database reads or writes the other's batch, so a sweep takes about the longer of the two
+    # rather than their sum. They split the work as any two sweeps do (SKIP LOCKED).
     with ThreadPoolExecutor(max_workers=1) as pool:
         helpers: list[Future[SweepResult]] = []
 
-        def more_than_a_batch() -> None:
+        def join() -> None:
             if not helpers:
                 helpers.append(pool.submit(_on_own_connection, sweep))
 
-        total = sweep(on_full_batch=more_than_a_batch)
+        total = sweep(on_full_batch=join)
         for helper in helpers:
             total += helper.result()
     return total
@@ -278,12 +284,12 @@ def _sweep(
     # both scans the table once per batch, which makes a sweep of N KPIs read N^2 / batch_size rows.
     for due, order in ((Q(needs_evaluation=True), "id"), (Q(next_evaluation_at__lte=now), "next_evaluation_at")):
         while True:
-            batch = evaluate_batch(now=now, due=due, order=order, org_id=org_id, batch_size=batch_size)
+            batch = evaluate_batch(
+                now=now, due=due, order=order, org_id=org_id, batch_size=batch_size, on_full_batch=on_full_batch
+            )
             if not (batch.evaluated or batch.errors):
                 break
             total += batch
-            if batch.evaluated + batch.errors == batch_size:
-                on_full_batch()
     return total
 
 
