@@ -40,15 +40,16 @@ from escalations.sweeps import (
     Resolver,
     add_task,
     admins,
-    business_hours,
+    due_steps,
     event,
     inhibit,
     policies_for,
     policy_for,
+    step_key,
     when,
     workstream_url,
 )
-from escalations.timing import Policy, Position, next_step, renotify
+from escalations.timing import Policy
 from governance.models import Membership, Organization, User
 from scorecards.models import Kpi, Status, StatusChange, SurgeSignal
 
@@ -386,28 +387,19 @@ def _advance(
     review: DependencyReview, now: datetime, resolve: Resolver, tasks: list[Task], announcements: list[Announcement]
 ) -> int:
     """sweeps._advance for a review: runs every step due by `now`, each at its own time."""
-    policy, hours, notified = Policy.from_json(review.policy), business_hours(review.organization), 0
-    kpi, org = review.kpi, review.organization
-    while review.next_escalation_at is not None and review.next_escalation_at <= now:
-        if not policy.levels:
-            review.next_escalation_at = None
-            break
-        due, position = review.next_escalation_at, Position(review.level, review.escalation_pass)
-        step = renotify(policy, position, due, hours) if review.renotify else next_step(policy, position, due, hours)
-        if step.exhausted:
-            review.exhausted_at, review.next_escalation_at = step.at, None
-            _log(review, step.at, "exhausted", "Escalation exhausted: the review is still unanswered")
-            break
-        if step.at > now:  # a business-hours level waits for the next opening
-            review.next_escalation_at = step.at
-            break
-        review.level, review.escalation_pass, review.renotify = step.level, step.pass_, False
-        people = resolve(policy.levels[step.level - 1].targets, kpi)
-        if not people:
-            _log(review, step.at, "level_skipped", f"Level {step.level} (pass {step.pass_}) names nobody active")
-            review.next_escalation_at = step.at
-            continue
-        key = f"{step.level}:{step.pass_}:{int(step.at.timestamp())}"
+    kpi, org, notified = review.kpi, review.organization, 0
+    steps = due_steps(
+        review,
+        kpi,
+        now,
+        resolve,
+        skipped=lambda step: _log(
+            review, step.at, "level_skipped", f"Level {step.level} (pass {step.pass_}) names nobody active"
+        ),
+        exhausted=lambda at: _log(review, at, "exhausted", "Escalation exhausted: the review is still unanswered"),
+    )
+    for step, people in steps:
+        key = step_key(step)
         tasks += [
             Task(
                 organization_id=review.organization_id,
@@ -441,7 +433,6 @@ def _advance(
                 dedup_key=f"{review.organization_id}:{kpi.pk}:review{review.pk}:{key}",
             )
         )
-        review.next_escalation_at = step.then
         notified += 1
     return notified
 

@@ -10,7 +10,7 @@ sweep happened to run, so a late sweep catches up with exactly the steps (and ti
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -22,6 +22,7 @@ from django.utils import timezone
 
 from escalations import webhooks
 from escalations.models import (
+    DependencyReview,
     EscalationPolicy,
     MitigationAction,
     MitigationPath,
@@ -30,7 +31,7 @@ from escalations.models import (
     WorkstreamEvent,
 )
 from escalations.notifications import Announcement, Message, notify, notify_all
-from escalations.timing import BusinessHours, Level, Policy, Position, next_step, renotify
+from escalations.timing import BusinessHours, Level, Policy, Position, Step, next_step, renotify
 from governance.models import Membership, Organization, Role, User
 from scorecards.models import Kpi, Status, StatusChange
 
@@ -514,6 +515,45 @@ def _supersede(tasks: list[Task]) -> None:
     Task.objects.filter(pk__in=ids).update(state=Task.State.CANCELLED)
 
 
+def due_steps(
+    episode: Workstream | DependencyReview,
+    kpi: Kpi,
+    now: datetime,
+    resolve: Resolver,
+    skipped: Callable[[Step], None],
+    exhausted: Callable[[datetime], None],
+) -> Iterator[tuple[Step, list[Membership]]]:
+    """Every escalation step of a workstream or a dependency review due by `now`, each at its own time, with the
+    people it notifies. Moves the episode's escalation state (level, pass, renotify, next_escalation_at,
+    exhausted_at) along as it goes; `skipped` hears of a level naming nobody, `exhausted` of the end."""
+    policy, hours = Policy.from_json(episode.policy), business_hours(episode.organization)
+    while episode.next_escalation_at is not None and episode.next_escalation_at <= now:
+        if not policy.levels:
+            episode.next_escalation_at = None
+            return
+        due, position = episode.next_escalation_at, Position(episode.level, episode.escalation_pass)
+        step = renotify(policy, position, due, hours) if episode.renotify else next_step(policy, position, due, hours)
+        if step.exhausted:
+            episode.exhausted_at, episode.next_escalation_at = step.at, None
+            exhausted(step.at)
+            return
+        if step.at > now:  # a business-hours level waits for the next opening
+            episode.next_escalation_at = step.at
+            return
+        episode.level, episode.escalation_pass, episode.renotify = step.level, step.pass_, False
+        people = resolve(policy.levels[step.level - 1].targets, kpi)
+        if not people:
+            skipped(step)
+            episode.next_escalation_at = step.at  # the next level is due at once
+            continue
+        yield step, people
+        episode.next_escalation_at = step.then
+
+
+def step_key(step: Step) -> str:
+    return f"{step.level}:{step.pass_}:{int(step.at.timestamp())}"
+
+
 def _advance(
     ws: Workstream,
     now: datetime,
@@ -523,26 +563,22 @@ def _advance(
     announcements: list[Announcement],
 ) -> int:
     """Runs every step due by `now`, each at its own time; returns how many levels were notified."""
-    policy, hours, notified = Policy.from_json(ws.policy), business_hours(ws.organization), 0
-    while ws.next_escalation_at is not None and ws.next_escalation_at <= now:
-        if mitigated_now or not policy.levels:
-            ws.next_escalation_at = None
-            break
-        due, position = ws.next_escalation_at, Position(ws.level, ws.escalation_pass)
-        step = renotify(policy, position, due, hours) if ws.renotify else next_step(policy, position, due, hours)
-        if step.exhausted:
-            _exhaust(ws, step.at, now)
-            break
-        if step.at > now:  # a business-hours level waits for the next opening
-            ws.next_escalation_at = step.at
-            break
-        ws.level, ws.escalation_pass, ws.renotify = step.level, step.pass_, False
-        people = resolve(policy.levels[step.level - 1].targets, ws.kpi)
-        if not people:
-            event(ws, step.at, "level_skipped", f"Level {step.level} (pass {step.pass_}) names nobody active: skipped")
-            ws.next_escalation_at = step.at  # the next level is due at once
-            continue
-        key = f"{step.level}:{step.pass_}:{int(step.at.timestamp())}"
+    if mitigated_now:
+        ws.next_escalation_at = None
+        return 0
+    notified = 0
+    steps = due_steps(
+        ws,
+        ws.kpi,
+        now,
+        resolve,
+        skipped=lambda step: event(
+            ws, step.at, "level_skipped", f"Level {step.level} (pass {step.pass_}) names nobody active: skipped"
+        ),
+        exhausted=lambda at: _exhaust(ws, at, now),
+    )
+    for step, people in steps:
+        key = step_key(step)
         tasks += [
             new_task(
                 ws, Task.Kind.ESCALATION, person, step.then, now, key, level=step.level, escalation_pass=step.pass_
@@ -567,13 +603,11 @@ def _advance(
                 workstream=ws,
             )
         )
-        ws.next_escalation_at = step.then
         notified += 1
     return notified
 
 
 def _exhaust(ws: Workstream, at: datetime, now: datetime) -> None:
-    ws.exhausted_at, ws.next_escalation_at = at, None
     skipped = not ws.tasks.filter(kind=Task.Kind.ESCALATION).exists()
     why = "no level named anyone active" if skipped else "every level and pass was notified"
     event(ws, at, "exhausted", f"Escalation exhausted: {why}, and no mitigation path is approved")
