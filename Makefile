@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint bench clean
+.PHONY: run test lint bench load chaos clean
 
 $(BIN)/.installed: pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "Steerco needs Python 3.11 or newer" or 0)'
@@ -20,19 +20,35 @@ run: $(BIN)/.installed
 	@echo
 	$(BIN)/honcho start -f Procfile -p $${PORT:-8000}
 
-test: $(BIN)/.installed
+# axe-core, which the browser tests (tests/browser) load into Chromium; the lockfile pins it, with no addresses.
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+test: $(BIN)/.installed node_modules/.installed
 	$(BIN)/pytest $(PYTEST_ARGS)
 
+# One run of every benchmark; the figures go to var/bench/report.json and report.md (tests/bench/report.py).
 bench: $(BIN)/.installed
+	rm -f var/bench/figures.jsonl
 	$(BIN)/python -m tests.bench.scorecard
 	$(BIN)/python -m tests.bench.evaluation
 	$(BIN)/python -m tests.bench.ingestion
 	$(BIN)/python -m tests.bench.escalation
 	$(BIN)/python -m tests.bench.propagation
 	$(BIN)/python -m tests.bench.graph
+	$(BIN)/python -m tests.bench.report
+
+# gunicorn on PostgreSQL + Redis driven for 60 s (LOAD_SECONDS) from another process: req/s, p50/p99, errors.
+load: $(BIN)/.installed
+	$(BIN)/python -m tests.load
+
+# kill -9 the worker mid-sweep, restart Redis and PostgreSQL (its own instances), then check nothing was lost.
+chaos: $(BIN)/.installed
+	$(BIN)/python -m tests.chaos
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check .
 
 clean:
-	rm -rf var/broker var/celerybeat-schedule* var/steerco.sqlite3
+	rm -rf var/broker var/celerybeat-schedule* var/steerco.sqlite3 var/screenshots var/bench var/chaos

@@ -82,6 +82,7 @@ class SignalOut(Schema):
 
 class ReviewOut(Schema):
     id: int
+    kpi: str = Field(description="the downstream KPI's key: each KPI a review task lists is answered on its own")
     state: str = Field(description="open | impact | no_impact")
     reason: str
     answered_at: datetime | None
@@ -104,12 +105,22 @@ class TaskOut(Schema):
     state: str
     due_at: datetime
     created_at: datetime
-    review: ReviewOut | None = Field(None, description="a dependency review and its escalation tasks: the review")
+    review: ReviewOut | None = Field(
+        None, description="the first of `reviews` (a dependency review task may list several), or null"
+    )
+    reviews: list[ReviewOut] = Field(
+        [],
+        description="a dependency review task: one review per downstream KPI the upstream changes reached within 10 "
+        "minutes (all of the owner's); an escalation task: the review it escalates",
+    )
 
 
 class AnswerIn(Schema):
     impact: StrictBool
     reason: str = ""
+    kpi: str | None = Field(
+        None, description="the downstream KPI answered for; needed while the task lists several unanswered ones"
+    )
 
 
 class NotificationOut(Schema):
@@ -240,6 +251,7 @@ def _review_out(review: DependencyReview | None) -> dict | None:
         return None
     return {
         "id": review.pk,
+        "kpi": review.kpi.key,
         "state": review.answer or "open",
         "reason": review.answer_reason,
         "answered_at": review.answered_at,
@@ -266,8 +278,8 @@ def _review_out(review: DependencyReview | None) -> dict | None:
 def _tasks(request: HttpRequest):
     return (
         Task.objects.for_org(request.org)
-        .select_related("assignee__user", "kpi", "review")
-        .prefetch_related("review__signals__signal", "review__signals__upstream")
+        .select_related("assignee__user", "kpi", "review__kpi")
+        .prefetch_related(*selectors.REVIEW_PARTS)
     )
 
 
@@ -279,6 +291,7 @@ def _task(request: HttpRequest, task_id: int) -> Task:
 
 
 def _task_out(task: Task) -> dict:
+    parts = task.review_parts
     return {
         "id": task.pk,
         "kind": task.kind,
@@ -290,7 +303,8 @@ def _task_out(task: Task) -> dict:
         "state": task.state,
         "due_at": task.due_at,
         "created_at": task.created_at,
-        "review": _review_out(task.review),
+        "review": _review_out(parts[0]) if parts else None,
+        "reviews": [_review_out(review) for review in parts],
     }
 
 
@@ -333,12 +347,18 @@ def task_acknowledge(request: HttpRequest, task_id: int):
     response={200: TaskOut, 403: Errors, 404: Errors, 422: Errors},
     by_alias=True,
     tags=["tasks"],
-    summary='Answer a dependency review: "impact" opens a preventive workstream, "no impact" needs a reason '
-    "(the assignee's token)",
+    summary='Answer a dependency review for one KPI: "impact" opens a preventive workstream, "no impact" needs a '
+    "reason (the assignee's token)",
 )
 def task_answer(request: HttpRequest, task_id: int, body: AnswerIn):
-    by = _person(request)
-    services.dependency_review_answer(task=_task(request, task_id), by=by, impact=body.impact, reason=body.reason)
+    by, task = _person(request), _task(request, task_id)
+    review_id = None
+    if body.kpi is not None:
+        named = [r for r in task.review_parts if r.kpi.key == body.kpi]
+        if not named:
+            raise ApiError(422, [{"path": "kpi", "message": f"this task does not review {body.kpi}"}])
+        review_id = next((r for r in named if r.is_open), named[0]).pk
+    services.dependency_review_answer(task=task, by=by, impact=body.impact, reason=body.reason, review_id=review_id)
     return _task_out(_task(request, task_id))
 
 

@@ -4,6 +4,10 @@ The demo's status changes arrive already processed (the history predates the eng
 put each KPI into its current breach are handed back to the sweep, which opens the episodes at their real
 times, and the escalation sweep catches up to now; then people act: paths filed, approved, rejected, an
 action gone overdue, an episode closed by decision. One past episode is replayed to its recovery.
+
+The founding story's surge comes the same way: the evaluation sweep evaluates the leads' newest week (left for it
+by scorecards.demo), finds it 30% above the week before and records the surge; process_status_changes turns it into
+a dependency signal and one review task for Supply Chain's owner, listing both of their KPIs that depend on leads.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from escalations.models import MitigationAction, Workstream
 from escalations.services import ActionDraft, mitigation_path_file, mitigation_path_review, workstream_close
 from escalations.sweeps import advance_escalations, process_status_changes
 from governance.models import Membership, Organization
+from scorecards.evaluation import evaluate_due
 from scorecards.models import Kpi, Status, StatusChange
 
 BREACHES = {Status.AT_RISK, Status.OFF_TRACK, Status.STALE}
@@ -31,6 +36,7 @@ def seed_workstreams(org: Organization) -> None:
                 break
         StatusChange.objects.filter(pk__in=streak).update(processed_at=None)
     _replay_a_recovery(org)
+    evaluate_due(now=now, org_id=org.pk)  # the KPIs whose newest data awaits it: the leads, and their surge
     process_status_changes(now=now, org_id=org.pk)
     advance_escalations(now=now, org_id=org.pk)
     _people_act(org, now)

@@ -155,6 +155,9 @@ class NotificationPreferencesForm(forms.Form):
 
 
 class ReviewAnswerForm(forms.Form):
+    """One KPI's answer in a review task (`review`: which of the task's reviews; optional when one is open)."""
+
+    review = forms.IntegerField(required=False, min_value=1, widget=forms.HiddenInput)
     impact = forms.TypedChoiceField(
         choices=[("yes", "Impact: open a preventive workstream"), ("no", "No impact")],
         coerce=lambda value: value == "yes",

@@ -184,7 +184,8 @@ class Task(models.Model):
     kpi = models.ForeignKey(Kpi, on_delete=models.CASCADE, related_name="tasks")
     workstream = models.ForeignKey(Workstream, null=True, blank=True, on_delete=models.CASCADE, related_name="tasks")
     action = models.ForeignKey(MitigationAction, null=True, blank=True, on_delete=models.CASCADE, related_name="tasks")
-    # A dependency review's own task and its escalation tasks (these have no workstream).
+    # The dependency review an escalation task escalates (such tasks have no workstream). A downstream owner's
+    # dependency_review task has none: it groups several reviews, one per affected KPI (DependencyReview.task).
     review = models.ForeignKey(
         "DependencyReview", null=True, blank=True, on_delete=models.CASCADE, related_name="tasks"
     )
@@ -210,6 +211,18 @@ class Task(models.Model):
     @property
     def is_open(self) -> bool:
         return self.state in (self.State.OPEN, self.State.ACKNOWLEDGED)
+
+    @property
+    def review_parts(self) -> list[DependencyReview]:
+        """The per-KPI reviews this task answers: all those an owner's review task groups, or the one an escalation
+        task escalates. Prefetch `reviews` (and `review`) for lists."""
+        if self.kind == self.Kind.DEPENDENCY_REVIEW:
+            return sorted(self.reviews.all(), key=lambda r: (r.opened_at, r.pk))
+        return [self.review] if self.review_id else []
+
+    @property
+    def open_parts(self) -> list[DependencyReview]:
+        return [r for r in self.review_parts if r.is_open]
 
 
 class WorkstreamEvent(models.Model):
@@ -269,10 +282,14 @@ class DependencySignal(models.Model):
 
 
 class DependencyReview(models.Model):
-    """A downstream owner's assessment of what happened upstream: "no impact" (with a reason) or "impact", which
-    opens a preventive workstream. It lists every signal grouped into it, is due after the upstream policy's
-    mitigation_due, and until answered escalates level by level as a workstream does, following the snapshot of
-    that policy taken when it opened (targets such as owner and team_lead name the downstream KPI's people)."""
+    """A downstream owner's assessment of what happened upstream to one downstream KPI: "no impact" (with a reason)
+    or "impact", which opens a preventive workstream on that KPI. It lists every signal grouped into it, is due after
+    the upstream policy's mitigation_due, and until answered escalates level by level as a workstream does,
+    following the snapshot of that policy taken when it opened (targets such as owner and team_lead name the
+    downstream KPI's people).
+
+    The owner gets one review task for everything reaching them within GROUP_WINDOW (escalations.reviews): the
+    task groups one review per affected KPI (`task`), and each is answered on its own."""
 
     class Answer(models.TextChoices):
         IMPACT = "impact", "Impact"
@@ -280,7 +297,9 @@ class DependencyReview(models.Model):
 
     organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
     kpi = models.ForeignKey(Kpi, on_delete=models.CASCADE, related_name="dependency_reviews")  # the downstream
-    opened_at = models.DateTimeField()  # the first signal's time: later ones join within GROUP_WINDOW of it
+    # The downstream owner's dependency_review task listing this review beside the others of its window.
+    task = models.ForeignKey(Task, null=True, blank=True, on_delete=models.SET_NULL, related_name="reviews")
+    opened_at = models.DateTimeField()  # its first signal's time; the task's window starts at its first review's
     due_at = models.DateTimeField()
     policy_key = models.CharField(max_length=64, blank=True)
     policy = models.JSONField(default=dict)  # escalations.timing.Policy.as_json() of the upstream's policy
@@ -340,6 +359,12 @@ class DependencyReviewSignal(models.Model):
 
     def __str__(self) -> str:
         return f"signal {self.signal_id} to {self.kpi_id}{' (throttled)' if self.throttled else ''}"
+
+    @property
+    def happened(self) -> str:
+        """The signal's cause without the upstream KPI's name in front, for a page that shows the name beside it."""
+        cause, name = self.signal.cause, self.upstream.name
+        return cause[len(name) :].lstrip(" :") if cause.startswith(name) else cause
 
 
 class Notification(models.Model):
@@ -476,3 +501,103 @@ class WebhookDelivery(models.Model):
         if self.next_attempt_at is None:
             return "failed"
         return "retrying" if self.attempts else "pending"
+
+
+# --- executive reviews and the decision log ---------------------------------------------------------------------
+
+
+class ReviewSession(models.Model):
+    """A steering review: executives go through the agenda together. The decisions taken while it is open are its
+    minutes; once closed it is kept as it was (the steering pack renders it)."""
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
+    title = models.CharField(max_length=200)
+    started_by = models.ForeignKey(User, on_delete=models.PROTECT, related_name="+")
+    started_at = models.DateTimeField(default=now)
+    closed_at = models.DateTimeField(null=True, blank=True)
+    closed_by = models.ForeignKey(User, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    summary = models.TextField(blank=True)  # the closing note
+    attendees = models.ManyToManyField(Membership, through="ReviewAttendee", related_name="review_sessions")
+
+    objects = TenantQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-started_at", "-id"]
+        constraints = [
+            # One review runs at a time: the agenda, the decisions and the attendees all point at "the" session.
+            models.UniqueConstraint(
+                fields=["organization"], condition=Q(closed_at__isnull=True), name="one_open_review_per_org"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.title
+
+    @property
+    def is_open(self) -> bool:
+        return self.closed_at is None
+
+
+class ReviewAttendee(models.Model):
+    """Who attended a review (the explicit through table carries the tenant key like every other row)."""
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
+    session = models.ForeignKey(ReviewSession, on_delete=models.CASCADE, related_name="attendance")
+    membership = models.ForeignKey(Membership, on_delete=models.PROTECT, related_name="+")
+
+    objects = TenantQuerySet.as_manager()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["session", "membership"], name="attends_a_review_once")]
+
+    def __str__(self) -> str:
+        return f"{self.membership_id} at review {self.session_id}"
+
+
+class Decision(models.Model):
+    """What an executive or admin decided about a KPI, why, and by when it should show (`expected_by`): the
+    decision log. Written once by escalations.decisions together with the effect it describes; never edited."""
+
+    class Kind(models.TextChoices):
+        APPROVE_PATH = "approve_path", "Approved the mitigation path"
+        REJECT_PATH = "reject_path", "Rejected the mitigation path"
+        ACCEPT_RISK = "accept_risk", "Accepted the risk"
+        CHANGE_TARGET = "change_target", "Changed the target"
+        TRANSFER_OWNER = "transfer_owner", "Requested an ownership transfer"
+        ASSIGN_ACTION = "assign_action", "Assigned an action"
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    kpi = models.ForeignKey(Kpi, on_delete=models.CASCADE, related_name="decisions")
+    workstream = models.ForeignKey(
+        Workstream, null=True, blank=True, on_delete=models.CASCADE, related_name="decisions"
+    )
+    session = models.ForeignKey(
+        ReviewSession, null=True, blank=True, on_delete=models.PROTECT, related_name="decisions"
+    )
+    decided_by = models.ForeignKey(User, on_delete=models.PROTECT, related_name="+")
+    decided_at = models.DateTimeField(default=now)
+    reason = models.TextField()
+    kpi_status = models.CharField(max_length=10, choices=Status.choices)  # the KPI's status when decided
+    # What changed, in the audit log's spelling: {"before": {...}, "after": {...}} or the decision's own fields.
+    payload = models.JSONField(default=dict, blank=True)
+    # The follow-up: the day by which the KPI should be on track (accepting a risk: the day the pause ends).
+    expected_by = models.DateField(null=True, blank=True)
+    path = models.ForeignKey(MitigationPath, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    action = models.ForeignKey(MitigationAction, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    transfer = models.ForeignKey(
+        "scorecards.OwnershipTransfer", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+
+    objects = TenantQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-decided_at", "-id"]
+        constraints = [models.CheckConstraint(condition=~Q(reason=""), name="decision_has_a_reason")]
+        indexes = [
+            models.Index(fields=["organization", "-decided_at"], name="decision_log"),
+            models.Index(fields=["kpi", "-decided_at"], name="decision_by_kpi"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} on {self.kpi_id} at {self.decided_at:%Y-%m-%d %H:%M}"

@@ -16,6 +16,7 @@ from django.db import transaction
 from django.template.loader import render_to_string
 from django.utils import timezone
 
+from escalations import digests
 from escalations.models import Notification, NotificationPreference, Workstream
 from governance.models import Membership
 
@@ -66,6 +67,7 @@ def notify_all(announcements: list[Announcement], *, now: datetime | None = None
             enabled=False,
         ).values_list("membership_id", "kind", "channel")
     )
+    channels = Notification.Channel.values  # an enum property that builds its list on every read
     rows = [
         Notification(
             organization_id=recipient.organization_id,
@@ -84,7 +86,7 @@ def notify_all(announcements: list[Announcement], *, now: datetime | None = None
         )
         for a in announcements
         for recipient in a.recipients
-        for channel in Notification.Channel.values
+        for channel in channels
         if (recipient.pk, a.message.kind, channel) not in off
     ]
     Notification.objects.bulk_create(rows, ignore_conflicts=True)
@@ -125,15 +127,20 @@ def deliver_due(*, now: datetime | None = None, org_id: int | None = None) -> in
 
 
 def _send_email(notification: Notification) -> None:
-    context = {
-        "notification": notification,
-        "url": settings.SITE_URL + notification.url if notification.url else "",
-        "org": notification.organization,
-    }
+    if notification.kind == digests.DIGEST_KIND:  # its own layout, from the content stored in the body
+        text, html = digests.render_email(notification)
+    else:
+        context = {
+            "notification": notification,
+            "url": settings.SITE_URL + notification.url if notification.url else "",
+            "org": notification.organization,
+        }
+        text = render_to_string("escalations/email/notification.txt", context)
+        html = render_to_string("escalations/email/notification.html", context)
     email = EmailMultiAlternatives(
         subject=f"[{notification.organization}] {notification.subject}",
-        body=render_to_string("escalations/email/notification.txt", context),
+        body=text,
         to=[notification.recipient.user.email],
     )
-    email.attach_alternative(render_to_string("escalations/email/notification.html", context), "text/html")
+    email.attach_alternative(html, "text/html")
     email.send()

@@ -6,13 +6,19 @@ Durable rows carry it from sweep to sweep, as everywhere in the engine:
   and each surge (SurgeSignal, claimed as status changes are), into a DependencySignal, in the transaction that
   marks the outbox row processed;
 - a later phase of the same sweep propagates the signals, a batch at a time, over the direct edges: each (signal,
-  downstream KPI) becomes a DependencyReviewSignal that opens a review (with the downstream owner's task), joins
-  one opened within GROUP_WINDOW, or is throttled by the review the same upstream reached within the edge's lag;
-- advance_escalations escalates unanswered reviews level by level from next_escalation_at, as it does workstreams.
+  downstream KPI) becomes a DependencyReviewSignal that opens a review of that KPI, joins its unanswered one, or is
+  throttled by the review the same upstream reached within the edge's lag (24 h without one);
+- reviews group per downstream owner: everything reaching one owner within GROUP_WINDOW of the first review of a
+  window is one task (kind dependency_review) listing one review per affected KPI, each answered on its own
+  ("impact" on one and "no impact" on another is a fine answer); the task is done when every review is;
+- advance_escalations escalates each unanswered review level by level from next_escalation_at, as it does
+  workstreams; follow_owners hands unanswered reviews to their KPI's new owner.
 
 Concurrency: a propagation batch holds its downstream KPIs' rows (FOR NO KEY UPDATE, in id order, nothing else
 locked first), and so does an answer (escalations.services.dependency_review_answer), so grouping and throttling
-decide on one KPI's reviews one at a time. Signals are claimed with SKIP LOCKED and marked in the same transaction.
+decide on one KPI's reviews one at a time; it then holds the owners' membership rows (NO KEY UPDATE, id order), so
+two batches never open two tasks for one owner's window. Signals are claimed with SKIP LOCKED and marked in the
+same transaction.
 """
 
 from __future__ import annotations
@@ -20,9 +26,12 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from django.core.exceptions import ValidationError
 from django.db import connection, transaction
+from django.db.models import F, Min, Q
 from django.urls import reverse
 
 from dependencies.models import Dependency
@@ -150,8 +159,20 @@ def _surge_signal(surge: SurgeSignal) -> DependencySignal:
 # --- signals -> reviews ---------------------------------------------------------------------------
 
 
+@dataclass
+class Window:
+    """A downstream owner's review task open to grouping: its first review's time (`at`), its unanswered reviews
+    by KPI, and, for a task this batch opens, what reached the owner (for the one notification it sends)."""
+
+    task: Task
+    at: datetime
+    parts: dict[int, DependencyReview] = field(default_factory=dict)
+    reached: list[tuple[DependencySignal, Kpi]] | None = None  # None: the task was there before this batch
+
+
 def propagate(*, now: datetime, org_id: int | None) -> tuple[int, int]:
-    """Every unpropagated signal reaches its KPI's direct downstream KPIs; returns (reviews opened, throttled)."""
+    """Every unpropagated signal reaches its KPI's direct downstream KPIs; returns (reviews opened, throttled).
+    Then open review tasks follow their KPIs' owners (follow_owners)."""
     opened = throttled = 0
     while True:
         with transaction.atomic():
@@ -164,10 +185,12 @@ def propagate(*, now: datetime, org_id: int | None) -> tuple[int, int]:
                 .select_for_update(skip_locked=True, of=("self",))[:BATCH_SIZE]
             )
             if not batch:
-                return opened, throttled
+                break
             made, held = _propagate(batch, now)
             DependencySignal.objects.filter(pk__in=[s.pk for s in batch]).update(propagated_at=now)
             opened, throttled = opened + made, throttled + held
+    follow_owners(now=now, org_id=org_id)
+    return opened, throttled
 
 
 def _propagate(batch: list[DependencySignal], now: datetime) -> tuple[int, int]:
@@ -197,13 +220,12 @@ def _propagate(batch: list[DependencySignal], now: datetime) -> tuple[int, int]:
     downs = sorted({down for targets in edges.values() for down, _ in targets})
     if not downs:
         return 0, 0
+    # Then their owners' rows, in id order: tasks group per owner, and two batches reaching different KPIs of one
+    # owner must not each open a task for the same window.
+    owners = sorted({kpis[down].owner_id for down in downs})
+    list(Membership.objects.filter(pk__in=owners).order_by("pk").select_for_update(no_key=True).values_list("pk"))
     first, last = batch[0].at, batch[-1].at
-    # Reviews still open to grouping: unanswered, opened within GROUP_WINDOW of this batch's signals.
-    groups: dict[int, list[DependencyReview]] = defaultdict(list)
-    for review in DependencyReview.objects.filter(
-        kpi_id__in=downs, answered_at=None, opened_at__gt=first - GROUP_WINDOW, opened_at__lt=last + GROUP_WINDOW
-    ).order_by("opened_at", "id"):
-        groups[review.kpi_id].append(review)
+    windows = _windows(owners, first, last)
     # Throttling: per (upstream, downstream), the latest review an unthrottled signal of the upstream is in.
     longest = max(lag for targets in edges.values() for _, lag in targets)
     anchors: dict[tuple[int, int], DependencyReview] = {}
@@ -217,23 +239,36 @@ def _propagate(batch: list[DependencySignal], now: datetime) -> tuple[int, int]:
         anchors[(up, down)] = DependencyReview(pk=review_id, opened_at=opened)
     policies = policies_for(upstream.values())
 
-    reviews, deliveries, tasks, announcements = [], [], [], []
+    reviews, deliveries, new_windows, earlier = [], [], [], []
     reached: dict[int, list[tuple[Kpi, bool]]] = defaultdict(list)  # signal -> (downstream, throttled)
     for signal in batch:
         for down, lag in edges.get(signal.kpi_id, ()):
             kpi, pair = kpis[down], (signal.kpi_id, down)
-            review = next((r for r in reversed(groups[down]) if abs(signal.at - r.opened_at) < GROUP_WINDOW), None)
+            window = next((w for w in reversed(windows[kpi.owner_id]) if abs(signal.at - w.at) < GROUP_WINDOW), None)
+            # Within the owner's window, the KPI's unanswered review takes every signal; else the throttle decides.
+            review = window.parts.get(down) if window else None
             held = False
             if review is None:
                 anchor = anchors.get(pair)
                 if anchor is not None and signal.at < anchor.opened_at + lag:
                     review, held = anchor, True
                 else:
-                    review = _open(signal, kpi, policies[signal.kpi_id], now, tasks, announcements)
+                    review = _open(signal, kpi, policies[signal.kpi_id])
+                    if window is None:
+                        window = Window(task=_task(signal, kpi, review.due_at, now), at=signal.at, reached=[])
+                        windows[kpi.owner_id].append(window)
+                        new_windows.append(window)
+                    elif review.due_at < window.task.due_at:  # the task is due with its earliest review
+                        window.task.due_at = review.due_at
+                        if window.reached is None:
+                            earlier.append(window.task)
+                    review.task = window.task
+                    window.parts[down] = review
                     reviews.append(review)
-                    groups[down].append(review)
             if not held and (pair not in anchors or anchors[pair].opened_at <= review.opened_at):
                 anchors[pair] = review
+            if window is not None and window.reached is not None and not held:
+                window.reached.append((signal, kpi))
             deliveries.append(
                 DependencyReviewSignal(
                     organization_id=signal.organization_id,
@@ -246,25 +281,55 @@ def _propagate(batch: list[DependencySignal], now: datetime) -> tuple[int, int]:
                 )
             )
             reached[signal.pk].append((kpi, held))
+    # The tasks first (a review refers to its task), then the reviews, then what reached them. No ignore_conflicts:
+    # the signals are claimed, so a conflict would be a bug to hear about, and the reviews need the tasks' ids.
+    Task.objects.bulk_create([w.task for w in new_windows])
     DependencyReview.objects.bulk_create(reviews)
     DependencyReviewSignal.objects.bulk_create(deliveries, ignore_conflicts=True)
-    Task.objects.bulk_create(tasks, ignore_conflicts=True)
-    notify_all(announcements, now=now)
+    Task.objects.bulk_update(earlier, ["due_at"])
+    notify_all([_announcement(w) for w in new_windows], now=now)
     _tell_upstream_episodes(batch, reached)
     return len(reviews), sum(held for targets in reached.values() for _, held in targets)
 
 
-def _open(
-    signal: DependencySignal,
-    kpi: Kpi,
-    snapshot: tuple[str, Policy],
-    now: datetime,
-    tasks: list[Task],
-    announcements: list[Announcement],
-) -> DependencyReview:
+def _windows(owners: list[int], first: datetime, last: datetime) -> dict[int, list[Window]]:
+    """The owners' open review tasks whose first review is within GROUP_WINDOW of this batch's signals, oldest
+    first, with their unanswered reviews (two queries)."""
+    windows: dict[int, list[Window]] = defaultdict(list)
+    tasks = (
+        Task.objects.filter(kind=Task.Kind.DEPENDENCY_REVIEW, state__in=OPEN, assignee_id__in=owners)
+        .annotate(first_at=Min("reviews__opened_at"))
+        .filter(first_at__gt=first - GROUP_WINDOW, first_at__lt=last + GROUP_WINDOW)
+        .order_by("first_at", "id")
+    )
+    by_id = {}
+    for task in tasks:
+        by_id[task.pk] = Window(task=task, at=task.first_at)
+        windows[task.assignee_id].append(by_id[task.pk])
+    for review in DependencyReview.objects.filter(task_id__in=by_id, answered_at=None).order_by("opened_at", "id"):
+        by_id[review.task_id].parts.setdefault(review.kpi_id, review)
+    return windows
+
+
+def _task(signal: DependencySignal, kpi: Kpi, due: datetime, now: datetime) -> Task:
+    """The owner's review task for a new window, due with its earliest review."""
+    return Task(
+        organization_id=kpi.organization_id,
+        kind=Task.Kind.DEPENDENCY_REVIEW,
+        assignee=kpi.owner,
+        kpi=kpi,  # the first KPI reached; the task lists every one (`reviews`)
+        due_at=due,
+        created_at=now,
+        # One task per window and owner: the window's first signal and KPI name it.
+        dedup_key=f"{kpi.organization_id}:{kpi.pk}:signal{signal.pk}:{Task.Kind.DEPENDENCY_REVIEW}:{kpi.owner_id}",
+    )
+
+
+def _open(signal: DependencySignal, kpi: Kpi, snapshot: tuple[str, Policy]) -> DependencyReview:
+    """A review of one downstream KPI, due and escalating by the policy of the upstream whose signal opened it."""
     key, policy = snapshot
     due = signal.at + policy.mitigation_due
-    review = DependencyReview(
+    return DependencyReview(
         organization_id=kpi.organization_id,
         kpi=kpi,
         opened_at=signal.at,
@@ -273,36 +338,45 @@ def _open(
         policy=policy.as_json(),
         next_escalation_at=due if policy.levels else None,
     )
-    tasks.append(
-        Task(
-            organization_id=kpi.organization_id,
+
+
+def _announcement(window: Window) -> Announcement:
+    """One notification per new task: every signal that reached the owner in this batch, per affected KPI."""
+    task, org = window.task, window.task.kpi.organization
+    affected = list({kpi.pk: kpi for _, kpi in window.reached}.values())
+    signals = list({signal.pk: signal for signal, _ in window.reached}.values())
+    lines = []
+    for signal in signals:
+        value = f" Value {signal.value:g}; trend {signal.trend}." if signal.value is not None else ""
+        names = and_list([kpi.name for s, kpi in window.reached if s.pk == signal.pk])
+        lines.append(f"- {signal.cause}.{value} Affects {names}.")
+    if len(signals) == 1 and len(affected) == 1:
+        subject = f"{signals[0].kpi.name} changed: does it affect {affected[0].name}?"
+    else:
+        sources = and_list(list(dict.fromkeys(s.kpi.name for s in signals)))
+        subject = f"{sources} changed: {'does it' if len(signals) == 1 else 'do they'} affect "
+        subject = f"{subject}{and_list([k.name for k in affected])}?"
+    due = min(part.due_at for part in window.parts.values())
+    body = (
+        "\n".join(lines)
+        + f'\n\nFor each KPI answer "impact" (a preventive workstream opens on it) or "no impact" with your reason, '
+        f"by {when(due, org)}."
+    )
+    return Announcement(
+        recipients=[task.assignee],
+        message=Message(
             kind=Task.Kind.DEPENDENCY_REVIEW,
-            assignee=kpi.owner,
-            kpi=kpi,
-            review=review,
-            due_at=due,
-            created_at=now,
-            # One review task per signal and downstream KPI, whatever the redeliveries.
-            dedup_key=f"{kpi.organization_id}:{kpi.pk}:signal{signal.pk}:{Task.Kind.DEPENDENCY_REVIEW}:{kpi.owner_id}",
-        )
+            subject=subject[:200],
+            body=body,
+            url=f"{reverse('task_inbox', args=[org.slug])}#task-{task.pk}",
+        ),
+        dedup_key=f"{task.organization_id}:{task.kpi_id}:signal{signals[0].pk}:review",
     )
-    value = f"\nValue {signal.value:g}; trend {signal.trend}." if signal.value is not None else ""
-    announcements.append(
-        Announcement(
-            recipients=[kpi.owner],
-            message=Message(
-                kind=Task.Kind.DEPENDENCY_REVIEW,
-                subject=f"{signal.kpi.name} changed: does it affect {kpi.name}?",
-                body=(
-                    f'{signal.cause}{value}\n\n{kpi.name} depends on it. Answer "impact" (a preventive workstream '
-                    f'opens) or "no impact" with your reason by {when(due, kpi.organization)}.'
-                ),
-                url=kpi_url(kpi, kpi.organization),
-            ),
-            dedup_key=f"{kpi.organization_id}:{kpi.pk}:signal{signal.pk}:review",
-        )
-    )
-    return review
+
+
+def and_list(names: list[str]) -> str:
+    """ "A", "A and B", "A, B and C"."""
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
 
 
 def _tell_upstream_episodes(batch: list[DependencySignal], reached: dict[int, list[tuple[Kpi, bool]]]) -> None:
@@ -327,6 +401,102 @@ def _tell_upstream_episodes(batch: list[DependencySignal], reached: dict[int, li
             )
         )
     WorkstreamEvent.objects.bulk_create(events)
+
+
+# --- owner changes ------------------------------------------------------------------------------------
+
+
+def follow_owners(*, now: datetime, org_id: int | None) -> int:
+    """Owner changes mid-review (SEMANTICS.md section 3): the new owner of a KPI gets its unanswered reviews at once,
+    due when they were. A task whose unanswered reviews all go to one new owner, none answered yet, moves whole;
+    otherwise the leaving reviews make a task of their own per new owner. Returns how many reviews moved.
+
+    Afterwards every open review task's `kpi` is owned by its assignee, so sweeps._move_owner_tasks, which moves an
+    owner task by its KPI's owner, finds nothing left to move among review tasks."""
+    leaving = DependencyReview.objects.filter(answered_at=None, task__state__in=OPEN).exclude(
+        task__assignee_id=F("kpi__owner_id")
+    )
+    if org_id:
+        leaving = leaving.filter(organization_id=org_id)
+    task_ids = set(leaving.values_list("task_id", flat=True))
+    if not task_ids:
+        return 0
+    with transaction.atomic():
+        # The KPIs' rows first, in id order, as propagation and answers take them; then the tasks, skipping one an
+        # answer holds (the next sweep moves it).
+        kpi_ids = set(DependencyReview.objects.filter(task_id__in=task_ids).values_list("kpi_id", flat=True))
+        list(Kpi.objects.filter(pk__in=kpi_ids).order_by("pk").select_for_update(no_key=True).values_list("pk"))
+        tasks = list(
+            Task.objects.filter(pk__in=task_ids, state__in=OPEN)
+            .select_related("organization")
+            .order_by("pk")
+            .select_for_update(skip_locked=True, of=("self",))
+        )
+        parts: dict[int, list[DependencyReview]] = defaultdict(list)
+        for review in (
+            DependencyReview.objects.filter(task__in=tasks)
+            .select_related("kpi__owner__user")
+            .order_by("opened_at", "id")
+        ):
+            parts[review.task_id].append(review)
+        changed, created, moved, announcements = [], [], [], []
+        for task in tasks:
+            unanswered = [r for r in parts[task.pk] if r.is_open]
+            going: dict[int, list[DependencyReview]] = defaultdict(list)
+            for review in unanswered:
+                if review.kpi.owner_id != task.assignee_id:
+                    going[review.kpi.owner_id].append(review)
+            if not going:
+                continue
+            staying = [r for r in unanswered if r.kpi.owner_id == task.assignee_id]
+            previous = task.assignee_id
+            if not staying and len(going) == 1 and len(unanswered) == len(parts[task.pk]):
+                [reviews] = going.values()
+                task.assignee, task.kpi = reviews[0].kpi.owner, reviews[0].kpi
+                changed.append(task)
+                announcements.append((task, reviews, previous))
+                continue
+            for reviews in going.values():
+                kpi = reviews[0].kpi
+                new = Task(
+                    organization_id=task.organization_id,
+                    kind=Task.Kind.DEPENDENCY_REVIEW,
+                    assignee=kpi.owner,
+                    kpi=kpi,
+                    due_at=min(r.due_at for r in reviews),
+                    created_at=now,
+                    dedup_key=f"{task.organization_id}:{kpi.pk}:review{reviews[0].pk}:moved:{task.pk}:{kpi.owner_id}",
+                )
+                new.organization = task.organization
+                created.append(new)
+                for review in reviews:
+                    review.task = new
+                    moved.append(review)
+                announcements.append((new, reviews, previous))
+            if staying:
+                task.kpi, task.due_at = staying[0].kpi, min(r.due_at for r in staying)
+            else:  # what it still lists was answered
+                task.state, task.done_at = Task.State.DONE, now
+            changed.append(task)
+        Task.objects.bulk_create(created)
+        DependencyReview.objects.bulk_update(moved, ["task"])
+        Task.objects.bulk_update(changed, ["assignee", "kpi", "due_at", "state", "done_at"])
+        notify_all([_moved(task, reviews, previous) for task, reviews, previous in announcements], now=now)
+    return sum(len(reviews) for _, reviews, _ in announcements)
+
+
+def _moved(task: Task, reviews: list[DependencyReview], previous: int) -> Announcement:
+    org = task.organization
+    return Announcement(
+        recipients=[task.assignee],
+        message=Message(
+            kind=task.kind,
+            subject=f"You now own {and_list([r.kpi.name for r in reviews])}: {task.get_kind_display().lower()}",
+            body=f"Due {when(task.due_at, org)}.",
+            url=f"{reverse('task_inbox', args=[org.slug])}#task-{task.pk}",
+        ),
+        dedup_key=f"{task.organization_id}:{task.kpi_id}:review{reviews[0].pk}:moved:{task.pk}:{previous}",
+    )
 
 
 # --- escalation of unanswered reviews ---------------------------------------------------------------
@@ -519,3 +689,32 @@ def tell_upstream_of_answer(review: DependencyReview, by: User, text: str, now: 
     upstream = review.signals.filter(throttled=False).values("upstream_id")
     for ws in Workstream.objects.filter(kpi_id__in=upstream, resolved_at=None).select_related("organization"):
         event(ws, now, "review_answered", text, by)
+
+
+def part_to_answer(task: Task, review_id: int | None) -> DependencyReview:
+    """Which of the task's reviews an answer is for: the one named, or else the only one still unanswered."""
+    mine = Q(task=task) if task.kind == Task.Kind.DEPENDENCY_REVIEW else Q(pk=task.review_id)
+    parts = list(DependencyReview.objects.filter(mine).select_related("kpi").order_by("opened_at", "id"))
+    if review_id is not None:
+        part = next((r for r in parts if r.pk == review_id), None)
+        if part is None:
+            raise ValidationError({"kpi": "This task does not review that KPI."})
+        return part
+    unanswered = [r for r in parts if r.is_open]
+    if len(unanswered) > 1:
+        keys = ", ".join(sorted(r.kpi.key for r in unanswered))
+        raise ValidationError({"kpi": f"This task reviews several KPIs; say which one you answer for ({keys})."})
+    if not parts:
+        raise ValidationError("This task reviews no KPI.")
+    return unanswered[0] if unanswered else parts[0]
+
+
+def settle_task(task_id: int, now: datetime) -> None:
+    """After an answer: an owner's review task is done once every review it lists is answered; until then it is due
+    with its earliest unanswered one."""
+    due = DependencyReview.objects.filter(task_id=task_id, answered_at=None).aggregate(due=Min("due_at"))["due"]
+    still_open = Task.objects.filter(pk=task_id, state__in=OPEN)
+    if due is None:
+        still_open.update(state=Task.State.DONE, done_at=now)
+    else:
+        still_open.update(due_at=due)

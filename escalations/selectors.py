@@ -2,7 +2,19 @@
 
 from __future__ import annotations
 
-from django.db.models import Case, Count, Exists, F, IntegerField, OuterRef, QuerySet, Subquery, Value, When
+from django.db.models import (
+    Case,
+    Count,
+    Exists,
+    F,
+    IntegerField,
+    OuterRef,
+    QuerySet,
+    Subquery,
+    Value,
+    When,
+    prefetch_related_objects,
+)
 from django.db.models.functions import Coalesce
 
 from escalations.models import (
@@ -80,15 +92,37 @@ def open_tasks(*, membership: Membership) -> QuerySet[Task]:
     )
 
 
-def inbox(*, membership: Membership) -> QuerySet[Task]:
-    """open_tasks with what the inbox acts on: the overdue action, and whether a path awaits review."""
+# What a task's review_parts show: every KPI a review task lists (or the one an escalation task escalates), with
+# the signals that reached it, their upstream KPIs, and who answered.
+ESCALATED_REVIEW = ["review__signals__signal", "review__signals__upstream"]
+LISTED_REVIEWS = ["reviews__kpi", "reviews__answered_by", "reviews__signals__signal", "reviews__signals__upstream"]
+REVIEW_PARTS = ESCALATED_REVIEW + LISTED_REVIEWS
+
+
+def inbox(*, membership: Membership) -> list[Task]:
+    """open_tasks with what the inbox acts on: the overdue action, whether a path awaits review, the reviews."""
+    return _with_listed_reviews(list(_as_inbox_shows(open_tasks(membership=membership))))
+
+
+def inbox_task(*, membership: Membership, task_id: int) -> Task | None:
+    """One of the member's tasks as the inbox shows it, whatever its state (just answered in place, say)."""
+    mine = Task.objects.for_org(membership.organization).filter(assignee=membership, pk=task_id)
+    return next(iter(_with_listed_reviews(list(_as_inbox_shows(mine.select_related("kpi", "workstream"))))), None)
+
+
+def _as_inbox_shows(tasks: QuerySet[Task]) -> QuerySet[Task]:
     waiting = MitigationPath.objects.filter(workstream=OuterRef("workstream"), state=MitigationPath.State.SUBMITTED)
     return (
-        open_tasks(membership=membership)
-        .select_related("action", "review")
-        .prefetch_related("review__signals__signal", "review__signals__upstream")
+        tasks.select_related("action", "review__kpi")
+        .prefetch_related(*ESCALATED_REVIEW)
         .annotate(path_waiting=Exists(waiting))
     )
+
+
+def _with_listed_reviews(tasks: list[Task]) -> list[Task]:
+    # Only review tasks list reviews: an inbox without one costs no query for them.
+    prefetch_related_objects([t for t in tasks if t.kind == Task.Kind.DEPENDENCY_REVIEW], *LISTED_REVIEWS)
+    return tasks
 
 
 def notifications(*, membership: Membership) -> QuerySet[Notification]:
@@ -156,7 +190,7 @@ def review_participants(*, workstream: Workstream) -> list[Membership]:
     if workstream.resolved_at is not None:
         signals = signals.filter(at__lte=workstream.resolved_at)
     return list(
-        Membership.objects.filter(tasks__kind=Task.Kind.DEPENDENCY_REVIEW, tasks__review__in=signals.values("review"))
+        Membership.objects.filter(tasks__kind=Task.Kind.DEPENDENCY_REVIEW, tasks__reviews__in=signals.values("review"))
         .select_related("user")
         .distinct()
         .order_by("user__name", "pk")

@@ -217,30 +217,37 @@ def task_acknowledge(*, task: Task, by: Membership) -> Task:
 
 
 def may_answer(task: Task, membership: Membership) -> bool:
-    """A review's assignee answers it; so does anyone its escalation reached, from their own task."""
-    return task.review_id is not None and task.assignee_id == membership.pk
+    """A review task's assignee answers its reviews; so does anyone a review's escalation reached, from their task."""
+    is_review = task.kind == Task.Kind.DEPENDENCY_REVIEW or task.review_id is not None
+    return is_review and task.assignee_id == membership.pk
 
 
 @transaction.atomic
-def dependency_review_answer(*, task: Task, by: Membership, impact: bool, reason: str) -> DependencyReview:
-    """ "Impact" opens a preventive workstream on the downstream KPI (or joins its open one); "no impact" needs a
-    reason. Either way the review's tasks are done and its escalation stops."""
-    if task.review_id is None:
+def dependency_review_answer(
+    *, task: Task, by: Membership, impact: bool, reason: str, review_id: int | None = None
+) -> DependencyReview:
+    """ "Impact" opens a preventive workstream on the review's downstream KPI (or joins its open one); "no impact"
+    needs a reason. An owner's review task lists one review per affected KPI, each answered on its own (`review_id`,
+    which may be left out when one is unanswered); the answered review's escalation stops, and the task is done once
+    every review it lists is answered."""
+    if task.kind != Task.Kind.DEPENDENCY_REVIEW and task.review_id is None:
         raise ValidationError("Only a dependency review (or its escalation) is answered.")
     if not may_answer(task, by):
         raise PermissionDenied("Only the task's assignee answers this dependency review.")
     reason = reason.strip()
     if not impact and not reason:
         raise ValidationError({"reason": "Say why the upstream change does not affect this KPI."})
+    part = reviews.part_to_answer(task, review_id)
     # The downstream KPI's row first, as the propagation sweep takes it: signals and answers never interleave.
-    Kpi.objects.select_for_update(no_key=True).filter(pk=task.kpi_id).exists()
+    Kpi.objects.select_for_update(no_key=True).filter(pk=part.kpi_id).exists()
     review = (
         DependencyReview.objects.select_for_update(of=("self",), no_key=True)
         .select_related("organization", "kpi__organization", "kpi__owner__user", "kpi__team")
-        .get(pk=task.review_id)
+        .get(pk=part.pk)
     )
     if not review.is_open:
-        raise ValidationError(f"This dependency review was answered already ({review.get_answer_display().lower()}).")
+        answer = review.get_answer_display().lower()
+        raise ValidationError(f"The dependency review of {review.kpi.name} was answered already ({answer}).")
     if not task.is_open:
         raise ValidationError(f"This task is {task.get_state_display().lower()}.")
     now = timezone.now()
@@ -253,6 +260,8 @@ def dependency_review_answer(*, task: Task, by: Membership, impact: bool, reason
         update_fields=["answer", "answer_reason", "answered_at", "answered_by", "next_escalation_at", "workstream"]
     )
     review.tasks.filter(state__in=[Task.State.OPEN, Task.State.ACKNOWLEDGED]).update(state=Task.State.DONE, done_at=now)
+    if review.task_id is not None:
+        reviews.settle_task(review.task_id, now)
     said = "impact: a preventive workstream is open" if impact else f"no impact: {reason}"
     reviews.tell_upstream_of_answer(
         review, by.user, f"{by.user.name} answered the dependency review of {review.kpi.name}: {said}", now
@@ -332,6 +341,7 @@ NOTIFICATION_KINDS: dict[str, str] = {
     "path_rejected": "Your mitigation path was rejected",
     "resolved": "An episode you were told about ended",
     "exhausted": "Escalation exhausted (admins)",
+    "weekly_digest": "Weekly digest, Mondays 08:00: the scorecard's week (executives) and your open items",
 }
 
 

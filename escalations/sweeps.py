@@ -5,32 +5,40 @@ Both are safe under two beats, two workers and redelivery: rows are claimed with
 LOCKED in the transaction that writes the outcome, an open workstream is unique per KPI in the database, and
 tasks and notifications carry dedup keys. Every step is computed from the time it was due, not from when the
 sweep happened to run, so a late sweep catches up with exactly the steps (and times) it missed.
+
+Both work a batch at a time in a constant number of queries, whatever the batch's size: what a batch needs is
+read up front, its steps run in memory in the order the rules give (Episodes, the escalation loop), and what they
+write is gathered in a Journal and stored in bulk at the end of the batch, in the same transaction.
 """
 
 from __future__ import annotations
 
 import logging
+from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import partial
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Exists, F, OuterRef, Q
+from django.db.models import Case, DateTimeField, Exists, F, Model, OuterRef, Q, Value, When
 from django.urls import reverse
 from django.utils import timezone
 
+from dependencies.models import Dependency
 from escalations import webhooks
 from escalations.models import (
     DependencyReview,
     EscalationPolicy,
     MitigationAction,
     MitigationPath,
+    Notification,
     Task,
     Workstream,
     WorkstreamEvent,
 )
-from escalations.notifications import Announcement, Message, notify, notify_all
+from escalations.notifications import Announcement, Message, notify_all
 from escalations.timing import BusinessHours, Level, Policy, Position, Step, next_step, renotify
 from governance.models import Membership, Organization, Role, User
 from scorecards.models import Kpi, Status, StatusChange
@@ -40,7 +48,9 @@ log = logging.getLogger(__name__)
 BATCH_SIZE = 200
 BREACH = {Status.AT_RISK, Status.OFF_TRACK}
 SEVERITY = {Status.STALE: 0, Status.AT_RISK: 1, Status.OFF_TRACK: 2}
-OWNER_TASKS = {Task.Kind.MITIGATION, Task.Kind.DATA_FRESHNESS, Task.Kind.DEPENDENCY_REVIEW}
+# Dependency review tasks follow their KPIs' owners in escalations.reviews.follow_owners: one task may list the
+# reviews of several KPIs, and only some of them may change hands.
+OWNER_TASKS = {Task.Kind.MITIGATION, Task.Kind.DATA_FRESHNESS}
 OPEN = [Task.State.OPEN, Task.State.ACKNOWLEDGED]
 
 
@@ -57,6 +67,7 @@ def workstream_url(ws: Workstream) -> str:
 
 
 def event(ws: Workstream, at: datetime, verb: str, text: str, actor: User | None = None) -> None:
+    """One event now (a person's action); a sweep's batch gathers its events in a Journal instead."""
     WorkstreamEvent.objects.create(
         organization_id=ws.organization_id, workstream=ws, at=at, verb=verb, text=text, actor=actor
     )
@@ -163,6 +174,102 @@ def add_task(ws: Workstream, kind: str, assignee: Membership, due: datetime, now
     Task.objects.bulk_create([new_task(ws, kind, assignee, due, now, key, **extra)], ignore_conflicts=True)
 
 
+class Journal:
+    """What a sweep's batch writes besides its workstreams: timeline events (and the webhook deliveries they
+    announce), tasks and notifications, gathered in the order the steps happen and stored by flush() in a few
+    statements. A workstream the batch opens gets its id only when it is inserted, so what names it (dedup keys,
+    links) is built in flush(); what an event tells webhooks is taken when it happens (webhooks.heard)."""
+
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+        self.events: list[tuple[Workstream, datetime, str, str, User | None]] = []
+        self.occurrences: list[webhooks.Occurrence] = []
+        self.tasks: list[Callable[[], Task]] = []
+        self.notices: list[Callable[[], Announcement]] = []
+
+    def event(self, ws: Workstream, at: datetime, verb: str, text: str, actor: User | None = None) -> None:
+        self.events.append((ws, at, verb, text, actor))
+        if occurrence := webhooks.heard(ws, at, verb, text):
+            self.occurrences.append(occurrence)
+
+    def task(self, ws: Workstream, kind: str, assignee: Membership, due: datetime, key: str, **extra) -> None:
+        self.tasks.append(partial(new_task, ws, kind, assignee, due, self.now, key, **extra))
+
+    def notify(
+        self, ws: Workstream, recipients: list[Membership], kind: str, subject: str, body: str, key: str
+    ) -> None:
+        """A notification about `ws`, deduplicated by `org:kpi:episode:<key>:<recipient>`."""
+        self.notices.append(partial(_about, ws, recipients, kind, subject, body, key))
+
+    def announce(self, announcement: Announcement) -> None:
+        self.notices.append(lambda: announcement)
+
+    def flush(self) -> None:
+        # A dedup key seen before (a redelivered sweep) creates nothing.
+        Task.objects.bulk_create([make() for make in self.tasks], ignore_conflicts=True)
+        WorkstreamEvent.objects.bulk_create(
+            WorkstreamEvent(
+                organization_id=ws.organization_id, workstream_id=ws.pk, at=at, verb=verb, text=text, actor=actor
+            )
+            for ws, at, verb, text, actor in self.events
+        )
+        webhooks.announce_all(self.occurrences)
+        notify_all([make() for make in self.notices], now=self.now)
+        self.events, self.occurrences, self.tasks, self.notices = [], [], [], []
+
+
+def _about(ws: Workstream, recipients: list[Membership], kind: str, subject: str, body: str, key: str) -> Announcement:
+    return Announcement(
+        recipients=recipients,
+        message=Message(kind=kind, subject=subject, body=body, url=workstream_url(ws)),
+        dedup_key=f"{ws.organization_id}:{ws.kpi_id}:{ws.pk}:{key}",
+        workstream=ws,
+    )
+
+
+def save_fields(objs: list[Model], fields: Iterable[str]) -> None:
+    """bulk_update in one UPDATE whose CASEs name each distinct value once, with the rows that take it. Django's
+    bulk_update builds one WHEN per row and field, which costs more than the rest of a batch; a batch's rows
+    mostly share their new level, pass, flags and times."""
+    if not objs:
+        return
+    model = type(objs[0])
+    values: dict[str, Value | Case] = {}
+    for name in fields:
+        field = model._meta.get_field(name)
+        rows: dict[object, list[int]] = defaultdict(list)
+        for obj in objs:
+            rows[getattr(obj, field.attname)].append(obj.pk)
+        values[field.attname] = (
+            Value(next(iter(rows)), output_field=field)
+            if len(rows) == 1
+            else Case(
+                *(When(pk__in=pks, then=Value(value, output_field=field)) for value, pks in rows.items()),
+                output_field=field,
+            )
+        )
+    model._default_manager.filter(pk__in=[obj.pk for obj in objs]).update(**values)
+
+
+def mitigated_among(workstreams: list[Workstream]) -> set[int]:
+    """`mitigated` of many workstreams in two queries: the ids of those with an approved path and no overdue action
+    on it."""
+    approved = set(
+        MitigationPath.objects.filter(workstream__in=workstreams, state=MitigationPath.State.APPROVED).values_list(
+            "workstream_id", flat=True
+        )
+    )
+    if not approved:
+        return set()
+    overdue = set(
+        MitigationAction.objects.filter(path__workstream__in=approved, path__state=MitigationPath.State.APPROVED)
+        .filter(done_at=None)
+        .exclude(overdue_at=None)
+        .values_list("path__workstream_id", flat=True)
+    )
+    return approved - overdue
+
+
 # --- status changes -> episodes ------------------------------------------------------------------
 
 
@@ -201,18 +308,26 @@ def process_status_changes(*, now: datetime | None = None, org_id: int | None = 
             if not batch:
                 break
             # The batch's KPI rows, locked in id order as ingestion locks them (so the two never deadlock),
-            # serialise everything that opens or resolves these KPIs' episodes.
+            # serialise everything that opens or resolves these KPIs' episodes. NO KEY UPDATE still lets an
+            # escalation sweep insert rows naming these KPIs (its tasks): it may hold a workstream this batch
+            # waits for, and must not wait for this batch in turn.
             kpis = {
                 kpi.pk: kpi
                 for kpi in Kpi.objects.filter(pk__in={c.kpi_id for c in batch})
                 .select_related("organization", "team", "owner__user")
                 .order_by("pk")
-                .select_for_update(of=("self",))
+                .select_for_update(of=("self",), no_key=True)
             }
+            # A KPI has one change per evaluation time (a unique constraint) and only its oldest is claimed, so the
+            # batch holds one change per KPI: they apply in (changed_at, id) order, each seeing the ones before it.
+            episodes = Episodes(now, kpis)
+            episodes.load(batch)
             for change in batch:
-                _apply_change(change, kpis[change.kpi_id], now, counts)
+                episodes.apply(change, counts)
+            episodes.flush()
+            for change in batch:
                 change.processed_at = now
-            StatusChange.objects.bulk_update(batch, ["processed_at"])
+            StatusChange.objects.filter(pk__in=[c.pk for c in batch]).update(processed_at=now)
             counts.processed += len(batch)
             counts.signals += reviews.signals_from_changes(batch, kpis)
     counts.signals += reviews.signals_from_surges(now=now, org_id=org_id)
@@ -221,113 +336,320 @@ def process_status_changes(*, now: datetime | None = None, org_id: int | None = 
     return counts
 
 
-def _apply_change(change: StatusChange, kpi: Kpi, now: datetime, counts: Counts) -> None:
-    current = Workstream.objects.filter(kpi=kpi, resolved_at=None).select_related("organization").first()
-    if change.new == Status.ON_TRACK:
+class Episodes:
+    """The episodes a batch of status changes touches, held in memory while its changes apply one by one, exactly
+    as the rules say: the open and recently recovered workstreams of the batch's KPIs, the open ones waiting on an
+    episode the batch may resolve, and the open ones of the KPIs directly upstream of any the batch may hold
+    (inhibition). load() reads them in a constant number of queries, flush() writes the outcome in bulk.
+
+    A batch holds one change per KPI (process_status_changes), so each episode is opened, raised, reopened or
+    resolved at most once in it (a hold or a release by an upstream may come on top): its tasks can be written
+    after the fact, and nobody was told about an episode earlier in the batch that resolves it."""
+
+    def __init__(self, now: datetime, kpis: dict[int, Kpi]) -> None:
+        self.now, self.kpis = now, kpis
+        self.journal = Journal(now)
+        self.open: dict[int, Workstream] = {}  # KPI id -> its open workstream
+        self.known: set[int] = set()  # the KPIs whose open workstream (or its absence) `open` tells
+        self.upstreams: dict[int, list[int]] = defaultdict(list)  # KPI id -> its direct upstream KPIs
+        # id(workstream) -> (it, the upstream episode it waits on or None) for every hold the batch set or read.
+        self.holds: dict[int, tuple[Workstream, Workstream | None]] = {}
+        self.recovered: dict[int, Workstream] = {}  # KPI id -> its newest episode recovered within keep_for
+        self.mitigated: set[int] = set()
+        self.policies: dict[int, tuple[str, Policy]] = {}
+        self.told: dict[int, list[Membership]] = {}  # workstream id -> everyone notified about it
+        self.resolving: dict[int, Workstream] = {}  # workstream id -> an open one the batch resolves
+        self.created: list[Workstream] = []
+        self.changed: dict[int, tuple[Workstream, set[str]]] = {}  # id(workstream) -> (it, fields to save)
+        self.cancelled: list[tuple[Workstream, datetime]] = []  # resolved: their open tasks end then
+        self.refreshed: list[tuple[Workstream, datetime]] = []  # fresh data: their data-freshness tasks are done
+
+    # --- reading ---
+
+    def load(self, changes: list[StatusChange]) -> None:
+        ids = {c.kpi_id for c in changes}
+        self._know(Workstream.objects.filter(kpi_id__in=ids, resolved_at=None), ids)
+        starting = [c for c in changes if c.new in SEVERITY and c.kpi_id not in self.open]
+        if starting:
+            # A breach within keep_for of a recovery continues that episode (the newest such one).
+            since = {c.kpi_id: c.changed_at - self.kpis[c.kpi_id].keep_for for c in starting}
+            for ws in Workstream.objects.filter(
+                kpi_id__in=since, resolution=Workstream.Resolution.RECOVERED, resolved_at__gte=min(since.values())
+            ).order_by("resolved_at", "id"):
+                if ws.resolved_at >= since[ws.kpi_id]:
+                    self.recovered[ws.kpi_id] = self._attach(ws)
+            if self.recovered:
+                self.mitigated = mitigated_among(list(self.recovered.values()))
+            fresh = [self.kpis[c.kpi_id] for c in starting if c.kpi_id not in self.recovered]
+            if fresh:
+                self.policies = policies_for(fresh)
+        resolving = [self.open[c.kpi_id] for c in changes if c.new == Status.ON_TRACK and c.kpi_id in self.open]
+        held = self.load_resolving(resolving)
+        self.load_upstreams({c.kpi_id for c in starting} | held)
+
+    def load_resolving(self, resolving: list[Workstream]) -> set[int]:
+        """Who was told about each episode about to resolve, and the open episodes waiting on them (their KPIs are
+        returned: a release looks at their other upstreams)."""
+        if not resolving:
+            return set()
+        for ws in resolving:
+            self._know([ws], {ws.kpi_id})
+        by_pk = self.resolving = {ws.pk: ws for ws in resolving}
+        # Episodes that recovered while held let go of an upstream episode that ends: a breach within keep_for
+        # reopens them, and a hold on an episode already over would keep them from ever escalating again.
+        Workstream.objects.filter(waiting_on_id__in=by_pk).exclude(resolved_at=None).update(waiting_on=None)
+        pairs = list(
+            Notification.objects.filter(workstream_id__in=by_pk).values_list("workstream_id", "recipient_id").distinct()
+        )
+        people = Membership.objects.in_bulk({person for _, person in pairs})
+        for ws_id, person in sorted(pairs):
+            self.told.setdefault(ws_id, []).append(people[person])
+        waiting = set()
+        for ws in Workstream.objects.filter(resolved_at=None, waiting_on_id__in=by_pk).select_related(
+            "organization", "kpi"
+        ):
+            ws = self._know([ws], {ws.kpi_id})[0]
+            self.holds[id(ws)] = (ws, by_pk[ws.waiting_on_id])
+            waiting.add(ws.kpi_id)
+        return waiting
+
+    def load_upstreams(self, kpi_ids: set[int]) -> None:
+        """The direct upstream KPIs of `kpi_ids` and their open episodes, for upstream_episode."""
+        if not kpi_ids:
+            return
+        edges = Dependency.objects.filter(downstream_id__in=kpi_ids).values_list("downstream_id", "upstream_id")
+        for down, up in edges:
+            self.upstreams[down].append(up)
+        unknown = {up for down in kpi_ids for up in self.upstreams.get(down, ())} - self.known
+        if unknown:
+            self._know(
+                Workstream.objects.filter(kpi_id__in=unknown, resolved_at=None).select_related("organization", "kpi"),
+                unknown,
+            )
+
+    def _know(self, workstreams: Iterable[Workstream], kpi_ids: set[int]) -> list[Workstream]:
+        """Records the open workstreams of `kpi_ids`; one already in memory stays the one used."""
+        found = []
+        for ws in workstreams:
+            held = self.open.get(ws.kpi_id)
+            if held is None or held.pk != ws.pk:
+                held = self.open[ws.kpi_id] = self._attach(ws)
+            found.append(held)
+        self.known |= kpi_ids
+        return found
+
+    def _attach(self, ws: Workstream) -> Workstream:
+        if ws.kpi_id in self.kpis:  # the locked row, with its team, organization and owner already loaded
+            ws.kpi = self.kpis[ws.kpi_id]
+            ws.organization = ws.kpi.organization
+        return ws
+
+    # --- the rules, one change at a time ---
+
+    def apply(self, change: StatusChange, counts: Counts) -> None:
+        kpi = self.kpis[change.kpi_id]
+        current = self.open.get(kpi.pk)
+        if change.new == Status.ON_TRACK:
+            if current is not None:
+                self.resolve(current, change.changed_at, Workstream.Resolution.RECOVERED, "", None)
+                counts.resolved += 1
+            return
+        if change.new not in SEVERITY:  # no_data: nothing to mitigate
+            return
         if current is not None:
-            resolve(current, change.changed_at, Workstream.Resolution.RECOVERED, "", None, now)
-            counts.resolved += 1
-        return
-    if change.new not in SEVERITY:  # no_data: nothing to mitigate
-        return
-    if current is not None:
-        _raise(current, change, now)
-        return
-    recent = (
-        Workstream.objects.filter(
-            kpi=kpi, resolution=Workstream.Resolution.RECOVERED, resolved_at__gte=change.changed_at - kpi.keep_for
+            self._raise(current, change)
+        elif kpi.pk in self.recovered:
+            self._reopen(self.recovered[kpi.pk], change)
+        else:
+            self._open(kpi, change)
+            counts.opened += 1
+
+    def _open(self, kpi: Kpi, change: StatusChange) -> None:
+        key, policy = self.policies[kpi.pk]
+        stale = change.new == Status.STALE
+        ws = Workstream(
+            organization=kpi.organization,
+            kpi=kpi,
+            kind=Workstream.Kind.DATA_FRESHNESS if stale else Workstream.Kind.MITIGATION,
+            severity=change.new,
+            opened_at=change.changed_at,
+            opened_by_change=change,
+            policy_key=key,
+            policy=policy.as_json(),
+            next_escalation_at=change.changed_at + policy.mitigation_due if policy.levels else None,
         )
-        .select_related("organization")
-        .order_by("-resolved_at")
-        .first()
-    )
-    if recent is not None:
-        _reopen(recent, change, now)
-        return
-    _open(kpi, change, now)
-    counts.opened += 1
+        self.created.append(ws)
+        self.open[kpi.pk] = ws
+        due = change.changed_at + policy.mitigation_due
+        kind = Task.Kind.DATA_FRESHNESS if stale else Task.Kind.MITIGATION
+        self.journal.task(ws, kind, kpi.owner, due, "0:0")
+        what = "has no fresh data" if stale else f"is {change.get_new_display().lower()}"
+        self.journal.event(ws, change.changed_at, "opened", f"{kpi.name} {what}: {change.reason}")
+        ask = "Restore its data" if stale else "File a mitigation path (root cause, actions with owners and dates)"
+        self.journal.notify(
+            ws,
+            [kpi.owner],
+            kind,
+            f"{kpi.name} {what}",
+            f"{change.reason}\n\n{ask} by {when(due, kpi.organization)}.",
+            "opened",
+        )
+        self.inhibit(ws, change.changed_at)
 
+    def _raise(self, ws: Workstream, change: StatusChange) -> None:
+        """A further change within the episode: off_track raises the severity; at_risk or stale never lowers it."""
+        if change.new in BREACH and ws.kind in (Workstream.Kind.DATA_FRESHNESS, Workstream.Kind.PREVENTIVE):
+            ws.kind = Workstream.Kind.MITIGATION  # data is back, or the expected impact came: the episode is a breach
+        if SEVERITY[change.new] > SEVERITY[ws.severity]:
+            ws.severity = change.new
+        self._save(ws, "kind", "severity")
+        self.journal.event(ws, change.changed_at, "status", f"Now {change.get_new_display().lower()}: {change.reason}")
+        if change.new == Status.STALE:
+            owner = ws.kpi.owner
+            self.journal.task(ws, Task.Kind.DATA_FRESHNESS, owner, change.changed_at + timedelta(days=1), "stale")
+        else:  # fresh data arrived: restoring it is done
+            self.refreshed.append((ws, change.changed_at))
 
-def _open(kpi: Kpi, change: StatusChange, now: datetime) -> Workstream:
-    key, policy = policy_for(kpi)
-    stale = change.new == Status.STALE
-    ws = Workstream.objects.create(
-        organization_id=kpi.organization_id,
-        kpi=kpi,
-        kind=Workstream.Kind.DATA_FRESHNESS if stale else Workstream.Kind.MITIGATION,
-        severity=change.new,
-        opened_at=change.changed_at,
-        opened_by_change=change,
-        policy_key=key,
-        policy=policy.as_json(),
-        next_escalation_at=change.changed_at + policy.mitigation_due if policy.levels else None,
-    )
-    due = change.changed_at + policy.mitigation_due
-    kind = Task.Kind.DATA_FRESHNESS if stale else Task.Kind.MITIGATION
-    add_task(ws, kind, kpi.owner, due, now, "0:0")
-    what = "has no fresh data" if stale else f"is {change.get_new_display().lower()}"
-    event(ws, change.changed_at, "opened", f"{kpi.name} {what}: {change.reason}")
-    ask = "Restore its data" if stale else "File a mitigation path (root cause, actions with owners and dates)"
-    notify(
-        recipients=[kpi.owner],
-        message=Message(
-            kind=kind,
-            subject=f"{kpi.name} {what}",
-            body=f"{change.reason}\n\n{ask} by {when(due, kpi.organization)}.",
-            url=workstream_url(ws),
-        ),
-        dedup_key=f"{ws.organization_id}:{kpi.pk}:{ws.pk}:opened",
-        workstream=ws,
-        now=now,
-    )
-    inhibit(ws, change.changed_at)
-    return ws
+    def _reopen(self, ws: Workstream, change: StatusChange) -> None:
+        """A breach within keep_for of a recovery continues that episode; escalation resumes where it stood."""
+        ws.resolved_at, ws.resolution, ws.severity = None, "", change.new
+        ws.next_escalation_at = None if ws.pk in self.mitigated or not ws.policy.get("levels") else change.changed_at
+        self._save(ws, "resolved_at", "resolution", "severity", "next_escalation_at")
+        self.open[ws.kpi_id] = ws
+        if ws.waiting_on_id in self.resolving:  # still held by an upstream episode that resolves later in the batch
+            self.holds[id(ws)] = (ws, self.resolving[ws.waiting_on_id])
+        self.journal.event(
+            ws, change.changed_at, "reopened", f"Breached again within keep_for of the recovery: {change.reason}"
+        )
+        self.inhibit(ws, change.changed_at)
 
+    def resolve(self, ws: Workstream, at: datetime, resolution: str, reason: str, actor: User | None) -> None:
+        ws.resolved_at, ws.resolution, ws.resolution_reason = at, resolution, reason
+        ws.next_escalation_at, ws.closed_by = None, actor
+        self._save(ws, "resolved_at", "resolution", "resolution_reason", "next_escalation_at", "closed_by")
+        if self.open.get(ws.kpi_id) is ws:
+            del self.open[ws.kpi_id]
+        self.cancelled.append((ws, at))
+        label = Workstream.Resolution(resolution).label
+        self.journal.event(ws, at, "resolved", f"{label}{': ' + reason if reason else ''}", actor)
+        # Everyone who heard about the episode hears how it ended.
+        self.journal.notify(
+            ws,
+            self.told.get(ws.pk, []),
+            "resolved",
+            f"{ws.kpi.name}: {label.lower()}",
+            reason or label,
+            f"resolved:{int(at.timestamp())}",
+        )
+        self.release_downstream(ws, at)
 
-def _raise(ws: Workstream, change: StatusChange, now: datetime) -> None:
-    """A further change within the episode: off_track raises the severity; at_risk or stale never lowers it."""
-    if change.new in BREACH and ws.kind in (Workstream.Kind.DATA_FRESHNESS, Workstream.Kind.PREVENTIVE):
-        ws.kind = Workstream.Kind.MITIGATION  # data is back, or the expected impact came: the episode is a breach
-    if SEVERITY[change.new] > SEVERITY[ws.severity]:
-        ws.severity = change.new
-    ws.save(update_fields=["kind", "severity"])
-    event(ws, change.changed_at, "status", f"Now {change.get_new_display().lower()}: {change.reason}")
-    if change.new == Status.STALE:
-        add_task(ws, Task.Kind.DATA_FRESHNESS, ws.kpi.owner, change.changed_at + timedelta(days=1), now, "stale")
-    else:  # fresh data arrived: restoring it is done
-        ws.tasks.filter(kind=Task.Kind.DATA_FRESHNESS, state__in=OPEN).update(
-            state=Task.State.DONE, done_at=change.changed_at
+    # --- inhibition (SEMANTICS.md section 4) ---
+
+    def upstream_episode(self, kpi_id: int, opened_at: datetime) -> Workstream | None:
+        """The oldest open workstream of a direct upstream KPI that opened no later than `opened_at`."""
+        found = [self.open[up] for up in self.upstreams.get(kpi_id, ()) if up in self.open]
+        return min((ws for ws in found if ws.opened_at <= opened_at), key=self._age, default=None)
+
+    def _age(self, ws: Workstream) -> tuple:
+        # Ids order episodes opened at the same time; one opened in this batch gets a higher id than any stored.
+        return (ws.opened_at, 0, ws.pk) if ws.pk is not None else (ws.opened_at, 1, self.created.index(ws))
+
+    def _waits_on(self, ws: Workstream, upstream: Workstream) -> bool:
+        if id(ws) in self.holds:
+            holder = self.holds[id(ws)][1]
+            return holder is upstream or (holder is not None and holder.pk is not None and holder.pk == upstream.pk)
+        return ws.waiting_on_id is not None and ws.waiting_on_id == upstream.pk
+
+    def inhibit(self, ws: Workstream, at: datetime) -> None:
+        """A workstream opened within an upstream KPI's open episode waits for it: its escalation is held."""
+        upstream = self.upstream_episode(ws.kpi_id, ws.opened_at)
+        if upstream is None or self._waits_on(ws, upstream):
+            return
+        self.holds[id(ws)] = (ws, upstream)
+        self._save(ws, "waiting_on")
+        self.journal.event(
+            ws,
+            at,
+            "waiting_on_upstream",
+            f"Escalation waits on upstream: {upstream.kpi.name} has an open episode since "
+            f"{when(upstream.opened_at, ws.organization)}; it starts when that one resolves",
         )
 
+    def release_downstream(self, upstream: Workstream, at: datetime) -> None:
+        """An upstream episode resolved at `at`: each open workstream waiting on it starts escalating then, its next
+        step due at the later of its own time and `at`, unless another upstream episode still holds it."""
+        for ws, holder in list(self.holds.values()):
+            if holder is not upstream or self.open.get(ws.kpi_id) is not ws:
+                continue
+            self.inhibit(ws, at)  # another open upstream episode that it opened within holds it on
+            if self.holds[id(ws)][1] is not upstream:
+                continue
+            self.holds[id(ws)] = (ws, None)
+            if ws.next_escalation_at is not None:
+                ws.next_escalation_at = max(ws.next_escalation_at, at)
+            self._save(ws, "waiting_on", "next_escalation_at")
+            due = ws.next_escalation_at
+            then = f"; the next step is due {when(due, ws.organization)}" if due else ""
+            self.journal.event(
+                ws, at, "upstream_resolved", f"Upstream {upstream.kpi.name} resolved: escalation runs again{then}"
+            )
 
-def _reopen(ws: Workstream, change: StatusChange, now: datetime) -> None:
-    """A breach within keep_for of a recovery continues that episode; escalation resumes where it stood."""
-    ws.resolved_at, ws.resolution, ws.severity = None, "", change.new
-    ws.next_escalation_at = None if mitigated(ws) or not ws.policy.get("levels") else change.changed_at
-    ws.save(update_fields=["resolved_at", "resolution", "severity", "next_escalation_at"])
-    event(ws, change.changed_at, "reopened", f"Breached again within keep_for of the recovery: {change.reason}")
-    inhibit(ws, change.changed_at)
+    # --- writing ---
+
+    def _save(self, ws: Workstream, *fields: str) -> None:
+        # Only the fields a rule changed are written: a concurrent escalation sweep owns level, pass and the rest.
+        self.changed.setdefault(id(ws), (ws, set()))[1].update(fields)
+
+    def flush(self) -> None:
+        # A hold on an episode opened in this batch is written once that one has its id.
+        later = set()
+        for ws, holder in self.holds.values():
+            if holder is not None and holder.pk is None:
+                later.add(id(ws))
+            else:
+                ws.waiting_on_id = holder.pk if holder else None
+        created = {id(ws) for ws in self.created}
+        Workstream.objects.bulk_create(self.created)
+        for key in later:
+            ws, holder = self.holds[key]
+            ws.waiting_on_id = holder.pk
+        groups: dict[tuple[str, ...], list[Workstream]] = defaultdict(list)
+        for key, (ws, fields) in self.changed.items():
+            if key in created:  # inserted with its fields, but for a hold on another new one
+                fields = fields & ({"waiting_on"} if key in later else set())
+            if fields:
+                groups[tuple(sorted(fields))].append(ws)
+        for fields, workstreams in sorted(groups.items()):
+            save_fields(workstreams, fields)
+        # After the workstreams' rows: an escalation sweep that held one has committed its tasks by now.
+        if self.cancelled:
+            Task.objects.filter(workstream_id__in=[ws.pk for ws, _ in self.cancelled], state__in=OPEN).update(
+                state=Task.State.CANCELLED, done_at=_at_of(self.cancelled)
+            )
+        if self.refreshed:
+            Task.objects.filter(
+                workstream_id__in=[ws.pk for ws, _ in self.refreshed], kind=Task.Kind.DATA_FRESHNESS, state__in=OPEN
+            ).update(state=Task.State.DONE, done_at=_at_of(self.refreshed))
+        self.journal.flush()
+
+
+def _at_of(pairs: list[tuple[Workstream, datetime]]) -> Case:
+    """done_at per workstream in one UPDATE: a CASE over the workstreams, grouped by time."""
+    by_time: dict[datetime, list[int]] = defaultdict(list)
+    for ws, at in pairs:
+        by_time[at].append(ws.pk)
+    return Case(
+        *(When(workstream_id__in=ids, then=Value(at)) for at, ids in by_time.items()), output_field=DateTimeField()
+    )
 
 
 def resolve(ws: Workstream, at: datetime, resolution: str, reason: str, actor: User | None, now: datetime) -> None:
-    ws.resolved_at, ws.resolution, ws.resolution_reason = at, resolution, reason
-    ws.next_escalation_at, ws.closed_by = None, actor
-    ws.save(update_fields=["resolved_at", "resolution", "resolution_reason", "next_escalation_at", "closed_by"])
-    ws.tasks.filter(state__in=OPEN).update(state=Task.State.CANCELLED, done_at=at)
-    label = Workstream.Resolution(resolution).label
-    event(ws, at, "resolved", f"{label}{': ' + reason if reason else ''}", actor)
-    # Everyone who heard about the episode hears how it ended.
-    told = Membership.objects.filter(pk__in=ws.notifications.values("recipient")).select_related("user")
-    notify(
-        recipients=list(told),
-        message=Message(
-            kind="resolved", subject=f"{ws.kpi.name}: {label.lower()}", body=reason or label, url=workstream_url(ws)
-        ),
-        dedup_key=f"{ws.organization_id}:{ws.kpi_id}:{ws.pk}:resolved:{int(at.timestamp())}",
-        workstream=ws,
-        now=now,
-    )
-    release_downstream(ws, at)
+    """Ends the episode at `at` (an executive's decision; recoveries are resolved by process_status_changes). `ws`
+    is locked, with its organization and KPI owner loaded."""
+    episodes = Episodes(now, {})
+    episodes.load_upstreams(episodes.load_resolving([ws]))
+    episodes.resolve(ws, at, resolution, reason, actor)
+    episodes.flush()
 
 
 # --- inhibition (SEMANTICS.md section 4) -----------------------------------------------------------
@@ -346,7 +668,8 @@ def upstream_episode(kpi_id: int, opened_at: datetime) -> Workstream | None:
 
 
 def inhibit(ws: Workstream, at: datetime) -> None:
-    """A workstream opened within an upstream KPI's open episode waits for it: its escalation is held."""
+    """A workstream opened within an upstream KPI's open episode waits for it: its escalation is held. (One
+    workstream now, as a dependency review's answer opens it; process_status_changes holds a batch's at once.)"""
     upstream = upstream_episode(ws.kpi_id, ws.opened_at)
     if upstream is None or ws.waiting_on_id == upstream.pk:
         return
@@ -361,65 +684,41 @@ def inhibit(ws: Workstream, at: datetime) -> None:
     )
 
 
-def release_downstream(upstream: Workstream, at: datetime) -> None:
-    """An upstream episode resolved at `at`: each open workstream waiting on it starts escalating then, its next
-    step due at the later of its own time and `at`, unless another upstream episode still holds it."""
-    for ws in Workstream.objects.filter(waiting_on=upstream, resolved_at=None).select_related("organization"):
-        inhibit(ws, at)  # another open upstream episode that it opened within holds it on
-        if ws.waiting_on_id != upstream.pk:
-            continue
-        ws.waiting_on = None
-        if ws.next_escalation_at is not None:
-            ws.next_escalation_at = max(ws.next_escalation_at, at)
-        ws.save(update_fields=["waiting_on", "next_escalation_at"])
-        then = f"; the next step is due {when(ws.next_escalation_at, ws.organization)}" if ws.next_escalation_at else ""
-        event(ws, at, "upstream_resolved", f"Upstream {upstream.kpi.name} resolved: escalation runs again{then}")
-
-
 def _move_owner_tasks(now: datetime, org_id: int | None) -> None:
     """After an ownership transfer the new owner gets the open owner tasks at once; the clock does not restart."""
     stale = Task.objects.filter(kind__in=OWNER_TASKS, state__in=OPEN).exclude(assignee_id=F("kpi__owner_id"))
     if org_id:
         stale = stale.filter(organization_id=org_id)
     with transaction.atomic():
-        for task in stale.select_related(
-            "kpi__owner__user", "kpi__organization", "workstream__organization"
-        ).select_for_update(skip_locked=True, of=("self",)):
+        tasks = list(
+            stale.select_related("kpi__owner__user", "workstream__organization").select_for_update(
+                skip_locked=True, of=("self",)
+            )
+        )
+        if not tasks:
+            return
+        journal = Journal(now)
+        for task in tasks:
             previous = task.assignee_id
             task.assignee = task.kpi.owner
-            task.save(update_fields=["assignee"])
-            if task.workstream is not None:
-                event(
-                    task.workstream,
-                    now,
-                    "owner_changed",
-                    f"Open task moved to the new owner, {task.kpi.owner.user.name}",
-                )
-                notify(
+            subject = f"You now own {task.kpi.name}: {task.get_kind_display().lower()}"
+            ws = task.workstream
+            journal.event(ws, now, "owner_changed", f"Open task moved to the new owner, {task.kpi.owner.user.name}")
+            journal.announce(
+                Announcement(
                     recipients=[task.kpi.owner],
                     message=Message(
                         kind=task.kind,
-                        subject=f"You now own {task.kpi.name}: {task.get_kind_display().lower()}",
-                        body=f"Due {when(task.due_at, task.workstream.organization)}.",
-                        url=workstream_url(task.workstream),
+                        subject=subject,
+                        body=f"Due {when(task.due_at, ws.organization)}.",
+                        url=workstream_url(ws),
                     ),
                     dedup_key=f"{task.organization_id}:{task.kpi_id}:{task.workstream_id}:moved:{task.pk}:{previous}",
-                    workstream=task.workstream,
-                    now=now,
+                    workstream=ws,
                 )
-            else:  # a dependency review: it belongs to the KPI, not to an episode
-                org = task.kpi.organization
-                notify(
-                    recipients=[task.kpi.owner],
-                    message=Message(
-                        kind=task.kind,
-                        subject=f"You now own {task.kpi.name}: {task.get_kind_display().lower()}",
-                        body=f"Due {when(task.due_at, org)}.",
-                        url=reverse("kpi_detail", args=[org.slug, task.kpi_id]),
-                    ),
-                    dedup_key=f"{task.organization_id}:{task.kpi_id}:review{task.review_id}:moved:{task.pk}:{previous}",
-                    now=now,
-                )
+            )
+        save_fields(tasks, ["assignee"])
+        journal.flush()
 
 
 # --- escalation ----------------------------------------------------------------------------------
@@ -434,7 +733,7 @@ def mitigated(ws: Workstream) -> bool:
 
 def advance_escalations(*, now: datetime | None = None, org_id: int | None = None) -> Counts:
     """Flags overdue actions, then advances every workstream whose next escalation step is due, a batch at a time:
-    what a batch needs is read in a few queries, and its tasks and notifications are written in bulk."""
+    what a batch needs is read in a few queries, and its events, tasks and notifications are written in bulk."""
     from escalations import reviews  # it builds on this module
 
     now = now or timezone.now()
@@ -454,33 +753,19 @@ def advance_escalations(*, now: datetime | None = None, org_id: int | None = Non
             if not batch:
                 counts.escalated += reviews.advance_reviews(now=now, org_id=org_id)
                 return counts
-            held = _held_by_upstream(batch, now)
-            approved = set(
-                MitigationPath.objects.filter(workstream__in=batch, state=MitigationPath.State.APPROVED).values_list(
-                    "workstream_id", flat=True
-                )
-            )
-            overdue = set(
-                MitigationAction.objects.filter(path__workstream__in=batch, path__state=MitigationPath.State.APPROVED)
-                .filter(done_at=None)
-                .exclude(overdue_at=None)
-                .values_list("path__workstream_id", flat=True)
-            )
-            resolve, tasks, announcements = Resolver(), [], []
+            escalation = Escalation(batch, now)
+            held = _held_by_upstream(batch, now, escalation.journal)
+            done = mitigated_among(batch)
             for ws in batch:
-                if ws.pk in held:
-                    continue
-                done = ws.pk in approved and ws.pk not in overdue
-                counts.escalated += _advance(ws, now, done, resolve, tasks, announcements)
-            _supersede(tasks)
-            Task.objects.bulk_create(tasks, ignore_conflicts=True)
-            notify_all(announcements, now=now)
-            Workstream.objects.bulk_update(
+                if ws.pk not in held:
+                    counts.escalated += escalation.advance(ws, ws.pk in done)
+            escalation.flush()
+            save_fields(
                 batch, ["level", "escalation_pass", "renotify", "next_escalation_at", "exhausted_at", "waiting_on"]
             )
 
 
-def _held_by_upstream(batch: list[Workstream], now: datetime) -> set[int]:
+def _held_by_upstream(batch: list[Workstream], now: datetime, journal: Journal) -> set[int]:
     """The batch's workstreams that opened within a direct upstream KPI's open episode (one query): inhibit() marks
     them when they open, but an upstream that opened in the same sweep after them, or an edge drawn since, is
     caught here, before they escalate."""
@@ -497,7 +782,9 @@ def _held_by_upstream(batch: list[Workstream], now: datetime) -> set[int]:
         if within:
             ws.waiting_on_id = within[0][0]
             held.add(ws.pk)
-            event(ws, now, "waiting_on_upstream", f"Escalation waits on upstream: {within[0][1]} has an open episode")
+            journal.event(
+                ws, now, "waiting_on_upstream", f"Escalation waits on upstream: {within[0][1]} has an open episode"
+            )
     return held
 
 
@@ -512,7 +799,8 @@ def _supersede(tasks: list[Task]) -> None:
         workstream_id__in={ws for ws, _ in newest}, kind=Task.Kind.ESCALATION, state__in=OPEN
     ).values_list("pk", "workstream_id", "assignee_id")
     ids = [pk for pk, ws, person in older if (ws, person) in newest]
-    Task.objects.filter(pk__in=ids).update(state=Task.State.CANCELLED)
+    if ids:
+        Task.objects.filter(pk__in=ids).update(state=Task.State.CANCELLED)
 
 
 def due_steps(
@@ -554,75 +842,100 @@ def step_key(step: Step) -> str:
     return f"{step.level}:{step.pass_}:{int(step.at.timestamp())}"
 
 
-def _advance(
-    ws: Workstream,
-    now: datetime,
-    mitigated_now: bool,
-    resolve: Resolver,
-    tasks: list[Task],
-    announcements: list[Announcement],
-) -> int:
-    """Runs every step due by `now`, each at its own time; returns how many levels were notified."""
-    if mitigated_now:
-        ws.next_escalation_at = None
-        return 0
-    notified = 0
-    steps = due_steps(
-        ws,
-        ws.kpi,
-        now,
-        resolve,
-        skipped=lambda step: event(
-            ws, step.at, "level_skipped", f"Level {step.level} (pass {step.pass_}) names nobody active: skipped"
-        ),
-        exhausted=lambda at: _exhaust(ws, at, now),
-    )
-    for step, people in steps:
-        key = step_key(step)
-        tasks += [
-            new_task(
-                ws, Task.Kind.ESCALATION, person, step.then, now, key, level=step.level, escalation_pass=step.pass_
-            )
-            for person in people
-        ]
-        names = ", ".join(p.user.name for p in people)
-        event(ws, step.at, "escalated", f"Escalated to level {step.level} (pass {step.pass_}): {names}")
-        announcements.append(
-            Announcement(
-                recipients=people,
-                message=Message(
-                    kind=Task.Kind.ESCALATION,
-                    subject=f"Escalation: {ws.kpi.name} is {ws.get_severity_display().lower()}, no mitigation approved",
-                    body=(
-                        f"Opened {when(ws.opened_at, ws.organization)}; owner "
-                        f"{ws.kpi.owner.user.name}. Review the mitigation path or acknowledge that you are on it."
-                    ),
-                    url=workstream_url(ws),
-                ),
-                dedup_key=f"{ws.organization_id}:{ws.kpi_id}:{ws.pk}:{key}",
-                workstream=ws,
-            )
+class Escalation:
+    """One batch of due workstreams advancing: the people its levels name (a Resolver), each organization's admins
+    and which workstreams ever escalated are read once for the batch; its tasks, events and notifications are
+    gathered and written by flush()."""
+
+    def __init__(self, batch: list[Workstream], now: datetime) -> None:
+        self.batch, self.now = batch, now
+        self.journal = Journal(now)
+        self.resolve = Resolver()
+        self.tasks: list[Task] = []
+        self._admins: dict[int, list[Membership]] = {}
+        self._escalated: set[int] | None = None
+
+    def advance(self, ws: Workstream, mitigated_now: bool) -> int:
+        """Runs every step due by `now`, each at its own time; returns how many levels were notified."""
+        if mitigated_now:
+            ws.next_escalation_at = None
+            return 0
+        notified = 0
+        steps = due_steps(
+            ws,
+            ws.kpi,
+            self.now,
+            self.resolve,
+            skipped=lambda step: self.journal.event(
+                ws, step.at, "level_skipped", f"Level {step.level} (pass {step.pass_}) names nobody active: skipped"
+            ),
+            exhausted=lambda at: self._exhaust(ws, at),
         )
-        notified += 1
-    return notified
+        for step, people in steps:
+            key = step_key(step)
+            self.tasks += [
+                new_task(
+                    ws,
+                    Task.Kind.ESCALATION,
+                    person,
+                    step.then,
+                    self.now,
+                    key,
+                    level=step.level,
+                    escalation_pass=step.pass_,
+                )
+                for person in people
+            ]
+            names = ", ".join(p.user.name for p in people)
+            text = f"Escalated to level {step.level} (pass {step.pass_}): {names}"
+            self.journal.event(ws, step.at, "escalated", text)
+            self.journal.notify(
+                ws,
+                people,
+                Task.Kind.ESCALATION,
+                f"Escalation: {ws.kpi.name} is {ws.get_severity_display().lower()}, no mitigation approved",
+                (
+                    f"Opened {when(ws.opened_at, ws.organization)}; owner "
+                    f"{ws.kpi.owner.user.name}. Review the mitigation path or acknowledge that you are on it."
+                ),
+                key,
+            )
+            notified += 1
+        return notified
 
+    def _exhaust(self, ws: Workstream, at: datetime) -> None:
+        notified = self._ever_escalated(ws) or any(t.workstream_id == ws.pk for t in self.tasks)
+        why = "every level and pass was notified" if notified else "no level named anyone active"
+        self.journal.event(ws, at, "exhausted", f"Escalation exhausted: {why}, and no mitigation path is approved")
+        self.journal.notify(
+            ws,
+            self._admins_of(ws.organization_id),
+            "exhausted",
+            f"Escalation exhausted: {ws.kpi.name}",
+            f"{why.capitalize()}; {ws.kpi.name} still has no approved mitigation path. Decide what happens next.",
+            "exhausted",
+        )
 
-def _exhaust(ws: Workstream, at: datetime, now: datetime) -> None:
-    skipped = not ws.tasks.filter(kind=Task.Kind.ESCALATION).exists()
-    why = "no level named anyone active" if skipped else "every level and pass was notified"
-    event(ws, at, "exhausted", f"Escalation exhausted: {why}, and no mitigation path is approved")
-    notify(
-        recipients=admins(ws.organization_id),
-        message=Message(
-            kind="exhausted",
-            subject=f"Escalation exhausted: {ws.kpi.name}",
-            body=f"{why.capitalize()}; {ws.kpi.name} still has no approved mitigation path. Decide what happens next.",
-            url=workstream_url(ws),
-        ),
-        dedup_key=f"{ws.organization_id}:{ws.kpi_id}:{ws.pk}:exhausted",
-        workstream=ws,
-        now=now,
-    )
+    def _ever_escalated(self, ws: Workstream) -> bool:
+        # Read for the whole batch the first time a workstream runs out (rare), not per workstream.
+        if self._escalated is None:
+            self._escalated = set(
+                Task.objects.filter(workstream__in=self.batch, kind=Task.Kind.ESCALATION).values_list(
+                    "workstream_id", flat=True
+                )
+            )
+        return ws.pk in self._escalated
+
+    def _admins_of(self, org_id: int) -> list[Membership]:
+        if org_id not in self._admins:
+            self._admins[org_id] = admins(org_id)
+        return self._admins[org_id]
+
+    def flush(self) -> None:
+        if self.tasks:
+            _supersede(self.tasks)
+            Task.objects.bulk_create(self.tasks, ignore_conflicts=True)
+        self.journal.flush()
 
 
 def _flag_overdue_actions(now: datetime, org_id: int | None) -> None:
@@ -638,33 +951,36 @@ def _flag_overdue_actions(now: datetime, org_id: int | None) -> None:
     if org_id:
         candidates = candidates.filter(organization_id=org_id)
     with transaction.atomic():
-        for action in candidates.select_related(
-            "path__workstream__organization", "path__workstream__kpi", "owner__user"
-        ).select_for_update(skip_locked=True, of=("self",)):
+        overdue = [
+            action
+            for action in candidates.select_related(
+                "path__workstream__organization", "path__workstream__kpi", "owner__user"
+            ).select_for_update(skip_locked=True, of=("self",))
+            if action.due < timezone.localtime(now, action.path.workstream.organization.tzinfo).date()
+        ]
+        if not overdue:
+            return
+        journal = Journal(now)
+        for action in overdue:
             ws = action.path.workstream
-            if action.due >= timezone.localtime(now, ws.organization.tzinfo).date():
-                continue
             action.overdue_at = now
-            action.save(update_fields=["overdue_at"])
-            add_task(ws, Task.Kind.ACTION, action.owner, now, now, f"action{action.pk}", action=action)
-            event(
+            journal.task(ws, Task.Kind.ACTION, action.owner, now, f"action{action.pk}", action=action)
+            journal.event(
                 ws,
                 now,
                 "action_overdue",
                 f"Action overdue ({action.owner.user.name}, due {action.due:%d %b}): {action.description}",
             )
-            notify(
-                recipients=[action.owner],
-                message=Message(
-                    kind=Task.Kind.ACTION,
-                    subject=f"Overdue action for {ws.kpi.name}",
-                    body=f"{action.description}\n\nDue {action.due:%a %d %b}. Mark it done or record its progress.",
-                    url=workstream_url(ws),
-                ),
-                dedup_key=f"{ws.organization_id}:{ws.kpi_id}:{ws.pk}:action{action.pk}",
-                workstream=ws,
-                now=now,
+            journal.notify(
+                ws,
+                [action.owner],
+                Task.Kind.ACTION,
+                f"Overdue action for {ws.kpi.name}",
+                f"{action.description}\n\nDue {action.due:%a %d %b}. Mark it done or record its progress.",
+                f"action{action.pk}",
             )
-            Workstream.objects.filter(pk=ws.pk).update(
-                level=0, escalation_pass=0, renotify=False, exhausted_at=None, next_escalation_at=now
-            )
+        MitigationAction.objects.filter(pk__in=[a.pk for a in overdue]).update(overdue_at=now)
+        journal.flush()
+        Workstream.objects.filter(pk__in={a.path.workstream_id for a in overdue}).update(
+            level=0, escalation_pass=0, renotify=False, exhausted_at=None, next_escalation_at=now
+        )

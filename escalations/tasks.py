@@ -1,5 +1,6 @@
 from celery import shared_task
 
+from escalations.digests import send_digests as send_due_digests
 from escalations.notifications import deliver_due
 from escalations.sweeps import advance_escalations as advance
 from escalations.sweeps import process_status_changes as process
@@ -20,3 +21,9 @@ def advance_escalations(org_id: int | None = None) -> dict:
 def deliver_notifications(org_id: int | None = None) -> dict:
     # One beat entry sends both: emails, then webhook posts (each failure is recorded and retried on its own).
     return {"emails": deliver_due(org_id=org_id), "webhooks": deliver_webhooks(org_id=org_id)}
+
+
+@shared_task
+def send_digests(org_id: int | None = None) -> dict:
+    # Writes the weekly digests due now; deliver_notifications sends their emails on its next beat.
+    return {"digests": send_due_digests(org_id=org_id)}

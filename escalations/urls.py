@@ -1,6 +1,6 @@
 from django.urls import path
 
-from escalations import views
+from escalations import health_views, review_views, views
 
 # Mounted under /o/<org_slug>/ by config.urls.
 urlpatterns = [
@@ -34,4 +34,28 @@ urlpatterns += [
 # The team dependency matrix: executives and admins (it reads the dependency reviews, hence this app).
 urlpatterns += [
     path("dependencies/matrix/", views.dependency_matrix, name="dependency_matrix"),
+]
+
+# Governance health: executives and admins (escalations.health_views).
+urlpatterns += [
+    path("health/", health_views.governance_health, name="governance_health"),
+]
+
+# The executive review and the decision log (escalations.review_views).
+urlpatterns += [
+    path("review/", review_views.review_agenda, name="review_agenda"),
+    path("review/kpis/<int:kpi_id>/decide/", review_views.review_decide, name="review_decide"),
+    path("review/sessions/", review_views.review_session_list, name="review_session_list"),
+    path("review/sessions/start/", review_views.review_session_start, name="review_session_start"),
+    path("review/sessions/<int:session_id>/", review_views.review_session_detail, name="review_session_detail"),
+    path(
+        "review/sessions/<int:session_id>/attendees/",
+        review_views.review_session_attendees,
+        name="review_session_attendees",
+    ),
+    path("review/sessions/<int:session_id>/close/", review_views.review_session_close, name="review_session_close"),
+    path("review/sessions/<int:session_id>/pack.pdf", review_views.review_session_pack, name="review_session_pack"),
+    path("decisions/", review_views.decision_log, name="decision_log"),
+    path("kpis/<int:kpi_id>/decisions/", review_views.kpi_decisions, name="kpi_decisions"),
+    path("workstreams/<int:workstream_id>/decisions/", review_views.workstream_decisions, name="workstream_decisions"),
 ]

@@ -248,12 +248,15 @@ def _from_inbox(request: HttpRequest) -> bool:
     return request.POST.get("next") == "inbox"
 
 
-def _inbox_row(request: HttpRequest, task: Task, notice: str = "", error: str = "") -> HttpResponse:
-    """The task's inbox row after it was answered in place (htmx), or back to the inbox."""
+def _inbox_row(
+    request: HttpRequest, task: Task, notice: str = "", error: str = "", part: int | None = None
+) -> HttpResponse:
+    """The task's inbox row after it was answered in place (htmx), or back to the inbox. `part`: the review of the
+    task the notice or error is about (a review task lists one per KPI)."""
     if request.htmx:
-        task = selectors.inbox(membership=request.membership).filter(pk=task.pk).first() or task
-        context = {"t": task, "now": timezone.now(), "notice": notice, "error": error, "oob_counts": True}
-        return render(request, "escalations/inbox.html#task-row", context)
+        task = selectors.inbox_task(membership=request.membership, task_id=task.pk) or task
+        context = {"t": task, "now": timezone.now(), "notice": notice, "error": error, "part": part}
+        return render(request, "escalations/inbox.html#task-row", context | {"oob_counts": True})
     if error:
         messages.error(request, error)
     else:
@@ -279,23 +282,34 @@ def task_acknowledge(request: HttpRequest, task_id: int) -> HttpResponse:
 
 @require_POST
 def task_answer(request: HttpRequest, task_id: int) -> HttpResponse:
-    """A dependency review answered in place: impact (a preventive workstream) or no impact with a reason."""
+    """One KPI of a dependency review answered in place: impact (a preventive workstream) or no impact with a
+    reason. A review task lists every KPI the upstream changes reached; each is answered on its own."""
     task = get_for_org_or_404(request, Task.objects.select_related("review"), task_id)
     if not services.may_answer(task, request.membership):
         raise deny(request, "the review's assignee")
     form = ReviewAnswerForm(request.POST)
-    notice, error = "", ""
+    notice, error, part = "", "", None
     if not form.is_valid():
         error = "Say whether the upstream change affects this KPI."
+        part = form.cleaned_data.get("review")
     else:
+        part, impact = form.cleaned_data["review"], form.cleaned_data["impact"]
         try:
-            services.dependency_review_answer(task=task, by=request.membership, **form.cleaned_data)
+            review = services.dependency_review_answer(
+                task=task, by=request.membership, impact=impact, reason=form.cleaned_data["reason"], review_id=part
+            )
         except ValidationError as e:
             error = " ".join(e.messages)
+            if "kpi" in getattr(e, "error_dict", {}):
+                part = None  # not one of the task's reviews: said above them
         else:
-            impact = form.cleaned_data["impact"]
-            notice = "Answered: a preventive workstream is open." if impact else "Answered: no impact, reason recorded."
-    return _inbox_row(request, task, notice, error)
+            part = review.pk
+            verdict = "no impact, reason recorded"
+            if impact:  # a KPI already in an episode keeps that one workstream, which hears of the impact
+                preventive = review.workstream.kind == Workstream.Kind.PREVENTIVE
+                verdict = "a preventive workstream is open" if preventive else "its open workstream records the impact"
+            notice = f"Answered for {review.kpi.name}: {verdict}."
+    return _inbox_row(request, task, notice, error, part)
 
 
 @require_POST

@@ -1,10 +1,10 @@
 """Webhooks: workstream events announced to an organization's endpoints, signed, retried with backoff.
 
-A delivery row is created in the transaction of the event it announces (escalations.sweeps.event), so an event
-that rolls back announces nothing and a committed one is never lost. The sweep posts due rows outside any
-transaction: it leases a batch first (next_attempt_at moves past the lease), so two workers never post one row
-at once, and a worker that dies mid-post leaves the row to be retried when the lease runs out (at least once;
-the X-Steerco-Delivery header lets a receiver drop a repeat).
+A delivery row is created in the transaction of the event it announces (escalations.sweeps.event, or a sweep
+batch's Journal), so an event that rolls back announces nothing and a committed one is never lost. The sweep
+posts due rows outside any transaction: it leases a batch first (next_attempt_at moves past the lease), so two
+workers never post one row at once, and a worker that dies mid-post leaves the row to be retried when the lease
+runs out (at least once; the X-Steerco-Delivery header lets a receiver drop a repeat).
 """
 
 from __future__ import annotations
@@ -15,6 +15,8 @@ import logging
 import socket
 import time
 import uuid
+from collections import defaultdict
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
@@ -37,46 +39,85 @@ SWEEP_BUDGET = timedelta(seconds=120)  # well inside the task's soft time limit
 USER_AGENT = "Steerco-Webhook/1"
 
 
+@dataclass(frozen=True)
+class Occurrence:
+    """A workstream event as its webhooks hear of it, taken when it happens: a sweep writes its deliveries later,
+    after the workstream has moved on (a catch-up runs several levels) or been given its id (a new episode)."""
+
+    workstream: Workstream
+    at: datetime
+    verb: str
+    text: str
+    kind: str
+    severity: str
+    level: int
+    escalation_pass: int
+    resolution: str
+
+
+def heard(ws: Workstream, at: datetime, verb: str, text: str) -> Occurrence | None:
+    """The event as webhooks hear of it, or None when its verb is for the timeline only."""
+    if verb not in VERBS:
+        return None
+    return Occurrence(ws, at, verb, text, ws.kind, ws.severity, ws.level, ws.escalation_pass, ws.resolution)
+
+
 def announce(ws: Workstream, at: datetime, verb: str, text: str) -> None:
     """One delivery per active webhook of the workstream's organization; an event announced before is ignored."""
-    if verb not in VERBS:
+    if occurrence := heard(ws, at, verb, text):
+        announce_all([occurrence])
+
+
+def announce_all(occurrences: list[Occurrence]) -> None:
+    """`announce` for many events at once (a sweep's batch): one read of their organizations' webhooks, one insert."""
+    if not occurrences:
         return
-    hooks = list(Webhook.objects.filter(organization_id=ws.organization_id, is_active=True))
+    hooks: dict[int, list[Webhook]] = defaultdict(list)
+    for hook in Webhook.objects.filter(
+        organization_id__in={o.workstream.organization_id for o in occurrences}, is_active=True
+    ):
+        hooks[hook.organization_id].append(hook)
     if not hooks:
         return
-    payload, now = _payload(ws, at, verb, text), timezone.now()
-    key = f"{ws.pk}:{verb}:{ws.level}:{ws.escalation_pass}:{at.isoformat()}"
-    rows = [
-        WebhookDelivery(
-            organization_id=ws.organization_id,
-            webhook=hook,
-            event=payload["event"],
-            payload=payload,
-            dedup_key=key,
-            created_at=now,
-            next_attempt_at=now,
-        )
-        for hook in hooks
-    ]
+    now = timezone.now()
+    rows = []
+    for o in occurrences:
+        if not hooks.get(o.workstream.organization_id):
+            continue
+        payload = _payload(o)
+        key = f"{o.workstream.pk}:{o.verb}:{o.level}:{o.escalation_pass}:{o.at.isoformat()}"
+        rows += [
+            WebhookDelivery(
+                organization_id=hook.organization_id,
+                webhook=hook,
+                event=payload["event"],
+                payload=payload,
+                dedup_key=key,
+                created_at=now,
+                next_attempt_at=now,
+            )
+            for hook in hooks[o.workstream.organization_id]
+        ]
     WebhookDelivery.objects.bulk_create(rows, ignore_conflicts=True)
 
 
-def _payload(ws: Workstream, at: datetime, verb: str, text: str) -> dict:
+def _payload(o: Occurrence) -> dict:
+    ws = o.workstream
     kpi, org = ws.kpi, ws.organization
     return {
-        "event": f"workstream.{verb}",
-        "occurred_at": at.isoformat(),
-        "text": text,
+        "event": f"workstream.{o.verb}",
+        "occurred_at": o.at.isoformat(),
+        "text": o.text,
         "organization": {"slug": org.slug, "name": org.name},
         "kpi": {"key": kpi.key, "name": kpi.name, "owner": kpi.owner.user.email},
         "workstream": {
             "id": ws.pk,
-            "kind": ws.kind,
-            "severity": ws.severity,
+            "kind": o.kind,
+            "severity": o.severity,
             "opened_at": ws.opened_at.isoformat(),
-            "level": ws.level,
-            "pass": ws.escalation_pass,
-            "resolution": ws.resolution or None,
+            "level": o.level,
+            "pass": o.escalation_pass,
+            "resolution": o.resolution or None,
             "url": settings.SITE_URL + reverse("workstream_detail", args=[org.slug, ws.pk]),
         },
     }

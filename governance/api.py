@@ -10,6 +10,7 @@ from ninja.throttling import SimpleRateThrottle
 
 from governance.manifest import apply_manifest, export_manifest
 from governance.models import ApiToken
+from governance.security import client_ip
 from governance.services import api_token_authenticate
 
 
@@ -25,7 +26,7 @@ class TokenAuth(HttpBearer):
     """`Authorization: Bearer stc_...`; the token's organization becomes the request's, as the middleware does."""
 
     def authenticate(self, request: HttpRequest, token: str) -> ApiToken | None:
-        api_token = api_token_authenticate(token)
+        api_token = api_token_authenticate(token, ip=client_ip(request), path=request.path)
         if api_token is not None:
             request.org, request.membership = api_token.organization, api_token.membership
         return api_token

@@ -217,7 +217,11 @@ class Invitation(models.Model):
 class AuditEvent(models.Model):
     """Append-only record of every important write; on PostgreSQL a trigger refuses UPDATE and DELETE."""
 
-    organization = models.ForeignKey(Organization, on_delete=models.PROTECT, related_name="audit_events")
+    # Null only for security events about no known user (a failed login for an unknown email): no organization
+    # owns those; operators read them in the database. Every other event belongs to one organization.
+    organization = models.ForeignKey(
+        Organization, null=True, blank=True, on_delete=models.PROTECT, related_name="audit_events"
+    )
     actor = models.ForeignKey(User, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
     verb = models.CharField(max_length=64)
     object_type = models.CharField(max_length=64, blank=True)
@@ -264,6 +268,7 @@ class ApiToken(models.Model):
     created_by = models.ForeignKey(User, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     created_at = models.DateTimeField(default=now)
     last_used_at = models.DateTimeField(null=True, blank=True)
+    use_audited_at = models.DateTimeField(null=True, blank=True)  # the last security.api_token_* audit event
     revoked_at = models.DateTimeField(null=True, blank=True)
     revoked_by = models.ForeignKey(User, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
 

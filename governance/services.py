@@ -12,7 +12,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.mail import send_mail
 from django.db import transaction
-from django.db.models import Model
+from django.db.models import Model, Q
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
@@ -52,6 +52,26 @@ def audit_log(
         before=before,
         after=after,
         request_id=get_guid() or "",
+    )
+
+
+def audit_security_event(*, verb: str, user: User | None, actor: User | None = None, after: dict) -> None:
+    """A login event, filed under every organization the user belongs to, so each one's admins see what concerns
+    their people; an event about no known user (a mistyped or guessed email) belongs to no organization."""
+    org_ids = list(Membership.objects.filter(user=user).values_list("organization_id", flat=True)) if user else []
+    guid = get_guid() or ""
+    AuditEvent.objects.bulk_create(
+        AuditEvent(
+            organization_id=org_id,
+            actor=actor,
+            verb=verb,
+            object_type=user._meta.label_lower if user else "",
+            object_id=str(user.pk) if user else "",
+            object_repr=str(user)[:200] if user else "",
+            after=after,
+            request_id=guid,
+        )
+        for org_id in org_ids or [None]
     )
 
 
@@ -292,22 +312,56 @@ def api_token_revoke(*, api_token: ApiToken, actor: User) -> ApiToken:
     return api_token
 
 
-def api_token_authenticate(token: str) -> ApiToken | None:
-    """The live token behind a bearer string (a personal one only while its member is active); records its use."""
+def api_token_authenticate(token: str, *, ip: str | None = None, path: str = "") -> ApiToken | None:
+    """The live token behind a bearer string (a personal one only while its member is active); records its use.
+
+    Use is audited as security.api_token_used on the token's first use and then at most once per
+    API_TOKEN_AUDIT_EVERY (the guarded update lets one request of many concurrent ones write it), so a loader
+    calling every few seconds leaves one row an hour, not thousands. A revoked token or a deactivated member's is
+    refused and audited as security.api_token_refused on the same terms: someone still holds it. A string that
+    matches no token belongs to no organization and is not audited (the API answers 401 and logs nothing per try).
+    """
     if not token.startswith(API_TOKEN_PREFIX):
         return None
-    api_token = (
-        ApiToken.objects.select_related("organization", "membership__user")
-        .filter(digest=api_token_digest(token), revoked_at=None)
-        .first()
-    )
-    if api_token is None or (api_token.membership is not None and not api_token.membership.is_active):
+    tokens = ApiToken.objects.select_related("organization", "membership__user")
+    api_token = tokens.filter(digest=api_token_digest(token)).first()
+    if api_token is None:
         return None
     now = timezone.now()
+    refused = api_token.revoked_at is not None or (
+        api_token.membership is not None and not api_token.membership.is_active
+    )
+    _audit_api_token_use(api_token, now=now, refused=refused, ip=ip, path=path)
+    if refused:
+        return None
     if api_token.last_used_at is None or api_token.last_used_at < now - LAST_USE_PRECISION:
         ApiToken.objects.filter(pk=api_token.pk).update(last_used_at=now)
         api_token.last_used_at = now
     return api_token
+
+
+def _audit_api_token_use(api_token: ApiToken, *, now, refused: bool, ip: str | None, path: str) -> None:
+    since = now - settings.API_TOKEN_AUDIT_EVERY
+    if api_token.use_audited_at is not None and api_token.use_audited_at >= since:
+        return  # audited within the period: no query at all on the common path
+    stale = Q(use_audited_at=None) | Q(use_audited_at__lt=since)
+    with transaction.atomic():
+        if not ApiToken.objects.filter(stale, pk=api_token.pk).update(use_audited_at=now):
+            return  # a concurrent request has just written it
+        membership = api_token.membership
+        audit_log(
+            org=api_token.organization,
+            actor=membership.user if membership else None,
+            verb="security.api_token_refused" if refused else "security.api_token_used",
+            obj=api_token,
+            after={
+                "prefix": api_token.prefix,
+                "ip": ip,
+                "path": path,
+                **({"reason": "revoked" if api_token.revoked_at else "member deactivated"} if refused else {}),
+            },
+        )
+    api_token.use_audited_at = now
 
 
 # --- invitations --------------------------------------------------------------------------------

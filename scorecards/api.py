@@ -200,7 +200,7 @@ def _summary(kpi: Kpi) -> dict:
 
 @router.get("/kpis", response=list[KpiOut], summary="Every KPI with its status (100 per page)")
 def kpis_list(request: HttpRequest, response: HttpResponse, page: int = Query(1, ge=1)):
-    kpis = selectors.kpi_list(org=request.org).order_by("key")
+    kpis = selectors.kpi_list(org=request.org).select_related("schedule").order_by("key")  # evaluated_at
     return [_summary(kpi) for kpi in page_of(response, request, kpis, page)]
 
 

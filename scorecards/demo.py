@@ -5,7 +5,9 @@ deterministically (one `random.Random` per KPI key) and written with bulk insert
 
 The founding story shows in the last three weeks: Marketing's launch campaign makes qualified leads surge while
 Supply Chain falls behind (inventory turnover and on-time-in-full degrade, the DC runs above its range) and
-Finance pays for it in air freight.
+Finance pays for it in air freight. The campaign went live six days ago: this week's leads are some 45% above last
+week's, a surge by the KPI's own rule (30% over 7 days) that the first real evaluation sweep records, and which the
+engine carries to Supply Chain as a dependency review (escalations.demo).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from scorecards.models import (
     DataSourceRun,
     KeyResult,
     Kpi,
+    KpiSchedule,
     Measurement,
     Objective,
     OwnershipTransfer,
@@ -77,7 +80,7 @@ class Spec:
     stops_days_ago: int = 0  # > 0: the feed stopped (stale)
     no_data: bool = False
     last: float | None = None  # override the newest value (the pending KPI's fresh dip)
-    surge: bool = False
+    surge: bool = False  # surge rule 30% over 7 days; its newest value awaits the first real evaluation
     alt_team: str | None = None  # when `team` does not exist in the organization
     alt_owner: str | None = None
     description: str = ""
@@ -93,7 +96,9 @@ SPECS = [
     Spec(
         "mkt.leads", "Qualified leads per week", MKT, None, "leads", INCREASE, 1200,
         {"warning": 1000, "critical": 800},
-        ((182, 118), (140, 124), (100, 131), (60, 127), (28, 133), (21, 132), (14, 152), (7, 180), (0, 205)),
+        # Flat and short of the warning until the launch six days ago; the surge window (7 days against the 7
+        # before) must hold the whole jump, noise included, so the knee is sharp and the last week clears +40%.
+        ((182, 118), (140, 124), (100, 131), (60, 127), (28, 133), (21, 132), (14, 126), (7, 128), (6, 180), (0, 210)),
         decimals=0, aggregate=("sum", 7), season=0.35, noise=0.07, wiggle=0.03, surge=True,
         description="Marketing-qualified leads accepted by Sales, summed over the last seven days.",
     ),
@@ -450,6 +455,7 @@ def seed_scorecards(org: Organization, *, today: date | None = None) -> None:
         return next(m for m in [*candidates, *fallback] if m is not None and m.is_active)
 
     kpis: list[Kpi] = []
+    schedules: list[KpiSchedule] = []
     histories: dict[str, list[float]] = {}
     changes: dict[str, list[StatusChange]] = {}
     created_at = stamps[0] - timedelta(days=1)
@@ -477,11 +483,20 @@ def seed_scorecards(org: Organization, *, today: date | None = None) -> None:
             surge_change="30%" if spec.surge else "",
             surge_window=timedelta(days=7) if spec.surge else None,
             created_at=created_at,
-            evaluated_at=moment,
-            next_evaluation_at=moment + SETTINGS["evaluate_every"],
             **SETTINGS,
         )
         kpis.append(kpi)
+        schedules.append(
+            KpiSchedule(
+                kpi=kpi,
+                organization=org,
+                evaluated_at=moment,
+                next_evaluation_at=moment + SETTINGS["evaluate_every"],
+                # The walk below stands in for the evaluator's past runs but knows nothing of surges: the newest
+                # value of a surge KPI is left for the real sweep (evaluate_due), which records the surge from the data.
+                needs_evaluation=spec.surge,
+            )
+        )
         if spec.no_data:
             kpi.created_at = moment - timedelta(days=2, hours=3)
             kpi.status, kpi.status_since, kpi.reason = "no_data", kpi.created_at, "No measurement has arrived yet."
@@ -555,6 +570,7 @@ def seed_scorecards(org: Organization, *, today: date | None = None) -> None:
         changes[spec.key] = rows
 
     Kpi.objects.bulk_create(kpis)
+    KpiSchedule.objects.bulk_create(schedules)
     by_key = {kpi.key: kpi for kpi in kpis}
     Measurement.objects.bulk_create(
         [

@@ -9,7 +9,9 @@ unique per (kpi, changed_at) as a last line of defence.
 A sweep of 100,000 KPIs must take seconds (`tests/bench/evaluation.py`), so the batch loop works on plain
 tuples read in PostgreSQL's binary format rather than on model instances, builds each distinct rule once per
 batch, writes a batch with one UPDATE per shape of change, and runs beside a second sweep on its own
-connection so that the database's work overlaps Python's.
+connection so that the database's work overlaps Python's. Writing is what costs most, so the schedule, which
+every evaluation moves, is a narrow KpiSchedule row, and the KPI's wide row is written only when its value,
+reason, status or error moved (in place: see Kpi).
 """
 
 from __future__ import annotations
@@ -24,13 +26,13 @@ from functools import partial
 
 import psycopg
 from django.db import connection, transaction
-from django.db.models import Q, QuerySet, TextField
+from django.db.models import F, Q, QuerySet, TextField
 from django.db.models.functions import Cast
 from django.utils import timezone
 
 from governance.models import Organization
 from scorecards import evaluator
-from scorecards.models import Kpi, StatusChange, SurgeSignal
+from scorecards.models import Kpi, KpiSchedule, StatusChange, SurgeSignal
 from scorecards.selectors import fetch_series
 
 log = logging.getLogger(__name__)
@@ -42,28 +44,33 @@ MAX_BACKOFF = timedelta(hours=6)
 # Django selects annotations after columns: it comes last.
 RULE_FIELDS = [f.name for f in fields(evaluator.Rule) if f.init and f.name not in ("thresholds", "tz")]
 STATE_FIELDS = [f.name for f in fields(evaluator.State)]
+# What an evaluation leaves on the KPI, compared with what the row holds so that an unchanged row is not written.
+SHOWN_FIELDS = ["last_value", "last_measured_at", "reason"]
 READ_FIELDS = [
     "id",
     "organization_id",
     *RULE_FIELDS,
     *STATE_FIELDS,
-    "last_measured_at",
-    "next_evaluation_at",
-    "evaluate_every",
+    *SHOWN_FIELDS,
+    "error",
     "error_count",
-    "version",
+    "evaluate_every",
+    "schedule__next_evaluation_at",
     "thresholds_text",
 ]
-_ID, _ORG, _LAST_MEASURED, _NEXT, _EVERY, _ERRORS, _VERSION, _THRESHOLDS = map(
+_ID, _ORG, _LAST_MEASURED, _ERROR, _ERRORS, _EVERY, _NEXT, _THRESHOLDS = map(
     READ_FIELDS.index,
-    ["id", "organization_id", "last_measured_at", "next_evaluation_at", "evaluate_every", "error_count", "version"]
-    + ["thresholds_text"],
+    ["id", "organization_id", "last_measured_at", "error", "error_count", "evaluate_every"]
+    + ["schedule__next_evaluation_at", "thresholds_text"],
 )
 _RULE = slice(READ_FIELDS.index(RULE_FIELDS[0]), READ_FIELDS.index(RULE_FIELDS[-1]) + 1)
 _STATE = slice(READ_FIELDS.index(STATE_FIELDS[0]), READ_FIELDS.index(STATE_FIELDS[-1]) + 1)
-# The per-KPI columns written for an evaluated KPI (and its STATE_FIELDS if they moved), and for a failed one.
-EVALUATED_FIELDS = ["id", "last_value", "last_measured_at", "reason", "next_evaluation_at", "version"]
-FAILED_FIELDS = ["id", "error", "error_count", "next_evaluation_at"]
+_SHOWN = slice(READ_FIELDS.index(SHOWN_FIELDS[0]), READ_FIELDS.index(SHOWN_FIELDS[-1]) + 1)
+# The per-KPI columns ("id" first) written to the KPI when they moved (with its STATE_FIELDS if those moved too),
+# to the schedule of every evaluated KPI (whose version goes up by one in the UPDATE itself), and for a failure.
+SHOWN_COLUMNS = ["id", *SHOWN_FIELDS]
+SCHEDULE_COLUMNS = ["id", "next_evaluation_at"]
+FAILED_COLUMNS = ["id", "error", "error_count"]
 
 
 @dataclass
@@ -143,8 +150,12 @@ def _rows(values: QuerySet) -> list[tuple]:
         return cursor.execute(sql, params, binary=True).fetchall()
 
 
-def _due(due: Q, org_id: int | None) -> QuerySet[Kpi]:
-    qs = Kpi.objects.filter(archived_at=None).filter(due)
+def _due(due: Q, org_id: int | None, now: datetime) -> QuerySet[Kpi]:
+    """The KPIs due, with their schedules: `due` is a condition on the KpiSchedule (`schedule__...`)."""
+    # Never behind a later evaluation: a sweep that started earlier (a slow one, or a redelivered task) would
+    # judge the KPI as of a moment before data that a newer sweep has already seen.
+    not_judged_later = Q(schedule__evaluated_at__isnull=True) | Q(schedule__evaluated_at__lte=now)
+    qs = Kpi.objects.filter(archived_at=None).filter(due, not_judged_later)
     return qs.filter(organization_id=org_id) if org_id else qs
 
 
@@ -158,15 +169,17 @@ def evaluate_batch(
     on_full_batch: Callable[[], None] = lambda: None,
 ) -> SweepResult:
     with transaction.atomic():
-        # Ordered by the partial index that finds due rows, so each batch starts at the first row still due.
-        # Without it the model's default ordering (name) sorted every due row for each batch.
-        claimed = _due(due, org_id).order_by(order).select_for_update(skip_locked=True)[:batch_size]
+        # Ordered by the schedule's index that finds due rows, so each batch starts at the first row still due.
+        # Without it the model's default ordering (name) sorted every due row for each batch. The claim locks the
+        # KPI's row as well as its schedule's, as ingestion and the KPI's editors do: they wait for the batch, and
+        # the sweep skips what they hold (SKIP LOCKED on both), so none ever waits for the other in a cycle.
+        claimed = _due(due, org_id, now).order_by(order).select_for_update(skip_locked=True)[:batch_size]
         rows, rules, series = read_batch(claimed, now)
         if len(rows) == batch_size:
             on_full_batch()  # there may be more: see evaluate_due
-        # Rows to write, by what changed: most evaluations only move the value, reason and schedule; the
-        # status/pending columns travel only for the KPIs whose state moved.
-        same_state, new_state, failed = [], [], []
+        # Rows to write, by what changed: every evaluation moves the schedule; the KPI's row is written only
+        # when what it shows moved (value, reason), its status/pending columns only for the KPIs whose state moved.
+        scheduled, shown, new_state, failed, retries = [], [], [], [], []
         changes, surges = [], []
         for row, rule in zip(rows, rules, strict=True):
             kpi_id, kpi_org, state = row[_ID], row[_ORG], row[_STATE]
@@ -181,7 +194,8 @@ def evaluate_batch(
                 errors = row[_ERRORS] + 1
                 # Retry at the KPI's own pace first, then ever more slowly: a broken KPI must not flood the log.
                 retry = now + min(row[_EVERY] * 2 ** (errors - 1), MAX_BACKOFF)
-                failed.append((kpi_id, f"{type(error).__name__}: {error}"[:2000], errors, retry))
+                failed.append((kpi_id, f"{type(error).__name__}: {error}"[:2000], errors))
+                retries.append((kpi_id, retry))
                 continue
             if decision.changed:
                 changes.append(
@@ -207,7 +221,7 @@ def evaluate_batch(
                         change=decision.surge.change,
                     )
                 )
-            evaluated = (kpi_id, decision.value, newest, decision.reason, next_tick(row[_NEXT], row[_EVERY], now))
+            scheduled.append((kpi_id, next_tick(row[_NEXT], row[_EVERY], now)))
             after = (
                 decision.status,
                 decision.status_since,
@@ -215,42 +229,54 @@ def evaluate_batch(
                 decision.pending_since,
                 decision.last_surge_at,
             )
-            if after == state:
-                same_state.append((*evaluated, row[_VERSION] + 1))
-            else:
-                new_state.append((*evaluated, row[_VERSION] + 1, *after))
-        done = dict(evaluated_at=now, needs_evaluation=False, error="", error_count=0)
-        _update(EVALUATED_FIELDS, same_state, **done)
-        _update([*EVALUATED_FIELDS, *STATE_FIELDS], new_state, **done)
-        _update(FAILED_FIELDS, failed, needs_evaluation=False)
+            values = (decision.value, newest, decision.reason)
+            if after != state:
+                new_state.append((kpi_id, *values, *after))
+            elif values != row[_SHOWN] or row[_ERRORS] or row[_ERROR]:
+                shown.append((kpi_id, *values))
+        cleared = dict(error="", error_count=0)  # an evaluation that succeeds ends a run of errors
+        _update(Kpi, SHOWN_COLUMNS, shown, **cleared)
+        _update(Kpi, [*SHOWN_COLUMNS, *STATE_FIELDS], new_state, **cleared)
+        _update(Kpi, FAILED_COLUMNS, failed)
+        _update(KpiSchedule, SCHEDULE_COLUMNS, scheduled, versioned=True, evaluated_at=now, needs_evaluation=False)
+        _update(KpiSchedule, SCHEDULE_COLUMNS, retries, needs_evaluation=False)
         StatusChange.objects.bulk_create(changes)
         SurgeSignal.objects.bulk_create(surges)
-    return SweepResult(len(same_state) + len(new_state), len(changes), len(surges), len(failed))
+    return SweepResult(len(scheduled), len(changes), len(surges), len(failed))
 
 
-def _update(columns: list[str], rows: list[tuple], **same: object) -> None:
-    """One UPDATE for a batch: `rows` hold the per-KPI values of `columns` ("id" first); `same` is for all."""
+def _update(
+    model: type[Kpi | KpiSchedule], columns: list[str], rows: list[tuple], *, versioned: bool = False, **same: object
+) -> None:
+    """One UPDATE of `model` for a batch: `rows` hold the per-KPI values of `columns` ("id", the KPI's, first);
+    `same` is for all; `versioned` also counts one more version for each row."""
     if not rows:
         return
+    pk = model._meta.pk
     if connection.vendor != "postgresql":
         # SQLite (the local default) holds few KPIs; Django's bulk_update adapts its values correctly there.
-        kpis = [Kpi(**dict(zip(columns, row, strict=True)), **same) for row in rows]
-        Kpi.objects.bulk_update(kpis, [*columns[1:], *same])
+        version = {"version": F("version") + 1} if versioned else {}
+        objs = [model(**{pk.attname: row[0]}, **dict(zip(columns[1:], row[1:], strict=True)), **same) for row in rows]
+        model.objects.bulk_update(objs, [*columns[1:], *same, *version])
         return
     # bulk_update's CASE expressions cost ~5 ms per KPI; unnest() joins a batch's arrays in one statement.
-    table = connection.ops.quote_name(Kpi._meta.db_table)
-    arrays = ", ".join(f"%b::{Kpi._meta.get_field(name).db_type(connection)}[]" for name in columns)
+    table = connection.ops.quote_name(model._meta.db_table)
+    types = [(pk if name == "id" else model._meta.get_field(name)).db_type(connection) for name in columns]
+    arrays = ", ".join(f"%b::{db_type}[]" for db_type in types)
     assignments = [f"{name} = %s" for name in same] + [f"{name} = v.{name}" for name in columns[1:]]
+    if versioned:
+        assignments.append("version = t.version + 1")
     with psycopg.Cursor(connection.connection) as cursor:
         # A batch is a few percent of the table, and with random_page_cost's spinning disks the planner would
-        # rather hash the whole table than probe its primary key once per row: every batch read every KPI.
-        cursor.execute("SET LOCAL enable_hashjoin = off")
+        # rather hash or sort the whole table than probe its primary key once per row: a batch read every KPI.
+        cursor.execute("SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off")
         cursor.execute(
-            f"UPDATE {table} AS k SET {', '.join(assignments)} FROM unnest({arrays}) AS v({', '.join(columns)}) "
-            "WHERE k.id = v.id",
+            f"UPDATE {table} AS t SET {', '.join(assignments)} FROM unnest({arrays}) AS v({', '.join(columns)}) "
+            f"WHERE t.{pk.column} = v.id",
             [*same.values(), *(list(column) for column in zip(*rows, strict=True))],
         )
-        cursor.execute("SET LOCAL enable_hashjoin TO DEFAULT")  # the caller's transaction may go on
+        # The caller's transaction may go on.
+        cursor.execute("SET LOCAL enable_hashjoin TO DEFAULT; SET LOCAL enable_mergejoin TO DEFAULT")
 
 
 def evaluate_due(
@@ -282,7 +308,8 @@ def _sweep(
     total = SweepResult()
     # The two ways to be due are claimed one after the other, each through its own partial index: an OR of
     # both scans the table once per batch, which makes a sweep of N KPIs read N^2 / batch_size rows.
-    for due, order in ((Q(needs_evaluation=True), "id"), (Q(next_evaluation_at__lte=now), "next_evaluation_at")):
+    due_now = Q(schedule__next_evaluation_at__lte=now)
+    for due, order in ((Q(schedule__needs_evaluation=True), "schedule"), (due_now, "schedule__next_evaluation_at")):
         while True:
             batch = evaluate_batch(
                 now=now, due=due, order=order, org_id=org_id, batch_size=batch_size, on_full_batch=on_full_batch

@@ -17,7 +17,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from governance.models import Organization
-from scorecards.models import Kpi, Measurement, MeasurementRevision
+from scorecards.models import Kpi, KpiSchedule, Measurement, MeasurementRevision
 
 MAX_FUTURE = timedelta(days=1)  # clocks drift; a point further ahead is a mistake (a wrong zone, a typo)
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -155,7 +155,7 @@ def measurements_store(
 def _queue_evaluation(org_id: int) -> None:
     from scorecards.tasks import evaluate_kpis  # tasks import services; importing here avoids the cycle
 
-    # Without a worker the beat sweep still finds these KPIs (needs_evaluation); this only makes it sooner.
+    # Without a worker the beat sweep still finds these KPIs (KpiSchedule.needs_evaluation); this only makes it sooner.
     evaluate_kpis.delay(org_id=org_id)
 
 
@@ -163,7 +163,7 @@ def _upsert_postgresql(org: Organization, rows: list, source: str, now: datetime
     """The rows travel by binary COPY into a temporary table; new points go in with one insert, and only when
     some (kpi, at) was stored before does a second statement keep the old values as revisions and replace them."""
     kpi, measurement = Kpi._meta.db_table, Measurement._meta.db_table
-    revision = MeasurementRevision._meta.db_table
+    schedule, revision = KpiSchedule._meta.db_table, MeasurementRevision._meta.db_table
     params = {"now": now, "org": org.pk, "source": source}
     connection.ensure_connection()
     # psycopg's own cursor: Django's client-side binding cannot COPY, and would spell every number out as text.
@@ -183,11 +183,16 @@ def _upsert_postgresql(org: Organization, rows: list, source: str, now: datetime
                 copy.write_row(row)
         cursor.execute(
             f"""
-            WITH marked AS (
-                UPDATE {kpi} k SET needs_evaluation = true, last_measured_at = GREATEST(k.last_measured_at, t.newest)
-                FROM (SELECT kpi_id, max(at) AS newest FROM incoming_measurement GROUP BY kpi_id) t
-                WHERE k.id = t.kpi_id
-                    AND (NOT k.needs_evaluation OR k.last_measured_at IS NULL OR k.last_measured_at < t.newest)
+            WITH newest AS (
+                SELECT kpi_id, max(at) AS at FROM incoming_measurement GROUP BY kpi_id
+            ), measured AS (
+                UPDATE {kpi} k SET last_measured_at = t.at FROM newest t
+                WHERE k.id = t.kpi_id AND (k.last_measured_at IS NULL OR k.last_measured_at < t.at)
+            ), marked AS (
+                -- A KPI never scheduled (created in bulk) gets its schedule here.
+                INSERT INTO {schedule} (kpi_id, organization_id, needs_evaluation, version)
+                SELECT kpi_id, %(org)s, true, 0 FROM newest
+                ON CONFLICT (kpi_id) DO UPDATE SET needs_evaluation = true WHERE NOT {schedule}.needs_evaluation
             ), inserted AS (
                 INSERT INTO {measurement} (organization_id, kpi_id, at, value, source, ingested_at)
                 SELECT %(org)s, kpi_id, at, value, %(source)s, %(now)s FROM incoming_measurement
@@ -256,6 +261,11 @@ def _upsert_portable(org: Organization, rows: list, source: str, now: datetime) 
         newest[kpi_id] = max(at, newest.get(kpi_id, at))
     kpis = list(Kpi.objects.filter(pk__in=newest).only("pk", "last_measured_at"))
     for kpi in kpis:
-        kpi.needs_evaluation = True
         kpi.last_measured_at = max(filter(None, [kpi.last_measured_at, newest[kpi.pk]]))
-    Kpi.objects.bulk_update(kpis, ["needs_evaluation", "last_measured_at"])
+    Kpi.objects.bulk_update(kpis, ["last_measured_at"])
+    KpiSchedule.objects.bulk_create(
+        [KpiSchedule(kpi_id=kpi_id, organization=org, needs_evaluation=True) for kpi_id in sorted(newest)],
+        update_conflicts=True,
+        unique_fields=["kpi"],
+        update_fields=["needs_evaluation"],
+    )

@@ -8,7 +8,7 @@ from django.utils import timezone
 
 from governance.models import Membership, Role, User
 from governance.services import audit_log, snapshot
-from scorecards.models import CheckIn, KeyResult, Kpi, Objective, OwnershipTransfer
+from scorecards.models import CheckIn, KeyResult, Kpi, KpiSchedule, Objective, OwnershipTransfer
 
 # Fields an admin or the owner may change on the KPI page; `owner` is deliberately absent.
 KPI_SETTINGS = [
@@ -48,9 +48,9 @@ def owned_kpis_blocker(membership: Membership) -> str:
 @transaction.atomic
 def kpi_create(*, actor: User, **fields) -> Kpi:
     kpi = Kpi(**fields)
-    kpi.next_evaluation_at = kpi.next_evaluation_at or timezone.now()  # the next sweep picks it up
     kpi.full_clean()
     kpi.save()
+    KpiSchedule.objects.create(kpi=kpi, organization=kpi.organization, next_evaluation_at=timezone.now())  # next sweep
     audit_log(
         org=kpi.organization,
         actor=actor,
@@ -71,6 +71,12 @@ def kpi_update(*, kpi: Kpi, actor: User, **fields) -> Kpi:
         setattr(kpi, name, value)
     kpi.full_clean()
     kpi.save()
+    if (stored.archived_at is None) != (kpi.archived_at is None):
+        # An archived KPI leaves the sweep's schedule; restored, it is evaluated at the next sweep.
+        due = {"next_evaluation_at": None if kpi.archived_at else timezone.now()}
+        KpiSchedule.objects.update_or_create(
+            kpi=kpi, defaults=due, create_defaults={"organization": kpi.organization, **due}
+        )
     after = snapshot(kpi, KPI_SETTINGS)
     if after != before:
         changed = [k for k in KPI_SETTINGS if before[k] != after[k]]
@@ -83,6 +89,15 @@ def kpi_update(*, kpi: Kpi, actor: User, **fields) -> Kpi:
             after={k: after[k] for k in changed},
         )
     return kpi
+
+
+def kpi_schedule_evaluation(*, kpi: Kpi) -> None:
+    """Asks for an evaluation at the next sweep (new thresholds, say) without moving the evaluate_every grid."""
+    KpiSchedule.objects.update_or_create(
+        kpi=kpi,
+        defaults={"needs_evaluation": True},
+        create_defaults={"organization": kpi.organization, "needs_evaluation": True},
+    )
 
 
 # --- ownership transfers ------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from datetime import datetime, time, timedelta, tzinfo
+from datetime import datetime, time, timedelta
 from functools import partial
 
 from django.conf import settings
@@ -18,9 +18,7 @@ from governance import selectors as governance_selectors
 from governance.access import admin_required, deny, get_for_org_or_404, role_required
 from governance.forms import apply_errors
 from governance.models import Membership, Organization, Role, Team
-from scorecards import charts, evaluator, imports, pulls, selectors, services, tasks
-from scorecards.aggregate import rolling
-from scorecards.evaluation import rule_for
+from scorecards import charts, imports, pulls, selectors, services, tasks
 from scorecards.forms import (
     CheckInForm,
     DecisionForm,
@@ -30,6 +28,7 @@ from scorecards.forms import (
     ObjectiveForm,
     TransferRequestForm,
 )
+from scorecards.kpi_chart import kpi_chart
 from scorecards.models import (
     DataSource,
     DataSourceRun,
@@ -41,7 +40,6 @@ from scorecards.models import (
     Scorecard,
     Status,
 )
-from scorecards.thresholds import RANGE, ThresholdError, parse_thresholds
 
 STATUS_CHOICES = Status.choices
 SORT_COLUMNS = [("name", "KPI"), ("team", "Team"), ("owner", "Owner"), ("status", "Status"), ("age", "Data age")]
@@ -159,64 +157,6 @@ def scorecard(request: HttpRequest, scorecard_id: int | None = None) -> HttpResp
     return render(request, template, context)
 
 
-def _kpi_chart(kpi: Kpi, tz: tzinfo) -> str:
-    """90 days of the value the KPI is judged by (the aggregate, e.g. a 7-day sum), against its thresholds."""
-    now = timezone.now()
-    since = now - timedelta(days=90)
-    lead_in = kpi.aggregate_window or timedelta(0)
-    raw = list(kpi.measurements.filter(at__gt=since - lead_in).order_by("at").values_list("at", "value"))
-    points = [(at, v) for at, v in rolling(raw, kpi.aggregate_fn, kpi.aggregate_window) if at >= since]
-    bands: list[charts.Band] = []
-    target_line = None
-    try:
-        spec = parse_thresholds(kpi.direction, kpi.thresholds, has_target=kpi.target_value is not None)
-        # Relative thresholds as the evaluator resolves them now (against the pace of a dated target).
-        t = spec.resolve(evaluator.pace(rule_for(kpi, tz), now))
-    except ThresholdError:
-        t = None
-    if t is not None:
-        if kpi.direction == RANGE:
-            (wl, wh), (cl, ch) = t.warning, t.critical
-            bands = [
-                charts.Band(None, cl, "off_track"),
-                charts.Band(cl, wl, "at_risk"),
-                charts.Band(wl, wh, "on_track"),
-                charts.Band(wh, ch, "at_risk"),
-                charts.Band(ch, None, "off_track"),
-            ]
-        elif kpi.direction == "increase":
-            bands = [
-                charts.Band(None, t.critical, "off_track"),
-                charts.Band(t.critical, t.warning, "at_risk"),
-                charts.Band(t.warning, None, "on_track"),
-            ]
-        else:
-            bands = [
-                charts.Band(None, t.warning, "on_track"),
-                charts.Band(t.warning, t.critical, "at_risk"),
-                charts.Band(t.critical, None, "off_track"),
-            ]
-    if kpi.target_by and kpi.baseline_at is not None and kpi.baseline_value is not None:
-        target_line = [
-            (datetime.combine(kpi.baseline_at, time(), tz), kpi.baseline_value),
-            (datetime.combine(kpi.target_by, time(), tz), kpi.target_value),
-        ]
-    changes = [
-        charts.Marker(c.changed_at, c.new, f"{c.get_old_display()} → {c.get_new_display()}: {c.reason}")
-        for c in kpi.status_changes.filter(changed_at__gte=since)
-    ]
-    return charts.kpi_chart(
-        points=points,
-        target=None if target_line else kpi.target_value,
-        target_line=target_line,
-        bands=bands,
-        changes=changes,
-        unit=kpi.unit,
-        tz=tz,
-        title=f"{kpi.name}, last 90 days",
-    )
-
-
 @require_GET
 def kpi_detail(request: HttpRequest, kpi_id: int) -> HttpResponse:
     kpi = get_for_org_or_404(request, Kpi.objects.select_related("team", "owner__user", "data_source"), kpi_id)
@@ -232,7 +172,7 @@ def kpi_detail(request: HttpRequest, kpi_id: int) -> HttpResponse:
         "scorecards/kpi_detail.html",
         {
             "kpi": kpi,
-            "chart": _kpi_chart(kpi, request.org.tzinfo),
+            "chart": kpi_chart(kpi, request.org.tzinfo),
             "pending_elapsed": timezone.now() - kpi.pending_since if kpi.pending_since else None,
             "page": page,
             "changes": kpi.status_changes.all()[:20],

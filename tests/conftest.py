@@ -10,11 +10,14 @@ from django.utils import timezone
 
 from dependencies.models import Dependency
 from escalations.models import (
+    Decision,
     EscalationLevel,
     EscalationPolicy,
     MitigationAction,
     MitigationPath,
     Notification,
+    ReviewAttendee,
+    ReviewSession,
     Task,
     Webhook,
     Workstream,
@@ -60,6 +63,12 @@ class Tenant:
         """An open workstream of the KPI with a path, an action, a task and a notification, made on first use:
         the engine's tests count every workstream and task, so a tenant does not carry one from the start."""
         return make_episode(self)
+
+    @cached_property
+    def review_session(self) -> ReviewSession:
+        """A closed review with its attendee and one decision on the KPI, made on first use (the review tests count
+        sessions and decisions)."""
+        return make_review(self)
 
     @cached_property
     def dependency(self) -> Dependency:
@@ -115,6 +124,25 @@ def make_episode(t: Tenant) -> Episode:
         workstream=ws,
     )
     return Episode(ws, path, action, task, notification)
+
+
+def make_review(t: Tenant) -> ReviewSession:
+    now = timezone.now()
+    session = ReviewSession.objects.create(
+        organization=t.org, title="Steering review", started_by=t.executive.user, started_at=now, closed_at=now
+    )
+    ReviewAttendee.objects.create(organization=t.org, session=session, membership=t.executive)
+    Decision.objects.create(
+        organization=t.org,
+        kind=Decision.Kind.ACCEPT_RISK,
+        kpi=t.kpi,
+        session=session,
+        decided_by=t.executive.user,
+        reason="Seasonal dip",
+        kpi_status=t.kpi.status,
+        expected_by=date(2026, 12, 31),
+    )
+    return session
 
 
 def make_tenant(slug: str) -> Tenant:

@@ -5,7 +5,7 @@ from datetime import timedelta
 import factory
 
 from governance.models import Membership, Organization, Role, Team, User
-from scorecards.models import Kpi
+from scorecards.models import Kpi, KpiSchedule
 
 PASSWORD = "a-test-password-42"
 
@@ -51,6 +51,7 @@ class MembershipFactory(factory.django.DjangoModelFactory):
 class KpiFactory(factory.django.DjangoModelFactory):
     class Meta:
         model = Kpi
+        skip_postgeneration_save = True  # the schedule is a row of its own; the KPI needs no second save
 
     organization = factory.SubFactory(OrganizationFactory)
     key = factory.Sequence(lambda n: f"kpi.{n}")
@@ -66,3 +67,24 @@ class KpiFactory(factory.django.DjangoModelFactory):
     evaluate_every = timedelta(hours=1)
     pending_for = timedelta(hours=2)
     keep_for = timedelta(hours=1)
+    # The KPI's schedule (KpiSchedule), given as if it were the KPI's: KpiFactory(next_evaluation_at=...).
+    schedule = factory.RelatedFactory(
+        "tests.factories.KpiScheduleFactory",
+        factory_related_name="kpi",
+        next_evaluation_at=factory.SelfAttribute("..next_evaluation_at"),
+        needs_evaluation=factory.SelfAttribute("..needs_evaluation"),
+        evaluated_at=factory.SelfAttribute("..evaluated_at"),
+    )
+
+    class Params:
+        next_evaluation_at = None
+        needs_evaluation = False
+        evaluated_at = None
+
+
+class KpiScheduleFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = KpiSchedule
+
+    # Made by KpiFactory, which passes its KPI.
+    organization = factory.SelfAttribute("kpi.organization")

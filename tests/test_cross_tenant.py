@@ -15,6 +15,7 @@ from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
 from dependencies.models import Dependency
 from escalations.models import (
+    Decision,
     DependencyReview,
     DependencyReviewSignal,
     DependencySignal,
@@ -24,6 +25,8 @@ from escalations.models import (
     MitigationPath,
     Notification,
     NotificationPreference,
+    ReviewAttendee,
+    ReviewSession,
     Task,
     Webhook,
     WebhookDelivery,
@@ -56,6 +59,7 @@ OBJECT_KWARGS: dict[str, Callable[[Tenant], object]] = {
     "policy_id": lambda t: t.policy.pk,
     "webhook_id": lambda t: t.webhook.pk,
     "dependency_id": lambda t: t.dependency.pk,
+    "session_id": lambda t: t.review_session.pk,
 }
 
 # Views outside /o/<slug>/, with the reason they need no tenant check.
@@ -91,7 +95,7 @@ def route_kwargs(route: str) -> set[str]:
 
 def tenant_rows(t: Tenant) -> list:
     """Everything of a tenant that a stranger's request could try to change."""
-    assert t.episode and t.dependency  # made before the first snapshot, not by the requests' URLs
+    assert t.episode and t.dependency and t.review_session  # made before the first snapshot, not by the URLs
     return [
         list(Team.objects.filter(organization=t.org).values().order_by("pk")),
         list(Membership.objects.filter(organization=t.org).values().order_by("pk")),
@@ -122,6 +126,9 @@ def tenant_rows(t: Tenant) -> list:
                 WorkstreamEvent,
                 Notification,
                 NotificationPreference,
+                ReviewSession,
+                ReviewAttendee,
+                Decision,
             )
         ),
     ]

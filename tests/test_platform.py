@@ -113,14 +113,56 @@ def test_seed_demo_builds_the_demo_organization_once(db):
     assert not acme.teams.filter(lead=None).exists()
     coo = Membership.objects.filter(user__email="coo@acme.test").values_list("organization__slug", flat=True)
     assert set(coo) == {"acme", "globex"}
-    assert Client().login(username="ceo@acme.test", password="steerco-demo")
+    # Through the login page, as a person logs in: the throttling backend needs the request.
+    response = Client().post("/login/", {"username": "ceo@acme.test", "password": "steerco-demo"})
+    assert response.status_code == 302 and response.url == "/"
 
 
-INLINE_SCRIPT = re.compile(r"<script(?![^>]*\bsrc=)[^>]*>", re.I)
+INLINE_SCRIPT = re.compile(r"<script(?![^>]*\bsrc=)(?![^>]*type=\"application/json\")[^>]*>", re.I)
+INLINE_STYLE = re.compile(r"<style[\s>]|\sstyle=", re.I)
+# What htmx can only do with eval: hx-on handlers, js:/javascript: values, event filters (`click[ctrlKey]`).
+HTMX_EVAL = re.compile(
+    r"hx-on[:-]|hx-(vals|vars|headers)=[\"']\s*(js|javascript):|hx-trigger=\"(?:[^\"]*[\s,])?(?!(?:from|target):)[\w.:-]+\[",
+    re.I,
+)
+
+
+def assert_strict_csp(response, url: str) -> None:
+    policy = response.headers.get("Content-Security-Policy", "")
+    directives = dict((d.strip().split(" ", 1) + [""])[:2] for d in policy.split(";") if d.strip())
+    assert directives.get("script-src") == "'self'" and directives.get("style-src") == "'self'", (url, policy)
+    assert "unsafe-inline" not in policy and "unsafe-eval" not in policy, (url, policy)
+    assert directives.get("object-src") == "'none'" and directives.get("frame-ancestors") == "'none'", (url, policy)
+
+
+def template_files() -> list[Path]:
+    dirs = [Path(d) for engine in settings.TEMPLATES for d in engine["DIRS"]]
+    dirs += [ROOT / app / "templates" for app in ("governance", "scorecards", "dependencies", "escalations")]
+    return sorted(f for d in dirs if d.is_dir() for f in d.rglob("*.html"))
+
+
+def test_no_template_holds_inline_scripts_styles_or_eval_only_htmx():
+    """The CSP forbids inline code, and htmx runs with allowEval off: neither may creep back into a template."""
+    files = template_files()
+    assert len(files) > 40
+    for path in files:
+        text = path.read_text()
+        assert not INLINE_SCRIPT.search(text), f"inline <script> in {path}"
+        assert not INLINE_STYLE.search(text), f"inline style in {path}"
+        assert not re.search(r"\son[a-z]+=", text), f"inline event handler in {path}"
+        assert not HTMX_EVAL.search(text), f"htmx attribute that needs eval in {path}"
+
+
+def test_htmx_runs_with_eval_off_and_the_indicator_styles_in_a_file():
+    html = (ROOT / "templates" / "base.html").read_text()
+    config = re.search(r'<meta name="htmx-config" content=\'([^\']+)\'>', html)
+    assert config, "base.html configures htmx"
+    assert '"allowEval": false' in config[1] and '"includeIndicatorStyles": false' in config[1]
+    assert ".htmx-indicator" in (ROOT / "static" / "css" / "app.css").read_text()
 
 
 def test_pages_have_no_inline_scripts_or_styles(tenant):
-    """A strict Content-Security-Policy needs every script and style to come from a file."""
+    """A strict Content-Security-Policy needs every script and style to come from a file; every page sends it."""
     client = tenant.client(tenant.admin)
     pages = ["/", "/login/", "/organizations/new/", "/password-reset/"]
     pages += [
@@ -131,9 +173,13 @@ def test_pages_have_no_inline_scripts_or_styles(tenant):
         if response.status_code == 405:
             continue  # a POST-only endpoint: it renders nothing of its own
         assert response.status_code == 200, url
+        assert_strict_csp(response, url)
+        if not response["Content-Type"].startswith("text/html"):
+            continue  # a download (CSV, PDF): no markup to check
         html = response.content.decode()
         assert not INLINE_SCRIPT.search(html), f"inline <script> on {url}"
-        assert not re.search(r"\sstyle=", html), f"inline style on {url}"
+        assert not INLINE_STYLE.search(html), f"inline style on {url}"
+        assert not HTMX_EVAL.search(html), f"htmx attribute that needs eval on {url}"
         assert "X-CSRFToken" in html, f"htmx requests on {url} would be sent without the CSRF token"
 
 

@@ -30,6 +30,8 @@ INSTALLED_APPS = [
     "template_partials",
     "guardian",
     "django_guid",
+    "csp",
+    "axes",
     "governance",
     "scorecards",
     "dependencies",
@@ -39,6 +41,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django_guid.middleware.guid_middleware",
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -48,6 +51,8 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "governance.middleware.TenantMiddleware",
+    # Last, as its documentation asks: turns a lockout raised by the axes backend into the login page's answer.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -77,6 +82,7 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_USER_MODEL = "governance.User"
 AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",  # first: refuses a locked-out username+address before any password check
     "django.contrib.auth.backends.ModelBackend",
     "guardian.backends.ObjectPermissionBackend",
 ]
@@ -115,6 +121,49 @@ DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", default="Steerco <steerco@localho
 
 SESSION_COOKIE_HTTPONLY = True
 CSRF_COOKIE_HTTPONLY = False  # htmx reads the token from the page, not the cookie; kept default for forms
+
+# --- Browser security -------------------------------------------------------------------------------
+# Every script and style comes from our own static files (tests/test_platform.py checks the templates), htmx runs
+# with eval off and its indicator styles in app.css: nothing needs 'unsafe-inline' or 'unsafe-eval'. Images may be
+# data: URIs (the API docs' Swagger UI draws its icons so). frame-ancestors repeats X-Frame-Options: DENY.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'", "data:"],
+        "font-src": ["'self'"],
+        "connect-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'none'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    }
+}
+
+# Login throttling (django-axes): LOGIN_FAILURE_LIMIT wrong passwords for one username from one address lock that
+# pair out for LOGIN_COOLOFF_MINUTES; a success in between starts the count afresh. Keyed on the pair, so an
+# attacker spraying one address cannot lock a colleague out from the office, and one guessing many passwords for
+# a user is stopped. The audit log (security.login*, governance.security) is the record of logins, so axes keeps
+# no access log of its own.
+AXES_FAILURE_LIMIT = env.int("LOGIN_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = timedelta(minutes=env.int("LOGIN_COOLOFF_MINUTES", default=15))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_DISABLE_ACCESS_LOG = True
+AXES_USERNAME_FORM_FIELD = "username"  # AuthenticationForm's field name, whatever USERNAME_FIELD is
+AXES_USERNAME_CALLABLE = "governance.security.login_username"  # emails compare case-insensitively, as users do
+AXES_LOCKOUT_CALLABLE = "governance.security.lockout_response"  # the login page, with the reason and the wait
+# The client's address: REMOTE_ADDR, or behind TRUSTED_PROXY_COUNT reverse proxies that each append the address
+# they saw to X-Forwarded-For, the entry the outermost one appended (governance.security.client_ip says why not
+# django-ipware). Production defaults to one proxy, the TLS-terminating load balancer.
+TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=0)
+AXES_CLIENT_IP_CALLABLE = "governance.security.client_ip"
+
+# An API token's use is audited at most once per token per this period (and its first use at once): an auditor
+# sees when and from where a token was used, hour by hour, without one row per request of a loader that calls
+# every few seconds. Refused tokens (revoked, or a deactivated member's) follow the same period.
+API_TOKEN_AUDIT_EVERY = timedelta(minutes=env.int("API_TOKEN_AUDIT_EVERY_MINUTES", default=60))
 
 # API tokens are stored as an HMAC under this key, kept apart from SECRET_KEY: rotating one must not void the other.
 DEFAULT_API_TOKEN_KEY = "insecure-local-only-steerco-api-token-key"
@@ -211,6 +260,12 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": SWEEP_EVERY,
         "options": {"expires": 50},
     },
+    # Weekly digests fall due at 08:00 local on Mondays (escalations.digests); looking every five sweeps is soon enough.
+    "send-digests": {
+        "task": "escalations.tasks.send_digests",
+        "schedule": 5 * SWEEP_EVERY,
+        "options": {"expires": 50},
+    },
 }
 # The owner's time to file a mitigation path when no escalation policy applies to a KPI.
 DEFAULT_MITIGATION_DUE = timedelta(days=2)
@@ -237,5 +292,9 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s [%(correlation_id)s] %(name)s: %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["correlation_id"]}},
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}, "django_guid": {"level": "WARNING"}},
+    "loggers": {
+        "django.db.backends": {"level": "WARNING"},
+        "django_guid": {"level": "WARNING"},
+        "axes": {"level": "WARNING"},  # its INFO lines repeat what the audit log records
+    },
 }

@@ -12,6 +12,9 @@ if API_TOKEN_KEY in (DEFAULT_API_TOKEN_KEY, SECRET_KEY) or len(API_TOKEN_KEY) < 
 
 DEBUG = False
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")  # TLS ends at the load balancer
+# ... which appends the client's address to X-Forwarded-For: login throttling and the audit log read it there.
+# Set to the number of proxies that append (a CDN in front of the balancer: 2); 0 when none does.
+TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=1)
 SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=True)
 SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=60 * 60 * 24 * 365)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = True

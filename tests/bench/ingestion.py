@@ -35,6 +35,7 @@ from django.utils import timezone  # noqa: E402
 
 from governance.services import api_token_create  # noqa: E402
 from scorecards.models import Kpi, Measurement, StatusChange  # noqa: E402
+from tests.bench.report import record  # noqa: E402
 from tests.factories import KpiFactory, OrganizationFactory  # noqa: E402
 
 REQUESTS = int(os.environ.get("BENCH_REQUESTS", "50"))
@@ -208,17 +209,20 @@ def main() -> None:
         copy_seconds = copy_rate(org.pk, payloads)
         api_rate, copy_per_s = stored / api_seconds, stored / copy_seconds
         print(f"ingestion, {REQUESTS} requests x {ITEMS:,} measurements over HTTP (gunicorn, 1 worker):")
-        print(f"  API: {api_rate:,.0f} measurements/s ({api_seconds / REQUESTS * 1000:.0f} ms per request)")
-        print(f"  COPY of the same rows into an identically indexed table: {copy_per_s:,.0f} rows/s")
-        print(f"  ratio COPY / API: {copy_per_s / api_rate:.1f}x (goal <= 5x; goal >= 50,000 measurements/s)")
+        record("ingestion", "API", api_rate, "measurements/s", goal=">= 50,000/s", met=api_rate >= 50_000)
+        record("ingestion", "API, per request", api_seconds / REQUESTS * 1000, "ms")
+        record("ingestion", "COPY of the same rows into an identically indexed table", copy_per_s, "rows/s")
+        ratio = copy_per_s / api_rate
+        record("ingestion", "ratio COPY / API", ratio, "x", goal="<= 5x", met=ratio <= 5)
         samples = ", ".join(f"{memory[i - 1]:.0f}" for i in sorted({1, *range(10, REQUESTS + 1, 10), REQUESTS}))
         print(f"  web worker memory (MB) after requests 1, 10, 20, ...: {samples} (goal: flat)")
+        record("ingestion", "web worker memory growth, first to last request", memory[-1] - memory[0], "MB")
         if settings.CELERY_BROKER_URL.startswith("redis://"):
             seconds = sorted(latency(port, token, org, env))
-            print(
-                f"  end-to-end latency, POST -> StatusChange (real worker, Redis, no beat): median "
-                f"{seconds[len(seconds) // 2] * 1000:.0f} ms, worst {seconds[-1] * 1000:.0f} ms of {len(seconds)}"
-            )
+            print(f"  end-to-end latency, POST -> StatusChange (real worker, Redis, no beat), {len(seconds)} samples:")
+            record("ingestion", "end-to-end latency, median", seconds[len(seconds) // 2] * 1000, "ms")
+            worst = seconds[-1]
+            record("ingestion", "end-to-end latency, worst", worst * 1000, "ms", goal="p99 < 60 s", met=worst < 60)
         else:
             print("  end-to-end latency: skipped (set CELERY_BROKER_URL=redis://... to measure it)")
     finally:

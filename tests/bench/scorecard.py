@@ -26,6 +26,7 @@ from django.utils import timezone  # noqa: E402
 
 from governance.models import Role  # noqa: E402
 from scorecards.models import Kpi, Measurement, Status  # noqa: E402
+from tests.bench.report import record  # noqa: E402
 from tests.factories import MembershipFactory, OrganizationFactory, TeamFactory  # noqa: E402
 
 KPIS, DAYS, ROUNDS = 500, 90, 15
@@ -90,9 +91,10 @@ def main() -> None:
             client.get(large)
         m_small, m_large = statistics.median(timings[small]), statistics.median(timings[large])
         print(f"scorecard render, {connection.vendor}, median of {ROUNDS} rounds:")
-        print(f"  50 KPIs:  {m_small:7.1f} ms")
-        print(f"  500 KPIs: {m_large:7.1f} ms  ({len(queries)} queries, goal < 250 ms)")
-        print(f"  ratio 500/50: {m_large / m_small:.2f}x for 10x the KPIs")
+        record("scorecard", "render, 50 KPIs", m_small, "ms")
+        record("scorecard", "render, 500 KPIs", m_large, "ms", goal="< 250 ms", met=m_large < 250)
+        record("scorecard", "queries, 500 KPIs", len(queries), "queries")
+        record("scorecard", "ratio 500 / 50 KPIs (10x the KPIs)", m_large / m_small, "x")
     finally:
         runner.teardown_databases(old)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 from collections import Counter
 from datetime import timedelta
@@ -13,12 +15,13 @@ from django.db import connection
 from django.utils import timezone
 
 from config.celery import app as celery_app
-from escalations.models import Notification, Task, Workstream
+from escalations.models import Notification, Task, Workstream, WorkstreamEvent
 from escalations.tasks import advance_escalations, process_status_changes
 from escalations.timing import Level, Policy
 from governance.models import Role
 from scorecards.models import Kpi, StatusChange
 from tests.factories import KpiFactory, MembershipFactory, OrganizationFactory, TeamFactory
+from tests.scorecards.test_sweep_celery import _subprocess_env, _worker
 
 pytestmark = [
     pytest.mark.skipif(
@@ -30,7 +33,7 @@ pytestmark = [
 COUNT = 300
 
 
-def kpis() -> list[Kpi]:
+def kpis(count: int = COUNT) -> list[Kpi]:
     org = OrganizationFactory()
     lead = MembershipFactory(organization=org)
     MembershipFactory(organization=org, role=Role.EXECUTIVE)
@@ -38,7 +41,7 @@ def kpis() -> list[Kpi]:
     first = KpiFactory(organization=org, team=team, owner=lead)
     fields = {f.attname: getattr(first, f.attname) for f in Kpi._meta.concrete_fields if not f.primary_key}
     return [first] + Kpi.objects.bulk_create(
-        Kpi(**fields | {"key": f"c.{i}", "name": f"C {i}"}) for i in range(COUNT - 1)
+        (Kpi(**fields | {"key": f"c.{i}", "name": f"C {i}"}) for i in range(count - 1)), batch_size=5000
     )
 
 
@@ -70,22 +73,30 @@ def test_two_status_change_sweeps_at_once_open_each_episode_once():
     assert Notification.objects.filter(kind="mitigation").count() == 2 * COUNT  # in the app and by email
 
 
-def test_escalation_sweeps_delivered_twice_at_once_notify_each_level_once():
+def due_workstreams(count: int) -> None:
+    """`count` workstreams whose first level (the team lead and the executive) is due."""
     now = timezone.now()
     policy = Policy(
         timedelta(days=2), timedelta(hours=4), 0, (Level(("team_lead", "role:executive"), timedelta(days=1)),)
     )
     Workstream.objects.bulk_create(
-        Workstream(
-            organization_id=k.organization_id,
-            kpi=k,
-            severity="off_track",
-            opened_at=now - timedelta(days=2),
-            policy=policy.as_json(),
-            next_escalation_at=now - timedelta(minutes=1),
-        )
-        for k in kpis()
+        (
+            Workstream(
+                organization_id=k.organization_id,
+                kpi=k,
+                severity="off_track",
+                opened_at=now - timedelta(days=2),
+                policy=policy.as_json(),
+                next_escalation_at=now - timedelta(minutes=1),
+            )
+            for k in kpis(count)
+        ),
+        batch_size=5000,
     )
+
+
+def test_escalation_sweeps_delivered_twice_at_once_notify_each_level_once():
+    due_workstreams(COUNT)
     purge_queue()
     with start_worker(celery_app, pool="threads", concurrency=2, perform_ping_check=False, loglevel="WARNING"):
         for _ in range(2):
@@ -96,3 +107,56 @@ def test_escalation_sweeps_delivered_twice_at_once_notify_each_level_once():
     assert Task.objects.filter(kind="escalation").count() == 2 * COUNT
     keys = Counter(Notification.objects.values_list("dedup_key", "channel"))
     assert len(keys) == 4 * COUNT and set(keys.values()) == {1}
+
+
+def killed_mid_sweep(task, done, total: int) -> None:
+    """Sends `task` to a worker process of our own, SIGKILLs it (and its pool child) once the first batches are
+    committed (`done()` counts what they did), and starts another worker after the visibility timeout, which gets
+    the unacknowledged task again and finishes the sweep."""
+    purge_queue()
+    env = _subprocess_env() | {"CELERY_VISIBILITY_TIMEOUT": "3"}
+    worker = _worker(env)
+    try:
+        task.delay()
+        wait_until(lambda: done() > 0, 90, "the sweep to start")
+        os.killpg(worker.pid, signal.SIGKILL)
+        worker.wait(timeout=10)
+        assert done() < total, "the sweep finished before it could be killed; make it bigger"
+        time.sleep(4)  # past the visibility timeout: the unacknowledged task becomes visible again
+        worker = _worker(env)
+        wait_until(lambda: done() == total, 180, "the redelivered sweep")
+        time.sleep(1)
+    finally:
+        os.killpg(worker.pid, signal.SIGKILL)
+        worker.wait(timeout=10)
+
+
+def test_an_escalation_sweep_killed_mid_batch_is_redelivered_and_notifies_each_level_once():
+    count = 6000
+    due_workstreams(count)
+    killed_mid_sweep(advance_escalations, Workstream.objects.filter(level=1).count, count)
+    # Each workstream told its team lead and its executive once, and its timeline says so once.
+    assert Task.objects.filter(kind="escalation").count() == 2 * count
+    assert Task.objects.values("workstream", "assignee").distinct().count() == 2 * count
+    assert Notification.objects.filter(kind="escalation").count() == 4 * count  # in the app and by email
+    assert Notification.objects.values("workstream", "recipient", "channel").distinct().count() == 4 * count
+    assert WorkstreamEvent.objects.filter(verb="escalated").count() == count
+    assert WorkstreamEvent.objects.values("workstream").distinct().count() == count
+    assert not Workstream.objects.exclude(next_escalation_at__gt=timezone.now()).exists()
+
+
+def test_a_status_change_sweep_killed_mid_batch_is_redelivered_and_opens_each_episode_once():
+    count = 4000
+    now = timezone.now()
+    StatusChange.objects.bulk_create(
+        (
+            StatusChange(organization_id=k.organization_id, kpi=k, old="on_track", new="off_track", changed_at=now)
+            for k in kpis(count)
+        ),
+        batch_size=5000,
+    )
+    killed_mid_sweep(process_status_changes, StatusChange.objects.exclude(processed_at=None).count, count)
+    assert Workstream.objects.count() == Workstream.objects.values("kpi").distinct().count() == count
+    assert Task.objects.filter(kind="mitigation").count() == count
+    assert Notification.objects.filter(kind="mitigation").count() == 2 * count
+    assert WorkstreamEvent.objects.filter(verb="opened").count() == count

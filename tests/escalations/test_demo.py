@@ -1,9 +1,14 @@
 import io
+from datetime import timedelta
 
 import pytest
 from django.core.management import call_command
+from django.test import Client
+from django.urls import reverse
 
-from escalations.models import MitigationAction, Task, Workstream
+from escalations.models import DependencySignal, MitigationAction, Task, Workstream
+from governance.models import Membership
+from scorecards.models import Kpi, SurgeSignal
 
 
 @pytest.fixture(scope="module")
@@ -28,3 +33,33 @@ def test_the_demo_has_workstreams_in_every_state(demo):
     # Every open episode belongs to a KPI that is in breach or stale now, and at most one per KPI.
     for ws in acme.filter(resolved_at=None).select_related("kpi"):
         assert ws.kpi.status in ("at_risk", "off_track", "stale")
+
+
+@pytest.mark.django_db
+def test_the_leads_surge_reaches_supply_chains_owner_as_one_review(demo):
+    """The founding story, made by the real sweeps from the demo's data: the evaluation sweep records the leads'
+    surge, process_status_changes carries it to Supply Chain, whose owner has one review task for both KPIs."""
+    leads = Kpi.objects.get(organization__slug="acme", key="mkt.leads")
+    [surge] = SurgeSignal.objects.filter(kpi=leads)
+    assert surge.change >= 0.3 and surge.processed_at is not None and leads.last_surge_at == surge.at
+    assert (leads.status, leads.needs_evaluation) == ("on_track", False)  # a surge, not a breach
+    [signal] = DependencySignal.objects.filter(kpi=leads)
+    assert (signal.kind, signal.value, signal.propagated_at) == ("surge", surge.current, surge.processed_at)
+    assert signal.trend == f"{surge.change * 100:+.0f}% leads over 7 days"
+    assert signal.cause.startswith("Qualified leads per week surged: +")
+
+    supply = Membership.objects.get(organization__slug="acme", user__email="vp.supply@acme.test")
+    [task] = Task.objects.filter(kind="dependency_review", assignee=supply)
+    assert (task.state, task.due_at) == ("open", surge.at + timedelta(days=2))  # the leads' policy: 2 days
+    reviews = task.review_parts
+    assert [r.kpi.key for r in reviews] == ["sc.inventory_turnover", "sc.otif"]
+    for review in reviews:
+        [delivery] = review.signals.all()
+        assert (delivery.signal, delivery.throttled, review.answer) == (signal, False, "")
+
+    page = Client()
+    page.force_login(supply.user)
+    inbox = page.get(reverse("task_inbox", args=["acme"])).content.decode()
+    assert ">Qualified leads per week</a> surged: +" in inbox and signal.trend in inbox
+    assert f"Value <strong>{surge.current:,.0f}</strong>" in inbox
+    assert "Answer for Inventory turnover" in inbox and "Answer for On-time in full" in inbox

@@ -1,4 +1,5 @@
-"""The escalation engine with time travel (SEMANTICS.md sections 2 and 3): exact task and notification times."""
+"""The escalation engine with time travel (SEMANTICS.md sections 2 and 3): exact task and notification times;
+and the sweeps' batches, whose queries do not grow with their size."""
 
 from __future__ import annotations
 
@@ -7,8 +8,20 @@ from datetime import UTC, date, datetime, time, timedelta
 import pytest
 import time_machine
 from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
-from escalations.models import EscalationLevel, EscalationPolicy, Notification, Task, Workstream
+from dependencies.models import Dependency
+from escalations.models import (
+    EscalationLevel,
+    EscalationPolicy,
+    MitigationPath,
+    Notification,
+    Task,
+    Webhook,
+    WebhookDelivery,
+    Workstream,
+)
 from escalations.services import (
     ActionDraft,
     action_update,
@@ -18,13 +31,14 @@ from escalations.services import (
     workstream_close,
 )
 from escalations.sweeps import advance_escalations, process_status_changes
+from escalations.timing import Level, Policy
 from governance.models import Organization, Role
 from scorecards.models import Kpi, StatusChange
 from scorecards.services import ownership_transfer_direct
-from tests.factories import MembershipFactory
+from tests.factories import KpiFactory, MembershipFactory
 
 T0 = datetime(2026, 11, 2, 8, 0, tzinfo=UTC)  # a Monday
-DAY, HOUR = timedelta(days=1), timedelta(hours=1)
+DAY, HOUR, MINUTE = timedelta(days=1), timedelta(hours=1), timedelta(minutes=1)
 
 
 @pytest.fixture
@@ -105,7 +119,10 @@ def test_a_late_sweep_catches_up_with_each_step_at_its_own_time(acme):
     sweep(T0 + 10 * DAY)
     assert [t[2:] for t in tasks("escalation")] == [(T0 + 3 * DAY, 1, 1), (T0 + 5 * DAY, 2, 1)]
     assert set(Task.objects.filter(kind="escalation").values_list("state", flat=True)) == {"open"}
-    assert Workstream.objects.get().exhausted_at == T0 + 5 * DAY
+    ws = Workstream.objects.get()
+    assert ws.exhausted_at == T0 + 5 * DAY
+    # The levels it notified in this very sweep count: they were told, not skipped.
+    assert ws.events.get(verb="exhausted").text.startswith("Escalation exhausted: every level and pass was notified")
     sweep(T0 + 11 * DAY)
     assert len(notified("exhausted")) == 1
 
@@ -342,3 +359,211 @@ def test_a_person_told_again_keeps_one_open_escalation_task(acme):
         "assignee__user__email", "escalation_pass"
     )
     assert sorted(open_ones) == [("exec@acme.test", 2), ("lead@acme.test", 2)]
+
+
+@pytest.mark.parametrize(
+    ("recovered", "timeline"),
+    [
+        # The upstream recovers after the downstream broke within its episode: held, then released.
+        (
+            T0 + 2 * HOUR,
+            [("opened", T0 + HOUR), ("waiting_on_upstream", T0 + HOUR), ("upstream_resolved", T0 + 2 * HOUR)],
+        ),
+        # ... or before it broke: nothing holds it.
+        (T0 + HOUR - MINUTE, [("opened", T0 + HOUR)]),
+    ],
+)
+def test_a_batch_applies_changes_of_several_kpis_in_time_order(acme, recovered, timeline):
+    upstream = acme.dependency.upstream
+    change(upstream, T0)
+    sweep(T0)
+    change(acme.kpi, T0 + HOUR)
+    change(upstream, recovered, new="on_track", old="off_track")
+    sweep(T0 + 2 * HOUR)  # one batch holds both changes
+    ws = Workstream.objects.get(kpi=acme.kpi)
+    assert list(ws.events.values_list("verb", "at")) == timeline
+    assert (ws.waiting_on, ws.next_escalation_at) == (None, T0 + HOUR + 2 * DAY)
+
+
+def test_an_upstream_that_broke_earlier_in_the_same_batch_holds_the_downstream(acme):
+    upstream = acme.dependency.upstream
+    change(upstream, T0)
+    change(acme.kpi, T0 + MINUTE)
+    sweep(T0 + MINUTE)  # one batch opens both; the downstream's hold names an episode inserted with it
+    held = Workstream.objects.get(kpi=acme.kpi)
+    assert held.waiting_on == Workstream.objects.get(kpi=upstream)
+    assert held.events.get(verb="waiting_on_upstream").at == T0 + MINUTE
+    change(upstream, T0 + 3 * DAY, new="on_track", old="off_track")
+    sweep(T0 + 3 * DAY)
+    held.refresh_from_db()
+    assert (held.waiting_on, held.level) == (None, 1)  # released at T0 + 3d, when level 1 was long due
+    assert tasks("escalation") == [("escalation", "lead@acme.test", T0 + 4 * DAY, 1, 1)]
+
+
+def test_an_episode_reopened_after_its_upstream_recovered_escalates_again(acme):
+    upstream = acme.dependency.upstream
+    change(upstream, T0)
+    change(acme.kpi, T0 + HOUR)  # held by the upstream's episode
+    sweep(T0 + HOUR)
+    change(acme.kpi, T0 + 2 * HOUR, new="on_track", old="off_track")  # recovers while held
+    sweep(T0 + 2 * HOUR)
+    change(upstream, T0 + 2 * HOUR + 15 * MINUTE, new="on_track", old="off_track")
+    sweep(T0 + 2 * HOUR + 15 * MINUTE)
+    change(acme.kpi, T0 + 2 * HOUR + 30 * MINUTE)  # breaks again within keep_for: the same episode
+    sweep(T0 + 2 * HOUR + 30 * MINUTE)
+    ws = Workstream.objects.get(kpi=acme.kpi)
+    assert (ws.resolved_at, ws.waiting_on) == (None, None)
+    assert list(ws.events.values_list("verb", "at"))[-2:] == [
+        ("reopened", T0 + 2 * HOUR + 30 * MINUTE),
+        ("escalated", T0 + 2 * HOUR + 30 * MINUTE),
+    ]
+
+
+def test_an_episode_reopened_within_its_upstreams_episode_is_released_when_that_one_recovers(acme):
+    upstream = acme.dependency.upstream
+    change(upstream, T0)
+    change(acme.kpi, T0 + HOUR)  # held by the upstream's episode
+    sweep(T0 + HOUR)
+    change(acme.kpi, T0 + 2 * HOUR, new="on_track", old="off_track")
+    sweep(T0 + 2 * HOUR)
+    # One batch: the downstream breaks again within keep_for (the same episode, still held), then the upstream
+    # recovers.
+    change(acme.kpi, T0 + 2 * HOUR + 30 * MINUTE)
+    change(upstream, T0 + 2 * HOUR + 45 * MINUTE, new="on_track", old="off_track")
+    sweep(T0 + 3 * HOUR)
+    ws = Workstream.objects.get(kpi=acme.kpi)
+    assert (ws.resolved_at, ws.waiting_on) == (None, None)
+    assert list(ws.events.values_list("verb", "at")) == [
+        ("opened", T0 + HOUR),
+        ("waiting_on_upstream", T0 + HOUR),
+        ("resolved", T0 + 2 * HOUR),
+        ("reopened", T0 + 2 * HOUR + 30 * MINUTE),
+        ("upstream_resolved", T0 + 2 * HOUR + 45 * MINUTE),
+        ("escalated", T0 + 2 * HOUR + 45 * MINUTE),  # a reopened episode resumes escalating at once
+    ]
+
+
+# --- batches: queries do not grow with their size ----------------------------------------------
+
+# A whole sweep over one batch, savepoints included (about half are the reviews' phases and the empty claims).
+STATUS_CHANGE_QUERIES = 36
+ESCALATION_QUERIES = 30
+
+
+def statements(queries: CaptureQueriesContext) -> int:
+    """Queries run, where one bulk insert counts once: SQLite's backend splits it into 999-parameter statements."""
+    count, previous = 0, None
+    for query in queries.captured_queries:
+        insert = query["sql"].split(" (", 1)[0] if query["sql"].startswith("INSERT") else None
+        count += insert is None or insert != previous
+        previous = insert
+    return count
+
+
+def many_kpis(acme, count: int, prefix: str) -> list[Kpi]:
+    return [
+        KpiFactory(organization=acme.org, team=acme.team, owner=acme.lead, escalation="standard", key=f"{prefix}.{i}")
+        for i in range(count)
+    ]
+
+
+def changes_of(kpis: list[Kpi], at: datetime, new: str, old: str) -> None:
+    StatusChange.objects.bulk_create(
+        StatusChange(organization=k.organization, kpi=k, old=old, new=new, reason="batch", changed_at=at) for k in kpis
+    )
+
+
+def measured(sweep_at, at: datetime) -> int:
+    with time_machine.travel(at, tick=False), CaptureQueriesContext(connection) as queries:
+        sweep_at(now=at)
+    return statements(queries)
+
+
+def status_change_batches(acme, count: int, t: datetime) -> list[int]:
+    """Queries of four batches of `count` changes: opens held by an upstream; the upstream's recovery releasing them
+    while each is raised (stale or at risk); recoveries; breaches again within keep_for, which reopen."""
+    upstream = KpiFactory(organization=acme.org, team=acme.team, owner=acme.lead, key=f"up{count}")
+    changes_of([upstream], t, "off_track", "on_track")
+    process_status_changes(now=t)
+    kpis = many_kpis(acme, count, f"many{count}")
+    Dependency.objects.bulk_create(
+        Dependency(organization=acme.org, upstream=upstream, downstream=k, kind="blocks") for k in kpis
+    )
+    changes_of(kpis, t + MINUTE, "off_track", "on_track")
+    opened = measured(process_status_changes, t + MINUTE)
+    assert Workstream.objects.filter(kpi__in=kpis, waiting_on__kpi=upstream).count() == count
+
+    changes_of([upstream], t + 2 * HOUR, "on_track", "off_track")
+    changes_of(kpis[::2], t + 2 * HOUR, "stale", "off_track")
+    changes_of(kpis[1::2], t + 2 * HOUR, "at_risk", "off_track")
+    released = measured(process_status_changes, t + 2 * HOUR)
+    assert not Workstream.objects.filter(kpi__in=kpis).exclude(waiting_on=None).exists()
+    assert Task.objects.filter(kpi__in=kpis, kind="data_freshness").count() == len(kpis[::2])
+
+    changes_of(kpis, t + 3 * HOUR, "on_track", "at_risk")
+    resolved = measured(process_status_changes, t + 3 * HOUR)
+    assert Notification.objects.filter(workstream__kpi__in=kpis, kind="resolved").count() == 2 * count
+
+    changes_of(kpis, t + 3 * HOUR + 30 * MINUTE, "off_track", "on_track")
+    reopened = measured(process_status_changes, t + 3 * HOUR + 30 * MINUTE)
+    assert Workstream.objects.filter(kpi__in=kpis, resolved_at=None).count() == count
+    assert Workstream.objects.filter(kpi__in=kpis).count() == count
+    return [opened, released, resolved, reopened]
+
+
+def test_a_batch_of_status_changes_needs_the_same_queries_for_5_or_50_kpis(acme):
+    Webhook.objects.filter(organization=acme.org).update(is_active=True)  # opened and resolved announce to it
+    few, many = status_change_batches(acme, 5, T0), status_change_batches(acme, 50, T0 + 30 * DAY)
+    assert few == many
+    assert max(many) <= STATUS_CHANGE_QUERIES
+    assert WebhookDelivery.objects.filter(event="workstream.opened").count() == 2 + 55
+
+
+def test_an_escalation_batch_needs_the_same_queries_for_5_or_50_workstreams(acme):
+    """Each workstream catches up at once: level 1, a level naming nobody (skipped), level 2, exhausted."""
+    Webhook.objects.filter(organization=acme.org).update(is_active=True)
+    policy = Policy(
+        2 * DAY,
+        4 * HOUR,
+        0,
+        (
+            Level(("team_lead",), DAY),
+            Level(("user:gone@acme.test",), DAY),
+            Level(("role:executive",), 2 * DAY),
+        ),
+    ).as_json()
+
+    def run(count: int, t: datetime) -> int:
+        workstreams = Workstream.objects.bulk_create(
+            Workstream(
+                organization=acme.org,
+                kpi=kpi,
+                severity="off_track",
+                opened_at=t - 10 * DAY,
+                policy=policy,
+                next_escalation_at=t - 8 * DAY,
+            )
+            for kpi in many_kpis(acme, count, f"due{count}")
+        )
+        # The first one has an approved path: it stops.
+        MitigationPath.objects.create(
+            organization=acme.org,
+            workstream=workstreams[0],
+            root_cause="x",
+            expected_recovery=date(2027, 1, 1),
+            filed_by=acme.lead.user,
+            state="approved",
+        )
+        queries = measured(advance_escalations, t)
+        escalated = Workstream.objects.filter(pk__in=[w.pk for w in workstreams], level=3, exhausted_at=t - 5 * DAY)
+        assert escalated.count() == count - 1
+        return queries
+
+    few, many = run(5, T0), run(50, T0 + 30 * DAY)
+    assert few == many
+    assert many <= ESCALATION_QUERIES
+    assert Task.objects.filter(kind="escalation").count() == 2 * (4 + 49)
+    assert Notification.objects.filter(kind="exhausted", channel="in_app").count() == 4 + 49
+    assert WebhookDelivery.objects.filter(event="workstream.escalated").count() == 2 * (4 + 49)
+    skipped = Workstream.objects.get(kpi__key="due5.1").events.get(verb="level_skipped")
+    assert (skipped.at, skipped.text) == (T0 - 7 * DAY, "Level 2 (pass 1) names nobody active: skipped")

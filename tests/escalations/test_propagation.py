@@ -41,6 +41,7 @@ from scorecards.services import ownership_transfer_direct
 from tests.factories import KpiFactory, MembershipFactory, OrganizationFactory, TeamFactory
 
 T0 = datetime(2026, 11, 2, 8, 0, tzinfo=UTC)  # a Monday
+SUPPLY = ("supply.fill_rate", "supply.otif")
 DAY, HOUR, MINUTE = timedelta(days=1), timedelta(hours=1), timedelta(minutes=1)
 
 
@@ -156,13 +157,27 @@ def notified(kind: str) -> list[tuple]:
 
 
 def test_a_marketing_lead_surge_reaches_supply_chain_and_impact_opens_a_preventive_workstream(graph):
+    """The data arrives through the API, the real sweeps run with time travel, and Supply Chain's owner gets one
+    review task within the sweep that saw the surge, listing both of their KPIs that depend on the leads."""
+    on_time = KpiFactory(
+        organization=graph.org,
+        key="supply.otif",
+        name="On-time in full",
+        team=graph.kpis["supply.fill_rate"].team,
+        owner=graph.planner,
+        unit="%",
+        thresholds={"warning": 95, "critical": 90},
+        pending_for=timedelta(0),
+        escalation="supply",
+    )
+    dependency_create(actor=None, upstream=graph.kpis["marketing.leads"], downstream=on_time, kind="drives_demand")
     noon = T0 + 4 * HOUR
     history = [{"kpi": "marketing.leads", "at": (noon - d * DAY).isoformat(), "value": 100} for d in range(1, 15)] + [
-        {"kpi": "supply.fill_rate", "at": (noon - d * DAY).isoformat(), "value": 95} for d in range(1, 8)
+        {"kpi": key, "at": (noon - d * DAY).isoformat(), "value": 97} for d in range(1, 8) for key in SUPPLY
     ]
     with time_machine.travel(T0, tick=False):
-        assert call(graph.token, "post", "measurements", {"measurements": history}).json() == {"accepted": 21}
-    sweep(T0, evaluate=True)  # 700 leads in each of the last two weeks: no surge, both on track
+        assert call(graph.token, "post", "measurements", {"measurements": history}).json() == {"accepted": 28}
+    sweep(T0, evaluate=True)  # 700 leads in each of the last two weeks: no surge, all on track
     assert not SurgeSignal.objects.exists() and not Task.objects.exists()
 
     # Today's leads arrive at noon: 600 + 415 = 1,015 this week against 700 the week before, +45%.
@@ -170,22 +185,31 @@ def test_a_marketing_lead_surge_reaches_supply_chain_and_impact_opens_a_preventi
         today = [{"kpi": "marketing.leads", "at": noon.isoformat(), "value": 415}]
         assert call(graph.token, "post", "measurements", {"measurements": today}).status_code == 200
     sweep(noon, evaluate=True)
-    sweep(noon + 5 * MINUTE, evaluate=True)  # nothing new: a surge is signalled once per window
     assert tasks("dependency_review") == [("sam@acme.test", "supply.fill_rate", noon + DAY, 0, 0, "open")]
+    sweep(noon + 5 * MINUTE, evaluate=True)  # nothing new: a surge is signalled once per window
+    assert Task.objects.filter(kind="dependency_review").count() == 1
     assert notified("dependency_review") == [("sam@acme.test", noon)]
+    message = Notification.objects.get(kind="dependency_review", channel="in_app")
+    assert message.subject == "Marketing leads changed: does it affect Fill rate and On-time in full?"
+    assert "Value 1015; trend +45% leads over 7 days" in message.body
     assert SurgeSignal.objects.get().processed_at == noon
     assert Kpi.objects.get(key="marketing.leads").status == "on_track"  # a surge, not a breach
 
-    listed = call(graph.planner_token, "get", "tasks?kind=dependency_review").json()
-    assert len(listed) == 1
-    [signal] = listed[0]["review"]["signals"]
-    assert (signal["upstream"], signal["kind"], signal["value"], signal["trend"]) == (
-        "marketing.leads",
-        "surge",
-        1015,
-        "+45% leads over 7 days",
-    )
-    assert signal["cause"] == "Marketing leads surged: +45% leads over 7 days (700 -> 1015)"
+    [listed] = call(graph.planner_token, "get", "tasks?kind=dependency_review").json()
+    assert [(r["kpi"], r["state"], r["due_at"]) for r in listed["reviews"]] == [
+        ("supply.fill_rate", "open", "2026-11-03T12:00:00Z"),
+        ("supply.otif", "open", "2026-11-03T12:00:00Z"),
+    ]
+    assert listed["review"] == listed["reviews"][0]
+    for review in listed["reviews"]:
+        [signal] = review["signals"]
+        assert (signal["upstream"], signal["kind"], signal["value"], signal["trend"]) == (
+            "marketing.leads",
+            "surge",
+            1015,
+            "+45% leads over 7 days",
+        )
+        assert signal["cause"] == "Marketing leads surged: +45% leads over 7 days (700 -> 1015)"
     [cause] = upstream_causes(org=graph.org, kpi=graph.kpis["supply.fill_rate"])
     assert (cause.upstream.key, cause.signal.trend, cause.throttled) == (
         "marketing.leads",
@@ -193,21 +217,31 @@ def test_a_marketing_lead_surge_reaches_supply_chain_and_impact_opens_a_preventi
         False,
     )
 
+    answer = f"tasks/{listed['id']}/answer"
     with time_machine.travel(noon + 2 * HOUR, tick=False):
-        answered = call(graph.planner_token, "post", f"tasks/{listed[0]['id']}/answer", {"impact": True})
-    assert answered.status_code == 200, answered.content
-    assert (answered.json()["state"], answered.json()["review"]["state"]) == ("done", "impact")
-    [ws] = call(graph.token, "get", "workstreams?kpi=supply.fill_rate&state=open").json()
-    assert (ws["kind"], ws["opened_at"], ws["id"]) == (
+        unnamed = call(graph.planner_token, "post", answer, {"impact": True})
+        assert (unnamed.status_code, unnamed.json()["errors"][0]["path"]) == (422, "kpi")
+        answered = call(graph.planner_token, "post", answer, {"impact": True, "kpi": "supply.fill_rate"})
+        assert answered.status_code == 200, answered.content
+        assert answered.json()["state"] == "open"  # On-time in full is still to be answered
+        assert [r["state"] for r in answered.json()["reviews"]] == ["impact", "open"]
+    with time_machine.travel(noon + 3 * HOUR, tick=False):
+        body = {"impact": False, "kpi": "supply.otif", "reason": "OTIF is capped by carriers, not by demand"}
+        done = call(graph.planner_token, "post", answer, body)
+    assert done.status_code == 200, done.content
+    assert (done.json()["state"], [r["state"] for r in done.json()["reviews"]]) == ("done", ["impact", "no_impact"])
+    [ws] = call(graph.token, "get", "workstreams?state=open").json()
+    assert (ws["kpi"], ws["kind"], ws["opened_at"], ws["id"]) == (
+        "supply.fill_rate",
         "preventive",
         "2026-11-02T14:00:00Z",
-        answered.json()["review"]["workstream"],
+        answered.json()["reviews"][0]["workstream"],
     )
     # The preventive workstream follows Supply's own policy: the owner's path is due in 2 days, then its lead.
     assert tasks("mitigation") == [("sam@acme.test", "supply.fill_rate", noon + 2 * HOUR + 2 * DAY, 0, 0, "open")]
     sweep(noon + 2 * HOUR + 2 * DAY)
     assert tasks("escalation") == [("sue@acme.test", "supply.fill_rate", noon + 2 * HOUR + 3 * DAY, 1, 1, "open")]
-    assert not Task.objects.filter(review__isnull=False, kind="escalation").exists()  # the review was answered
+    assert not Task.objects.filter(review__isnull=False, kind="escalation").exists()  # both reviews were answered
 
 
 # --- grouping and throttling --------------------------------------------------------------------
@@ -287,6 +321,231 @@ def test_only_changes_into_a_breach_or_stale_and_surges_signal(graph):
     sweep(T0 + HOUR)
     assert not DependencySignal.objects.exists()
     assert StatusChange.objects.filter(processed_at=None).count() == 0
+
+
+# --- one task per downstream owner ------------------------------------------------------------
+
+
+@pytest.fixture
+def owner_of_two(graph):
+    """Sam owns a second KPI downstream: On-time in full depends on the leads (lag 3 days) and the promotions."""
+    k = graph.kpis
+    otif = KpiFactory(
+        organization=graph.org,
+        key="supply.otif",
+        name="On-time in full",
+        team=k["supply.fill_rate"].team,
+        owner=graph.planner,
+        pending_for=timedelta(0),
+        escalation="supply",
+    )
+    dependency_create(actor=None, upstream=k["marketing.leads"], downstream=otif, kind="drives_demand", lag=3 * DAY)
+    dependency_create(actor=None, upstream=k["marketing.promos"], downstream=otif, kind="drives_demand")
+    k["supply.otif"] = otif
+    return graph
+
+
+def review_tasks() -> list[tuple]:
+    """Each review task: assignee, due, state, and each review it lists (KPI, its signals' upstream keys, answer)."""
+    listed = Task.objects.filter(kind="dependency_review").select_related("assignee__user")
+    listed = listed.order_by("created_at", "assignee__user__email", "id")
+    return [
+        (
+            t.assignee.user.email,
+            t.due_at,
+            t.state,
+            [(r.kpi.key, [d.upstream.key for d in r.signals.order_by("at", "id")], r.answer) for r in t.review_parts],
+        )
+        for t in listed.prefetch_related("reviews__kpi")
+    ]
+
+
+def test_an_owners_two_kpis_reached_five_minutes_apart_share_one_task(owner_of_two):
+    k = owner_of_two.kpis
+    change(k["marketing.leads"], T0)
+    sweep(T0)
+    change(k["marketing.promos"], T0 + 5 * MINUTE)  # reaches Fill rate again, and On-time in full
+    sweep(T0 + 5 * MINUTE)
+    assert review_tasks() == [
+        (
+            "sam@acme.test",
+            T0 + DAY,
+            "open",
+            [
+                ("supply.fill_rate", ["marketing.leads", "marketing.promos"], ""),
+                ("supply.otif", ["marketing.leads", "marketing.promos"], ""),
+            ],
+        )
+    ]
+    assert notified("dependency_review") == [("sam@acme.test", T0)]  # the task's one notification
+    # Each KPI's review keeps its own due time and escalation, by the policy of the upstream that opened it.
+    assert sorted(DependencyReview.objects.values_list("kpi__key", "due_at", "next_escalation_at")) == [
+        ("supply.fill_rate", T0 + DAY, T0 + DAY),
+        ("supply.otif", T0 + DAY, T0 + DAY),
+    ]
+
+
+def test_a_second_kpi_reached_eleven_minutes_later_gets_a_task_of_its_own(owner_of_two):
+    k = owner_of_two.kpis
+    Dependency.objects.filter(upstream=k["marketing.leads"], downstream=k["supply.otif"]).delete()
+    change(k["marketing.leads"], T0)  # Fill rate only
+    sweep(T0)
+    change(k["marketing.promos"], T0 + 11 * MINUTE)  # Fill rate and On-time in full, outside the first window
+    sweep(T0 + 11 * MINUTE)
+    assert review_tasks() == [
+        ("sam@acme.test", T0 + DAY, "open", [("supply.fill_rate", ["marketing.leads"], "")]),
+        (
+            "sam@acme.test",
+            T0 + 11 * MINUTE + DAY,
+            "open",
+            [("supply.fill_rate", ["marketing.promos"], ""), ("supply.otif", ["marketing.promos"], "")],
+        ),
+    ]
+    assert notified("dependency_review") == [("sam@acme.test", T0), ("sam@acme.test", T0 + 11 * MINUTE)]
+
+
+def test_the_window_counts_from_the_tasks_first_review_and_takes_a_signal_from_before_it(owner_of_two):
+    k = owner_of_two.kpis
+    change(k["marketing.promos"], T0 + 9 * MINUTE)
+    sweep(T0 + 9 * MINUTE)
+    change(k["sales.orders"], T0)  # decided earlier, processed later: within 10 minutes of the task's first review
+    sweep(T0 + 10 * MINUTE)
+    change(k["marketing.leads"], T0 + 19 * MINUTE)  # 10 minutes after the task's first review: a new task
+    sweep(T0 + 20 * MINUTE)
+    assert [(t[1], [(key, ups) for key, ups, _ in t[3]]) for t in review_tasks()] == [
+        (
+            T0 + 9 * MINUTE + DAY,
+            [("supply.fill_rate", ["sales.orders", "marketing.promos"]), ("supply.otif", ["marketing.promos"])],
+        ),
+        (
+            T0 + 19 * MINUTE + DAY,
+            [("supply.fill_rate", ["marketing.leads"]), ("supply.otif", ["marketing.leads"])],
+        ),
+    ]
+
+
+def test_a_second_owner_gets_a_task_of_their_own(owner_of_two):
+    t, k = owner_of_two, owner_of_two.kpis
+    picking = KpiFactory(organization=t.org, key="ops.picking", name="Picking", team=t.team, owner=t.member)
+    dependency_create(actor=None, upstream=k["marketing.leads"], downstream=picking, kind="drives_demand")
+    change(k["marketing.leads"], T0)
+    sweep(T0)
+    assert review_tasks() == [
+        ("member@acme.test", T0 + DAY, "open", [("ops.picking", ["marketing.leads"], "")]),
+        (
+            "sam@acme.test",
+            T0 + DAY,
+            "open",
+            [("supply.fill_rate", ["marketing.leads"], ""), ("supply.otif", ["marketing.leads"], "")],
+        ),
+    ]
+    assert notified("dependency_review") == [("member@acme.test", T0), ("sam@acme.test", T0)]
+
+
+def test_throttling_stays_per_kpi_and_upstream_inside_a_shared_task(owner_of_two):
+    k = owner_of_two.kpis
+    change(k["marketing.promos"], T0)  # Fill rate and On-time in full: no lag, so 24 h of throttling each
+    sweep(T0)
+    task = Task.objects.get(kind="dependency_review")
+    fill = DependencyReview.objects.get(kpi=k["supply.fill_rate"])
+    with time_machine.travel(T0 + HOUR, tick=False):
+        dependency_review_answer(task=task, by=owner_of_two.planner, impact=False, reason="Small", review_id=fill.pk)
+    change(k["marketing.promos"], T0 + 3 * HOUR, new="stale", old="off_track")  # throttled for both KPIs
+    sweep(T0 + 3 * HOUR)
+    change(k["marketing.promos"], T0 + DAY, new="off_track", old="stale")  # 24 h later: reviewed again
+    sweep(T0 + DAY)
+    promos = ["marketing.promos", "marketing.promos"]
+    assert review_tasks() == [
+        ("sam@acme.test", T0 + DAY, "open", [("supply.fill_rate", promos, "no_impact"), ("supply.otif", promos, "")]),
+        (
+            "sam@acme.test",
+            T0 + 2 * DAY,
+            "open",
+            [("supply.fill_rate", ["marketing.promos"], ""), ("supply.otif", ["marketing.promos"], "")],
+        ),
+    ]
+    assert list(DependencyReviewSignal.objects.filter(throttled=True).values_list("at", flat=True)) == [
+        T0 + 3 * HOUR,
+        T0 + 3 * HOUR,
+    ]
+
+
+# --- per-KPI answers in a shared task ---------------------------------------------------------
+
+
+def test_each_kpi_of_a_shared_task_is_answered_on_its_own(owner_of_two):
+    k, sam = owner_of_two.kpis, owner_of_two.planner
+    change(k["marketing.leads"], T0)
+    sweep(T0)
+    task = Task.objects.get(kind="dependency_review")
+    fill, otif = (DependencyReview.objects.get(kpi=k[key]) for key in SUPPLY)
+    with time_machine.travel(T0 + HOUR, tick=False):
+        with pytest.raises(ValidationError) as unnamed:
+            dependency_review_answer(task=task, by=sam, impact=True, reason="")
+        assert unnamed.value.message_dict == {
+            "kpi": ["This task reviews several KPIs; say which one you answer for (supply.fill_rate, supply.otif)."]
+        }
+        dependency_review_answer(task=task, by=sam, impact=True, reason="Promo stock", review_id=fill.pk)
+    task.refresh_from_db()
+    assert (task.state, task.due_at) == ("open", T0 + DAY)
+    assert Workstream.objects.get(kind="preventive").kpi == k["supply.fill_rate"]  # impact on Fill rate only
+    with time_machine.travel(T0 + 2 * HOUR, tick=False):
+        with pytest.raises(ValidationError):
+            dependency_review_answer(task=task, by=sam, impact=False, reason=" ", review_id=otif.pk)
+        with pytest.raises(ValidationError):  # answered already
+            dependency_review_answer(task=task, by=sam, impact=False, reason="Twice", review_id=fill.pk)
+        dependency_review_answer(task=task, by=sam, impact=False, reason="Carriers, not demand", review_id=otif.pk)
+    task.refresh_from_db()
+    assert (task.state, task.done_at) == ("done", T0 + 2 * HOUR)
+    assert review_tasks()[0][3] == [
+        ("supply.fill_rate", ["marketing.leads"], "impact"),
+        ("supply.otif", ["marketing.leads"], "no_impact"),
+    ]
+    assert not Workstream.objects.filter(kpi=k["supply.otif"]).exists()
+    # The leads' own episode hears each answer of its participant.
+    upstream = Workstream.objects.get(kpi=k["marketing.leads"])
+    assert list(upstream.events.filter(verb="review_answered").values_list("text", flat=True)) == [
+        "Sam Supply answered the dependency review of Fill rate: impact: a preventive workstream is open",
+        "Sam Supply answered the dependency review of On-time in full: no impact: Carriers, not demand",
+    ]
+    answers = AuditEvent.objects.filter(verb="dependency_review.answered").order_by("id")
+    assert [a.after["impact"] for a in answers] == [True, False]
+
+
+def test_only_the_unanswered_kpi_of_a_shared_task_escalates(owner_of_two):
+    k = owner_of_two.kpis
+    change(k["marketing.leads"], T0)
+    sweep(T0)
+    task = Task.objects.get(kind="dependency_review")
+    fill = DependencyReview.objects.get(kpi=k["supply.fill_rate"])
+    with time_machine.travel(T0 + HOUR, tick=False):
+        dependency_review_answer(task=task, by=owner_of_two.planner, impact=False, reason="Buffer", review_id=fill.pk)
+    sweep(T0 + DAY)
+    # Marketing's policy resolved against On-time in full: Supply's team lead, a day after the review fell due.
+    assert tasks("escalation", of="review") == [("sue@acme.test", "supply.otif", T0 + 2 * DAY, 1, 1, "open")]
+    assert Task.objects.get(pk=task.pk).state == "open"
+    escalation = Task.objects.get(kind="escalation", review__isnull=False)
+    with time_machine.travel(T0 + DAY + HOUR, tick=False):
+        answered = call(owner_of_two.lead_token, "post", f"tasks/{escalation.pk}/answer", {"impact": True})
+    assert answered.status_code == 200, answered.content
+    assert [(r["kpi"], r["state"]) for r in answered.json()["reviews"]] == [("supply.otif", "impact")]
+    # The escalation target answered the last open KPI: the owner's task is done too.
+    assert [Task.objects.get(pk=pk).state for pk in (task.pk, escalation.pk)] == ["done", "done"]
+
+
+def test_an_owner_change_moves_one_kpis_review_to_a_task_of_the_new_owner(owner_of_two):
+    k = owner_of_two.kpis
+    change(k["marketing.leads"], T0)
+    sweep(T0)
+    ownership_transfer_direct(kpi=k["supply.otif"], to_owner=owner_of_two.member, actor=None, reason="Reorganisation")
+    sweep(T0 + HOUR)
+    assert review_tasks() == [
+        ("sam@acme.test", T0 + DAY, "open", [("supply.fill_rate", ["marketing.leads"], "")]),
+        ("member@acme.test", T0 + DAY, "open", [("supply.otif", ["marketing.leads"], "")]),  # the clock runs on
+    ]
+    assert notified("dependency_review") == [("member@acme.test", T0 + HOUR), ("sam@acme.test", T0)]
+    sweep(T0 + 2 * HOUR)  # nothing more moves
+    assert Task.objects.filter(kind="dependency_review").count() == 2
 
 
 # --- participants -------------------------------------------------------------------------------
@@ -638,7 +897,7 @@ def test_propagation_reads_in_bulk_whatever_the_number_of_signals(graph):
 @pytest.mark.django_db(transaction=True)
 def test_two_sweeps_at_once_group_each_downstream_kpis_signals_into_one_review(monkeypatch):
     """Batches of 20 signals, two sweeps side by side: signals of one downstream KPI land in different batches,
-    and the downstream row lock still lets only one of them open its review."""
+    and the downstream row lock still lets only one of them open its review; the owner's row lock, only one task."""
     monkeypatch.setattr("escalations.reviews.BATCH_SIZE", 20)
     org = OrganizationFactory()
     owner = MembershipFactory(organization=org)
@@ -668,7 +927,9 @@ def test_two_sweeps_at_once_group_each_downstream_kpis_signals_into_one_review(m
     assert DependencySignal.objects.filter(propagated_at=None).count() == 0
     assert DependencySignal.objects.count() == DependencyReviewSignal.objects.count() == 200
     assert sorted(DependencyReview.objects.values_list("kpi_id", flat=True)) == sorted(k.pk for k in downstream)
-    assert Task.objects.filter(kind="dependency_review").count() == 10
+    # One owner, one window: one task listing the ten KPIs, though two sweeps reached them in 20-signal batches.
+    [task] = Task.objects.filter(kind="dependency_review")
+    assert sorted(task.reviews.values_list("kpi_id", flat=True)) == sorted(k.pk for k in downstream)
 
 
 def test_the_owner_answers_a_review_in_place_in_the_inbox(graph):
@@ -689,3 +950,35 @@ def test_the_owner_answers_a_review_in_place_in_the_inbox(graph):
         answered = client.post(url, {"impact": "yes"}, HTTP_HX_REQUEST="true")
     assert b"preventive workstream is open" in answered.content
     assert Workstream.objects.get(kpi=graph.kpis["supply.fill_rate"]).kind == "preventive"
+
+
+def test_the_owner_answers_each_kpi_of_a_shared_task_in_place(owner_of_two, stranger_tenant):
+    t, k = owner_of_two, owner_of_two.kpis
+    change(k["marketing.leads"], T0)
+    sweep(T0)
+    task = Task.objects.get(kind="dependency_review")
+    fill, otif = (DependencyReview.objects.get(kpi=k[key]) for key in SUPPLY)
+    client, url = t.client(t.planner), reverse("task_answer", args=[t.org.slug, task.pk])
+    inbox = client.get(reverse("task_inbox", args=[t.org.slug])).content.decode()
+    assert inbox.count(f'action="{url}"') == 2 and "2 of your KPIs" in inbox
+    assert "Answer for Fill rate" in inbox and "Answer for On-time in full" in inbox
+    assert ">Marketing leads</a> is off track: off_track for the test" in inbox and "On track -&gt; Off track" in inbox
+    with time_machine.travel(T0 + HOUR, tick=False):
+        row = client.post(url, {"review": fill.pk, "impact": "yes"}, HTTP_HX_REQUEST="true").content.decode()
+    assert "Answered for Fill rate: a preventive workstream is open." in row
+    assert row.count(f'action="{url}"') == 1 and f'name="review" value="{otif.pk}"' in row  # the other KPI waits
+    assert "hx-swap-oob" in row  # the navigation's task count follows
+    with time_machine.travel(T0 + 2 * HOUR, tick=False):
+        refused = client.post(url, {"review": otif.pk, "impact": "no", "reason": ""}, HTTP_HX_REQUEST="true")
+        assert "Say why" in refused.content.decode() and not DependencyReview.objects.get(pk=otif.pk).answer
+        foreign = client.post(url, {"review": 999999, "impact": "yes"}, HTTP_HX_REQUEST="true")
+        assert "does not review that KPI" in foreign.content.decode()
+        row = client.post(url, {"review": otif.pk, "impact": "no", "reason": "Carriers"}, HTTP_HX_REQUEST="true")
+    row = row.content.decode()
+    assert "Answered for On-time in full: no impact, reason recorded." in row and f'action="{url}"' not in row
+    assert Task.objects.get(pk=task.pk).state == "done"
+    # Without htmx: back to the inbox with a message.
+    assert client.post(url, {"review": otif.pk, "impact": "yes"}).status_code == 302
+    # A stranger sees nothing of it.
+    stranger = stranger_tenant.client(stranger_tenant.executive)
+    assert stranger.post(url, {"review": fill.pk, "impact": "yes"}).status_code == 404

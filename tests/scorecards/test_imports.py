@@ -403,7 +403,9 @@ def test_a_real_worker_imports_a_large_upload_while_the_page_shows_its_progress(
 
         wait_until(finished, 120, "the worker to import the file")
         # The commit queued an evaluation of the new data; waiting for it also leaves no task behind in flight.
-        evaluated = Kpi.objects.filter(pk=tenant.kpi.pk, needs_evaluation=False).exclude(evaluated_at=None)
+        evaluated = Kpi.objects.filter(pk=tenant.kpi.pk, schedule__needs_evaluation=False).exclude(
+            schedule__evaluated_at=None
+        )
         wait_until(evaluated.exists, 60, "the evaluation queued by the import")
     finally:
         os.killpg(worker.pid, signal.SIGKILL)

@@ -12,7 +12,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from scorecards.evaluation import evaluate_due, next_tick
-from scorecards.models import Kpi, Measurement, StatusChange
+from scorecards.models import Kpi, KpiSchedule, Measurement, StatusChange
 from tests.factories import KpiFactory, OrganizationFactory
 
 T0 = datetime(2026, 11, 2, 10, 0, tzinfo=UTC)
@@ -20,7 +20,8 @@ T0 = datetime(2026, 11, 2, 10, 0, tzinfo=UTC)
 
 def measure(kpi: Kpi, at: datetime, value: float) -> None:
     Measurement.objects.update_or_create(kpi=kpi, at=at, defaults={"organization": kpi.organization, "value": value})
-    Kpi.objects.filter(pk=kpi.pk).update(needs_evaluation=True, last_measured_at=at)
+    Kpi.objects.filter(pk=kpi.pk).update(last_measured_at=at)
+    KpiSchedule.objects.filter(kpi=kpi).update(needs_evaluation=True)
 
 
 @pytest.mark.parametrize(
@@ -50,6 +51,18 @@ def test_it_evaluates_due_kpis_once_and_writes_one_status_change(db):
     assert kpi.status == "off_track"
     assert list(kpi.status_changes.values_list("old", "new")) == [("on_track", "off_track"), ("no_data", "on_track")]
     assert kpi.next_evaluation_at == T0 + timedelta(hours=1)  # new data does not move the grid
+
+
+def test_a_sweep_that_started_earlier_never_judges_a_kpi_behind_a_newer_evaluation(db):
+    kpi = KpiFactory(pending_for=timedelta(0), stale_after=timedelta(minutes=30), next_evaluation_at=T0)
+    measure(kpi, T0 + timedelta(minutes=1), 1100)
+    evaluate_due(now=T0 + timedelta(minutes=2))  # the newer sweep sees the data
+    measure(kpi, T0 + timedelta(minutes=3), 1150)
+    # A sweep whose clock stopped before that data (slow, or redelivered after a crash) would call it stale.
+    assert evaluate_due(now=T0 - timedelta(hours=1)).evaluated == 0
+    kpi.refresh_from_db()
+    assert list(kpi.status_changes.values_list("old", "new")) == [("no_data", "on_track")]
+    assert evaluate_due(now=T0 + timedelta(minutes=4)).evaluated == 1  # the new data waits for the next sweep
 
 
 def test_kpis_that_are_not_due_are_left_alone(db):

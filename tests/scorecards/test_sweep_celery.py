@@ -19,7 +19,7 @@ from django.utils import timezone
 
 from config.celery import app as celery_app
 from governance.services import api_token_create
-from scorecards.models import Kpi, Measurement, StatusChange
+from scorecards.models import Kpi, KpiSchedule, Measurement, StatusChange
 from scorecards.tasks import evaluate_kpis
 from tests.factories import KpiFactory, OrganizationFactory
 
@@ -43,6 +43,7 @@ def breached_kpis(count: int) -> list[Kpi]:
         )
         for i in range(count - 1)
     )
+    KpiSchedule.objects.bulk_create(KpiSchedule(kpi=k, organization=org, next_evaluation_at=now) for k in kpis[1:])
     Measurement.objects.bulk_create(
         Measurement(organization=org, kpi=k, at=now - timedelta(minutes=1), value=500) for k in kpis
     )
@@ -66,7 +67,9 @@ def test_two_sweeps_delivered_at_once_write_each_change_once():
     purge_queue()
     with start_worker(celery_app, pool="threads", concurrency=2, perform_ping_check=False, loglevel="WARNING"):
         evaluate_kpis.delay(), evaluate_kpis.delay()
-        wait_until(lambda: not Kpi.objects.filter(evaluated_at=None).exists(), 60, "every KPI to be evaluated")
+        wait_until(
+            lambda: not Kpi.objects.filter(schedule__evaluated_at=None).exists(), 60, "every KPI to be evaluated"
+        )
         time.sleep(1)  # let the second sweep finish its (empty) pass
     assert StatusChange.objects.count() == len(kpis)
     assert set(StatusChange.objects.values_list("new", flat=True)) == {"off_track"}
@@ -129,14 +132,14 @@ def test_a_sweep_killed_mid_batch_is_redelivered_and_finishes_without_duplicates
     try:
         evaluate_kpis.delay()
         # Kill the worker (and its pool child) as soon as the first batches are committed.
-        wait_until(lambda: Kpi.objects.exclude(evaluated_at=None).exists(), 90, "the sweep to start")
+        wait_until(lambda: Kpi.objects.exclude(schedule__evaluated_at=None).exists(), 90, "the sweep to start")
         os.killpg(worker.pid, signal.SIGKILL)
         worker.wait(timeout=10)
-        done_before = Kpi.objects.exclude(evaluated_at=None).count()
+        done_before = Kpi.objects.exclude(schedule__evaluated_at=None).count()
         assert done_before < len(kpis), "the sweep finished before it could be killed; make it bigger"
         time.sleep(4)  # past the visibility timeout: the unacknowledged task becomes visible again
         worker = _worker(env)
-        wait_until(lambda: not Kpi.objects.filter(evaluated_at=None).exists(), 120, "the redelivered sweep")
+        wait_until(lambda: not Kpi.objects.filter(schedule__evaluated_at=None).exists(), 120, "the redelivered sweep")
     finally:
         os.killpg(worker.pid, signal.SIGKILL)
         worker.wait(timeout=10)
@@ -163,16 +166,16 @@ def test_two_beat_processes_produce_no_duplicates(tmp_path):
     # Two pool processes, so the two beats' sweeps really run at the same time.
     processes = [_worker(env, concurrency=2), _beat(env, tmp_path / "beat-1"), _beat(env, tmp_path / "beat-2")]
     try:
-        wait_until(lambda: not Kpi.objects.filter(evaluated_at=None).exists(), 60, "the beats' sweeps")
+        wait_until(lambda: not Kpi.objects.filter(schedule__evaluated_at=None).exists(), 60, "the beats' sweeps")
         # Let both beats fire several more times; every new round finds nothing due.
         for _ in range(3):
             with transaction.atomic():  # rows locked in id order, as every writer of KPIs locks them
                 list(Kpi.objects.order_by("pk").select_for_update().values_list("pk"))
-                Kpi.objects.update(needs_evaluation=True)
+                KpiSchedule.objects.update(needs_evaluation=True)
             time.sleep(3)
     finally:
         for process in processes:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait(timeout=10)
     assert StatusChange.objects.count() == len(kpis)
-    assert Kpi.objects.filter(needs_evaluation=True).count() == 0
+    assert KpiSchedule.objects.filter(needs_evaluation=True).count() == 0

@@ -9,6 +9,7 @@ from django.db import transaction
 
 from dependencies.models import Dependency
 from escalations.demo import seed_workstreams
+from escalations.demo_reviews import seed_reviews
 from escalations.models import EscalationLevel, EscalationPolicy
 from governance import services
 from governance.models import Membership, Organization, Role, User
@@ -83,6 +84,7 @@ class Command(BaseCommand):
         seed_data_sources(acme)
         self._seed_dependencies(acme)
         seed_workstreams(acme)
+        seed_reviews(acme)  # escalations.demo_reviews: a closed review session, its decisions, an open agenda
 
         globex_admin = self._user("admin@globex.test", "Gus Grant")
         globex = services.organization_create(

@@ -7,6 +7,7 @@ SWEEPS = [
     "evaluate_kpis",
     "process_status_changes",
     "advance_escalations",
+    "send_digests",  # before delivery, so that one tick also sends the digests' emails
     "deliver_notifications",
 ]
 

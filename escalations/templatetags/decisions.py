@@ -1,0 +1,93 @@
+"""What a decision changed, in words, for the decision log, the minutes and the steering pack."""
+
+from __future__ import annotations
+
+from datetime import date
+
+from django import template
+
+from escalations.models import Decision
+from scorecards.templatetags.kpis import kpi_value
+
+register = template.Library()
+
+
+def _threshold(value) -> str:
+    if isinstance(value, list | tuple):
+        return "–".join(_threshold(v) for v in value)
+    return f"{value:g}" if isinstance(value, int | float) else str(value)
+
+
+def _day(iso: str | None) -> str:
+    if not iso:
+        return "no date"
+    day = date.fromisoformat(iso[:10])
+    return f"{day.day} {day:%b %Y}"
+
+
+def _target_change(decision: Decision) -> str:
+    before, after = decision.payload.get("before", {}), decision.payload.get("after", {})
+    unit = decision.kpi.unit
+    parts = []
+    if (before.get("target_value"), before.get("target_by")) != (after.get("target_value"), after.get("target_by")):
+        old = kpi_value(before.get("target_value"), unit)
+        new = kpi_value(after.get("target_value"), unit)
+        if before.get("target_by") or after.get("target_by"):
+            old, new = f"{old} by {_day(before.get('target_by'))}", f"{new} by {_day(after.get('target_by'))}"
+        parts.append(f"target {old} → {new}")
+    for level in ("warning", "critical"):
+        was, now = (before.get("thresholds") or {}).get(level), (after.get("thresholds") or {}).get(level)
+        if was != now:
+            parts.append(f"{level} {_threshold(was)} → {_threshold(now)}")
+    return "; ".join(parts).capitalize()
+
+
+@register.filter
+def decision_change(decision: Decision) -> str:
+    """One line: what the decision set in motion (the target's new values, the day a risk is accepted until...)."""
+    kind, payload = decision.kind, decision.payload
+    if kind == Decision.Kind.CHANGE_TARGET:
+        return _target_change(decision)
+    if kind == Decision.Kind.ACCEPT_RISK:
+        return f"Escalation paused until {_day(payload.get('until'))}"
+    if kind in (Decision.Kind.APPROVE_PATH, Decision.Kind.REJECT_PATH):
+        cause = payload.get("root_cause", "")
+        return f"Root cause: {cause}" if cause else ""
+    if kind == Decision.Kind.TRANSFER_OWNER:
+        return f"Owner {payload.get('from_owner', '').split(' <')[0]} → {payload.get('to_owner', '').split(' <')[0]}"
+    if kind == Decision.Kind.ASSIGN_ACTION:
+        owner = payload.get("owner", "").split(" <")[0]
+        return f"{payload.get('description', '')} ({owner}, due {_day(payload.get('due'))})"
+    return ""
+
+
+@register.filter
+def decision_follow_up(decision: Decision) -> tuple[str, str] | None:
+    """(state, text) of the thing the decision made, when it has its own fate: the action, the transfer."""
+    if decision.action_id:
+        action = decision.action
+        if action.done_at:
+            return "ok", f"Action done {action.done_at.day} {action.done_at:%b}"
+        if action.overdue_at:
+            return "off_track", "Action overdue"
+        return "muted", f"Action open, due {action.due.day} {action.due:%b}"
+    if decision.transfer_id:
+        transfer = decision.transfer
+        state = {"approved": "ok", "rejected": "off_track", "cancelled": "muted"}.get(transfer.state, "at_risk")
+        return state, f"Transfer {transfer.get_state_display().lower()}"
+    return None
+
+
+@register.filter
+def get_outcome(outcomes: dict, pk: int):
+    """`outcomes|get_outcome:d.pk`: a decision's Outcome from escalations.decisions.outcomes."""
+    return outcomes.get(pk) if outcomes else None
+
+
+TONES = {"on_time": "ok", "recovered": "ok", "late": "warn", "due": "warn", "missed": "bad", "open": "muted"}
+
+
+@register.filter
+def outcome_tone(outcome) -> str:
+    """The status colour of an outcome (app.css): green on time, amber late or due, red missed."""
+    return TONES.get(outcome.state, "muted") if outcome else "muted"
