@@ -31,6 +31,11 @@ def org_pages(t) -> list[str]:
         f"{o}/escalation/new/",
         f"{o}/escalation/preview/?kpi={t.kpi.pk}",
         f"{o}/dependencies/",
+        f"{o}/dependencies/matrix/",
+        f"{o}/review/",
+        f"{o}/review/sessions/",
+        f"{o}/decisions/",
+        f"{o}/health/",
         f"{o}/teams/",
         f"{o}/members/",
         f"{o}/audit/",
@@ -58,7 +63,17 @@ def run_axe(page, axe_source: str) -> list[dict]:
 
 
 # At phone width the pages whose layout changes most: wide tables that scroll, forms that stack.
-PHONE_PAGES = {"/", "/kpis/", "/kpis/{kpi}/", "/workstreams/{ws}/", "/escalation/new/", "/members/", "/audit/"}
+PHONE_PAGES = {
+    "/",
+    "/kpis/",
+    "/kpis/{kpi}/",
+    "/workstreams/{ws}/",
+    "/escalation/new/",
+    "/review/",
+    "/health/",
+    "/members/",
+    "/audit/",
+}
 
 
 @pytest.mark.parametrize("width", [1280, 390])
