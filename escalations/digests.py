@@ -15,7 +15,6 @@ switches either off on the notification settings page (kind "weekly_digest").
 
 from __future__ import annotations
 
-import json
 import re
 import zoneinfo
 from collections import defaultdict
@@ -212,7 +211,8 @@ def _write_batch(orgs: list[Organization], slots: dict[str, Slot], now: datetime
                     channel=channel,
                     dedup_key=dedup_key(org.pk, slot.week, m.pk),
                     subject=digest["subject"][:200],
-                    body=digest["summary_text"] if in_app else json.dumps(digest),
+                    body=digest["summary_text"],
+                    payload={} if in_app else digest,
                     url=digest["url"],
                     created_at=now,
                     delivered_at=now if in_app else None,
@@ -553,9 +553,9 @@ def _inline_styles(html: str) -> str:
 
 
 def render_email(notification: Notification) -> tuple[str, str]:
-    """The text and HTML parts of a digest email, from the content stored when it was written."""
+    """The text and HTML parts of a digest email, from the payload stored when it was written."""
     context = {
-        "d": json.loads(notification.body),
+        "d": notification.payload,
         "site": settings.SITE_URL,
         "subject": f"[{notification.organization}] {notification.subject}",
     }

@@ -382,6 +382,9 @@ class Notification(models.Model):
     subject = models.CharField(max_length=200)
     body = models.TextField()
     url = models.CharField(max_length=300, blank=True)
+    # Structured content for messages with a layout of their own (the weekly digest's email), stored when the
+    # notification is written so that a retried delivery sends the same message.
+    payload = models.JSONField(default=dict, blank=True)
     workstream = models.ForeignKey(
         Workstream, null=True, blank=True, on_delete=models.CASCADE, related_name="notifications"
     )

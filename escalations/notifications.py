@@ -127,7 +127,7 @@ def deliver_due(*, now: datetime | None = None, org_id: int | None = None) -> in
 
 
 def _send_email(notification: Notification) -> None:
-    if notification.kind == digests.DIGEST_KIND:  # its own layout, from the content stored in the body
+    if notification.kind == digests.DIGEST_KIND:  # its own layout, from its stored payload
         text, html = digests.render_email(notification)
     else:
         context = {
