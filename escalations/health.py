@@ -2,7 +2,7 @@
 
 A metric is a function `(org, weeks) -> Metric` that reads the whole period in one query, however many weeks, KPIs
 or teams there are; `METRICS` lists them in page order, and the page and its week-by-week table render whatever
-it lists. Adding one (decisions per review, once ReviewSession exists) is one more function and one more entry.
+it lists. Adding one is one more function and one more entry.
 
 Weeks are the organization's calendar weeks, Monday 00:00 to Monday 00:00 local time (167 or 169 hours across a
 DST change); the newest one is the week in progress and runs up to now. Snapshot metrics (stale share, overdue
@@ -21,7 +21,7 @@ from django.db.models import Case, Count, Expression, IntegerField, Min, OuterRe
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from escalations.models import MitigationAction, MitigationPath, Task, Workstream
+from escalations.models import MitigationAction, MitigationPath, ReviewSession, Task, Workstream
 from governance.models import Organization
 from scorecards.models import Kpi, Status, StatusChange
 
@@ -259,12 +259,46 @@ def overdue_actions(org: Organization, weeks: list[Week]) -> Metric:
     )
 
 
-# The page's metrics, in order. Decisions per review (ReviewSession/Decision) joins here as one more function.
+def decisions_per_review(org: Organization, weeks: list[Week]) -> Metric:
+    """Decisions recorded in the review sessions closed each week, per session: a review that decides nothing is
+    a status meeting."""
+    rows = (
+        ReviewSession.objects.for_org(org)
+        .filter(closed_at__gte=weeks[0].start, closed_at__lt=weeks[-1].end)
+        .annotate(week=week_index(weeks, "closed_at"), n=Count("decisions"))
+        .values_list("week", "n")
+    )
+    by_week: list[list[int]] = [[] for _ in weeks]
+    for week, n in rows:
+        by_week[week].append(n)
+    values = [statistics.mean(d) if d else None for d in by_week]
+    cells = [f"{statistics.mean(d):.1f} ({len(d)} review{'s' if len(d) != 1 else ''})" if d else "—" for d in by_week]
+    every = [n for week in by_week for n in week]
+    overall = statistics.mean(every) if every else None
+    return Metric(
+        key="decisions_per_review",
+        column="Decisions per review",
+        title="Decisions per review",
+        how="Decisions recorded in the review sessions closed each week, per session; in brackets, how many "
+        "sessions closed that week.",
+        chart="line",
+        unit="",
+        values=values,
+        cells=cells,
+        headline=f"{overall:.1f}" if overall is not None else "—",
+        headline_label=f"decisions per review ({len(every)} session{'s' if len(every) != 1 else ''} closed)",
+        tone="" if overall is None else "bad" if overall == 0 else "ok",
+        empty="" if every else "No review session was closed in these weeks.",
+    )
+
+
+# The page's metrics, in order.
 METRICS: tuple[Callable[[Organization, list[Week]], Metric], ...] = (
     time_to_approval,
     escalations_per_team,
     stale_share,
     overdue_actions,
+    decisions_per_review,
 )
 
 

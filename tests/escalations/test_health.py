@@ -12,7 +12,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from escalations.health import calendar_weeks, health_report
-from escalations.models import MitigationAction, MitigationPath, Task, Workstream
+from escalations.models import Decision, MitigationAction, MitigationPath, ReviewSession, Task, Workstream
 from governance.models import Membership
 from scorecards.models import Kpi, StatusChange
 from tests.conftest import Tenant
@@ -21,7 +21,7 @@ from tests.factories import KpiFactory, TeamFactory
 BERLIN = ZoneInfo("Europe/Berlin")
 NOW = datetime(2026, 11, 4, 12, 0, tzinfo=UTC)  # a Wednesday; the weeks: 12, 19 (DST ends on the 25th), 26 Oct, 2 Nov
 LONG_AGO = datetime(2026, 1, 1, tzinfo=UTC)
-PAGE_QUERIES = 9  # session, user, membership, the four metrics, the organization switcher, the navigation counts
+PAGE_QUERIES = 10  # session, user, membership, the five metrics, the organization switcher, the navigation counts
 
 
 def local(month: int, day: int, hour: int = 10) -> datetime:
@@ -183,6 +183,33 @@ def test_overdue_actions_are_counted_at_each_weeks_end_in_the_organizations_cale
     action(path("E", state="rejected"), date(2026, 10, 10))
     _, m = metric(acme.org, "overdue_actions")
     assert m.values == [1, 2, 2, 1] and m.headline == "1"
+
+
+def test_decisions_per_review_counts_the_sessions_closed_each_week(acme, stranger_tenant):
+    def review(t: Tenant, closed: datetime | None, decisions: int) -> None:
+        session = ReviewSession.objects.create(
+            organization=t.org, title="Review", started_by=t.executive.user, started_at=local(10, 1), closed_at=closed
+        )
+        for _ in range(decisions):
+            Decision.objects.create(
+                organization=t.org,
+                kind=Decision.Kind.ACCEPT_RISK,
+                kpi=t.kpi,
+                session=session,
+                decided_by=t.executive.user,
+                reason="Seasonal",
+                kpi_status="at_risk",
+            )
+
+    review(acme, local(10, 13), 3)
+    review(acme, local(10, 16), 0)  # a review that decided nothing counts, as a zero
+    review(acme, local(10, 27), 2)
+    review(acme, None, 5)  # still open: not yet a review that happened
+    review(stranger_tenant, local(10, 27), 9)
+    _, m = metric(acme.org, "decisions_per_review")
+    assert m.values == [1.5, None, 2, None]
+    assert m.cells == ["1.5 (2 reviews)", "—", "2.0 (1 review)", "—"]
+    assert (m.headline, m.tone) == ("1.7", "ok")
 
 
 def test_the_page_shows_every_metric_with_a_chart_and_its_numbers(acme):
