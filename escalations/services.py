@@ -64,8 +64,12 @@ def may_close(membership: Membership) -> bool:
 
 
 def _locked(workstream: Workstream) -> Workstream:
+    # The workstream and its KPI (which the status-change sweep locks too), not the organization, owner and user
+    # joined for display: a FOR UPDATE on the organization would hold every insert that references it.
     locked = (
-        Workstream.objects.select_for_update().select_related("organization", "kpi__owner__user").get(pk=workstream.pk)
+        Workstream.objects.select_for_update(of=("self", "kpi"))
+        .select_related("organization", "kpi__owner__user")
+        .get(pk=workstream.pk)
     )
     if not locked.is_open:
         raise ValidationError("This workstream is resolved.")

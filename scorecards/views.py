@@ -8,7 +8,7 @@ from django.contrib import messages
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
 from django.db import transaction
-from django.db.models import OuterRef, Subquery
+from django.db.models import Count, OuterRef, Subquery
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
@@ -398,8 +398,10 @@ def my_work(request: HttpRequest) -> HttpResponse:
             .filter(state=OwnershipTransfer.State.PENDING, to_owner=membership)
             .select_related("kpi", "from_owner__user"),
             # Escalation tasks through the reverse relation (scorecards does not import escalations).
+            # A dependency review task can list several of the owner's KPIs: `kpis` counts them.
             "open_tasks": membership.tasks.filter(state__in=["open", "acknowledged"])
             .select_related("kpi")
+            .annotate(kpis=Count("reviews"))
             .order_by("due_at", "id"),
         },
     )

@@ -385,6 +385,15 @@ def test_an_owners_two_kpis_reached_five_minutes_apart_share_one_task(owner_of_t
     ]
 
 
+def test_my_work_names_every_kpi_of_a_shared_review_task_and_links_the_inbox(owner_of_two):
+    k = owner_of_two.kpis
+    change(k["marketing.leads"], T0)
+    sweep(T0)
+    html = owner_of_two.client(owner_of_two.planner).get(reverse("my_work", args=[owner_of_two.org.slug]))
+    inbox = reverse("task_inbox", args=[owner_of_two.org.slug])
+    assert f'<a href="{inbox}">Fill rate and 1 more</a>' in html.content.decode()
+
+
 def test_a_second_kpi_reached_eleven_minutes_later_gets_a_task_of_its_own(owner_of_two):
     k = owner_of_two.kpis
     Dependency.objects.filter(upstream=k["marketing.leads"], downstream=k["supply.otif"]).delete()
