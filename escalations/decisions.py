@@ -46,7 +46,7 @@ from scorecards import kpi_chart
 from scorecards import services as scorecard_services
 from scorecards.models import Kpi, OwnershipTransfer, Status, StatusChange
 from scorecards.selectors import fetch_series
-from scorecards.thresholds import ThresholdError, parse_thresholds
+from scorecards.thresholds import settings_errors
 
 DECIDERS = (Role.ADMIN, Role.EXECUTIVE)
 OPEN_TASKS = [Task.State.OPEN, Task.State.ACKNOWLEDGED]
@@ -282,17 +282,14 @@ def decision_change_target(
     them at the next sweep, and an episode it leaves recovers by the usual rules (keep_for, recovery margin)."""
     _check(by=by, kpi=kpi, reason=reason, session=session)
     stored = Kpi.objects.select_for_update(of=("self",)).select_related("organization").get(pk=kpi.pk)
-    errors: dict[str, list[str]] = {}
-    try:
-        parse_thresholds(stored.direction, thresholds, has_target=target_value is not None)
-    except ThresholdError as e:
-        errors["critical" if str(e).startswith("critical") else "warning"] = [str(e)]
-    if target_by is not None and target_value is None:
-        errors["target_value"] = ["A dated target needs its value."]
-    if stored.baseline_at is not None and target_by is not None and stored.baseline_at >= target_by:
-        errors["target_by"] = [f"The target date must come after the baseline ({stored.baseline_at:%d %b %Y})."]
-    if stored.baseline_at is not None and target_by is None and stored.target_by is not None:
-        errors["target_by"] = ["This KPI has a baseline: its target needs a date."]
+    errors = settings_errors(
+        stored.direction,
+        thresholds,
+        target_value=target_value,
+        target_by=target_by,
+        baseline_value=stored.baseline_value,
+        baseline_at=stored.baseline_at,
+    )
     if errors:
         raise ValidationError(errors)
     before = snapshot(stored, TARGET_FIELDS)

@@ -8,7 +8,7 @@ from django import forms
 from escalations.models import Decision, ReviewSession
 from governance.forms import MembersChoiceField, active_members
 from governance.models import Membership, Organization, Team
-from scorecards.forms import _threshold_raw, _threshold_text  # the KPI settings form's spelling of thresholds
+from scorecards.forms import threshold_raw, threshold_text  # the KPI settings form's spelling of thresholds
 from scorecards.models import Kpi
 
 DATE_WIDGET = {"attrs": {"type": "date"}, "format": "%Y-%m-%d"}
@@ -95,8 +95,8 @@ class ChangeTargetForm(DecisionForm):
             self.initial.update(
                 target_value=kpi.target_value,
                 target_by=kpi.target_by,
-                warning=_threshold_text(kpi.thresholds.get("warning", "")),
-                critical=_threshold_text(kpi.thresholds.get("critical", "")),
+                warning=threshold_text(kpi.thresholds.get("warning", "")),
+                critical=threshold_text(kpi.thresholds.get("critical", "")),
             )
         if kpi.unit:
             self.fields["target_value"].label = f"Target ({kpi.unit})"
@@ -104,8 +104,8 @@ class ChangeTargetForm(DecisionForm):
     def thresholds(self) -> dict:
         data = self.cleaned_data
         return {
-            "warning": _threshold_raw(data["warning"], self.kpi.direction),
-            "critical": _threshold_raw(data["critical"], self.kpi.direction),
+            "warning": threshold_raw(data["warning"], self.kpi.direction),
+            "critical": threshold_raw(data["critical"], self.kpi.direction),
         }
 
 

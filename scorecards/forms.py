@@ -14,7 +14,7 @@ from governance.forms import MemberChoiceField, TenantModelForm, active_members
 from governance.models import Organization, Team
 from scorecards.models import DataSource, KeyResult, Kpi, Objective
 from scorecards.services import KPI_SETTINGS
-from scorecards.thresholds import RANGE, ThresholdError, parse_number, parse_thresholds
+from scorecards.thresholds import RANGE, ThresholdError, parse_number, settings_errors
 
 
 class DurationField(forms.CharField):
@@ -37,13 +37,13 @@ class DurationField(forms.CharField):
             raise forms.ValidationError(str(e)) from None
 
 
-def _threshold_text(value) -> str:
+def threshold_text(value) -> str:
     if isinstance(value, list | tuple):
-        return ", ".join(_threshold_text(v) for v in value)
+        return ", ".join(threshold_text(v) for v in value)
     return f"{value:g}" if isinstance(value, float | int) else str(value)
 
 
-def _threshold_raw(text: str, direction: str):
+def threshold_raw(text: str, direction: str):
     parts = [p.strip() for p in text.split(",")]
     values = []
     for part in parts:
@@ -126,33 +126,32 @@ class KpiForm(TenantModelForm):
         if self.instance.pk:
             del self.fields["owner"]  # locked: see ownership transfers
             self.fields["key"].disabled = True
-            self.initial["warning"] = _threshold_text(self.instance.thresholds.get("warning", ""))
-            self.initial["critical"] = _threshold_text(self.instance.thresholds.get("critical", ""))
+            self.initial["warning"] = threshold_text(self.instance.thresholds.get("warning", ""))
+            self.initial["critical"] = threshold_text(self.instance.thresholds.get("critical", ""))
         else:
             self.fields["owner"].queryset = active_members(org)
 
     def clean(self):
         data = super().clean()
         direction = data.get("direction")
+        raw = None
         if direction and data.get("warning") and data.get("critical"):
             raw = {
-                "warning": _threshold_raw(data["warning"], direction),
-                "critical": _threshold_raw(data["critical"], direction),
+                "warning": threshold_raw(data["warning"], direction),
+                "critical": threshold_raw(data["critical"], direction),
             }
-            try:
-                parse_thresholds(direction, raw, has_target=data.get("target_value") is not None)
-            except ThresholdError as e:
-                self.add_error("critical" if str(e).startswith("critical") else "warning", str(e))
-            else:
-                self.instance.thresholds = raw
-        if data.get("target_by") and data.get("target_value") is None:
-            self.add_error("target_value", "A dated target needs its value.")
-        if (data.get("baseline_value") is None) != (data.get("baseline_at") is None):
-            self.add_error("baseline_at", "Give the baseline's value and date together.")
-        if data.get("baseline_at") and data.get("target_by") and data["baseline_at"] >= data["target_by"]:
-            self.add_error("baseline_at", "The baseline must come before the target date.")
-        if data.get("baseline_at") and not data.get("target_by"):
-            self.add_error("target_by", "A baseline only makes sense with a dated target.")
+        errors = settings_errors(
+            direction,
+            raw,
+            target_value=data.get("target_value"),
+            target_by=data.get("target_by"),
+            baseline_value=data.get("baseline_value"),
+            baseline_at=data.get("baseline_at"),
+        )
+        for name, message in errors.items():
+            self.add_error(name, message)
+        if raw is not None and "warning" not in errors and "critical" not in errors:
+            self.instance.thresholds = raw
         for name in ("recovery_margin", "surge_change"):
             if data.get(name):
                 try:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
+from datetime import date
 
 INCREASE, DECREASE, RANGE = "increase", "decrease", "range"
 ON_TRACK, AT_RISK, OFF_TRACK = "on_track", "at_risk", "off_track"
@@ -115,6 +116,34 @@ def parse_thresholds(direction: str, raw: object, *, has_target: bool) -> Thresh
         if not (c_low <= w_low and w_high <= c_high):
             raise ThresholdError("the critical range must contain the warning range")
     return ThresholdSpec(direction, warning, critical)
+
+
+def settings_errors(
+    direction: str,
+    thresholds: object,
+    *,
+    target_value: float | None,
+    target_by: date | None,
+    baseline_value: float | None,
+    baseline_at: date | None,
+) -> dict[str, str]:
+    """What is wrong with a KPI's thresholds, target and baseline taken together, by field name: the KPI settings
+    form and an executive's target change apply the same rules. `thresholds` None: not given yet, not checked."""
+    errors = {}
+    try:
+        if thresholds is not None:
+            parse_thresholds(direction, thresholds, has_target=target_value is not None)
+    except ThresholdError as e:
+        errors["critical" if str(e).startswith("critical") else "warning"] = str(e)
+    if target_by and target_value is None:
+        errors["target_value"] = "A dated target needs its value."
+    if (baseline_value is None) != (baseline_at is None):
+        errors["baseline_at"] = "Give the baseline's value and date together."
+    elif baseline_at and target_by and baseline_at >= target_by:
+        errors["target_by"] = f"The target date must come after the baseline ({baseline_at:%d %b %Y})."
+    elif baseline_at and not target_by:
+        errors["target_by"] = "A baseline needs a dated target: give the target's date."
+    return errors
 
 
 def raw_status(value: float, t: Thresholds) -> str:

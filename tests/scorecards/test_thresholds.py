@@ -1,8 +1,10 @@
 from __future__ import annotations
 
+from datetime import date
+
 import pytest
 
-from scorecards.thresholds import ThresholdError, Thresholds, parse_thresholds, raw_status
+from scorecards.thresholds import ThresholdError, Thresholds, parse_thresholds, raw_status, settings_errors
 
 
 @pytest.mark.parametrize(
@@ -72,3 +74,32 @@ def test_it_refuses_bad_thresholds_with_a_clear_message(direction, raw, message)
 def test_percentages_need_a_target():
     with pytest.raises(ThresholdError, match="set a target"):
         parse_thresholds("increase", {"warning": "95%", "critical": "80%"}, has_target=False)
+
+
+GOOD = {"warning": 90, "critical": 80}
+D1, D2 = date(2026, 1, 1), date(2026, 6, 30)
+
+
+@pytest.mark.parametrize(
+    ("thresholds", "target", "target_by", "baseline", "baseline_at", "expected"),
+    [
+        (GOOD, 100, None, None, None, set()),
+        (GOOD, 100, D2, 50, D1, set()),
+        ({"warning": 80, "critical": 90}, None, None, None, None, {"warning"}),
+        ({"warning": "95%", "critical": "90%"}, None, None, None, None, {"warning"}),  # relative needs a target
+        (None, None, D2, None, None, {"target_value"}),  # thresholds not given yet: the rest is still checked
+        (GOOD, 100, D2, 50, None, {"baseline_at"}),
+        (GOOD, 100, D1, 50, D2, {"target_by"}),  # the baseline after the target date
+        (GOOD, 100, None, 50, D1, {"target_by"}),  # a baseline without a dated target
+    ],
+)
+def test_settings_errors_name_the_field_at_fault(thresholds, target, target_by, baseline, baseline_at, expected):
+    errors = settings_errors(
+        "increase",
+        thresholds,
+        target_value=target,
+        target_by=target_by,
+        baseline_value=baseline,
+        baseline_at=baseline_at,
+    )
+    assert set(errors) == expected
