@@ -29,6 +29,7 @@ from escalations.models import Notification, Task, Workstream  # noqa: E402
 from escalations.sweeps import BATCH_SIZE, advance_escalations  # noqa: E402
 from escalations.timing import Level, Policy  # noqa: E402
 from governance.models import Role  # noqa: E402
+from tests.bench.report import record  # noqa: E402
 from tests.factories import KpiFactory, MembershipFactory, OrganizationFactory, TeamFactory  # noqa: E402
 
 OPEN, DUE = 10_000, 2_000
@@ -81,16 +82,12 @@ def main() -> None:
             seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
         notifications = Notification.objects.count()
         batches = -(-DUE // BATCH_SIZE)
-        print(f"escalation sweep, {OPEN:,} open workstreams, {DUE:,} due ({connection.vendor}):")
-        print(
-            f"  {counts.escalated:,} levels notified in {seconds:.1f} s, {cpu:.1f} s CPU here "
-            f"({DUE / seconds:,.0f} workstreams/s)"
-        )
-        print(f"  {len(queries):,} queries, {len(queries) / batches:,.0f} per batch of {BATCH_SIZE}")
-        print(
-            f"  {Task.objects.count():,} tasks and {notifications:,} notifications created: "
-            f"{notifications / seconds:,.0f} notifications/s"
-        )
+        print(f"escalation sweep, {OPEN:,} open workstreams, {DUE:,} due, {counts.escalated:,} levels notified:")
+        record("escalation", f"sweep of {DUE:,} due workstreams", seconds, "s")
+        record("escalation", "CPU in this process", cpu, "s")
+        record("escalation", f"queries per batch of {BATCH_SIZE}", len(queries) / batches, "queries")
+        record("escalation", "tasks created", Task.objects.count(), "tasks")
+        record("escalation", "notifications created per second", notifications / seconds, "notifications/s")
     finally:
         runner.teardown_databases(old)
 

@@ -43,6 +43,7 @@ from escalations.models import (  # noqa: E402
 from escalations.sweeps import advance_escalations, process_status_changes  # noqa: E402
 from governance.models import Membership, Team  # noqa: E402
 from scorecards.models import Kpi, StatusChange, SurgeSignal  # noqa: E402
+from tests.bench.report import record  # noqa: E402
 from tests.factories import KpiFactory, MembershipFactory, OrganizationFactory  # noqa: E402
 
 KPIS, EDGES, SIGNALS, OWNERS, TEAMS = 10_000, 30_000, 1_000, 200, 20
@@ -160,18 +161,16 @@ def main() -> None:
         seconds, queries, _, _ = run(counter, lambda: process_status_changes(now=now))
         opened = DependencyReview.objects.count()
         grouped = Task.objects.filter(kind="dependency_review").count()
-        print(
-            f"  {SIGNALS:,} surges -> {opened:,} reviews in {grouped:,} owner tasks for {edges_hit:,} edges in one "
-            f"sweep: {seconds:.2f} s, {queries:,} queries ({queries / batches:,.0f} per batch of {reviews.BATCH_SIZE})"
-        )
+        print(f"  {SIGNALS:,} surges -> {opened:,} reviews in {grouped:,} owner tasks, {edges_hit:,} edges, one sweep:")
+        record("propagation", f"{SIGNALS:,} surges propagated", seconds, "s")
+        record("propagation", f"{SIGNALS:,} surges, queries", queries, "queries")
 
         later = now + timedelta(days=1)
         seconds, queries, _, _ = run(counter, lambda: advance_escalations(now=later))
         escalated = Task.objects.filter(kind="escalation").count()
-        print(
-            f"  {opened:,} unanswered reviews due at once -> {escalated:,} escalation tasks: {seconds:.2f} s, "
-            f"{queries:,} queries"
-        )
+        print(f"  {opened:,} unanswered reviews due at once -> {escalated:,} escalation tasks:")
+        record("propagation", f"{opened:,} reviews escalated", seconds, "s")
+        record("propagation", f"{opened:,} reviews escalated, queries", queries, "queries")
 
         changed = now + timedelta(days=2)
         StatusChange.objects.bulk_create(
@@ -183,13 +182,16 @@ def main() -> None:
         )
         second = DependencyReview.objects.count() - opened
         second_tasks = Task.objects.filter(kind="dependency_review").count() - grouped
-        print(
-            f"  {SIGNALS:,} changes into off_track -> {SIGNALS:,} workstreams and {second:,} reviews in "
-            f"{second_tasks:,} owner tasks in one sweep: {seconds:.2f} s, {queries:,} queries"
-        )
-        print(
-            f"    of which propagation: {propagation_seconds:.2f} s, {propagation_queries:,} queries "
-            f"({propagation_queries / batches:,.0f} per batch of {reviews.BATCH_SIZE} signals)"
+        print(f"  {SIGNALS:,} changes into off_track -> workstreams, {second:,} reviews, {second_tasks:,} owner tasks:")
+        record("propagation", f"{SIGNALS:,} status changes, whole sweep", seconds, "s")
+        record("propagation", f"{SIGNALS:,} status changes, queries", queries, "queries")
+        record("propagation", "of which propagation", propagation_seconds, "s")
+        record("propagation", "propagation queries", propagation_queries, "queries")
+        record(
+            "propagation",
+            f"propagation queries per batch of {reviews.BATCH_SIZE}",
+            propagation_queries / batches,
+            "queries",
         )
         deliveries, notifications = DependencyReviewSignal.objects.count(), Notification.objects.count()
         print(f"  rows: {deliveries:,} signal deliveries, {notifications:,} notifications to {OWNERS} owners")
