@@ -405,6 +405,7 @@ class Notification(models.Model):
                 fields=["next_attempt_at"], condition=Q(delivered_at__isnull=True), name="notification_undelivered"
             ),
             models.Index(fields=["recipient", "read_at"], name="notification_unread"),
+            models.Index(fields=["created_at"], name="notification_created"),  # pruning
         ]
 
     def __str__(self) -> str:
@@ -492,6 +493,7 @@ class WebhookDelivery(models.Model):
             models.Index(
                 fields=["next_attempt_at"], condition=Q(delivered_at__isnull=True), name="webhook_delivery_due"
             ),
+            models.Index(fields=["created_at"], name="webhook_delivery_created"),  # pruning
         ]
 
     def __str__(self) -> str:

@@ -17,13 +17,14 @@ from django.template.loader import render_to_string
 from django.utils import timezone
 
 from escalations import digests
-from escalations.models import Notification, NotificationPreference, Workstream
+from escalations.models import Notification, NotificationPreference, WebhookDelivery, Workstream
 from governance.models import Membership
 
 log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 6
 BATCH_SIZE = 200
+PRUNE_SLICE = 5_000
 
 
 @dataclass(frozen=True)
@@ -124,6 +125,22 @@ def deliver_due(*, now: datetime | None = None, org_id: int | None = None) -> in
                     notification.delivered_at, notification.next_attempt_at, notification.error = now, None, ""
                     sent += 1
             Notification.objects.bulk_update(batch, ["attempts", "error", "next_attempt_at", "delivered_at"])
+
+
+def prune(*, now: datetime | None = None) -> dict[str, int]:
+    """Deletes what is done and older than NOTIFICATION_RETENTION: delivered notifications (read or not) and webhook
+    deliveries that were delivered or given up. Pending ones stay, whatever their age. In slices, so that no one
+    statement holds many rows."""
+    before = (now or timezone.now()) - settings.NOTIFICATION_RETENTION
+    done = {
+        "notifications": Notification.objects.filter(created_at__lt=before).exclude(delivered_at=None),
+        "webhook_deliveries": WebhookDelivery.objects.filter(created_at__lt=before, next_attempt_at=None),
+    }
+    deleted = dict.fromkeys(done, 0)
+    for name, old in done.items():
+        while ids := list(old.values_list("pk", flat=True)[:PRUNE_SLICE]):
+            deleted[name] += old.model.objects.filter(pk__in=ids).delete()[0]
+    return deleted
 
 
 def _send_email(notification: Notification) -> None:

@@ -1,7 +1,7 @@
 from celery import shared_task
 
 from escalations.digests import send_digests as send_due_digests
-from escalations.notifications import deliver_due
+from escalations.notifications import deliver_due, prune
 from escalations.sweeps import advance_escalations as advance
 from escalations.sweeps import process_status_changes as process
 from escalations.webhooks import deliver_webhooks
@@ -27,3 +27,8 @@ def deliver_notifications(org_id: int | None = None) -> dict:
 def send_digests(org_id: int | None = None) -> dict:
     # Writes the weekly digests due now; deliver_notifications sends their emails on its next beat.
     return {"digests": send_due_digests(org_id=org_id)}
+
+
+@shared_task
+def prune_notifications() -> dict:
+    return prune()

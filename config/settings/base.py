@@ -260,6 +260,12 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": SWEEP_EVERY,
         "options": {"expires": 50},
     },
+    # Delivered notifications and finished webhook deliveries older than NOTIFICATION_RETENTION are deleted.
+    "prune-notifications": {
+        "task": "escalations.tasks.prune_notifications",
+        "schedule": timedelta(hours=1),
+        "options": {"expires": 50 * 60},
+    },
     # Weekly digests fall due at 08:00 local on Mondays (escalations.digests); looking every five sweeps is soon enough.
     "send-digests": {
         "task": "escalations.tasks.send_digests",
@@ -267,6 +273,8 @@ CELERY_BEAT_SCHEDULE = {
         "options": {"expires": 50},
     },
 }
+# How long delivered notifications and finished webhook deliveries are kept (their workstreams keep the timeline).
+NOTIFICATION_RETENTION = timedelta(days=env.int("NOTIFICATION_RETENTION_DAYS", default=180))
 # The owner's time to file a mitigation path when no escalation policy applies to a KPI.
 DEFAULT_MITIGATION_DUE = timedelta(days=2)
 
@@ -296,5 +304,6 @@ LOGGING = {
         "django.db.backends": {"level": "WARNING"},
         "django_guid": {"level": "WARNING"},
         "axes": {"level": "WARNING"},  # its INFO lines repeat what the audit log records
+        "httpx": {"level": "WARNING"},  # one INFO line per webhook delivery or pull; their own rows record them
     },
 }
