@@ -94,17 +94,6 @@ def _open_workstream(kpi: Kpi) -> Workstream | None:
     return Workstream.objects.filter(kpi_id=kpi.pk, resolved_at=None).first()
 
 
-def _locked_open(workstream: Workstream) -> Workstream:
-    ws = (
-        Workstream.objects.select_for_update(of=("self",))
-        .select_related("organization", "kpi__owner__user", "kpi__organization")
-        .get(pk=workstream.pk)
-    )
-    if not ws.is_open:
-        raise ValidationError("This workstream is resolved: there is nothing left to decide in it.")
-    return ws
-
-
 @transaction.atomic
 def decision_record(
     *,
@@ -213,7 +202,7 @@ def decision_accept_risk(
     due then, at level 1, as the sweep reads it from `next_escalation_at`. Open escalation tasks are answered by the
     decision. Recovery before then ends the episode as usual; an approved path's overdue action restarts escalation
     at once (a new fact outweighs an old acceptance)."""
-    ws = _locked_open(workstream)
+    ws = services.workstream_locked(workstream)
     kpi = ws.kpi
     _check(by=by, kpi=kpi, reason=reason, session=session)
     today = _today(ws.organization)
@@ -372,7 +361,7 @@ def decision_assign_action(
 ) -> Decision:
     """A new action on the episode's path, owned by anyone active in the organization. It is carried out and
     goes overdue like the owner's own actions (on an approved path, an overdue one restarts escalation)."""
-    ws = _locked_open(workstream)
+    ws = services.workstream_locked(workstream)
     kpi = ws.kpi
     _check(by=by, kpi=kpi, reason=reason, session=session)
     path = action_path(ws)

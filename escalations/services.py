@@ -63,7 +63,8 @@ def may_close(membership: Membership) -> bool:
     return membership.role == Role.EXECUTIVE
 
 
-def _locked(workstream: Workstream) -> Workstream:
+def workstream_locked(workstream: Workstream) -> Workstream:
+    """The workstream, locked for a change, refused once it is resolved."""
     # The workstream and its KPI (which the status-change sweep locks too), not the organization, owner and user
     # joined for display: a FOR UPDATE on the organization would hold every insert that references it.
     locked = (
@@ -80,7 +81,7 @@ def _locked(workstream: Workstream) -> Workstream:
 def mitigation_path_file(
     *, workstream: Workstream, by: Membership, root_cause: str, expected_recovery: date, actions: list[ActionDraft]
 ) -> MitigationPath:
-    ws = _locked(workstream)
+    ws = workstream_locked(workstream)
     if not may_file(ws, by):
         raise PermissionDenied("Only the KPI's owner files its mitigation path.")
     today = timezone.localdate(timezone=ws.organization.tzinfo)
@@ -151,7 +152,7 @@ def mitigation_path_file(
 
 @transaction.atomic
 def mitigation_path_review(*, path: MitigationPath, by: Membership, approve: bool, comment: str) -> MitigationPath:
-    ws = _locked(path.workstream)
+    ws = workstream_locked(path.workstream)
     if not may_review(ws, by):
         raise PermissionDenied("Only an executive or someone this episode escalated to reviews its path.")
     path = MitigationPath.objects.select_for_update().get(pk=path.pk)
@@ -205,7 +206,7 @@ def task_acknowledge(*, task: Task, by: Membership) -> Task:
     task.state, task.acknowledged_at = Task.State.ACKNOWLEDGED, now
     task.save(update_fields=["state", "acknowledged_at"])
     if task.workstream_id:
-        ws = _locked(task.workstream)
+        ws = workstream_locked(task.workstream)
         event(ws, now, "acknowledged", f"{by.user.name} acknowledged: on it", by.user)
         if task.kind == Task.Kind.ESCALATION and not mitigated(ws):
             ws.next_escalation_at, ws.renotify = now + Policy.from_json(ws.policy).ack_timeout, True
@@ -318,7 +319,7 @@ def workstream_close(*, workstream: Workstream, by: Membership, resolution: str,
         raise ValidationError({"resolution": "Pick how the episode ends."})
     if not reason.strip():
         raise ValidationError({"reason": "A decision needs its reason on record."})
-    ws = _locked(workstream)
+    ws = workstream_locked(workstream)
     now = timezone.now()
     resolve(ws, now, resolution, reason.strip(), by.user, now)
     audit_log(
