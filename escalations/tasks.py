@@ -5,30 +5,36 @@ from escalations.notifications import deliver_due, prune
 from escalations.sweeps import advance_escalations as advance
 from escalations.sweeps import process_status_changes as process
 from escalations.webhooks import deliver_webhooks
+from governance import tenancy
 
 
 @shared_task
 def process_status_changes(org_id: int | None = None) -> dict:
-    return vars(process(org_id=org_id))
+    with tenancy.for_sweep(org_id):
+        return vars(process(org_id=org_id))
 
 
 @shared_task
 def advance_escalations(org_id: int | None = None) -> dict:
-    return vars(advance(org_id=org_id))
+    with tenancy.for_sweep(org_id):
+        return vars(advance(org_id=org_id))
 
 
 @shared_task
 def deliver_notifications(org_id: int | None = None) -> dict:
     # One beat entry sends both: emails, then webhook posts (each failure is recorded and retried on its own).
-    return {"emails": deliver_due(org_id=org_id), "webhooks": deliver_webhooks(org_id=org_id)}
+    with tenancy.for_sweep(org_id):
+        return {"emails": deliver_due(org_id=org_id), "webhooks": deliver_webhooks(org_id=org_id)}
 
 
 @shared_task
 def send_digests(org_id: int | None = None) -> dict:
     # Writes the weekly digests due now; deliver_notifications sends their emails on its next beat.
-    return {"digests": send_due_digests(org_id=org_id)}
+    with tenancy.for_sweep(org_id):
+        return {"digests": send_due_digests(org_id=org_id)}
 
 
 @shared_task
 def prune_notifications() -> dict:
-    return prune()
+    with tenancy.for_sweep(None):
+        return prune()

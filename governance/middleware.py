@@ -4,6 +4,7 @@ from django.contrib.auth.views import redirect_to_login
 from django.http import Http404
 from django.utils import timezone
 
+from governance import tenancy
 from governance.models import Membership, Organization
 from governance.services import audit_log
 
@@ -12,7 +13,8 @@ class TenantMiddleware:
     """Resolves `/o/<org_slug>/...` into `request.org` and `request.membership`; strangers get 404.
 
     The slug is taken out of the view's kwargs here so that views never look an organization up
-    themselves: `request.org` is the only way in.
+    themselves: `request.org` is the only way in. It also sets the request's tenant scope (governance.tenancy):
+    the organization's rows under /o/<slug>/, the user's own memberships elsewhere, nothing for a stranger.
     """
 
     def __init__(self, get_response):
@@ -22,12 +24,15 @@ class TenantMiddleware:
         request.org = None
         request.membership = None
         try:
-            return self.get_response(request)
+            with tenancy.scope():
+                return self.get_response(request)
         finally:
             timezone.deactivate()
 
     def process_view(self, request, view_func, view_args, view_kwargs):
         slug = view_kwargs.pop("org_slug", None)
+        if request.user.is_authenticated:
+            tenancy.switch(user=request.user.pk)
         if slug is None:
             return None
         if not request.user.is_authenticated:
@@ -41,15 +46,17 @@ class TenantMiddleware:
             org = Organization.objects.filter(slug=slug).first()
             if org is not None:
                 # Someone probing another organization's URLs is worth its admins' attention.
-                audit_log(
-                    org=org,
-                    actor=request.user,
-                    verb="security.access_denied",
-                    after={"path": request.path, "method": request.method},
-                )
+                with tenancy.scope(organization=org.pk):
+                    audit_log(
+                        org=org,
+                        actor=request.user,
+                        verb="security.access_denied",
+                        after={"path": request.path, "method": request.method},
+                    )
             raise Http404("No such organization.")
         request.org = membership.organization
         request.membership = membership
+        tenancy.switch(organization=request.org.pk, user=request.user.pk)
         # Pages show times in the organization's zone; the database stays in UTC.
         timezone.activate(request.org.tzinfo)
         return None

@@ -19,6 +19,7 @@ from django.utils import timezone
 from django_guid import get_guid
 from guardian.shortcuts import assign_perm, remove_perm
 
+from governance import tenancy
 from governance.durations import format_duration
 from governance.models import (
     ApiToken,
@@ -58,21 +59,23 @@ def audit_log(
 def audit_security_event(*, verb: str, user: User | None, actor: User | None = None, after: dict) -> None:
     """A login event, filed under every organization the user belongs to, so each one's admins see what concerns
     their people; an event about no known user (a mistyped or guessed email) belongs to no organization."""
-    org_ids = list(Membership.objects.filter(user=user).values_list("organization_id", flat=True)) if user else []
+    # No request scope covers a login: the user's memberships are read as theirs, each event written as its
+    # organization's; one that belongs to no organization belongs to the system.
+    with tenancy.scope(user=user.pk if user else None):
+        org_ids = list(Membership.objects.filter(user=user).values_list("organization_id", flat=True)) if user else []
     guid = get_guid() or ""
-    AuditEvent.objects.bulk_create(
-        AuditEvent(
-            organization_id=org_id,
-            actor=actor,
-            verb=verb,
-            object_type=user._meta.label_lower if user else "",
-            object_id=str(user.pk) if user else "",
-            object_repr=str(user)[:200] if user else "",
-            after=after,
-            request_id=guid,
-        )
-        for org_id in org_ids or [None]
-    )
+    for org_id in org_ids or [None]:
+        with tenancy.scope(organization=org_id, system=org_id is None):
+            AuditEvent.objects.create(
+                organization_id=org_id,
+                actor=actor,
+                verb=verb,
+                object_type=user._meta.label_lower if user else "",
+                object_id=str(user.pk) if user else "",
+                object_repr=str(user)[:200] if user else "",
+                after=after,
+                request_id=guid,
+            )
 
 
 def snapshot(obj: Model, fields: Iterable[str]) -> dict:
@@ -102,8 +105,9 @@ def organization_create(*, creator: User, slug: str, name: str, timezone_name: s
     org = Organization(slug=slug, name=name, timezone=timezone_name)
     org.full_clean()
     org.save()
-    Membership.objects.create(organization=org, user=creator, role=Role.ADMIN)
-    audit_log(org=org, actor=creator, verb="organization.created", obj=org, after=snapshot(org, ORG_FIELDS))
+    with tenancy.scope(organization=org.pk, user=creator.pk):
+        Membership.objects.create(organization=org, user=creator, role=Role.ADMIN)
+        audit_log(org=org, actor=creator, verb="organization.created", obj=org, after=snapshot(org, ORG_FIELDS))
     return org
 
 
@@ -320,13 +324,17 @@ def api_token_authenticate(token: str, *, ip: str | None = None, path: str = "")
     calling every few seconds leaves one row an hour, not thousands. A revoked token or a deactivated member's is
     refused and audited as security.api_token_refused on the same terms: someone still holds it. A string that
     matches no token belongs to no organization and is not audited (the API answers 401 and logs nothing per try).
+    A token that matches puts the request in its organization's tenant scope (governance.tenancy).
     """
     if not token.startswith(API_TOKEN_PREFIX):
         return None
-    tokens = ApiToken.objects.select_related("organization", "membership__user")
-    api_token = tokens.filter(digest=api_token_digest(token)).first()
-    if api_token is None:
+    digest = api_token_digest(token)
+    with tenancy.scope(token=digest):  # the one token whose digest is presented, nothing else
+        org_id = ApiToken.objects.filter(digest=digest).values_list("organization_id", flat=True).first()
+    if org_id is None:
         return None
+    tenancy.switch(organization=org_id)
+    api_token = ApiToken.objects.select_related("organization", "membership__user").get(digest=digest)
     now = timezone.now()
     refused = api_token.revoked_at is not None or (
         api_token.membership is not None and not api_token.membership.is_active
@@ -436,8 +444,14 @@ def invitation_revoke(*, invitation: Invitation, actor: User) -> Invitation:
 
 
 def invitation_for_token(token: str) -> Invitation:
-    """The usable invitation behind a token, or a ValidationError that says plainly why not."""
-    invitation = Invitation.objects.select_related("organization").filter(token_hash=hash_token(token)).first()
+    """The usable invitation behind a token, or a ValidationError that says plainly why not; puts the request in
+    the invitation's organization's tenant scope (governance.tenancy)."""
+    digest = hash_token(token)
+    with tenancy.scope(token=digest):  # the one invitation whose digest is presented, nothing else
+        org_id = Invitation.objects.filter(token_hash=digest).values_list("organization_id", flat=True).first()
+    if org_id is not None:
+        tenancy.switch(organization=org_id)
+    invitation = Invitation.objects.select_related("organization").filter(token_hash=digest).first()
     if invitation is None:
         raise ValidationError("This invitation link is not valid. Ask an admin of the organization for a new one.")
     if invitation.state != "pending":

@@ -164,7 +164,7 @@ def data_source_run_request(*, source: DataSource, actor: User) -> DataSourceRun
 def _queue(run: DataSourceRun) -> None:
     from scorecards.tasks import pull_data_source  # tasks import this module; importing here avoids the cycle
 
-    pull_data_source.delay(run.source_id, run.pk)
+    pull_data_source.delay(run.organization_id, run.source_id, run.pk)
 
 
 def data_source_pull(

@@ -1,6 +1,7 @@
 from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 
+from governance import tenancy
 from scorecards.evaluation import evaluate_due
 from scorecards.imports import measurement_import_fail, measurement_import_run
 from scorecards.models import DataSource, DataSourceRun, ImportJob
@@ -11,41 +12,48 @@ from scorecards.pulls import data_source_pull, pull_due_sources
 def evaluate_kpis(org_id: int | None = None) -> dict:
     """Beat's evaluation sweep (or one organization's, queued when its data arrives); safe to run twice at once
     or after a redelivery (see scorecards.evaluation)."""
-    return vars(evaluate_due(org_id=org_id))
+    with tenancy.for_sweep(org_id):
+        return vars(evaluate_due(org_id=org_id))
 
 
 @shared_task
-def import_measurements(job_id: int) -> dict:
+def import_measurements(org_id: int, job_id: int) -> dict:
     """A large CSV file, checked and stored by a worker; a redelivered task finds the job finished and stops."""
-    job = ImportJob.objects.filter(pk=job_id).select_related("organization", "created_by").defer("content").first()
-    if job is None:
-        return {}  # deleted with its organization
-    try:
-        job = measurement_import_run(job=job)
-    except SoftTimeLimitExceeded:
-        job = measurement_import_fail(job=job, message="took too long; split the file into smaller ones")
-    except Exception:
-        # Nothing was stored (all or nothing); the page must stop waiting, and the error goes to the log.
-        measurement_import_fail(job=job, message="failed unexpectedly; nothing was stored, try again or ask an admin")
-        raise
-    return {"state": job.state, "accepted": job.accepted, "problems": job.error_count}
+    with tenancy.scope(organization=org_id):
+        job = ImportJob.objects.filter(pk=job_id).select_related("organization", "created_by").defer("content").first()
+        if job is None:
+            return {}  # deleted with its organization
+        try:
+            job = measurement_import_run(job=job)
+        except SoftTimeLimitExceeded:
+            job = measurement_import_fail(job=job, message="took too long; split the file into smaller ones")
+        except Exception:
+            # Nothing was stored (all or nothing); the page must stop waiting, and the error goes to the log.
+            message = "failed unexpectedly; nothing was stored, try again or ask an admin"
+            measurement_import_fail(job=job, message=message)
+            raise
+        return {"state": job.state, "accepted": job.accepted, "problems": job.error_count}
 
 
 @shared_task
 def pull_data_sources(org_id: int | None = None) -> dict:
     """Beat's pull sweep: claims the due sources and queues one task per source, so that a slow source holds
     only its own task; two sweeps at once never claim a source twice (see scorecards.pulls)."""
-    result = pull_due_sources(org_id=org_id, dispatch=lambda run: pull_data_source.delay(run.source_id, run.pk))
-    return vars(result)
+    with tenancy.for_sweep(org_id):
+        result = pull_due_sources(
+            org_id=org_id, dispatch=lambda run: pull_data_source.delay(run.organization_id, run.source_id, run.pk)
+        )
+        return vars(result)
 
 
 @shared_task
-def pull_data_source(source_id: int, run_id: int | None = None) -> dict:
+def pull_data_source(org_id: int, source_id: int, run_id: int | None = None) -> dict:
     """One pull of one source, into the run the sweep or Run now recorded (a new one without `run_id`); a
     redelivered task finds its run finished and stops."""
-    source = DataSource.objects.filter(pk=source_id).select_related("organization").first()
-    if source is None:
-        return {}  # deleted with its organization
-    run = DataSourceRun.objects.filter(pk=run_id, source=source).first() if run_id else None
-    run = data_source_pull(source=source, run=run)
-    return {"rows": run.rows, "error": run.error}
+    with tenancy.scope(organization=org_id):
+        source = DataSource.objects.filter(pk=source_id).select_related("organization").first()
+        if source is None:
+            return {}  # deleted with its organization
+        run = DataSourceRun.objects.filter(pk=run_id, source=source).first() if run_id else None
+        run = data_source_pull(source=source, run=run)
+        return {"rows": run.rows, "error": run.error}

@@ -436,7 +436,7 @@ def measurement_import(request: HttpRequest) -> HttpResponse:
         if job.rows_total <= settings.IMPORT_INLINE_MAX_ROWS:
             imports.measurement_import_run(job=job)
         else:
-            transaction.on_commit(partial(tasks.import_measurements.delay, job.pk))
+            transaction.on_commit(partial(tasks.import_measurements.delay, job.organization_id, job.pk))
         return redirect("measurement_import_job", org_slug=request.org.slug, job_id=job.pk)
     return render(
         request,

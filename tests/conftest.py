@@ -5,6 +5,7 @@ from datetime import date, timedelta
 from functools import cached_property
 
 import pytest
+from django.db import connection
 from django.test import Client
 from django.utils import timezone
 
@@ -22,11 +23,45 @@ from escalations.models import (
     Webhook,
     Workstream,
 )
+from governance import tenancy
 from governance.models import ApiToken, Invitation, Membership, Organization, Role, Team
+from governance.rls import runtime_grants
 from governance.services import api_token_create, invitation_create, team_update
 from scorecards.models import DataSource, ImportJob, KeyResult, Kpi, Objective, OwnershipTransfer, Scorecard
 from scorecards.services import ownership_transfer_request
 from tests.factories import KpiFactory, MembershipFactory, OrganizationFactory, TeamFactory
+
+# On PostgreSQL the suite runs as this role, which row-level security binds, as web and workers do in production;
+# migrations run before it takes over, as the owner, as in production.
+RUNTIME_ROLE = "steerco_test_runtime"
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup, django_db_blocker):
+    if connection.vendor != "postgresql":
+        yield
+        return
+    with django_db_blocker.unblock(), connection.cursor() as cursor:
+        cursor.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [RUNTIME_ROLE])
+        if cursor.fetchone() is None:
+            cursor.execute(f"CREATE ROLE {RUNTIME_ROLE} NOLOGIN NOSUPERUSER NOBYPASSRLS")
+        for statement in runtime_grants(RUNTIME_ROLE):
+            cursor.execute(statement)
+        # Between transactional tests pytest-django empties every table with TRUNCATE.
+        cursor.execute(f"GRANT TRUNCATE ON ALL TABLES IN SCHEMA public TO {RUNTIME_ROLE}")
+    connection.close()
+    connection.settings_dict["OPTIONS"]["assume_role"] = RUNTIME_ROLE
+    yield
+    del connection.settings_dict["OPTIONS"]["assume_role"]  # the owner drops the test database
+    connection.close()
+
+
+@pytest.fixture(autouse=True)
+def _operator_scope():
+    """Tests set up their data as an operator would, in every organization; the code they exercise declares its
+    own scope (the middleware, the API's token check, each task), which replaces this one while it runs."""
+    with tenancy.scope(system=True):
+        yield
 
 
 @dataclass

@@ -11,6 +11,8 @@ if API_TOKEN_KEY in (DEFAULT_API_TOKEN_KEY, SECRET_KEY) or len(API_TOKEN_KEY) < 
     raise ImproperlyConfigured("Set API_TOKEN_KEY to a random value of 32+ characters, different from SECRET_KEY.")
 
 DEBUG = False
+# Row-level security binds only a role without superuser and BYPASSRLS: web and workers refuse any other.
+REFUSE_PRIVILEGED_DATABASE_ROLE = True
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")  # TLS ends at the load balancer
 # ... which appends the client's address to X-Forwarded-For: login throttling and the audit log read it there.
 # Set to the number of proxies that append (a CDN in front of the balancer: 2); 0 when none does.

@@ -7,6 +7,7 @@ from django.test import Client
 from django.urls import reverse
 
 from escalations.models import DependencySignal, MitigationAction, Task, Workstream
+from governance import tenancy
 from governance.models import Membership
 from scorecards.models import Kpi, SurgeSignal
 
@@ -14,7 +15,8 @@ from scorecards.models import Kpi, SurgeSignal
 @pytest.fixture(scope="module")
 def demo(django_db_setup, django_db_blocker):
     with django_db_blocker.unblock():
-        call_command("seed_demo", stdout=io.StringIO())
+        with tenancy.scope(system=True):  # as manage.py runs it
+            call_command("seed_demo", stdout=io.StringIO())
         yield
         call_command("flush", "--no-input", stdout=io.StringIO())
 

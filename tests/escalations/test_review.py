@@ -23,6 +23,7 @@ from escalations.models import (
     ReviewSession,
     Workstream,
 )
+from governance import tenancy
 from governance.models import AuditEvent, Membership
 from scorecards.models import Kpi
 from tests.conftest import Tenant
@@ -420,7 +421,8 @@ def demo(django_db_setup, django_db_blocker):
     from django.core.management import call_command
 
     with django_db_blocker.unblock():
-        call_command("seed_demo", stdout=io.StringIO())
+        with tenancy.scope(system=True):  # as manage.py runs it
+            call_command("seed_demo", stdout=io.StringIO())
         yield
         call_command("flush", "--no-input", stdout=io.StringIO())
 

@@ -99,7 +99,7 @@ def test_run_now_queues_a_run_and_the_page_follows_it_until_it_finishes(
     with mock.patch.object(tasks.pull_data_source, "delay") as delay, django_capture_on_commit_callbacks(execute=True):
         response = client.post(source_url(tenant, "data_source_run"), HTTP_HX_REQUEST="true")
     run = DataSourceRun.objects.get()
-    delay.assert_called_once_with(tenant.data_source.pk, run.pk)
+    delay.assert_called_once_with(tenant.org.pk, tenant.data_source.pk, run.pk)
     html = response.content.decode()
     assert "<html" not in html and 'id="live"' in html
     assert 'hx-trigger="every 2s"' in html and "Running" in html and "Run queued" in html
@@ -108,7 +108,7 @@ def test_run_now_queues_a_run_and_the_page_follows_it_until_it_finishes(
     assert "already on its way" in again and DataSourceRun.objects.count() == 1
 
     monkeypatch.delenv("WAREHOUSE_DSN", raising=False)
-    tasks.pull_data_source(tenant.data_source.pk, run.pk)  # what the worker does
+    tasks.pull_data_source(tenant.org.pk, tenant.data_source.pk, run.pk)  # what the worker does
     done = client.get(source_url(tenant), HTTP_HX_REQUEST="true").content.decode()
     assert "every 2s" not in done and "Failed" in done and "WAREHOUSE_DSN" in done
 

@@ -226,7 +226,7 @@ def test_a_job_stopped_by_the_time_limit_is_rejected_without_storing(tenant, mon
         raise tasks.SoftTimeLimitExceeded()
 
     monkeypatch.setattr(tasks, "measurement_import_run", too_slow)
-    assert tasks.import_measurements(job.pk) == {"state": "failed", "accepted": 0, "problems": 1}
+    assert tasks.import_measurements(job.organization_id, job.pk) == {"state": "failed", "accepted": 0, "problems": 1}
     job.refresh_from_db()
     assert problems(job) == [(None, "", "took too long; split the file into smaller ones")]
     assert bytes(job.content) == b"" and not Measurement.objects.exists()
@@ -339,13 +339,13 @@ def test_a_large_file_is_queued_and_its_page_shows_the_progress(
 ):
     settings.IMPORT_INLINE_MAX_ROWS = 10
     queued = []
-    monkeypatch.setattr(tasks.import_measurements, "delay", queued.append)
+    monkeypatch.setattr(tasks.import_measurements, "delay", lambda *args: queued.append(args))
     client = tenant.client(tenant.admin)
     url = reverse("measurement_import", kwargs={"org_slug": tenant.org.slug})
     with django_capture_on_commit_callbacks(execute=True):
         response = client.post(url, {"file": upload("big.csv", HEADER + lines(50))})
     job = ImportJob.objects.get(filename="big.csv")
-    assert queued == [job.pk] and job.state == "queued" and not Measurement.objects.exists()
+    assert queued == [(tenant.org.pk, job.pk)] and job.state == "queued" and not Measurement.objects.exists()
     assert response.url == reverse("measurement_import_job", kwargs={"org_slug": tenant.org.slug, "job_id": job.pk})
 
     html = client.get(response.url).content.decode()
@@ -355,7 +355,7 @@ def test_a_large_file_is_queued_and_its_page_shows_the_progress(
     assert "<html" not in partial and 'id="import-job"' in partial
     assert re.search(r'<progress [^>]*max="50" value="20"', partial) and "Checked 20 of 50 rows" in partial
 
-    tasks.import_measurements(job.pk)  # what the worker does
+    tasks.import_measurements(job.organization_id, job.pk)  # what the worker does
     partial = client.get(response.url, HTTP_HX_REQUEST="true").content.decode()
     assert "hx-trigger" not in partial and "<progress" not in partial  # polling stops with the result
     assert "measurements imported" in partial and Measurement.objects.count() == 50

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import threading
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from unittest import mock
 
 import pytest
@@ -286,7 +287,7 @@ def test_run_now_records_a_manual_run_and_queues_it_once_committed(tenant, djang
         assert not delay.called  # not before the commit
         for callback in callbacks:
             callback()
-    delay.assert_called_once_with(tenant.data_source.pk, run.pk)
+    delay.assert_called_once_with(tenant.org.pk, tenant.data_source.pk, run.pk)
     assert (run.trigger, run.requested_by, run.finished_at) == ("manual", tenant.admin.user, None)
     assert AuditEvent.objects.filter(verb="data_source.run_requested", actor=tenant.admin.user).exists()
     with pytest.raises(ValidationError, match="already on its way"):
@@ -297,17 +298,18 @@ def test_the_task_pulls_the_recorded_run_once(tenant, json_server):
     source = http_source(tenant.org, json_server)
     json_server.answer("/kpis", rows(("2026-11-29T08:00:00Z", 3)))
     run = DataSourceRun.objects.create(organization=tenant.org, source=source, trigger="manual")
-    assert tasks.pull_data_source(source.pk, run.pk) == {"rows": 1, "error": ""}
-    assert tasks.pull_data_source(source.pk, run.pk) == {"rows": 1, "error": ""}  # redelivered: nothing again
+    pull = partial(tasks.pull_data_source, source.organization_id, source.pk, run.pk)
+    assert pull() == {"rows": 1, "error": ""}
+    assert pull() == {"rows": 1, "error": ""}  # redelivered: nothing again
     assert len(json_server.requests) == 1 and DataSourceRun.objects.count() == 1
 
 
 def test_the_beat_task_queues_one_task_per_due_source(tenant, stranger_tenant):
     with mock.patch.object(tasks.pull_data_source, "delay") as delay:
         result = tasks.pull_data_sources()
-    runs = {run.source_id: run.pk for run in DataSourceRun.objects.all()}
+    runs = [mock.call(run.organization_id, run.source_id, run.pk) for run in DataSourceRun.objects.all()]
     assert result["claimed"] == 2
-    assert sorted(delay.call_args_list) == sorted(mock.call(source_id, run_id) for source_id, run_id in runs.items())
+    assert sorted(delay.call_args_list) == sorted(runs)
 
 
 def test_the_command_pulls_one_organization_and_tick_pulls_first(tenant, stranger_tenant, monkeypatch):

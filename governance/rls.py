@@ -1,0 +1,100 @@
+"""The row-level security policies: which tables are tenant-owned and the SQL that walls them in.
+
+A table is tenant-owned when its model has an `organization` foreign key; a link table without one (a
+many-to-many table, guardian's per-KPI and per-team permissions) is tenant-owned through the rows it links, and
+its rows are visible only while every tenant row they point at is. A new table is covered by calling
+`protect_tables` from its migration; tests/governance/test_rls.py fails for any table left out.
+"""
+
+from __future__ import annotations
+
+FUNCTIONS = """
+CREATE OR REPLACE FUNCTION steerco_organization() RETURNS bigint LANGUAGE sql STABLE PARALLEL SAFE
+    AS $$ SELECT nullif(current_setting('steerco.organization', true), '')::bigint $$;
+CREATE OR REPLACE FUNCTION steerco_user() RETURNS bigint LANGUAGE sql STABLE PARALLEL SAFE
+    AS $$ SELECT nullif(current_setting('steerco.user', true), '')::bigint $$;
+CREATE OR REPLACE FUNCTION steerco_token() RETURNS text LANGUAGE sql STABLE PARALLEL SAFE
+    AS $$ SELECT nullif(current_setting('steerco.token', true), '') $$;
+CREATE OR REPLACE FUNCTION steerco_system() RETURNS boolean LANGUAGE sql STABLE PARALLEL SAFE
+    AS $$ SELECT coalesce(current_setting('steerco.system', true), '') = 'on' $$;
+"""
+DROP_FUNCTIONS = """
+DROP FUNCTION IF EXISTS steerco_organization(); DROP FUNCTION IF EXISTS steerco_user();
+DROP FUNCTION IF EXISTS steerco_token(); DROP FUNCTION IF EXISTS steerco_system();
+"""
+IN_SCOPE = "(organization_id = steerco_organization() OR steerco_system())"
+
+# What a scope other than an organization's may read (governance.tenancy): a user their own memberships, a caller
+# presenting a token's or an invitation's digest that one row.
+EXTRA_POLICIES = {
+    "governance_membership": ["CREATE POLICY own ON {t} FOR SELECT USING (user_id = steerco_user())"],
+    "governance_apitoken": ["CREATE POLICY presented ON {t} FOR SELECT USING (digest = steerco_token())"],
+    "governance_invitation": ["CREATE POLICY presented ON {t} FOR SELECT USING (token_hash = steerco_token())"],
+}
+POLICY_NAMES = ["tenant", "own", "presented"]
+
+
+def is_tenant_model(model) -> bool:
+    return any(field.name == "organization" for field in model._meta.concrete_fields)
+
+
+def tenant_parents(model) -> list:
+    """The foreign keys of a link table that point at tenant rows."""
+    return [f for f in model._meta.concrete_fields if f.is_relation and is_tenant_model(f.related_model)]
+
+
+def tenant_tables(models) -> dict[str, str]:
+    """Every tenant-owned table of `models`, with the condition a row must meet to be seen or written."""
+    tables = {}
+    for model in models:
+        if model._meta.proxy or not model._meta.managed:
+            continue
+        if is_tenant_model(model):
+            tables[model._meta.db_table] = IN_SCOPE
+        elif parents := tenant_parents(model):
+            tables[model._meta.db_table] = " AND ".join(
+                f"EXISTS (SELECT FROM {f.related_model._meta.db_table} p WHERE p.id = {f.column} AND "
+                f"(p.organization_id = steerco_organization() OR steerco_system()))"
+                for f in parents
+            )
+    return tables
+
+
+def protect_tables(schema_editor, models) -> None:
+    """Row-level security, enforced on the owner too, for each tenant table of `models` (idempotent)."""
+    if schema_editor.connection.vendor != "postgresql":
+        return
+    schema_editor.execute(FUNCTIONS, params=None)
+    for table, condition in tenant_tables(models).items():
+        schema_editor.execute(f"ALTER TABLE {table} ENABLE ROW LEVEL SECURITY", params=None)
+        schema_editor.execute(f"ALTER TABLE {table} FORCE ROW LEVEL SECURITY", params=None)
+        for name in POLICY_NAMES:
+            schema_editor.execute(f"DROP POLICY IF EXISTS {name} ON {table}", params=None)
+        schema_editor.execute(
+            f"CREATE POLICY tenant ON {table} USING ({condition}) WITH CHECK ({condition})", params=None
+        )
+        for policy in EXTRA_POLICIES.get(table, []):
+            schema_editor.execute(policy.format(t=table), params=None)
+
+
+def unprotect_tables(schema_editor, models) -> None:
+    if schema_editor.connection.vendor != "postgresql":
+        return
+    for table in tenant_tables(models):
+        for name in POLICY_NAMES:
+            schema_editor.execute(f"DROP POLICY IF EXISTS {name} ON {table}", params=None)
+        schema_editor.execute(f"ALTER TABLE {table} NO FORCE ROW LEVEL SECURITY", params=None)
+        schema_editor.execute(f"ALTER TABLE {table} DISABLE ROW LEVEL SECURITY", params=None)
+    schema_editor.execute(DROP_FUNCTIONS, params=None)
+
+
+def runtime_grants(role: str) -> list[str]:
+    """What the runtime role may do: read and write rows (row-level security decides which), nothing to the
+    schema; tables and sequences created by later migrations are granted as they are created."""
+    return [
+        f"GRANT USAGE ON SCHEMA public TO {role}",
+        f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {role}",
+        f"GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {role}",
+        f"ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO {role}",
+        f"ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT USAGE, SELECT ON SEQUENCES TO {role}",
+    ]

@@ -1,0 +1,89 @@
+"""Whose rows a unit of work may touch: the second wall behind the tenant-scoped querysets.
+
+On PostgreSQL every tenant table has row-level security (FORCE ROW LEVEL SECURITY, policies in
+governance/migrations/0006_row_level_security.py) keyed on settings that hold for one transaction only. The
+request middleware and every Celery task, command and credential check declare their scope with `scope()`;
+the database backend (governance.postgresql) writes it into each transaction before its first statement.
+Without a scope nothing tenant-owned is visible and nothing can be written.
+
+- organization: that organization's rows (a page under /o/<slug>/, an API token's organization, one
+  organization's task);
+- user: that user's own memberships (which organizations they may enter);
+- token: the one API token or invitation whose digest a caller presents, before its organization is known;
+- system: every organization's rows, for the beat's sweeps, which claim work across organizations by design,
+  and for seeding. A test pins the places that may ask for it (tests/governance/test_rls.py).
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, replace
+
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+from django.db import connection
+
+
+@dataclass(frozen=True)
+class Scope:
+    organization: int | None = None
+    user: int | None = None
+    token: str = ""
+    system: bool = False
+
+    def settings(self) -> list[tuple[str, str]]:
+        return [
+            ("steerco.organization", "" if self.organization is None else str(self.organization)),
+            ("steerco.user", "" if self.user is None else str(self.user)),
+            ("steerco.token", self.token),
+            ("steerco.system", "on" if self.system else ""),
+        ]
+
+
+NOTHING = Scope()
+_current: ContextVar[Scope] = ContextVar("steerco_scope", default=NOTHING)
+
+
+def current() -> Scope:
+    return _current.get()
+
+
+@contextmanager
+def scope(*, organization: int | None = None, user: int | None = None, token: str = "", system: bool = False):
+    """Runs the block in this scope only (it replaces the outer one, it does not add to it)."""
+    reset = _current.set(Scope(organization=organization, user=user, token=token, system=system))
+    try:
+        yield
+    finally:
+        _current.reset(reset)
+
+
+def switch(**changes) -> None:
+    """Changes the scope for the rest of the enclosing `scope()` block: the middleware, the API's token check and
+    an invitation link learn the organization only once the request is under way."""
+    _current.set(replace(_current.get(), **changes))
+
+
+def for_sweep(org_id: int | None):
+    """A sweep's scope: one organization's when it was queued for one, every organization's for the beat's."""
+    return scope(organization=org_id) if org_id is not None else scope(system=True)
+
+
+def refuse_privileged_role() -> None:
+    """Web and worker processes in production must be subject to row-level security: a superuser or a role with
+    BYPASSRLS is not, so they refuse to start as one (migrations run as the owner, through manage.py)."""
+    if not settings.REFUSE_PRIVILEGED_DATABASE_ROLE or connection.vendor != "postgresql":
+        return
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT rolname, rolsuper, rolbypassrls FROM pg_roles WHERE rolname = current_user")
+            role, superuser, bypass = cursor.fetchone()
+    finally:
+        connection.close()  # forked workers must not share this socket
+    if superuser or bypass:
+        raise ImproperlyConfigured(
+            f"The database role {role!r} is a superuser or bypasses row-level security. Connect web and worker "
+            "processes as the runtime role (manage.py runtime_role creates it; see the README), and run "
+            "migrations as the owner."
+        )
