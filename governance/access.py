@@ -10,6 +10,7 @@ from django.core.exceptions import PermissionDenied
 from django.db.models import Model, QuerySet
 from django.http import Http404, HttpRequest
 
+from governance import tenancy
 from governance.models import Invitation, Membership, Role, Team
 from governance.services import audit_log
 
@@ -22,7 +23,11 @@ def get_for_org_or_404(request: HttpRequest, queryset: type[M] | QuerySet[M], pk
     try:
         return qs.get(organization=request.org, pk=pk)
     except (qs.model.DoesNotExist, ValueError, TypeError):
-        if qs.model._default_manager.filter(pk=pk).exclude(organization=request.org).exists():
+        # Whether the id is another organization's decides whether this was a probe worth auditing: a yes or no
+        # that only the system scope can give (row-level security hides the row itself).
+        with tenancy.scope(system=True):
+            foreign = qs.model._default_manager.filter(pk=pk).exclude(organization=request.org).exists()
+        if foreign:
             audit_log(
                 org=request.org,
                 actor=request.user,

@@ -449,11 +449,10 @@ def invitation_for_token(token: str) -> Invitation:
     digest = hash_token(token)
     with tenancy.scope(token=digest):  # the one invitation whose digest is presented, nothing else
         org_id = Invitation.objects.filter(token_hash=digest).values_list("organization_id", flat=True).first()
-    if org_id is not None:
-        tenancy.switch(organization=org_id)
-    invitation = Invitation.objects.select_related("organization").filter(token_hash=digest).first()
-    if invitation is None:
+    if org_id is None:
         raise ValidationError("This invitation link is not valid. Ask an admin of the organization for a new one.")
+    tenancy.switch(organization=org_id)
+    invitation = Invitation.objects.select_related("organization").get(token_hash=digest)
     if invitation.state != "pending":
         message = {
             "accepted": "This invitation has already been used. Log in instead.",

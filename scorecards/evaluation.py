@@ -24,7 +24,6 @@ from dataclasses import dataclass, fields
 from datetime import datetime, timedelta, tzinfo
 from functools import partial
 
-import psycopg
 from django.db import connection, transaction
 from django.db.models import F, Q, QuerySet, TextField
 from django.db.models.functions import Cast
@@ -145,8 +144,7 @@ def _rows(values: QuerySet) -> list[tuple]:
     # psycopg's own cursor with binary results: Django's text protocol would parse every date and interval
     # in Python, which cost more than evaluating the KPI.
     sql, params = values.query.sql_with_params()
-    connection.ensure_connection()
-    with psycopg.Cursor(connection.connection) as cursor:
+    with connection.psycopg_cursor() as cursor:
         return cursor.execute(sql, params, binary=True).fetchall()
 
 
@@ -266,7 +264,7 @@ def _update(
     assignments = [f"{name} = %s" for name in same] + [f"{name} = v.{name}" for name in columns[1:]]
     if versioned:
         assignments.append("version = t.version + 1")
-    with psycopg.Cursor(connection.connection) as cursor:
+    with connection.psycopg_cursor() as cursor:
         # A batch is a few percent of the table, and with random_page_cost's spinning disks the planner would
         # rather hash or sort the whole table than probe its primary key once per row: a batch read every KPI.
         cursor.execute("SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off")

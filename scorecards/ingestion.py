@@ -12,7 +12,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 
-import psycopg
 from django.db import connection, transaction
 from django.utils import timezone
 
@@ -165,9 +164,8 @@ def _upsert_postgresql(org: Organization, rows: list, source: str, now: datetime
     kpi, measurement = Kpi._meta.db_table, Measurement._meta.db_table
     schedule, revision = KpiSchedule._meta.db_table, MeasurementRevision._meta.db_table
     params = {"now": now, "org": org.pk, "source": source}
-    connection.ensure_connection()
     # psycopg's own cursor: Django's client-side binding cannot COPY, and would spell every number out as text.
-    with psycopg.Cursor(connection.connection) as cursor:
+    with connection.psycopg_cursor() as cursor:
         cursor.execute(
             "SELECT id FROM " + kpi + " WHERE organization_id = %s AND id = ANY(%s) ORDER BY id FOR UPDATE",
             [org.pk, sorted({kpi_id for kpi_id, _, _ in rows})],

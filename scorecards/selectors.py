@@ -6,7 +6,6 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
-import psycopg
 from django.db import connection
 from django.db.models import Case, Count, IntegerField, OuterRef, Q, QuerySet, Subquery, Value, When
 from django.utils import timezone
@@ -85,10 +84,9 @@ def fetch_series(
     series: dict[int, list] = {kpi_id: [] for kpi_id in ids}
     if connection.vendor == "postgresql":
         table = Measurement._meta.db_table
-        connection.ensure_connection()
         # psycopg's own cursor with binary results: times arrive as datetimes decoded in C, where Django's text
         # protocol parses each one in Python (the sweep and the scorecard are bound by reading, see `make bench`).
-        with psycopg.Cursor(connection.connection) as cursor:
+        with connection.psycopg_cursor() as cursor:
             if newest_only:
                 # One backward probe of the (kpi, at) index per KPI, instead of reading its whole range.
                 cursor.execute(

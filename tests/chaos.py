@@ -39,10 +39,13 @@ BREACHING, BACKGROUND = 100, int(os.environ.get("CHAOS_BACKGROUND_KPIS", "20000"
 STEP = timedelta(seconds=20)  # mitigation due, then each level's wait
 SETTLE_SECONDS = 240
 
+RUNTIME_ROLE = "steerco_app"
 ENV = {
     **os.environ,
     "DJANGO_SETTINGS_MODULE": "config.settings.production",
-    "DATABASE_URL": f"postgres://postgres@127.0.0.1:{PG_PORT}/steerco",
+    # Web, worker and beat connect as the runtime role, which row-level security binds (production refuses a
+    # superuser); migrations, the set-up and the checks as the owner (OWNER_ENV).
+    "DATABASE_URL": f"postgres://{RUNTIME_ROLE}@127.0.0.1:{PG_PORT}/steerco",
     "CELERY_BROKER_URL": f"redis://127.0.0.1:{REDIS_PORT}/0",
     "SECRET_KEY": secrets.token_hex(32),
     "API_TOKEN_KEY": secrets.token_hex(32),
@@ -54,6 +57,7 @@ ENV = {
     "EMAIL_URL": f"filemail:///{VAR / 'mail'}",  # django-environ drops one leading slash of the path
     "LOG_LEVEL": "WARNING",
 }
+OWNER_ENV = ENV | {"DATABASE_URL": f"postgres://postgres@127.0.0.1:{PG_PORT}/steerco"}
 
 
 def say(text: str) -> None:
@@ -138,13 +142,13 @@ class Services:
 
 
 def manage(*args: str) -> None:
-    subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=ENV, check=True)
+    subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=OWNER_ENV, check=True)
 
 
 def build() -> dict:
     """The organization, its policy and KPIs, and an API token for the feeding client."""
     for name in ("DJANGO_SETTINGS_MODULE", "DATABASE_URL", "SECRET_KEY", "API_TOKEN_KEY", "LOG_LEVEL"):
-        os.environ[name] = ENV[name]
+        os.environ[name] = OWNER_ENV[name]
     import django
 
     django.setup()
@@ -349,6 +353,7 @@ def main() -> None:
         )
         services.start_redis()
         manage("migrate", "--noinput", "-v", "0")
+        manage("runtime_role", RUNTIME_ROLE)
         data = build()
         say(f"{BREACHING} breaching and {BACKGROUND} background KPIs; starting web, worker and beat")
         for name in ("web", "worker", "beat"):

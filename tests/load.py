@@ -20,6 +20,7 @@ import time
 from collections import Counter, defaultdict
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 import psycopg
@@ -33,10 +34,14 @@ WORKERS = int(os.environ.get("LOAD_WORKERS", str(2 * (os.cpu_count() or 1) + 1))
 PORT = int(os.environ.get("LOAD_PORT", "8199"))
 KPIS, DAYS, ITEMS = 200, 30, 10
 
+# gunicorn connects as the runtime role, which row-level security binds (production refuses a superuser);
+# migrations and the set-up connect as the owner, SERVER's login.
+RUNTIME_ROLE = "steerco_app"
+RUNTIME_URL = f"postgres://{RUNTIME_ROLE}@{urlsplit(SERVER).hostname}:{urlsplit(SERVER).port or 5432}/{DB_NAME}"
 ENV = {
     **os.environ,
     "DJANGO_SETTINGS_MODULE": "config.settings.production",
-    "DATABASE_URL": f"{SERVER}/{DB_NAME}",
+    "DATABASE_URL": RUNTIME_URL,
     "CELERY_BROKER_URL": os.environ.get("LOAD_BROKER_URL", "redis://127.0.0.1:6379/8"),
     "SECRET_KEY": secrets.token_hex(32),
     "API_TOKEN_KEY": secrets.token_hex(32),
@@ -47,10 +52,11 @@ ENV = {
     "API_RATE_LIMIT": "1000000/m",
     "LOG_LEVEL": "WARNING",
 }
+OWNER_ENV = ENV | {"DATABASE_URL": f"{SERVER}/{DB_NAME}"}
 
 
 def manage(*args: str) -> None:
-    subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=ENV, check=True)
+    subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=OWNER_ENV, check=True)
 
 
 def fresh_database() -> None:
@@ -58,13 +64,14 @@ def fresh_database() -> None:
         conn.execute(f'DROP DATABASE IF EXISTS "{DB_NAME}" WITH (FORCE)')
         conn.execute(f'CREATE DATABASE "{DB_NAME}"')
     manage("migrate", "--noinput", "-v", "0")
+    manage("runtime_role", RUNTIME_ROLE)
     manage("collectstatic", "--noinput", "-v", "0")
 
 
 def build() -> dict:
     """The organization, a logged-in executive's session cookie, an API token, the KPI ids and keys."""
     django_env = ("DJANGO_SETTINGS_MODULE", "DATABASE_URL", "SECRET_KEY", "API_TOKEN_KEY", "LOG_LEVEL")
-    os.environ.update({name: ENV[name] for name in django_env})
+    os.environ.update({name: OWNER_ENV[name] for name in django_env})
     import django
 
     django.setup()

@@ -5,6 +5,9 @@ request or task cannot carry it over. A statement run outside transaction.atomic
 own for the same reason.
 """
 
+from contextlib import contextmanager
+
+import psycopg
 from django.db import transaction
 from django.db.backends.postgresql import base
 from psycopg.pq import TransactionStatus
@@ -20,20 +23,34 @@ class DatabaseWrapper(base.DatabaseWrapper):
         self.scope_applied = None  # the scope the open transaction holds, None when it may hold none
         self.execute_wrappers.append(self._in_scope)
 
+    @contextmanager
+    def psycopg_cursor(self):
+        """psycopg's own cursor (binary results, COPY), whose statements run in the scope as every other does."""
+        self.ensure_connection()
+        with self._scoped(), psycopg.Cursor(self.connection) as cursor:
+            yield cursor
+
     def _in_scope(self, execute, sql, params, many, context):
+        with self._scoped():
+            return execute(sql, params, many, context)
+
+    @contextmanager
+    def _scoped(self):
         scope = tenancy.current()
         status = self.connection.info.transaction_status
         if status == TransactionStatus.IDLE and self.get_autocommit():
             if scope == tenancy.NOTHING:
                 # A fresh transaction holds no scope: nothing to write, and statements that cannot run in a
                 # transaction block (CREATE DATABASE, VACUUM) keep working outside any scope.
-                return execute(sql, params, many, context)
+                yield
+                return
             with transaction.atomic(using=self.alias):
                 self._apply(scope)
-                return execute(sql, params, many, context)
+                yield
+            return
         if status == TransactionStatus.IDLE or (status == TransactionStatus.INTRANS and self.scope_applied != scope):
             self._apply(scope)
-        return execute(sql, params, many, context)
+        yield
 
     def _apply(self, scope) -> None:
         # A cursor of its own: the statement's may be a server-side one.

@@ -3,7 +3,8 @@
 BENCH_KPIS KPIs (default 100,000) with 30 recent hourly measurements each, all due. Reports the full-sweep
 rate, the ratio to a naive per-KPI ORM loop on a 2,000-KPI subset, the ratio to two bare batch fetches of the
 same data (each KPI's recent values as one array, the issue's yardstick; and only what the sweep reads, its
-newest points), and the sweep process's peak memory.
+newest points), and the sweep process's peak memory. The sweep runs as a runtime role, which row-level security
+binds, as in production; the newest-points fetch runs both ways, as the owner and under row-level security.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ from django.test.runner import DiscoverRunner  # noqa: E402
 from django.test.utils import setup_test_environment  # noqa: E402
 from django.utils import timezone  # noqa: E402
 
+from governance import tenancy  # noqa: E402
+from governance.rls import runtime_grants  # noqa: E402
 from scorecards import evaluator  # noqa: E402
 from scorecards.evaluation import BATCH_SIZE, next_tick, read_batch, rule_for, state_of  # noqa: E402
 from scorecards.models import Kpi, KpiSchedule, StatusChange  # noqa: E402
@@ -40,14 +43,17 @@ SWEEP = """
 import time
 import django
 django.setup()
+from governance import tenancy
 from scorecards.evaluation import evaluate_due
 started = time.perf_counter()
-result = evaluate_due()
+with tenancy.for_sweep(None):  # as the beat's task runs it
+    result = evaluate_due()
 elapsed = time.perf_counter() - started
 peak_kb = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM"))
 print(result.evaluated, elapsed, peak_kb // 1024)
 """
 POINTS, NAIVE = 30, 2000
+RUNTIME_ROLE = "steerco_bench_runtime"
 LOOKBACK = timedelta(days=3)  # the KPIs' stale_after, which bounds what evaluating their newest point looks back at
 
 
@@ -91,6 +97,10 @@ def build(now) -> list[int]:
         cursor.execute("VACUUM ANALYZE scorecards_kpischedule")
         cursor.execute("CHECKPOINT")
     return ids
+
+
+def org_id(ids: list[int]) -> int:
+    return Kpi.objects.filter(pk=ids[0]).values_list("organization_id", flat=True).get()
 
 
 def naive(ids: list[int], now) -> float:
@@ -158,9 +168,25 @@ def main() -> None:
         )
         per_kpi_arrays = bare_fetch(now, arrays=True)
         per_kpi_fetch = bare_fetch(now, arrays=False)
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [RUNTIME_ROLE])
+            if cursor.fetchone() is None:
+                cursor.execute(f"CREATE ROLE {RUNTIME_ROLE} NOLOGIN NOSUPERUSER NOBYPASSRLS")
+            for statement in runtime_grants(RUNTIME_ROLE):
+                cursor.execute(statement)
+        rls = {}
+        for name, scope in [("system", {"system": True}), ("organization", {"organization": org_id(ids)})]:
+            with connection.cursor() as cursor:
+                cursor.execute(f"SET ROLE {RUNTIME_ROLE}")
+            with tenancy.scope(**scope):
+                rls[name] = bare_fetch(now, arrays=False)
+            with connection.cursor() as cursor:
+                cursor.execute("RESET ROLE")
+        owner_again = bare_fetch(now, arrays=False)
         # The sweep runs as its own process, as in a worker, so that its peak memory is its own.
         db = connection.settings_dict
-        env = os.environ | {"DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"}
+        url = f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}?assume_role={RUNTIME_ROLE}"
+        env = os.environ | {"DATABASE_URL": url}
         started = time.perf_counter()
         output = subprocess.run([sys.executable, "-c", SWEEP], env=env, check=True, capture_output=True, text=True)
         sweep = time.perf_counter() - started
@@ -190,6 +216,14 @@ def main() -> None:
         )
         record("evaluation", "bare fetch, newest points only (what the sweep reads)", 1 / per_kpi_fetch, "KPIs/s")
         record("evaluation", "sweep / bare newest-points fetch", per_kpi_inside / per_kpi_fetch, "x")
+        owner = min(per_kpi_fetch, owner_again)  # before and after, so that a warming cache favours neither
+        for name, per_kpi in rls.items():
+            record(
+                "evaluation",
+                f"newest-points fetch under row-level security ({name} scope) / as owner",
+                per_kpi / owner,
+                "x",
+            )
         record("evaluation", "peak memory of the sweep's process", peak, "MB", goal="< 500 MB", met=peak < 500)
     finally:
         runner.teardown_databases(old)

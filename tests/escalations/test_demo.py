@@ -18,7 +18,7 @@ def demo(django_db_setup, django_db_blocker):
         with tenancy.scope(system=True):  # as manage.py runs it
             call_command("seed_demo", stdout=io.StringIO())
         yield
-        call_command("flush", "--no-input", stdout=io.StringIO())
+        call_command("flush", "--no-input", reset_sequences=False, stdout=io.StringIO())
 
 
 @pytest.mark.django_db

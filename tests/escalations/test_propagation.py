@@ -33,6 +33,7 @@ from escalations.models import (
 from escalations.selectors import escalation_state, review_participants, review_state, upstream_causes
 from escalations.services import dependency_review_answer, task_acknowledge, workstream_close
 from escalations.sweeps import advance_escalations, process_status_changes
+from governance import tenancy
 from governance.models import AuditEvent
 from governance.services import api_token_create
 from scorecards.evaluation import evaluate_due
@@ -924,7 +925,8 @@ def test_two_sweeps_at_once_group_each_downstream_kpis_signals_into_one_review(m
 
     def run() -> None:
         try:
-            process_status_changes(now=now)
+            with tenancy.for_sweep(None):  # a thread starts with no scope; the beat's task sets this one
+                process_status_changes(now=now)
         finally:
             connection.close()
 

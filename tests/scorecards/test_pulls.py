@@ -16,6 +16,7 @@ from django.db import connection
 from django.utils import timezone
 
 from escalations.management.commands.tick import SWEEPS
+from governance import tenancy
 from governance.manifest import apply_manifest, export_manifest
 from governance.models import AuditEvent, Organization
 from scorecards import connectors, tasks
@@ -231,7 +232,8 @@ def test_two_sweeps_at_once_claim_each_source_once():
     def sweep():
         barrier.wait()
         try:
-            pull_due_sources(now=NOW, dispatch=lambda run: claimed.append(run.source_id), limit=7)
+            with tenancy.for_sweep(None):  # a thread starts with no scope; the beat's task sets this one
+                pull_due_sources(now=NOW, dispatch=lambda run: claimed.append(run.source_id), limit=7)
         finally:
             connection.close()
 

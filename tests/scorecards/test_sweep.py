@@ -11,6 +11,7 @@ import time_machine
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
+from governance import tenancy
 from scorecards.evaluation import evaluate_due, next_tick
 from scorecards.models import Kpi, KpiSchedule, Measurement, StatusChange
 from tests.factories import KpiFactory, OrganizationFactory
@@ -156,7 +157,8 @@ def test_two_sweeps_at_once_write_one_status_change_per_decision():
     def sweep():
         barrier.wait()
         try:
-            results.append(evaluate_due(now=T0, batch_size=50))
+            with tenancy.for_sweep(None):  # a thread starts with no scope; the beat's task sets this one
+                results.append(evaluate_due(now=T0, batch_size=50))
         finally:
             connection.close()
 

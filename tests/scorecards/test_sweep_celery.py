@@ -91,7 +91,7 @@ def test_data_sent_through_the_api_is_evaluated_by_a_worker_without_waiting_for_
     assert (change.old, change.new, change.value) == ("no_data", "off_track", 500)
 
 
-def test_database_url() -> str:
+def subprocess_database_url() -> str:
     """The test database as the suite uses it: the runtime role on PostgreSQL (tests/conftest.py)."""
     db = connection.settings_dict
     role = db["OPTIONS"].get("assume_role")
@@ -102,7 +102,7 @@ def _subprocess_env() -> dict:
     """Worker and beat processes of our own, on the test database and the test broker."""
     return os.environ | {
         "DJANGO_SETTINGS_MODULE": "config.settings.test",
-        "DATABASE_URL": test_database_url(),
+        "DATABASE_URL": subprocess_database_url(),
         "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
     }
 

@@ -1,0 +1,208 @@
+"""Row-level security, the second wall: run as the runtime role (tests/conftest.py), a missing or wrong tenant
+scope shows nothing of another organization and writes nothing into it, whatever the query."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from django.apps import apps
+from django.conf import settings
+from django.db import ProgrammingError, connection, transaction
+
+from governance import tenancy
+from governance.models import ApiToken, Membership
+from governance.rls import tenant_tables
+from governance.services import api_token_digest
+from scorecards.models import Kpi, Scorecard
+from tests.factories import KpiFactory
+from tests.scorecards.test_sweep_celery import subprocess_database_url
+
+pytestmark = [pytest.mark.postgres, pytest.mark.django_db]
+ROOT = Path(__file__).resolve().parents[2]
+
+# Tables that hold no organization's rows: people and their logins, the organizations themselves (the tenant
+# registry routing reads by slug), Django's and the libraries' own bookkeeping.
+NOT_TENANT_OWNED = {
+    "auth_group",
+    "auth_group_permissions",
+    "auth_permission",
+    "axes_accessattempt",
+    "axes_accessattemptexpiration",
+    "axes_accessfailurelog",
+    "axes_accesslog",
+    "django_content_type",
+    "django_migrations",
+    "django_session",
+    "governance_heartbeat",
+    "governance_organization",
+    "governance_user",
+    "governance_user_groups",
+    "governance_user_user_permissions",
+    "guardian_groupobjectpermission",  # unused: KPIs and teams have direct-FK permission tables, walled below
+    "guardian_userobjectpermission",
+}
+
+
+@pytest.fixture(autouse=True)
+def _needs_postgres():
+    if connection.vendor != "postgresql":
+        pytest.skip("row-level security is PostgreSQL's")
+
+
+def tenant_models() -> list:
+    tables = tenant_tables(apps.get_models(include_auto_created=True))
+    return [m for m in apps.get_models(include_auto_created=True) if m._meta.db_table in tables]
+
+
+def test_the_suite_runs_as_a_role_that_row_level_security_binds():
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT rolsuper, rolbypassrls FROM pg_roles WHERE rolname = current_user")
+        assert cursor.fetchone() == (False, False)
+
+
+def test_every_table_is_walled_in_or_named_as_holding_no_organizations_rows():
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT c.relname, c.relrowsecurity, c.relforcerowsecurity, "
+            "  (SELECT count(*) FROM pg_policies p WHERE p.tablename = c.relname AND p.policyname = 'tenant' "
+            "   AND p.qual IS NOT NULL AND p.with_check IS NOT NULL AND p.cmd = 'ALL') "
+            "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p')"
+        )
+        tables = {name: (enabled, forced, policies) for name, enabled, forced, policies in cursor.fetchall()}
+    walled = {name for name, state in tables.items() if state == (True, True, 1)}
+    expected = set(tenant_tables(apps.get_models(include_auto_created=True)))
+    assert len(expected) > 40
+    assert walled == expected, "a tenant table without RLS enabled, forced and its policy (see governance/rls.py)"
+    assert set(tables) - walled == NOT_TENANT_OWNED, "classify the new table: governance.rls.protect_tables or here"
+    # Every model with an organization is among them, and every link table that points at one.
+    for model in apps.get_models(include_auto_created=True):
+        if any(f.name == "organization" for f in model._meta.concrete_fields):
+            assert model._meta.db_table in walled
+
+
+def test_without_a_scope_nothing_tenant_owned_is_visible(tenant, stranger_tenant):
+    tenant.episode, tenant.review_session, tenant.dependency  # noqa: B018  (rows in the lazily made tables too)
+    stocked = {m for m in tenant_models() if m._base_manager.exists()}
+    assert len(stocked) >= 25
+    with tenancy.scope():
+        for model in stocked:
+            assert not model._base_manager.exists(), model._meta.db_table
+        with connection.cursor() as cursor:  # raw SQL is no way around it
+            cursor.execute("SELECT count(*) FROM scorecards_kpi")
+            assert cursor.fetchone() == (0,)
+
+
+def test_an_organization_sees_only_its_own_rows(tenant, stranger_tenant):
+    tenant.episode, stranger_tenant.episode  # noqa: B018
+    mine = {}
+    for model in tenant_models():
+        field = "organization" if any(f.name == "organization" for f in model._meta.concrete_fields) else None
+        if field:
+            mine[model] = model._base_manager.filter(organization=tenant.org).count()
+    with tenancy.scope(organization=tenant.org.pk):
+        for model, count in mine.items():
+            assert model._base_manager.count() == count, model._meta.db_table
+        # A link table shows only links between rows of the organization.
+        assert Scorecard.kpis.through.objects.count() == Scorecard.kpis.through.objects.filter(
+            scorecard__organization=tenant.org
+        ).count()
+
+
+def test_a_write_into_another_organization_fails(tenant, stranger_tenant):
+    foreign = stranger_tenant.kpi
+    with tenancy.scope(organization=tenant.org.pk):
+        with pytest.raises(ProgrammingError, match="row-level security"), transaction.atomic():
+            Kpi.objects.create(organization=stranger_tenant.org, key="planted", name="Planted", owner=tenant.member)
+        # Rows of another organization are not there to change or delete.
+        assert Kpi.objects.filter(pk=foreign.pk).update(name="Renamed") == 0
+        assert Membership.objects.filter(pk=stranger_tenant.member.pk).delete()[0] == 0
+        # Moving a row out of the organization is a write into another one.
+        with pytest.raises(ProgrammingError, match="row-level security"), transaction.atomic():
+            Kpi.objects.filter(pk=tenant.kpi.pk).update(organization=stranger_tenant.org)
+        # A link to another organization's row is refused too.
+        with pytest.raises(ProgrammingError, match="row-level security"), transaction.atomic():
+            Scorecard.kpis.through.objects.create(scorecard=tenant.scorecard, kpi_id=foreign.pk)
+    assert Kpi.objects.get(pk=foreign.pk).name == foreign.name
+    assert Kpi.objects.filter(key="planted").count() == 0
+
+
+def test_a_user_sees_their_own_memberships_and_a_token_only_itself(tenant, stranger_tenant):
+    both = KpiFactory(organization=stranger_tenant.org).owner  # someone in the other organization...
+    Membership.objects.create(organization=tenant.org, user=both.user, role="member")  # ...and in this one
+    with tenancy.scope(user=both.user.pk):
+        assert set(Membership.objects.values_list("organization", flat=True)) == {tenant.org.pk, stranger_tenant.org.pk}
+        assert not Kpi.objects.exists()
+        assert Membership.objects.filter(user=both.user).update(role="admin") == 0  # reading is all
+    with tenancy.scope(token=api_token_digest(tenant.token)):
+        assert list(ApiToken.objects.values_list("pk", flat=True)) == [tenant.api_token.pk]
+        assert not Membership.objects.exists()
+
+
+def test_the_system_scope_is_asked_for_in_the_pinned_places_only():
+    """Sweeps claim work across organizations and operators' commands see them all; anywhere else the scope is
+    an organization's, a user's or a token's. A new place must be argued for here."""
+    allowed = {
+        "manage.py",  # operators' commands
+        "governance/services.py",  # a security event that belongs to no organization
+        "governance/access.py",  # whether a 404's id is another organization's (yes or no), to audit the probe
+        "escalations/tasks.py",  # the beat's sweeps (tenancy.for_sweep without an organization)
+        "scorecards/tasks.py",
+    }
+    found = set()
+    for path in ROOT.glob("**/*.py"):
+        relative = path.relative_to(ROOT).as_posix()
+        if relative.startswith((".venv/", "tests/", "node_modules/", "var/")) or relative == "governance/tenancy.py":
+            continue
+        if re.search(r"system=|for_sweep\(", path.read_text()):
+            found.add(relative)
+    assert found == allowed
+
+
+def test_code_that_talks_to_psycopg_directly_does_it_in_the_scope():
+    """A psycopg cursor of one's own bypasses Django's, and with it the backend that writes the scope into each
+    transaction: connection.psycopg_cursor() is the way."""
+    offenders = [
+        path.relative_to(ROOT).as_posix()
+        for app in ("config", "governance", "scorecards", "dependencies", "escalations")
+        for path in (ROOT / app).glob("**/*.py")
+        if re.search(r"psycopg\.(Client|Server)?Cursor\(|connection\.connection\b", path.read_text())
+        and path.relative_to(ROOT).as_posix() != "governance/postgresql/base.py"
+    ]
+    assert offenders == []
+
+
+@pytest.mark.parametrize("as_runtime_role", [True, False], ids=["runtime role", "superuser"])
+def test_production_web_and_workers_refuse_a_role_that_bypasses_row_level_security(as_runtime_role):
+    url = subprocess_database_url()
+    if not as_runtime_role:
+        url = url.split("?")[0]  # the suite's own login, a superuser
+    env = os.environ | {
+        "DJANGO_SETTINGS_MODULE": "config.settings.production",
+        "DATABASE_URL": url,
+        "SECRET_KEY": "x" * 40,
+        "API_TOKEN_KEY": "y" * 40,
+    }
+    web = subprocess.run(
+        [sys.executable, "-c", "import config.wsgi"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+    )
+    if as_runtime_role:
+        assert web.returncode == 0, web.stderr
+        return
+    assert web.returncode != 0
+    assert "bypasses row-level security" in web.stderr
+    worker = subprocess.run(
+        [sys.executable, "-m", "celery", "-A", "config", "worker", "--loglevel=WARNING"],
+        cwd=ROOT,
+        env=env | {"CELERY_BROKER_URL": settings.CELERY_BROKER_URL},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert worker.returncode == 1
+    assert "Refusing to start" in worker.stderr and "bypasses row-level security" in worker.stderr
