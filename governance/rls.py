@@ -22,14 +22,21 @@ DROP_FUNCTIONS = """
 DROP FUNCTION IF EXISTS steerco_organization(); DROP FUNCTION IF EXISTS steerco_user();
 DROP FUNCTION IF EXISTS steerco_token(); DROP FUNCTION IF EXISTS steerco_system();
 """
-IN_SCOPE = "(organization_id = steerco_organization() OR steerco_system())"
+# Each setting is read through a scalar subquery, which PostgreSQL evaluates once per statement (an InitPlan):
+# called bare, the functions would run for every row, and a sweep reading 100,000 rows in the system scope took
+# 3.5 times as long as the owner's read. The system scope is tested first so that it skips the per-row probe of a
+# link table's parents.
+ORGANIZATION, SYSTEM = "(SELECT steerco_organization())", "(SELECT steerco_system())"
+IN_SCOPE = f"({SYSTEM} OR organization_id = {ORGANIZATION})"
 
 # What a scope other than an organization's may read (governance.tenancy): a user their own memberships, a caller
 # presenting a token's or an invitation's digest that one row.
 EXTRA_POLICIES = {
-    "governance_membership": ["CREATE POLICY own ON {t} FOR SELECT USING (user_id = steerco_user())"],
-    "governance_apitoken": ["CREATE POLICY presented ON {t} FOR SELECT USING (digest = steerco_token())"],
-    "governance_invitation": ["CREATE POLICY presented ON {t} FOR SELECT USING (token_hash = steerco_token())"],
+    "governance_membership": ["CREATE POLICY own ON {t} FOR SELECT USING (user_id = (SELECT steerco_user()))"],
+    "governance_apitoken": ["CREATE POLICY presented ON {t} FOR SELECT USING (digest = (SELECT steerco_token()))"],
+    "governance_invitation": [
+        "CREATE POLICY presented ON {t} FOR SELECT USING (token_hash = (SELECT steerco_token()))"
+    ],
 }
 POLICY_NAMES = ["tenant", "own", "presented"]
 
@@ -52,10 +59,14 @@ def tenant_tables(models) -> dict[str, str]:
         if is_tenant_model(model):
             tables[model._meta.db_table] = IN_SCOPE
         elif parents := tenant_parents(model):
-            tables[model._meta.db_table] = " AND ".join(
-                f"EXISTS (SELECT FROM {f.related_model._meta.db_table} p WHERE p.id = {f.column} AND "
-                f"(p.organization_id = steerco_organization() OR steerco_system()))"
-                for f in parents
+            tables[model._meta.db_table] = (
+                f"{SYSTEM} OR ("
+                + " AND ".join(
+                    f"EXISTS (SELECT FROM {f.related_model._meta.db_table} p WHERE p.id = {f.column} AND "
+                    f"p.organization_id = {ORGANIZATION})"
+                    for f in parents
+                )
+                + ")"
             )
     return tables
 
