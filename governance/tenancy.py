@@ -11,7 +11,8 @@ Without a scope nothing tenant-owned is visible and nothing can be written.
 - user: that user's own memberships (which organizations they may enter);
 - token: the one API token or invitation whose digest a caller presents, before its organization is known;
 - system: every organization's rows, for the beat's sweeps, which claim work across organizations by design,
-  and for seeding. A test pins the places that may ask for it (tests/governance/test_rls.py).
+  and for manage.py commands (operators' tools). A test pins the places that may ask for it
+  (tests/governance/test_rls.py).
 """
 
 from __future__ import annotations
