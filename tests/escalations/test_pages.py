@@ -550,6 +550,19 @@ def test_the_workstream_list_shows_open_ones_first_and_filters(tenant, episode):
     assert "No workstream matches" in html
 
 
+def test_the_workstream_list_pages_keep_the_filters(tenant, monkeypatch):
+    monkeypatch.setattr("escalations.views.PAGE_SIZE", 2)
+    now = timezone.now()
+    for i in range(5):
+        kpi = KpiFactory(organization=tenant.org, team=tenant.team, owner=tenant.lead, name=f"Episode {i}")
+        Workstream.objects.create(organization=tenant.org, kpi=kpi, severity="at_risk", opened_at=now - i * DAY)
+    client = tenant.client(tenant.member)
+    html = client.get(url("workstream_list", tenant), {"state": "open"}).content.decode()
+    assert "Page 1 of 3" in html and "?state=open&amp;page=2" in html and ">Previous<" not in html
+    html = client.get(url("workstream_list", tenant), {"state": "open", "page": 3}).content.decode()
+    assert "Page 3 of 3" in html and "?state=open&amp;page=2" in html and ">Next<" not in html
+
+
 def test_the_workstream_list_has_an_empty_state(tenant):
     html = tenant.client(tenant.member).get(url("workstream_list", tenant)).content.decode()
     assert "No open workstream" in html
