@@ -8,6 +8,8 @@ its rows are visible only while every tenant row they point at is. A new table i
 
 from __future__ import annotations
 
+from psycopg import sql
+
 FUNCTIONS = """
 CREATE OR REPLACE FUNCTION steerco_organization() RETURNS bigint LANGUAGE sql STABLE PARALLEL SAFE
     AS $$ SELECT nullif(current_setting('steerco.organization', true), '')::bigint $$;
@@ -99,13 +101,22 @@ def unprotect_tables(schema_editor, models) -> None:
     schema_editor.execute(DROP_FUNCTIONS, params=None)
 
 
-def runtime_grants(role: str) -> list[str]:
-    """What the runtime role may do: read and write rows (row-level security decides which), nothing to the
-    schema; tables and sequences created by later migrations are granted as they are created."""
-    return [
+def runtime_role_ensure(cursor, name: str, *, login: bool = True) -> None:
+    """Creates the runtime role if it is missing (a NOLOGIN one for a session to SET ROLE to) and grants it what it
+    may do: read and write rows, which row-level security filters, nothing to the schema; tables and sequences of
+    later migrations are granted as they are created. An existing role that escapes the policies is refused."""
+    cursor.execute("SELECT rolsuper OR rolbypassrls FROM pg_roles WHERE rolname = %s", [name])
+    row = cursor.fetchone()
+    role = sql.Identifier(name).as_string(cursor.connection)
+    if row is None:
+        cursor.execute(f"CREATE ROLE {role} {'LOGIN' if login else 'NOLOGIN'} NOSUPERUSER NOBYPASSRLS")
+    elif row[0]:
+        raise ValueError(f"{name} is a superuser or bypasses row-level security; choose another role.")
+    for statement in [
         f"GRANT USAGE ON SCHEMA public TO {role}",
         f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {role}",
         f"GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {role}",
         f"ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO {role}",
         f"ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT USAGE, SELECT ON SEQUENCES TO {role}",
-    ]
+    ]:
+        cursor.execute(statement)

@@ -25,7 +25,7 @@ from escalations.models import (
 )
 from governance import tenancy
 from governance.models import ApiToken, Invitation, Membership, Organization, Role, Team
-from governance.rls import runtime_grants
+from governance.rls import runtime_role_ensure
 from governance.services import api_token_create, invitation_create, team_update
 from scorecards.models import DataSource, ImportJob, KeyResult, Kpi, Objective, OwnershipTransfer, Scorecard
 from scorecards.services import ownership_transfer_request
@@ -42,11 +42,7 @@ def django_db_setup(django_db_setup, django_db_blocker):
         yield
         return
     with django_db_blocker.unblock(), connection.cursor() as cursor:
-        cursor.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [RUNTIME_ROLE])
-        if cursor.fetchone() is None:
-            cursor.execute(f"CREATE ROLE {RUNTIME_ROLE} NOLOGIN NOSUPERUSER NOBYPASSRLS")
-        for statement in runtime_grants(RUNTIME_ROLE):
-            cursor.execute(statement)
+        runtime_role_ensure(cursor, RUNTIME_ROLE, login=False)
         # Between transactional tests pytest-django empties every table with TRUNCATE.
         cursor.execute(f"GRANT TRUNCATE ON ALL TABLES IN SCHEMA public TO {RUNTIME_ROLE}")
     connection.close()

@@ -28,7 +28,7 @@ from django.test.utils import setup_test_environment  # noqa: E402
 from django.utils import timezone  # noqa: E402
 
 from governance import tenancy  # noqa: E402
-from governance.rls import runtime_grants  # noqa: E402
+from governance.rls import runtime_role_ensure  # noqa: E402
 from scorecards import evaluator  # noqa: E402
 from scorecards.evaluation import BATCH_SIZE, next_tick, read_batch, rule_for, state_of  # noqa: E402
 from scorecards.models import Kpi, KpiSchedule, StatusChange  # noqa: E402
@@ -169,11 +169,7 @@ def main() -> None:
         per_kpi_arrays = bare_fetch(now, arrays=True)
         per_kpi_fetch = bare_fetch(now, arrays=False)
         with connection.cursor() as cursor:
-            cursor.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [RUNTIME_ROLE])
-            if cursor.fetchone() is None:
-                cursor.execute(f"CREATE ROLE {RUNTIME_ROLE} NOLOGIN NOSUPERUSER NOBYPASSRLS")
-            for statement in runtime_grants(RUNTIME_ROLE):
-                cursor.execute(statement)
+            runtime_role_ensure(cursor, RUNTIME_ROLE, login=False)
         rls = {}
         for name, scope in [("system", {"system": True}), ("organization", {"organization": org_id(ids)})]:
             with connection.cursor() as cursor:

@@ -4,7 +4,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import connection, transaction
 from psycopg import sql
 
-from governance.rls import runtime_grants
+from governance.rls import runtime_role_ensure
 
 
 class Command(BaseCommand):
@@ -25,17 +25,12 @@ class Command(BaseCommand):
             password = os.environ.get(password_env)
             if not password:
                 raise CommandError(f"{password_env} is empty or not set.")
-        role = sql.Identifier(name)
         with transaction.atomic(), connection.cursor() as cursor:
-            cursor.execute("SELECT rolsuper OR rolbypassrls FROM pg_roles WHERE rolname = %s", [name])
-            row = cursor.fetchone()
-            if row is None:
-                create = "CREATE ROLE {} LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE"
-                cursor.execute(sql.SQL(create).format(role))
-            elif row[0]:
-                raise CommandError(f"{name} is a superuser or bypasses row-level security; choose another role.")
+            try:
+                runtime_role_ensure(cursor, name)
+            except ValueError as e:
+                raise CommandError(str(e)) from None
             if password:
-                cursor.execute(sql.SQL("ALTER ROLE {} PASSWORD {}").format(role, sql.Literal(password)))
-            for statement in runtime_grants(role.as_string(cursor.connection)):
+                statement = sql.SQL("ALTER ROLE {} PASSWORD {}").format(sql.Identifier(name), sql.Literal(password))
                 cursor.execute(statement)
         self.stdout.write(f"{name} may read and write rows under row-level security.")
