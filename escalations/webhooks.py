@@ -9,16 +9,13 @@ runs out (at least once; the X-Steerco-Delivery header lets a receiver drop a re
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import logging
-import socket
 import time
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from urllib.parse import urlsplit
 
 import httpx
 from django.conf import settings
@@ -27,6 +24,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from escalations.models import Webhook, WebhookDelivery, Workstream
+from governance import outbound
 
 log = logging.getLogger(__name__)
 
@@ -220,20 +218,18 @@ def attempt(delivery: WebhookDelivery, client: httpx.Client, now: datetime) -> b
         "X-Steerco-Signature": delivery.webhook.sign(body),
     }
     started, status, error = time.monotonic(), None, ""
-    refused = _refused_address(delivery.webhook.url)
-    if refused:
-        error = f"Refused: {refused}"
+    try:
+        response = client.post(delivery.webhook.url, content=body, headers=headers)
+    except outbound.Refused as e:
+        error = f"Refused: {e}"
+    except httpx.TimeoutException as e:
+        error = f"Timed out ({type(e).__name__})"
+    except (httpx.HTTPError, OSError) as e:  # refused, unreachable, TLS: the next endpoint still gets its turn
+        error = f"{type(e).__name__}: {e}"[:500]
     else:
-        try:
-            response = client.post(delivery.webhook.url, content=body, headers=headers)
-        except httpx.TimeoutException as e:
-            error = f"Timed out ({type(e).__name__})"
-        except (httpx.HTTPError, OSError) as e:  # refused, unreachable, TLS: the next endpoint still gets its turn
-            error = f"{type(e).__name__}: {e}"[:500]
-        else:
-            status = response.status_code
-            if not 200 <= status < 300:
-                error = f"HTTP {status}: {response.text[:300]}".strip()
+        status = response.status_code
+        if not 200 <= status < 300:
+            error = f"HTTP {status}: {response.text[:300]}".strip()
     ms = int((time.monotonic() - started) * 1000)
     delivery.attempts += 1
     delivery.status_code, delivery.error = status, error
@@ -265,24 +261,9 @@ def deliver_now(delivery: WebhookDelivery) -> WebhookDelivery:
 
 
 def _client() -> httpx.Client:
-    return httpx.Client(
+    return outbound.client(
+        allow_setting="WEBHOOK_ALLOW_PRIVATE_NETWORKS",
         timeout=httpx.Timeout(settings.WEBHOOK_READ_TIMEOUT, connect=settings.WEBHOOK_CONNECT_TIMEOUT),
-        follow_redirects=False,  # a redirect could lead anywhere, including to an address refused below
+        follow_redirects=False,  # each hop would need its own check, and a receiver has no reason to redirect
         headers={"User-Agent": USER_AGENT},
     )
-
-
-def _refused_address(url: str) -> str:
-    """Why the sweep will not post to `url` (an address inside our own network), or ""."""
-    if settings.WEBHOOK_ALLOW_PRIVATE_NETWORKS:
-        return ""
-    host = urlsplit(url).hostname or ""
-    try:
-        infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
-    except socket.gaierror as e:
-        return f"cannot resolve {host}: {e}"
-    for info in infos:
-        address = ipaddress.ip_address(info[4][0])
-        if not address.is_global:
-            return f"{host} resolves to {address}, a private or local address (WEBHOOK_ALLOW_PRIVATE_NETWORKS is off)"
-    return ""

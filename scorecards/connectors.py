@@ -25,6 +25,7 @@ import httpx
 import psycopg
 from django.conf import settings
 
+from governance import outbound
 from scorecards.ingestion import NonFinite
 from scorecards.models import DataSource
 
@@ -184,7 +185,8 @@ class HttpJsonConnector(Connector):
         headers_env = self.config.get("headers_env") or {}
         self.headers = {header: self.env(name, f"the {header} header") for header, name in headers_env.items()}
         self.secrets = list(self.headers.values())
-        self.client = httpx.Client(
+        self.client = outbound.client(
+            allow_setting="PULL_ALLOW_PRIVATE_NETWORKS",
             timeout=httpx.Timeout(
                 settings.PULL_HTTP_READ_TIMEOUT.total_seconds(),
                 connect=settings.PULL_CONNECT_TIMEOUT.total_seconds(),

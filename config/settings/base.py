@@ -289,6 +289,9 @@ PULL_STATEMENT_TIMEOUT = timedelta(seconds=env.int("PULL_STATEMENT_TIMEOUT_SECON
 PULL_HTTP_READ_TIMEOUT = timedelta(seconds=env.int("PULL_HTTP_READ_TIMEOUT_SECONDS", default=30))
 PULL_HTTP_MAX_BYTES = env.int("PULL_HTTP_MAX_BYTES", default=20 * 1024 * 1024)
 PULL_MAX_ROWS = env.int("PULL_MAX_ROWS", default=100_000)  # per pull; more is a query missing its since
+# An HTTP source's URL is an organization admin's choice, like a webhook's: addresses inside our own network are
+# refused unless allowed here (governance.outbound). SQL sources connect where the operator's environment says.
+PULL_ALLOW_PRIVATE_NETWORKS = env.bool("PULL_ALLOW_PRIVATE_NETWORKS", default=False)
 # The environment variables each organization's sources may read, as "slug:NAME" ("acme:WAREHOUSE_DSN,..."). All
 # organizations share the workers' environment, so an installation serving several lists them; unset, a
 # source may read any variable but Steerco's own settings (PULL_ENV_RESERVED).

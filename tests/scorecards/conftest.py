@@ -39,7 +39,8 @@ class JsonServer:
 
 
 @pytest.fixture
-def json_server():
+def json_server(settings):
+    settings.PULL_ALLOW_PRIVATE_NETWORKS = True  # the server listens on loopback
     state = JsonServer()
 
     class Handler(BaseHTTPRequestHandler):

@@ -119,10 +119,21 @@ def test_an_answer_other_than_2xx_is_an_error_and_redirects_are_not_followed(jso
     assert http_error({"url": json_server.url("/kpis")}) == f"127.0.0.1 answered {expected}"
 
 
-def test_an_unreachable_server_is_an_error_without_the_header_values(monkeypatch):
+def test_an_unreachable_server_is_an_error_without_the_header_values(monkeypatch, settings):
+    settings.PULL_ALLOW_PRIVATE_NETWORKS = True
     monkeypatch.setenv("CRM_TOKEN", SECRET)
     message = http_error({"url": "http://127.0.0.1:1/kpis", "headers_env": {"Authorization": "CRM_TOKEN"}})
     assert message.startswith("could not get an answer from 127.0.0.1: ") and SECRET not in message
+
+
+def test_an_address_inside_our_network_is_refused_unless_allowed(json_server, settings):
+    json_server.answer("/kpis", [{"at": "2026-11-28T08:00:00Z", "value": 1}])
+    settings.PULL_ALLOW_PRIVATE_NETWORKS = False
+    assert http_error({"url": json_server.url("/kpis")}) == (
+        "could not get an answer from 127.0.0.1: 127.0.0.1 resolves to 127.0.0.1, a private or local address "
+        "(PULL_ALLOW_PRIVATE_NETWORKS is off)"
+    )
+    assert json_server.requests == []
 
 
 def test_more_items_than_the_row_cap_are_refused(json_server, settings):
