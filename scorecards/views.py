@@ -15,9 +15,9 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from governance import selectors as governance_selectors
-from governance.access import admin_required, deny, get_for_org_or_404, role_required
+from governance.access import admin_required, can_configure_kpi, deny, get_for_org_or_404, role_required
 from governance.forms import apply_errors
-from governance.models import Membership, Organization, Role, Team
+from governance.models import Organization, Role, Team
 from scorecards import charts, imports, pulls, selectors, services, tasks
 from scorecards.forms import (
     CheckInForm,
@@ -44,15 +44,6 @@ from scorecards.models import (
 STATUS_CHOICES = Status.choices
 SORT_COLUMNS = [("name", "KPI"), ("team", "Team"), ("owner", "Owner"), ("status", "Status"), ("age", "Data age")]
 NARROW_HIDDEN = {"team", "owner"}  # phones show them on the KPI page instead
-
-
-def can_configure_kpi(membership: Membership, kpi: Kpi) -> bool:
-    # Admins and the owner by role; anyone else only with guardian's object permission on this KPI.
-    return (
-        membership.is_admin
-        or kpi.owner_id == membership.pk
-        or membership.user.has_perm("scorecards.configure_kpi", kpi)
-    )
 
 
 def _filters(request: HttpRequest) -> selectors.KpiFilters:
