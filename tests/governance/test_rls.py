@@ -9,10 +9,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import psycopg
 import pytest
 from django.apps import apps
 from django.conf import settings
 from django.db import ProgrammingError, connection, transaction
+from psycopg import sql
 
 from governance import tenancy
 from governance.models import ApiToken, Membership
@@ -202,3 +204,38 @@ def test_production_web_and_workers_refuse_a_role_that_bypasses_row_level_securi
     )
     assert worker.returncode == 1
     assert "Refusing to start" in worker.stderr and "bypasses row-level security" in worker.stderr
+
+
+def test_the_runtime_role_command_creates_a_login_role_for_rows_only():
+    owner = subprocess_database_url().split("?")[0]  # the suite's own login, which owns the schema
+    name = "steerco_test_command_role"
+    env = os.environ | {"DJANGO_SETTINGS_MODULE": "config.settings.test", "DATABASE_URL": owner, "APP_PW": "s3cret"}
+
+    def runtime_role(*args: str) -> subprocess.CompletedProcess:
+        command = [sys.executable, "manage.py", "runtime_role", *args]
+        return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+
+    with psycopg.connect(owner, autocommit=True) as admin:
+        try:
+            for _ in range(2):  # a second run finds the role and grants again
+                made = runtime_role(name, "--password-env", "APP_PW")
+                assert made.returncode == 0, made.stderr
+                assert made.stdout == f"{name} may read and write rows under row-level security.\n"
+            role = admin.execute(
+                "SELECT rolcanlogin, rolsuper, rolbypassrls, rolpassword IS NOT NULL FROM pg_authid WHERE rolname = %s",
+                [name],
+            ).fetchone()
+            assert role == (True, False, False, True)
+            rights = admin.execute(
+                "SELECT has_table_privilege(%(r)s, 'scorecards_kpi', 'SELECT, INSERT, UPDATE, DELETE'),"
+                " has_table_privilege(%(r)s, 'scorecards_kpi', 'TRUNCATE'),"
+                " has_schema_privilege(%(r)s, 'public', 'CREATE')",
+                {"r": name},
+            ).fetchone()
+            assert rights == (True, False, False)
+        finally:
+            admin.execute(sql.SQL("DROP OWNED BY {0}; DROP ROLE IF EXISTS {0}").format(sql.Identifier(name)))
+    refused = runtime_role(connection.settings_dict["USER"])
+    assert refused.returncode == 1 and "is a superuser or bypasses row-level security" in refused.stderr
+    unset = runtime_role(name, "--password-env", "NO_SUCH_VARIABLE")
+    assert unset.returncode == 1 and "NO_SUCH_VARIABLE is empty or not set." in unset.stderr
