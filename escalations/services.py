@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
@@ -79,12 +79,19 @@ def workstream_locked(workstream: Workstream) -> Workstream:
 
 @transaction.atomic
 def mitigation_path_file(
-    *, workstream: Workstream, by: Membership, root_cause: str, expected_recovery: date, actions: list[ActionDraft]
+    *,
+    workstream: Workstream,
+    by: Membership,
+    root_cause: str,
+    expected_recovery: date,
+    actions: list[ActionDraft],
+    now: datetime | None = None,  # when it was filed: the demo files its past episodes' paths in their weeks
 ) -> MitigationPath:
     ws = workstream_locked(workstream)
     if not may_file(ws, by):
         raise PermissionDenied("Only the KPI's owner files its mitigation path.")
-    today = timezone.localdate(timezone=ws.organization.tzinfo)
+    now = now or timezone.now()
+    today = timezone.localdate(now, ws.organization.tzinfo)
     errors: dict[str, list[str]] = {}
     if not root_cause.strip():
         errors["root_cause"] = ["Say what caused the breach."]
@@ -111,6 +118,7 @@ def mitigation_path_file(
         root_cause=root_cause.strip(),
         expected_recovery=expected_recovery,
         filed_by=by.user,
+        filed_at=now,
     )
     MitigationAction.objects.bulk_create(
         MitigationAction(
@@ -118,7 +126,6 @@ def mitigation_path_file(
         )
         for a in actions
     )
-    now = timezone.now()
     ws.tasks.filter(kind=Task.Kind.MITIGATION, state__in=[Task.State.OPEN, Task.State.ACKNOWLEDGED]).update(
         state=Task.State.DONE, done_at=now
     )
@@ -151,7 +158,9 @@ def mitigation_path_file(
 
 
 @transaction.atomic
-def mitigation_path_review(*, path: MitigationPath, by: Membership, approve: bool, comment: str) -> MitigationPath:
+def mitigation_path_review(
+    *, path: MitigationPath, by: Membership, approve: bool, comment: str, now: datetime | None = None
+) -> MitigationPath:
     ws = workstream_locked(path.workstream)
     if not may_review(ws, by):
         raise PermissionDenied("Only an executive or someone this episode escalated to reviews its path.")
@@ -160,7 +169,7 @@ def mitigation_path_review(*, path: MitigationPath, by: Membership, approve: boo
         raise ValidationError(f"This path is already {path.get_state_display().lower()}.")
     if not approve and not comment.strip():
         raise ValidationError({"comment": "Say why the path is rejected, so the owner can improve it."})
-    now = timezone.now()
+    now = now or timezone.now()
     path.state = MitigationPath.State.APPROVED if approve else MitigationPath.State.REJECTED
     path.reviewed_by, path.reviewed_at, path.review_comment = by.user, now, comment.strip()
     path.save(update_fields=["state", "reviewed_by", "reviewed_at", "review_comment"])
@@ -229,7 +238,13 @@ def may_answer(task: Task, membership: Membership) -> bool:
 
 @transaction.atomic
 def dependency_review_answer(
-    *, task: Task, by: Membership, impact: bool, reason: str, review_id: int | None = None
+    *,
+    task: Task,
+    by: Membership,
+    impact: bool,
+    reason: str,
+    review_id: int | None = None,
+    now: datetime | None = None,
 ) -> DependencyReview:
     """ "Impact" opens a preventive workstream on the review's downstream KPI (or joins its open one); "no impact"
     needs a reason. An owner's review task lists one review per affected KPI, each answered on its own (`review_id`,
@@ -255,7 +270,7 @@ def dependency_review_answer(
         raise ValidationError(f"The dependency review of {review.kpi.name} was answered already ({answer}).")
     if not task.is_open:
         raise ValidationError(f"This task is {task.get_state_display().lower()}.")
-    now = timezone.now()
+    now = now or timezone.now()
     review.answer = DependencyReview.Answer.IMPACT if impact else DependencyReview.Answer.NO_IMPACT
     review.answer_reason, review.answered_at, review.answered_by = reason, now, by.user
     review.next_escalation_at = None

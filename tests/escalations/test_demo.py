@@ -5,10 +5,19 @@ import pytest
 from django.core.management import call_command
 from django.test import Client
 from django.urls import reverse
+from django.utils import timezone
 
-from escalations.models import DependencySignal, MitigationAction, Task, Workstream
+from escalations import health
+from escalations.models import (
+    DependencyReview,
+    DependencySignal,
+    MitigationAction,
+    Notification,
+    Task,
+    Workstream,
+)
 from governance import tenancy
-from governance.models import Membership
+from governance.models import Membership, Organization
 from scorecards.models import Kpi, SurgeSignal
 
 
@@ -45,13 +54,13 @@ def test_the_leads_surge_reaches_supply_chains_owner_as_one_review(demo):
     [surge] = SurgeSignal.objects.filter(kpi=leads)
     assert surge.change >= 0.3 and surge.processed_at is not None and leads.last_surge_at == surge.at
     assert (leads.status, leads.needs_evaluation) == ("on_track", False)  # a surge, not a breach
-    [signal] = DependencySignal.objects.filter(kpi=leads)
+    [signal] = DependencySignal.objects.filter(kpi=leads, kind="surge")  # its breach in the summer sent one too
     assert (signal.kind, signal.value, signal.propagated_at) == ("surge", surge.current, surge.processed_at)
     assert signal.trend == f"{surge.change * 100:+.0f}% leads over 7 days"
     assert signal.cause.startswith("Qualified leads per week surged: +")
 
     supply = Membership.objects.get(organization__slug="acme", user__email="vp.supply@acme.test")
-    [task] = Task.objects.filter(kind="dependency_review", assignee=supply)
+    [task] = Task.objects.filter(kind="dependency_review", assignee=supply, state="open")
     assert (task.state, task.due_at) == ("open", surge.at + timedelta(days=2))  # the leads' policy: 2 days
     reviews = task.review_parts
     assert [r.kpi.key for r in reviews] == ["sc.inventory_turnover", "sc.otif"]
@@ -65,3 +74,34 @@ def test_the_leads_surge_reaches_supply_chains_owner_as_one_review(demo):
     assert ">Qualified leads per week</a> surged: +" in inbox and signal.trend in inbox
     assert f"Value <strong>{surge.current:,.0f}</strong>" in inbox
     assert "Answer for Inventory turnover" in inbox and "Answer for On-time in full" in inbox
+
+
+@pytest.mark.django_db
+def test_the_demo_has_twelve_weeks_of_governance_history(demo):
+    """The sweeps replay the last 12 weeks at their own times, so the health page has weeks to show: escalations
+    and approvals in past weeks, the episodes that ended closed as people would have closed them."""
+    acme = Organization.objects.get(slug="acme")
+    weeks, metrics = health.health_report(org=acme, weeks=12)
+    by_key = {metric.key: metric for metric in metrics}
+    assert sum(1 for n in by_key["escalations"].values[:-1] if n) >= 5
+    assert sum(1 for days in by_key["time_to_approval"].values[:-1] if days is not None) >= 4
+    assert by_key["overdue_actions"].values[:-1] == [0] * 11  # the past episodes' owners did their actions
+
+    ended = Workstream.objects.filter(organization=acme, resolution="recovered", opened_at__gte=weeks[0].start)
+    assert ended.count() >= 5
+    for ws in ended:
+        assert not ws.tasks.filter(state__in=["open", "acknowledged"]).exists()
+        for path in ws.paths.filter(state="approved"):
+            assert ws.opened_at < path.filed_at < path.reviewed_at < ws.resolved_at
+            # done the day before they were due, unless the KPI recovered first
+            resolved = timezone.localdate(ws.resolved_at, acme.tzinfo)
+            assert not path.actions.filter(done_at=None, due__lte=resolved).exists()
+    # Escalation tasks carry the times their steps fell due, not the moment the demo was seeded.
+    created = Task.objects.filter(organization=acme, kind="escalation").values_list("created_at", flat=True)
+    assert len({at.date() for at in created}) >= 15
+    # What reached people before today is read; a review of a past episode was answered.
+    assert not Notification.objects.filter(
+        organization=acme, read_at=None, created_at__lt=timezone.now() - timedelta(days=1)
+    ).exists()
+    assert Notification.objects.filter(organization=acme, read_at=None).exists()
+    assert DependencyReview.objects.filter(organization=acme, answer="no_impact").exists()
