@@ -63,8 +63,7 @@ def seed_workstreams(org: Organization) -> None:
 def _replay(org: Organization, *, since: datetime, until: datetime) -> None:
     """Hands the sweeps every episode under way at `since` or begun after it, each change at its own time, and runs
     the escalation sweep whenever a step falls due: episodes, tasks and notifications get the times they would
-    have had. In the episodes that are over by now, the owner filed a path a day or two in and an executive
-    approved it."""
+    have had. In the episodes that are over by now, people acted as _past_acts says."""
     changes, current = [], {}
     for kpi in Kpi.objects.filter(organization=org).prefetch_related("status_changes"):
         history = sorted(kpi.status_changes.all(), key=lambda c: c.changed_at)
@@ -76,8 +75,9 @@ def _replay(org: Organization, *, since: datetime, until: datetime) -> None:
         if kpi.status in BREACHES and starts:
             current[kpi.pk] = starts[-1]  # its current episode is left to _people_act
     ceo = _member(org, "ceo@acme.test")
-    moment, acts = None, []
+    moment = None
     while True:
+        acts = _past_acts(org, current, ceo, until)
         due = Workstream.objects.filter(
             organization=org, resolved_at=None, waiting_on=None, next_escalation_at__isnull=False
         ).aggregate(at=Min("next_escalation_at"))["at"]
@@ -85,6 +85,9 @@ def _replay(org: Organization, *, since: datetime, until: datetime) -> None:
         moment = min((at for at in steps if at is not None and (moment is None or at > moment)), default=None)
         if moment is None or moment > until:
             return
+        for at, act in acts:
+            if at <= moment:
+                act(moment)
         released = [c for c in changes if c.processed_at is not None and c.changed_at <= moment]
         if released:
             for c in released:
@@ -93,18 +96,14 @@ def _replay(org: Organization, *, since: datetime, until: datetime) -> None:
             process_status_changes(now=moment, org_id=org.pk)
         if released or (due is not None and due <= moment):
             advance_escalations(now=moment, org_id=org.pk)
-        acts = _past_acts(org, current, ceo, until)
-        if any(at <= moment for at, _ in acts):
-            for _, act in (a for a in acts if a[0] <= moment):
-                act(moment)
-            acts = _past_acts(org, current, ceo, until)
 
 
 def _past_acts(
     org: Organization, current: dict[int, datetime], ceo: Membership, until: datetime
 ) -> list[tuple[datetime, Callable]]:
     """What people did in the episodes that are over by now (not a KPI's current one), and when: the owner files a
-    path a day or two in and the CEO approves it; a dependency review it caused is answered the next day."""
+    path within a day or so and the CEO approves it hours later; a dependency review it caused is answered the next
+    day."""
     acts = []
     open_episodes = Workstream.objects.filter(organization=org, resolved_at=None)
     for ws in open_episodes.select_related("kpi__owner__user").prefetch_related("paths__actions"):
@@ -112,9 +111,9 @@ def _past_acts(
             continue
         path = next(iter(ws.paths.all()), None)  # the newest
         if path is None:
-            acts.append((ws.opened_at + timedelta(hours=20 + 14 * (ws.pk % 3)), partial(_file_past_path, ws)))
+            acts.append((ws.opened_at + timedelta(hours=6 + 12 * (ws.pk % 3)), partial(_file_past_path, ws)))
         elif path.state == MitigationPath.State.SUBMITTED:
-            acts.append((path.filed_at + timedelta(hours=5 + 19 * (ws.pk % 2)), partial(_approve_past_path, path, ceo)))
+            acts.append((path.filed_at + timedelta(hours=3 + 17 * (ws.pk % 2)), partial(_approve_past_path, path, ceo)))
         else:  # approved: each action is done the afternoon before it is due
             for action in path.actions.all():
                 if action.done_at is None:
