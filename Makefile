@@ -29,6 +29,9 @@ test: $(BIN)/.installed node_modules/.installed
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 # One run of every benchmark; the figures go to var/bench/report.json and report.md (tests/bench/report.py).
+# PostgreSQL and Redis on this machine unless DATABASE_URL and CELERY_BROKER_URL say otherwise.
+bench: export DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/steerco
+bench: export CELERY_BROKER_URL ?= redis://127.0.0.1:6379/14
 bench: $(BIN)/.installed
 	rm -f var/bench/figures.jsonl
 	$(BIN)/python -m tests.bench.scorecard
