@@ -1,7 +1,11 @@
 from __future__ import annotations
 
+from contextlib import nullcontext
+
 from django.contrib.auth.views import redirect_to_login
+from django.db import connection, transaction
 from django.http import Http404
+from django.urls import Resolver404, resolve
 from django.utils import timezone
 
 from governance import tenancy
@@ -24,7 +28,7 @@ class TenantMiddleware:
         request.org = None
         request.membership = None
         try:
-            with tenancy.scope():
+            with tenancy.scope(), transaction.atomic(savepoint=False) if _page_read(request) else nullcontext():
                 return self.get_response(request)
         finally:
             timezone.deactivate()
@@ -60,3 +64,20 @@ class TenantMiddleware:
         # Pages show times in the organization's zone; the database stays in UTC.
         timezone.activate(request.org.tzinfo)
         return None
+
+
+def _page_read(request) -> bool:
+    """Whether the request is an organization's page being read (GET or HEAD of /o/<slug>/...) on PostgreSQL.
+
+    Under row-level security a statement outside a transaction costs BEGIN, set_config and COMMIT round trips
+    (governance.postgresql), and these pages run a dozen or more: they share one transaction instead. Writes keep
+    the transactions their services open; Django has turned any exception into a response before it gets back to
+    the middleware, so what a request wrote before failing (a security event) is committed as it was without it.
+    Other requests (the API, the login page, static files) may need no database at all and keep autocommit.
+    """
+    if request.method not in ("GET", "HEAD") or connection.vendor != "postgresql":
+        return False
+    try:
+        return "org_slug" in resolve(request.path_info).kwargs
+    except Resolver404:
+        return False

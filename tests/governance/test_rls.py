@@ -14,10 +14,12 @@ import pytest
 from django.apps import apps
 from django.conf import settings
 from django.db import ProgrammingError, connection, transaction
+from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
 from psycopg import sql
 
 from governance import tenancy
-from governance.models import ApiToken, Membership
+from governance.models import ApiToken, AuditEvent, Membership
 from governance.rls import is_tenant_model, tenant_tables
 from governance.services import api_token_digest
 from scorecards.models import Kpi, Scorecard
@@ -239,3 +241,20 @@ def test_the_runtime_role_command_creates_a_login_role_for_rows_only():
     assert refused.returncode == 1 and "is a superuser or bypasses row-level security" in refused.stderr
     unset = runtime_role(name, "--password-env", "NO_SUCH_VARIABLE")
     assert unset.returncode == 1 and "NO_SUCH_VARIABLE is empty or not set." in unset.stderr
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_page_reads_in_one_transaction_and_a_refusal_is_still_recorded(tenant, stranger_tenant, client):
+    """Each statement outside a transaction would cost BEGIN, set_config and COMMIT round trips: a GET shares one."""
+    client.force_login(tenant.admin.user)
+    with CaptureQueriesContext(connection) as queries:
+        assert client.get(reverse("kpi_list", kwargs={"org_slug": tenant.org.slug})).status_code == 200
+    sql = [query["sql"] for query in queries.captured_queries]
+    assert (sql[0], sql[-1], sql.count("BEGIN"), sql.count("COMMIT")) == ("BEGIN", "COMMIT", 1, 1)
+    assert len(sql) > 4  # the page's reads are inside it
+
+    client.force_login(stranger_tenant.admin.user)
+    assert client.get(reverse("kpi_list", kwargs={"org_slug": tenant.org.slug})).status_code == 404
+    assert AuditEvent.objects.filter(
+        organization=tenant.org, verb="security.access_denied", actor=stranger_tenant.admin.user
+    ).exists()
