@@ -52,12 +52,17 @@ def _unauthenticated(request: HttpRequest, exc: AuthenticationError) -> HttpResp
 
 @api.exception_handler(ValidationError)
 def _invalid(request: HttpRequest, exc: ValidationError) -> HttpResponse:
-    # ninja reports ("query", "page") style locations; the path is the parameter or body field itself.
-    errors = [
-        {"path": ".".join(str(part) for part in error["loc"][1:]) or str(error["loc"][0]), "message": error["msg"]}
-        for error in exc.errors
-    ]
-    return _errors(request, 422, errors)
+    return _errors(request, 422, [{"path": _path(error["loc"]), "message": error["msg"]} for error in exc.errors])
+
+
+def _path(loc: tuple) -> str:
+    """ninja's ("query", "page") or ("body", <parameter>, "actions", 0, "owner") as the services write paths:
+    "page", "actions[0].owner"."""
+    parts = loc[2:] if loc[0] == "body" else loc[1:]
+    path = ""
+    for part in parts:
+        path += f"[{part}]" if isinstance(part, int) else f".{part}" if path else str(part)
+    return path or str(loc[0])
 
 
 @api.exception_handler(HttpError)

@@ -11,7 +11,7 @@ from pydantic import StrictBool
 
 from escalations import selectors, services
 from escalations.models import DependencyReview, MitigationPath, Notification, Task, Workstream
-from governance.api import ApiError
+from governance.api import ApiError, Text
 from governance.models import Membership
 from scorecards.api import Errors, page_of
 
@@ -27,7 +27,7 @@ class ActionOut(Schema):
 
 class MitigationOut(Schema):
     state: str
-    root_cause: str
+    root_cause: Text
     expected_recovery: date
     filed_at: datetime
     actions: list[ActionOut]
@@ -49,25 +49,25 @@ class WorkstreamOut(Schema):
 
 
 class ActionIn(Schema):
-    description: str
-    owner: str = Field(description="email of an active member")
+    description: Text
+    owner: Text = Field(description="email of an active member")
     due: date
 
 
 class MitigationIn(Schema):
-    root_cause: str
+    root_cause: Text
     expected_recovery: date
     actions: list[ActionIn]
 
 
 class ReviewIn(Schema):
-    decision: str = Field(description="approve | reject")
-    comment: str = ""
+    decision: Text = Field(description="approve | reject")
+    comment: Text = ""
 
 
 class CloseIn(Schema):
-    resolution: str = Field(description="target_changed | accepted_risk | no_longer_relevant")
-    reason: str
+    resolution: Text = Field(description="target_changed | accepted_risk | no_longer_relevant")
+    reason: Text
 
 
 class SignalOut(Schema):
@@ -117,8 +117,8 @@ class TaskOut(Schema):
 
 class AnswerIn(Schema):
     impact: StrictBool
-    reason: str = ""
-    kpi: str | None = Field(
+    reason: Text = ""
+    kpi: Text | None = Field(
         None, description="the downstream KPI answered for; needed while the task lists several unanswered ones"
     )
 

@@ -2,16 +2,30 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from django.conf import settings
 from django.http import HttpRequest
 from ninja import Router
 from ninja.security import HttpBearer
 from ninja.throttling import SimpleRateThrottle
+from pydantic import AfterValidator
+from pydantic_core import PydanticCustomError
 
 from governance.manifest import apply_manifest, export_manifest
 from governance.models import ApiToken
 from governance.security import client_ip
 from governance.services import api_token_authenticate
+
+
+def _no_nul(text: str) -> str:
+    if "\x00" in text:  # PostgreSQL text cannot hold it: a lookup or a save would fail with a server error
+        raise PydanticCustomError("nul_character", "must not contain a NUL character")
+    return text
+
+
+# Every string an API body brings in: stored, or looked up.
+Text = Annotated[str, AfterValidator(_no_nul)]
 
 
 class ApiError(Exception):

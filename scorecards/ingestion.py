@@ -15,7 +15,7 @@ from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from django.db import connection, transaction
 from django.utils import timezone
 
-from governance.models import Organization
+from governance.models import Organization, key_validator
 from scorecards.models import Kpi, KpiSchedule, Measurement, MeasurementRevision
 
 MAX_FUTURE = timedelta(days=1)  # clocks drift; a point further ahead is a mistake (a wrong zone, a typo)
@@ -62,7 +62,10 @@ class Checker:
         missing = {key for key in keys if isinstance(key, str) and key not in self.kpi_ids}
         if not missing:
             return
-        found = dict(Kpi.objects.for_org(self.org).filter(key__in=missing, archived_at=None).values_list("key", "id"))
+        # Only what could be a key is looked up (a NUL character, for one, is more than PostgreSQL can compare).
+        candidates = [key for key in missing if key_validator.regex.fullmatch(key)]
+        kpis = Kpi.objects.for_org(self.org).filter(key__in=candidates, archived_at=None)
+        found = dict(kpis.values_list("key", "id")) if candidates else {}
         self.kpi_ids |= {key: found.get(key) for key in missing}
 
     def add(self, where: int, kpi: object, at: object, value: object) -> None:
@@ -89,7 +92,9 @@ class Checker:
             self.resolve([kpi])
         kpi_id = self.kpi_ids[kpi]
         if kpi_id is None:
-            self.problem(where, "kpi", f'unknown KPI "{kpi[:64]}"')
+            # Control characters escaped: the problems of an import are stored, and PostgreSQL refuses a NUL.
+            shown = "".join(c if c.isprintable() else repr(c)[1:-1] for c in kpi[:64])
+            self.problem(where, "kpi", f'unknown KPI "{shown}"')
         return kpi_id
 
     def _at(self, where: int, at: object) -> datetime | None:

@@ -100,6 +100,26 @@ def test_someone_else_cannot_file_and_bad_input_is_422_with_paths(episode):
     assert no_actions.json()["errors"][0]["path"] == "actions"
 
 
+def test_a_nul_character_in_any_text_is_422_and_stores_nothing(episode):
+    """PostgreSQL text cannot hold one: it would fail the lookup or the save with a server error."""
+    body = path_body("member@acme.test\x00")
+    body["root_cause"] = "Supplier\x00outage"
+    response = call(episode.tokens["lead"], "post", f"workstreams/{episode.ws.pk}/mitigation", body)
+    assert response.status_code == 422
+    assert response.json()["errors"] == [
+        {"path": "root_cause", "message": "must not contain a NUL character"},
+        {"path": "actions[0].owner", "message": "must not contain a NUL character"},
+    ]
+    close = call(
+        episode.tokens["executive"],
+        "post",
+        f"workstreams/{episode.ws.pk}/close",
+        {"resolution": "accepted_risk", "reason": "\x00"},
+    )
+    assert (close.status_code, close.json()["errors"][0]["path"]) == (422, "reason")
+    assert not episode.ws.paths.exists() and Workstream.objects.get().resolved_at is None
+
+
 def test_an_executive_reviews_and_closes(episode):
     call(episode.tokens["lead"], "post", f"workstreams/{episode.ws.pk}/mitigation", path_body())
     assert (

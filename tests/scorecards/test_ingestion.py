@@ -25,6 +25,8 @@ def check(org, items):
     ("item", "field", "message"),
     [
         (("nope", "2026-11-29T08:00:00Z", 1), "kpi", 'unknown KPI "nope"'),
+        (("ops\x00throughput", "2026-11-29T08:00:00Z", 1), "kpi", 'unknown KPI "ops\\x00throughput"'),
+        (("Ops.Throughput\n", "2026-11-29T08:00:00Z", 1), "kpi", 'unknown KPI "Ops.Throughput\\n"'),
         ((None, "2026-11-29T08:00:00Z", 1), "kpi", "must be a KPI key"),
         (("ops.throughput", "2026-11-29T08:00:00", 1), "at", "has no zone; add one, e.g. +01:00 or Z"),
         (("ops.throughput", "2026-11-29", 1), "at", "has no zone; add one, e.g. +01:00 or Z"),
