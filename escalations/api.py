@@ -27,7 +27,7 @@ class ActionOut(Schema):
 
 class MitigationOut(Schema):
     state: str
-    root_cause: Text
+    root_cause: str
     expected_recovery: date
     filed_at: datetime
     actions: list[ActionOut]

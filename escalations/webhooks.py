@@ -264,6 +264,6 @@ def _client() -> httpx.Client:
     return outbound.client(
         allow_setting="WEBHOOK_ALLOW_PRIVATE_NETWORKS",
         timeout=httpx.Timeout(settings.WEBHOOK_READ_TIMEOUT, connect=settings.WEBHOOK_CONNECT_TIMEOUT),
-        follow_redirects=False,  # each hop would need its own check, and a receiver has no reason to redirect
+        follow_redirects=False,  # a receiver has no reason to redirect a signed event elsewhere
         headers={"User-Agent": USER_AGENT},
     )
