@@ -72,7 +72,7 @@ router = Router(tags=["manifest"])
 
 MANIFEST_BODY = {
     "required": True,
-    "description": "The manifest (MANIFEST.md), as JSON or, with Content-Type application/yaml, as YAML.",
+    "description": "The manifest (docs/manifest.md), as JSON or, with Content-Type application/yaml, as YAML.",
     "content": {
         "application/json": {"schema": {"type": "object"}},
         "application/yaml": {"schema": {"type": "string"}},

@@ -10,7 +10,9 @@ from governance.models import User
 
 
 class Command(BaseCommand):
-    help = "Applies an organization manifest (MANIFEST.md) and prints the changes; invalid manifests change nothing."
+    help = (
+        "Applies an organization manifest (docs/manifest.md) and prints the changes; invalid manifests change nothing."
+    )
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("path", help="the manifest, YAML or JSON; - reads standard input")

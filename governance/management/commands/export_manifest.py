@@ -7,7 +7,7 @@ from governance.models import Organization
 
 
 class Command(BaseCommand):
-    help = "Prints an organization's manifest (MANIFEST.md) as YAML; applying it changes nothing."
+    help = "Prints an organization's manifest (docs/manifest.md) as YAML; applying it changes nothing."
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("--org", metavar="SLUG", required=True, help="the organization's slug")
