@@ -34,11 +34,13 @@ from scorecards.models import Kpi, OwnershipTransfer
 EXPECTED_DAY = "The expected recovery must be a day after today."
 
 
-def expected_day(day: date | None, *, org: Organization, now: datetime | None = None) -> None:
+def expected_day(
+    day: date | None, *, org: Organization, now: datetime | None = None, field: str = "expected_by"
+) -> None:
     """An expected recovery (the owner's path, an executive's "expect on track by") lies after today in the
     organization's calendar: a day that has come is a result, not an expectation."""
     if day is not None and day <= timezone.localdate(now or timezone.now(), org.tzinfo):
-        raise ValidationError(EXPECTED_DAY)
+        raise ValidationError({field: EXPECTED_DAY})
 
 
 def authority(
@@ -69,7 +71,9 @@ def authority(
         # The downstream owner assesses their own KPI; whoever else answers does so on their behalf, which the
         # owners of the upstream KPIs that caused the review may not.
         upstream = set(review.signals.values_list("upstream__owner__user_id", flat=True))
-        assignees = {task.assignee_id} if task is not None else set()
+        # Whoever a task of this review went to answers it: the downstream owner, and each escalation's assignee.
+        assignees = set(review.tasks.values_list("assignee_id", flat=True))
+        assignees |= {t.assignee_id for t in (task, review.task) if t is not None}
         return decision_authority(kind=kind, by=by, interested=upstream - {review.kpi.owner.user_id}, also=assignees)
     if kind == "target_change":
         return decision_authority(kind=kind, by=by, interested={kpi.owner.user_id})

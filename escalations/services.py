@@ -88,9 +88,9 @@ def mitigation_path_file(
     if not root_cause.strip():
         errors["root_cause"] = ["Say what caused the breach."]
     try:
-        expected_day(expected_recovery, org=ws.organization, now=now)
+        expected_day(expected_recovery, org=ws.organization, now=now, field="expected_recovery")
     except ValidationError as e:
-        errors["expected_recovery"] = e.messages
+        errors |= e.message_dict
     if not actions:
         errors["actions"] = [
             "An explanation is not a mitigation path: add at least one action with an owner and a date."

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from django.contrib import messages
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
 from django.db.models import Count, Q
 from django.http import HttpRequest, HttpResponse
@@ -307,6 +307,8 @@ def task_answer(request: HttpRequest, task_id: int) -> HttpResponse:
             review = services.dependency_review_answer(
                 task=task, by=request.membership, impact=impact, reason=form.cleaned_data["reason"], review_id=part
             )
+        except PermissionDenied as e:  # four eyes: not on behalf of the downstream owner
+            raise refuse(request, str(e)) from e
         except ValidationError as e:
             error = " ".join(e.messages)
             if "kpi" in getattr(e, "error_dict", {}):
