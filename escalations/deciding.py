@@ -113,9 +113,11 @@ def decision_record(
     action: MitigationAction | None = None,
     transfer: OwnershipTransfer | None = None,
     now: datetime | None = None,
+    timeline: bool = True,
 ) -> Decision:
-    """The Decision row, its audit event and its line on the workstream's timeline. The kind's own service has
-    checked `authority` and made the change it describes, in the same transaction."""
+    """The Decision row, its audit event and its line on the workstream's timeline (`timeline=False`: the service's
+    own line tells it already). The kind's own service has checked `authority` and made the change it describes, in
+    the same transaction."""
     if not authority:
         raise PermissionDenied(authority.refusal)
     if kpi.organization_id != by.organization_id:
@@ -156,7 +158,7 @@ def decision_record(
             **(payload or {}),
         },
     )
-    if workstream is not None:
+    if workstream is not None and timeline:
         by_line = f" by {by.user.name}" + (f" in {session.title}" if session else "")
         own = f" ({SELF_APPROVED})" if authority.self_approved else ""
         event(workstream, now, "decision", f"{decision.get_kind_display()}{by_line}{own}: {reason}", by.user)

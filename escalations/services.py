@@ -31,7 +31,7 @@ from escalations.models import (
 from escalations.notifications import Message, notify
 from escalations.sweeps import add_task, event, mitigated, resolve, workstream_url
 from escalations.timing import Policy
-from governance.access import decision_reason
+from governance.access import SELF_APPROVED, decision_reason
 from governance.durations import format_duration
 from governance.manifest import Context, canonical_target, target_problem
 from governance.models import Invitation, Membership, Organization, Role, Team, User, key_validator
@@ -177,7 +177,10 @@ def mitigation_path_review(
     path.reviewed_by, path.reviewed_at, path.review_comment = by.user, now, comment
     path.save(update_fields=["state", "reviewed_by", "reviewed_at", "review_comment"])
     verdict = "approved" if approve else "rejected"
-    event(ws, now, f"path_{verdict}", f"Path {verdict} by {by.user.name}: {comment}", by.user)
+    # One line on the timeline for the review and its decision.
+    where = f" in {session.title}" if session else ""
+    own = f" ({SELF_APPROVED})" if allowed.self_approved else ""
+    event(ws, now, f"path_{verdict}", f"Path {verdict} by {by.user.name}{where}{own}: {comment}", by.user)
     deciding.decision_record(
         kind=Decision.Kind.PATH_APPROVED if approve else Decision.Kind.PATH_REJECTED,
         kpi=ws.kpi,
@@ -190,6 +193,7 @@ def mitigation_path_review(
         expected_by=(expected_by or path.expected_recovery) if approve else None,
         payload={"root_cause": path.root_cause, "expected_recovery": path.expected_recovery.isoformat()},
         now=now,
+        timeline=False,
     )
     audit_log(
         org=ws.organization, actor=by.user, verb=f"mitigation_path.{verdict}", obj=path, after={"comment": comment}
@@ -381,6 +385,7 @@ def workstream_close(*, workstream: Workstream, by: Membership, resolution: str,
         workstream=ws,
         payload={"resolution": resolution},
         now=now,
+        timeline=False,  # the resolution's line says it
     )
     return ws
 

@@ -95,7 +95,10 @@ def test_approving_a_path_stops_escalation_and_records_the_decision_with_its_fol
     assert decision.kpi_status == "off_track" and decision.decided_by == tenant.executive.user
     assert [e.after["reason"] for e in audited(tenant, "decision.path_approved")] == ["Credible plan, owners named."]
     assert audited(tenant, "mitigation_path.approved")  # the path review's own audit
-    assert WorkstreamEvent.objects.filter(workstream=escalated, verb="decision").exists()
+    # One line on the timeline for the review and its decision.
+    assert [
+        e.verb for e in WorkstreamEvent.objects.filter(workstream=escalated, verb__in=["decision", "path_approved"])
+    ] == ["path_approved"]
 
 
 def test_rejecting_a_path_sends_it_back_to_the_owner(tenant, escalated):
