@@ -54,10 +54,10 @@ def decision_change(decision: Decision) -> str:
         cause = payload.get("root_cause", "")
         return f"Root cause: {cause}" if cause else ""
     if kind in (Decision.Kind.TRANSFER_REQUESTED, Decision.Kind.TRANSFER_DECIDED):
-        owners = f"owner {payload.get('from_owner', '').split(' <')[0]} → {payload.get('to_owner', '').split(' <')[0]}"
+        owners = f"{payload.get('from_owner', '').split(' <')[0]} → {payload.get('to_owner', '').split(' <')[0]}"
         if kind == Decision.Kind.TRANSFER_REQUESTED:
-            return owners.capitalize()
-        return f"{'Approved' if payload.get('approved') else 'Refused'}: {owners}"
+            return f"Owner {owners}"
+        return f"{'Approved' if payload.get('approved') else 'Refused'}: owner {owners}"
     if kind == Decision.Kind.WORKSTREAM_CLOSED:
         resolution = payload.get("resolution", "")
         labels = dict(Workstream.Resolution.choices)
