@@ -10,7 +10,7 @@ from ninja import Field, Query, Router, Schema
 from pydantic import StrictBool
 
 from escalations import selectors, services
-from escalations.models import DependencyReview, MitigationPath, Notification, Task, Workstream
+from escalations.models import Decision, DependencyReview, MitigationPath, Notification, Task, Workstream
 from governance.api import ApiError, Text
 from governance.models import Membership
 from scorecards.api import Errors, page_of
@@ -62,7 +62,8 @@ class MitigationIn(Schema):
 
 class ReviewIn(Schema):
     decision: Text = Field(description="approve | reject")
-    comment: Text = ""
+    comment: Text = Field("", description="the reason, required: the decision log records it")
+    reason: Text = Field("", description="the same as comment (either one)")
 
 
 class CloseIn(Schema):
@@ -120,6 +121,20 @@ class AnswerIn(Schema):
     reason: Text = ""
     kpi: Text | None = Field(
         None, description="the downstream KPI answered for; needed while the task lists several unanswered ones"
+    )
+
+
+class DecisionOut(Schema):
+    id: int
+    kind: str = Field(description=" | ".join(Decision.Kind.values))
+    kpi: str = Field(description="the KPI's key")
+    workstream: int | None
+    decided_by: str = Field(description="email")
+    reason: str
+    decided_at: datetime
+    self_approved: bool = Field(
+        description="taken by the KPI's owner (or the path's filer, the transfer's requester) because nobody else in "
+        "the organization may decide"
     )
 
 
@@ -231,7 +246,9 @@ def workstream_review(request: HttpRequest, workstream_id: int, body: ReviewIn):
     path = ws.paths.filter(state=MitigationPath.State.SUBMITTED).first()
     if path is None:
         raise ApiError(422, [{"path": "id", "message": "no mitigation path awaits review"}])
-    services.mitigation_path_review(path=path, by=by, approve=body.decision == "approve", comment=body.comment)
+    services.mitigation_path_review(
+        path=path, by=by, approve=body.decision == "approve", comment=body.reason or body.comment
+    )
     return _out(_workstream(request, workstream_id))
 
 
@@ -360,6 +377,42 @@ def task_answer(request: HttpRequest, task_id: int, body: AnswerIn):
         review_id = next((r for r in named if r.is_open), named[0]).pk
     services.dependency_review_answer(task=task, by=by, impact=body.impact, reason=body.reason, review_id=review_id)
     return _task_out(_task(request, task_id))
+
+
+@router.get(
+    "/decisions",
+    response=list[DecisionOut],
+    tags=["decisions"],
+    summary="The decision log, newest first (100 per page): every decision, wherever it was taken",
+)
+def decisions_list(
+    request: HttpRequest,
+    response: HttpResponse,
+    kpi: str | None = None,
+    kind: str | None = Query(None, pattern=f"^({'|'.join(Decision.Kind.values)})$"),
+    since: datetime | None = None,
+    page: int = Query(1, ge=1),
+):
+    qs = Decision.objects.for_org(request.org).select_related("kpi", "decided_by").order_by("-decided_at", "-id")
+    if kpi:
+        qs = qs.filter(kpi__key=kpi)
+    if kind:
+        qs = qs.filter(kind=kind)
+    if since:
+        qs = qs.filter(decided_at__gte=since)
+    return [
+        {
+            "id": d.pk,
+            "kind": d.kind,
+            "kpi": d.kpi.key,
+            "workstream": d.workstream_id,
+            "decided_by": d.decided_by.email,
+            "reason": d.reason,
+            "decided_at": d.decided_at,
+            "self_approved": d.self_approved,
+        }
+        for d in page_of(response, request, qs, page)
+    ]
 
 
 @router.get(

@@ -1,10 +1,11 @@
 """Executive reviews and the decision log: every red item ends in a recorded decision.
 
 Writes. Each kind of decision is one service that makes its change through the code that owns it (the path review
-of escalations.services, the KPI update and the transfer request of scorecards.services, the escalation state the
-sweeps read) and records a Decision with its reason in the same transaction, audited and on the workstream's
-timeline. Only executives and admins decide. A review session groups the decisions taken while it is open: its
-minutes.
+of escalations.services, the KPI update and the transfer request and decision of scorecards.services, the
+escalation state the sweeps read) and records a Decision with its reason in the same transaction
+(escalations.deciding.decision_record), audited and on the workstream's timeline. Who may decide is the decision's
+authority (escalations.deciding.authority: four eyes). A review session groups the decisions taken while it is
+open: its minutes.
 
 Reads. `agenda` composes what needs a decision, in a constant number of queries: mitigation paths awaiting
 review, exhausted escalations, off-track KPIs without an approved path, dependency reviews answered "impact",
@@ -28,6 +29,7 @@ from django.utils.safestring import SafeString
 from dependencies import selectors as dependency_selectors
 from dependencies.models import Dependency
 from escalations import services
+from escalations.deciding import authority, decision_record, expected_day, require
 from escalations.models import (
     Decision,
     DependencyReview,
@@ -40,7 +42,8 @@ from escalations.models import (
 )
 from escalations.notifications import Message, notify
 from escalations.sweeps import event, mitigated, workstream_url
-from governance.models import Membership, Organization, Role
+from governance.access import DECISION_ROLES, decision_reason
+from governance.models import Membership, Organization
 from governance.services import audit_log, snapshot
 from scorecards import kpi_chart
 from scorecards import services as scorecard_services
@@ -48,7 +51,7 @@ from scorecards.models import Kpi, OwnershipTransfer, Status, StatusChange
 from scorecards.selectors import fetch_series
 from scorecards.thresholds import settings_errors
 
-DECIDERS = (Role.ADMIN, Role.EXECUTIVE)
+DECIDERS = DECISION_ROLES["risk_accept"]  # who decides on the agenda and runs a review: executives and admins
 OPEN_TASKS = [Task.State.OPEN, Task.State.ACKNOWLEDGED]
 MAX_RISK = timedelta(days=366)  # a risk is accepted for a year at most: then it comes back to a review
 TARGET_FIELDS = ["target_value", "target_by", "thresholds"]
@@ -71,84 +74,8 @@ def _today(org: Organization, now: datetime | None = None) -> date:
     return timezone.localdate(now or timezone.now(), org.tzinfo)
 
 
-def _check(*, by: Membership, kpi: Kpi, reason: str, session: ReviewSession | None) -> str:
-    """Who may decide, with which reason, in which session; returns the reason as recorded."""
-    if not may_decide(by):
-        raise PermissionDenied("Only executives and admins decide.")
-    if kpi.organization_id != by.organization_id:
-        raise PermissionDenied("This KPI belongs to another organization.")
-    reason = reason.strip()
-    if not reason:
-        raise ValidationError({"reason": "Every decision needs its reason on record."})
-    if session is not None:
-        # Locked: a decision never lands in a session that another request is closing.
-        stored = ReviewSession.objects.select_for_update().filter(pk=session.pk).first()
-        if stored is None or stored.organization_id != kpi.organization_id:
-            raise PermissionDenied("This review session belongs to another organization.")
-        if not stored.is_open:
-            raise ValidationError("This review session is closed: its minutes are final.")
-    return reason
-
-
 def _open_workstream(kpi: Kpi) -> Workstream | None:
     return Workstream.objects.filter(kpi_id=kpi.pk, resolved_at=None).first()
-
-
-@transaction.atomic
-def decision_record(
-    *,
-    kind: str,
-    kpi: Kpi,
-    by: Membership,
-    reason: str,
-    session: ReviewSession | None = None,
-    workstream: Workstream | None = None,
-    payload: dict | None = None,
-    expected_by: date | None = None,
-    path: MitigationPath | None = None,
-    action: MitigationAction | None = None,
-    transfer: OwnershipTransfer | None = None,
-) -> Decision:
-    """The Decision row, its audit event and its line on the workstream's timeline. The kind's own service has made
-    the change it describes, in the same transaction."""
-    reason = _check(by=by, kpi=kpi, reason=reason, session=session)
-    if kind not in Decision.Kind.values:
-        raise ValidationError({"kind": f"Unknown kind of decision: {kind}."})
-    now = timezone.now()
-    decision = Decision.objects.create(
-        organization_id=kpi.organization_id,
-        kind=kind,
-        kpi=kpi,
-        workstream=workstream,
-        session=session,
-        decided_by=by.user,
-        decided_at=now,
-        reason=reason,
-        kpi_status=Kpi.objects.filter(pk=kpi.pk).values_list("status", flat=True).get(),
-        payload=payload or {},
-        expected_by=expected_by,
-        path=path,
-        action=action,
-        transfer=transfer,
-    )
-    label = decision.get_kind_display()
-    audit_log(
-        org=by.organization,
-        actor=by.user,
-        verb=f"decision.{kind}",
-        obj=decision,
-        after={
-            "kpi": kpi.key,
-            "reason": reason,
-            "expected_by": expected_by.isoformat() if expected_by else None,
-            "session": session.pk if session else None,
-            **(payload or {}),
-        },
-    )
-    if workstream is not None:
-        by_line = f" by {by.user.name}" + (f" in {session.title}" if session else "")
-        event(workstream, now, "decision", f"{label}{by_line}: {reason}", by.user)
-    return decision
 
 
 def _tell(kpi: Kpi, people: Iterable[Membership], subject: str, body: str, key: str, ws: Workstream | None) -> None:
@@ -175,23 +102,12 @@ def decision_review_path(
     expected_by: date | None = None,
     session: ReviewSession | None = None,
 ) -> Decision:
-    """Approve or reject a mitigation path through the path review (which stops escalation or sends the path back
-    to the owner); the follow-up of an approval is the path's expected recovery unless said otherwise."""
-    path = MitigationPath.objects.select_related("workstream__kpi__organization").get(pk=path.pk)
-    ws, kpi = path.workstream, path.workstream.kpi
-    _check(by=by, kpi=kpi, reason=reason, session=session)
-    services.mitigation_path_review(path=path, by=by, approve=approve, comment=reason.strip())
-    return decision_record(
-        kind=Decision.Kind.APPROVE_PATH if approve else Decision.Kind.REJECT_PATH,
-        kpi=kpi,
-        by=by,
-        reason=reason,
-        session=session,
-        workstream=ws,
-        path=path,
-        expected_by=(expected_by or path.expected_recovery) if approve else None,
-        payload={"root_cause": path.root_cause, "expected_recovery": path.expected_recovery.isoformat()},
+    """Approve or reject a mitigation path through the path review, which records the decision (the same rules and
+    the same row as on the workstream page and the API)."""
+    path = services.mitigation_path_review(
+        path=path, by=by, approve=approve, comment=reason, expected_by=expected_by, session=session
     )
+    return Decision.objects.filter(path=path).latest("decided_at", "id")
 
 
 @transaction.atomic
@@ -204,7 +120,8 @@ def decision_accept_risk(
     at once (a new fact outweighs an old acceptance)."""
     ws = services.workstream_locked(workstream)
     kpi = ws.kpi
-    _check(by=by, kpi=kpi, reason=reason, session=session)
+    allowed = require(authority("risk_accept", by=by, workstream=ws))
+    reason = decision_reason(reason)
     today = _today(ws.organization)
     if until <= today:
         raise ValidationError({"until": "Accept the risk until a day after today."})
@@ -230,9 +147,10 @@ def decision_accept_risk(
         by.user,
     )
     decision = decision_record(
-        kind=Decision.Kind.ACCEPT_RISK,
+        kind=Decision.Kind.RISK_ACCEPTED,
         kpi=kpi,
         by=by,
+        authority=allowed,
         reason=reason,
         session=session,
         workstream=ws,
@@ -269,8 +187,10 @@ def decision_change_target(
 ) -> Decision:
     """A new target or new thresholds through the KPI update (audited as kpi.updated); the KPI is evaluated against
     them at the next sweep, and an episode it leaves recovers by the usual rules (keep_for, recovery margin)."""
-    _check(by=by, kpi=kpi, reason=reason, session=session)
-    stored = Kpi.objects.select_for_update(of=("self",)).select_related("organization").get(pk=kpi.pk)
+    stored = Kpi.objects.select_for_update(of=("self",)).select_related("organization", "owner").get(pk=kpi.pk)
+    allowed = require(authority("target_change", by=by, kpi=stored))
+    reason = decision_reason(reason)
+    expected_day(expected_by, org=stored.organization)
     errors = settings_errors(
         stored.direction,
         thresholds,
@@ -292,9 +212,10 @@ def decision_change_target(
     scorecard_services.kpi_schedule_evaluation(kpi=stored)
     ws = _open_workstream(stored)
     decision = decision_record(
-        kind=Decision.Kind.CHANGE_TARGET,
+        kind=Decision.Kind.TARGET_CHANGED,
         kpi=stored,
         by=by,
+        authority=allowed,
         reason=reason,
         session=session,
         workstream=ws,
@@ -323,21 +244,44 @@ def decision_request_transfer(
     session: ReviewSession | None = None,
 ) -> Decision:
     """An ownership transfer request (scorecards.services): another executive or admin approves it."""
-    _check(by=by, kpi=kpi, reason=reason, session=session)
+    allowed = require(authority("transfer_request", by=by))
+    reason = decision_reason(reason)
     kpi = Kpi.objects.select_related("owner__user", "organization").get(pk=kpi.pk)
-    transfer = scorecard_services.ownership_transfer_request(
-        kpi=kpi, requester=by, to_owner=to_owner, reason=reason.strip()
-    )
+    expected_day(expected_by, org=kpi.organization)
+    transfer = scorecard_services.ownership_transfer_request(kpi=kpi, requester=by, to_owner=to_owner, reason=reason)
     return decision_record(
-        kind=Decision.Kind.TRANSFER_OWNER,
+        kind=Decision.Kind.TRANSFER_REQUESTED,
         kpi=kpi,
         by=by,
+        authority=allowed,
         reason=reason,
         session=session,
         workstream=_open_workstream(kpi),
         expected_by=expected_by,
         transfer=transfer,
         payload={"from_owner": str(kpi.owner), "to_owner": str(to_owner)},
+    )
+
+
+@transaction.atomic
+def decision_transfer(*, transfer: OwnershipTransfer, by: Membership, approve: bool, reason: str) -> Decision:
+    """Approve or refuse an ownership transfer through scorecards' service (another admin or executive than the
+    requester, with a reason), recorded in the decision log: the entry point of the KPI page."""
+    stored = OwnershipTransfer.objects.select_related("kpi__organization", "from_owner__user", "to_owner__user").get(
+        pk=transfer.pk
+    )
+    allowed = require(scorecard_services.transfer_authority(stored, by))
+    decided = scorecard_services.ownership_transfer_decide(transfer=stored, decider=by, approve=approve, note=reason)
+    return decision_record(
+        kind=Decision.Kind.TRANSFER_DECIDED,
+        kpi=stored.kpi,
+        by=by,
+        authority=allowed,
+        reason=decided.decision_note,
+        workstream=_open_workstream(stored.kpi),
+        transfer=decided,
+        payload={"approved": approve, "from_owner": str(stored.from_owner), "to_owner": str(stored.to_owner)},
+        now=decided.decided_at,
     )
 
 
@@ -363,7 +307,9 @@ def decision_assign_action(
     goes overdue like the owner's own actions (on an approved path, an overdue one restarts escalation)."""
     ws = services.workstream_locked(workstream)
     kpi = ws.kpi
-    _check(by=by, kpi=kpi, reason=reason, session=session)
+    allowed = require(authority("action_assign", by=by))
+    reason = decision_reason(reason)
+    expected_day(expected_by, org=ws.organization)
     path = action_path(ws)
     errors: dict[str, list[str]] = {}
     if path is None:
@@ -398,9 +344,10 @@ def decision_assign_action(
         after={"owner": str(owner), "due": due.isoformat(), "path": path.pk},
     )
     decision = decision_record(
-        kind=Decision.Kind.ASSIGN_ACTION,
+        kind=Decision.Kind.ACTION_ASSIGNED,
         kpi=kpi,
         by=by,
+        authority=allowed,
         reason=reason,
         session=session,
         workstream=ws,
@@ -579,8 +526,13 @@ def agenda(
     now = now or timezone.now()
     today = _today(org, now)
     open_ws = Workstream.objects.filter(kpi=OuterRef("pk"), resolved_at=None)
-    on_kpi = Decision.objects.filter(kpi=OuterRef("pk")).order_by("-decided_at", "-id")
-    risks = on_kpi.filter(kind=Decision.Kind.ACCEPT_RISK)
+    # A downstream owner's "no impact" assesses an upstream change, not this KPI's own breach.
+    on_kpi = (
+        Decision.objects.filter(kpi=OuterRef("pk"))
+        .exclude(kind=Decision.Kind.REVIEW_NO_IMPACT)
+        .order_by("-decided_at", "-id")
+    )
+    risks = on_kpi.filter(kind=Decision.Kind.RISK_ACCEPTED)
     closed = Workstream.objects.filter(kpi=OuterRef("pk"), closed_by__isnull=False).order_by("-resolved_at")
     kpis = Kpi.objects.for_org(org).filter(archived_at=None)
     if kpi_ids is not None:
@@ -702,6 +654,8 @@ def _attach_context(
         by_kpi.setdefault(decision.kpi_id, []).append(decision)
     for item in items:
         item.path = latest.get(item.workstream.pk) if item.workstream is not None else None
+        if item.path is not None:
+            item.path.workstream = item.workstream  # loaded, with its KPI and owner
         item.upstream = ups.get(item.kpi.pk, [])
         item.downstream = downs.get(item.kpi.pk, [])
         item.decisions = by_kpi.get(item.kpi.pk, [])[: None if session else 3]

@@ -20,6 +20,7 @@ from functools import partial
 from django.db.models import F, Min
 from django.utils import timezone
 
+from escalations.deciding import authority
 from escalations.models import MitigationAction, MitigationPath, Notification, Task, Workstream
 from escalations.services import (
     ActionDraft,
@@ -146,8 +147,17 @@ def _file_past_path(ws: Workstream, moment: datetime) -> None:
     )
 
 
+def _reviewer(path: MitigationPath, *people: Membership) -> Membership:
+    """The first of `people` who may review the path without approving their own work (four eyes)."""
+    return next(m for m in people if (a := authority("path_review", by=m, path=path)) and not a.self_approved)
+
+
 def _approve_past_path(path: MitigationPath, ceo: Membership, moment: datetime) -> None:
-    mitigation_path_review(path=path, by=ceo, approve=True, comment="", now=moment)
+    org = path.organization
+    reviewer = _reviewer(path, ceo, _member(org, "coo@acme.test"), _member(org, "cfo@acme.test"))
+    mitigation_path_review(
+        path=path, by=reviewer, approve=True, comment="Cause found and owned; the actions fit it.", now=moment
+    )
 
 
 def _finish_past_action(action: MitigationAction, moment: datetime) -> None:
@@ -198,7 +208,9 @@ def _people_act(org: Organization, now) -> None:
         [("Renegotiate the sea-freight contract for Q1", cfo, 10), ("Stop expedites under 500 EUR", planner, 5)],
     )
     if path:
-        mitigation_path_review(path=path, by=ceo, approve=True, comment="Agreed; review again at the month end.")
+        mitigation_path_review(
+            path=path, by=_reviewer(path, ceo, cfo), approve=True, comment="Agreed; review again at the month end."
+        )
     # Filed and awaiting review: escalation continues until someone approves it.
     file(
         "sc.inventory_turnover",
@@ -212,7 +224,10 @@ def _people_act(org: Organization, now) -> None:
     path = file("sc.otif", "Carrier capacity", [("Talk to the carriers", planner, 14)])
     if path:
         mitigation_path_review(
-            path=path, by=ceo, approve=False, comment="Which carriers, which lanes, by when? Add owners and dates."
+            path=path,
+            by=_reviewer(path, ceo, cfo),
+            approve=False,
+            comment="Which carriers, which lanes, by when? Add owners and dates.",
         )
     # Approved, then an action went overdue: escalation restarts from level 1.
     path = file(
@@ -221,7 +236,9 @@ def _people_act(org: Organization, now) -> None:
         [("Retrain the scoring model on last year's closed deals", _member(org, "analyst.marketing@acme.test"), 3)],
     )
     if path:
-        mitigation_path_review(path=path, by=ceo, approve=True, comment="")
+        mitigation_path_review(
+            path=path, by=_reviewer(path, ceo, cfo), approve=True, comment="Retraining on closed deals fits the cause."
+        )
         MitigationAction.objects.filter(path=path).update(due=today - timedelta(days=2))
         advance_escalations(now=now, org_id=org.pk)
     # Closed by decision.

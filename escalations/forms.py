@@ -86,12 +86,13 @@ def posted_rows(data: QueryDict) -> list[dict]:
 
 
 class ReviewForm(forms.Form):
+    # The reason is required by the review service (one message on every page and the API), not by the form.
     decision = forms.ChoiceField(choices=[("approve", "Approve"), ("reject", "Reject")])
-    comment = forms.CharField(
+    reason = forms.CharField(
         required=False,
         max_length=4000,
         widget=forms.Textarea(attrs={"rows": 2}),
-        help_text="Required to reject: say what the owner should change.",
+        help_text="On the record: the decision log shows it. Rejecting: say what the owner should change.",
     )
 
 
@@ -113,7 +114,10 @@ class CloseForm(forms.Form):
         help_text="Recovery is recorded by the evaluator when the KPI is on track again; this is a decision.",
     )
     reason = forms.CharField(
-        max_length=4000, widget=forms.Textarea(attrs={"rows": 2}), help_text="On the record for everyone told."
+        required=False,
+        max_length=4000,
+        widget=forms.Textarea(attrs={"rows": 2}),
+        help_text="On the record for everyone told.",
     )
 
 

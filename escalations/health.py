@@ -21,7 +21,7 @@ from django.db.models import Case, Count, Expression, IntegerField, Min, OuterRe
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from escalations.models import MitigationAction, MitigationPath, ReviewSession, Task, Workstream
+from escalations.models import Decision, MitigationAction, MitigationPath, ReviewSession, Task, Workstream
 from governance.models import Organization
 from scorecards.models import Kpi, Status, StatusChange
 
@@ -292,6 +292,38 @@ def decisions_per_review(org: Organization, weeks: list[Week]) -> Metric:
     )
 
 
+def self_approved(org: Organization, weeks: list[Week]) -> Metric:
+    """Decisions taken by the person they concern because nobody else in the organization could (four eyes),
+    by the week they were taken."""
+    rows = (
+        Decision.objects.for_org(org)
+        .filter(self_approved=True, decided_at__gte=weeks[0].start, decided_at__lt=weeks[-1].end)
+        .annotate(week=week_index(weeks, "decided_at"))
+        .values("week")
+        .annotate(n=Count("pk"))
+        .order_by()
+    )
+    values = [0] * len(weeks)
+    for row in rows:
+        values[row["week"]] = row["n"]
+    total = sum(values)
+    return Metric(
+        key="self_approved",
+        column="Self-approved",
+        title="Self-approved decisions",
+        how="Decisions taken by the KPI's owner, the path's filer or the transfer's requester because nobody else "
+        "in the organization could decide (four eyes), by the week they were taken.",
+        chart="bar",
+        unit="",
+        values=values,
+        cells=[str(v) for v in values],
+        headline=str(total),
+        headline_label=f"self-approved decision{'s' if total != 1 else ''} in {len(weeks)} weeks",
+        tone="ok" if total == 0 else "bad",
+        empty="" if total else "Every decision in these weeks had a second person.",
+    )
+
+
 # The page's metrics, in order.
 METRICS: tuple[Callable[[Organization, list[Week]], Metric], ...] = (
     time_to_approval,
@@ -299,6 +331,7 @@ METRICS: tuple[Callable[[Organization, list[Week]], Metric], ...] = (
     stale_share,
     overdue_actions,
     decisions_per_review,
+    self_approved,
 )
 
 

@@ -560,16 +560,20 @@ class ReviewAttendee(models.Model):
 
 
 class Decision(models.Model):
-    """What an executive or admin decided about a KPI, why, and by when it should show (`expected_by`): the
-    decision log. Written once by escalations.decisions together with the effect it describes; never edited."""
+    """What someone decided about a KPI, why, and by when it should show (`expected_by`): the decision log. Written
+    once by escalations.deciding.decision_record, in the transaction of the effect it describes, wherever the
+    decision was taken (a page, the agenda, the API); never edited. The kinds are the API's names (API.md)."""
 
     class Kind(models.TextChoices):
-        APPROVE_PATH = "approve_path", "Approved the mitigation path"
-        REJECT_PATH = "reject_path", "Rejected the mitigation path"
-        ACCEPT_RISK = "accept_risk", "Accepted the risk"
-        CHANGE_TARGET = "change_target", "Changed the target"
-        TRANSFER_OWNER = "transfer_owner", "Requested an ownership transfer"
-        ASSIGN_ACTION = "assign_action", "Assigned an action"
+        PATH_APPROVED = "path_approved", "Approved the mitigation path"
+        PATH_REJECTED = "path_rejected", "Rejected the mitigation path"
+        WORKSTREAM_CLOSED = "workstream_closed", "Closed the workstream"
+        RISK_ACCEPTED = "risk_accepted", "Accepted the risk"
+        TARGET_CHANGED = "target_changed", "Changed the target"
+        TRANSFER_DECIDED = "transfer_decided", "Decided an ownership transfer"
+        REVIEW_NO_IMPACT = "review_no_impact", "Answered a dependency review: no impact"
+        TRANSFER_REQUESTED = "transfer_requested", "Requested an ownership transfer"
+        ACTION_ASSIGNED = "action_assigned", "Assigned an action"
 
     organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
     kind = models.CharField(max_length=20, choices=Kind.choices)
@@ -593,6 +597,9 @@ class Decision(models.Model):
     transfer = models.ForeignKey(
         "scorecards.OwnershipTransfer", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
+    # Four eyes (SEMANTICS.md section 3): taken by an interested person because nobody else in the organization
+    # may decide; the log shows it in red and the governance health page counts it.
+    self_approved = models.BooleanField(default=False)
 
     objects = TenantQuerySet.as_manager()
 

@@ -16,8 +16,9 @@ REASON_HELP = "On the record: the decision log, the minutes and the audit log sh
 
 
 def reason_field(label: str = "Reason") -> forms.CharField:
+    # Not required here: the decision's service refuses an empty reason, with the message every page shows.
     return forms.CharField(
-        label=label, max_length=4000, widget=forms.Textarea(attrs={"rows": 2}), help_text=REASON_HELP
+        label=label, required=False, max_length=4000, widget=forms.Textarea(attrs={"rows": 2}), help_text=REASON_HELP
     )
 
 

@@ -12,7 +12,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
-from escalations import decisions, pack, selectors
+from escalations import deciding, decisions, pack, selectors
 from escalations.models import MitigationPath, ReviewSession, Task, Workstream
 from escalations.review_forms import (
     DECISION_FORMS,
@@ -23,12 +23,12 @@ from escalations.review_forms import (
     SessionCloseForm,
     SessionStartForm,
 )
-from governance.access import deny, get_for_org_or_404, role_required
+from governance.access import get_for_org_or_404, refuse, role_required
 from governance.forms import active_members, apply_errors
 from governance.models import Role
+from scorecards.forms import TransferDecisionForm
 from scorecards.models import Kpi, OwnershipTransfer
 
-DECIDERS = "executives and admins"
 deciders_only = role_required(Role.EXECUTIVE, Role.ADMIN)
 LOG_PAGE_SIZE = 50
 PANEL_SIZE = 5
@@ -39,13 +39,19 @@ PANEL_SIZE = 5
 
 def _options(request: HttpRequest, item: decisions.AgendaItem, ctx: dict, bound: DecisionForm | None) -> list[dict]:
     """The decisions this item takes, each with its form (the bound one back with its errors, open)."""
-    session = ctx["session"]
+    session, by = ctx["session"], request.membership
     kinds = []
-    if item.awaiting and (request.membership.is_executive or item.workstream.pk in ctx["escalated"]):
+    # The decision's own authority (four eyes included): an owner sees no button on their own KPI.
+    ws_id = item.workstream.pk if item.workstream is not None else None
+    escalated, filers = ctx["escalated"].get(ws_id, set()), ctx["filers"].get(ws_id, set())
+    if item.awaiting and deciding.authority("path_review", by=by, path=item.path, escalated=escalated):
         kinds.append("path")
-    if item.workstream is not None:
+    if item.workstream is not None and deciding.authority(
+        "risk_accept", by=by, workstream=item.workstream, filers=filers
+    ):
         kinds.append("risk")
-    kinds.append("target")
+    if deciding.authority("target_change", by=by, kpi=item.kpi):
+        kinds.append("target")
     if item.kpi.pk not in ctx["transferring"]:
         kinds.append("transfer")
     if item.workstream is not None and item.path is not None and item.path.state != MitigationPath.State.REJECTED:
@@ -67,19 +73,24 @@ def _options(request: HttpRequest, item: decisions.AgendaItem, ctx: dict, bound:
 
 def _item_context(request: HttpRequest, items: list[decisions.AgendaItem], session: ReviewSession | None) -> dict:
     """What the items' decision forms need, in a few queries for the whole agenda (charts included)."""
-    ws_ids = [i.workstream.pk for i in items if i.workstream is not None]
     charts = decisions.attach_charts([i.kpi for i in items], request.org.tzinfo)
     for item in items:
         item.chart = charts.get(item.kpi.pk, "")
+    ws_ids = [i.workstream.pk for i in items if i.workstream is not None]
+    escalated: dict[int, set[int]] = {}
+    for ws_id, assignee in Task.objects.filter(kind=Task.Kind.ESCALATION, workstream_id__in=ws_ids).values_list(
+        "workstream_id", "assignee_id"
+    ):
+        escalated.setdefault(ws_id, set()).add(assignee)
+    filers: dict[int, set[int]] = {}
+    for ws_id, user in MitigationPath.objects.filter(workstream_id__in=ws_ids).values_list("workstream_id", "filed_by"):
+        filers.setdefault(ws_id, set()).add(user)
     return {
         "session": session,
+        # The facts of the decisions' authority (four eyes), read once for the whole agenda.
+        "escalated": escalated,
+        "filers": filers,
         "members": list(active_members(request.org)),
-        # Executives review every path; an admin only those whose episode escalated to them (the path review's rule).
-        "escalated": set(
-            Task.objects.filter(
-                assignee=request.membership, kind=Task.Kind.ESCALATION, workstream_id__in=ws_ids
-            ).values_list("workstream_id", flat=True)
-        ),
         "transferring": {
             t.kpi_id: t
             for t in OwnershipTransfer.objects.filter(
@@ -211,7 +222,7 @@ def review_decide(request: HttpRequest, kpi_id: int) -> HttpResponse:
         try:
             notice = _decide(request, kpi, form)
         except PermissionDenied as e:
-            raise deny(request, DECIDERS) from e
+            raise refuse(request, str(e)) from e
         except ValidationError as e:
             apply_errors(form, e)
     session = form.cleaned_data.get("session") if hasattr(form, "cleaned_data") else None
@@ -388,3 +399,29 @@ def workstream_decisions(request: HttpRequest, workstream_id: int) -> HttpRespon
     context = {"ws": ws, "kpi": ws.kpi, "scope": "workstream"}
     log = decisions.decision_list(org=request.org, workstream=ws)
     return _log_page(request, context, log, panel=bool(request.htmx))
+
+
+# --- an ownership transfer, decided from the KPI page ---------------------------------------------------------
+
+
+@require_POST
+def transfer_decide(request: HttpRequest, transfer_id: int) -> HttpResponse:
+    transfer = get_for_org_or_404(request, OwnershipTransfer, transfer_id)
+    form = TransferDecisionForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "Approve or reject the transfer.")
+    else:
+        try:
+            decisions.decision_transfer(
+                transfer=transfer,
+                by=request.membership,
+                approve=form.cleaned_data["decision"] == "approve",
+                reason=form.cleaned_data["note"],
+            )
+        except PermissionDenied as e:
+            raise refuse(request, str(e)) from e
+        except ValidationError as e:
+            messages.error(request, " ".join(e.messages))
+        else:
+            messages.success(request, f"Transfer {form.cleaned_data['decision']}d; the decision log records it.")
+    return redirect("kpi_detail", org_slug=request.org.slug, kpi_id=transfer.kpi_id)

@@ -11,8 +11,10 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.utils import timezone
 
-from escalations import reviews, webhooks
+from escalations import deciding, reviews, webhooks
+from escalations.deciding import expected_day
 from escalations.models import (
+    Decision,
     DependencyReview,
     EscalationLevel,
     EscalationPolicy,
@@ -20,6 +22,7 @@ from escalations.models import (
     MitigationPath,
     Notification,
     NotificationPreference,
+    ReviewSession,
     Task,
     Webhook,
     WebhookDelivery,
@@ -28,6 +31,7 @@ from escalations.models import (
 from escalations.notifications import Message, notify
 from escalations.sweeps import add_task, event, mitigated, resolve, workstream_url
 from escalations.timing import Policy
+from governance.access import SELF_APPROVED, decision_reason
 from governance.durations import format_duration
 from governance.manifest import Context, canonical_target, target_problem
 from governance.models import Invitation, Membership, Organization, Role, Team, User, key_validator
@@ -42,14 +46,6 @@ class ActionDraft:
     due: date
 
 
-def may_review(workstream: Workstream, membership: Membership) -> bool:
-    """Executives review every path; so does anyone an escalation task of this episode went to."""
-    return (
-        membership.role == Role.EXECUTIVE
-        or workstream.tasks.filter(kind=Task.Kind.ESCALATION, assignee=membership).exists()
-    )
-
-
 def may_file(workstream: Workstream, membership: Membership) -> bool:
     return workstream.kpi.owner_id == membership.pk
 
@@ -57,10 +53,6 @@ def may_file(workstream: Workstream, membership: Membership) -> bool:
 def may_update_action(action: MitigationAction, membership: Membership) -> bool:
     """The action's owner reports on it; so does the KPI's owner, who answers for the whole path."""
     return membership.pk in (action.owner_id, action.path.workstream.kpi.owner_id)
-
-
-def may_close(membership: Membership) -> bool:
-    return membership.role == Role.EXECUTIVE
 
 
 def workstream_locked(workstream: Workstream) -> Workstream:
@@ -95,8 +87,10 @@ def mitigation_path_file(
     errors: dict[str, list[str]] = {}
     if not root_cause.strip():
         errors["root_cause"] = ["Say what caused the breach."]
-    if expected_recovery < today:
-        errors["expected_recovery"] = ["The expected recovery cannot be in the past."]
+    try:
+        expected_day(expected_recovery, org=ws.organization, now=now, field="expected_recovery")
+    except ValidationError as e:
+        errors |= e.message_dict
     if not actions:
         errors["actions"] = [
             "An explanation is not a mitigation path: add at least one action with an owner and a date."
@@ -159,22 +153,48 @@ def mitigation_path_file(
 
 @transaction.atomic
 def mitigation_path_review(
-    *, path: MitigationPath, by: Membership, approve: bool, comment: str, now: datetime | None = None
+    *,
+    path: MitigationPath,
+    by: Membership,
+    approve: bool,
+    comment: str,
+    expected_by: date | None = None,
+    session: ReviewSession | None = None,
+    now: datetime | None = None,
 ) -> MitigationPath:
+    """Approve (escalation stops) or reject (back to the owner) with a reason, recorded as a Decision wherever it
+    was taken; the follow-up of an approval is the path's expected recovery unless `expected_by` says otherwise."""
     ws = workstream_locked(path.workstream)
-    if not may_review(ws, by):
-        raise PermissionDenied("Only an executive or someone this episode escalated to reviews its path.")
     path = MitigationPath.objects.select_for_update().get(pk=path.pk)
+    path.workstream = ws
+    allowed = deciding.require(deciding.authority("path_review", by=by, path=path))
     if path.state != MitigationPath.State.SUBMITTED:
         raise ValidationError(f"This path is already {path.get_state_display().lower()}.")
-    if not approve and not comment.strip():
-        raise ValidationError({"comment": "Say why the path is rejected, so the owner can improve it."})
+    comment = decision_reason(comment)
+    expected_day(expected_by, org=ws.organization, now=now)
     now = now or timezone.now()
     path.state = MitigationPath.State.APPROVED if approve else MitigationPath.State.REJECTED
-    path.reviewed_by, path.reviewed_at, path.review_comment = by.user, now, comment.strip()
+    path.reviewed_by, path.reviewed_at, path.review_comment = by.user, now, comment
     path.save(update_fields=["state", "reviewed_by", "reviewed_at", "review_comment"])
     verdict = "approved" if approve else "rejected"
-    event(ws, now, f"path_{verdict}", f"Path {verdict} by {by.user.name}{': ' + comment if comment else ''}", by.user)
+    # One line on the timeline for the review and its decision.
+    where = f" in {session.title}" if session else ""
+    own = f" ({SELF_APPROVED})" if allowed.self_approved else ""
+    event(ws, now, f"path_{verdict}", f"Path {verdict} by {by.user.name}{where}{own}: {comment}", by.user)
+    deciding.decision_record(
+        kind=Decision.Kind.PATH_APPROVED if approve else Decision.Kind.PATH_REJECTED,
+        kpi=ws.kpi,
+        by=by,
+        authority=allowed,
+        reason=comment,
+        session=session,
+        workstream=ws,
+        path=path,
+        expected_by=(expected_by or path.expected_recovery) if approve else None,
+        payload={"root_cause": path.root_cause, "expected_recovery": path.expected_recovery.isoformat()},
+        now=now,
+        timeline=False,
+    )
     audit_log(
         org=ws.organization, actor=by.user, verb=f"mitigation_path.{verdict}", obj=path, after={"comment": comment}
     )
@@ -193,7 +213,7 @@ def mitigation_path_review(
         message=Message(
             kind=f"path_{verdict}",
             subject=f"Your mitigation path for {ws.kpi.name} was {verdict}",
-            body=comment or f"{by.user.name} {verdict} it.",
+            body=f"{by.user.name}: {comment}",
             url=workstream_url(ws),
         ),
         dedup_key=f"{ws.organization_id}:{ws.kpi_id}:{ws.pk}:review{path.pk}",
@@ -255,8 +275,8 @@ def dependency_review_answer(
     if not may_answer(task, by):
         raise PermissionDenied("Only the task's assignee answers this dependency review.")
     reason = reason.strip()
-    if not impact and not reason:
-        raise ValidationError({"reason": "Say why the upstream change does not affect this KPI."})
+    if not impact:
+        reason = decision_reason(reason)
     part = reviews.part_to_answer(task, review_id)
     # The downstream KPI's row first, as the propagation sweep takes it: signals and answers never interleave.
     Kpi.objects.select_for_update(no_key=True).filter(pk=part.kpi_id).exists()
@@ -270,6 +290,9 @@ def dependency_review_answer(
         raise ValidationError(f"The dependency review of {review.kpi.name} was answered already ({answer}).")
     if not task.is_open:
         raise ValidationError(f"This task is {task.get_state_display().lower()}.")
+    allowed = None
+    if not impact:
+        allowed = deciding.require(deciding.authority("review_no_impact", by=by, review=review, task=task))
     now = now or timezone.now()
     review.answer = DependencyReview.Answer.IMPACT if impact else DependencyReview.Answer.NO_IMPACT
     review.answer_reason, review.answered_at, review.answered_by = reason, now, by.user
@@ -293,6 +316,16 @@ def dependency_review_answer(
         obj=review,
         after={"impact": impact, "reason": reason, "workstream": review.workstream_id},
     )
+    if allowed is not None:
+        deciding.decision_record(
+            kind=Decision.Kind.REVIEW_NO_IMPACT,
+            kpi=review.kpi,
+            by=by,
+            authority=allowed,
+            reason=reason,
+            payload={"review": review.pk, "upstream": sorted({s.upstream.key for s in review.signals.all()})},
+            now=now,
+        )
     return review
 
 
@@ -327,22 +360,32 @@ def action_update(*, action: MitigationAction, by: Membership, progress: str, do
 
 @transaction.atomic
 def workstream_close(*, workstream: Workstream, by: Membership, resolution: str, reason: str) -> Workstream:
-    """An executive's decision ends the episode (not a recovery: that one the evaluator reports)."""
-    if not may_close(by):
-        raise PermissionDenied("Only an executive closes a workstream.")
+    """An executive's decision ends the episode (not a recovery: that one the evaluator reports), recorded as a
+    Decision with its resolution."""
+    ws = workstream_locked(workstream)
+    allowed = deciding.require(deciding.authority("workstream_close", by=by, workstream=ws))
     if resolution not in Workstream.Resolution.values or resolution == Workstream.Resolution.RECOVERED:
         raise ValidationError({"resolution": "Pick how the episode ends."})
-    if not reason.strip():
-        raise ValidationError({"reason": "A decision needs its reason on record."})
-    ws = workstream_locked(workstream)
+    reason = decision_reason(reason)
     now = timezone.now()
-    resolve(ws, now, resolution, reason.strip(), by.user, now)
+    resolve(ws, now, resolution, reason, by.user, now)
     audit_log(
         org=ws.organization,
         actor=by.user,
         verb="workstream.closed",
         obj=ws,
         after={"resolution": resolution, "reason": reason},
+    )
+    deciding.decision_record(
+        kind=Decision.Kind.WORKSTREAM_CLOSED,
+        kpi=ws.kpi,
+        by=by,
+        authority=allowed,
+        reason=reason,
+        workstream=ws,
+        payload={"resolution": resolution},
+        now=now,
+        timeline=False,  # the resolution's line says it
     )
     return ws
 

@@ -56,6 +56,8 @@ urlpatterns += [
     path("review/sessions/<int:session_id>/close/", review_views.review_session_close, name="review_session_close"),
     path("review/sessions/<int:session_id>/pack.pdf", review_views.review_session_pack, name="review_session_pack"),
     path("decisions/", review_views.decision_log, name="decision_log"),
+    # An ownership transfer is decided here (the KPI page's form), where the decision log is written.
+    path("transfers/<int:transfer_id>/decide/", review_views.transfer_decide, name="transfer_decide"),
     path("kpis/<int:kpi_id>/decisions/", review_views.kpi_decisions, name="kpi_decisions"),
     path("workstreams/<int:workstream_id>/decisions/", review_views.workstream_decisions, name="workstream_decisions"),
 ]

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from django.contrib import messages
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
 from django.db.models import Count, Q
 from django.http import HttpRequest, HttpResponse
@@ -11,7 +11,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from dependencies import selectors as dependency_selectors
-from escalations import policy_selectors, selectors, services, webhooks
+from escalations import deciding, policy_selectors, selectors, services, webhooks
 from escalations.forms import (
     BLANK_ROWS,
     MAX_ACTIONS,
@@ -50,7 +50,7 @@ from escalations.policy_forms import (
     target_choices,
 )
 from escalations.timing import Level, Policy
-from governance.access import admin_required, deny, get_for_org_or_404, role_required
+from governance.access import admin_required, deny, get_for_org_or_404, refuse, role_required
 from governance.forms import apply_errors
 from governance.models import Role, Team
 from scorecards.models import Status
@@ -111,9 +111,15 @@ def _workstream_page(
     }
     if "path_form" not in forms and is_open and not awaiting and services.may_file(ws, membership):
         context.update(_path_form_context(ws, path, request))
-    if "review_form" not in forms and is_open and awaiting and services.may_review(ws, membership):
+    # The forms a person may use, as the decision's authority answers (four eyes included).
+    if (
+        "review_form" not in forms
+        and is_open
+        and awaiting
+        and deciding.authority("path_review", by=membership, path=path)
+    ):
         context["review_form"] = ReviewForm()
-    if "close_form" not in forms and is_open and services.may_close(membership):
+    if "close_form" not in forms and is_open and deciding.authority("workstream_close", by=membership, workstream=ws):
         context["close_form"] = CloseForm()
     status = 422 if (failed or error) and not request.htmx else 200
     template = "escalations/workstream.html#body" if request.htmx else "escalations/workstream.html"
@@ -208,14 +214,16 @@ def _path_form_rows(request: HttpRequest, ws: Workstream) -> HttpResponse:
 def mitigation_path_review(request: HttpRequest, path_id: int) -> HttpResponse:
     path = get_for_org_or_404(request, MitigationPath, path_id)
     ws = _get_workstream(request, path.workstream_id)
-    if not services.may_review(ws, request.membership):
-        raise deny(request, "executives and the people this episode was escalated to")
+    path.workstream = ws
+    allowed = deciding.authority("path_review", by=request.membership, path=path)
+    if not allowed:
+        raise refuse(request, allowed.refusal)
     form = ReviewForm(request.POST)
     if form.is_valid():
         approve = form.cleaned_data["decision"] == "approve"
         try:
             services.mitigation_path_review(
-                path=path, by=request.membership, approve=approve, comment=form.cleaned_data["comment"]
+                path=path, by=request.membership, approve=approve, comment=form.cleaned_data["reason"]
             )
         except ValidationError as e:
             apply_errors(form, e)
@@ -228,8 +236,9 @@ def mitigation_path_review(request: HttpRequest, path_id: int) -> HttpResponse:
 @require_POST
 def workstream_close(request: HttpRequest, workstream_id: int) -> HttpResponse:
     ws = _get_workstream(request, workstream_id)
-    if not services.may_close(request.membership):
-        raise deny(request, "executives")
+    allowed = deciding.authority("workstream_close", by=request.membership, workstream=ws)
+    if not allowed:
+        raise refuse(request, allowed.refusal)
     form = CloseForm(request.POST)
     if form.is_valid():
         try:
@@ -298,6 +307,8 @@ def task_answer(request: HttpRequest, task_id: int) -> HttpResponse:
             review = services.dependency_review_answer(
                 task=task, by=request.membership, impact=impact, reason=form.cleaned_data["reason"], review_id=part
             )
+        except PermissionDenied as e:  # four eyes: not on behalf of the downstream owner
+            raise refuse(request, str(e)) from e
         except ValidationError as e:
             error = " ".join(e.messages)
             if "kpi" in getattr(e, "error_dict", {}):
@@ -723,9 +734,7 @@ def dependency_matrix(request: HttpRequest) -> HttpResponse:
     # A review is open until answered; it belongs to the cell of each upstream team whose signal it lists.
     open_signals = DependencyReviewSignal.objects.for_org(org).filter(review__answered_at=None)
     reviews = (
-        open_signals.values("upstream__team_id", "kpi__team_id")
-        .annotate(n=Count("review", distinct=True))
-        .order_by()
+        open_signals.values("upstream__team_id", "kpi__team_id").annotate(n=Count("review", distinct=True)).order_by()
     )
     cells: dict[tuple[int, int], dict] = {}
     for row in counts:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
+from dataclasses import dataclass
 from functools import wraps
 from typing import TYPE_CHECKING, TypeVar
 
-from django.core.exceptions import PermissionDenied
-from django.db.models import Model, QuerySet
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db.models import Model, Q, QuerySet
 from django.http import Http404, HttpRequest
 
 from governance import tenancy
@@ -95,3 +96,99 @@ def role_required(*roles: str) -> Callable:
 
 
 admin_required = role_required(Role.ADMIN)
+
+
+# --- four eyes: who may decide what (SEMANTICS.md section 3) ---------------------------------------------------
+
+# Every kind of decision, with the roles that take it; `also` (below) adds the people a given case names.
+DECISION_ROLES: dict[str, tuple[str, ...]] = {
+    "path_review": (Role.EXECUTIVE,),  # and anyone an escalation task of the episode went to
+    "workstream_close": (Role.EXECUTIVE,),
+    "transfer_decide": (Role.ADMIN, Role.EXECUTIVE),
+    "transfer_request": (Role.ADMIN, Role.EXECUTIVE),  # and the KPI's owner
+    "target_change": (Role.ADMIN, Role.EXECUTIVE),
+    "risk_accept": (Role.ADMIN, Role.EXECUTIVE),
+    "action_assign": (Role.ADMIN, Role.EXECUTIVE),
+    "review_no_impact": (),  # only the people the review's tasks went to
+}
+DECIDERS_IN_WORDS = {
+    "path_review": "executives and the people this episode was escalated to",
+    "workstream_close": "executives",
+    "transfer_decide": "an admin or executive other than the requester",
+    "transfer_request": "the owner, admins and executives",
+    "target_change": "executives and admins",
+    "risk_accept": "executives and admins",
+    "action_assign": "executives and admins",
+    "review_no_impact": "the review's assignee",
+}
+FOUR_EYES = {
+    "path_review": "the KPI's owner and the path's filer never review that path",
+    "workstream_close": "the KPI's owner and the path's filer never close that workstream",
+    "transfer_decide": "the requester never decides a transfer",
+    "target_change": "the KPI's owner never changes its target as a decision",
+    "risk_accept": "the KPI's owner and the path's filer never accept the risk of their own episode",
+    "review_no_impact": "the owner of the upstream KPI never answers “no impact” on the downstream owner's behalf",
+}
+SELF_APPROVED = "self-approved: no second person in the organization"
+
+
+@dataclass(frozen=True)
+class Authority:
+    """The answer to "may this person decide this?": allowed or not (with the refusal in words), and whether it is
+    a self-approval (allowed only because nobody else in the organization may decide)."""
+
+    allowed: bool
+    self_approved: bool = False
+    refusal: str = ""
+
+    def __bool__(self) -> bool:
+        return self.allowed
+
+
+def decision_authority(
+    *, kind: str, by: Membership, interested: Collection[int] = (), also: Collection[int] = ()
+) -> Authority:
+    """The one authority rule for every decision, from plain facts: the deciding membership, the kind, the user ids
+    with an interest in the outcome (the KPI's owner, the path's filer, the transfer's requester), and the
+    membership ids this case makes eligible beyond the kind's roles (the people an episode escalated to).
+
+    Nobody decides on their own work; only when nobody else in the organization may decide is an interested
+    person's decision allowed (they must be eligible, or an admin or executive), and then it is self-approved."""
+    roles = DECISION_ROLES[kind]
+    eligible = by.is_active and (by.role in roles or by.pk in also)
+    if by.user_id not in interested:
+        if eligible:
+            return Authority(True)
+        return Authority(False, refusal=f"Only {DECIDERS_IN_WORDS[kind]} may decide this.")
+    others = (
+        Membership.objects.filter(organization_id=by.organization_id, is_active=True)
+        .filter(Q(role__in=roles) | Q(pk__in=list(also)))
+        .exclude(user_id__in=list(interested))
+    )
+    if others.exists():
+        return Authority(False, refusal=f"Four eyes: {FOUR_EYES[kind]}; someone else in the organization decides.")
+    if eligible or (by.is_active and by.role in (Role.ADMIN, Role.EXECUTIVE)):
+        return Authority(True, self_approved=True)
+    return Authority(False, refusal=f"Only {DECIDERS_IN_WORDS[kind]} may decide this.")
+
+
+def refuse(request: HttpRequest, refusal: str) -> PermissionDenied:
+    """A refused decision (an Authority's refusal, or a service's) as a 403, audited like `deny`."""
+    audit_log(
+        org=request.org,
+        actor=request.user,
+        verb="security.permission_denied",
+        after={"what": refusal, "path": request.path, "method": request.method},
+    )
+    return PermissionDenied(refusal)
+
+
+REASON_REQUIRED = "Every decision needs its reason on record."
+
+
+def decision_reason(reason: str) -> str:
+    """The reason of a decision as recorded; every service checks it here, so every page says the same."""
+    reason = (reason or "").strip()
+    if not reason:
+        raise ValidationError({"reason": REASON_REQUIRED})
+    return reason

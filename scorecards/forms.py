@@ -180,7 +180,7 @@ class TransferRequestForm(forms.Form):
         self.fields["to_owner"].queryset = active_members(kpi.organization).exclude(pk=kpi.owner_id)
 
 
-class DecisionForm(forms.Form):
+class TransferDecisionForm(forms.Form):
     decision = forms.ChoiceField(choices=[("approve", "Approve"), ("reject", "Reject")])
     note = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
 

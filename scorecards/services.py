@@ -6,7 +6,8 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.utils import timezone
 
-from governance.models import Membership, Role, User
+from governance.access import Authority, decision_authority, decision_reason
+from governance.models import Membership, User
 from governance.services import audit_log, snapshot
 from scorecards.models import CheckIn, KeyResult, Kpi, KpiSchedule, Objective, OwnershipTransfer
 
@@ -103,15 +104,16 @@ def kpi_schedule_evaluation(*, kpi: Kpi) -> None:
 # --- ownership transfers ------------------------------------------------------------------------
 
 
-def _may_decide(membership: Membership) -> bool:
-    return membership.is_active and membership.role in (Role.ADMIN, Role.EXECUTIVE)
+def transfer_authority(transfer: OwnershipTransfer, membership: Membership) -> Authority:
+    """May `membership` approve or refuse the transfer? Another admin or executive than the requester."""
+    return decision_authority(kind="transfer_decide", by=membership, interested={transfer.requested_by_id})
 
 
 @transaction.atomic
 def ownership_transfer_request(
     *, kpi: Kpi, requester: Membership, to_owner: Membership, reason: str
 ) -> OwnershipTransfer:
-    if requester.pk != kpi.owner_id and not _may_decide(requester):
+    if not decision_authority(kind="transfer_request", by=requester, also={kpi.owner_id}):
         raise PermissionDenied("Only the owner, an admin or an executive may request a transfer.")
     if to_owner.organization_id != kpi.organization_id or not to_owner.is_active:
         raise ValidationError({"to_owner": "The new owner must be an active member of this organization."})
@@ -160,19 +162,21 @@ def _apply_owner(*, kpi: Kpi, to_owner: Membership, actor: User | None, reason: 
 def ownership_transfer_decide(
     *, transfer: OwnershipTransfer, decider: Membership, approve: bool, note: str = ""
 ) -> OwnershipTransfer:
+    """Approve or refuse, with a reason. The decision log's row is written by its caller, the escalations app's
+    decision_transfer (this app may not import that one): pages and the API call that."""
     transfer = OwnershipTransfer.objects.select_for_update().select_related("kpi__owner__user").get(pk=transfer.pk)
     if transfer.state != OwnershipTransfer.State.PENDING:
         raise ValidationError(f"This transfer is already {transfer.get_state_display().lower()}.")
-    if not _may_decide(decider):
-        raise PermissionDenied("Only an admin or an executive may decide a transfer.")
-    if decider.user_id == transfer.requested_by_id:
-        raise PermissionDenied("Someone other than the requester must decide the transfer.")
+    allowed = transfer_authority(transfer, decider)
+    if not allowed:
+        raise PermissionDenied(allowed.refusal)
+    note = decision_reason(note)
     if approve and transfer.kpi.owner_id != transfer.from_owner_id:
         raise ValidationError("The KPI changed owner since this request; ask for a new transfer.")
     transfer.state = OwnershipTransfer.State.APPROVED if approve else OwnershipTransfer.State.REJECTED
     transfer.decided_by = decider.user
     transfer.decided_at = timezone.now()
-    transfer.decision_note = note.strip()
+    transfer.decision_note = note
     transfer.save(update_fields=["state", "decided_by", "decided_at", "decision_note"])
     if approve:
         _apply_owner(
@@ -197,7 +201,7 @@ def ownership_transfer_decide(
 def ownership_transfer_cancel(*, transfer: OwnershipTransfer, actor: Membership) -> OwnershipTransfer:
     if transfer.state != OwnershipTransfer.State.PENDING:
         raise ValidationError(f"This transfer is already {transfer.get_state_display().lower()}.")
-    if actor.user_id != transfer.requested_by_id and not _may_decide(actor):
+    if actor.user_id != transfer.requested_by_id and not decision_authority(kind="transfer_decide", by=actor):
         raise PermissionDenied("Only the requester, an admin or an executive may cancel a transfer.")
     transfer.state = OwnershipTransfer.State.CANCELLED
     transfer.decided_by = actor.user

@@ -10,7 +10,6 @@ urlpatterns = [
     path("kpis/<int:kpi_id>/", views.kpi_detail, name="kpi_detail"),
     path("kpis/<int:kpi_id>/settings/", views.kpi_settings, name="kpi_settings"),
     path("kpis/<int:kpi_id>/transfer/", views.transfer_request, name="transfer_request"),
-    path("transfers/<int:transfer_id>/decide/", views.transfer_decide, name="transfer_decide"),
     path("transfers/<int:transfer_id>/cancel/", views.transfer_cancel, name="transfer_cancel"),
     path("scorecards/<int:scorecard_id>/", views.scorecard, name="scorecard"),
     path("okrs/", views.okr_tree, name="okr_tree"),

@@ -15,13 +15,19 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from governance import selectors as governance_selectors
-from governance.access import admin_required, can_configure_kpi, deny, get_for_org_or_404, role_required
+from governance.access import (
+    admin_required,
+    can_configure_kpi,
+    decision_authority,
+    deny,
+    get_for_org_or_404,
+    role_required,
+)
 from governance.forms import apply_errors
 from governance.models import Organization, Role, Team
 from scorecards import charts, imports, pulls, selectors, services, tasks
 from scorecards.forms import (
     CheckInForm,
-    DecisionForm,
     KeyResultForm,
     KpiForm,
     MeasurementImportForm,
@@ -157,7 +163,7 @@ def kpi_detail(request: HttpRequest, kpi_id: int) -> HttpResponse:
     membership = request.membership
     transfers = kpi.transfers.select_related("from_owner__user", "to_owner__user", "requested_by", "decided_by")
     pending = next((t for t in transfers if t.state == OwnershipTransfer.State.PENDING), None)
-    may_request = membership.pk == kpi.owner_id or membership.role in (Role.ADMIN, Role.EXECUTIVE)
+    may_request = bool(decision_authority(kind="transfer_request", by=membership, also={kpi.owner_id}))
     return render(
         request,
         "scorecards/kpi_detail.html",
@@ -169,9 +175,9 @@ def kpi_detail(request: HttpRequest, kpi_id: int) -> HttpResponse:
             "changes": kpi.status_changes.all()[:20],
             "transfers": transfers,
             "pending_transfer": pending,
-            "may_decide": pending is not None
-            and membership.role in (Role.ADMIN, Role.EXECUTIVE)
-            and pending.requested_by_id != membership.user_id,
+            # The transfer decision's authority (four eyes: never the requester); the form posts to the escalations
+            # app, which records the decision.
+            "may_decide": pending is not None and bool(services.transfer_authority(pending, membership)),
             "transfer_form": TransferRequestForm(kpi=kpi) if may_request and pending is None else None,
             "may_configure": can_configure_kpi(membership, kpi),
             "key_results": kpi.key_results.select_related("objective"),
@@ -241,29 +247,6 @@ def transfer_request(request: HttpRequest, kpi_id: int) -> HttpResponse:
     else:
         messages.error(request, "Pick the new owner and give a reason.")
     return redirect("kpi_detail", org_slug=request.org.slug, kpi_id=kpi.pk)
-
-
-@require_POST
-def transfer_decide(request: HttpRequest, transfer_id: int) -> HttpResponse:
-    transfer = get_for_org_or_404(request, OwnershipTransfer, transfer_id)
-    form = DecisionForm(request.POST)
-    if not form.is_valid():
-        messages.error(request, "Approve or reject the transfer.")
-    else:
-        try:
-            services.ownership_transfer_decide(
-                transfer=transfer,
-                decider=request.membership,
-                approve=form.cleaned_data["decision"] == "approve",
-                note=form.cleaned_data["note"],
-            )
-        except PermissionDenied as e:
-            raise deny(request, "an admin or executive other than the requester") from e
-        except ValidationError as e:
-            messages.error(request, " ".join(e.messages))
-        else:
-            messages.success(request, f"Transfer {form.cleaned_data['decision']}d.")
-    return redirect("kpi_detail", org_slug=request.org.slug, kpi_id=transfer.kpi_id)
 
 
 @require_POST

@@ -165,7 +165,7 @@ def make_review(t: Tenant) -> ReviewSession:
     ReviewAttendee.objects.create(organization=t.org, session=session, membership=t.executive)
     Decision.objects.create(
         organization=t.org,
-        kind=Decision.Kind.ACCEPT_RISK,
+        kind=Decision.Kind.RISK_ACCEPTED,
         kpi=t.kpi,
         session=session,
         decided_by=t.executive.user,

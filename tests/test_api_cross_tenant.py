@@ -12,7 +12,7 @@ from django.test import Client
 from django.utils import timezone
 
 from config.api import api
-from escalations.models import MitigationPath, Task, Workstream
+from escalations.models import Decision, MitigationPath, Task, Workstream
 from escalations.sweeps import process_status_changes
 from governance.manifest import export_manifest
 from governance.services import api_token_create
@@ -47,6 +47,7 @@ ATTEMPTS = {
     ("post", "/api/v1/tasks/{task_id}/acknowledge"): ("tasks/{task}/acknowledge", None),
     ("post", "/api/v1/tasks/{task_id}/answer"): ("tasks/{task}/answer", {"impact": False, "reason": "x"}),
     ("get", "/api/v1/notifications"): ("notifications", None),
+    ("get", "/api/v1/decisions"): (f"decisions?kpi={KEY}", None),
 }
 
 
@@ -58,6 +59,14 @@ def victim(tenant):
         organization=tenant.org, kpi=kpi, old="on_track", new="off_track", reason=SECRET, changed_at=timezone.now()
     )
     process_status_changes()
+    Decision.objects.create(
+        organization=tenant.org,
+        kind=Decision.Kind.TARGET_CHANGED,
+        kpi=kpi,
+        decided_by=tenant.executive.user,
+        reason=SECRET,
+        kpi_status="off_track",
+    )
     return tenant
 
 
@@ -68,6 +77,7 @@ def state(org) -> tuple:
         list(Workstream.objects.filter(organization=org).values()),
         list(Task.objects.filter(organization=org).values()),
         list(MitigationPath.objects.filter(organization=org).values()),
+        list(Decision.objects.filter(organization=org).values()),
     )
 
 

@@ -6,7 +6,7 @@ from datetime import date
 
 from django import template
 
-from escalations.models import Decision
+from escalations.models import Decision, Workstream
 from scorecards.templatetags.kpis import kpi_value
 
 register = template.Library()
@@ -46,16 +46,26 @@ def _target_change(decision: Decision) -> str:
 def decision_change(decision: Decision) -> str:
     """One line: what the decision set in motion (the target's new values, the day a risk is accepted until...)."""
     kind, payload = decision.kind, decision.payload
-    if kind == Decision.Kind.CHANGE_TARGET:
+    if kind == Decision.Kind.TARGET_CHANGED:
         return _target_change(decision)
-    if kind == Decision.Kind.ACCEPT_RISK:
+    if kind == Decision.Kind.RISK_ACCEPTED:
         return f"Escalation paused until {_day(payload.get('until'))}"
-    if kind in (Decision.Kind.APPROVE_PATH, Decision.Kind.REJECT_PATH):
+    if kind in (Decision.Kind.PATH_APPROVED, Decision.Kind.PATH_REJECTED):
         cause = payload.get("root_cause", "")
         return f"Root cause: {cause}" if cause else ""
-    if kind == Decision.Kind.TRANSFER_OWNER:
-        return f"Owner {payload.get('from_owner', '').split(' <')[0]} → {payload.get('to_owner', '').split(' <')[0]}"
-    if kind == Decision.Kind.ASSIGN_ACTION:
+    if kind in (Decision.Kind.TRANSFER_REQUESTED, Decision.Kind.TRANSFER_DECIDED):
+        owners = f"{payload.get('from_owner', '').split(' <')[0]} → {payload.get('to_owner', '').split(' <')[0]}"
+        if kind == Decision.Kind.TRANSFER_REQUESTED:
+            return f"Owner {owners}"
+        return f"{'Approved' if payload.get('approved') else 'Refused'}: owner {owners}"
+    if kind == Decision.Kind.WORKSTREAM_CLOSED:
+        resolution = payload.get("resolution", "")
+        labels = dict(Workstream.Resolution.choices)
+        return labels.get(resolution, resolution)
+    if kind == Decision.Kind.REVIEW_NO_IMPACT:
+        upstream = payload.get("upstream") or []
+        return f"Upstream: {', '.join(upstream)}" if upstream else ""
+    if kind == Decision.Kind.ACTION_ASSIGNED:
         owner = payload.get("owner", "").split(" <")[0]
         return f"{payload.get('description', '')} ({owner}, due {_day(payload.get('due'))})"
     return ""

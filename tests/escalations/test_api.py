@@ -128,7 +128,8 @@ def test_an_executive_reviews_and_closes(episode):
         ).status_code
         == 403
     )
-    approved = call(episode.tokens["executive"], "post", f"workstreams/{episode.ws.pk}/review", {"decision": "approve"})
+    body = {"decision": "approve", "comment": "Credible plan."}
+    approved = call(episode.tokens["executive"], "post", f"workstreams/{episode.ws.pk}/review", body)
     assert approved.json()["mitigation"]["state"] == "approved"
     closed = call(
         episode.tokens["executive"],

@@ -26,7 +26,6 @@ from escalations.models import (
 from escalations.services import ActionDraft, mitigation_path_file, mitigation_path_review
 from governance.models import AuditEvent
 from scorecards.models import Kpi, OwnershipTransfer, StatusChange
-from scorecards.services import ownership_transfer_decide
 from tests.conftest import Tenant
 from tests.escalations.test_engine import change, sweep
 
@@ -87,16 +86,19 @@ def test_approving_a_path_stops_escalation_and_records_the_decision_with_its_fol
     assert path.state == MitigationPath.State.APPROVED and path.review_comment == "Credible plan, owners named."
     assert escalated.next_escalation_at is None
     assert (decision.kind, decision.kpi, decision.workstream, decision.path) == (
-        "approve_path",
+        "path_approved",
         tenant.kpi,
         escalated,
         path,
     )
     assert decision.expected_by == path.expected_recovery  # the path's own date is the follow-up
     assert decision.kpi_status == "off_track" and decision.decided_by == tenant.executive.user
-    assert [e.after["reason"] for e in audited(tenant, "decision.approve_path")] == ["Credible plan, owners named."]
+    assert [e.after["reason"] for e in audited(tenant, "decision.path_approved")] == ["Credible plan, owners named."]
     assert audited(tenant, "mitigation_path.approved")  # the path review's own audit
-    assert WorkstreamEvent.objects.filter(workstream=escalated, verb="decision").exists()
+    # One line on the timeline for the review and its decision.
+    assert [
+        e.verb for e in WorkstreamEvent.objects.filter(workstream=escalated, verb__in=["decision", "path_approved"])
+    ] == ["path_approved"]
 
 
 def test_rejecting_a_path_sends_it_back_to_the_owner(tenant, escalated):
@@ -105,10 +107,10 @@ def test_rejecting_a_path_sends_it_back_to_the_owner(tenant, escalated):
         decision = decisions.decision_review_path(
             path=path, by=tenant.executive, approve=False, reason="No dates on the second action."
         )
-    assert decision.kind == "reject_path" and decision.expected_by is None
+    assert decision.kind == "path_rejected" and decision.expected_by is None
     assert MitigationPath.objects.get(pk=path.pk).state == MitigationPath.State.REJECTED
     assert Task.objects.filter(workstream=escalated, kind=Task.Kind.MITIGATION, state=Task.State.OPEN).exists()
-    assert audited(tenant, "decision.reject_path") and audited(tenant, "mitigation_path.rejected")
+    assert audited(tenant, "decision.path_rejected") and audited(tenant, "mitigation_path.rejected")
 
 
 def test_an_admin_reviews_a_path_only_where_the_episode_escalated_to_them(tenant, escalated):
@@ -137,7 +139,7 @@ def test_accepting_the_risk_pauses_escalation_until_the_day_then_it_restarts_at_
     # The decision answered the open escalation task.
     assert not Task.objects.filter(workstream=escalated, kind=Task.Kind.ESCALATION, state=Task.State.OPEN).exists()
     assert decision.expected_by == until and decision.payload["escalation_resumes_at"] == resumes.isoformat()
-    assert audited(tenant, "decision.accept_risk")
+    assert audited(tenant, "decision.risk_accepted")
     assert WorkstreamEvent.objects.filter(workstream=escalated, verb="risk_accepted").exists()
     assert Notification.objects.filter(recipient=tenant.lead, kind="decision").exists()  # the owner hears of it
 
@@ -169,7 +171,7 @@ def test_an_overdue_action_of_an_approved_path_restarts_escalation_despite_an_ac
     """A new fact (a missed commitment) outweighs an old acceptance: the existing overdue rule applies."""
     with at(T0 + 2 * DAY + 2 * HOUR):
         path = file_path(tenant, escalated, date(2026, 11, 4))
-        mitigation_path_review(path=path, by=tenant.executive, approve=True, comment="")
+        mitigation_path_review(path=path, by=tenant.executive, approve=True, comment="Credible plan.")
         decisions.decision_accept_risk(
             workstream=escalated, by=tenant.executive, reason="Accepted.", until=date(2026, 11, 20)
         )
@@ -205,7 +207,7 @@ def test_changing_the_target_updates_the_kpi_through_its_audited_service_and_ask
     )
     assert decision.payload["before"]["thresholds"] == {"warning": 1000, "critical": 800}
     assert decision.payload["after"]["thresholds"] == {"warning": 900, "critical": 700}
-    assert decision.workstream is None and audited(tenant, "decision.change_target")
+    assert decision.workstream is None and audited(tenant, "decision.target_changed")
 
 
 def test_a_target_change_is_checked_like_the_kpi_settings(tenant):
@@ -245,16 +247,17 @@ def test_requesting_a_transfer_goes_through_the_transfer_request_and_another_dec
         tenant.member,
         tenant.executive.user,
     )
-    assert audited(tenant, "decision.transfer_owner")
+    assert audited(tenant, "decision.transfer_requested")
     assert [e.after["owner"] for e in audited(tenant, "kpi.transfer_requested")][0] == str(tenant.member)
-    ownership_transfer_decide(transfer=transfer, decider=tenant.admin, approve=True)
+    decided = decisions.decision_transfer(transfer=transfer, by=tenant.admin, approve=True, reason="Agreed.")
     assert Kpi.objects.get(pk=tenant.kpi.pk).owner == tenant.member
+    assert (decided.kind, decided.transfer, decided.decided_by) == ("transfer_decided", transfer, tenant.admin.user)
 
 
 def test_assigning_an_action_adds_it_to_the_episodes_path_and_tells_its_owner(tenant, escalated):
     with at(T0 + 2 * DAY + 2 * HOUR):
         path = file_path(tenant, escalated, date(2026, 11, 4))
-        mitigation_path_review(path=path, by=tenant.executive, approve=True, comment="")
+        mitigation_path_review(path=path, by=tenant.executive, approve=True, comment="Credible plan.")
         decision = decisions.decision_assign_action(
             workstream=escalated,
             by=tenant.admin,
@@ -270,7 +273,7 @@ def test_assigning_an_action_adds_it_to_the_episodes_path_and_tells_its_owner(te
         date(2026, 11, 20),
         "Book sea capacity for January",
     )
-    assert audited(tenant, "mitigation_action.assigned") and audited(tenant, "decision.assign_action")
+    assert audited(tenant, "mitigation_action.assigned") and audited(tenant, "decision.action_assigned")
     assert Notification.objects.filter(recipient=tenant.executive, kind="decision", channel="in_app").exists()
     assert WorkstreamEvent.objects.filter(workstream=escalated, verb="action_assigned").exists()
 
@@ -360,7 +363,7 @@ def test_a_decider_of_another_organization_is_refused(tenant, stranger_tenant):
 def _decided(tenant: Tenant, decided_at: datetime, expected_by: date | None) -> Decision:
     return Decision.objects.create(
         organization=tenant.org,
-        kind=Decision.Kind.ACCEPT_RISK,
+        kind=Decision.Kind.RISK_ACCEPTED,
         kpi=tenant.kpi,
         decided_by=tenant.executive.user,
         decided_at=decided_at,
@@ -404,7 +407,7 @@ def test_the_organizations_log_lists_who_decided_what_and_what_happened_next(ten
     client = tenant.client(tenant.member)  # every member reads the log
     page = client.get(reverse("decision_log", args=[tenant.org.slug])).content.decode()
     assert "Accepted the risk" in page and "Throughput" in page and "Missed: still off track" in page
-    filtered = client.get(reverse("decision_log", args=[tenant.org.slug]), {"kind": "change_target"})
+    filtered = client.get(reverse("decision_log", args=[tenant.org.slug]), {"kind": "target_changed"})
     assert "Throughput" not in filtered.content.decode()
     # The stranger's own log is empty.
     other = stranger_tenant.client(stranger_tenant.admin).get(reverse("decision_log", args=[stranger_tenant.org.slug]))

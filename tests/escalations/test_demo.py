@@ -9,9 +9,11 @@ from django.utils import timezone
 
 from escalations import health
 from escalations.models import (
+    Decision,
     DependencyReview,
     DependencySignal,
     MitigationAction,
+    MitigationPath,
     Notification,
     Task,
     Workstream,
@@ -106,3 +108,23 @@ def test_the_demo_has_twelve_weeks_of_governance_history(demo):
     ).exists()
     assert Notification.objects.filter(organization=acme, read_at=None).exists()
     assert DependencyReview.objects.filter(organization=acme, answer="no_impact").exists()
+
+
+@pytest.mark.django_db
+def test_nobody_in_the_demo_decides_on_their_own_work(demo):
+    """Four eyes: no path is reviewed, and no workstream closed, by its KPI's owner or the path's filer; every
+    decision is in the log, none self-approved."""
+    reviewed = MitigationPath.objects.filter(organization__slug="acme").exclude(reviewed_by=None)
+    assert reviewed.exists()
+    for path in reviewed.select_related("workstream__kpi__owner"):
+        assert path.reviewed_by_id not in (path.filed_by_id, path.workstream.kpi.owner.user_id), path
+        assert Decision.objects.filter(path=path, decided_by=path.reviewed_by).exists()
+    closed = Workstream.objects.filter(organization__slug="acme").exclude(closed_by=None)
+    for ws in closed.select_related("kpi__owner").prefetch_related("paths"):
+        assert ws.closed_by_id != ws.kpi.owner.user_id and ws.closed_by_id not in {
+            p.filed_by_id for p in ws.paths.all()
+        }
+        assert Decision.objects.filter(workstream=ws, kind="workstream_closed").exists()
+    decisions = Decision.objects.filter(organization__slug="acme")
+    assert decisions.filter(kind="review_no_impact").exists()
+    assert not decisions.filter(self_approved=True).exists()

@@ -143,7 +143,7 @@ def test_filing_does_not_pause_escalation_but_approval_stops_it(acme):
     sweep(T0 + 2 * DAY)
     assert len(tasks("escalation")) == 1  # filed, not approved: the team lead is still told
     with time_machine.travel(T0 + 2 * DAY + HOUR, tick=False):
-        mitigation_path_review(path=path, by=acme.lead, approve=True, comment="Good plan")
+        mitigation_path_review(path=path, by=acme.executive, approve=True, comment="Good plan")
     sweep(T0 + 7 * DAY)  # the action is due on the 10th: nothing is overdue yet
     assert len(tasks("escalation")) == 1
     assert Task.objects.get(kind="escalation").state == "done"
@@ -279,7 +279,7 @@ def test_an_overdue_action_restarts_escalation_from_level_one(acme):
             expected_recovery=date(2026, 11, 20),
             actions=[ActionDraft("Hire a planner", acme.member, date(2026, 11, 4))],
         )
-        mitigation_path_review(path=path, by=acme.executive, approve=True, comment="")
+        mitigation_path_review(path=path, by=acme.executive, approve=True, comment="Credible plan.")
     sweep(T0 + 2 * DAY)
     assert tasks("escalation") == []
     overdue = datetime(2026, 11, 5, 0, 30, tzinfo=UTC)  # the 5th has begun in UTC: the action was due the 4th

@@ -21,7 +21,7 @@ from tests.factories import KpiFactory, TeamFactory
 BERLIN = ZoneInfo("Europe/Berlin")
 NOW = datetime(2026, 11, 4, 12, 0, tzinfo=UTC)  # a Wednesday; the weeks: 12, 19 (DST ends on the 25th), 26 Oct, 2 Nov
 LONG_AGO = datetime(2026, 1, 1, tzinfo=UTC)
-PAGE_QUERIES = 10  # session, user, membership, the five metrics, the organization switcher, the navigation counts
+PAGE_QUERIES = 11  # session, user, membership, the six metrics, the organization switcher, the navigation counts
 
 
 def local(month: int, day: int, hour: int = 10) -> datetime:
@@ -193,7 +193,7 @@ def test_decisions_per_review_counts_the_sessions_closed_each_week(acme, strange
         for _ in range(decisions):
             Decision.objects.create(
                 organization=t.org,
-                kind=Decision.Kind.ACCEPT_RISK,
+                kind=Decision.Kind.RISK_ACCEPTED,
                 kpi=t.kpi,
                 session=session,
                 decided_by=t.executive.user,

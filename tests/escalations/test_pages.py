@@ -185,7 +185,7 @@ def test_the_service_errors_show_on_their_fields(tenant, episode):
     data["root_cause"] = "Real cause"
     html = tenant.client(tenant.lead).post(url("mitigation_path_file", tenant, workstream_id=episode.pk), data)
     html = html.content.decode()
-    assert "The expected recovery cannot be in the past." in html and "Action 1 is due in the past." in html
+    assert "The expected recovery must be a day after today." in html and "Action 1 is due in the past." in html
     assert not MitigationPath.objects.exists()
 
 
@@ -236,7 +236,7 @@ def test_executives_and_escalation_targets_review(tenant, episode, who, allowed)
     page = client.get(url("workstream_detail", tenant, workstream_id=episode.pk)).content.decode()
     assert ('id="review"' in page) == allowed
     response = client.post(
-        url("mitigation_path_review", tenant, path_id=path.pk), {"decision": "approve", "comment": "Good"}
+        url("mitigation_path_review", tenant, path_id=path.pk), {"decision": "approve", "reason": "Good"}
     )
     path.refresh_from_db()
     if allowed:
@@ -247,15 +247,15 @@ def test_executives_and_escalation_targets_review(tenant, episode, who, allowed)
         assert response.status_code == 403 and path.state == "submitted" and denied(tenant, someone) == 1
 
 
-def test_a_rejection_needs_a_comment(tenant, episode):
+def test_a_review_needs_a_reason(tenant, episode):
     path = file_path(tenant, episode)
     client = tenant.client(tenant.executive)
     response = client.post(url("mitigation_path_review", tenant, path_id=path.pk), {"decision": "reject"})
-    assert response.status_code == 422 and "Say why the path is rejected" in response.content.decode()
+    assert response.status_code == 422 and "Every decision needs its reason on record." in response.content.decode()
     path.refresh_from_db()
     assert path.state == "submitted"
     response = htmx(
-        client, url("mitigation_path_review", tenant, path_id=path.pk), {"decision": "reject", "comment": "Vague"}
+        client, url("mitigation_path_review", tenant, path_id=path.pk), {"decision": "reject", "reason": "Vague"}
     )
     assert response.status_code == 200 and "rejected: it goes back to the owner" in response.content.decode()
     path.refresh_from_db()
@@ -515,7 +515,7 @@ def test_switching_a_channel_off_stops_that_kind_on_that_channel(tenant, episode
         ("path_approved", "email")
     }
     assert AuditEvent.objects.filter(verb="notification_preferences.updated", actor=tenant.lead.user).count() == 1
-    mitigation_path_review(path=file_path(tenant, episode), by=tenant.executive, approve=True, comment="")
+    mitigation_path_review(path=file_path(tenant, episode), by=tenant.executive, approve=True, comment="Credible plan.")
     sent = Notification.objects.filter(recipient=tenant.lead, kind="path_approved")
     assert list(sent.values_list("channel", flat=True)) == ["in_app"]
     page = client.get(url("notification_settings", tenant)).content.decode()

@@ -957,7 +957,10 @@ def test_the_owner_answers_a_review_in_place_in_the_inbox(graph):
     assert graph.client(graph.member).post(url, {"impact": "yes"}).status_code == 403
     with time_machine.travel(T0 + HOUR, tick=False):
         refused = client.post(url, {"impact": "no", "reason": ""}, HTTP_HX_REQUEST="true")
-        assert b"Say why" in refused.content and not DependencyReview.objects.get().answer
+        assert (
+            b"Every decision needs its reason on record." in refused.content
+            and not DependencyReview.objects.get().answer
+        )
         answered = client.post(url, {"impact": "yes"}, HTTP_HX_REQUEST="true")
     assert b"preventive workstream is open" in answered.content
     assert Workstream.objects.get(kpi=graph.kpis["supply.fill_rate"]).kind == "preventive"
@@ -981,7 +984,10 @@ def test_the_owner_answers_each_kpi_of_a_shared_task_in_place(owner_of_two, stra
     assert "hx-swap-oob" in row  # the navigation's task count follows
     with time_machine.travel(T0 + 2 * HOUR, tick=False):
         refused = client.post(url, {"review": otif.pk, "impact": "no", "reason": ""}, HTTP_HX_REQUEST="true")
-        assert "Say why" in refused.content.decode() and not DependencyReview.objects.get(pk=otif.pk).answer
+        assert (
+            "Every decision needs its reason on record." in refused.content.decode()
+            and not DependencyReview.objects.get(pk=otif.pk).answer
+        )
         foreign = client.post(url, {"review": 999999, "impact": "yes"}, HTTP_HX_REQUEST="true")
         assert "does not review that KPI" in foreign.content.decode()
         row = client.post(url, {"review": otif.pk, "impact": "no", "reason": "Carriers"}, HTTP_HX_REQUEST="true")

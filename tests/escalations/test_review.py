@@ -280,7 +280,7 @@ def test_a_decision_taken_in_place_redraws_its_item(tenant, board):
     html = response.content.decode()
     assert response.status_code == 200 and "<html" not in html
     assert f'id="item-{kpi.pk}"' in html and "Decided" in html and "Path approved" in html
-    assert Decision.objects.get(kpi=kpi).kind == "approve_path"
+    assert Decision.objects.get(kpi=kpi).kind == "path_approved"
 
 
 def test_a_refused_decision_comes_back_with_its_reason_and_nothing_changes(tenant, board):
@@ -350,7 +350,7 @@ def test_a_session_starts_records_attendees_takes_decisions_and_closes_into_minu
     client.post(url("review_session_close", tenant, session.pk), {"summary": "Two weeks to recover."})
     session.refresh_from_db()
     assert not session.is_open and session.closed_by == tenant.executive.user
-    assert [d.kind for d in session.decisions.all()] == ["accept_risk"]
+    assert [d.kind for d in session.decisions.all()] == ["risk_accepted"]
     minutes = tenant.client(tenant.member).get(url("review_session_detail", tenant, session.pk)).content.decode()
     assert "Known dip." in minutes and "Two weeks to recover." in minutes and "Steering pack (PDF)" in minutes
     verbs = set(AuditEvent.objects.filter(organization=tenant.org).values_list("verb", flat=True))
@@ -434,7 +434,7 @@ def test_the_demo_has_a_closed_review_with_decisions_and_an_open_agenda(demo):
     acme = Organization.objects.get(slug="acme")
     session = ReviewSession.objects.get(organization=acme)
     assert not session.is_open and session.attendees.count() >= 4
-    assert {"change_target", "accept_risk", "transfer_owner", "assign_action"} <= set(
+    assert {"target_changed", "risk_accepted", "transfer_requested", "action_assigned"} <= set(
         session.decisions.values_list("kind", flat=True)
     )
     items = decisions.agenda(org=acme)

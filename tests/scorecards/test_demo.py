@@ -27,6 +27,7 @@ from scorecards.models import (
     Scorecard,
     StatusChange,
 )
+from scorecards.services import transfer_authority
 from scorecards.thresholds import parse_thresholds, raw_status
 
 TODAY = date(2026, 11, 29)
@@ -262,6 +263,10 @@ def test_scorecards_and_the_pending_transfer(acme):
     assert transfer.requested_by == sales.lead.user and transfer.reason
     assert transfer.to_owner != transfer.from_owner and transfer.to_owner.is_active
     assert transfer.to_owner.role == Role.MEMBER
+    # Four eyes: someone other than the requester may decide it, without self-approval.
+    deciders = [transfer_authority(transfer, m) for m in acme.memberships.exclude(user=transfer.requested_by)]
+    assert any(a and not a.self_approved for a in deciders)
+    assert not transfer_authority(transfer, sales.lead)
 
 
 def test_default_today_is_the_organizations_local_date(db, monkeypatch):
