@@ -231,3 +231,26 @@ def test_an_unknown_token_leaves_no_audit_row(tenant):
     before = AuditEvent.objects.count()
     assert api_get("stc_" + "x" * 43).status_code == 401
     assert AuditEvent.objects.count() == before
+
+
+# --- request ids ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("given", ["r" * 65, "0" * 32 + "-" * 40, "two words", "id\x01", "é" * 10, "<script>"])
+def test_a_malformed_request_id_is_replaced_and_a_foreign_id_answers_like_a_missing_one(tenant, stranger_tenant, given):
+    client = tenant.client(tenant.admin)
+    foreign = client.get(f"/o/acme/teams/{stranger_tenant.team.pk}/", HTTP_X_REQUEST_ID=given)
+    missing = client.get("/o/acme/teams/999999/", HTTP_X_REQUEST_ID=given)
+
+    assert (foreign.status_code, missing.status_code) == (404, 404)
+    assert [t.name for t in foreign.templates] == [t.name for t in missing.templates]
+    generated = foreign["X-Request-ID"]
+    assert generated != given and len(generated) == 32 and int(generated, 16) >= 0
+    assert events("security.foreign_id", organization=tenant.org).get().request_id == generated
+
+
+def test_a_well_formed_request_id_is_kept(tenant, stranger_tenant):
+    given = "Root=1-5759e988-bd862e3fe1be46a994272793"
+    response = tenant.client(tenant.admin).get(f"/o/acme/teams/{stranger_tenant.team.pk}/", HTTP_X_REQUEST_ID=given)
+    assert response.status_code == 404 and response["X-Request-ID"] == given
+    assert events("security.foreign_id", organization=tenant.org).get().request_id == given
