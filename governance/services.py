@@ -60,12 +60,12 @@ def audit_security_event(*, verb: str, user: User | None, actor: User | None = N
     """A login event, filed under every organization the user belongs to, so each one's admins see what concerns
     their people; an event about no known user (a mistyped or guessed email) belongs to no organization."""
     # No request scope covers a login: the user's memberships are read as theirs, each event written as its
-    # organization's; one that belongs to no organization belongs to the system.
+    # organization's; one that belongs to no organization needs no scope (governance.rls.UNOWNED).
     with tenancy.scope(user=user.pk if user else None):
         org_ids = list(Membership.objects.filter(user=user).values_list("organization_id", flat=True)) if user else []
     guid = get_guid() or ""
     for org_id in org_ids or [None]:
-        with tenancy.scope(organization=org_id, system=org_id is None):
+        with tenancy.scope(organization=org_id):
             AuditEvent.objects.create(
                 organization_id=org_id,
                 actor=actor,
