@@ -275,7 +275,15 @@ def test_the_runtime_role_command_creates_a_login_role_for_rows_only():
             for _ in range(2):  # a second run finds the role and grants again
                 made = runtime_role(name, "--password-env", "APP_PW")
                 assert made.returncode == 0, made.stderr
-                assert made.stdout == f"{name} may read and write rows under row-level security.\n"
+                assert made.stdout == (
+                    f"{name} may read and write rows under row-level security, never in the system scope.\n"
+                )
+            system = "SELECT pg_has_role(%s, 'steerco_sweeper', 'MEMBER')"
+            assert admin.execute(system, [name]).fetchone() == (False,)
+            assert runtime_role(name, "--sweeps").stdout.endswith("in every organization's scope, for the sweeps.\n")
+            assert admin.execute(system, [name]).fetchone() == (True,)
+            assert runtime_role(name).returncode == 0  # the web role again: no longer a member
+            assert admin.execute(system, [name]).fetchone() == (False,)
             role = admin.execute(
                 "SELECT rolcanlogin, rolsuper, rolbypassrls, rolpassword IS NOT NULL FROM pg_authid WHERE rolname = %s",
                 [name],
