@@ -251,6 +251,21 @@ class AuditEvent(models.Model):
         ]
 
 
+class SecurityEventRepeat(models.Model):
+    """How often one security event (same organization, actor or address, verb and object) recurred within its
+    minute. The audit log is append-only, so the first event of the minute is its row and this one keeps the count:
+    a stranger repeating a forbidden URL leaves one row a minute, not one per request."""
+
+    organization = models.ForeignKey(Organization, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    key = models.CharField(max_length=255, unique=True)  # governance.services.security_event_key
+    event = models.OneToOneField(AuditEvent, on_delete=models.PROTECT, related_name="repeat")
+    count = models.PositiveIntegerField(default=1)
+    last_at = models.DateTimeField(default=now)
+
+    def __str__(self) -> str:
+        return f"{self.event} ×{self.count}"
+
+
 class ApiToken(models.Model):
     """A bearer token for /api/v1/: the organization's own (no member), or a member's personal one.
 

@@ -77,6 +77,7 @@ IN_SCOPE = f"({SYSTEM} OR organization_id = {ORGANIZATION})"
 UNOWNED = "CREATE POLICY unowned ON {t} USING (organization_id IS NULL) WITH CHECK (organization_id IS NULL)"
 EXTRA_POLICIES = {
     "governance_auditevent": [UNOWNED],
+    "governance_securityeventrepeat": [UNOWNED],
     "governance_membership": ["CREATE POLICY own ON {t} FOR SELECT USING (user_id = (SELECT steerco_user()))"],
     "governance_apitoken": ["CREATE POLICY presented ON {t} FOR SELECT USING (digest = (SELECT steerco_token()))"],
     "governance_invitation": [

@@ -66,7 +66,7 @@ def audit_event_list(
     until: datetime | None = None,
     text: str = "",
 ) -> QuerySet[AuditEvent]:
-    qs = AuditEvent.objects.for_org(org).select_related("actor")
+    qs = AuditEvent.objects.for_org(org).select_related("actor", "repeat")
     if verb_prefix:
         qs = qs.filter(verb__startswith=verb_prefix)
     if actor_id:

@@ -11,8 +11,8 @@ from datetime import timedelta
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.mail import send_mail
-from django.db import transaction
-from django.db.models import Model, Q
+from django.db import IntegrityError, transaction
+from django.db.models import F, Model, Q
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
@@ -29,6 +29,7 @@ from governance.models import (
     Membership,
     Organization,
     Role,
+    SecurityEventRepeat,
     Team,
     User,
 )
@@ -43,16 +44,18 @@ def audit_log(
     before: dict | None = None,
     after: dict | None = None,
 ) -> AuditEvent:
-    return AuditEvent.objects.create(
-        organization=org,
-        actor=actor,
-        verb=verb,
-        object_type=obj._meta.label_lower if obj is not None else "",
-        object_id=str(obj.pk) if obj is not None else "",
-        object_repr=str(obj)[:200] if obj is not None else "",
-        before=before,
-        after=after,
-        request_id=get_guid() or "",
+    return _record(
+        AuditEvent(
+            organization=org,
+            actor=actor,
+            verb=verb,
+            object_type=obj._meta.label_lower if obj is not None else "",
+            object_id=str(obj.pk) if obj is not None else "",
+            object_repr=str(obj)[:200] if obj is not None else "",
+            before=before,
+            after=after,
+            request_id=get_guid() or "",
+        )
     )
 
 
@@ -66,16 +69,47 @@ def audit_security_event(*, verb: str, user: User | None, actor: User | None = N
     guid = get_guid() or ""
     for org_id in org_ids or [None]:
         with tenancy.scope(organization=org_id):
-            AuditEvent.objects.create(
-                organization_id=org_id,
-                actor=actor,
-                verb=verb,
-                object_type=user._meta.label_lower if user else "",
-                object_id=str(user.pk) if user else "",
-                object_repr=str(user)[:200] if user else "",
-                after=after,
-                request_id=guid,
+            _record(
+                AuditEvent(
+                    organization_id=org_id,
+                    actor=actor,
+                    verb=verb,
+                    object_type=user._meta.label_lower if user else "",
+                    object_id=str(user.pk) if user else "",
+                    object_repr=str(user)[:200] if user else "",
+                    after=after,
+                    request_id=guid,
+                )
             )
+
+
+def security_event_key(event: AuditEvent, minute) -> str:
+    """Which security events count as one: same organization, actor (or, for nobody signed in, address), verb and
+    object, within one minute."""
+    who = f"user:{event.actor_id}" if event.actor_id else f"ip:{(event.after or {}).get('ip') or ''}"
+    obj = f"{event.object_type}:{event.object_id}"
+    return f"{event.organization_id or '-'}|{who}|{event.verb}|{obj}|{minute:%Y-%m-%dT%H:%M}"[:255]
+
+
+def _record(event: AuditEvent) -> AuditEvent:
+    """Writes the event; a security event that repeats one of the same minute is counted on that one's row
+    (SecurityEventRepeat) instead, so that no one can flood the log by repeating a refused request."""
+    if not event.verb.startswith("security."):
+        event.save()
+        return event
+    now = timezone.now()
+    key = security_event_key(event, now.replace(second=0, microsecond=0))
+    repeats = SecurityEventRepeat.objects.filter(key=key)
+    if repeats.update(count=F("count") + 1, last_at=now):
+        return repeats.select_related("event").get().event
+    try:
+        with transaction.atomic():
+            event.save()
+            SecurityEventRepeat.objects.create(organization_id=event.organization_id, key=key, event=event, last_at=now)
+    except IntegrityError:  # a concurrent request wrote the minute's first event; this one counts on it
+        repeats.update(count=F("count") + 1, last_at=now)
+        return repeats.select_related("event").get().event
+    return event
 
 
 def snapshot(obj: Model, fields: Iterable[str]) -> dict:

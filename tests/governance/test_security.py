@@ -157,7 +157,7 @@ def test_failed_logins_and_the_lockout_are_audited_for_the_users_organization(te
     for _ in range(5):
         login(tenant.member.user.email, "wrong", ip="198.51.100.7")
     failed = events("security.login_failed")
-    assert failed.count() == 5
+    assert failed.count() == 1 and failed.get().repeat.count == 5  # one entry a minute, with its count
     assert {(e.organization.slug, e.actor, e.object_id) for e in failed} == {("acme", None, str(tenant.member.user.pk))}
     assert failed.first().after["username"] == "member@acme.test" and failed.first().after["ip"] == "198.51.100.7"
     locked = events("security.login_locked_out").get()
@@ -185,6 +185,29 @@ def test_a_permission_denial_is_audited(tenant, stranger_tenant):
     # The stranger probing acme's pages is recorded for acme, never shown to globex.
     assert stranger_tenant.client(stranger_tenant.admin).get("/o/acme/").status_code == 404
     assert events("security.access_denied", organization=tenant.org, actor=stranger_tenant.admin.user).exists()
+
+
+def test_a_stranger_repeating_a_forbidden_url_leaves_one_entry_a_minute_with_its_count(tenant, stranger_tenant):
+    stranger = stranger_tenant.client(stranger_tenant.admin)
+    start = timezone.now().replace(second=5)
+    with time_machine.travel(start, tick=False):
+        for n in range(30):
+            assert stranger.get(f"/o/acme/kpis/?try={n}").status_code == 404
+    denied = events("security.access_denied", organization=tenant.org, actor=stranger_tenant.admin.user)
+    assert denied.count() == 1
+    assert denied.get().after["path"] == "/o/acme/kpis/" and denied.get().repeat.count == 30
+    with time_machine.travel(start + timedelta(minutes=1), tick=False):
+        stranger.get("/o/acme/kpis/")
+    assert denied.count() == 2
+    # Each person's and each kind's count is its own.
+    assert tenant.client(tenant.member).get("/o/acme/members/").status_code == 403
+    assert events("security.permission_denied").get().repeat.count == 1
+
+    page = tenant.client(tenant.admin).get("/o/acme/audit/?verb=security.")
+    assert page.status_code == 200
+    text = page.content.decode()
+    assert text.count("security.access_denied") == 2 and "30 times this minute" in text
+    assert "security.access_denied" not in stranger.get("/o/globex/audit/").content.decode()
 
 
 def api_get(token: str, path: str = "kpis", ip: str = "198.51.100.7"):
