@@ -281,7 +281,8 @@ def membership_change_role(*, membership: Membership, actor: User, role: str) ->
 
 @transaction.atomic
 def membership_set_active(*, membership: Membership, actor: User, active: bool) -> Membership:
-    """Deactivation removes access at once; refused while the member holds a role others rely on."""
+    """Deactivation removes access at once and revokes the member's personal API tokens; refused while the member
+    holds a role others rely on."""
     if membership.is_active == active:
         return membership
     if not active:
@@ -295,13 +296,22 @@ def membership_set_active(*, membership: Membership, actor: User, active: bool) 
             raise ValidationError(" ".join(blockers))
     membership.is_active = active
     membership.save(update_fields=["is_active"])
+    after = {"is_active": active}
+    if not active:
+        # Revoked, not merely refused while inactive: reactivating someone must not revive tokens they may have
+        # left behind in scripts; they make new ones.
+        revoked = ApiToken.objects.filter(membership=membership, revoked_at=None).update(
+            revoked_at=timezone.now(), revoked_by=actor
+        )
+        if revoked:
+            after["api_tokens_revoked"] = revoked
     audit_log(
         org=membership.organization,
         actor=actor,
         verb="member.reactivated" if active else "member.deactivated",
         obj=membership,
         before={"is_active": not active},
-        after={"is_active": active},
+        after=after,
     )
     return membership
 

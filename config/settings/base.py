@@ -166,6 +166,12 @@ AXES_LOCKOUT_CALLABLE = "governance.security.lockout_response"  # the login page
 TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=0)
 AXES_CLIENT_IP_CALLABLE = "governance.security.client_ip"
 
+# Password reset requests: at most this many emails to one address, and requests from one client address, per
+# window (governance.security.ThrottledPasswordResetView); over the limit the page answers as usual, sending none.
+PASSWORD_RESET_EMAIL_LIMIT = env.int("PASSWORD_RESET_EMAIL_LIMIT", default=3)
+PASSWORD_RESET_IP_LIMIT = env.int("PASSWORD_RESET_IP_LIMIT", default=10)
+PASSWORD_RESET_WINDOW = timedelta(minutes=env.int("PASSWORD_RESET_WINDOW_MINUTES", default=60))
+
 # An API token's use is audited at most once per token per this period (and its first use at once): an auditor
 # sees when and from where a token was used, hour by hour, without one row per request of a loader that calls
 # every few seconds. Refused tokens (revoked, or a deactivated member's) follow the same period.

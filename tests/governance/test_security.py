@@ -8,6 +8,8 @@ from datetime import timedelta
 import pytest
 import time_machine
 from axes.models import AccessAttempt
+from django.core import mail
+from django.core.cache import cache
 from django.test import Client, RequestFactory
 from django.utils import timezone
 
@@ -277,3 +279,35 @@ def test_a_well_formed_request_id_is_kept(tenant, stranger_tenant):
     response = tenant.client(tenant.admin).get(f"/o/acme/teams/{stranger_tenant.team.pk}/", HTTP_X_REQUEST_ID=given)
     assert response.status_code == 404 and response["X-Request-ID"] == given
     assert events("security.foreign_id", organization=tenant.org).get().request_id == given
+
+
+# --- password reset -------------------------------------------------------------------------------
+
+
+def reset(email: str, ip: str = "198.51.100.7"):
+    return Client().post("/password-reset/", {"email": email}, REMOTE_ADDR=ip)
+
+
+@pytest.fixture
+def reset_limits(settings):
+    cache.clear()  # the throttle's counters
+    settings.PASSWORD_RESET_EMAIL_LIMIT, settings.PASSWORD_RESET_IP_LIMIT = 3, 5
+    yield
+    cache.clear()
+
+
+def test_password_reset_emails_to_one_address_are_throttled(tenant, reset_limits):
+    answers = [reset(tenant.member.user.email, ip=f"198.51.100.{n}") for n in range(5)]  # from five addresses
+    assert {(a.status_code, a.url) for a in answers} == {(302, "/password-reset/sent/")}
+    assert len(mail.outbox) == 3 and {m.to[0] for m in mail.outbox} == {tenant.member.user.email}
+    # Another address still gets its email.
+    reset(tenant.admin.user.email, ip="203.0.113.9")
+    assert len(mail.outbox) == 4
+
+
+def test_password_reset_requests_from_one_client_are_throttled_whatever_the_address(tenant, reset_limits):
+    emails = [tenant.admin.user.email, tenant.member.user.email, tenant.lead.user.email, tenant.executive.user.email]
+    answers = [reset(email) for email in [*emails, "nobody@nowhere.test", *emails]]
+    assert {(a.status_code, a.url) for a in answers} == {(302, "/password-reset/sent/")}  # the same answer
+    assert len(mail.outbox) == 4  # the fifth request (no account) sent nothing either; then the limit
+    assert len(reset(tenant.admin.user.email, ip="203.0.113.9").url) and len(mail.outbox) == 5
