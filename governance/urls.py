@@ -21,5 +21,6 @@ urlpatterns = [
     path("", views.home, name="home"),
     path("healthz", views.healthz, name="healthz"),
     path("organizations/new/", views.organization_create, name="organization_create"),
-    path("invitations/<str:token>/", views.invitation_accept, name="invitation_accept"),
+    path("invitations/join/", views.invitation_join, name="invitation_join"),
+    path("invitations/<str:token>/", views.invitation_accept, name="invitation_accept"),  # the emailed link
 ]

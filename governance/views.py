@@ -80,12 +80,32 @@ def organization_create(request: HttpRequest) -> HttpResponse:
     return render(request, "governance/organization_create.html", {"form": form})
 
 
-@require_http_methods(["GET", "POST"])
+# The emailed invitation link's token, kept in the visitor's session once the link is opened.
+INVITATION_SESSION_KEY = "invitation_token"
+
+
+@require_GET
 def invitation_accept(request: HttpRequest, token: str) -> HttpResponse:
+    """The emailed link: checks the token, keeps it in the visitor's session and sends them on to the invitation's
+    page, whose address holds no token. Only this one request carries the token in its URL; the page, its form's
+    POST, a detour through the login page and the redirect after joining do not, so it does not spread through
+    access logs, browser history and Referer headers."""
+    try:
+        services.invitation_for_token(token)
+    except ValidationError as e:
+        return render(request, "governance/invitation_invalid.html", {"error": e.messages[0]}, status=410)
+    request.session[INVITATION_SESSION_KEY] = token
+    return redirect("invitation_join")
+
+
+@require_http_methods(["GET", "POST"])
+def invitation_join(request: HttpRequest) -> HttpResponse:
+    token = request.session.get(INVITATION_SESSION_KEY, "")
     try:
         invitation = services.invitation_for_token(token)
     except ValidationError as e:
-        return render(request, "governance/invitation_invalid.html", {"error": e.messages[0]}, status=410)
+        error = e.messages[0] if token else "Open the link in your invitation email to join."
+        return render(request, "governance/invitation_invalid.html", {"error": error}, status=410)
     user = request.user if request.user.is_authenticated else None
     form = InvitationSignupForm(request.POST or None, email=invitation.email) if user is None else None
     if request.method == "POST" and (form is None or form.is_valid()):
@@ -101,6 +121,7 @@ def invitation_accept(request: HttpRequest, token: str) -> HttpResponse:
                 return render(request, "governance/invitation_invalid.html", {"error": e.messages[0]}, status=409)
             apply_errors(form, e)
         else:
+            del request.session[INVITATION_SESSION_KEY]
             if user is None:
                 login(request, membership.user, backend="django.contrib.auth.backends.ModelBackend")
             messages.success(request, f"Welcome to {membership.organization}.")
