@@ -242,6 +242,12 @@ class AuditEvent(models.Model):
         return f"{self.verb} {self.object_repr}"
 
     @property
+    def times(self) -> int:
+        """How often it happened: a security event repeated within its minute is one row (SecurityEventRepeat)."""
+        repeat = getattr(self, "repeat", None)  # the reverse one-to-one raises an AttributeError when missing
+        return repeat.count if repeat else 1
+
+    @property
     def changes(self) -> list[tuple[str, object, object]]:
         before, after = self.before or {}, self.after or {}
         return [
