@@ -57,6 +57,11 @@ def pending_invitations(*, org: Organization) -> QuerySet[Invitation]:
     )
 
 
+def expired_invitations(*, org: Organization) -> QuerySet[Invitation]:
+    """Invitations that ran out unanswered and were not sent again (a new one supersedes them)."""
+    return Invitation.objects.for_org(org).filter(accepted_at=None, revoked_at=None, expires_at__lte=timezone.now())
+
+
 def audit_event_list(
     *,
     org: Organization,

@@ -487,6 +487,22 @@ def invitation_revoke(*, invitation: Invitation, actor: User) -> Invitation:
     return invitation
 
 
+@transaction.atomic
+def invitation_resend(*, invitation: Invitation, actor: User, base_url: str | None = None) -> tuple[Invitation, str]:
+    """A new invitation (new token, new expiry) for an expired one's email, role and teams; it supersedes the
+    expired one (see invitation_create)."""
+    if invitation.state != "expired":
+        raise ValidationError(f"This invitation is {invitation.state}; only expired invitations are sent again.")
+    return invitation_create(
+        org=invitation.organization,
+        actor=actor,
+        email=invitation.email,
+        role=invitation.role,
+        teams=invitation.teams.all(),
+        base_url=base_url,
+    )
+
+
 def invitation_for_token(token: str) -> Invitation:
     """The usable invitation behind a token, or a ValidationError that says plainly why not; puts the request in
     the invitation's organization's tenant scope (governance.tenancy)."""

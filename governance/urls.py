@@ -12,6 +12,7 @@ org_urlpatterns = [
     path("members/<int:membership_id>/deactivate/", views.member_deactivate, name="member_deactivate"),
     path("members/<int:membership_id>/reactivate/", views.member_reactivate, name="member_reactivate"),
     path("invitations/<int:invitation_id>/revoke/", views.invitation_revoke, name="invitation_revoke"),
+    path("invitations/<int:invitation_id>/resend/", views.invitation_resend, name="invitation_resend"),
     path("audit/", views.audit_list, name="audit_list"),
     path("api-tokens/", views.api_tokens, name="api_tokens"),
     path("api-tokens/<int:token_id>/revoke/", views.api_token_revoke, name="api_token_revoke"),

@@ -231,6 +231,7 @@ def _members_page(request: HttpRequest, invite_form: InviteForm | None = None, s
         {
             "members": selectors.member_list(org=request.org),
             "invitations": selectors.pending_invitations(org=request.org),
+            "expired_invitations": selectors.expired_invitations(org=request.org),
             "invite_form": invite_form or InviteForm(org=request.org),
             "roles": Role.choices,
         },
@@ -324,6 +325,21 @@ def invitation_revoke(request: HttpRequest, invitation_id: int) -> HttpResponse:
         messages.error(request, " ".join(e.messages))
     else:
         messages.success(request, f"Invitation for {invitation.email} revoked.")
+    return redirect("member_list", org_slug=request.org.slug)
+
+
+@admin_required
+@require_POST
+def invitation_resend(request: HttpRequest, invitation_id: int) -> HttpResponse:
+    invitation = get_invitation_for_member_or_404(request, invitation_id)
+    try:
+        services.invitation_resend(
+            invitation=invitation, actor=request.user, base_url=request.build_absolute_uri("/")[:-1]
+        )
+    except ValidationError as e:
+        messages.error(request, " ".join(e.messages))
+    else:
+        messages.success(request, f"A new invitation was sent to {invitation.email}.")
     return redirect("member_list", org_slug=request.org.slug)
 
 

@@ -366,3 +366,26 @@ def test_an_invitation_lasts_the_configured_time(tenant, settings):
         response = Client().get(accept_url(token))
     assert response.status_code == 410
     assert "This invitation has expired. Ask an admin of the organization for a new one." in response.content.decode()
+
+
+def test_an_admin_sends_an_expired_invitation_again(tenant, django_capture_on_commit_callbacks):
+    old = tenant.invitation
+    old.teams.set([tenant.team])
+    Invitation.objects.filter(pk=old.pk).update(expires_at=timezone.now() - timedelta(days=1))
+    admin = tenant.client(tenant.admin)
+    members = reverse("member_list", kwargs={"org_slug": tenant.org.slug})
+    page = admin.get(members).content.decode()
+    assert "Expired without an answer" in page and "invitee@acme.test" in page
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = admin.post(
+            reverse("invitation_resend", kwargs={"org_slug": tenant.org.slug, "invitation_id": old.pk})
+        )
+
+    assert (response.status_code, response.url) == (302, members)
+    new = Invitation.objects.get(email="invitee@acme.test", revoked_at=None)
+    assert new.pk != old.pk and (new.role, list(new.teams.all())) == (old.role, [tenant.team])
+    token = LINK.search(mail.outbox[0].body).group("token")
+    assert accept(Client(), token, signup()).status_code == 302
+    assert Membership.objects.get(organization=tenant.org, user__email="invitee@acme.test").teams.get() == tenant.team
+    assert "Expired without an answer" not in admin.get(members).content.decode()
