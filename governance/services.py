@@ -6,7 +6,7 @@ import hashlib
 import hmac
 import secrets
 from collections.abc import Callable, Iterable
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -83,7 +83,7 @@ def audit_security_event(*, verb: str, user: User | None, actor: User | None = N
             )
 
 
-def security_event_key(event: AuditEvent, minute) -> str:
+def security_event_key(event: AuditEvent, minute: datetime) -> str:
     """Which security events count as one: same organization, actor (or, for nobody signed in, address), verb and
     object, within one minute."""
     who = f"user:{event.actor_id}" if event.actor_id else f"ip:{(event.after or {}).get('ip') or ''}"
