@@ -7,4 +7,4 @@ application = get_asgi_application()
 
 from governance.tenancy import refuse_privileged_role  # noqa: E402  (needs the app registry loaded above)
 
-refuse_privileged_role()
+refuse_privileged_role(sweeps=False)

@@ -19,7 +19,7 @@ def refuse_privileged_role(**kwargs) -> None:
     from governance.tenancy import refuse_privileged_role
 
     try:
-        refuse_privileged_role()
+        refuse_privileged_role(sweeps=True)
     except ImproperlyConfigured as e:
         # Celery logs and ignores what a signal handler raises; this must stop the process.
         print(f"Refusing to start: {e}", file=sys.stderr)

@@ -8,10 +8,10 @@ from functools import wraps
 from typing import TYPE_CHECKING, TypeVar
 
 from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import connection
 from django.db.models import Model, Q, QuerySet
 from django.http import Http404, HttpRequest
 
-from governance import tenancy
 from governance.models import Invitation, Membership, Role, Team
 from governance.services import audit_log
 
@@ -27,11 +27,7 @@ def get_for_org_or_404(request: HttpRequest, queryset: type[M] | QuerySet[M], pk
     try:
         return qs.get(organization=request.org, pk=pk)
     except (qs.model.DoesNotExist, ValueError, TypeError):
-        # Whether the id is another organization's decides whether this was a probe worth auditing: a yes or no
-        # that only the system scope can give (row-level security hides the row itself).
-        with tenancy.scope(system=True):
-            foreign = qs.model._default_manager.filter(pk=pk).exclude(organization=request.org).exists()
-        if foreign:
+        if _elsewhere(qs.model, pk, request.org):
             audit_log(
                 org=request.org,
                 actor=request.user,
@@ -39,6 +35,25 @@ def get_for_org_or_404(request: HttpRequest, queryset: type[M] | QuerySet[M], pk
                 after={"model": qs.model._meta.label_lower, "id": str(pk), "path": request.path},
             )
         raise Http404(f"No such {qs.model._meta.verbose_name}.") from None
+
+
+def _elsewhere(model: type[Model], pk, org) -> bool:
+    """Whether `pk` is another organization's id, which decides whether this was a probe worth auditing.
+
+    Row-level security hides the row itself, and a web request may not enter the system scope (its database role
+    is no member of governance.rls.SYSTEM_ROLE): on PostgreSQL a function running as the owner answers this one
+    yes-or-no question."""
+    try:
+        pk = model._meta.pk.to_python(pk)
+    except ValidationError:
+        return False
+    if connection.vendor != "postgresql":
+        return model._default_manager.filter(pk=pk).exclude(organization=org).exists()
+    if not isinstance(pk, int) or not -(2**63) <= pk < 2**63:
+        return False
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT steerco_elsewhere(%s::regclass, %s, %s)", [model._meta.db_table, pk, org.pk])
+        return cursor.fetchone()[0]
 
 
 def get_team_for_member_or_404(request: HttpRequest, team_id) -> Team:

@@ -1,7 +1,9 @@
 from __future__ import annotations
 
+import re
 from contextlib import nullcontext
 
+from django.conf import settings
 from django.contrib.auth.views import redirect_to_login
 from django.db import connection, transaction
 from django.http import Http404
@@ -11,6 +13,27 @@ from django.utils import timezone
 from governance import tenancy
 from governance.models import Membership, Organization
 from governance.services import audit_log
+
+# What a request id may look like: a UUID, a proxy's hex or base64 id, "Root=1-..."; at most the 64 characters an
+# audit event keeps, nothing that could break a log line.
+REQUEST_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:=+/-]{0,63}")
+
+
+def request_id_guard(get_response):
+    """Drops a client's request id that is not well formed, so django-guid generates one instead.
+
+    The id is written into every audit event and log line of the request: one too long to store made each audited
+    request fail (and since only a probe of another organization's id is audited, the failure told which ids
+    exist there). Runs before django-guid's middleware, which takes the header as it finds it."""
+    header = "HTTP_" + settings.DJANGO_GUID["GUID_HEADER_NAME"].upper().replace("-", "_")
+
+    def middleware(request):
+        given = request.META.get(header)
+        if given is not None and not REQUEST_ID.fullmatch(given):
+            del request.META[header]
+        return get_response(request)
+
+    return middleware
 
 
 class TenantMiddleware:

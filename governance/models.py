@@ -242,6 +242,12 @@ class AuditEvent(models.Model):
         return f"{self.verb} {self.object_repr}"
 
     @property
+    def times(self) -> int:
+        """How often it happened: a security event repeated within its minute is one row (SecurityEventRepeat)."""
+        repeat = getattr(self, "repeat", None)  # the reverse one-to-one raises an AttributeError when missing
+        return repeat.count if repeat else 1
+
+    @property
     def changes(self) -> list[tuple[str, object, object]]:
         before, after = self.before or {}, self.after or {}
         return [
@@ -249,6 +255,21 @@ class AuditEvent(models.Model):
             for field in sorted(set(before) | set(after))
             if before.get(field) != after.get(field)
         ]
+
+
+class SecurityEventRepeat(models.Model):
+    """How often one security event (same organization, actor or address, verb and object) recurred within its
+    minute. The audit log is append-only, so the first event of the minute is its row and this one keeps the count:
+    a stranger repeating a forbidden URL leaves one row a minute, not one per request."""
+
+    organization = models.ForeignKey(Organization, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    key = models.CharField(max_length=255, unique=True)  # governance.services.security_event_key
+    event = models.OneToOneField(AuditEvent, on_delete=models.PROTECT, related_name="repeat")
+    count = models.PositiveIntegerField(default=1)
+    last_at = models.DateTimeField(default=now)
+
+    def __str__(self) -> str:
+        return f"{self.event} ×{self.count}"
 
 
 class ApiToken(models.Model):

@@ -14,7 +14,12 @@ import httpcore
 import httpx
 from django.conf import settings
 
-NAT64 = ipaddress.ip_network("64:ff9b::/96")
+# IPv6 forms that carry an IPv4 address in their last 32 bits, which the address's own flags judge as IPv6 (a
+# translator or the kernel may still deliver them to the IPv4 address inside): NAT64, its local-use prefix, and
+# SIIT's IPv4-translated form. IPv4-mapped and 6to4 have their own accessors.
+EMBEDDING = [ipaddress.ip_network(n) for n in ("64:ff9b::/96", "64:ff9b:1::/48", "::ffff:0:0:0/96")]
+# IPv4-compatible (::a.b.c.d, "[::127.0.0.1]"), deprecated since 2006: nothing public is reached that way.
+COMPATIBLE = ipaddress.ip_network("::/96")
 
 
 class Refused(OSError):
@@ -31,10 +36,13 @@ def client(*, allow_setting: str, **options) -> httpx.Client:
 
 
 def public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    """Reachable on the internet, including an IPv4 address written inside IPv6 (mapped, NAT64, 6to4)."""
+    """Reachable on the internet, including an IPv4 address written inside IPv6 (mapped, NAT64, translated, 6to4);
+    never an IPv4-compatible one."""
     if isinstance(address, ipaddress.IPv6Address):
+        if address in COMPATIBLE:
+            return False
         inner = address.ipv4_mapped or address.sixtofour
-        if inner is None and address in NAT64:
+        if inner is None and any(address in network for network in EMBEDDING):
             inner = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
         if inner is not None and not inner.is_global:
             return False

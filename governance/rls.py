@@ -10,7 +10,23 @@ from __future__ import annotations
 
 from psycopg import sql
 
-FUNCTIONS = """
+# The group role whose members may enter the system scope: the workers' role and the owner, never the web's. The
+# settings are anyone's to write (set_config), so the setting alone would let an injected statement in a web
+# request switch the scope on; the membership is not the web role's to grant itself.
+SYSTEM_ROLE = "steerco_sweeper"
+
+FUNCTIONS = f"""
+DO $$ BEGIN
+    IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{SYSTEM_ROLE}') THEN
+        CREATE ROLE {SYSTEM_ROLE} NOLOGIN;
+    END IF;
+EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL;  -- another database of the cluster made it first
+END $$;
+DO $$ BEGIN
+    IF NOT pg_has_role(current_user, '{SYSTEM_ROLE}', 'MEMBER') THEN
+        GRANT {SYSTEM_ROLE} TO CURRENT_USER;  -- the owner runs migrations and operators' commands
+    END IF;
+END $$;
 CREATE OR REPLACE FUNCTION steerco_organization() RETURNS bigint LANGUAGE sql STABLE PARALLEL SAFE
     AS $$ SELECT nullif(current_setting('steerco.organization', true), '')::bigint $$;
 CREATE OR REPLACE FUNCTION steerco_user() RETURNS bigint LANGUAGE sql STABLE PARALLEL SAFE
@@ -18,11 +34,35 @@ CREATE OR REPLACE FUNCTION steerco_user() RETURNS bigint LANGUAGE sql STABLE PAR
 CREATE OR REPLACE FUNCTION steerco_token() RETURNS text LANGUAGE sql STABLE PARALLEL SAFE
     AS $$ SELECT nullif(current_setting('steerco.token', true), '') $$;
 CREATE OR REPLACE FUNCTION steerco_system() RETURNS boolean LANGUAGE sql STABLE PARALLEL SAFE
-    AS $$ SELECT coalesce(current_setting('steerco.system', true), '') = 'on' $$;
+    AS $$ SELECT CASE WHEN coalesce(current_setting('steerco.system', true), '') = 'on'
+                 THEN pg_has_role(current_user, '{SYSTEM_ROLE}', 'MEMBER') ELSE false END $$;
+-- Whether row `row_id` of tenant table `tbl` belongs to an organization other than `org`: the one question about
+-- other organizations a web request may ask (governance.access audits a probe of another organization's ids).
+-- It runs as its owner, in the system scope for its own duration only.
+CREATE OR REPLACE FUNCTION steerco_elsewhere(tbl regclass, row_id bigint, org bigint) RETURNS boolean
+    LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, public SET steerco.system = 'on'
+    AS $$
+    DECLARE
+        pk name;
+        found boolean;
+    BEGIN
+        SELECT a.attname INTO pk FROM pg_index i
+            JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
+            WHERE i.indrelid = tbl AND i.indisprimary AND i.indnatts = 1;
+        IF pk IS NULL OR NOT EXISTS (
+            SELECT FROM pg_attribute WHERE attrelid = tbl AND attname = 'organization_id' AND NOT attisdropped
+        ) THEN
+            RETURN false;
+        END IF;
+        EXECUTE format('SELECT EXISTS (SELECT FROM %s WHERE %I = $1 AND organization_id <> $2)', tbl, pk)
+            INTO found USING row_id, org;
+        RETURN found;
+    END $$;
 """
 DROP_FUNCTIONS = """
 DROP FUNCTION IF EXISTS steerco_organization(); DROP FUNCTION IF EXISTS steerco_user();
 DROP FUNCTION IF EXISTS steerco_token(); DROP FUNCTION IF EXISTS steerco_system();
+DROP FUNCTION IF EXISTS steerco_elsewhere(regclass, bigint, bigint);
 """
 # Each setting is read through a scalar subquery, which PostgreSQL evaluates once per statement (an InitPlan):
 # called bare, the functions would run for every row, and a sweep reading 100,000 rows in the system scope took
@@ -32,15 +72,19 @@ ORGANIZATION, SYSTEM = "(SELECT steerco_organization())", "(SELECT steerco_syste
 IN_SCOPE = f"({SYSTEM} OR organization_id = {ORGANIZATION})"
 
 # What a scope other than an organization's may read (governance.tenancy): a user their own memberships, a caller
-# presenting a token's or an invitation's digest that one row.
+# presenting a token's or an invitation's digest that one row; and security events of no organization (a failed
+# login for an unknown address) may be written and read in any scope, being no organization's.
+UNOWNED = "CREATE POLICY unowned ON {t} USING (organization_id IS NULL) WITH CHECK (organization_id IS NULL)"
 EXTRA_POLICIES = {
+    "governance_auditevent": [UNOWNED],
+    "governance_securityeventrepeat": [UNOWNED],
     "governance_membership": ["CREATE POLICY own ON {t} FOR SELECT USING (user_id = (SELECT steerco_user()))"],
     "governance_apitoken": ["CREATE POLICY presented ON {t} FOR SELECT USING (digest = (SELECT steerco_token()))"],
     "governance_invitation": [
         "CREATE POLICY presented ON {t} FOR SELECT USING (token_hash = (SELECT steerco_token()))"
     ],
 }
-POLICY_NAMES = ["tenant", "own", "presented"]
+POLICY_NAMES = ["tenant", "own", "presented", "unowned"]
 
 
 def is_tenant_model(model) -> bool:
@@ -101,10 +145,12 @@ def unprotect_tables(schema_editor, models) -> None:
     schema_editor.execute(DROP_FUNCTIONS, params=None)
 
 
-def runtime_role_ensure(cursor, name: str, *, login: bool = True) -> None:
+def runtime_role_ensure(cursor, name: str, *, login: bool = True, sweeps: bool = False) -> None:
     """Creates the runtime role if it is missing (a NOLOGIN one for a session to SET ROLE to) and grants it what it
     may do: read and write rows, which row-level security filters, nothing to the schema; tables and sequences of
-    later migrations are granted as they are created. An existing role that escapes the policies is refused."""
+    later migrations are granted as they are created. `sweeps` makes it the workers' role, a member of SYSTEM_ROLE
+    that may enter the system scope; without it the role (the web's) is not, or no longer, a member. An existing
+    role that escapes the policies is refused."""
     cursor.execute("SELECT rolsuper OR rolbypassrls FROM pg_roles WHERE rolname = %s", [name])
     row = cursor.fetchone()
     role = sql.Identifier(name).as_string(cursor.connection)
@@ -118,5 +164,11 @@ def runtime_role_ensure(cursor, name: str, *, login: bool = True) -> None:
         f"GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {role}",
         f"ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO {role}",
         f"ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT USAGE, SELECT ON SEQUENCES TO {role}",
+        f"{'GRANT' if sweeps else 'REVOKE'} {SYSTEM_ROLE} {'TO' if sweeps else 'FROM'} {role}",
     ]:
         cursor.execute(statement)
+
+
+def may_enter_system_scope(cursor) -> bool:
+    cursor.execute("SELECT pg_has_role(current_user, %s, 'MEMBER')", [SYSTEM_ROLE])
+    return cursor.fetchone()[0]

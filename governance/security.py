@@ -1,7 +1,9 @@
-"""Login security: the client's address behind proxies, login throttling (django-axes) and login audit events."""
+"""Login security: the client's address behind proxies, login throttling (django-axes), password reset throttling
+and login audit events."""
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import logging
 
@@ -9,8 +11,10 @@ from axes.signals import user_locked_out
 from django.conf import settings
 from django.contrib.auth.forms import AuthenticationForm
 from django.contrib.auth.signals import user_logged_in, user_login_failed
+from django.contrib.auth.views import PasswordResetView
+from django.core.cache import cache
 from django.dispatch import receiver
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
 
 from governance.models import User
@@ -64,6 +68,34 @@ def lockout_response(
         "cooloff_minutes": minutes,
     }
     return render(request, "registration/login.html", context, status=429)
+
+
+def _within_limit(key: str, limit: int) -> bool:
+    """Counts one more request under `key` for PASSWORD_RESET_WINDOW; whether the count is still within `limit`."""
+    window = int(settings.PASSWORD_RESET_WINDOW.total_seconds())
+    cache.add(key, 0, window)  # the window starts with the first request, and is not extended by later ones
+    try:
+        return cache.incr(key) <= limit
+    except ValueError:  # expired between add and incr: this request is the first of a new window
+        cache.add(key, 1, window)
+        return True
+
+
+class ThrottledPasswordResetView(PasswordResetView):
+    """Django's password reset, sending at most PASSWORD_RESET_EMAIL_LIMIT emails per address and
+    PASSWORD_RESET_IP_LIMIT requests per client address a window, so that nobody can bomb an inbox or probe
+    addresses by the thousand. Over the limit the answer is the same "check your inbox" page, whether or not the
+    address has an account: it tells nothing either way."""
+
+    def form_valid(self, form):
+        email = form.cleaned_data["email"].strip().lower()
+        digest = hashlib.sha256(email.encode()).hexdigest()  # no address in the cache's keys
+        by_email = _within_limit(f"password-reset:email:{digest}", settings.PASSWORD_RESET_EMAIL_LIMIT)
+        by_ip = _within_limit(f"password-reset:ip:{client_ip(self.request)}", settings.PASSWORD_RESET_IP_LIMIT)
+        if by_email and by_ip:
+            return super().form_valid(form)
+        logger.warning("Password reset throttled for an address from %s", client_ip(self.request))
+        return HttpResponseRedirect(self.get_success_url())
 
 
 def _request_facts(request: HttpRequest | None) -> dict:

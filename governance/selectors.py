@@ -57,6 +57,11 @@ def pending_invitations(*, org: Organization) -> QuerySet[Invitation]:
     )
 
 
+def expired_invitations(*, org: Organization) -> QuerySet[Invitation]:
+    """Invitations that ran out unanswered and were not sent again (a new one supersedes them)."""
+    return Invitation.objects.for_org(org).filter(accepted_at=None, revoked_at=None, expires_at__lte=timezone.now())
+
+
 def audit_event_list(
     *,
     org: Organization,
@@ -66,7 +71,7 @@ def audit_event_list(
     until: datetime | None = None,
     text: str = "",
 ) -> QuerySet[AuditEvent]:
-    qs = AuditEvent.objects.for_org(org).select_related("actor")
+    qs = AuditEvent.objects.for_org(org).select_related("actor", "repeat")
     if verb_prefix:
         qs = qs.filter(verb__startswith=verb_prefix)
     if actor_id:

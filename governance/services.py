@@ -6,13 +6,13 @@ import hashlib
 import hmac
 import secrets
 from collections.abc import Callable, Iterable
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.mail import send_mail
-from django.db import transaction
-from django.db.models import Model, Q
+from django.db import IntegrityError, transaction
+from django.db.models import F, Model, Q
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
@@ -29,6 +29,7 @@ from governance.models import (
     Membership,
     Organization,
     Role,
+    SecurityEventRepeat,
     Team,
     User,
 )
@@ -43,16 +44,18 @@ def audit_log(
     before: dict | None = None,
     after: dict | None = None,
 ) -> AuditEvent:
-    return AuditEvent.objects.create(
-        organization=org,
-        actor=actor,
-        verb=verb,
-        object_type=obj._meta.label_lower if obj is not None else "",
-        object_id=str(obj.pk) if obj is not None else "",
-        object_repr=str(obj)[:200] if obj is not None else "",
-        before=before,
-        after=after,
-        request_id=get_guid() or "",
+    return _record(
+        AuditEvent(
+            organization=org,
+            actor=actor,
+            verb=verb,
+            object_type=obj._meta.label_lower if obj is not None else "",
+            object_id=str(obj.pk) if obj is not None else "",
+            object_repr=str(obj)[:200] if obj is not None else "",
+            before=before,
+            after=after,
+            request_id=get_guid() or "",
+        )
     )
 
 
@@ -60,22 +63,53 @@ def audit_security_event(*, verb: str, user: User | None, actor: User | None = N
     """A login event, filed under every organization the user belongs to, so each one's admins see what concerns
     their people; an event about no known user (a mistyped or guessed email) belongs to no organization."""
     # No request scope covers a login: the user's memberships are read as theirs, each event written as its
-    # organization's; one that belongs to no organization belongs to the system.
+    # organization's; one that belongs to no organization needs no scope (governance.rls.UNOWNED).
     with tenancy.scope(user=user.pk if user else None):
         org_ids = list(Membership.objects.filter(user=user).values_list("organization_id", flat=True)) if user else []
     guid = get_guid() or ""
     for org_id in org_ids or [None]:
-        with tenancy.scope(organization=org_id, system=org_id is None):
-            AuditEvent.objects.create(
-                organization_id=org_id,
-                actor=actor,
-                verb=verb,
-                object_type=user._meta.label_lower if user else "",
-                object_id=str(user.pk) if user else "",
-                object_repr=str(user)[:200] if user else "",
-                after=after,
-                request_id=guid,
+        with tenancy.scope(organization=org_id):
+            _record(
+                AuditEvent(
+                    organization_id=org_id,
+                    actor=actor,
+                    verb=verb,
+                    object_type=user._meta.label_lower if user else "",
+                    object_id=str(user.pk) if user else "",
+                    object_repr=str(user)[:200] if user else "",
+                    after=after,
+                    request_id=guid,
+                )
             )
+
+
+def security_event_key(event: AuditEvent, minute: datetime) -> str:
+    """Which security events count as one: same organization, actor (or, for nobody signed in, address), verb and
+    object, within one minute."""
+    who = f"user:{event.actor_id}" if event.actor_id else f"ip:{(event.after or {}).get('ip') or ''}"
+    obj = f"{event.object_type}:{event.object_id}"
+    return f"{event.organization_id or '-'}|{who}|{event.verb}|{obj}|{minute:%Y-%m-%dT%H:%M}"[:255]
+
+
+def _record(event: AuditEvent) -> AuditEvent:
+    """Writes the event; a security event that repeats one of the same minute is counted on that one's row
+    (SecurityEventRepeat) instead, so that no one can flood the log by repeating a refused request."""
+    if not event.verb.startswith("security."):
+        event.save()
+        return event
+    now = timezone.now()
+    key = security_event_key(event, now.replace(second=0, microsecond=0))
+    repeats = SecurityEventRepeat.objects.filter(key=key)
+    if repeats.update(count=F("count") + 1, last_at=now):
+        return repeats.select_related("event").get().event
+    try:
+        with transaction.atomic():
+            event.save()
+            SecurityEventRepeat.objects.create(organization_id=event.organization_id, key=key, event=event, last_at=now)
+    except IntegrityError:  # a concurrent request wrote the minute's first event; this one counts on it
+        repeats.update(count=F("count") + 1, last_at=now)
+        return repeats.select_related("event").get().event
+    return event
 
 
 def snapshot(obj: Model, fields: Iterable[str]) -> dict:
@@ -247,7 +281,8 @@ def membership_change_role(*, membership: Membership, actor: User, role: str) ->
 
 @transaction.atomic
 def membership_set_active(*, membership: Membership, actor: User, active: bool) -> Membership:
-    """Deactivation removes access at once; refused while the member holds a role others rely on."""
+    """Deactivation removes access at once and revokes the member's personal API tokens; refused while the member
+    holds a role others rely on."""
     if membership.is_active == active:
         return membership
     if not active:
@@ -261,13 +296,22 @@ def membership_set_active(*, membership: Membership, actor: User, active: bool) 
             raise ValidationError(" ".join(blockers))
     membership.is_active = active
     membership.save(update_fields=["is_active"])
+    after = {"is_active": active}
+    if not active:
+        # Revoked, not merely refused while inactive: reactivating someone must not revive tokens they may have
+        # left behind in scripts; they make new ones.
+        revoked = ApiToken.objects.filter(membership=membership, revoked_at=None).update(
+            revoked_at=timezone.now(), revoked_by=actor
+        )
+        if revoked:
+            after["api_tokens_revoked"] = revoked
     audit_log(
         org=membership.organization,
         actor=actor,
         verb="member.reactivated" if active else "member.deactivated",
         obj=membership,
         before={"is_active": not active},
-        after={"is_active": active},
+        after=after,
     )
     return membership
 
@@ -441,6 +485,22 @@ def invitation_revoke(*, invitation: Invitation, actor: User) -> Invitation:
     invitation.save(update_fields=["revoked_at"])
     audit_log(org=invitation.organization, actor=actor, verb="invitation.revoked", obj=invitation)
     return invitation
+
+
+@transaction.atomic
+def invitation_resend(*, invitation: Invitation, actor: User, base_url: str | None = None) -> tuple[Invitation, str]:
+    """A new invitation (new token, new expiry) for an expired one's email, role and teams; it supersedes the
+    expired one (see invitation_create)."""
+    if invitation.state != "expired":
+        raise ValidationError(f"This invitation is {invitation.state}; only expired invitations are sent again.")
+    return invitation_create(
+        org=invitation.organization,
+        actor=actor,
+        email=invitation.email,
+        role=invitation.role,
+        teams=invitation.teams.all(),
+        base_url=base_url,
+    )
 
 
 def invitation_for_token(token: str) -> Invitation:

@@ -12,7 +12,8 @@ Without a scope nothing tenant-owned is visible and nothing can be written.
 - token: the one API token or invitation whose digest a caller presents, before its organization is known;
 - system: every organization's rows, for the beat's sweeps, which claim work across organizations by design,
   and for manage.py commands (operators' tools). A test pins the places that may ask for it
-  (tests/governance/test_rls.py).
+  (tests/governance/test_rls.py). The database grants it only to members of governance.rls.SYSTEM_ROLE: the
+  workers' role and the owner, not the web's, so a statement injected into a web request cannot switch it on.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from dataclasses import dataclass, replace
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.db import connection
+
+from governance.rls import SYSTEM_ROLE, may_enter_system_scope
 
 
 @dataclass(frozen=True)
@@ -71,20 +74,30 @@ def for_sweep(org_id: int | None):
     return scope(organization=org_id) if org_id is not None else scope(system=True)
 
 
-def refuse_privileged_role() -> None:
+def refuse_privileged_role(*, sweeps: bool) -> None:
     """Web and worker processes in production must be subject to row-level security: a superuser or a role with
-    BYPASSRLS is not, so they refuse to start as one (migrations run as the owner, through manage.py)."""
+    BYPASSRLS is not, so they refuse to start as one (migrations run as the owner, through manage.py). Workers
+    (`sweeps`) need the system scope and web processes must not have it, so each refuses the other's role."""
     if not settings.REFUSE_PRIVILEGED_DATABASE_ROLE or connection.vendor != "postgresql":
         return
     try:
         with connection.cursor() as cursor:
             cursor.execute("SELECT rolname, rolsuper, rolbypassrls FROM pg_roles WHERE rolname = current_user")
             role, superuser, bypass = cursor.fetchone()
+            system = may_enter_system_scope(cursor)
     finally:
         connection.close()  # forked workers must not share this socket
     if superuser or bypass:
         raise ImproperlyConfigured(
             f"The database role {role!r} is a superuser or bypasses row-level security. Connect web and worker "
-            "processes as the runtime role (manage.py runtime_role creates it; see the README), and run "
+            "processes as the runtime roles (manage.py runtime_role creates them; see the README), and run "
             "migrations as the owner."
+        )
+    if system != sweeps:
+        raise ImproperlyConfigured(
+            f"The database role {role!r} is a member of {SYSTEM_ROLE}: web processes connect as the web role, "
+            "which may not enter the system scope (see the README)."
+            if system
+            else f"The database role {role!r} is no member of {SYSTEM_ROLE}, so the sweeps would see no "
+            "organization: workers connect as the workers' role (manage.py runtime_role NAME --sweeps)."
         )

@@ -12,6 +12,7 @@ org_urlpatterns = [
     path("members/<int:membership_id>/deactivate/", views.member_deactivate, name="member_deactivate"),
     path("members/<int:membership_id>/reactivate/", views.member_reactivate, name="member_reactivate"),
     path("invitations/<int:invitation_id>/revoke/", views.invitation_revoke, name="invitation_revoke"),
+    path("invitations/<int:invitation_id>/resend/", views.invitation_resend, name="invitation_resend"),
     path("audit/", views.audit_list, name="audit_list"),
     path("api-tokens/", views.api_tokens, name="api_tokens"),
     path("api-tokens/<int:token_id>/revoke/", views.api_token_revoke, name="api_token_revoke"),
@@ -21,5 +22,6 @@ urlpatterns = [
     path("", views.home, name="home"),
     path("healthz", views.healthz, name="healthz"),
     path("organizations/new/", views.organization_create, name="organization_create"),
-    path("invitations/<str:token>/", views.invitation_accept, name="invitation_accept"),
+    path("invitations/join/", views.invitation_join, name="invitation_join"),
+    path("invitations/<str:token>/", views.invitation_accept, name="invitation_accept"),  # the emailed link
 ]

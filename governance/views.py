@@ -80,12 +80,32 @@ def organization_create(request: HttpRequest) -> HttpResponse:
     return render(request, "governance/organization_create.html", {"form": form})
 
 
-@require_http_methods(["GET", "POST"])
+# The emailed invitation link's token, kept in the visitor's session once the link is opened.
+INVITATION_SESSION_KEY = "invitation_token"
+
+
+@require_GET
 def invitation_accept(request: HttpRequest, token: str) -> HttpResponse:
+    """The emailed link: checks the token, keeps it in the visitor's session and sends them on to the invitation's
+    page, whose address holds no token. Only this one request carries the token in its URL; the page, its form's
+    POST, a detour through the login page and the redirect after joining do not, so it does not spread through
+    access logs, browser history and Referer headers."""
+    try:
+        services.invitation_for_token(token)
+    except ValidationError as e:
+        return render(request, "governance/invitation_invalid.html", {"error": e.messages[0]}, status=410)
+    request.session[INVITATION_SESSION_KEY] = token
+    return redirect("invitation_join")
+
+
+@require_http_methods(["GET", "POST"])
+def invitation_join(request: HttpRequest) -> HttpResponse:
+    token = request.session.get(INVITATION_SESSION_KEY, "")
     try:
         invitation = services.invitation_for_token(token)
     except ValidationError as e:
-        return render(request, "governance/invitation_invalid.html", {"error": e.messages[0]}, status=410)
+        error = e.messages[0] if token else "Open the link in your invitation email to join."
+        return render(request, "governance/invitation_invalid.html", {"error": error}, status=410)
     user = request.user if request.user.is_authenticated else None
     form = InvitationSignupForm(request.POST or None, email=invitation.email) if user is None else None
     if request.method == "POST" and (form is None or form.is_valid()):
@@ -101,6 +121,7 @@ def invitation_accept(request: HttpRequest, token: str) -> HttpResponse:
                 return render(request, "governance/invitation_invalid.html", {"error": e.messages[0]}, status=409)
             apply_errors(form, e)
         else:
+            del request.session[INVITATION_SESSION_KEY]
             if user is None:
                 login(request, membership.user, backend="django.contrib.auth.backends.ModelBackend")
             messages.success(request, f"Welcome to {membership.organization}.")
@@ -210,6 +231,7 @@ def _members_page(request: HttpRequest, invite_form: InviteForm | None = None, s
         {
             "members": selectors.member_list(org=request.org),
             "invitations": selectors.pending_invitations(org=request.org),
+            "expired_invitations": selectors.expired_invitations(org=request.org),
             "invite_form": invite_form or InviteForm(org=request.org),
             "roles": Role.choices,
         },
@@ -303,6 +325,21 @@ def invitation_revoke(request: HttpRequest, invitation_id: int) -> HttpResponse:
         messages.error(request, " ".join(e.messages))
     else:
         messages.success(request, f"Invitation for {invitation.email} revoked.")
+    return redirect("member_list", org_slug=request.org.slug)
+
+
+@admin_required
+@require_POST
+def invitation_resend(request: HttpRequest, invitation_id: int) -> HttpResponse:
+    invitation = get_invitation_for_member_or_404(request, invitation_id)
+    try:
+        services.invitation_resend(
+            invitation=invitation, actor=request.user, base_url=request.build_absolute_uri("/")[:-1]
+        )
+    except ValidationError as e:
+        messages.error(request, " ".join(e.messages))
+    else:
+        messages.success(request, f"A new invitation was sent to {invitation.email}.")
     return redirect("member_list", org_slug=request.org.slug)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 from datetime import date, datetime
 
 from django.conf import settings
@@ -127,6 +128,8 @@ def measurements_create(request: HttpRequest):
         if not isinstance(item, dict):
             checker.problem(index, "", "must be an object with kpi, at and value")
             continue
+        for name in getattr(item, "repeated", ()):
+            checker.problem(index, name, "is given more than once")
         for name in ITEM_FIELDS:
             if name not in item:
                 checker.problem(index, name, "is required")
@@ -143,15 +146,33 @@ def measurements_create(request: HttpRequest):
     return {"accepted": measurements_store(org=request.org, rows=checker.rows, source="api")}
 
 
+class Repeated(dict):
+    """A JSON object that gave a key more than once: parsers keep one of the values (Python's the last), so which
+    one the sender meant is anyone's guess; the request is refused instead, naming the key."""
+
+    repeated: list[str]
+
+
+def _object(pairs: list[tuple[str, object]]) -> dict:
+    obj = dict(pairs)
+    if len(obj) == len(pairs):
+        return obj
+    obj = Repeated(obj)
+    obj.repeated = sorted(key for key, n in Counter(key for key, _ in pairs).items() if n > 1)
+    return obj
+
+
 def _measurement_items(request: HttpRequest) -> list:
     body = request.body  # Django refuses a declared length over DATA_UPLOAD_MAX_MEMORY_SIZE (413 in config.api)
     if len(body) > settings.DATA_UPLOAD_MAX_MEMORY_SIZE:
         raise ApiError(413, [{"path": "body", "message": "is too large"}])
     try:
         # NaN and Infinity are not JSON, but Python's parser takes them: they become per-item errors.
-        document = json.loads(body, parse_constant=NonFinite)
+        document = json.loads(body, parse_constant=NonFinite, object_pairs_hook=_object)
     except (ValueError, UnicodeDecodeError) as error:
         raise ApiError(400, [{"path": "body", "message": f"is not valid JSON ({error})"}]) from None
+    if isinstance(document, Repeated):
+        raise ApiError(422, [{"path": key, "message": "is given more than once"} for key in document.repeated])
     items = document.get("measurements") if isinstance(document, dict) else None
     if not isinstance(items, list):
         raise ApiError(422, [{"path": "measurements", "message": "is required: a list of {kpi, at, value}"}])

@@ -39,12 +39,12 @@ BREACHING, BACKGROUND = 100, int(os.environ.get("CHAOS_BACKGROUND_KPIS", "20000"
 STEP = timedelta(seconds=20)  # mitigation due, then each level's wait
 SETTLE_SECONDS = 240
 
-RUNTIME_ROLE = "steerco_app"
+RUNTIME_ROLE, WORKER_ROLE = "steerco_app", "steerco_worker"
 ENV = {
     **os.environ,
     "DJANGO_SETTINGS_MODULE": "config.settings.production",
-    # Web, worker and beat connect as the runtime role, which row-level security binds (production refuses a
-    # superuser); migrations, the set-up and the checks as the owner (OWNER_ENV).
+    # Web connects as the runtime role, worker and beat as the workers' (WORKER_ENV), which row-level security
+    # binds (production refuses a superuser); migrations, the set-up and the checks as the owner (OWNER_ENV).
     "DATABASE_URL": f"postgres://{RUNTIME_ROLE}@127.0.0.1:{PG_PORT}/steerco",
     "CELERY_BROKER_URL": f"redis://127.0.0.1:{REDIS_PORT}/0",
     "SECRET_KEY": secrets.token_hex(32),
@@ -57,6 +57,7 @@ ENV = {
     "EMAIL_URL": f"filemail:///{VAR / 'mail'}",  # django-environ drops one leading slash of the path
     "LOG_LEVEL": "WARNING",
 }
+WORKER_ENV = ENV | {"DATABASE_URL": f"postgres://{WORKER_ROLE}@127.0.0.1:{PG_PORT}/steerco"}
 OWNER_ENV = ENV | {"DATABASE_URL": f"postgres://postgres@127.0.0.1:{PG_PORT}/steerco"}
 
 
@@ -126,7 +127,12 @@ class Services:
         }
         log = open(VAR / f"{name}.log", "a")  # noqa: SIM115 (the process keeps it)
         self.procs[name] = subprocess.Popen(
-            commands[name], cwd=ROOT, env=ENV, stdout=log, stderr=log, start_new_session=True
+            commands[name],
+            cwd=ROOT,
+            env=ENV if name == "web" else WORKER_ENV,
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
         )
 
     def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
@@ -354,6 +360,7 @@ def main() -> None:
         services.start_redis()
         manage("migrate", "--noinput", "-v", "0")
         manage("runtime_role", RUNTIME_ROLE)
+        manage("runtime_role", WORKER_ROLE, "--sweeps")
         data = build()
         say(f"{BREACHING} breaching and {BACKGROUND} background KPIs; starting web, worker and beat")
         for name in ("web", "worker", "beat"):

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, timedelta
 from functools import cached_property
@@ -31,9 +32,11 @@ from scorecards.models import DataSource, ImportJob, KeyResult, Kpi, Objective, 
 from scorecards.services import ownership_transfer_request
 from tests.factories import KpiFactory, MembershipFactory, OrganizationFactory, TeamFactory
 
-# On PostgreSQL the suite runs as this role, which row-level security binds, as web and workers do in production;
-# migrations run before it takes over, as the owner, as in production.
+# On PostgreSQL the suite runs as this role, which row-level security binds, as workers do in production (tests set
+# up their data in the system scope, which only the workers' role may enter); migrations run before it takes over,
+# as the owner, as in production. Tests of what the web role may not do switch to WEB_ROLE (`as_web_role`).
 RUNTIME_ROLE = "steerco_test_runtime"
+WEB_ROLE = "steerco_test_web"
 
 
 @pytest.fixture(scope="session")
@@ -42,7 +45,8 @@ def django_db_setup(django_db_setup, django_db_blocker):
         yield
         return
     with django_db_blocker.unblock(), connection.cursor() as cursor:
-        runtime_role_ensure(cursor, RUNTIME_ROLE, login=False)
+        runtime_role_ensure(cursor, RUNTIME_ROLE, login=False, sweeps=True)
+        runtime_role_ensure(cursor, WEB_ROLE, login=False)
         # Between transactional tests pytest-django empties every table with TRUNCATE.
         cursor.execute(f"GRANT TRUNCATE ON ALL TABLES IN SCHEMA public TO {RUNTIME_ROLE}")
     connection.close()
@@ -50,6 +54,18 @@ def django_db_setup(django_db_setup, django_db_blocker):
     yield
     del connection.settings_dict["OPTIONS"]["assume_role"]  # the owner drops the test database
     connection.close()
+
+
+@contextmanager
+def as_web_role():
+    """The block's statements run as the web processes' role (PostgreSQL only), as a request in production does."""
+    with connection.cursor() as cursor:
+        cursor.execute(f"SET ROLE {WEB_ROLE}")
+    try:
+        yield
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute(f"SET ROLE {RUNTIME_ROLE}")
 
 
 @pytest.fixture(autouse=True)

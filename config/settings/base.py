@@ -39,6 +39,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "governance.middleware.request_id_guard",  # before django-guid: a malformed X-Request-ID is replaced
     "django_guid.middleware.guid_middleware",
     "django.middleware.security.SecurityMiddleware",
     "csp.middleware.CSPMiddleware",
@@ -164,6 +165,12 @@ AXES_LOCKOUT_CALLABLE = "governance.security.lockout_response"  # the login page
 # django-ipware). Production defaults to one proxy, the TLS-terminating load balancer.
 TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=0)
 AXES_CLIENT_IP_CALLABLE = "governance.security.client_ip"
+
+# Password reset requests: at most this many emails to one address, and requests from one client address, per
+# window (governance.security.ThrottledPasswordResetView); over the limit the page answers as usual, sending none.
+PASSWORD_RESET_EMAIL_LIMIT = env.int("PASSWORD_RESET_EMAIL_LIMIT", default=3)
+PASSWORD_RESET_IP_LIMIT = env.int("PASSWORD_RESET_IP_LIMIT", default=10)
+PASSWORD_RESET_WINDOW = timedelta(minutes=env.int("PASSWORD_RESET_WINDOW_MINUTES", default=60))
 
 # An API token's use is audited at most once per token per this period (and its first use at once): an auditor
 # sees when and from where a token was used, hour by hour, without one row per request of a loader that calls

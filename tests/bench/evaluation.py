@@ -169,7 +169,7 @@ def main() -> None:
         per_kpi_arrays = bare_fetch(now, arrays=True)
         per_kpi_fetch = bare_fetch(now, arrays=False)
         with connection.cursor() as cursor:
-            runtime_role_ensure(cursor, RUNTIME_ROLE, login=False)
+            runtime_role_ensure(cursor, RUNTIME_ROLE, login=False, sweeps=True)  # the workers' kind
         rls = {}
         for name, scope in [("system", {"system": True}), ("organization", {"organization": org_id(ids)})]:
             with connection.cursor() as cursor:

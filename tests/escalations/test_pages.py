@@ -95,9 +95,10 @@ def htmx(client: Client, path: str, data: dict | None = None):
 
 
 def denied(tenant: Tenant, membership: Membership) -> int:
-    return AuditEvent.objects.filter(
+    events = AuditEvent.objects.filter(
         organization=tenant.org, actor=membership.user, verb="security.permission_denied"
-    ).count()
+    )
+    return sum(e.times for e in events)
 
 
 # --- filing a path ----------------------------------------------------------------------------------

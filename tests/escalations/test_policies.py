@@ -184,7 +184,7 @@ def test_only_admins_use_the_policy_and_webhook_pages(tenant, role):
         assert response.status_code == 403, f"{call.method} {call.name}: {response.status_code}"
     assert rows(tenant) == before
     denied = AuditEvent.objects.filter(organization=tenant.org, verb="security.permission_denied", actor=person.user)
-    assert denied.count() == len(CALLS)
+    assert sum(e.times for e in denied) == len(CALLS)
 
 
 def test_admins_reach_every_page(tenant):

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, time
 import pytest
 from django.core import mail
 from django.urls import reverse
+from django.utils import timezone
 
 from governance.models import AuditEvent, Invitation, Membership, Organization, Role, Team
 from governance.services import team_create, team_update
@@ -72,6 +73,11 @@ class Endpoint:
     done: Callable[[Tenant, Membership], bool] = lambda t, d: True
 
 
+def expire(invitation: Invitation) -> Invitation:
+    Invitation.objects.filter(pk=invitation.pk).update(expires_at=timezone.now())
+    return invitation
+
+
 ADMIN_ONLY = [
     Endpoint("organization_settings", "get", status=200),
     Endpoint(
@@ -107,6 +113,12 @@ ADMIN_ONLY = [
         "post",
         kwargs=lambda t, d: {"membership_id": d.pk},
         done=lambda t, d: Membership.objects.get(pk=d.pk).is_active,
+    ),
+    Endpoint(
+        "invitation_resend",
+        "post",
+        kwargs=lambda t, d: {"invitation_id": expire(t.invitation).pk},
+        done=lambda t, d: Invitation.objects.get(pk=t.invitation.pk).revoked_at is not None and len(mail.outbox) == 1,
     ),
     Endpoint(
         "invitation_revoke",

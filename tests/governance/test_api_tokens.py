@@ -155,3 +155,18 @@ def test_a_token_cannot_apply_another_organizations_manifest(tenant, stranger_te
 def test_only_org_tokens_and_admins_personal_tokens_touch_the_manifest(tenant):
     assert api(tenant.personal_token, "get", "manifest").status_code == 403
     assert api(tenant.personal_token, "put", "manifest", "{}").status_code == 403
+
+
+def test_deactivating_a_member_revokes_their_personal_tokens_for_good(tenant):
+    admin = tenant.client(tenant.admin)
+    assert api(tenant.personal_token, "get", "kpis").status_code == 200
+    members = f"/o/{tenant.org.slug}/members/{tenant.member.pk}"
+
+    assert admin.post(f"{members}/deactivate/").status_code == 302
+    assert admin.post(f"{members}/reactivate/").status_code == 302
+
+    assert api(tenant.personal_token, "get", "kpis").status_code == 401  # reactivation revived nothing
+    token = ApiToken.objects.get(membership=tenant.member)
+    assert token.revoked_at is not None and token.revoked_by == tenant.admin.user
+    assert AuditEvent.objects.get(verb="member.deactivated").after == {"is_active": False, "api_tokens_revoked": 1}
+    assert api(tenant.token, "get", "kpis").status_code == 200  # the organization's own token is nobody's to lose

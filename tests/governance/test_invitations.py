@@ -7,6 +7,7 @@ import re
 from datetime import timedelta
 
 import pytest
+import time_machine
 from django.core import mail
 from django.test import Client
 from django.urls import reverse
@@ -29,6 +30,16 @@ def invite(
 
 def accept_url(token: str) -> str:
     return reverse("invitation_accept", args=[token])
+
+
+JOIN = "/invitations/join/"
+
+
+def accept(client: Client, token: str, data: dict | None = None):
+    """Opens the emailed link (which keeps the token in the session), then submits the invitation's page."""
+    opened = client.get(accept_url(token))
+    assert (opened.status_code, opened.url) == (302, JOIN)
+    return client.post(JOIN, data or {})
 
 
 def signup(name: str = "Nia Newcomer", password1: str = NEW_PASSWORD, password2: str | None = None) -> dict:
@@ -143,10 +154,13 @@ def test_a_new_person_accepts_creates_an_account_and_is_logged_in(tenant, django
     token = LINK.search(mail.outbox[0].body).group("token")
     client = Client()
 
-    page = client.get(accept_url(token))
+    opened = client.get(accept_url(token))
+    assert (opened.status_code, opened.url) == (302, JOIN)
+    page = client.get(JOIN)
     assert page.status_code == 200
-    assert "newcomer@acme.test" in page.content.decode()
-    response = client.post(accept_url(token), signup(name="Nia Newcomer"))
+    assert "newcomer@acme.test" in page.content.decode() and "The invitation expires in 6" in page.content.decode()
+    assert token not in page.content.decode()  # the form posts to an address without it
+    response = client.post(JOIN, signup(name="Nia Newcomer"))
 
     overview = reverse("overview", kwargs={"org_slug": tenant.org.slug})
     assert response.status_code == 302
@@ -170,17 +184,18 @@ def test_a_new_person_accepts_creates_an_account_and_is_logged_in(tenant, django
 
 def test_it_rejects_a_used_token(tenant):
     invitation, token = invite(tenant)
-    Client().post(accept_url(token), signup())
+    early = Client()
+    early.get(accept_url(token))  # opened, then used by someone else before this visitor submits
+    accept(Client(), token, signup())
     users = User.objects.count()
 
-    for method in ("get", "post"):
-        response = getattr(Client(), method)(accept_url(token), signup(name="Second Try"))
+    for response in (Client().get(accept_url(token)), early.post(JOIN, signup(name="Second Try"))):
         assert response.status_code == 410
         assert "This invitation has already been used. Log in instead." in response.content.decode()
 
     assert User.objects.count() == users
     refusals = AuditEvent.objects.filter(verb="security.invitation_refused")
-    assert refusals.count() == 2
+    assert refusals.count() == 1 and refusals.get().repeat.count == 2  # one entry a minute, counted
     assert {(e.object_id, e.actor, e.organization_id) for e in refusals} == {(str(invitation.pk), None, tenant.org.pk)}
     assert all(e.after == {"state": "accepted"} for e in refusals)
 
@@ -206,17 +221,19 @@ def _revoke(invitation: Invitation, tenant: Tenant) -> None:
 )
 def test_it_rejects_an_expired_or_revoked_token_and_audits_the_refusal(tenant, spoil, state, message):
     invitation, token = invite(tenant)
+    early = Client()
+    early.get(accept_url(token))  # opened before it expired or was revoked
     spoil(invitation, tenant)
 
     page = Client().get(accept_url(token))
-    submit = Client().post(accept_url(token), signup())
+    submit = early.post(JOIN, signup())
 
     for response in (page, submit):
         assert response.status_code == 410
         assert message in response.content.decode()
     assert not User.objects.filter(email="newcomer@acme.test").exists()
     refusals = AuditEvent.objects.filter(verb="security.invitation_refused")
-    assert refusals.count() == 2
+    assert refusals.count() == 1 and refusals.get().repeat.count == 2  # one entry a minute, counted
     assert {(e.object_id, e.organization_id, str(e.after)) for e in refusals} == {
         (str(invitation.pk), tenant.org.pk, str({"state": state}))
     }
@@ -227,11 +244,11 @@ def test_a_forged_token_is_refused_without_an_audit_event(tenant):
     events = AuditEvent.objects.count()
 
     get = Client().get(accept_url("forged-token-that-was-never-issued"))
-    post = Client().post(accept_url("forged-token-that-was-never-issued"), signup())
+    post = Client().post(JOIN, signup())  # no link opened
 
-    for response in (get, post):
-        assert response.status_code == 410
-        assert "This invitation link is not valid." in response.content.decode()
+    assert (get.status_code, post.status_code) == (410, 410)
+    assert "This invitation link is not valid." in get.content.decode()
+    assert "Open the link in your invitation email to join." in post.content.decode()
     assert AuditEvent.objects.count() == events
     assert not User.objects.filter(email="newcomer@acme.test").exists()
 
@@ -240,7 +257,7 @@ def test_a_logged_in_user_with_another_email_cannot_accept(tenant, stranger_tena
     invitation, token = invite(tenant)
     client = stranger_tenant.client(stranger_tenant.member)
 
-    response = client.post(accept_url(token))
+    response = accept(client, token)
 
     assert response.status_code == 409
     assert (
@@ -257,7 +274,7 @@ def test_an_existing_account_that_is_not_logged_in_is_told_to_log_in(tenant):
     existing = UserFactory(email="newcomer@acme.test", name="Already Here")
     invitation, token = invite(tenant)
 
-    response = Client().post(accept_url(token), signup(name="Impostor"))
+    response = accept(Client(), token, signup(name="Impostor"))
 
     assert response.status_code == 200
     assert response.context["form"].non_field_errors() == [
@@ -291,7 +308,7 @@ def test_an_invalid_password_shows_form_errors_and_creates_nothing(tenant, data,
     invitation, token = invite(tenant)
     users, memberships = User.objects.count(), Membership.objects.count()
 
-    response = Client().post(accept_url(token), data)
+    response = accept(Client(), token, data)
 
     assert response.status_code == 200
     assert error in response.context["form"].errors[field]
@@ -311,7 +328,7 @@ def test_a_logged_in_user_accepts_an_invitation_written_in_another_case(tenant, 
     client = Client()
     client.force_login(user)
 
-    response = client.post(accept_url(token))
+    response = accept(client, token)
 
     assert response.status_code == 302
     membership = Membership.objects.get(organization=tenant.org, user=user)
@@ -319,3 +336,56 @@ def test_a_logged_in_user_accepts_an_invitation_written_in_another_case(tenant, 
     assert User.objects.filter(email__iexact="casey@acme.test").count() == 1
     invitation.refresh_from_db()
     assert invitation.accepted_by == user
+
+
+def test_after_the_emailed_link_no_request_carries_the_token_even_through_the_login_page(tenant):
+    existing = UserFactory(email="newcomer@acme.test")
+    invitation, token = invite(tenant)
+    client = Client()
+    urls = [client.get(accept_url(token)).url]  # the one request with the token: it moves it into the session
+
+    page = client.get(JOIN)
+    login_link = re.search(r'href="(/login/[^"]*)"', page.content.decode()).group(1).replace("&amp;", "&")
+    urls.append(login_link)
+    logged_in = client.post(login_link, {"username": existing.email, "password": PASSWORD})
+    urls.append(logged_in.url)
+    joined = client.post(logged_in.url)
+    urls.append(joined.url)
+
+    assert urls == [JOIN, f"/login/?next={JOIN}", JOIN, f"/o/{tenant.org.slug}/"]
+    assert not any(token in url for url in urls)
+    assert Membership.objects.filter(organization=tenant.org, user=existing, is_active=True).exists()
+    assert "invitation_token" not in client.session  # forgotten once used
+
+
+def test_an_invitation_lasts_the_configured_time(tenant, settings):
+    settings.INVITATION_TTL = timedelta(days=2)
+    invitation, token = invite(tenant)
+    assert abs(invitation.expires_at - invitation.created_at - timedelta(days=2)) < timedelta(seconds=1)
+    with time_machine.travel(invitation.expires_at + timedelta(seconds=1)):
+        response = Client().get(accept_url(token))
+    assert response.status_code == 410
+    assert "This invitation has expired. Ask an admin of the organization for a new one." in response.content.decode()
+
+
+def test_an_admin_sends_an_expired_invitation_again(tenant, django_capture_on_commit_callbacks):
+    old = tenant.invitation
+    old.teams.set([tenant.team])
+    Invitation.objects.filter(pk=old.pk).update(expires_at=timezone.now() - timedelta(days=1))
+    admin = tenant.client(tenant.admin)
+    members = reverse("member_list", kwargs={"org_slug": tenant.org.slug})
+    page = admin.get(members).content.decode()
+    assert "Expired without an answer" in page and "invitee@acme.test" in page
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = admin.post(
+            reverse("invitation_resend", kwargs={"org_slug": tenant.org.slug, "invitation_id": old.pk})
+        )
+
+    assert (response.status_code, response.url) == (302, members)
+    new = Invitation.objects.get(email="invitee@acme.test", revoked_at=None)
+    assert new.pk != old.pk and (new.role, list(new.teams.all())) == (old.role, [tenant.team])
+    token = LINK.search(mail.outbox[0].body).group("token")
+    assert accept(Client(), token, signup()).status_code == 302
+    assert Membership.objects.get(organization=tenant.org, user__email="invitee@acme.test").teams.get() == tenant.team
+    assert "Expired without an answer" not in admin.get(members).content.decode()

@@ -70,6 +70,11 @@ def resolving(monkeypatch, *answers: list[str]) -> list[str]:
         ("::ffff:127.0.0.1", False),  # IPv4-mapped
         ("64:ff9b::a9fe:a9fe", False),  # NAT64 of 169.254.169.254
         ("2002:7f00:1::", False),  # 6to4 of 127.0.0.1
+        ("::127.0.0.1", False),  # IPv4-compatible (deprecated), as in http://[::127.0.0.1]/
+        ("::8.8.8.8", False),  # ... of any address
+        ("::", False),
+        ("::ffff:0:a9fe:a9fe", False),  # IPv4-translated 169.254.169.254
+        ("64:ff9b:1::a00:1", False),  # local-use NAT64 of 10.0.0.1
     ],
 )
 def test_public_addresses(address, expected):
@@ -82,6 +87,14 @@ def test_an_address_inside_our_network_is_refused_before_anything_is_sent(server
     with outbound.client(allow_setting=SETTING) as http, pytest.raises(outbound.Refused) as caught:
         http.get(f"http://127.0.0.1:{port}/secret")
     assert str(caught.value) == f"127.0.0.1 resolves to 127.0.0.1, a private or local address ({SETTING} is off)"
+    assert asked == []
+
+
+def test_an_ipv4_compatible_loopback_address_is_refused(server, settings):
+    port, asked = server
+    settings.WEBHOOK_ALLOW_PRIVATE_NETWORKS = False
+    with outbound.client(allow_setting=SETTING) as http, pytest.raises(outbound.Refused, match="::7f00:1, a priv"):
+        http.get(f"http://[::127.0.0.1]:{port}/secret")
     assert asked == []
 
 

@@ -14,15 +14,18 @@ import pytest
 from django.apps import apps
 from django.conf import settings
 from django.db import ProgrammingError, connection, transaction
+from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from psycopg import sql
 
+from escalations.models import Workstream
 from governance import tenancy
 from governance.models import ApiToken, AuditEvent, Membership
 from governance.rls import is_tenant_model, tenant_tables
 from governance.services import api_token_digest
 from scorecards.models import Kpi, Scorecard
+from tests.conftest import RUNTIME_ROLE, WEB_ROLE, as_web_role
 from tests.factories import KpiFactory
 from tests.scorecards.test_sweep_celery import subprocess_database_url
 
@@ -146,11 +149,10 @@ def test_a_user_sees_their_own_memberships_and_a_token_only_itself(tenant, stran
 
 def test_the_system_scope_is_asked_for_in_the_pinned_places_only():
     """Sweeps claim work across organizations and operators' commands see them all; anywhere else the scope is
-    an organization's, a user's or a token's. A new place must be argued for here."""
+    an organization's, a user's or a token's: web requests cannot enter it (test below). A new place must be
+    argued for here, and run as the workers' role."""
     allowed = {
         "manage.py",  # operators' commands
-        "governance/services.py",  # a security event that belongs to no organization
-        "governance/access.py",  # whether a 404's id is another organization's (yes or no), to audit the probe
         "escalations/tasks.py",  # the beat's sweeps (tenancy.for_sweep without an organization)
         "scorecards/tasks.py",
     }
@@ -177,35 +179,86 @@ def test_code_that_talks_to_psycopg_directly_does_it_in_the_scope():
     assert offenders == []
 
 
-@pytest.mark.parametrize("as_runtime_role", [True, False], ids=["runtime role", "superuser"])
-def test_production_web_and_workers_refuse_a_role_that_bypasses_row_level_security(as_runtime_role):
-    url = subprocess_database_url()
-    if not as_runtime_role:
-        url = url.split("?")[0]  # the suite's own login, a superuser
-    env = os.environ | {
+def production(url: str) -> dict:
+    return os.environ | {
         "DJANGO_SETTINGS_MODULE": "config.settings.production",
         "DATABASE_URL": url,
         "SECRET_KEY": "x" * 40,
         "API_TOKEN_KEY": "y" * 40,
+        "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
     }
-    web = subprocess.run(
-        [sys.executable, "-c", "import config.wsgi"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
-    )
-    if as_runtime_role:
-        assert web.returncode == 0, web.stderr
-        return
+
+
+def start_web(env: dict) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-c", "import config.wsgi"]
+    return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+
+
+def start_worker(env: dict) -> subprocess.CompletedProcess:
+    """A worker that refuses its role exits at once (one that accepts it would run: the caller must expect 1)."""
+    command = [sys.executable, "-m", "celery", "-A", "config", "worker", "--loglevel=WARNING"]
+    return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+
+
+def test_production_web_and_workers_refuse_a_role_that_bypasses_row_level_security():
+    superuser = production(subprocess_database_url().split("?")[0])  # the suite's own login
+    web = start_web(superuser)
     assert web.returncode != 0
     assert "bypasses row-level security" in web.stderr
-    worker = subprocess.run(
-        [sys.executable, "-m", "celery", "-A", "config", "worker", "--loglevel=WARNING"],
-        cwd=ROOT,
-        env=env | {"CELERY_BROKER_URL": settings.CELERY_BROKER_URL},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    worker = start_worker(superuser)
     assert worker.returncode == 1
     assert "Refusing to start" in worker.stderr and "bypasses row-level security" in worker.stderr
+
+
+def test_production_web_starts_as_the_web_role_only_and_workers_as_theirs_only():
+    workers_role = subprocess_database_url()  # the suite's runtime role is the workers' kind
+    web_role = workers_role.replace(f"assume_role={RUNTIME_ROLE}", f"assume_role={WEB_ROLE}")
+    started = start_web(production(web_role))
+    assert started.returncode == 0, started.stderr
+    refused = start_web(production(workers_role))
+    assert refused.returncode != 0 and f"{RUNTIME_ROLE!r} is a member of steerco_sweeper" in refused.stderr
+    worker = start_worker(production(web_role))
+    assert worker.returncode == 1
+    assert f"{WEB_ROLE!r} is no member of steerco_sweeper, so the sweeps would see no organization" in worker.stderr
+
+
+def test_the_web_role_cannot_switch_on_the_system_scope(tenant, stranger_tenant):
+    """A statement injected into a web request may write the settings; the scope stays its organization's."""
+    with tenancy.scope(organization=tenant.org.pk), as_web_role(), connection.cursor() as cursor:
+        cursor.execute("SELECT set_config('steerco.system', 'on', true)")
+        cursor.execute("SELECT steerco_system(), organization_id FROM scorecards_kpi")
+        assert {row for row in cursor.fetchall()} == {(False, tenant.org.pk)}
+    with tenancy.scope(system=True), as_web_role():
+        assert not Kpi.objects.exists()
+        with pytest.raises(ProgrammingError, match="row-level security"), transaction.atomic():
+            Kpi.objects.create(organization=stranger_tenant.org, key="planted", name="Planted", owner=tenant.member)
+
+
+def test_the_workers_role_sweeps_every_organization(tenant, stranger_tenant):
+    tenant.episode, stranger_tenant.episode  # noqa: B018  (an open workstream in each)
+    with tenancy.for_sweep(None):  # a beat's sweep
+        assert Workstream.objects.count() == 2
+        with as_web_role():
+            assert Workstream.objects.count() == 0
+
+
+def test_a_web_request_still_audits_a_probe_of_another_organizations_id(tenant, stranger_tenant, client):
+    client.force_login(tenant.admin.user)
+    with as_web_role():
+        foreign = client.get(reverse("team_detail", kwargs={"org_slug": "acme", "team_id": stranger_tenant.team.pk}))
+        missing = client.get(reverse("team_detail", kwargs={"org_slug": "acme", "team_id": 999999}))
+    assert (foreign.status_code, missing.status_code) == (404, 404)
+    probe = AuditEvent.objects.get(verb="security.foreign_id")
+    assert probe.organization == tenant.org and probe.after["id"] == str(stranger_tenant.team.pk)
+
+
+def test_a_web_request_still_records_a_failed_login_of_no_organization(tenant):
+    with as_web_role():
+        assert Client().post(reverse("login"), {"username": "nobody@nowhere.test", "password": "guess"}).status_code
+    event = AuditEvent.objects.get(verb="security.login_failed")
+    assert event.organization is None and event.after["username"] == "nobody@nowhere.test"
+    with tenancy.scope(organization=tenant.org.pk):  # no organization's page shows it
+        assert not AuditEvent.objects.filter(organization=tenant.org, verb="security.login_failed").exists()
 
 
 def test_the_runtime_role_command_creates_a_login_role_for_rows_only():
@@ -222,7 +275,15 @@ def test_the_runtime_role_command_creates_a_login_role_for_rows_only():
             for _ in range(2):  # a second run finds the role and grants again
                 made = runtime_role(name, "--password-env", "APP_PW")
                 assert made.returncode == 0, made.stderr
-                assert made.stdout == f"{name} may read and write rows under row-level security.\n"
+                assert made.stdout == (
+                    f"{name} may read and write rows under row-level security, never in the system scope.\n"
+                )
+            system = "SELECT pg_has_role(%s, 'steerco_sweeper', 'MEMBER')"
+            assert admin.execute(system, [name]).fetchone() == (False,)
+            assert runtime_role(name, "--sweeps").stdout.endswith("in every organization's scope, for the sweeps.\n")
+            assert admin.execute(system, [name]).fetchone() == (True,)
+            assert runtime_role(name).returncode == 0  # the web role again: no longer a member
+            assert admin.execute(system, [name]).fetchone() == (False,)
             role = admin.execute(
                 "SELECT rolcanlogin, rolsuper, rolbypassrls, rolpassword IS NOT NULL FROM pg_authid WHERE rolname = %s",
                 [name],

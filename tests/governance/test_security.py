@@ -8,6 +8,8 @@ from datetime import timedelta
 import pytest
 import time_machine
 from axes.models import AccessAttempt
+from django.core import mail
+from django.core.cache import cache
 from django.test import Client, RequestFactory
 from django.utils import timezone
 
@@ -157,7 +159,7 @@ def test_failed_logins_and_the_lockout_are_audited_for_the_users_organization(te
     for _ in range(5):
         login(tenant.member.user.email, "wrong", ip="198.51.100.7")
     failed = events("security.login_failed")
-    assert failed.count() == 5
+    assert failed.count() == 1 and failed.get().repeat.count == 5  # one entry a minute, with its count
     assert {(e.organization.slug, e.actor, e.object_id) for e in failed} == {("acme", None, str(tenant.member.user.pk))}
     assert failed.first().after["username"] == "member@acme.test" and failed.first().after["ip"] == "198.51.100.7"
     locked = events("security.login_locked_out").get()
@@ -185,6 +187,29 @@ def test_a_permission_denial_is_audited(tenant, stranger_tenant):
     # The stranger probing acme's pages is recorded for acme, never shown to globex.
     assert stranger_tenant.client(stranger_tenant.admin).get("/o/acme/").status_code == 404
     assert events("security.access_denied", organization=tenant.org, actor=stranger_tenant.admin.user).exists()
+
+
+def test_a_stranger_repeating_a_forbidden_url_leaves_one_entry_a_minute_with_its_count(tenant, stranger_tenant):
+    stranger = stranger_tenant.client(stranger_tenant.admin)
+    start = timezone.now().replace(second=5)
+    with time_machine.travel(start, tick=False):
+        for n in range(30):
+            assert stranger.get(f"/o/acme/kpis/?try={n}").status_code == 404
+    denied = events("security.access_denied", organization=tenant.org, actor=stranger_tenant.admin.user)
+    assert denied.count() == 1
+    assert denied.get().after["path"] == "/o/acme/kpis/" and denied.get().repeat.count == 30
+    with time_machine.travel(start + timedelta(minutes=1), tick=False):
+        stranger.get("/o/acme/kpis/")
+    assert denied.count() == 2
+    # Each person's and each kind's count is its own.
+    assert tenant.client(tenant.member).get("/o/acme/members/").status_code == 403
+    assert events("security.permission_denied").get().repeat.count == 1
+
+    page = tenant.client(tenant.admin).get("/o/acme/audit/?verb=security.")
+    assert page.status_code == 200
+    text = page.content.decode()
+    assert text.count("security.access_denied") == 2 and "30 times this minute" in text
+    assert "security.access_denied" not in stranger.get("/o/globex/audit/").content.decode()
 
 
 def api_get(token: str, path: str = "kpis", ip: str = "198.51.100.7"):
@@ -231,3 +256,58 @@ def test_an_unknown_token_leaves_no_audit_row(tenant):
     before = AuditEvent.objects.count()
     assert api_get("stc_" + "x" * 43).status_code == 401
     assert AuditEvent.objects.count() == before
+
+
+# --- request ids ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("given", ["r" * 65, "0" * 32 + "-" * 40, "two words", "id\x01", "é" * 10, "<script>"])
+def test_a_malformed_request_id_is_replaced_and_a_foreign_id_answers_like_a_missing_one(tenant, stranger_tenant, given):
+    client = tenant.client(tenant.admin)
+    foreign = client.get(f"/o/acme/teams/{stranger_tenant.team.pk}/", HTTP_X_REQUEST_ID=given)
+    missing = client.get("/o/acme/teams/999999/", HTTP_X_REQUEST_ID=given)
+
+    assert (foreign.status_code, missing.status_code) == (404, 404)
+    assert [t.name for t in foreign.templates] == [t.name for t in missing.templates]
+    generated = foreign["X-Request-ID"]
+    assert generated != given and len(generated) == 32 and int(generated, 16) >= 0
+    assert events("security.foreign_id", organization=tenant.org).get().request_id == generated
+
+
+def test_a_well_formed_request_id_is_kept(tenant, stranger_tenant):
+    given = "Root=1-5759e988-bd862e3fe1be46a994272793"
+    response = tenant.client(tenant.admin).get(f"/o/acme/teams/{stranger_tenant.team.pk}/", HTTP_X_REQUEST_ID=given)
+    assert response.status_code == 404 and response["X-Request-ID"] == given
+    assert events("security.foreign_id", organization=tenant.org).get().request_id == given
+
+
+# --- password reset -------------------------------------------------------------------------------
+
+
+def reset(email: str, ip: str = "198.51.100.7"):
+    return Client().post("/password-reset/", {"email": email}, REMOTE_ADDR=ip)
+
+
+@pytest.fixture
+def reset_limits(settings):
+    cache.clear()  # the throttle's counters
+    settings.PASSWORD_RESET_EMAIL_LIMIT, settings.PASSWORD_RESET_IP_LIMIT = 3, 5
+    yield
+    cache.clear()
+
+
+def test_password_reset_emails_to_one_address_are_throttled(tenant, reset_limits):
+    answers = [reset(tenant.member.user.email, ip=f"198.51.100.{n}") for n in range(5)]  # from five addresses
+    assert {(a.status_code, a.url) for a in answers} == {(302, "/password-reset/sent/")}
+    assert len(mail.outbox) == 3 and {m.to[0] for m in mail.outbox} == {tenant.member.user.email}
+    # Another address still gets its email.
+    reset(tenant.admin.user.email, ip="203.0.113.9")
+    assert len(mail.outbox) == 4
+
+
+def test_password_reset_requests_from_one_client_are_throttled_whatever_the_address(tenant, reset_limits):
+    emails = [tenant.admin.user.email, tenant.member.user.email, tenant.lead.user.email, tenant.executive.user.email]
+    answers = [reset(email) for email in [*emails, "nobody@nowhere.test", *emails]]
+    assert {(a.status_code, a.url) for a in answers} == {(302, "/password-reset/sent/")}  # the same answer
+    assert len(mail.outbox) == 4  # the fifth request (no account) sent nothing either; then the limit
+    assert len(reset(tenant.admin.user.email, ip="203.0.113.9").url) and len(mail.outbox) == 5

@@ -99,6 +99,20 @@ def test_it_rejects_values_that_are_not_finite(tenant, literal):
     assert response.json()["errors"] == [{"path": "measurements[0].value", "message": "must be a finite number"}]
 
 
+def test_it_refuses_an_item_that_gives_a_field_twice_naming_it(tenant):
+    body = (
+        '{"measurements": [{"kpi": "ops.throughput", "at": "2026-11-29T08:00:00Z", "value": 1},'
+        ' {"kpi": "ops.throughput", "at": "2026-11-29T09:00:00Z", "value": 1, "value": 999}]}'
+    )
+    response = call(tenant.token, "post", "measurements", body)
+    assert response.status_code == 422
+    assert response.json()["errors"] == [{"path": "measurements[1].value", "message": "is given more than once"}]
+    assert not Measurement.objects.filter(kpi=tenant.kpi).exists()
+    twice = call(tenant.token, "post", "measurements", '{"measurements": [], "measurements": []}')
+    assert twice.status_code == 422
+    assert twice.json()["errors"] == [{"path": "measurements", "message": "is given more than once"}]
+
+
 @pytest.mark.parametrize(
     ("body", "status", "error"),
     [
