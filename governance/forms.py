@@ -179,6 +179,22 @@ class InvitationSignupForm(forms.Form):
         return data
 
 
+class SecretForm(forms.Form):
+    name = forms.CharField(
+        max_length=64,
+        help_text="Lowercase letters, digits and _, e.g. <code>warehouse_dsn</code>: the name sources use "
+        "(<code>dsn_secret: warehouse_dsn</code>). Setting an existing name replaces its value.",
+    )
+    # Write-only: the page never renders a value back, not even after a failed submit.
+    value = forms.CharField(
+        max_length=8192,
+        strip=False,
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "off", "spellcheck": "false"}),
+        help_text="Stored encrypted; nobody can read it back here or through the API, only the organization's "
+        "pulls use it.",
+    )
+
+
 class ApiTokenForm(forms.Form):
     PERSONAL, ORGANIZATION = "personal", "organization"
 

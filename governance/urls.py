@@ -13,6 +13,8 @@ org_urlpatterns = [
     path("members/<int:membership_id>/reactivate/", views.member_reactivate, name="member_reactivate"),
     path("invitations/<int:invitation_id>/revoke/", views.invitation_revoke, name="invitation_revoke"),
     path("audit/", views.audit_list, name="audit_list"),
+    path("secrets/", views.secret_list, name="secrets"),
+    path("secrets/<str:name>/delete/", views.secret_delete, name="secret_delete"),
     path("api-tokens/", views.api_tokens, name="api_tokens"),
     path("api-tokens/<int:token_id>/revoke/", views.api_token_revoke, name="api_token_revoke"),
 ]

@@ -22,6 +22,7 @@ from django.db import transaction
 from django.db.models import Exists, Max, OuterRef, Q
 from django.utils import timezone
 
+from governance import tenancy
 from governance.models import User
 from governance.services import audit_log
 from scorecards.connectors import PullError, Unreadable, connector_for
@@ -124,7 +125,9 @@ def pull_due_sources(
                 dispatch(run)
                 continue
             try:
-                run = data_source_pull(source=run.source, trigger=run.trigger, run=run)
+                # Each pull in its organization's scope, as its own task would be: only there are its secrets read.
+                with tenancy.scope(organization=run.organization_id):
+                    run = data_source_pull(source=run.source, trigger=run.trigger, run=run)
             except Exception:  # data_source_pull records its errors; this is a bug, and must not stop the sweep
                 log.exception("pull of data source %s failed", run.source_id)
                 result.failed += 1

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from cryptography.fernet import Fernet
 from django.apps import apps
 from django.conf import settings
 from django.db import ProgrammingError, connection, transaction
@@ -187,6 +188,7 @@ def test_production_web_and_workers_refuse_a_role_that_bypasses_row_level_securi
         "DATABASE_URL": url,
         "SECRET_KEY": "x" * 40,
         "API_TOKEN_KEY": "y" * 40,
+        "SECRETS_KEYS": Fernet.generate_key().decode(),
     }
     web = subprocess.run(
         [sys.executable, "-c", "import config.wsgi"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
