@@ -207,7 +207,7 @@ def make_tenant(slug: str) -> Tenant:
         key="warehouse",
         kind=DataSource.Kind.SQL,
         every=timedelta(hours=1),
-        config={"dsn_env": "WAREHOUSE_DSN", "pulls": [{"kpi": kpi.key, "query": "select now() as at, 1 as value"}]},
+        config={"dsn_secret": "warehouse_dsn", "pulls": [{"kpi": kpi.key, "query": "select now() as at, 1 as value"}]},
     )
     import_job = ImportJob.objects.create(organization=org, created_by=admin.user, filename="data.csv")
     api_token, token = api_token_create(org=org, actor=admin.user, name="Warehouse loader")
