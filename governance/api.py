@@ -14,6 +14,7 @@ from ninja.throttling import SimpleRateThrottle
 from pydantic import AfterValidator
 from pydantic_core import PydanticCustomError
 
+from governance.access import get_secret_or_404
 from governance.manifest import apply_manifest, export_manifest
 from governance.models import ApiToken, Secret
 from governance.secrets import MAX_VALUE_LENGTH
@@ -173,9 +174,7 @@ def secrets_put(request: HttpRequest, name: str, body: SecretIn):
 )
 def secrets_delete(request: HttpRequest, name: str):
     require_admin_or_org_token(request, "delete a secret")
-    secret = Secret.objects.for_org(request.org).filter(name=name).first()
-    if secret is None:
-        raise ApiError(404, [{"path": "name", "message": f"there is no secret named {name[:64]}"}])
+    secret = get_secret_or_404(request.org, name)
     membership = request.auth.membership
     try:
         secret_delete(secret=secret, actor=membership.user if membership else None)

@@ -20,6 +20,7 @@ from governance.access import (
     get_for_org_or_404,
     get_invitation_for_member_or_404,
     get_membership_for_member_or_404,
+    get_secret_or_404,
     get_team_for_member_or_404,
     role_required,
 )
@@ -36,7 +37,7 @@ from governance.forms import (
     TeamMembersForm,
     apply_errors,
 )
-from governance.models import ApiToken, Role, Secret
+from governance.models import ApiToken, Role
 
 # --- outside any organization -------------------------------------------------------------------
 
@@ -359,16 +360,13 @@ def secret_list(request: HttpRequest) -> HttpResponse:
 @admin_required
 @require_POST
 def secret_delete(request: HttpRequest, name: str) -> HttpResponse:
-    secret = Secret.objects.for_org(request.org).filter(name=name).first()
-    if secret is None:
-        messages.error(request, f"There is no secret named {name[:64]}.")
+    secret = get_secret_or_404(request.org, name)
+    try:
+        services.secret_delete(secret=secret, actor=request.user)
+    except ValidationError as e:
+        messages.error(request, " ".join(e.messages))
     else:
-        try:
-            services.secret_delete(secret=secret, actor=request.user)
-        except ValidationError as e:
-            messages.error(request, " ".join(e.messages))
-        else:
-            messages.success(request, f"Secret {secret.name} deleted.")
+        messages.success(request, f"Secret {secret.name} deleted.")
     return redirect("secrets", org_slug=request.org.slug)
 
 

@@ -24,9 +24,9 @@ from escalations.models import (
     Workstream,
 )
 from governance import tenancy
-from governance.models import ApiToken, Invitation, Membership, Organization, Role, Team
+from governance.models import ApiToken, Invitation, Membership, Organization, Role, Secret, Team
 from governance.rls import runtime_role_ensure
-from governance.services import api_token_create, invitation_create, team_update
+from governance.services import api_token_create, invitation_create, secret_set, team_update
 from scorecards.models import DataSource, ImportJob, KeyResult, Kpi, Objective, OwnershipTransfer, Scorecard
 from scorecards.services import ownership_transfer_request
 from tests.factories import KpiFactory, MembershipFactory, OrganizationFactory, TeamFactory
@@ -100,6 +100,13 @@ class Tenant:
         """A closed review with its attendee and one decision on the KPI, made on first use (the review tests count
         sessions and decisions)."""
         return make_review(self)
+
+    @cached_property
+    def secret(self) -> Secret:
+        """An organization secret no source names, made on first use in the organization's own scope (the only
+        one that sees secrets)."""
+        with tenancy.scope(organization=self.org.pk):
+            return secret_set(org=self.org, actor=self.admin.user, name="crm_token", value=f"token-of-{self.org.slug}")
 
     @cached_property
     def dependency(self) -> Dependency:
