@@ -8,7 +8,7 @@ from typing import Annotated
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest
-from ninja import Field, Router, Schema
+from ninja import Field, Router, Schema, Status
 from ninja.security import HttpBearer
 from ninja.throttling import SimpleRateThrottle
 from pydantic import AfterValidator
@@ -180,4 +180,4 @@ def secrets_delete(request: HttpRequest, name: str):
         secret_delete(secret=secret, actor=membership.user if membership else None)
     except ValidationError as e:
         raise ApiError(409, [{"path": "name", "message": message} for message in e.messages]) from None
-    return 204, None
+    return Status(204, None)

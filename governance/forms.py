@@ -7,7 +7,16 @@ import zoneinfo
 from django import forms
 from django.contrib.auth import password_validation
 
-from governance.models import WEEKDAYS, Membership, Organization, Role, Team, User, slug_validator
+from governance.models import (
+    WEEKDAYS,
+    Membership,
+    Organization,
+    Role,
+    Team,
+    User,
+    secret_name_validator,
+    slug_validator,
+)
 
 TIMEZONE_CHOICES = [(name, name) for name in sorted(zoneinfo.available_timezones())]
 WEEKDAY_CHOICES = [(d, d.capitalize()) for d in WEEKDAYS]
@@ -182,6 +191,7 @@ class InvitationSignupForm(forms.Form):
 class SecretForm(forms.Form):
     name = forms.CharField(
         max_length=64,
+        validators=[secret_name_validator],
         help_text="Lowercase letters, digits and _, e.g. <code>warehouse_dsn</code>: the name sources use "
         "(<code>dsn_secret: warehouse_dsn</code>). Setting an existing name replaces its value.",
     )
