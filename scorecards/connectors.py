@@ -66,12 +66,20 @@ def _reason(error: BaseException) -> str:
 
 
 class Connector:
-    """One run of one source: open (read its credentials, connect), `rows` for each pull, close."""
+    """One run of one source: made (its credentials read), opened (connected), `rows` for each pull, closed.
+
+    Credentials are read when the connector is made, apart from connecting, so that a pull reads them in the same
+    database transaction as its other reads, and never holds a transaction open while it connects to the source.
+    """
 
     def __init__(self, config: dict, *, org: Organization) -> None:
         self.config = config
         self.org = org
         self.secrets: list[str] = []
+        self.read_credentials()
+
+    def read_credentials(self) -> None:
+        """Reads the secrets and variables the source names into the connector (a kind may need none)."""
 
     def secret(self, name: str) -> str:
         """The organization's secret `name`, readable only in the organization's own scope (the pull's task)."""
@@ -139,21 +147,24 @@ class SqlConnector(Connector):
     literal % in it is written %%. Rows arrive through a server-side cursor, so at most the cap is transferred.
     """
 
-    def __enter__(self) -> SqlConnector:
+    def read_credentials(self) -> None:
         if self.config.get("dsn_secret"):
-            name = self.config["dsn_secret"]
-            dsn = self.secret(name)
+            self.name = self.config["dsn_secret"]
+            self.dsn = self.secret(self.name)
         else:
-            name = self.config.get("dsn_env") or ""
-            dsn = self.env(name, "the database address")
-        self.secrets = [dsn]
+            self.name = self.config.get("dsn_env") or ""
+            self.dsn = self.env(self.name, "the database address")
+        self.secrets = [self.dsn]
         # A DSN psycopg cannot read fails to connect below, with the DSN scrubbed from the message.
         with suppress(psycopg.Error):
-            self.secrets.append(psycopg.conninfo.conninfo_to_dict(dsn).get("password") or "")
+            self.secrets.append(psycopg.conninfo.conninfo_to_dict(self.dsn).get("password") or "")
+
+    def __enter__(self) -> SqlConnector:
+        name = self.name
         timeout = settings.PULL_STATEMENT_TIMEOUT
         with self.failing(f"could not connect to the database of {name}"):
             self.connection = psycopg.connect(
-                dsn, connect_timeout=max(1, int(settings.PULL_CONNECT_TIMEOUT.total_seconds()))
+                self.dsn, connect_timeout=max(1, int(settings.PULL_CONNECT_TIMEOUT.total_seconds()))
             )
         # Every statement below runs in one READ ONLY transaction (psycopg opens it with the first one): a
         # query that writes fails, and nothing a pull runs is ever committed.
@@ -200,11 +211,13 @@ class HttpJsonConnector(Connector):
     at `items` (a dotted path; the root when absent) holds objects whose fields `at` and `value` are read. Pulls
     that ask for the same address share one request."""
 
-    def __enter__(self) -> HttpJsonConnector:
+    def read_credentials(self) -> None:
         self.headers = {header: self.secret(name) for header, name in (self.config.get("headers_secret") or {}).items()}
         for header, name in (self.config.get("headers_env") or {}).items():
             self.headers[header] = self.env(name, f"the {header} header")
         self.secrets = list(self.headers.values())
+
+    def __enter__(self) -> HttpJsonConnector:
         self.client = outbound.client(
             allow_setting="PULL_ALLOW_PRIVATE_NETWORKS",
             timeout=httpx.Timeout(

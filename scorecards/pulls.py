@@ -216,13 +216,16 @@ def _pull(source: DataSource, now: datetime) -> int:
     # A date or a time without a zone is the organization's.
     checker = Checker(org, now=now, naive_tz=org.tzinfo, unit="row")
     keys = [pull.get("kpi") for pull in pulls]
-    checker.resolve(keys)
-    missing = [key for key in keys if not checker.kpi_ids.get(key)]
-    if missing:
-        raise PullError(f'the pulls name the unknown or archived KPI "{missing[0]}"')
-    since = _newest(checker.kpi_ids.values())
+    # Everything read before the source, in one short transaction: the KPIs, their newest times, the credentials.
+    with transaction.atomic():
+        checker.resolve(keys)
+        missing = [key for key in keys if not checker.kpi_ids.get(key)]
+        if missing:
+            raise PullError(f'the pulls name the unknown or archived KPI "{missing[0]}"')
+        since = _newest(checker.kpi_ids.values())
+        connector = connector_for(source)
     kpi_of: dict[int, str] = {}  # row number -> KPI key, for the error
-    with connector_for(source) as connector:
+    with connector:
         for pull in pulls:
             key = pull["kpi"]
             for row in connector.rows(pull, since.get(checker.kpi_ids[key], LONG_AGO)):
