@@ -57,7 +57,9 @@ def test_production_starts_with_a_real_secret():
     assert result.stdout.strip() == "False"
 
 
-@pytest.mark.parametrize("keys", [None, f"{FERNET_KEY},{DEFAULT_SECRETS_KEY}"], ids=["unset", "development key"])
+@pytest.mark.parametrize(
+    "keys", [None, f"{FERNET_KEY},{DEFAULT_SECRETS_KEY}", "k" * 44], ids=["unset", "development key", "not a key"]
+)
 def test_production_refuses_to_encrypt_secrets_with_the_development_key(keys):
     result = _load_production_settings(
         SECRET_KEY="k" * 50, API_TOKEN_KEY="t" * 50, **({"SECRETS_KEYS": keys} if keys else {})
