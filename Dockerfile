@@ -37,6 +37,7 @@ USER app
 # Static files are collected at build time; the throwaway key exists only in this step.
 RUN SECRET_KEY="collectstatic-only-$(python -c 'import secrets; print(secrets.token_hex(32))')" \
     API_TOKEN_KEY="collectstatic-only-$(python -c 'import secrets; print(secrets.token_hex(32))')" \
+    SECRETS_KEYS="$(python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())')" \
     DJANGO_SETTINGS_MODULE=config.settings.production \
     DATABASE_URL=sqlite:////tmp/x.sqlite3 \
     python manage.py collectstatic --noinput \

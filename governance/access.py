@@ -12,7 +12,7 @@ from django.db import connection
 from django.db.models import Model, Q, QuerySet
 from django.http import Http404, HttpRequest
 
-from governance.models import Invitation, Membership, Role, Team
+from governance.models import Invitation, Membership, Role, Secret, Team
 from governance.services import audit_log
 
 if TYPE_CHECKING:
@@ -66,6 +66,14 @@ def get_membership_for_member_or_404(request: HttpRequest, membership_id) -> Mem
 
 def get_invitation_for_member_or_404(request: HttpRequest, invitation_id) -> Invitation:
     return get_for_org_or_404(request, Invitation, invitation_id)
+
+
+def get_secret_or_404(org, name: str) -> Secret:
+    """A secret by its name, which is the organization's own namespace: no name can point into another one."""
+    secret = Secret.objects.for_org(org).filter(name=name).first()
+    if secret is None:
+        raise Http404("No such secret.")
+    return secret
 
 
 def deny(request: HttpRequest, what: str) -> PermissionDenied:

@@ -1,21 +1,26 @@
-"""The API's tenancy: bearer tokens, the per-token rate limit, and the manifest endpoints."""
+"""The API's tenancy: bearer tokens, the per-token rate limit, the manifest and the organization's secrets."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.http import HttpRequest
-from ninja import Router
+from ninja import Field, Router, Schema, Status
 from ninja.security import HttpBearer
 from ninja.throttling import SimpleRateThrottle
 from pydantic import AfterValidator
 from pydantic_core import PydanticCustomError
 
+from governance.access import get_secret_or_404
 from governance.manifest import apply_manifest, export_manifest
-from governance.models import ApiToken
+from governance.models import ApiToken, Secret
+from governance.secrets import MAX_VALUE_LENGTH
 from governance.security import client_ip
-from governance.services import api_token_authenticate
+from governance.selectors import secret_list
+from governance.services import api_token_authenticate, secret_delete, secret_set
 
 
 def _no_nul(text: str) -> str:
@@ -26,6 +31,15 @@ def _no_nul(text: str) -> str:
 
 # Every string an API body brings in: stored, or looked up.
 Text = Annotated[str, AfterValidator(_no_nul)]
+
+
+class Error(Schema):
+    path: str
+    message: str
+
+
+class Errors(Schema):
+    errors: list[Error]
 
 
 class ApiError(Exception):
@@ -103,3 +117,67 @@ def manifest_apply(request: HttpRequest, dry_run: bool = False, prune: bool = Fa
         "checksum": result.checksum,
         "changes": [change.as_dict() for change in result.changes],
     }
+
+
+# --- organization secrets: written here, never read back ---------------------------------------
+
+
+class SecretOut(Schema):
+    name: str
+    fingerprint: str = Field(description="A keyed fingerprint of the value: it changes when the value does")
+    set_by: str | None = Field(description="Email of who set it; null for an organization token")
+    set_at: datetime
+    used_by: list[str] = Field(description='What names it, e.g. "data source warehouse"')
+
+
+class SecretIn(Schema):
+    value: Text = Field(min_length=1, max_length=MAX_VALUE_LENGTH, description="Write-only: never returned")
+
+
+def _secret_out(secret: Secret, used_by: list[str]) -> dict:
+    return {
+        "name": secret.name,
+        "fingerprint": secret.fingerprint,
+        "set_by": secret.set_by.email if secret.set_by else None,
+        "set_at": secret.set_at,
+        "used_by": used_by,
+    }
+
+
+@router.get(
+    "/secrets", response={200: list[SecretOut], 403: Errors}, tags=["secrets"], summary="The secrets, without values"
+)
+def secrets_list(request: HttpRequest):
+    require_admin_or_org_token(request, "list the secrets")
+    return [_secret_out(row.secret, row.used_by) for row in secret_list(org=request.org)]
+
+
+@router.put(
+    "/secrets/{name}",
+    response={200: SecretOut, 403: Errors, 422: Errors},
+    tags=["secrets"],
+    summary="Set or replace a secret (the value is write-only)",
+)
+def secrets_put(request: HttpRequest, name: str, body: SecretIn):
+    require_admin_or_org_token(request, "set a secret")
+    membership = request.auth.membership
+    secret = secret_set(org=request.org, actor=membership.user if membership else None, name=name, value=body.value)
+    used_by = next((row.used_by for row in secret_list(org=request.org) if row.secret.pk == secret.pk), [])
+    return _secret_out(secret, used_by)
+
+
+@router.delete(
+    "/secrets/{name}",
+    response={204: None, 403: Errors, 404: Errors, 409: Errors},
+    tags=["secrets"],
+    summary="Delete a secret nothing uses",
+)
+def secrets_delete(request: HttpRequest, name: str):
+    require_admin_or_org_token(request, "delete a secret")
+    secret = get_secret_or_404(request.org, name)
+    membership = request.auth.membership
+    try:
+        secret_delete(secret=secret, actor=membership.user if membership else None)
+    except ValidationError as e:
+        raise ApiError(409, [{"path": "name", "message": message} for message in e.messages]) from None
+    return Status(204, None)

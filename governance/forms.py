@@ -7,7 +7,16 @@ import zoneinfo
 from django import forms
 from django.contrib.auth import password_validation
 
-from governance.models import WEEKDAYS, Membership, Organization, Role, Team, User, slug_validator
+from governance.models import (
+    WEEKDAYS,
+    Membership,
+    Organization,
+    Role,
+    Team,
+    User,
+    secret_name_validator,
+    slug_validator,
+)
 
 TIMEZONE_CHOICES = [(name, name) for name in sorted(zoneinfo.available_timezones())]
 WEEKDAY_CHOICES = [(d, d.capitalize()) for d in WEEKDAYS]
@@ -177,6 +186,23 @@ class InvitationSignupForm(forms.Form):
             except forms.ValidationError as e:
                 self.add_error("password1", e)
         return data
+
+
+class SecretForm(forms.Form):
+    name = forms.CharField(
+        max_length=64,
+        validators=[secret_name_validator],
+        help_text="Lowercase letters, digits and _, e.g. <code>warehouse_dsn</code>: the name sources use "
+        "(<code>dsn_secret: warehouse_dsn</code>). Setting an existing name replaces its value.",
+    )
+    # Write-only: the page never renders a value back, not even after a failed submit.
+    value = forms.CharField(
+        max_length=8192,
+        strip=False,
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "off", "spellcheck": "false"}),
+        help_text="Stored encrypted; nobody can read it back here or through the API, only the organization's "
+        "pulls use it.",
+    )
 
 
 class ApiTokenForm(forms.Form):

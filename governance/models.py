@@ -306,6 +306,36 @@ class ApiToken(models.Model):
         return self.membership_id is not None
 
 
+secret_name_validator = RegexValidator(
+    r"^[a-z][a-z0-9_]{0,63}$", "Use 1-64 lowercase letters, digits and '_', starting with a letter."
+)
+
+
+class Secret(models.Model):
+    """A credential of the organization (a warehouse DSN, an API token) that its data sources name.
+
+    Only the Fernet ciphertext is stored (governance.secrets); pages and the API show the name and a keyed
+    fingerprint, never the value. Row-level security shows a row only in its own organization's scope: not even
+    the beat's system scope reads it (governance.rls.ORGANIZATION_ONLY).
+    """
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
+    name = models.CharField(max_length=64, validators=[secret_name_validator])
+    ciphertext = models.BinaryField()
+    fingerprint = models.CharField(max_length=16)
+    set_by = models.ForeignKey(User, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    set_at = models.DateTimeField(default=now)
+
+    objects = TenantQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [models.UniqueConstraint(fields=["organization", "name"], name="secret_name_unique")]
+
+    def __str__(self) -> str:
+        return self.name
+
+
 class Heartbeat(models.Model):
     """Last time a Celery worker ran the beat's heartbeat sweep: proof that beat, broker and worker work."""
 

@@ -85,6 +85,9 @@ EXTRA_POLICIES = {
     ],
 }
 POLICY_NAMES = ["tenant", "own", "presented", "unowned"]
+# Tables read only in their own organization's scope, never in the system scope of the beat's sweeps and the
+# operators' commands: an organization's secrets are decrypted by its own tasks and pages, nothing else.
+ORGANIZATION_ONLY = {"governance_secret"}
 
 
 def is_tenant_model(model) -> bool:
@@ -102,7 +105,9 @@ def tenant_tables(models) -> dict[str, str]:
     for model in models:
         if model._meta.proxy or not model._meta.managed:
             continue
-        if is_tenant_model(model):
+        if model._meta.db_table in ORGANIZATION_ONLY:
+            tables[model._meta.db_table] = f"organization_id = {ORGANIZATION}"
+        elif is_tenant_model(model):
             tables[model._meta.db_table] = IN_SCOPE
         elif parents := tenant_parents(model):
             tables[model._meta.db_table] = (

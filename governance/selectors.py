@@ -9,7 +9,8 @@ from django.conf import settings
 from django.db.models import Count, Q, QuerySet
 from django.utils import timezone
 
-from governance.models import ApiToken, AuditEvent, Heartbeat, Invitation, Membership, Organization, Team
+from governance.models import ApiToken, AuditEvent, Heartbeat, Invitation, Membership, Organization, Secret, Team
+from governance.secrets import SecretMissing, decrypt, references
 
 
 @dataclass(frozen=True)
@@ -105,3 +106,35 @@ def api_tokens_for(*, membership: Membership) -> QuerySet[ApiToken]:
     """Admins see every token of the organization; anyone else their own personal tokens."""
     tokens = ApiToken.objects.for_org(membership.organization).select_related("membership__user", "created_by")
     return tokens if membership.is_admin else tokens.filter(membership=membership)
+
+
+# --- organization secrets -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SecretRow:
+    secret: Secret
+    used_by: list[str]
+
+
+def secret_list(*, org: Organization) -> list[SecretRow]:
+    """The organization's secrets without their values, each with what names it."""
+    used = references(org)
+    secrets = Secret.objects.for_org(org).defer("ciphertext").select_related("set_by")
+    return [SecretRow(secret, used.get(secret.name, [])) for secret in secrets]
+
+
+def secret_names(*, org: Organization) -> set[str]:
+    return set(Secret.objects.for_org(org).values_list("name", flat=True))
+
+
+def secret_value(*, org: Organization, name: str) -> str:
+    """The value of the organization's secret `name`, read in the current scope: row-level security shows a
+    secret only inside its own organization's scope, so a caller outside it finds it missing.
+
+    Raises SecretMissing, whose message tells the admin what to set.
+    """
+    row = Secret.objects.for_org(org).filter(name=name).values_list("ciphertext", flat=True).first()
+    if row is None:
+        raise SecretMissing(name)
+    return decrypt(row, name=name)

@@ -14,6 +14,8 @@ org_urlpatterns = [
     path("invitations/<int:invitation_id>/revoke/", views.invitation_revoke, name="invitation_revoke"),
     path("invitations/<int:invitation_id>/resend/", views.invitation_resend, name="invitation_resend"),
     path("audit/", views.audit_list, name="audit_list"),
+    path("secrets/", views.secret_list, name="secrets"),
+    path("secrets/<str:name>/delete/", views.secret_delete, name="secret_delete"),
     path("api-tokens/", views.api_tokens, name="api_tokens"),
     path("api-tokens/<int:token_id>/revoke/", views.api_token_revoke, name="api_token_revoke"),
 ]

@@ -20,6 +20,7 @@ from governance.access import (
     get_for_org_or_404,
     get_invitation_for_member_or_404,
     get_membership_for_member_or_404,
+    get_secret_or_404,
     get_team_for_member_or_404,
     role_required,
 )
@@ -31,6 +32,7 @@ from governance.forms import (
     OrganizationCreateForm,
     OrganizationSettingsForm,
     RoleForm,
+    SecretForm,
     TeamForm,
     TeamMembersForm,
     apply_errors,
@@ -368,6 +370,41 @@ def _query_without_page(request: HttpRequest) -> str:
     query = request.GET.copy()
     query.pop("page", None)
     return query.urlencode()
+
+
+# --- organization secrets -----------------------------------------------------------------------
+
+
+@admin_required
+@require_http_methods(["GET", "POST"])
+def secret_list(request: HttpRequest) -> HttpResponse:
+    """The organization's secrets by name and fingerprint, and the form that sets or replaces one."""
+    form = SecretForm(request.POST or None, initial={"name": request.GET.get("name", "")})
+    if request.method == "POST" and form.is_valid():
+        try:
+            secret = services.secret_set(
+                org=request.org, actor=request.user, name=form.cleaned_data["name"], value=form.cleaned_data["value"]
+            )
+        except ValidationError as e:
+            apply_errors(form, e)
+        else:
+            messages.success(request, f"Secret {secret.name} saved (fingerprint {secret.fingerprint}).")
+            return redirect("secrets", org_slug=request.org.slug)
+    context = {"form": form, "rows": selectors.secret_list(org=request.org)}
+    return render(request, "governance/secrets.html", context, status=422 if form.errors else 200)
+
+
+@admin_required
+@require_POST
+def secret_delete(request: HttpRequest, name: str) -> HttpResponse:
+    secret = get_secret_or_404(request.org, name)
+    try:
+        services.secret_delete(secret=secret, actor=request.user)
+    except ValidationError as e:
+        messages.error(request, " ".join(e.messages))
+    else:
+        messages.success(request, f"Secret {secret.name} deleted.")
+    return redirect("secrets", org_slug=request.org.slug)
 
 
 # --- API tokens ---------------------------------------------------------------------------------

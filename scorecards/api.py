@@ -12,7 +12,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from ninja import Field, Query, Router, Schema
 
-from governance.api import ApiError, require_admin_or_org_token
+from governance.api import ApiError, Errors, require_admin_or_org_token
 from scorecards import selectors
 from scorecards.ingestion import Checker, NonFinite, measurements_store
 from scorecards.models import Kpi, Measurement
@@ -22,15 +22,6 @@ router = Router(tags=["kpis"])
 MAX_ITEMS = 10_000
 ITEM_FIELDS = ("kpi", "at", "value")
 ITEM_KEYS = set(ITEM_FIELDS)
-
-
-class Error(Schema):
-    path: str
-    message: str
-
-
-class Errors(Schema):
-    errors: list[Error]
 
 
 class Accepted(Schema):

@@ -5,7 +5,10 @@ class ScorecardsConfig(AppConfig):
     name = "scorecards"
 
     def ready(self) -> None:
+        from governance.secrets import register_references
         from governance.services import DEACTIVATION_BLOCKERS
+        from scorecards.selectors import data_source_secret_references
         from scorecards.services import owned_kpis_blocker
 
         DEACTIVATION_BLOCKERS.append(owned_kpis_blocker)
+        register_references(data_source_secret_references)

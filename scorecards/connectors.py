@@ -4,9 +4,11 @@ A connector only fetches; the ingestion `Checker` judges every row, and `scoreca
 come from settings (PULL_*) so that one slow or runaway source cannot hold a worker: a statement timeout and
 a read-only transaction for SQL, connect/read timeouts and a size limit for HTTP, a row cap for both.
 
-Secrets stay in the environment of the workers: a source names environment variables (`dsn_env`,
-`headers_env`), never their values, and every error message is scrubbed of the values a connector read, so
-that neither a DSN nor a header ever reaches a run's stored error.
+A source names its credentials, never holds them: organization secrets (`dsn_secret`, `headers_secret`), read
+in the organization's own scope and decrypted only here, or environment variables of the workers that the
+operator granted to the organization (`dsn_env`, `headers_env`; PULL_ENV_GRANTS, none by default). Every error
+message is scrubbed of the values a connector read, so that neither a DSN nor a header ever reaches a run's
+stored error.
 """
 
 from __future__ import annotations
@@ -26,6 +28,9 @@ import psycopg
 from django.conf import settings
 
 from governance import outbound
+from governance.models import Organization
+from governance.secrets import SECRETS_PAGE, SecretMissing
+from governance.selectors import secret_value
 from scorecards.ingestion import NonFinite
 from scorecards.models import DataSource
 
@@ -61,27 +66,44 @@ def _reason(error: BaseException) -> str:
 
 
 class Connector:
-    """One run of one source: open (read the environment, connect), `rows` for each pull, close."""
+    """One run of one source: made (its credentials read), opened (connected), `rows` for each pull, closed.
 
-    def __init__(self, config: dict, *, org_slug: str) -> None:
+    Credentials are read when the connector is made, apart from connecting, so that a pull reads them in the same
+    database transaction as its other reads, and never holds a transaction open while it connects to the source.
+    """
+
+    def __init__(self, config: dict, *, org: Organization) -> None:
         self.config = config
-        self.org_slug = org_slug
+        self.org = org
         self.secrets: list[str] = []
+        self.read_credentials()
+
+    def read_credentials(self) -> None:
+        """Reads the secrets and variables the source names into the connector (a kind may need none)."""
+
+    def secret(self, name: str) -> str:
+        """The organization's secret `name`, readable only in the organization's own scope (the pull's task)."""
+        try:
+            return secret_value(org=self.org, name=name)
+        except SecretMissing as e:
+            raise PullError(str(e)) from None
 
     def env(self, name: str, what: str) -> str:
-        """A variable of the workers' environment that this organization's sources may read.
+        """A variable of the workers' environment that the operator granted to this organization.
 
-        Every organization's sources run in the same workers: without PULL_ENV_ALLOWED one organization's
-        admin could name another's variables, so a shared installation lists each organization's own.
-        Steerco's own settings are never readable (a source could send them anywhere).
+        Every organization's sources run in the same workers: a variable nobody granted may hold another
+        organization's credentials or Steerco's own keys, so none is readable without a grant, and Steerco's own
+        settings never are (a source could send them anywhere).
         """
         if name in settings.PULL_ENV_RESERVED or name.startswith("DJANGO_"):
             raise PullError(
                 f"the environment variable {name} is one of Steerco's own settings; a source never reads it"
             )
-        allowed = settings.PULL_ENV_ALLOWED
-        if allowed and f"{self.org_slug}:{name}" not in allowed:
-            raise PullError(f"the environment variable {name} is not in PULL_ENV_ALLOWED for {self.org_slug}")
+        if f"{self.org.slug}:{name}" not in settings.PULL_ENV_GRANTS:
+            raise PullError(
+                f"the environment variable {name} is not granted to {self.org.slug}: store the value as an "
+                f"organization secret ({SECRETS_PAGE}) and name it instead"
+            )
         value = os.environ.get(name, "")
         if not value:
             raise PullError(f"the environment variable {name} ({what}) is not set for the workers")
@@ -118,23 +140,31 @@ class Connector:
 
 
 class SqlConnector(Connector):
-    """A query per pull on the database the environment variable `dsn_env` names, in one read-only transaction.
+    """A query per pull on the database at the address `dsn_secret` (or a granted `dsn_env`) holds, in one
+    read-only transaction.
 
     The query gets `%(since)s`, the newest stored time of its KPI, and returns columns `at` and `value`; a
     literal % in it is written %%. Rows arrive through a server-side cursor, so at most the cap is transferred.
     """
 
-    def __enter__(self) -> SqlConnector:
-        name = self.config.get("dsn_env") or ""
-        dsn = self.env(name, "the database address")
-        self.secrets = [dsn]
+    def read_credentials(self) -> None:
+        if self.config.get("dsn_secret"):
+            self.name = self.config["dsn_secret"]
+            self.dsn = self.secret(self.name)
+        else:
+            self.name = self.config.get("dsn_env") or ""
+            self.dsn = self.env(self.name, "the database address")
+        self.secrets = [self.dsn]
         # A DSN psycopg cannot read fails to connect below, with the DSN scrubbed from the message.
         with suppress(psycopg.Error):
-            self.secrets.append(psycopg.conninfo.conninfo_to_dict(dsn).get("password") or "")
+            self.secrets.append(psycopg.conninfo.conninfo_to_dict(self.dsn).get("password") or "")
+
+    def __enter__(self) -> SqlConnector:
+        name = self.name
         timeout = settings.PULL_STATEMENT_TIMEOUT
         with self.failing(f"could not connect to the database of {name}"):
             self.connection = psycopg.connect(
-                dsn, connect_timeout=max(1, int(settings.PULL_CONNECT_TIMEOUT.total_seconds()))
+                self.dsn, connect_timeout=max(1, int(settings.PULL_CONNECT_TIMEOUT.total_seconds()))
             )
         # Every statement below runs in one READ ONLY transaction (psycopg opens it with the first one): a
         # query that writes fails, and nothing a pull runs is ever committed.
@@ -176,15 +206,18 @@ class SqlConnector(Connector):
 
 
 class HttpJsonConnector(Connector):
-    """A GET of `url` per pull (`{since}` in it becomes the KPI's newest stored time), headers from the
-    environment (`headers_env`), and a mapping per pull: the list at `items` (a dotted path; the root when
-    absent) holds objects whose fields `at` and `value` are read. Pulls that ask for the same address share
-    one request."""
+    """A GET of `url` per pull (`{since}` in it becomes the KPI's newest stored time), headers from organization
+    secrets (`headers_secret`) or granted environment variables (`headers_env`), and a mapping per pull: the list
+    at `items` (a dotted path; the root when absent) holds objects whose fields `at` and `value` are read. Pulls
+    that ask for the same address share one request."""
+
+    def read_credentials(self) -> None:
+        self.headers = {header: self.secret(name) for header, name in (self.config.get("headers_secret") or {}).items()}
+        for header, name in (self.config.get("headers_env") or {}).items():
+            self.headers[header] = self.env(name, f"the {header} header")
+        self.secrets = list(self.headers.values())
 
     def __enter__(self) -> HttpJsonConnector:
-        headers_env = self.config.get("headers_env") or {}
-        self.headers = {header: self.env(name, f"the {header} header") for header, name in headers_env.items()}
-        self.secrets = list(self.headers.values())
         self.client = outbound.client(
             allow_setting="PULL_ALLOW_PRIVATE_NETWORKS",
             timeout=httpx.Timeout(
@@ -267,4 +300,4 @@ CONNECTORS: dict[str, type[Connector]] = {
 def connector_for(source: DataSource) -> Connector:
     if source.kind not in CONNECTORS:
         raise PullError(f'no connector for kind "{source.kind}"')
-    return CONNECTORS[source.kind](source.config or {}, org_slug=source.organization.slug)
+    return CONNECTORS[source.kind](source.config or {}, org=source.organization)

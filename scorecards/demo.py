@@ -19,8 +19,10 @@ from datetime import UTC, date, datetime, time, timedelta
 
 from django.utils import timezone
 
+from governance import tenancy
 from governance.durations import parse_duration
-from governance.models import Membership, Organization, Team
+from governance.models import Membership, Organization, Role, Team
+from governance.services import secret_set
 from scorecards.models import (
     CheckIn,
     DataSource,
@@ -759,6 +761,7 @@ WAREHOUSE_QUERY = "select day as at, {column} as value from kpi.daily_supply_cha
 PANEL_KPI = "mkt.brand_nps"
 PANEL_HOST = "panel.example-agency.test"
 PULL_HISTORY_DAYS = 10
+WAREHOUSE_SECRET, PANEL_SECRET = "warehouse_dsn", "nps_panel_token"
 
 
 def seed_data_sources(org: Organization) -> None:
@@ -772,6 +775,15 @@ def seed_data_sources(org: Organization) -> None:
     today = moment.astimezone(tz).date()
     by_key = {kpi.key: kpi for kpi in Kpi.objects.for_org(org).filter(key__in=[*WAREHOUSE_KPIS, PANEL_KPI])}
     runs: list[DataSourceRun] = []
+    admin = Membership.objects.filter(organization=org, role=Role.ADMIN).select_related("user").first()
+    # The credentials the sources name, as the admin set them (Administration → Secrets); only the organization's
+    # own scope sees secrets, not the seeding command's.
+    with tenancy.scope(organization=org.pk):
+        for name, value in [
+            (WAREHOUSE_SECRET, "postgresql://steerco_reader@warehouse.acme.test:5432/kpis"),
+            (PANEL_SECRET, "Bearer demo-agency-token-since-rotated"),
+        ]:
+            secret_set(org=org, actor=admin.user if admin else None, name=name, value=value)
 
     def local(day: date, hour: int, minute: int = 0) -> datetime:
         return datetime.combine(day, time(hour, minute), tzinfo=tz).astimezone(UTC)
@@ -788,7 +800,7 @@ def seed_data_sources(org: Organization) -> None:
             kind=DataSource.Kind.SQL,
             every=timedelta(days=1),
             config={
-                "dsn_env": "WAREHOUSE_DSN",
+                "dsn_secret": WAREHOUSE_SECRET,
                 "pulls": [
                     {"kpi": "sc.inventory_turnover", "query": WAREHOUSE_QUERY.format(column="inventory_turnover")},
                     {"kpi": "sc.otif", "query": WAREHOUSE_QUERY.format(column="otif_pct")},
@@ -822,7 +834,7 @@ def seed_data_sources(org: Organization) -> None:
             every=timedelta(days=1),
             config={
                 "url": f"https://{PANEL_HOST}/v2/scores?metric=brand_nps&since={{since}}",
-                "headers_env": {"Authorization": "NPS_PANEL_TOKEN"},
+                "headers_secret": {"Authorization": PANEL_SECRET},
                 "pulls": [{"kpi": PANEL_KPI, "items": "results", "at": "week_ending", "value": "nps"}],
             },
         )

@@ -6,7 +6,8 @@ Defaults when a field is omitted (the export leaves out the fields equal to them
   escalation (the team's policy applies, else the organization's default), no data_source (push via the API).
 - objectives: parent null, key_results []; a key result links a kpi or names an owner (or both).
 - scorecards: kpis [], teams [], viewers [] (every member sees it).
-- data_sources: headers_env {}, pulls []; a pull's items absent (the JSON answer itself is the list).
+- data_sources: headers_secret {}, headers_env {}, pulls []; a pull's items absent (the JSON answer itself is
+  the list).
 
 Decisions where MANIFEST.md is silent:
 - `target` is a number, or {value, by, baseline: {value, at}} with `value` required; a baseline needs `by` and
@@ -15,8 +16,11 @@ Decisions where MANIFEST.md is silent:
   never negative; stored as text ("5", "2%") and exported as the number or the percentage.
 - `surge` needs both `change` and `window`; every window and every cadence-like duration is longer than 0m.
 - Thresholds are checked by scorecards.thresholds.parse_thresholds and stored in its canonical shape.
-- A data source of kind sql names `dsn_env` (an environment variable) and no url; http_json names a `url`
-  without credentials, optional `headers_env` ({header: environment variable}) and no dsn_env. Pulls of sql
+- A data source of kind sql names its database address: an organization secret (`dsn_secret`) or, only when
+  the operator granted the variable to the organization (PULL_ENV_GRANTS), an environment variable (`dsn_env`);
+  exactly one of them, and no url. http_json names a `url` without credentials and optional headers, each from a
+  secret (`headers_secret` {header: secret}) or a granted variable (`headers_env` {header: variable}). A secret
+  need not be set yet when the manifest is applied: the source's runs say which one to set. Pulls of sql
   sources are {kpi, query}; of http_json sources {kpi, items (optional dotted path), at, value}. A field of
   the other kind is an error. Everything but kind and every is kept in DataSource.config; a created or
   changed source is pulled at the next sweep (its backoff forgotten).
@@ -34,6 +38,7 @@ from datetime import date, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import URLValidator
 from django.utils import timezone
@@ -53,7 +58,8 @@ from governance.manifest import (
     target_problem,
     team_problem,
 )
-from governance.models import Organization, Team
+from governance.models import Organization, Team, secret_name_validator
+from governance.secrets import SECRETS_PAGE
 from scorecards.models import Aggregate, DataSource, Direction, KeyResult, Kpi, Objective, Scorecard
 from scorecards.services import (
     key_result_create,
@@ -66,6 +72,7 @@ from scorecards.services import (
 from scorecards.thresholds import PERCENT, Level, ThresholdError, ThresholdSpec, parse_thresholds
 
 ENV_NAME = re.compile(r"^[A-Z_][A-Z0-9_]*$")
+SECRET_NAME = re.compile(secret_name_validator.regex.pattern)
 HEADER_NAME = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,100}$")  # an HTTP token (RFC 9110)
 
 
@@ -589,41 +596,73 @@ class ScorecardsSection(KeyedSection):
 
 class DataSourcesSection(KeyedSection):
     field, kind, model = "data_sources", "data_source", DataSource
-    entry_fields = ("key", "kind", "dsn_env", "url", "headers_env", "every", "pulls")
+    entry_fields = ("key", "kind", "dsn_secret", "dsn_env", "url", "headers_secret", "headers_env", "every", "pulls")
+    credential_fields = ("dsn_secret", "dsn_env", "url", "headers_secret", "headers_env")
     required = ("key", "kind", "every")
     # What each kind reads; a field of another kind is an error at its path.
-    kind_fields = {DataSource.Kind.SQL: ("dsn_env",), DataSource.Kind.HTTP_JSON: ("url", "headers_env")}
-    kind_required = {DataSource.Kind.SQL: ("dsn_env",), DataSource.Kind.HTTP_JSON: ("url",)}
+    kind_fields = {
+        DataSource.Kind.SQL: ("dsn_secret", "dsn_env"),
+        DataSource.Kind.HTTP_JSON: ("url", "headers_secret", "headers_env"),
+    }
+    kind_required = {DataSource.Kind.SQL: (), DataSource.Kind.HTTP_JSON: ("url",)}
     pull_fields = {DataSource.Kind.SQL: ("kpi", "query"), DataSource.Kind.HTTP_JSON: ("kpi", "items", "at", "value")}
     pull_required = {DataSource.Kind.SQL: ("kpi", "query"), DataSource.Kind.HTTP_JSON: ("kpi", "at", "value")}
 
     def normalize(self, entry: Entry, ctx: Context) -> dict:
         kind = entry.text("kind", choices=DataSource.Kind.values)
         known = kind if kind in DataSource.Kind.values else None
+        slug = ctx.org.slug if ctx.org else str((ctx.doc.get("organization") or {}).get("slug"))
         data = {
             "key": entry.key(),
             "kind": kind,
-            "dsn_env": self._dsn_env(entry),
+            "dsn_secret": self._secret_name(entry, "dsn_secret", entry.text("dsn_secret", max_length=64)),
+            "dsn_env": self._env_name(entry, "dsn_env", entry.text("dsn_env", max_length=128), slug),
             "url": self._url(entry),
-            "headers_env": self._headers_env(entry),
+            "headers_secret": self._headers(
+                entry, "headers_secret", lambda path, name: self._secret_name(entry, path, name)
+            ),
+            "headers_env": self._headers(
+                entry, "headers_env", lambda path, name: self._env_name(entry, path, name, slug)
+            ),
             "every": entry.duration("every", positive=True),
         }
         if known:
             for name in self.kind_required[known]:
                 if not entry.has(name):
                     entry.error(name, f"is required for kind {known}")
-            for name in ("dsn_env", "url", "headers_env"):
+            for name in self.credential_fields:
                 if name not in self.kind_fields[known] and entry.has(name):
                     entry.error(name, f"is not used by kind {known}")
+            if known == DataSource.Kind.SQL and entry.has("dsn_secret") == entry.has("dsn_env"):
+                entry.error(
+                    "dsn_secret",
+                    "name the organization secret holding the database address (or a granted dsn_env), one of them",
+                )
+            both = {h.lower() for h in data["headers_secret"]} & {h.lower() for h in data["headers_env"]}
+            for header in sorted(both):
+                entry.error(f"headers_env.{header}", "is also in headers_secret; a header has one source")
         data["pulls"] = self._pulls(entry, ctx, known)
         return data
 
     # No message repeats a value: a secret pasted by mistake must not travel on in error output.
 
-    def _dsn_env(self, entry: Entry) -> str | None:
-        name = entry.text("dsn_env", max_length=128)
-        if name and not ENV_NAME.match(name):
-            entry.error("dsn_env", "must name an environment variable (A-Z, 0-9 and _), not hold the secret itself")
+    def _secret_name(self, entry: Entry, path: str, name: str | None) -> str | None:
+        if name and not SECRET_NAME.match(name):
+            entry.error(path, "must name an organization secret (a-z, 0-9 and _), not hold the secret itself")
+        return name
+
+    def _env_name(self, entry: Entry, path: str, name: str | None, slug: str) -> str | None:
+        """An environment variable of the workers, readable only when the operator granted it to the organization."""
+        if not name:
+            return name
+        if not ENV_NAME.match(name):
+            entry.error(path, "must name an environment variable (A-Z, 0-9 and _), not hold the secret itself")
+        elif f"{slug}:{name}" not in settings.PULL_ENV_GRANTS:
+            entry.error(
+                path,
+                f"{name} is not granted to this organization by the operator (PULL_ENV_GRANTS): set the value as an "
+                f"organization secret ({SECRETS_PAGE}) and name it in {path.replace('_env', '_secret')}",
+            )
         return name
 
     def _url(self, entry: Entry) -> str | None:
@@ -640,29 +679,25 @@ class DataSourcesSection(KeyedSection):
             entry.error("url", "must not carry credentials; secrets never appear in a manifest")
         return url
 
-    def _headers_env(self, entry: Entry) -> dict[str, str]:
-        """{header: environment variable}: a header's value (a token, a key) is read by the workers."""
-        raw = entry.raw.get("headers_env")
+    def _headers(self, entry: Entry, field: str, check) -> dict[str, str]:
+        """{header: name}: a header's value (a token, a key) comes from the secret or variable named."""
+        raw = entry.raw.get(field)
+        what = "organization secrets" if field == "headers_secret" else "environment variables"
         if raw is None:
             return {}
         if not isinstance(raw, dict):
-            entry.error(
-                "headers_env", f"must be a mapping of header names to environment variables, not {describe(raw)}"
-            )
+            entry.error(field, f"must be a mapping of header names to {what}, not {describe(raw)}")
             return {}
         headers: dict[str, str] = {}
         for header, name in raw.items():
             if not isinstance(header, str) or not HEADER_NAME.match(header):
-                entry.error("headers_env", f"{str(header)[:64]!r} is not an HTTP header name")
+                entry.error(field, f"{str(header)[:64]!r} is not an HTTP header name")
             elif header.lower() in {h.lower() for h in headers}:
-                entry.error(f"headers_env.{header}", "is listed twice")
-            elif not isinstance(name, str) or not ENV_NAME.match(name.strip()):
-                entry.error(
-                    f"headers_env.{header}",
-                    "must name an environment variable (A-Z, 0-9 and _), not hold the secret itself",
-                )
+                entry.error(f"{field}.{header}", "is listed twice")
+            elif not isinstance(name, str) or not name.strip():
+                entry.error(f"{field}.{header}", f"must name one of the {what}, not {describe(name)}")
             else:
-                headers[header] = name.strip()
+                headers[header] = check(f"{field}.{header}", name.strip())
         return headers
 
     def _pulls(self, entry: Entry, ctx: Context, kind: str | None) -> list[dict]:
@@ -709,19 +744,21 @@ class DataSourcesSection(KeyedSection):
         return {
             "key": source.key,
             "kind": source.kind,
+            "dsn_secret": config.get("dsn_secret"),
             "dsn_env": config.get("dsn_env"),
             "url": config.get("url"),
+            "headers_secret": dict(config.get("headers_secret") or {}),
             "headers_env": dict(config.get("headers_env") or {}),
             "every": _format(source.every),
             "pulls": [self._pull_form(source.kind, pull) for pull in config.get("pulls", [])],
         }
 
     def defaults(self, data: dict) -> dict:
-        return {"dsn_env": None, "url": None, "headers_env": {}, "pulls": []}
+        return {"dsn_secret": None, "dsn_env": None, "url": None, "headers_secret": {}, "headers_env": {}, "pulls": []}
 
     def assign(self, obj: DataSource, data: dict, ctx: Context) -> None:
         obj.key, obj.kind, obj.every = data["key"], data["kind"], _duration(data["every"])
-        obj.config = {name: data[name] for name in ("dsn_env", "url", "headers_env", "pulls") if data[name]}
+        obj.config = {name: data[name] for name in (*self.credential_fields, "pulls") if data[name]}
         # A new or changed source is pulled at the next sweep, without the backoff of its old settings.
         obj.next_run_at, obj.failures = None, 0
 

@@ -39,7 +39,8 @@ STATUS_RANK = {Status.OFF_TRACK: 0, Status.AT_RISK: 1, Status.ON_TRACK: 2}
 
 
 class DataSource(models.Model):
-    """Where a KPI's data is pulled from; push-only KPIs have none. Secrets stay in the environment."""
+    """Where a KPI's data is pulled from; push-only KPIs have none. Credentials are named, never held: organization
+    secrets, or environment variables the operator granted (scorecards.connectors)."""
 
     class Kind(models.TextChoices):
         SQL = "sql", "SQL query"
@@ -49,7 +50,8 @@ class DataSource(models.Model):
     key = models.CharField(max_length=64, validators=[key_validator])
     kind = models.CharField(max_length=20, choices=Kind.choices)
     every = models.DurationField()
-    # Connector settings as in the manifest (dsn_env, url, pulls: [{kpi, query}]); validated by the manifest.
+    # Connector settings as in the manifest (dsn_secret, url, headers_secret, pulls: [{kpi, query}]); validated by
+    # the manifest.
     config = models.JSONField(default=dict, blank=True)
     archived_at = models.DateTimeField(null=True, blank=True)
     # The pull sweep's schedule: None runs at the next sweep; failures stretch the wait (backoff).
@@ -64,6 +66,18 @@ class DataSource(models.Model):
 
     def __str__(self) -> str:
         return self.key
+
+    def credentials(self) -> list[tuple[str, str, str]]:
+        """(what it is for, "secret" or "env", name) for every credential the source names."""
+        config = self.config or {}
+        found = []
+        if config.get("dsn_secret") or config.get("dsn_env"):
+            origin = "secret" if config.get("dsn_secret") else "env"
+            found.append(("database address", origin, config.get(f"dsn_{origin}")))
+        for origin in ("secret", "env"):
+            for header, name in sorted((config.get(f"headers_{origin}") or {}).items()):
+                found.append((f"{header} header", origin, name))
+        return found
 
 
 class DataSourceRun(models.Model):

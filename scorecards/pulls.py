@@ -22,6 +22,7 @@ from django.db import transaction
 from django.db.models import Exists, Max, OuterRef, Q
 from django.utils import timezone
 
+from governance import tenancy
 from governance.models import User
 from governance.services import audit_log
 from scorecards.connectors import PullError, Unreadable, connector_for
@@ -124,7 +125,9 @@ def pull_due_sources(
                 dispatch(run)
                 continue
             try:
-                run = data_source_pull(source=run.source, trigger=run.trigger, run=run)
+                # Each pull in its organization's scope, as its own task would be: only there are its secrets read.
+                with tenancy.scope(organization=run.organization_id):
+                    run = data_source_pull(source=run.source, trigger=run.trigger, run=run)
             except Exception:  # data_source_pull records its errors; this is a bug, and must not stop the sweep
                 log.exception("pull of data source %s failed", run.source_id)
                 result.failed += 1
@@ -213,13 +216,16 @@ def _pull(source: DataSource, now: datetime) -> int:
     # A date or a time without a zone is the organization's.
     checker = Checker(org, now=now, naive_tz=org.tzinfo, unit="row")
     keys = [pull.get("kpi") for pull in pulls]
-    checker.resolve(keys)
-    missing = [key for key in keys if not checker.kpi_ids.get(key)]
-    if missing:
-        raise PullError(f'the pulls name the unknown or archived KPI "{missing[0]}"')
-    since = _newest(checker.kpi_ids.values())
+    # Everything read before the source, in one short transaction: the KPIs, their newest times, the credentials.
+    with transaction.atomic():
+        checker.resolve(keys)
+        missing = [key for key in keys if not checker.kpi_ids.get(key)]
+        if missing:
+            raise PullError(f'the pulls name the unknown or archived KPI "{missing[0]}"')
+        since = _newest(checker.kpi_ids.values())
+        connector = connector_for(source)
     kpi_of: dict[int, str] = {}  # row number -> KPI key, for the error
-    with connector_for(source) as connector:
+    with connector:
         for pull in pulls:
             key = pull["kpi"]
             for row in connector.rows(pull, since.get(checker.kpi_ids[key], LONG_AGO)):

@@ -265,5 +265,14 @@ def data_source_feeds(*, org: Organization, sources: list[DataSource]) -> dict[i
     return feeds
 
 
+def data_source_secret_references(org: Organization) -> dict[str, list[str]]:
+    """Which live sources name which organization secret (registered with governance.secrets)."""
+    used: dict[str, list[str]] = defaultdict(list)
+    for source in DataSource.objects.for_org(org).filter(archived_at=None).only("key", "config"):
+        for name in sorted({name for _, origin, name in source.credentials() if origin == "secret"}):
+            used[name].append(f"data source {source.key}")
+    return used
+
+
 def data_source_runs(*, source: DataSource) -> QuerySet[DataSourceRun]:
     return source.runs.select_related("requested_by")

@@ -456,6 +456,8 @@ def _data_source_page(request: HttpRequest, source: DataSource, notice: str = ""
     now = timezone.now()
     runs = selectors.data_source_runs(source=source)
     config = source.config or {}
+    credentials = source.credentials()
+    secrets_set = governance_selectors.secret_names(org=request.org)
     context = {
         "source": source,
         "page": Paginator(runs, RUNS_PER_PAGE).get_page(request.GET.get("page")),
@@ -464,7 +466,9 @@ def _data_source_page(request: HttpRequest, source: DataSource, notice: str = ""
         "running": runs.filter(pulls.unfinished_runs(now=now)).exists(),
         # `items` read in a template would find the dict's method when a pull has none
         "pulls": [{**pull, "path": pull.get("items")} for pull in config.get("pulls", [])],
-        "headers": sorted((config.get("headers_env") or {}).items()),
+        "credentials": credentials,
+        "secrets_set": secrets_set,
+        "missing_secrets": sorted({n for _, origin, n in credentials if origin == "secret"} - secrets_set),
         "now": now,
         "notice": notice,
     }

@@ -27,6 +27,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
+from cryptography.fernet import Fernet
 
 ROOT = Path(__file__).resolve().parent.parent
 VAR = ROOT / "var" / "chaos"
@@ -49,6 +50,7 @@ ENV = {
     "CELERY_BROKER_URL": f"redis://127.0.0.1:{REDIS_PORT}/0",
     "SECRET_KEY": secrets.token_hex(32),
     "API_TOKEN_KEY": secrets.token_hex(32),
+    "SECRETS_KEYS": Fernet.generate_key().decode(),
     "SECURE_SSL_REDIRECT": "false",
     "ALLOWED_HOSTS": "127.0.0.1",
     "SWEEP_EVERY_SECONDS": "5",
@@ -153,7 +155,7 @@ def manage(*args: str) -> None:
 
 def build() -> dict:
     """The organization, its policy and KPIs, and an API token for the feeding client."""
-    for name in ("DJANGO_SETTINGS_MODULE", "DATABASE_URL", "SECRET_KEY", "API_TOKEN_KEY", "LOG_LEVEL"):
+    for name in ("DJANGO_SETTINGS_MODULE", "DATABASE_URL", "SECRET_KEY", "API_TOKEN_KEY", "SECRETS_KEYS", "LOG_LEVEL"):
         os.environ[name] = OWNER_ENV[name]
     import django
 

@@ -25,9 +25,9 @@ from escalations.models import (
     Workstream,
 )
 from governance import tenancy
-from governance.models import ApiToken, Invitation, Membership, Organization, Role, Team
+from governance.models import ApiToken, Invitation, Membership, Organization, Role, Secret, Team
 from governance.rls import runtime_role_ensure
-from governance.services import api_token_create, invitation_create, team_update
+from governance.services import api_token_create, invitation_create, secret_set, team_update
 from scorecards.models import DataSource, ImportJob, KeyResult, Kpi, Objective, OwnershipTransfer, Scorecard
 from scorecards.services import ownership_transfer_request
 from tests.factories import KpiFactory, MembershipFactory, OrganizationFactory, TeamFactory
@@ -116,6 +116,13 @@ class Tenant:
         """A closed review with its attendee and one decision on the KPI, made on first use (the review tests count
         sessions and decisions)."""
         return make_review(self)
+
+    @cached_property
+    def secret(self) -> Secret:
+        """An organization secret no source names, made on first use in the organization's own scope (the only
+        one that sees secrets)."""
+        with tenancy.scope(organization=self.org.pk):
+            return secret_set(org=self.org, actor=self.admin.user, name="crm_token", value=f"token-of-{self.org.slug}")
 
     @cached_property
     def dependency(self) -> Dependency:
@@ -223,7 +230,7 @@ def make_tenant(slug: str) -> Tenant:
         key="warehouse",
         kind=DataSource.Kind.SQL,
         every=timedelta(hours=1),
-        config={"dsn_env": "WAREHOUSE_DSN", "pulls": [{"kpi": kpi.key, "query": "select now() as at, 1 as value"}]},
+        config={"dsn_secret": "warehouse_dsn", "pulls": [{"kpi": kpi.key, "query": "select now() as at, 1 as value"}]},
     )
     import_job = ImportJob.objects.create(organization=org, created_by=admin.user, filename="data.csv")
     api_token, token = api_token_create(org=org, actor=admin.user, name="Warehouse loader")

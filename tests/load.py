@@ -24,6 +24,7 @@ from urllib.parse import urlsplit
 
 import httpx
 import psycopg
+from cryptography.fernet import Fernet
 
 ROOT = Path(__file__).resolve().parent.parent
 DB_NAME = os.environ.get("LOAD_DATABASE", "steerco_load")
@@ -45,6 +46,7 @@ ENV = {
     "CELERY_BROKER_URL": os.environ.get("LOAD_BROKER_URL", "redis://127.0.0.1:6379/8"),
     "SECRET_KEY": secrets.token_hex(32),
     "API_TOKEN_KEY": secrets.token_hex(32),
+    "SECRETS_KEYS": Fernet.generate_key().decode(),
     "SECURE_SSL_REDIRECT": "false",  # plain HTTP on loopback; TLS would end at a load balancer
     "ALLOWED_HOSTS": "127.0.0.1",
     "CONN_MAX_AGE": "60",
@@ -70,7 +72,7 @@ def fresh_database() -> None:
 
 def build() -> dict:
     """The organization, a logged-in executive's session cookie, an API token, the KPI ids and keys."""
-    django_env = ("DJANGO_SETTINGS_MODULE", "DATABASE_URL", "SECRET_KEY", "API_TOKEN_KEY", "LOG_LEVEL")
+    django_env = ("DJANGO_SETTINGS_MODULE", "DATABASE_URL", "SECRET_KEY", "API_TOKEN_KEY", "SECRETS_KEYS", "LOG_LEVEL")
     os.environ.update({name: OWNER_ENV[name] for name in django_env})
     import django
 

@@ -14,7 +14,9 @@ from django.utils import timezone
 from config.api import api
 from escalations.models import Decision, MitigationPath, Task, Workstream
 from escalations.sweeps import process_status_changes
+from governance import tenancy
 from governance.manifest import export_manifest
+from governance.models import Secret
 from governance.services import api_token_create
 from scorecards.models import Kpi, Measurement, StatusChange
 from tests.factories import KpiFactory
@@ -48,7 +50,12 @@ ATTEMPTS = {
     ("post", "/api/v1/tasks/{task_id}/answer"): ("tasks/{task}/answer", {"impact": False, "reason": "x"}),
     ("get", "/api/v1/notifications"): ("notifications", None),
     ("get", "/api/v1/decisions"): (f"decisions?kpi={KEY}", None),
+    ("get", "/api/v1/secrets"): ("secrets", None),
+    ("put", "/api/v1/secrets/{name}"): ("secrets/crm_token", {"value": "planted"}),
+    ("delete", "/api/v1/secrets/{name}"): ("secrets/crm_token", None),
 }
+# A secret's name is looked up in the caller's own organization: this PUT sets the stranger's own secret.
+OWN_NAMESPACE = {("put", "/api/v1/secrets/{name}")}
 
 
 @pytest.fixture
@@ -67,6 +74,7 @@ def victim(tenant):
         reason=SECRET,
         kpi_status="off_track",
     )
+    tenant.secret  # noqa: B018  (the victim's crm_token)
     return tenant
 
 
@@ -78,7 +86,13 @@ def state(org) -> tuple:
         list(Task.objects.filter(organization=org).values()),
         list(MitigationPath.objects.filter(organization=org).values()),
         list(Decision.objects.filter(organization=org).values()),
+        secrets_of(org),
     )
+
+
+def secrets_of(org) -> list[dict]:
+    with tenancy.scope(organization=org.pk):  # the only scope that sees them
+        return list(Secret.objects.filter(organization=org).values())
 
 
 def test_every_endpoint_is_covered():
@@ -105,11 +119,13 @@ def test_a_strangers_token_neither_reads_nor_writes_another_organization(victim,
         content_type="application/json",
         HTTP_AUTHORIZATION=f"Bearer {token}",
     )
-    if "{" in operation[1]:
-        # The victim's key or id is unknown here; only acting for a person needs a personal token first.
-        assert response.status_code == (403 if operation[0] == "post" and not personal else 404), response.content
+    if "{" in operation[1] and operation not in OWN_NAMESPACE:
+        # The victim's key or id is unknown here; only acting for a person needs a personal token first, and
+        # deleting a secret an admin's or the organization's token.
+        refused = (operation[0] == "post" and not personal) or (operation[0] == "delete" and personal)
+        assert response.status_code == (403 if refused else 404), response.content
     assert response.status_code in (200, 403, 404, 422), response.content
-    assert SECRET.encode() not in response.content
+    assert SECRET.encode() not in response.content and b"token-of-acme" not in response.content
     if response.status_code == 200:
         assert KEY.encode() not in response.content
     assert state(victim.org) == before

@@ -111,7 +111,7 @@ def test_it_applies_the_example_of_manifest_md(acme):
         "sc.inventory_turnover",
     ]
     source = DataSource.objects.get(key="warehouse")
-    assert source.config["dsn_env"] == "WAREHOUSE_DSN"
+    assert source.config["dsn_secret"] == "warehouse_dsn"
     assert source.config["pulls"][0]["kpi"] == "sc.inventory_turnover"
     assert "+ kpi mkt.leads" in render_diff(result.changes).splitlines()
 
@@ -524,7 +524,7 @@ def test_team_parent_cycles_and_unknown_references_are_refused(acme):
 def test_data_sources_never_hold_secrets(acme):
     doc = example()
     doc["data_sources"] = [
-        {"key": "a", "kind": "sql", "dsn_env": "postgres://u:secret@db/x", "every": "1h"},
+        {"key": "a", "kind": "sql", "dsn_secret": "postgres://u:secret@db/x", "every": "1h"},
         {"key": "b", "kind": "http_json", "url": "https://u:secret@api.test/kpis", "every": "1h"},
         {"key": "c", "kind": "http_json", "dsn_env": "X", "every": "1h"},
     ]
@@ -536,7 +536,44 @@ def test_data_sources_never_hold_secrets(acme):
     assert "data_sources[1].url: must not carry credentials; secrets never appear in a manifest" in lines
     assert "data_sources[2].url: is required for kind http_json" in lines
     assert "data_sources[2].dsn_env: is not used by kind http_json" in lines
-    assert any(line.startswith("data_sources[0].dsn_env: ") for line in lines)
+    assert (
+        "data_sources[0].dsn_secret: must name an organization secret (a-z, 0-9 and _), not hold the secret itself"
+        in lines
+    )
+
+
+def test_a_source_names_a_variable_of_the_workers_only_when_the_operator_granted_it(acme, settings):
+    doc = example()
+    doc["data_sources"][0].pop("dsn_secret")
+    doc["data_sources"][0]["dsn_env"] = "WAREHOUSE_DSN"
+
+    assert apply_manifest(doc).errors.lines() == [
+        "data_sources[0].dsn_env: WAREHOUSE_DSN is not granted to this organization by the operator "
+        "(PULL_ENV_GRANTS): set the value as an organization secret (Administration → Secrets) and name it in "
+        "dsn_secret"
+    ]
+    settings.PULL_ENV_GRANTS = {"globex:WAREHOUSE_DSN"}  # another organization's grant is not acme's
+    assert not apply_manifest(doc).ok
+
+    settings.PULL_ENV_GRANTS = {"acme:WAREHOUSE_DSN"}
+    applied(doc)
+    assert DataSource.objects.get(organization=acme, key="warehouse").config["dsn_env"] == "WAREHOUSE_DSN"
+    assert fresh_export()["data_sources"][0]["dsn_env"] == "WAREHOUSE_DSN"
+
+
+def test_a_sql_source_names_its_database_address_once(acme, settings):
+    settings.PULL_ENV_GRANTS = {"acme:WAREHOUSE_DSN"}
+    doc = example()
+    doc["data_sources"][0]["dsn_env"] = "WAREHOUSE_DSN"
+    both = apply_manifest(doc).errors.lines()
+    doc["data_sources"][0].pop("dsn_env")
+    doc["data_sources"][0].pop("dsn_secret")
+    neither = apply_manifest(doc).errors.lines()
+    expected = [
+        "data_sources[0].dsn_secret: name the organization secret holding the database address (or a granted "
+        "dsn_env), one of them"
+    ]
+    assert both == neither == expected
 
 
 def test_a_dated_target_and_range_thresholds_round_trip(acme):
@@ -691,7 +728,7 @@ def http_source() -> dict:
         "key": "crm",
         "kind": "http_json",
         "url": "https://crm.example.test/api/kpis?since={since}",
-        "headers_env": {"Authorization": "CRM_TOKEN", "X-Tenant": "CRM_TENANT"},
+        "headers_secret": {"Authorization": "crm_token", "X-Tenant": "crm_tenant"},
         "every": "15m",
         "pulls": [
             {"kpi": "mkt.leads", "items": "data.rows", "at": "day", "value": "leads"},
@@ -708,11 +745,11 @@ def test_an_http_json_source_round_trips_and_export_then_apply_is_a_no_op(acme):
 
     source = DataSource.objects.get(organization=acme, key="crm")
     assert (source.kind, source.every) == ("http_json", timedelta(minutes=15))
-    assert source.config == {key: http_source()[key] for key in ("url", "headers_env", "pulls")}
+    assert source.config == {key: http_source()[key] for key in ("url", "headers_secret", "pulls")}
     exported = fresh_export()
     sources = {source["key"]: source for source in exported["data_sources"]}
     assert sources["crm"] == http_source()  # no items where the answer itself is the list
-    assert "headers_env" not in sources["warehouse"]
+    assert "headers_secret" not in sources["warehouse"]
     assert applied(exported).changes == []
     assert applied(dump_yaml(exported)).changes == []
     assert applied(doc).changes == []
@@ -720,10 +757,10 @@ def test_an_http_json_source_round_trips_and_export_then_apply_is_a_no_op(acme):
 
 def test_data_source_fields_of_the_other_kind_are_errors_with_their_path(acme):
     doc = example()
-    doc["data_sources"][0]["headers_env"] = {"Authorization": "CRM_TOKEN"}
+    doc["data_sources"][0]["headers_secret"] = {"Authorization": "crm_token"}
     doc["data_sources"][0]["pulls"][0] |= {"at": "day", "value": "n"}
     crm = http_source()
-    crm["headers_env"] = {"Authorization": "Bearer s3cr3t-token", "Bad Header": "X", "x-tenant": "lower"}
+    crm["headers_secret"] = {"Authorization": "Bearer s3cr3t-token", "Bad Header": "x", "x-tenant": "Upper"}
     crm["pulls"] = [
         {"kpi": "mkt.leads", "query": "select 1", "at": "day", "value": "leads"},
         {"kpi": "sc.inventory_turnover", "items": "data..rows", "at": "at"},
@@ -734,13 +771,13 @@ def test_data_source_fields_of_the_other_kind_are_errors_with_their_path(acme):
 
     assert not any("s3cr3t-token" in line for line in lines)  # errors never repeat a pasted secret
     assert lines == [
-        "data_sources[0].headers_env: is not used by kind sql",
+        "data_sources[0].headers_secret: is not used by kind sql",
         "data_sources[0].pulls[0].at: is not used by kind sql",
         "data_sources[0].pulls[0].value: is not used by kind sql",
-        "data_sources[1].headers_env.Authorization: must name an environment variable (A-Z, 0-9 and _), "
+        "data_sources[1].headers_secret.Authorization: must name an organization secret (a-z, 0-9 and _), "
         "not hold the secret itself",
-        "data_sources[1].headers_env: 'Bad Header' is not an HTTP header name",
-        "data_sources[1].headers_env.x-tenant: must name an environment variable (A-Z, 0-9 and _), "
+        "data_sources[1].headers_secret: 'Bad Header' is not an HTTP header name",
+        "data_sources[1].headers_secret.x-tenant: must name an organization secret (a-z, 0-9 and _), "
         "not hold the secret itself",
         "data_sources[1].pulls[0].query: is not used by kind http_json",
         "data_sources[1].pulls[1].value: is required",

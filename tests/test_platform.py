@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from celery.contrib.testing.worker import start_worker
+from cryptography.fernet import Fernet
 from django.conf import settings
 from django.core.management import call_command
 from django.test import Client
@@ -18,11 +19,13 @@ from django.urls import reverse
 from django.views.defaults import server_error
 
 from config.celery import app as celery_app
+from config.settings.base import DEFAULT_SECRETS_KEY
 from governance.models import Heartbeat, Membership, Organization, Role
 from governance.tasks import heartbeat
 from tests.test_cross_tenant import _object_kwargs, org_patterns
 
 ROOT = Path(__file__).resolve().parent.parent
+FERNET_KEY = Fernet.generate_key().decode()
 
 
 def _load_production_settings(**env) -> subprocess.CompletedProcess:
@@ -49,9 +52,20 @@ def test_production_refuses_to_start_with_the_default_secret():
 
 
 def test_production_starts_with_a_real_secret():
-    result = _load_production_settings(SECRET_KEY="k" * 50, API_TOKEN_KEY="t" * 50)
+    result = _load_production_settings(SECRET_KEY="k" * 50, API_TOKEN_KEY="t" * 50, SECRETS_KEYS=FERNET_KEY)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize(
+    "keys", [None, f"{FERNET_KEY},{DEFAULT_SECRETS_KEY}", "k" * 44], ids=["unset", "development key", "not a key"]
+)
+def test_production_refuses_to_encrypt_secrets_with_the_development_key(keys):
+    result = _load_production_settings(
+        SECRET_KEY="k" * 50, API_TOKEN_KEY="t" * 50, **({"SECRETS_KEYS": keys} if keys else {})
+    )
+    assert result.returncode != 0
+    assert "Set SECRETS_KEYS" in result.stderr
 
 
 @pytest.mark.parametrize("key", [None, "short", "k" * 50])

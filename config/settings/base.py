@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 from datetime import timedelta
 from pathlib import Path
 
@@ -183,6 +185,11 @@ API_TOKEN_KEY = env("API_TOKEN_KEY", default=DEFAULT_API_TOKEN_KEY)
 # Webhook signing secrets are derived, not stored: HMAC(WEBHOOK_KEY, "webhook:<id>:<version>"). Defaults to
 # API_TOKEN_KEY (which production checks); changing it changes every webhook's secret at once.
 WEBHOOK_KEY = env("WEBHOOK_KEY", default=API_TOKEN_KEY)
+# Organization secrets (governance.secrets) are encrypted with Fernet under these keys, comma-separated: the first
+# encrypts, every one decrypts, so a key is rotated by putting a new one first and running manage.py
+# rotate_secrets. The default is for development only (production refuses it): it is derived from a fixed phrase.
+DEFAULT_SECRETS_KEY = base64.urlsafe_b64encode(hashlib.sha256(b"insecure-local-only-steerco-secrets").digest()).decode()
+SECRETS_KEYS = env.list("SECRETS_KEYS", default=[DEFAULT_SECRETS_KEY])
 WEBHOOK_CONNECT_TIMEOUT = env.float("WEBHOOK_CONNECT_TIMEOUT_SECONDS", default=5)
 WEBHOOK_READ_TIMEOUT = env.float("WEBHOOK_READ_TIMEOUT_SECONDS", default=10)
 WEBHOOK_MAX_ATTEMPTS = env.int("WEBHOOK_MAX_ATTEMPTS", default=8)  # backoff 2, 4, 8 ... minutes: about 4 hours
@@ -299,11 +306,21 @@ PULL_MAX_ROWS = env.int("PULL_MAX_ROWS", default=100_000)  # per pull; more is a
 # An HTTP source's URL is an organization admin's choice, like a webhook's: addresses inside our own network are
 # refused unless allowed here (governance.outbound). SQL sources connect where the operator's environment says.
 PULL_ALLOW_PRIVATE_NETWORKS = env.bool("PULL_ALLOW_PRIVATE_NETWORKS", default=False)
-# The environment variables each organization's sources may read, as "slug:NAME" ("acme:WAREHOUSE_DSN,..."). All
-# organizations share the workers' environment, so an installation serving several lists them; unset, a
-# source may read any variable but Steerco's own settings (PULL_ENV_RESERVED).
-PULL_ENV_ALLOWED = set(env.list("PULL_ENV_ALLOWED", default=[]))
-PULL_ENV_RESERVED = {"DATABASE_URL", "SECRET_KEY", "API_TOKEN_KEY", "CELERY_BROKER_URL", "CACHE_URL", "EMAIL_URL"}
+# The environment variables an operator grants to an organization's sources, as "slug:NAME" ("acme:WAREHOUSE_DSN,
+# ..."). All organizations share the workers' environment, so none is readable unless granted here; tenants keep
+# their credentials as organization secrets (governance.secrets) instead.
+PULL_ENV_GRANTS = set(env.list("PULL_ENV_GRANTS", default=[]))
+# Steerco's own settings, never readable by a source even if granted by mistake.
+PULL_ENV_RESERVED = {
+    "DATABASE_URL",
+    "SECRET_KEY",
+    "API_TOKEN_KEY",
+    "WEBHOOK_KEY",
+    "SECRETS_KEYS",
+    "CELERY_BROKER_URL",
+    "CACHE_URL",
+    "EMAIL_URL",
+}
 
 # A worker older than this is considered down on the health page.
 HEARTBEAT_STALE_AFTER = timedelta(minutes=3)

@@ -1,14 +1,37 @@
 """Production: secure cookies, HSTS, and a refusal to start with the development secret."""
 
+from cryptography.fernet import Fernet
 from django.core.exceptions import ImproperlyConfigured
 
 from .base import *  # noqa: F403
-from .base import API_TOKEN_KEY, DEFAULT_API_TOKEN_KEY, DEFAULT_SECRET_KEY, SECRET_KEY, env
+from .base import (
+    API_TOKEN_KEY,
+    DEFAULT_API_TOKEN_KEY,
+    DEFAULT_SECRET_KEY,
+    DEFAULT_SECRETS_KEY,
+    SECRET_KEY,
+    SECRETS_KEYS,
+    env,
+)
 
 if SECRET_KEY == DEFAULT_SECRET_KEY or len(SECRET_KEY) < 32:
     raise ImproperlyConfigured("Set SECRET_KEY to a random value of 32+ characters before running in production.")
 if API_TOKEN_KEY in (DEFAULT_API_TOKEN_KEY, SECRET_KEY) or len(API_TOKEN_KEY) < 32:
     raise ImproperlyConfigured("Set API_TOKEN_KEY to a random value of 32+ characters, different from SECRET_KEY.")
+
+
+def _fernet_keys(keys: list[str]) -> bool:
+    try:
+        return bool([Fernet(key) for key in keys])
+    except ValueError:
+        return False
+
+
+if not _fernet_keys(SECRETS_KEYS) or DEFAULT_SECRETS_KEY in SECRETS_KEYS:
+    raise ImproperlyConfigured(
+        "Set SECRETS_KEYS to one or more Fernet keys, comma-separated (python -c 'from cryptography.fernet import "
+        "Fernet; print(Fernet.generate_key().decode())'); the development key must not encrypt production secrets."
+    )
 
 DEBUG = False
 # Row-level security binds only a role without superuser and BYPASSRLS: web and workers refuse any other.

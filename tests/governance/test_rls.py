@@ -11,6 +11,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from cryptography.fernet import Fernet
 from django.apps import apps
 from django.conf import settings
 from django.db import ProgrammingError, connection, transaction
@@ -186,6 +187,7 @@ def production(url: str) -> dict:
         "SECRET_KEY": "x" * 40,
         "API_TOKEN_KEY": "y" * 40,
         "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
+        "SECRETS_KEYS": Fernet.generate_key().decode(),
     }
 
 

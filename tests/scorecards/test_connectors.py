@@ -11,14 +11,23 @@ import pytest
 from django.db import connection
 from psycopg import sql
 
+from governance.models import Organization
 from scorecards.connectors import HttpJsonConnector, PullError, SqlConnector, Unreadable
 
 SINCE = datetime(2026, 11, 28, 8, tzinfo=UTC)
 SECRET = "hunter2-not-for-your-eyes"
+# Environment variables only: organization secrets are read from the database (tests/governance/test_secrets.py).
+ACME = Organization(slug="acme")
+
+
+@pytest.fixture
+def granted(settings):
+    """The operator grants acme these variables of the workers' environment."""
+    settings.PULL_ENV_GRANTS = {"acme:CRM_TOKEN", "acme:CRM_TENANT", "acme:WAREHOUSE_DSN"}
 
 
 def http_rows(config: dict, pull: dict, since: datetime = SINCE) -> list:
-    with HttpJsonConnector(config, org_slug="acme") as connector:
+    with HttpJsonConnector(config, org=ACME) as connector:
         return connector.rows(pull, since)
 
 
@@ -65,13 +74,13 @@ def test_since_goes_into_the_address_url_encoded(json_server):
 
 def test_pulls_asking_for_the_same_address_share_one_request(json_server):
     json_server.answer("/kpis", {"a": [{"t": "2026-11-28T08:00:00Z", "v": 1}], "b": []})
-    with HttpJsonConnector({"url": json_server.url("/kpis")}, org_slug="acme") as connector:
+    with HttpJsonConnector({"url": json_server.url("/kpis")}, org=ACME) as connector:
         connector.rows({"kpi": "a", "items": "a", "at": "t", "value": "v"}, SINCE)
         connector.rows({"kpi": "b", "items": "b", "at": "t", "value": "v"}, SINCE)
     assert len(json_server.requests) == 1
 
 
-def test_headers_come_from_the_environment(json_server, monkeypatch):
+def test_headers_come_from_the_variables_the_operator_granted(json_server, monkeypatch, granted):
     monkeypatch.setenv("CRM_TOKEN", f"Bearer {SECRET}")
     monkeypatch.setenv("CRM_TENANT", "acme")
     json_server.answer("/kpis", [])
@@ -81,7 +90,7 @@ def test_headers_come_from_the_environment(json_server, monkeypatch):
     assert (headers["Authorization"], headers["X-Tenant"]) == (f"Bearer {SECRET}", "acme")
 
 
-def test_an_unset_header_variable_is_a_clear_error(json_server, monkeypatch):
+def test_an_unset_header_variable_is_a_clear_error(json_server, monkeypatch, granted):
     monkeypatch.delenv("CRM_TOKEN", raising=False)
     message = http_error({"url": json_server.url("/kpis"), "headers_env": {"Authorization": "CRM_TOKEN"}})
     assert message == "the environment variable CRM_TOKEN (the Authorization header) is not set for the workers"
@@ -119,7 +128,7 @@ def test_an_answer_other_than_2xx_is_an_error_and_redirects_are_not_followed(jso
     assert http_error({"url": json_server.url("/kpis")}) == f"127.0.0.1 answered {expected}"
 
 
-def test_an_unreachable_server_is_an_error_without_the_header_values(monkeypatch, settings):
+def test_an_unreachable_server_is_an_error_without_the_header_values(monkeypatch, settings, granted):
     settings.PULL_ALLOW_PRIVATE_NETWORKS = True
     monkeypatch.setenv("CRM_TOKEN", SECRET)
     message = http_error({"url": "http://127.0.0.1:1/kpis", "headers_env": {"Authorization": "CRM_TOKEN"}})
@@ -145,20 +154,20 @@ def test_more_items_than_the_row_cap_are_refused(json_server, settings):
 # --- sql ------------------------------------------------------------------------------------------
 
 
-def test_an_unset_dsn_variable_is_a_clear_error(monkeypatch):
+def test_an_unset_dsn_variable_is_a_clear_error(monkeypatch, granted):
     monkeypatch.delenv("WAREHOUSE_DSN", raising=False)
     with pytest.raises(PullError, match=r"^the environment variable WAREHOUSE_DSN \(the database address\) is not set"):
-        SqlConnector({"dsn_env": "WAREHOUSE_DSN"}, org_slug="acme").__enter__()
+        SqlConnector({"dsn_env": "WAREHOUSE_DSN"}, org=ACME).__enter__()
 
 
 @pytest.mark.parametrize(
     "dsn",
     [f"postgres://pull:{SECRET}@127.0.0.1:1/warehouse", SECRET, f"host=127.0.0.1 port=1 password={SECRET}"],
 )
-def test_connection_errors_never_repeat_the_dsn_or_its_password(monkeypatch, dsn):
+def test_connection_errors_never_repeat_the_dsn_or_its_password(monkeypatch, granted, dsn):
     monkeypatch.setenv("WAREHOUSE_DSN", dsn)
     with pytest.raises(PullError) as caught:
-        SqlConnector({"dsn_env": "WAREHOUSE_DSN"}, org_slug="acme").__enter__()
+        SqlConnector({"dsn_env": "WAREHOUSE_DSN"}, org=ACME).__enter__()
     message = str(caught.value)
     assert message.startswith("could not connect to the database of WAREHOUSE_DSN: ")
     assert SECRET not in message
@@ -168,7 +177,7 @@ only_postgres = pytest.mark.skipif(connection.vendor != "postgresql", reason="th
 
 
 @pytest.fixture
-def warehouse(db, monkeypatch):
+def warehouse(db, monkeypatch, granted):
     """A throwaway schema in the test database with a table and a function that writes, reached through a DSN
     in WAREHOUSE_DSN by the connector's own connection; dropped afterwards."""
     settings = connection.settings_dict
@@ -201,7 +210,7 @@ def warehouse(db, monkeypatch):
 
 
 def sql_rows(query: str, since: datetime = SINCE) -> list:
-    with SqlConnector({"dsn_env": "WAREHOUSE_DSN"}, org_slug="acme") as connector:
+    with SqlConnector({"dsn_env": "WAREHOUSE_DSN"}, org=ACME) as connector:
         return connector.rows({"kpi": "ops.throughput", "query": query}, since)
 
 
@@ -264,30 +273,36 @@ def test_the_query_must_name_its_columns_at_and_value(warehouse):
 # --- which variables a source may read ------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", ["DATABASE_URL", "SECRET_KEY", "API_TOKEN_KEY", "DJANGO_SETTINGS_MODULE"])
-def test_a_source_never_reads_steercos_own_settings(monkeypatch, name):
+@pytest.mark.parametrize(
+    "name", ["DATABASE_URL", "SECRET_KEY", "API_TOKEN_KEY", "WEBHOOK_KEY", "SECRETS_KEYS", "DJANGO_SETTINGS_MODULE"]
+)
+def test_a_source_never_reads_steercos_own_settings_even_if_granted(monkeypatch, settings, name):
+    settings.PULL_ENV_GRANTS = {f"acme:{name}"}
     monkeypatch.setenv(name, SECRET)
     with pytest.raises(PullError) as caught:
-        SqlConnector({"dsn_env": name}, org_slug="acme").__enter__()
+        SqlConnector({"dsn_env": name}, org=ACME).__enter__()
     assert (
         str(caught.value)
         == f"the environment variable {name} is one of Steerco's own settings; a source never reads it"
     )
 
 
-def test_with_an_allow_list_an_organization_reads_only_its_own_variables(json_server, monkeypatch, settings):
-    settings.PULL_ENV_ALLOWED = {"acme:CRM_TOKEN", "globex:GLOBEX_TOKEN"}
+def test_an_organization_reads_only_the_variables_granted_to_it(json_server, monkeypatch, settings):
+    """Without a grant no variable is readable: one organization's admin cannot name another's warehouse DSN."""
+    assert not settings.PULL_ENV_GRANTS  # the default grants none
+    settings.PULL_ENV_GRANTS = {"acme:CRM_TOKEN", "globex:GLOBEX_TOKEN"}
     monkeypatch.setenv("CRM_TOKEN", "acme-token")
     monkeypatch.setenv("GLOBEX_TOKEN", SECRET)
     json_server.answer("/kpis", [])
     pull = {"kpi": "k", "at": "at", "value": "value"}
-    with HttpJsonConnector(
-        {"url": json_server.url("/kpis"), "headers_env": {"X-Key": "CRM_TOKEN"}}, org_slug="acme"
-    ) as c:
+    with HttpJsonConnector({"url": json_server.url("/kpis"), "headers_env": {"X-Key": "CRM_TOKEN"}}, org=ACME) as c:
         assert c.rows(pull, SINCE) == []
     with pytest.raises(PullError) as caught:
         HttpJsonConnector(
-            {"url": json_server.url("/kpis"), "headers_env": {"X-Key": "GLOBEX_TOKEN"}}, org_slug="acme"
+            {"url": json_server.url("/kpis"), "headers_env": {"X-Key": "GLOBEX_TOKEN"}}, org=ACME
         ).__enter__()
-    assert str(caught.value) == "the environment variable GLOBEX_TOKEN is not in PULL_ENV_ALLOWED for acme"
+    assert str(caught.value) == (
+        "the environment variable GLOBEX_TOKEN is not granted to acme: store the value as an organization secret "
+        "(Administration → Secrets) and name it instead"
+    )
     assert [headers.get("X-Key") for _, headers in json_server.requests] == ["acme-token"]

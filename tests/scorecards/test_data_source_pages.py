@@ -10,7 +10,9 @@ import time_machine
 from django.urls import reverse
 from django.utils import timezone
 
+from governance import tenancy
 from governance.models import AuditEvent
+from governance.services import secret_set
 from scorecards import tasks
 from scorecards.models import DataSource, DataSourceRun, Kpi
 from scorecards.templatetags.kpis import freshness_state
@@ -46,8 +48,9 @@ def history(tenant):
 
 
 @pytest.mark.parametrize("role", ["admin", "executive", "member", "lead"])
-def test_every_member_sees_the_sources_with_their_last_run_and_kpis(tenant, history, role, monkeypatch):
-    monkeypatch.setenv("WAREHOUSE_DSN", SECRET)
+def test_every_member_sees_the_sources_with_their_last_run_and_kpis(tenant, history, role):
+    with tenancy.scope(organization=tenant.org.pk):
+        secret_set(org=tenant.org, actor=tenant.admin.user, name="warehouse_dsn", value=SECRET)
     client = tenant.client(getattr(tenant, role))
     with time_machine.travel(NOW, tick=False):
         listing = client.get(url(tenant, "data_sources")).content.decode()
@@ -55,7 +58,9 @@ def test_every_member_sees_the_sources_with_their_last_run_and_kpis(tenant, hist
     assert "warehouse" in listing and "SQL query" in listing and "every 1h" in listing
     assert "Failing · 1 run in a row" in listing and "ran longer than 30 s and was cancelled" in listing
     assert "Throughput" in listing and 'class="freshness freshness-none"' in listing
-    assert "WAREHOUSE_DSN" in detail and "hunter2" not in listing + detail  # the variable's name, never its value
+    # the secret's name, never its value
+    assert 'the organization secret <code>warehouse_dsn</code> <span class="status status-ok">set' in detail
+    assert "hunter2" not in listing + detail
     assert detail.count('<td class="run-error narrow-hide">') == 3 and "select now() as at, 1 as value" in detail
     assert ("Run now" in detail) == (role == "admin")
 
@@ -74,7 +79,7 @@ def test_the_list_needs_a_constant_number_of_queries(tenant, django_assert_max_n
             key=f"s{i}",
             kind="sql",
             every=timedelta(hours=1),
-            config={"dsn_env": "X", "pulls": [{"kpi": kpi.key, "query": "select 1"}, {"kpi": "gone", "query": "x"}]},
+            config={"dsn_secret": "x", "pulls": [{"kpi": kpi.key, "query": "select 1"}, {"kpi": "gone", "query": "x"}]},
         )
         DataSourceRun.objects.create(organization=tenant.org, source=source, finished_at=timezone.now(), rows=3)
     client = tenant.client(tenant.member)
@@ -92,9 +97,7 @@ def test_only_an_admin_may_run_a_source_now(tenant, role):
     assert AuditEvent.objects.filter(verb="security.permission_denied").exists()
 
 
-def test_run_now_queues_a_run_and_the_page_follows_it_until_it_finishes(
-    tenant, django_capture_on_commit_callbacks, monkeypatch
-):
+def test_run_now_queues_a_run_and_the_page_follows_it_until_it_finishes(tenant, django_capture_on_commit_callbacks):
     client = tenant.client(tenant.admin)
     with mock.patch.object(tasks.pull_data_source, "delay") as delay, django_capture_on_commit_callbacks(execute=True):
         response = client.post(source_url(tenant, "data_source_run"), HTTP_HX_REQUEST="true")
@@ -107,10 +110,9 @@ def test_run_now_queues_a_run_and_the_page_follows_it_until_it_finishes(
     again = client.post(source_url(tenant, "data_source_run"), HTTP_HX_REQUEST="true").content.decode()
     assert "already on its way" in again and DataSourceRun.objects.count() == 1
 
-    monkeypatch.delenv("WAREHOUSE_DSN", raising=False)
     tasks.pull_data_source(tenant.org.pk, tenant.data_source.pk, run.pk)  # what the worker does
     done = client.get(source_url(tenant), HTTP_HX_REQUEST="true").content.decode()
-    assert "every 2s" not in done and "Failed" in done and "WAREHOUSE_DSN" in done
+    assert "every 2s" not in done and "Failed" in done and "Set the organization secret `warehouse_dsn`" in done
 
 
 def test_run_now_without_javascript_redirects_back_to_the_page(tenant):

@@ -19,6 +19,7 @@ from escalations.management.commands.tick import SWEEPS
 from governance import tenancy
 from governance.manifest import apply_manifest, export_manifest
 from governance.models import AuditEvent, Organization
+from governance.services import secret_set
 from scorecards import connectors, tasks
 from scorecards.models import DataSource, DataSourceRun, Kpi, Measurement
 from scorecards.pulls import (
@@ -131,14 +132,18 @@ def test_a_pull_of_an_archived_kpi_fails_before_reading_the_source(tenant, json_
     assert json_server.requests == []
 
 
-def test_errors_never_store_a_dsn_or_a_header_value(tenant, json_server, monkeypatch):
-    monkeypatch.setenv("WAREHOUSE_DSN", f"postgres://pull:{SECRET}@127.0.0.1:1/warehouse")
-    monkeypatch.setenv("CRM_TOKEN", f"Bearer {SECRET}")
-    source = http_source(tenant.org, json_server, config={"headers_env": {"Authorization": "CRM_TOKEN"}})
-    json_server.answer("/kpis", {"error": f"bad token Bearer {SECRET}"}, status=401)
-    errors = [data_source_pull(source=s).error for s in (tenant.data_source, source)]
-    assert errors[0].startswith("could not connect to the database of WAREHOUSE_DSN: ")
+def test_errors_never_store_a_dsn_or_a_header_value(tenant, json_server):
+    # As the pull task runs: in the organization's scope, the only one that reads its secrets.
+    with tenancy.scope(organization=tenant.org.pk):
+        dsn = f"postgres://pull:{SECRET}@127.0.0.1:1/warehouse"
+        secret_set(org=tenant.org, actor=None, name="warehouse_dsn", value=dsn)
+        secret_set(org=tenant.org, actor=None, name="crm_token", value=f"Bearer {SECRET}")
+        source = http_source(tenant.org, json_server, config={"headers_secret": {"Authorization": "crm_token"}})
+        json_server.answer("/kpis", {"error": f"bad token Bearer {SECRET}"}, status=401)
+        errors = [data_source_pull(source=s).error for s in (tenant.data_source, source)]
+    assert errors[0].startswith("could not connect to the database of warehouse_dsn: ")
     assert errors[1] == "127.0.0.1 answered HTTP 401 Unauthorized"
+    assert json_server.requests[0][1]["Authorization"] == f"Bearer {SECRET}"
     stored = list(DataSourceRun.objects.values_list("error", flat=True))
     stored += [str(e.after) for e in AuditEvent.objects.all()]
     assert stored and not any(SECRET in text for text in stored)
@@ -258,13 +263,15 @@ def test_a_failing_source_never_stops_the_others(tenant, json_server, monkeypatc
         return original(self, pull, since)
 
     monkeypatch.setattr(connectors.HttpJsonConnector, "rows", rows_or_bug)
-    monkeypatch.delenv("WAREHOUSE_DSN", raising=False)
     with time_machine.travel(NOW, tick=False):
         result = pull_due_sources()
     assert (result.claimed, result.failed, result.rows) == (3, 2, 1)
     errors = {run.source_id: run.error for run in DataSourceRun.objects.all()}
     assert errors[good.pk] == "" and errors[broken.pk] == UNEXPECTED
-    assert "WAREHOUSE_DSN" in errors[tenant.data_source.pk]
+    assert (
+        errors[tenant.data_source.pk]
+        == "Set the organization secret `warehouse_dsn` (Administration → Secrets): it is not set"
+    )
     assert Measurement.objects.filter(kpi=tenant.kpi).count() == 1
 
 
@@ -314,8 +321,7 @@ def test_the_beat_task_queues_one_task_per_due_source(tenant, stranger_tenant):
     assert sorted(delay.call_args_list) == sorted(runs)
 
 
-def test_the_command_pulls_one_organization_and_tick_pulls_first(tenant, stranger_tenant, monkeypatch):
-    monkeypatch.delenv("WAREHOUSE_DSN", raising=False)
+def test_the_command_pulls_one_organization_and_tick_pulls_first(tenant, stranger_tenant):
     out = io.StringIO()
     call_command("pull_data_sources", "--org", tenant.org.slug, stdout=out)
     assert out.getvalue().strip() == "Pulled 1 data source(s): 0 row(s) stored, 1 failed."
