@@ -1,7 +1,8 @@
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
+from django.conf import settings
 from django.db import models
 from django.db.models import Q
 from django.utils.timezone import now
@@ -241,6 +242,21 @@ class KpiSchedule(models.Model):
         return f"{self.kpi_id} next at {self.next_evaluation_at}"
 
 
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+class MeasurementManager(models.Manager.from_queryset(TenantQuerySet)):
+    """Only the points within the bounds ingestion enforces (settings.MEASUREMENT_MAX_ABS, not before 1970).
+
+    A point stored before the bounds existed (a year-0001 time PostgreSQL keeps but psycopg cannot read, a value
+    whose sum overflows) must not break a page, an export or the sweep: no ORM read sees it. `Measurement._base_manager`
+    still does, for an operator who deletes them."""
+
+    def get_queryset(self):
+        bound = settings.MEASUREMENT_MAX_ABS
+        return super().get_queryset().filter(at__gte=EPOCH, value__gte=-bound, value__lte=bound)
+
+
 class Measurement(models.Model):
     # The busiest table: its foreign keys are not enforced by PostgreSQL, whose per-row checks at commit cost
     # more than the inserts themselves. Ingestion writes only KPI ids it resolved in the organization and holds
@@ -255,7 +271,7 @@ class Measurement(models.Model):
     source = models.CharField(max_length=20, default="api")
     ingested_at = models.DateTimeField(default=now)
 
-    objects = TenantQuerySet.as_manager()
+    objects = MeasurementManager()
 
     class Meta:
         ordering = ["kpi", "at"]

@@ -6,12 +6,14 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
+from django.conf import settings
 from django.db import connection
 from django.db.models import Case, Count, IntegerField, OuterRef, Q, QuerySet, Subquery, Value, When
 from django.utils import timezone
 
 from governance.models import Membership, Organization
 from scorecards.models import (
+    EPOCH,
     STATUS_SEVERITY,
     DataSource,
     DataSourceRun,
@@ -84,6 +86,8 @@ def fetch_series(
     series: dict[int, list] = {kpi_id: [] for kpi_id in ids}
     if connection.vendor == "postgresql":
         table = Measurement._meta.db_table
+        # What Measurement.objects reads (MeasurementManager), in this query's SQL.
+        readable, bound = "value BETWEEN %s AND %s", settings.MEASUREMENT_MAX_ABS
         # psycopg's own cursor with binary results: times arrive as datetimes decoded in C, where Django's text
         # protocol parses each one in Python (the sweep and the scorecard are bound by reading, see `make bench`).
         with connection.psycopg_cursor() as cursor:
@@ -91,9 +95,9 @@ def fetch_series(
                 # One backward probe of the (kpi, at) index per KPI, instead of reading its whole range.
                 cursor.execute(
                     f"SELECT k.id, m.at, m.value FROM unnest(%b::bigint[]) AS k(id) CROSS JOIN LATERAL ("
-                    f"SELECT at, value FROM {table} WHERE kpi_id = k.id AND at > %s AND at <= %s "
+                    f"SELECT at, value FROM {table} WHERE kpi_id = k.id AND at > %s AND at <= %s AND {readable} "
                     "ORDER BY at DESC LIMIT 1) AS m",
-                    [ids, since, now],
+                    [ids, max(since, EPOCH), now, -bound, bound],
                     binary=True,
                 )
                 for kpi_id, at, value in cursor.fetchall():
@@ -102,8 +106,9 @@ def fetch_series(
                 # One row per KPI with its points as two arrays: far less to decode than a row per point.
                 cursor.execute(
                     "SELECT kpi_id, array_agg(at ORDER BY at), array_agg(value ORDER BY at) "
-                    f"FROM {table} WHERE kpi_id = ANY(%b::bigint[]) AND at > %s AND at <= %s GROUP BY kpi_id",
-                    [ids, since, now],
+                    f"FROM {table} WHERE kpi_id = ANY(%b::bigint[]) AND at > %s AND at <= %s AND {readable} "
+                    "GROUP BY kpi_id",
+                    [ids, max(since, EPOCH), now, -bound, bound],
                     binary=True,
                 )
                 for kpi_id, times, values in cursor.fetchall():

@@ -198,6 +198,11 @@ INVITATION_TTL = timedelta(days=env.int("INVITATION_TTL_DAYS", default=7))
 
 # CSV imports of measurements: the largest upload accepted, and the largest file imported inside the request
 # (bigger ones go to a worker, so the request stays short and the page shows progress).
+# Bounds of a measurement, for the API, CSV imports and pulls alike: no time before 1970 or further ahead than
+# MEASUREMENT_MAX_FUTURE (clocks drift; more is a wrong zone or a typo), no value beyond +-MEASUREMENT_MAX_ABS, so
+# that any sum over a window stays finite. Stored points outside them (from before the bounds) are not read.
+MEASUREMENT_MAX_FUTURE = timedelta(hours=env.float("MEASUREMENT_MAX_FUTURE_HOURS", default=24))
+MEASUREMENT_MAX_ABS = env.float("MEASUREMENT_MAX_ABS", default=1e15)
 IMPORT_MAX_BYTES = env.int("IMPORT_MAX_BYTES", default=50 * 1024 * 1024)
 IMPORT_INLINE_MAX_ROWS = env.int("IMPORT_INLINE_MAX_ROWS", default=10_000)
 
