@@ -342,7 +342,7 @@ def review_session_close(request: HttpRequest, session_id: int) -> HttpResponse:
 def review_session_pack(request: HttpRequest, session_id: int) -> HttpResponse:
     """The steering pack as a PDF: scorecard summary, the charts of the KPIs decided on, decisions, open actions."""
     session = _get_session(request, session_id)
-    pdf = pack.render_pack(session=session, base_url=request.build_absolute_uri("/"))
+    pdf = pack.render_pack(session=session, viewer=request.membership, base_url=request.build_absolute_uri("/"))
     response = HttpResponse(pdf, content_type="application/pdf")
     stamp = timezone.localtime(session.started_at, request.org.tzinfo)
     response["Content-Disposition"] = f'inline; filename="steering-pack-{request.org.slug}-{stamp:%Y-%m-%d}.pdf"'

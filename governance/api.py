@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.http import HttpRequest
 from ninja import Router
 from ninja.security import HttpBearer
@@ -13,7 +14,7 @@ from pydantic import AfterValidator
 from pydantic_core import PydanticCustomError
 
 from governance.manifest import apply_manifest, export_manifest
-from governance.models import ApiToken
+from governance.models import ApiToken, single_line_validator
 from governance.security import client_ip
 from governance.services import api_token_authenticate
 
@@ -24,8 +25,19 @@ def _no_nul(text: str) -> str:
     return text
 
 
-# Every string an API body brings in: stored, or looked up.
+def _one_line(text: str) -> str:
+    try:
+        single_line_validator(text)
+    except ValidationError as error:
+        raise PydanticCustomError(
+            "control_character", "must be one line, without line breaks, tabs or other control characters"
+        ) from error
+    return text
+
+
+# Every string an API body brings in: stored, or looked up; Line for one-line text (names, keys, choices, emails).
 Text = Annotated[str, AfterValidator(_no_nul)]
+Line = Annotated[str, AfterValidator(_one_line)]
 
 
 class ApiError(Exception):

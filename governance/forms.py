@@ -7,7 +7,16 @@ import zoneinfo
 from django import forms
 from django.contrib.auth import password_validation
 
-from governance.models import WEEKDAYS, Membership, Organization, Role, Team, User, slug_validator
+from governance.models import (
+    WEEKDAYS,
+    Membership,
+    Organization,
+    Role,
+    Team,
+    User,
+    single_line_validator,
+    slug_validator,
+)
 
 TIMEZONE_CHOICES = [(name, name) for name in sorted(zoneinfo.available_timezones())]
 WEEKDAY_CHOICES = [(d, d.capitalize()) for d in WEEKDAYS]
@@ -52,7 +61,7 @@ class TenantModelForm(forms.ModelForm):
 
 
 class OrganizationCreateForm(forms.Form):
-    name = forms.CharField(max_length=200)
+    name = forms.CharField(max_length=200, validators=[single_line_validator])
     slug = forms.CharField(
         max_length=50,
         validators=[slug_validator],
@@ -153,7 +162,7 @@ class AuditFilterForm(forms.Form):
 
 
 class InvitationSignupForm(forms.Form):
-    name = forms.CharField(max_length=150, label="Your name")
+    name = forms.CharField(max_length=150, label="Your name", validators=[single_line_validator])
     password1 = forms.CharField(
         widget=forms.PasswordInput,
         label="Password",
@@ -182,7 +191,11 @@ class InvitationSignupForm(forms.Form):
 class ApiTokenForm(forms.Form):
     PERSONAL, ORGANIZATION = "personal", "organization"
 
-    name = forms.CharField(max_length=100, help_text="Where the token is used, e.g. “Warehouse loader”.")
+    name = forms.CharField(
+        max_length=100,
+        validators=[single_line_validator],
+        help_text="Where the token is used, e.g. “Warehouse loader”.",
+    )
     kind = forms.ChoiceField(
         choices=[
             (PERSONAL, "Personal: acts as you, with your permissions"),

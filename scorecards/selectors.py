@@ -46,8 +46,14 @@ class KpiFilters:
 
 
 def kpi_list(
-    *, org: Organization, filters: KpiFilters = KpiFilters(), scorecard: Scorecard | None = None
+    *,
+    org: Organization,
+    viewer: Membership | None,
+    filters: KpiFilters = KpiFilters(),
+    scorecard: Scorecard | None = None,
 ) -> QuerySet[Kpi]:
+    """The organization's live KPIs as `viewer` may see them (visible_kpis); None for an organization's own
+    reader (an organization token, a task), which sees them all."""
     severity = Case(
         *(When(status=s, then=Value(i)) for i, s in enumerate(STATUS_SEVERITY)), output_field=IntegerField()
     )
@@ -57,6 +63,7 @@ def kpi_list(
         .select_related("team", "owner__user")
         .annotate(severity=severity)
     )
+    qs = visible_kpis(qs, viewer)
     if scorecard is not None:
         qs = qs.filter(Q(scorecards=scorecard) | Q(team__in=scorecard.teams.all())).distinct()
     if filters.team_id:
@@ -143,6 +150,32 @@ def scorecards_for(*, membership: Membership) -> list[Scorecard]:
         for s in Scorecard.objects.for_org(membership.organization).filter(archived_at=None)
         if scorecard_visible(s, membership, team_keys)
     ]
+
+
+def visible_kpis(kpis: QuerySet[Kpi], viewer: Membership | None) -> QuerySet[Kpi]:
+    """The KPIs of `kpis` that `viewer` may see: the one rule for every page, export, digest and API listing.
+
+    Scorecard viewers restrict their KPIs (and their teams' KPIs): a KPI that is on a scorecard the viewer may not
+    see is hidden, unless it is also on one they may see (an open one counts) or they own it. A KPI on no
+    restricted scorecard is everyone's. Admins and executives see every scorecard, so every KPI."""
+    if viewer is None or viewer.role in ("admin", "executive"):
+        return kpis
+    # Read once per membership object, that is once per request: a page may list KPIs several times.
+    if not hasattr(viewer, "_scorecards_seen"):
+        cards = list(Scorecard.objects.for_org(viewer.organization).filter(archived_at=None))
+        team_keys = set(viewer.teams.values_list("key", flat=True)) if any(c.viewers for c in cards) else set()
+        shown = [c.pk for c in cards if scorecard_visible(c, viewer, team_keys)]
+        viewer._scorecards_seen = shown, [c.pk for c in cards if c.pk not in shown]
+    shown, hidden = viewer._scorecards_seen
+    if not hidden:
+        return kpis
+    return kpis.filter(Q(owner=viewer) | ~_on_scorecards(hidden) | _on_scorecards(shown))
+
+
+def _on_scorecards(ids: list[int]) -> Q:
+    listed = Scorecard.kpis.through.objects.filter(scorecard_id__in=ids).values("kpi_id")
+    teams = Scorecard.teams.through.objects.filter(scorecard_id__in=ids).values("team_id")
+    return Q(pk__in=listed) | Q(team_id__in=teams)
 
 
 def scorecard_visible(scorecard: Scorecard, membership: Membership, team_keys: set[str] | None = None) -> bool:
