@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from collections import deque
-
 from django.db import connection
 from django.db.models import QuerySet
 
 from dependencies.models import Dependency
+from governance.manifest import find_path
 from governance.models import Organization
 
 MAX_DEPTH = 100  # the graph is acyclic; this only bounds a walk if a cycle ever slipped in
@@ -65,18 +64,4 @@ def path_between(*, org: Organization, start: int, goal: int) -> list[int] | Non
         below: dict[int, list[int]] = {}
         for upstream, downstream in cursor.fetchall():
             below.setdefault(upstream, []).append(downstream)
-    came_from = {start: None}
-    frontier = deque([start])
-    while frontier:
-        node = frontier.popleft()
-        if node == goal:
-            path = []
-            while node is not None:
-                path.append(node)
-                node = came_from[node]
-            return path[::-1]
-        for nxt in below.get(node, ()):
-            if nxt not in came_from:
-                came_from[nxt] = node
-                frontier.append(nxt)
-    return None
+    return find_path(start, goal, lambda node: below.get(node, ()))
