@@ -9,15 +9,13 @@ EPOCH = "1970-01-01T00:00:00+00:00"
 
 
 def forget(apps, schema_editor):
-    from governance import tenancy
-
+    # manage.py runs every command, migrate included, in the system scope: every organization's KPIs.
     Kpi = apps.get_model("scorecards", "Kpi")
-    with tenancy.scope(system=True):
-        Kpi.objects.filter(last_measured_at__lt=EPOCH).update(last_measured_at=None)
-        infinite = Q(last_value__gt=1e308) | Q(last_value__lt=-1e308)
-        if schema_editor.connection.vendor == "postgresql":
-            infinite |= Q(last_value=float("nan"))
-        Kpi.objects.filter(infinite).update(last_value=None)
+    Kpi.objects.filter(last_measured_at__lt=EPOCH).update(last_measured_at=None)
+    infinite = Q(last_value__gt=1e308) | Q(last_value__lt=-1e308)
+    if schema_editor.connection.vendor == "postgresql":
+        infinite |= Q(last_value=float("nan"))
+    Kpi.objects.filter(infinite).update(last_value=None)
 
 
 class Migration(migrations.Migration):

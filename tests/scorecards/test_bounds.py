@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import json
 import math
-from datetime import UTC, datetime, timedelta
+import re
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 import time_machine
@@ -14,6 +15,7 @@ from django.db import connection
 from django.urls import reverse
 
 from scorecards.evaluation import evaluate_due
+from scorecards.ingestion import Checker
 from scorecards.models import Kpi, KpiSchedule, Measurement
 from tests.factories import KpiFactory
 from tests.scorecards.test_api import call, point, post
@@ -89,9 +91,22 @@ def stored_out_of_bounds(tenant):
     return kpi
 
 
+def test_a_pull_refuses_a_row_before_1970_by_row(tenant):
+    checker = Checker(tenant.org, naive_tz=tenant.org.tzinfo, unit="row")
+    checker.add(1, "ops.throughput", date(1969, 12, 31), 1)
+    checker.add(2, "ops.throughput", "0001-01-01T00:00:00+14:00", 1)
+    checker.add(3, "ops.throughput", date(2026, 11, 28), 1e16)
+    assert [(p.where, p.field, p.message) for p in checker.problems] == [
+        (1, "at", "is before 1970"),
+        (2, "at", "is before 1970"),
+        (3, "value", "must be between -1e+15 and 1e+15"),
+    ]
+
+
 def test_a_stored_value_out_of_bounds_breaks_no_page(tenant, stored_out_of_bounds):
     kpi, client = stored_out_of_bounds, tenant.client(tenant.member)
-    assert client.get(reverse("kpi_detail", args=[tenant.org.slug, kpi.pk])).status_code == 200
+    page = client.get(reverse("kpi_detail", args=[tenant.org.slug, kpi.pk]))
+    assert page.status_code == 200 and not re.search(r"\binf\b", page.content.decode())
     assert client.get(reverse("kpi_detail", args=[tenant.org.slug, kpi.pk]) + "?page=2").status_code == 200
     assert client.get(reverse("kpi_list", args=[tenant.org.slug])).status_code == 200
 
