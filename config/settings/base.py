@@ -81,7 +81,7 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     # The same backend, writing the tenant scope into every transaction for row-level security (governance.tenancy).
     DATABASES["default"]["ENGINE"] = "governance.postgresql"
 DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=0))
-# Every web request's transactions stop any statement running longer (PostgreSQL; 0 turns it off), so that no
+# Every web request's transactions stop any statement running longer (PostgreSQL; 0 leaves the role's own), so that no
 # request holds a web worker for long: the caller gets a 503. Tasks and commands keep the role's own timeout.
 WEB_STATEMENT_TIMEOUT = timedelta(seconds=env.float("WEB_STATEMENT_TIMEOUT_SECONDS", default=10))
 # Web and worker processes refuse a superuser or BYPASSRLS database role (production turns this on).
