@@ -2,16 +2,38 @@
 
 from __future__ import annotations
 
+import math
+
 from django.core.exceptions import PermissionDenied, RequestDataTooBig
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404, HttpRequest, HttpResponse
 from ninja import NinjaAPI
 from ninja.errors import AuthenticationError, HttpError, ValidationError
+from ninja.renderers import JSONRenderer
 
 from escalations.api import router as escalations_router
 from governance.api import ApiError, TokenAuth, TokenThrottle
 from governance.api import router as governance_router
 from scorecards.api import router as scorecards_router
+
+
+class FiniteJSONRenderer(JSONRenderer):
+    """NaN and Infinity are not JSON: a value that is not finite (a KPI's value stored before measurements were
+    bounded) is shown as null rather than breaking the client's parser."""
+
+    def render(self, request: HttpRequest, data, *, response_status: int) -> str:
+        return super().render(request, _finite(data), response_status=response_status)
+
+
+def _finite(data):
+    if isinstance(data, float):
+        return data if math.isfinite(data) else None
+    if isinstance(data, dict):
+        return {key: _finite(value) for key, value in data.items()}
+    if isinstance(data, list | tuple):
+        return [_finite(value) for value in data]
+    return data
+
 
 api = NinjaAPI(
     title="Steerco API",
@@ -23,6 +45,7 @@ api = NinjaAPI(
         "the rest."
     ),
     urls_namespace="api",
+    renderer=FiniteJSONRenderer(),
     auth=TokenAuth(),
     throttle=[TokenThrottle()],
     docs_url="/docs",

@@ -50,7 +50,7 @@ class DependenciesSection(KeyedSection):
             "to": downstream,
             "kind": entry.text("kind", choices=Dependency.Kind.values),
             "lag": entry.duration("lag"),
-            "note": entry.text("note", default="", max_length=2000),
+            "note": entry.text("note", default="", max_length=2000, multiline=True),
         }
 
     def check(self, desired: dict[str, dict], ctx: Context) -> None:

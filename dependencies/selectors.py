@@ -6,6 +6,7 @@ from django.db import connection
 from django.db.models import QuerySet
 
 from dependencies.models import Dependency
+from governance.manifest import find_path
 from governance.models import Organization
 
 MAX_DEPTH = 100  # the graph is acyclic; this only bounds a walk if a cycle ever slipped in
@@ -40,21 +41,27 @@ def closure(*, org: Organization, kpi_ids: list[int], direction: str) -> dict[in
 
 
 def path_between(*, org: Organization, start: int, goal: int) -> list[int] | None:
-    """The shortest chain of edges from `start` down to `goal`, as KPI ids, or None."""
+    """The shortest chain of edges from `start` down to `goal`, as KPI ids, or None.
+
+    The SQL walks nodes, not paths (UNION keeps each KPI once), so a graph of many diamonds costs its edges, not
+    the paths through them; the shortest chain is then read off those edges breadth first."""
     table = Dependency._meta.db_table
     with connection.cursor() as cursor:
         cursor.execute(
             f"""
-            WITH RECURSIVE walk(id, path, depth) AS (
-                SELECT CAST(%s AS BIGINT), CAST(%s AS TEXT), 0
-                UNION ALL
-                SELECT d.downstream_id, walk.path || ',' || CAST(d.downstream_id AS TEXT), walk.depth + 1
-                FROM {table} d JOIN walk ON d.upstream_id = walk.id
-                WHERE d.organization_id = %s AND walk.depth < %s AND walk.id <> %s
+            WITH RECURSIVE reach(id) AS (
+                SELECT CAST(%s AS BIGINT)
+                UNION
+                SELECT d.downstream_id FROM {table} d JOIN reach ON d.upstream_id = reach.id
+                WHERE d.organization_id = %s
             )
-            SELECT path FROM walk WHERE id = %s ORDER BY depth LIMIT 1
+            SELECT d.upstream_id, d.downstream_id FROM {table} d
+            WHERE d.organization_id = %s AND d.upstream_id IN (SELECT id FROM reach)
+            ORDER BY d.upstream_id, d.downstream_id
             """,
-            [start, start, org.pk, MAX_DEPTH, goal, goal],
+            [start, org.pk, org.pk],
         )
-        row = cursor.fetchone()
-    return [int(part) for part in row[0].split(",")] if row else None
+        below: dict[int, list[int]] = {}
+        for upstream, downstream in cursor.fetchall():
+            below.setdefault(upstream, []).append(downstream)
+    return find_path(start, goal, lambda node: below.get(node, ()))

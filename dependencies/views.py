@@ -24,6 +24,7 @@ from governance.durations import format_duration
 from governance.forms import apply_errors
 from governance.models import Team
 from scorecards.models import Kpi, Status
+from scorecards.selectors import visible_kpis
 
 RED = (Status.AT_RISK, Status.OFF_TRACK)
 CONFIGURERS = "admins and those who may configure the KPI"
@@ -75,7 +76,9 @@ def _filters(request: HttpRequest, teams: list[Team]) -> GraphFilters:
         red=get.get("red") in ("1", "on", "true"),
         fit=get.get("fit") in ("1", "on", "true"),
         # A foreign KPI id is refused like anywhere else (404, audited).
-        around=get_for_org_or_404(request, Kpi.objects.select_related("team"), around) if around.isdigit() else None,
+        around=get_for_org_or_404(request, _visible(request).select_related("team"), around)
+        if around.isdigit()
+        else None,
     )
 
 
@@ -89,6 +92,9 @@ def _live_edges(request: HttpRequest, within: set[int] | None = None) -> list[De
     both KPIs and their teams; each KPI carries its page's address as `href` (one reverse per KPI rather than
     one per table cell)."""
     qs = selectors.edges(org=request.org).filter(upstream__archived_at=None, downstream__archived_at=None)
+    if request.membership.role == "member":  # an edge shows both its KPIs: both must be visible
+        visible = _visible(request)
+        qs = qs.filter(upstream__in=visible, downstream__in=visible)
     if within is not None:
         qs = qs.filter(upstream_id__in=within, downstream_id__in=within)
     edges = list(
@@ -180,7 +186,7 @@ def dependency_graph(request: HttpRequest) -> HttpResponse:
     f = _filters(request, teams)
     everything = _live_edges(request)
     edges = _filtered(request, everything, f)
-    live = Kpi.objects.for_org(request.org).filter(archived_at=None)
+    live = _visible(request).filter(archived_at=None)
     ends = Dependency.objects.for_org(request.org)
     connected = Q(pk__in=ends.values("upstream_id")) | Q(pk__in=ends.values("downstream_id"))
     title = "Dependencies between KPIs" + (f" around {f.around.name}" if f.around else "")
@@ -245,7 +251,11 @@ def _panel(
 
 
 def _get_kpi(request: HttpRequest, kpi_id: int) -> Kpi:
-    return get_for_org_or_404(request, Kpi.objects.select_related("team", "owner__user"), kpi_id)
+    return get_for_org_or_404(request, _visible(request).select_related("team", "owner__user"), kpi_id)
+
+
+def _visible(request: HttpRequest):
+    return visible_kpis(Kpi.objects.for_org(request.org), request.membership)
 
 
 @require_GET

@@ -11,7 +11,7 @@ from pydantic import StrictBool
 
 from escalations import selectors, services
 from escalations.models import Decision, DependencyReview, MitigationPath, Notification, Task, Workstream
-from governance.api import ApiError, Text
+from governance.api import ApiError, Line, Text
 from governance.models import Membership
 from scorecards.api import Errors, page_of
 
@@ -49,8 +49,8 @@ class WorkstreamOut(Schema):
 
 
 class ActionIn(Schema):
-    description: Text
-    owner: Text = Field(description="email of an active member")
+    description: Line
+    owner: Line = Field(description="email of an active member")
     due: date
 
 
@@ -61,13 +61,13 @@ class MitigationIn(Schema):
 
 
 class ReviewIn(Schema):
-    decision: Text = Field(description="approve | reject")
+    decision: Line = Field(description="approve | reject")
     comment: Text = Field("", description="the reason, required: the decision log records it")
     reason: Text = Field("", description="the same as comment (either one)")
 
 
 class CloseIn(Schema):
-    resolution: Text = Field(description="target_changed | accepted_risk | no_longer_relevant")
+    resolution: Line = Field(description="target_changed | accepted_risk | no_longer_relevant")
     reason: Text
 
 
@@ -119,7 +119,7 @@ class TaskOut(Schema):
 class AnswerIn(Schema):
     impact: StrictBool
     reason: Text = ""
-    kpi: Text | None = Field(
+    kpi: Line | None = Field(
         None, description="the downstream KPI answered for; needed while the task lists several unanswered ones"
     )
 

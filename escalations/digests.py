@@ -557,7 +557,7 @@ def render_email(notification: Notification) -> tuple[str, str]:
     context = {
         "d": notification.payload,
         "site": settings.SITE_URL,
-        "subject": f"[{notification.organization}] {notification.subject}",
+        "subject": notification.email_subject,
     }
     return (
         render_to_string("escalations/email/digest_email.txt", context),

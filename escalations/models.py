@@ -9,14 +9,22 @@ from django.db import models
 from django.db.models import Q
 from django.utils.timezone import now
 
-from governance.models import Membership, Organization, TenantQuerySet, User, key_validator
+from governance.models import (
+    Membership,
+    Organization,
+    TenantQuerySet,
+    User,
+    key_validator,
+    single_line,
+    single_line_validator,
+)
 from scorecards.models import Kpi, Status, StatusChange, SurgeSignal
 
 
 class EscalationPolicy(models.Model):
     organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
     key = models.CharField(max_length=64, validators=[key_validator])
-    name = models.CharField(max_length=200)
+    name = models.CharField(max_length=200, validators=[single_line_validator])
     mitigation_due = models.DurationField()
     ack_timeout = models.DurationField()
     repeat = models.PositiveSmallIntegerField(default=0, validators=[MaxValueValidator(9)])
@@ -411,6 +419,12 @@ class Notification(models.Model):
     def __str__(self) -> str:
         return f"{self.channel} to {self.recipient_id}: {self.subject}"
 
+    @property
+    def email_subject(self) -> str:
+        """The one place an email subject is made: names stored before they had to be one line (a KPI named
+        "Sales\r\nBcc: ...") must not make the header, so the email, fail."""
+        return single_line(f"[{self.organization}] {self.subject}")
+
 
 class NotificationPreference(models.Model):
     """A member's opt-out of one kind of notification on one channel (everything is on by default)."""
@@ -440,7 +454,7 @@ class Webhook(models.Model):
     """
 
     organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
-    name = models.CharField(max_length=100)
+    name = models.CharField(max_length=100, validators=[single_line_validator])
     url = models.URLField(max_length=500, validators=[URLValidator(schemes=["http", "https"])])
     slack_format = models.BooleanField(default=False, help_text='Send {"text": ...} for a Slack incoming webhook')
     is_active = models.BooleanField(default=True)
@@ -516,7 +530,7 @@ class ReviewSession(models.Model):
     minutes; once closed it is kept as it was (the steering pack renders it)."""
 
     organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
-    title = models.CharField(max_length=200)
+    title = models.CharField(max_length=200, validators=[single_line_validator])
     started_by = models.ForeignKey(User, on_delete=models.PROTECT, related_name="+")
     started_at = models.DateTimeField(default=now)
     closed_at = models.DateTimeField(null=True, blank=True)

@@ -155,7 +155,7 @@ def _send_email(notification: Notification) -> None:
         text = render_to_string("escalations/email/notification.txt", context)
         html = render_to_string("escalations/email/notification.html", context)
     email = EmailMultiAlternatives(
-        subject=f"[{notification.organization}] {notification.subject}",
+        subject=notification.email_subject,
         body=text,
         to=[notification.recipient.user.email],
     )

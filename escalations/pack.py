@@ -16,8 +16,9 @@ from django.utils.safestring import SafeString, mark_safe
 
 from escalations import decisions
 from escalations.models import ReviewSession
-from scorecards.models import Status
-from scorecards.selectors import kpi_list, status_counts
+from governance.models import Membership
+from scorecards.models import Kpi, Status
+from scorecards.selectors import kpi_list, status_counts, visible_kpis
 
 RED = [Status.OFF_TRACK, Status.AT_RISK, Status.STALE]
 MAX_ACTIONS = 60  # the pack lists the soonest due; the workstream pages have the rest
@@ -43,11 +44,13 @@ def print_chart(svg: str) -> SafeString:
     return mark_safe(re.sub(r"(<svg\b[^>]*>)", lambda m: f"{m.group(1)}<style>{_svg_style()}</style>", svg, count=1))
 
 
-def pack_context(session: ReviewSession) -> dict:
+def pack_context(session: ReviewSession, viewer: Membership | None) -> dict:
+    """What the pack shows `viewer` (None: everything): only the KPIs, and decisions on KPIs, they may see."""
     org = session.organization
     now = timezone.now()
-    log = list(decisions.decision_list(org=org, session=session))
-    kpis = kpi_list(org=org)
+    kpis = kpi_list(org=org, viewer=viewer)
+    visible = visible_kpis(Kpi.objects.for_org(org), viewer)
+    log = list(decisions.decision_list(org=org, session=session).filter(kpi__in=visible))
     counts = status_counts(kpis)
     decided = list({d.kpi_id: d.kpi for d in reversed(log)}.values())
     charts = decisions.attach_charts(decided, org.tzinfo, now=now, width=720, height=250)
@@ -72,16 +75,16 @@ def pack_context(session: ReviewSession) -> dict:
             }
             for k in decided
         ],
-        "actions": list(decisions.open_actions(org=org)[:MAX_ACTIONS]),
+        "actions": list(decisions.open_actions(org=org).filter(path__workstream__kpi__in=visible)[:MAX_ACTIONS]),
         "today": timezone.localdate(now, org.tzinfo),
     }
 
 
-def render_pack(*, session: ReviewSession, base_url: str | None = None) -> bytes:
+def render_pack(*, session: ReviewSession, viewer: Membership | None, base_url: str | None = None) -> bytes:
     # Imported here: WeasyPrint loads Pango through cffi, which only this view needs.
     from weasyprint import CSS, HTML
 
     # Times in the organization's zone, as on its pages (a worker or shell has no request to set it).
     with timezone.override(session.organization.tzinfo):
-        html = render_to_string("escalations/review_pack.html", pack_context(session))
+        html = render_to_string("escalations/review_pack.html", pack_context(session, viewer))
     return HTML(string=html, base_url=base_url).write_pdf(stylesheets=[CSS(string=_static("css/pack.css"))])

@@ -15,7 +15,7 @@ from django.http import QueryDict
 
 from escalations.models import EscalationPolicy, Webhook
 from governance.durations import format_duration, parse_duration
-from governance.models import Membership, Organization, Role, Team, key_validator
+from governance.models import Membership, Organization, Role, Team, key_validator, single_line_validator
 from scorecards.models import Kpi
 
 MAX_LEVELS = 12
@@ -70,7 +70,7 @@ def target_choices(org: Organization, keep: Iterable[str] = ()) -> list[tuple[st
 
 
 class PolicyForm(forms.Form):
-    name = forms.CharField(max_length=200)
+    name = forms.CharField(max_length=200, validators=[single_line_validator])
     key = forms.CharField(
         max_length=64,
         validators=[key_validator],

@@ -7,7 +7,7 @@ from django import forms
 
 from escalations.models import Decision, ReviewSession
 from governance.forms import MembersChoiceField, active_members
-from governance.models import Membership, Organization, Team
+from governance.models import Membership, Organization, Team, single_line_validator
 from scorecards.forms import threshold_raw, threshold_text  # the KPI settings form's spelling of thresholds
 from scorecards.models import Kpi
 
@@ -152,7 +152,12 @@ class AgendaFilterForm(forms.Form):
 
 
 class SessionStartForm(forms.Form):
-    title = forms.CharField(max_length=200, required=False, help_text="Leave empty for “Steering review” and today.")
+    title = forms.CharField(
+        max_length=200,
+        required=False,
+        validators=[single_line_validator],
+        help_text="Leave empty for “Steering review” and today.",
+    )
     attendees = MembersChoiceField(queryset=None, required=False, widget=forms.CheckboxSelectMultiple)
 
     def __init__(self, *args, org: Organization, **kwargs):

@@ -28,6 +28,7 @@ from governance.forms import active_members, apply_errors
 from governance.models import Role
 from scorecards.forms import TransferDecisionForm
 from scorecards.models import Kpi, OwnershipTransfer
+from scorecards.selectors import visible_kpis
 
 deciders_only = role_required(Role.EXECUTIVE, Role.ADMIN)
 LOG_PAGE_SIZE = 50
@@ -284,6 +285,10 @@ def review_session_start(request: HttpRequest) -> HttpResponse:
     return redirect("review_session_list", org_slug=request.org.slug)
 
 
+def _visible(request: HttpRequest):
+    return visible_kpis(Kpi.objects.for_org(request.org), request.membership)
+
+
 def _get_session(request: HttpRequest, session_id: int) -> ReviewSession:
     return get_for_org_or_404(
         request, ReviewSession.objects.select_related("started_by", "closed_by", "organization"), session_id
@@ -291,7 +296,7 @@ def _get_session(request: HttpRequest, session_id: int) -> ReviewSession:
 
 
 def _minutes(request: HttpRequest, session: ReviewSession) -> HttpResponse:
-    log = list(decisions.decision_list(org=request.org, session=session))
+    log = list(decisions.decision_list(org=request.org, session=session).filter(kpi__in=_visible(request)))
     return render(
         request,
         "escalations/review_minutes.html",
@@ -353,7 +358,7 @@ def review_session_close(request: HttpRequest, session_id: int) -> HttpResponse:
 def review_session_pack(request: HttpRequest, session_id: int) -> HttpResponse:
     """The steering pack as a PDF: scorecard summary, the charts of the KPIs decided on, decisions, open actions."""
     session = _get_session(request, session_id)
-    pdf = pack.render_pack(session=session, base_url=request.build_absolute_uri("/"))
+    pdf = pack.render_pack(session=session, viewer=request.membership, base_url=request.build_absolute_uri("/"))
     response = HttpResponse(pdf, content_type="application/pdf")
     stamp = timezone.localtime(session.started_at, request.org.tzinfo)
     response["Content-Disposition"] = f'inline; filename="steering-pack-{request.org.slug}-{stamp:%Y-%m-%d}.pdf"'
@@ -383,12 +388,13 @@ def decision_log(request: HttpRequest) -> HttpResponse:
     query = request.GET.copy()
     query.pop("page", None)
     context = {"filter_form": filter_form, "query": query.urlencode(), "scope": "organization"}
-    return _log_page(request, context, decisions.decision_list(org=request.org, **filters), panel=False)
+    log = decisions.decision_list(org=request.org, **filters).filter(kpi__in=_visible(request))
+    return _log_page(request, context, log, panel=False)
 
 
 @require_GET
 def kpi_decisions(request: HttpRequest, kpi_id: int) -> HttpResponse:
-    kpi = get_for_org_or_404(request, Kpi.objects.select_related("team", "owner__user"), kpi_id)
+    kpi = get_for_org_or_404(request, _visible(request).select_related("team", "owner__user"), kpi_id)
     context = {"kpi": kpi, "scope": "kpi"}
     return _log_page(request, context, decisions.decision_list(org=request.org, kpi=kpi), panel=bool(request.htmx))
 

@@ -53,7 +53,8 @@ from escalations.timing import Level, Policy
 from governance.access import admin_required, deny, get_for_org_or_404, refuse, role_required
 from governance.forms import apply_errors
 from governance.models import Role, Team
-from scorecards.models import Status
+from scorecards.models import Kpi, Status
+from scorecards.selectors import visible_kpis
 
 PAGE_SIZE = 50
 
@@ -354,10 +355,15 @@ def workstream_list(request: HttpRequest) -> HttpResponse:
     """Every episode of the organization, open ones first; the filters live in the URL."""
     filter_form = WorkstreamFilterForm(request.GET)
     filters = filter_form.filters()
-    rows = selectors.workstream_list(org=request.org, **filters)
+    visible = visible_kpis(Kpi.objects.for_org(request.org), request.membership)
+    rows = selectors.workstream_list(org=request.org, **filters).filter(kpi__in=visible)
     page = Paginator(rows, PAGE_SIZE).get_page(request.GET.get("page"))
-    counts = selectors.workstreams(org=request.org).aggregate(
-        open=Count("pk", filter=Q(resolved_at=None)), resolved=Count("pk", filter=Q(resolved_at__isnull=False))
+    counts = (
+        selectors.workstreams(org=request.org)
+        .filter(kpi__in=visible)
+        .aggregate(
+            open=Count("pk", filter=Q(resolved_at=None)), resolved=Count("pk", filter=Q(resolved_at__isnull=False))
+        )
     )
     query = request.GET.copy()
     query.pop("page", None)

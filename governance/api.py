@@ -16,7 +16,7 @@ from pydantic_core import PydanticCustomError
 
 from governance.access import get_secret_or_404
 from governance.manifest import apply_manifest, export_manifest
-from governance.models import ApiToken, Secret
+from governance.models import ApiToken, Secret, single_line_validator
 from governance.secrets import MAX_VALUE_LENGTH
 from governance.security import client_ip
 from governance.selectors import secret_list
@@ -29,8 +29,19 @@ def _no_nul(text: str) -> str:
     return text
 
 
-# Every string an API body brings in: stored, or looked up.
+def _one_line(text: str) -> str:
+    try:
+        single_line_validator(text)
+    except ValidationError as error:
+        raise PydanticCustomError(
+            "control_character", "must be one line, without line breaks, tabs or other control characters"
+        ) from error
+    return text
+
+
+# Every string an API body brings in: stored, or looked up; Line for one-line text (names, keys, choices, emails).
 Text = Annotated[str, AfterValidator(_no_nul)]
+Line = Annotated[str, AfterValidator(_one_line)]
 
 
 class Error(Schema):

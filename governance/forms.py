@@ -15,6 +15,7 @@ from governance.models import (
     Team,
     User,
     secret_name_validator,
+    single_line_validator,
     slug_validator,
 )
 
@@ -61,7 +62,7 @@ class TenantModelForm(forms.ModelForm):
 
 
 class OrganizationCreateForm(forms.Form):
-    name = forms.CharField(max_length=200)
+    name = forms.CharField(max_length=200, validators=[single_line_validator])
     slug = forms.CharField(
         max_length=50,
         validators=[slug_validator],
@@ -162,7 +163,7 @@ class AuditFilterForm(forms.Form):
 
 
 class InvitationSignupForm(forms.Form):
-    name = forms.CharField(max_length=150, label="Your name")
+    name = forms.CharField(max_length=150, label="Your name", validators=[single_line_validator])
     password1 = forms.CharField(
         widget=forms.PasswordInput,
         label="Password",
@@ -208,7 +209,11 @@ class SecretForm(forms.Form):
 class ApiTokenForm(forms.Form):
     PERSONAL, ORGANIZATION = "personal", "organization"
 
-    name = forms.CharField(max_length=100, help_text="Where the token is used, e.g. “Warehouse loader”.")
+    name = forms.CharField(
+        max_length=100,
+        validators=[single_line_validator],
+        help_text="Where the token is used, e.g. “Warehouse loader”.",
+    )
     kind = forms.ChoiceField(
         choices=[
             (PERSONAL, "Personal: acts as you, with your permissions"),

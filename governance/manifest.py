@@ -53,6 +53,7 @@ from django.utils.module_loading import import_string
 from governance import services
 from governance.durations import format_duration, parse_duration
 from governance.models import (
+    CONTROL_CHARACTERS,
     WEEKDAYS,
     Invitation,
     Membership,
@@ -293,7 +294,9 @@ class Entry:
         max_length: int = 200,
         choices: Sequence[str] = (),
         validator: Callable[[str], None] | None = None,
+        multiline: bool = False,
     ) -> str | None:
+        """A string field, stripped; one line (single_line_validator) unless `multiline`."""
         value = self.raw.get(name)
         if value is None:
             return default
@@ -305,6 +308,8 @@ class Entry:
             self.error(name, "must not be empty")
         elif len(value) > max_length:
             self.error(name, f"must be at most {max_length} characters")
+        elif not multiline and CONTROL_CHARACTERS.search(value):
+            self.error(name, "must be one line, without line breaks, tabs or other control characters")
         elif choices and value not in choices:
             self.error(name, f'"{value}" is not one of {", ".join(choices)}')
         elif validator is not None:

@@ -1,18 +1,23 @@
 from __future__ import annotations
 
+import logging
 import re
 from contextlib import nullcontext
 
 from django.conf import settings
 from django.contrib.auth.views import redirect_to_login
-from django.db import connection, transaction
-from django.http import Http404
+from django.db import OperationalError, connection, transaction
+from django.http import Http404, HttpResponse, JsonResponse
+from django.template.loader import render_to_string
 from django.urls import Resolver404, resolve
 from django.utils import timezone
+from psycopg import errors
 
 from governance import tenancy
 from governance.models import Membership, Organization
 from governance.services import audit_log
+
+logger = logging.getLogger(__name__)
 
 # What a request id may look like: a UUID, a proxy's hex or base64 id, "Root=1-..."; at most the 64 characters an
 # audit event keeps, nothing that could break a log line.
@@ -51,10 +56,27 @@ class TenantMiddleware:
         request.org = None
         request.membership = None
         try:
-            with tenancy.scope(), transaction.atomic(savepoint=False) if _page_read(request) else nullcontext():
+            with tenancy.web_request(), transaction.atomic(savepoint=False) if _page_read(request) else nullcontext():
                 return self.get_response(request)
         finally:
             timezone.deactivate()
+
+    def process_exception(self, request, exception):
+        """A statement stopped by the web statement timeout (governance.tenancy) is the request taking too long,
+        not a fault: 503, in the API's error shape under /api/, else a page; both invite a retry."""
+        if not (isinstance(exception, OperationalError) and isinstance(exception.__cause__, errors.QueryCanceled)):
+            return None
+        logger.warning("Statement timeout on %s %s", request.method, request.path)
+        if connection.in_atomic_block:
+            transaction.set_rollback(True)  # the transaction is aborted: end it without another statement
+        message = "The request took too long and was stopped. Try again, or narrow it down."
+        if request.path.startswith("/api/"):
+            response = JsonResponse({"errors": [{"path": "", "message": message}]}, status=503)
+        else:
+            # No request context: its processors would query the aborted transaction.
+            response = HttpResponse(render_to_string("503.html", {"message": message}), status=503)
+        response["Retry-After"] = "30"
+        return response
 
     def process_view(self, request, view_func, view_args, view_kwargs):
         slug = view_kwargs.pop("org_slug", None)

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 import zoneinfo
 from datetime import time
 
@@ -17,6 +18,23 @@ slug_validator = RegexValidator(
     "Use 1-50 lowercase letters, digits and hyphens, not starting or ending with a hyphen.",
 )
 key_validator = RegexValidator(r"^[a-z0-9][a-z0-9._-]{0,63}$", "Use lowercase letters, digits, '.', '_' and '-'.")
+# C0 and C1 controls (line breaks, tabs, NUL) and the Unicode line and paragraph separators.
+CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def single_line_validator(value: str) -> None:
+    """Names and other one-line text: a line break in a name ends up in an email header (a KPI named
+    "Sales\r\nBcc: ..." made every email about it fail) or breaks a page's layout and log lines."""
+    if CONTROL_CHARACTERS.search(value):
+        raise ValidationError(
+            "Use one line of text, without line breaks, tabs or other control characters.", code="control_character"
+        )
+
+
+def single_line(text: str) -> str:
+    """`text` on one line, its runs of control characters and spaces made one space: for an email subject built
+    from names stored before single_line_validator existed."""
+    return " ".join(CONTROL_CHARACTERS.sub(" ", text).split())
 
 
 def validate_timezone(value: str) -> None:
@@ -47,7 +65,7 @@ class User(AbstractBaseUser, PermissionsMixin):
     """A person; which organizations they see comes from their memberships only."""
 
     email = models.EmailField(unique=True)
-    name = models.CharField(max_length=150)
+    name = models.CharField(max_length=150, validators=[single_line_validator])
     is_active = models.BooleanField(default=True)
     is_staff = models.BooleanField(default=False)
     date_joined = models.DateTimeField(default=now)
@@ -73,7 +91,7 @@ class User(AbstractBaseUser, PermissionsMixin):
 
 class Organization(models.Model):
     slug = models.CharField(max_length=50, unique=True, validators=[slug_validator])
-    name = models.CharField(max_length=200)
+    name = models.CharField(max_length=200, validators=[single_line_validator])
     timezone = models.CharField(max_length=64, default="UTC", validators=[validate_timezone])
     business_days = models.JSONField(default=default_business_days)
     business_start = models.TimeField(default=time(9))
@@ -114,7 +132,7 @@ class Role(models.TextChoices):
 class Team(models.Model):
     organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="teams")
     key = models.CharField(max_length=64, validators=[key_validator])
-    name = models.CharField(max_length=200)
+    name = models.CharField(max_length=200, validators=[single_line_validator])
     parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.PROTECT, related_name="children")
     lead = models.ForeignKey("Membership", null=True, blank=True, on_delete=models.SET_NULL, related_name="led_teams")
     escalation = models.CharField(max_length=64, blank=True, help_text="Default escalation policy key")
@@ -283,7 +301,7 @@ class ApiToken(models.Model):
     membership = models.ForeignKey(
         Membership, null=True, blank=True, on_delete=models.CASCADE, related_name="api_tokens"
     )
-    name = models.CharField(max_length=100)
+    name = models.CharField(max_length=100, validators=[single_line_validator])
     prefix = models.CharField(max_length=16)
     digest = models.CharField(max_length=64, unique=True)
     created_by = models.ForeignKey(User, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")

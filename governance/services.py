@@ -34,6 +34,8 @@ from governance.models import (
     Team,
     User,
     secret_name_validator,
+    single_line,
+    single_line_validator,
 )
 from governance.secrets import MAX_VALUE_LENGTH, encrypt, fingerprint, references, rotate
 
@@ -337,6 +339,10 @@ def api_token_create(
     name = name.strip()
     if not name:
         raise ValidationError({"name": "Give the token a name that says where it is used."})
+    try:
+        single_line_validator(name)
+    except ValidationError as error:
+        raise ValidationError({"name": error.messages}) from error
     if membership is not None and (membership.organization_id != org.pk or not membership.is_active):
         raise ValidationError({"membership": "Personal tokens belong to an active member of this organization."})
     token = API_TOKEN_PREFIX + secrets.token_urlsafe(32)
@@ -535,7 +541,7 @@ def invitation_create(
     context = {"invitation": invitation, "url": url}
     transaction.on_commit(
         lambda: send_mail(
-            subject=f"You are invited to {org} on Steerco",
+            subject=single_line(f"You are invited to {org} on Steerco"),
             message=render_to_string("governance/email/invitation.txt", context),
             html_message=render_to_string("governance/email/invitation.html", context),
             from_email=None,

@@ -14,6 +14,11 @@ Without a scope nothing tenant-owned is visible and nothing can be written.
   and for manage.py commands (operators' tools). A test pins the places that may ask for it
   (tests/governance/test_rls.py). The database grants it only to members of governance.rls.SYSTEM_ROLE: the
   workers' role and the owner, not the web's, so a statement injected into a web request cannot switch it on.
+
+A scope also carries the unit of work's statement timeout, written in the same round trip: a web request's
+(`WEB_STATEMENT_TIMEOUT`), so that no tenant's request holds a worker for long. Tasks and commands keep the
+database role's own (none by default): a sweep over every organization or a migration may rightly take longer,
+and Celery's time limits bound them. Nested scopes inherit the timeout of the one they replace.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ class Scope:
     user: int | None = None
     token: str = ""
     system: bool = False
+    statement_timeout: str = ""  # a PostgreSQL duration ("10000ms"); empty keeps the session's own
 
     def settings(self) -> list[tuple[str, str]]:
         return [
@@ -42,6 +48,7 @@ class Scope:
             ("steerco.user", "" if self.user is None else str(self.user)),
             ("steerco.token", self.token),
             ("steerco.system", "on" if self.system else ""),
+            ("statement_timeout", self.statement_timeout),
         ]
 
 
@@ -55,8 +62,24 @@ def current() -> Scope:
 
 @contextmanager
 def scope(*, organization: int | None = None, user: int | None = None, token: str = "", system: bool = False):
-    """Runs the block in this scope only (it replaces the outer one, it does not add to it)."""
-    reset = _current.set(Scope(organization=organization, user=user, token=token, system=system))
+    """Runs the block in this scope only (it replaces the outer one, it does not add to it); the statement timeout
+    is the outer one's."""
+    timeout = _current.get().statement_timeout
+    reset = _current.set(
+        Scope(organization=organization, user=user, token=token, system=system, statement_timeout=timeout)
+    )
+    try:
+        yield
+    finally:
+        _current.reset(reset)
+
+
+@contextmanager
+def web_request():
+    """A web request's unit of work: no rows yet (the middleware switches to the caller's), and the statement
+    timeout of `WEB_STATEMENT_TIMEOUT`."""
+    milliseconds = int(settings.WEB_STATEMENT_TIMEOUT.total_seconds() * 1000)
+    reset = _current.set(Scope(statement_timeout=f"{milliseconds}ms" if milliseconds else ""))
     try:
         yield
     finally:

@@ -188,7 +188,7 @@ def page_of(response: HttpResponse, request: HttpRequest, qs: QuerySet, page: in
 
 
 def _kpi(request: HttpRequest, key: str) -> Kpi:
-    kpi = selectors.kpi_list(org=request.org).filter(key=key).first()
+    kpi = selectors.kpi_list(org=request.org, viewer=request.membership).filter(key=key).first()
     if kpi is None:
         raise ApiError(404, [{"path": "key", "message": f'unknown KPI "{key}"'}])
     return kpi
@@ -212,7 +212,9 @@ def _summary(kpi: Kpi) -> dict:
 
 @router.get("/kpis", response=list[KpiOut], summary="Every KPI with its status (100 per page)")
 def kpis_list(request: HttpRequest, response: HttpResponse, page: int = Query(1, ge=1)):
-    kpis = selectors.kpi_list(org=request.org).select_related("schedule").order_by("key")  # evaluated_at
+    kpis = (
+        selectors.kpi_list(org=request.org, viewer=request.membership).select_related("schedule").order_by("key")
+    )  # evaluated_at
     return [_summary(kpi) for kpi in page_of(response, request, kpis, page)]
 
 

@@ -221,7 +221,12 @@ def _aggregate(
     """aggregate() over only the points that can be in (at - window, at]: bisect instead of a full scan."""
     end = bisect_right(visible, at, key=_at)
     start = bisect_right(visible, at - window, 0, end, key=_at) if window is not None else max(0, end - 1)
-    return aggregate(visible[start:end], fn, window, at)
+    value = aggregate(visible[start:end], fn, window, at)
+    if value is not None and not math.isfinite(value):
+        # Stored points are bounded (MEASUREMENT_MAX_ABS), so this is data from before the bound: the KPI records
+        # the error and the sweep goes on, rather than storing a value no page or JSON can show.
+        raise ValueError(f"the {fn} of the window is not a finite number")
+    return value
 
 
 def _resolved(rule: Rule, now: datetime) -> _Resolved:

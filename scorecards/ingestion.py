@@ -12,14 +12,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 
+from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
+from governance.durations import format_duration
 from governance.models import Organization, key_validator
-from scorecards.models import Kpi, KpiSchedule, Measurement, MeasurementRevision
+from scorecards.models import EPOCH, Kpi, KpiSchedule, Measurement, MeasurementRevision
 
-MAX_FUTURE = timedelta(days=1)  # clocks drift; a point further ahead is a mistake (a wrong zone, a typo)
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 PORTABLE_CHUNK = 500  # SQLite limits the parameters of one statement
 
 
@@ -46,7 +46,7 @@ class Checker:
         self, org: Organization, *, now: datetime | None = None, naive_tz: tzinfo | None = None, unit: str = "item"
     ):
         self.org, self.unit = org, unit
-        self.latest = (now or timezone.now()) + MAX_FUTURE
+        self.latest = (now or timezone.now()) + settings.MEASUREMENT_MAX_FUTURE
         self.naive_tz = naive_tz
         self.kpi_ids: dict[str, int | None] = {}
         self.rows: list[tuple[int, datetime, float]] = []
@@ -114,8 +114,15 @@ class Checker:
                 self.problem(where, "at", "has no zone; add one, e.g. +01:00 or Z")
                 return None
             at = at.replace(tzinfo=self.naive_tz)
+        try:
+            at = at.astimezone(UTC)
+        except OverflowError:  # 0001-01-01T00:00:00+14:00 is in year 0 in UTC
+            at = EPOCH - timedelta(microseconds=1)
+        if at < EPOCH:
+            self.problem(where, "at", "is before 1970")
+            return None
         if at > self.latest:
-            self.problem(where, "at", "is more than a day in the future")
+            self.problem(where, "at", f"is more than {format_duration(settings.MEASUREMENT_MAX_FUTURE)} in the future")
             return None
         return at
 
@@ -129,6 +136,10 @@ class Checker:
             number = math.inf
         if not math.isfinite(number):
             self.problem(where, "value", "must be a finite number")
+            return None
+        if abs(number) > settings.MEASUREMENT_MAX_ABS:
+            bound = f"{settings.MEASUREMENT_MAX_ABS:g}"
+            self.problem(where, "value", f"must be between -{bound} and {bound}")
             return None
         return number
 

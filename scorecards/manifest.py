@@ -723,7 +723,7 @@ class DataSourcesSection(KeyedSection):
             seen.setdefault(kpi, pull.path)
             values = {
                 "kpi": kpi,
-                "query": pull.text("query", max_length=20000),
+                "query": pull.text("query", max_length=20000, multiline=True),
                 "items": pull.text("items", max_length=200, validator=_dotted_path),
                 "at": pull.text("at", max_length=200),
                 "value": pull.text("value", max_length=200),

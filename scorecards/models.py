@@ -1,13 +1,22 @@
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
+from django.conf import settings
 from django.db import models
 from django.db.models import Q
 from django.utils.timezone import now
 from guardian.models import GroupObjectPermissionBase, UserObjectPermissionBase
 
-from governance.models import Membership, Organization, Team, TenantQuerySet, User, key_validator
+from governance.models import (
+    Membership,
+    Organization,
+    Team,
+    TenantQuerySet,
+    User,
+    key_validator,
+    single_line_validator,
+)
 
 
 class Direction(models.TextChoices):
@@ -147,12 +156,12 @@ class Kpi(models.Model):
     # indexes that lead with it. Only a status change still takes a new entry in every index.
     organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="kpis", db_index=False)
     key = models.CharField(max_length=64, validators=[key_validator])
-    name = models.CharField(max_length=200)
+    name = models.CharField(max_length=200, validators=[single_line_validator])
     description = models.TextField(blank=True)
     team = models.ForeignKey(Team, on_delete=models.PROTECT, related_name="kpis")
     # Locked: changed only by scorecards.services.ownership_transfer_approve (and the manifest through it).
     owner = models.ForeignKey(Membership, on_delete=models.PROTECT, related_name="owned_kpis")
-    unit = models.CharField(max_length=32, blank=True)
+    unit = models.CharField(max_length=32, blank=True, validators=[single_line_validator])
     direction = models.CharField(max_length=10, choices=Direction.choices, default=Direction.INCREASE)
     aggregate_fn = models.CharField(max_length=4, choices=Aggregate.choices, default=Aggregate.LAST)
     aggregate_window = models.DurationField(null=True, blank=True)
@@ -255,6 +264,21 @@ class KpiSchedule(models.Model):
         return f"{self.kpi_id} next at {self.next_evaluation_at}"
 
 
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+class MeasurementManager(models.Manager.from_queryset(TenantQuerySet)):
+    """Only the points within the bounds ingestion enforces (settings.MEASUREMENT_MAX_ABS, not before 1970).
+
+    A point stored before the bounds existed (a year-0001 time PostgreSQL keeps but psycopg cannot read, a value
+    whose sum overflows) must not break a page, an export or the sweep: no ORM read sees it. `Measurement._base_manager`
+    still does, for an operator who deletes them."""
+
+    def get_queryset(self):
+        bound = settings.MEASUREMENT_MAX_ABS
+        return super().get_queryset().filter(at__gte=EPOCH, value__gte=-bound, value__lte=bound)
+
+
 class Measurement(models.Model):
     # The busiest table: its foreign keys are not enforced by PostgreSQL, whose per-row checks at commit cost
     # more than the inserts themselves. Ingestion writes only KPI ids it resolved in the organization and holds
@@ -269,7 +293,7 @@ class Measurement(models.Model):
     source = models.CharField(max_length=20, default="api")
     ingested_at = models.DateTimeField(default=now)
 
-    objects = TenantQuerySet.as_manager()
+    objects = MeasurementManager()
 
     class Meta:
         ordering = ["kpi", "at"]
@@ -381,7 +405,7 @@ class OwnershipTransfer(models.Model):
 class Objective(models.Model):
     organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="objectives")
     key = models.CharField(max_length=64, validators=[key_validator])
-    title = models.CharField(max_length=200)
+    title = models.CharField(max_length=200, validators=[single_line_validator])
     owner = models.ForeignKey(Membership, on_delete=models.PROTECT, related_name="owned_objectives")
     team = models.ForeignKey(Team, on_delete=models.PROTECT, related_name="objectives")
     period_start = models.DateField()
@@ -406,7 +430,7 @@ class KeyResult(models.Model):
     organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
     objective = models.ForeignKey(Objective, on_delete=models.CASCADE, related_name="key_results")
     key = models.CharField(max_length=64, validators=[key_validator])
-    title = models.CharField(max_length=200)
+    title = models.CharField(max_length=200, validators=[single_line_validator])
     # Progress follows the KPI when linked; otherwise its owner checks values in.
     kpi = models.ForeignKey(Kpi, null=True, blank=True, on_delete=models.PROTECT, related_name="key_results")
     owner = models.ForeignKey(Membership, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
@@ -450,7 +474,7 @@ class CheckIn(models.Model):
 class Scorecard(models.Model):
     organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="scorecards")
     key = models.CharField(max_length=64, validators=[key_validator])
-    name = models.CharField(max_length=200)
+    name = models.CharField(max_length=200, validators=[single_line_validator])
     kpis = models.ManyToManyField(Kpi, blank=True, related_name="scorecards")
     teams = models.ManyToManyField(Team, blank=True, related_name="scorecards")
     # Who sees it: "role:<role>", "team:<key>", "user:<email>"; empty means every member.

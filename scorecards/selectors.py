@@ -6,12 +6,14 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
+from django.conf import settings
 from django.db import connection
 from django.db.models import Case, Count, IntegerField, OuterRef, Q, QuerySet, Subquery, Value, When
 from django.utils import timezone
 
 from governance.models import Membership, Organization
 from scorecards.models import (
+    EPOCH,
     STATUS_SEVERITY,
     DataSource,
     DataSourceRun,
@@ -44,8 +46,14 @@ class KpiFilters:
 
 
 def kpi_list(
-    *, org: Organization, filters: KpiFilters = KpiFilters(), scorecard: Scorecard | None = None
+    *,
+    org: Organization,
+    viewer: Membership | None,
+    filters: KpiFilters = KpiFilters(),
+    scorecard: Scorecard | None = None,
 ) -> QuerySet[Kpi]:
+    """The organization's live KPIs as `viewer` may see them (visible_kpis); None for an organization's own
+    reader (an organization token, a task), which sees them all."""
     severity = Case(
         *(When(status=s, then=Value(i)) for i, s in enumerate(STATUS_SEVERITY)), output_field=IntegerField()
     )
@@ -55,6 +63,7 @@ def kpi_list(
         .select_related("team", "owner__user")
         .annotate(severity=severity)
     )
+    qs = visible_kpis(qs, viewer)
     if scorecard is not None:
         qs = qs.filter(Q(scorecards=scorecard) | Q(team__in=scorecard.teams.all())).distinct()
     if filters.team_id:
@@ -84,6 +93,8 @@ def fetch_series(
     series: dict[int, list] = {kpi_id: [] for kpi_id in ids}
     if connection.vendor == "postgresql":
         table = Measurement._meta.db_table
+        # What Measurement.objects reads (MeasurementManager), in this query's SQL.
+        readable, bound = "value BETWEEN %s AND %s", settings.MEASUREMENT_MAX_ABS
         # psycopg's own cursor with binary results: times arrive as datetimes decoded in C, where Django's text
         # protocol parses each one in Python (the sweep and the scorecard are bound by reading, see `make bench`).
         with connection.psycopg_cursor() as cursor:
@@ -91,9 +102,9 @@ def fetch_series(
                 # One backward probe of the (kpi, at) index per KPI, instead of reading its whole range.
                 cursor.execute(
                     f"SELECT k.id, m.at, m.value FROM unnest(%b::bigint[]) AS k(id) CROSS JOIN LATERAL ("
-                    f"SELECT at, value FROM {table} WHERE kpi_id = k.id AND at > %s AND at <= %s "
+                    f"SELECT at, value FROM {table} WHERE kpi_id = k.id AND at > %s AND at <= %s AND {readable} "
                     "ORDER BY at DESC LIMIT 1) AS m",
-                    [ids, since, now],
+                    [ids, max(since, EPOCH), now, -bound, bound],
                     binary=True,
                 )
                 for kpi_id, at, value in cursor.fetchall():
@@ -102,8 +113,9 @@ def fetch_series(
                 # One row per KPI with its points as two arrays: far less to decode than a row per point.
                 cursor.execute(
                     "SELECT kpi_id, array_agg(at ORDER BY at), array_agg(value ORDER BY at) "
-                    f"FROM {table} WHERE kpi_id = ANY(%b::bigint[]) AND at > %s AND at <= %s GROUP BY kpi_id",
-                    [ids, since, now],
+                    f"FROM {table} WHERE kpi_id = ANY(%b::bigint[]) AND at > %s AND at <= %s AND {readable} "
+                    "GROUP BY kpi_id",
+                    [ids, max(since, EPOCH), now, -bound, bound],
                     binary=True,
                 )
                 for kpi_id, times, values in cursor.fetchall():
@@ -138,6 +150,32 @@ def scorecards_for(*, membership: Membership) -> list[Scorecard]:
         for s in Scorecard.objects.for_org(membership.organization).filter(archived_at=None)
         if scorecard_visible(s, membership, team_keys)
     ]
+
+
+def visible_kpis(kpis: QuerySet[Kpi], viewer: Membership | None) -> QuerySet[Kpi]:
+    """The KPIs of `kpis` that `viewer` may see: the one rule for every page, export, digest and API listing.
+
+    Scorecard viewers restrict their KPIs (and their teams' KPIs): a KPI that is on a scorecard the viewer may not
+    see is hidden, unless it is also on one they may see (an open one counts) or they own it. A KPI on no
+    restricted scorecard is everyone's. Admins and executives see every scorecard, so every KPI."""
+    if viewer is None or viewer.role in ("admin", "executive"):
+        return kpis
+    # Read once per membership object, that is once per request: a page may list KPIs several times.
+    if not hasattr(viewer, "_scorecards_seen"):
+        cards = list(Scorecard.objects.for_org(viewer.organization).filter(archived_at=None))
+        team_keys = set(viewer.teams.values_list("key", flat=True)) if any(c.viewers for c in cards) else set()
+        shown = [c.pk for c in cards if scorecard_visible(c, viewer, team_keys)]
+        viewer._scorecards_seen = shown, [c.pk for c in cards if c.pk not in shown]
+    shown, hidden = viewer._scorecards_seen
+    if not hidden:
+        return kpis
+    return kpis.filter(Q(owner=viewer) | ~_on_scorecards(hidden) | _on_scorecards(shown))
+
+
+def _on_scorecards(ids: list[int]) -> Q:
+    listed = Scorecard.kpis.through.objects.filter(scorecard_id__in=ids).values("kpi_id")
+    teams = Scorecard.teams.through.objects.filter(scorecard_id__in=ids).values("team_id")
+    return Q(pk__in=listed) | Q(team_id__in=teams)
 
 
 def scorecard_visible(scorecard: Scorecard, membership: Membership, team_keys: set[str] | None = None) -> bool:

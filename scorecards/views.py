@@ -69,7 +69,7 @@ def _filters(request: HttpRequest) -> selectors.KpiFilters:
 @require_GET
 def overview(request: HttpRequest) -> HttpResponse:
     """The organization's home: KPIs by status, the worst ones first, teams, and whether the workers run."""
-    kpis = selectors.kpi_list(org=request.org)
+    kpis = selectors.kpi_list(org=request.org, viewer=request.membership)
     counts = selectors.status_counts(kpis)
     return render(
         request,
@@ -120,9 +120,9 @@ def scorecard(request: HttpRequest, scorecard_id: int | None = None) -> HttpResp
         if not selectors.scorecard_visible(card, request.membership):
             raise deny(request, "this scorecard's viewers")
     filters = _filters(request)
-    counts = selectors.status_counts(selectors.kpi_list(org=request.org, scorecard=card))
+    counts = selectors.status_counts(selectors.kpi_list(org=request.org, viewer=request.membership, scorecard=card))
     kpis = list(
-        selectors.kpi_list(org=request.org, filters=filters, scorecard=card).annotate(
+        selectors.kpi_list(org=request.org, viewer=request.membership, filters=filters, scorecard=card).annotate(
             open_workstream_id=_open_workstream_id()
         )
     )
@@ -156,7 +156,8 @@ def scorecard(request: HttpRequest, scorecard_id: int | None = None) -> HttpResp
 
 @require_GET
 def kpi_detail(request: HttpRequest, kpi_id: int) -> HttpResponse:
-    kpi = get_for_org_or_404(request, Kpi.objects.select_related("team", "owner__user", "data_source"), kpi_id)
+    kpis = selectors.visible_kpis(Kpi.objects.select_related("team", "owner__user", "data_source"), request.membership)
+    kpi = get_for_org_or_404(request, kpis, kpi_id)
     page = Paginator(kpi.measurements.order_by("-at"), 25).get_page(request.GET.get("page"))
     if request.htmx and request.GET.get("page"):
         return render(request, "scorecards/kpi_detail.html#measurements", {"kpi": kpi, "page": page})
@@ -349,7 +350,7 @@ def key_result_check_in(request: HttpRequest, key_result_id: int) -> HttpRespons
 @require_GET
 def my_work(request: HttpRequest) -> HttpResponse:
     membership = request.membership
-    owned = selectors.kpi_list(org=request.org).filter(owner=membership)
+    owned = selectors.kpi_list(org=request.org, viewer=request.membership).filter(owner=membership)
     decide = []
     if membership.role in (Role.ADMIN, Role.EXECUTIVE):
         decide = (

@@ -84,6 +84,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     # The same backend, writing the tenant scope into every transaction for row-level security (governance.tenancy).
     DATABASES["default"]["ENGINE"] = "governance.postgresql"
 DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=0))
+# Every web request's transactions stop any statement running longer (PostgreSQL; 0 leaves the role's own), so that no
+# request holds a web worker for long: the caller gets a 503. Tasks and commands keep the role's own timeout.
+WEB_STATEMENT_TIMEOUT = timedelta(seconds=env.float("WEB_STATEMENT_TIMEOUT_SECONDS", default=10))
 # Web and worker processes refuse a superuser or BYPASSRLS database role (production turns this on).
 REFUSE_PRIVILEGED_DATABASE_ROLE = False
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
@@ -209,6 +212,11 @@ INVITATION_TTL = timedelta(days=env.int("INVITATION_TTL_DAYS", default=7))
 
 # CSV imports of measurements: the largest upload accepted, and the largest file imported inside the request
 # (bigger ones go to a worker, so the request stays short and the page shows progress).
+# Bounds of a measurement, for the API, CSV imports and pulls alike: no time before 1970 or further ahead than
+# MEASUREMENT_MAX_FUTURE (clocks drift; more is a wrong zone or a typo), no value beyond +-MEASUREMENT_MAX_ABS, so
+# that any sum over a window stays finite. Stored points outside them (from before the bounds) are not read.
+MEASUREMENT_MAX_FUTURE = timedelta(hours=env.float("MEASUREMENT_MAX_FUTURE_HOURS", default=24))
+MEASUREMENT_MAX_ABS = env.float("MEASUREMENT_MAX_ABS", default=1e15)
 IMPORT_MAX_BYTES = env.int("IMPORT_MAX_BYTES", default=50 * 1024 * 1024)
 IMPORT_INLINE_MAX_ROWS = env.int("IMPORT_INLINE_MAX_ROWS", default=10_000)
 

@@ -14,7 +14,13 @@ from psycopg.pq import TransactionStatus
 
 from governance import tenancy
 
-APPLY = "SELECT " + ", ".join(f"set_config('{name}', %s, true)" for name, _ in tenancy.NOTHING.settings())
+# An empty value leaves a setting as the session has it (a statement timeout of "" would be refused).
+APPLY = "SELECT " + ", ".join(
+    f"set_config('{name}', coalesce(nullif(%s, ''), current_setting('{name}')), true)"
+    if name == "statement_timeout"
+    else f"set_config('{name}', %s, true)"
+    for name, _ in tenancy.NOTHING.settings()
+)
 
 
 class DatabaseWrapper(base.DatabaseWrapper):

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import math
 from datetime import datetime, timedelta
 
 from django import template
@@ -17,7 +18,7 @@ register = template.Library()
 @register.filter
 def kpi_value(value: float | None, unit: str = "") -> str:
     """1234.5 -> "1,234.5 leads"; percentages and small numbers keep their precision."""
-    if value is None:
+    if value is None or not math.isfinite(value):  # a value computed before measurements were bounded
         return "—"
     text = f"{value:,.0f}" if abs(value) >= 1000 else f"{value:,.2f}".rstrip("0").rstrip(".")
     if not unit:
@@ -51,7 +52,7 @@ def percent(value: float | None) -> str:
 @register.filter
 def bar_width(value: float | None) -> int:
     """Progress as a 0-100 step of 5 for a CSS class (no inline styles under the CSP)."""
-    if value is None:
+    if value is None or math.isnan(value):
         return 0
     return int(min(max(value, 0), 1) * 20) * 5
 

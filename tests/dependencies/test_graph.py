@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import time
+
 import pytest
 from django.core.exceptions import ValidationError
 
@@ -61,3 +63,33 @@ def test_writes_are_audited(chain):
     assert AuditEvent.objects.filter(verb="dependency.created").count() == 4
     deleted = AuditEvent.objects.get(verb="dependency.deleted")
     assert deleted.before["upstream"] == "a" and deleted.before["downstream"] == "c"
+
+
+@pytest.fixture
+def diamonds(tenant):
+    """24 diamonds in a row, each bottom the next one's top: 73 KPIs, 2^24 paths from the first to the last."""
+    kpis = [KpiFactory(organization=tenant.org, team=tenant.team, owner=tenant.lead, key="k0")]
+    edges = []
+    for level in range(24):
+        left, right, bottom = (
+            KpiFactory(organization=tenant.org, team=tenant.team, owner=tenant.lead, key=f"k{level}{side}")
+            for side in ("l", "r", "b")
+        )
+        edges += [(kpis[-1], left), (kpis[-1], right), (left, bottom), (right, bottom)]
+        kpis.append(bottom)
+    Dependency.objects.bulk_create(
+        Dependency(organization=tenant.org, upstream=up, downstream=down, kind="drives_demand") for up, down in edges
+    )
+    return kpis
+
+
+def test_a_graph_of_many_paths_is_checked_in_well_under_a_second(diamonds):
+    first, last = diamonds[0], diamonds[-1]
+    started = time.monotonic()
+    with pytest.raises(ValidationError) as error:
+        dependency_create(actor=None, upstream=last, downstream=first, kind="blocks")
+    dependency_create(actor=None, upstream=first, downstream=last, kind="blocks")
+    assert time.monotonic() - started < 1
+    cycle = error.value.message_dict["downstream"][0]
+    assert cycle.startswith("This edge would close the cycle k23b -> k0 -> k0")
+    assert cycle.endswith(" -> k22b -> k23l -> k23b.") and cycle.count(" -> ") == 49

@@ -21,7 +21,8 @@ from tests.conftest import Tenant
 from tests.factories import KpiFactory, MembershipFactory, TeamFactory
 
 HX = {"HTTP_HX_REQUEST": "true"}
-GRAPH_PAGE_QUERIES = 9  # session, user, membership, teams, edges, "around" choices, unconnected count, nav counts...
+GRAPH_PAGE_QUERIES = 10  # session, user, membership, teams, scorecards (whose KPIs a member sees), edges, "around"
+# choices, unconnected count, nav counts...
 
 
 def url(name: str, tenant: Tenant, **kwargs) -> str:

@@ -108,7 +108,8 @@ def test_a_nul_character_in_any_text_is_422_and_stores_nothing(episode):
     assert response.status_code == 422
     assert response.json()["errors"] == [
         {"path": "root_cause", "message": "must not contain a NUL character"},
-        {"path": "actions[0].owner", "message": "must not contain a NUL character"},
+        # An email is one line: NUL is one of the control characters it refuses.
+        {"path": "actions[0].owner", "message": ONE_LINE},
     ]
     close = call(
         episode.tokens["executive"],
@@ -118,6 +119,19 @@ def test_a_nul_character_in_any_text_is_422_and_stores_nothing(episode):
     )
     assert (close.status_code, close.json()["errors"][0]["path"]) == (422, "reason")
     assert not episode.ws.paths.exists() and Workstream.objects.get().resolved_at is None
+
+
+ONE_LINE = "must be one line, without line breaks, tabs or other control characters"
+
+
+def test_a_line_break_in_one_line_text_is_422_and_stores_nothing(episode):
+    body = path_body()
+    body["actions"][0]["description"] = "Second supplier\r\nBcc: everyone@evil.test"
+    body["root_cause"] = "Supplier outage,\nthen a strike"  # several lines are fine here
+    response = call(episode.tokens["lead"], "post", f"workstreams/{episode.ws.pk}/mitigation", body)
+    assert response.status_code == 422
+    assert response.json()["errors"] == [{"path": "actions[0].description", "message": ONE_LINE}]
+    assert not episode.ws.paths.exists()
 
 
 def test_an_executive_reviews_and_closes(episode):

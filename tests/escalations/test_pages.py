@@ -634,5 +634,5 @@ def test_the_scorecard_marks_kpis_with_an_open_workstream(tenant, episode, djang
 
 # session, user, membership, the switcher, the navigation's counts, the tasks: none grows with the rows
 INBOX_QUERIES = 6
-WORKSTREAM_LIST_QUERIES = 8  # + the page count, the open/resolved counts
+WORKSTREAM_LIST_QUERIES = 9  # + the page count, the open/resolved counts, the scorecards (whose KPIs a member sees)
 NOTIFICATION_LIST_QUERIES = 7  # + the page count

@@ -7,6 +7,8 @@ import os
 import re
 import subprocess
 import sys
+import time
+from datetime import timedelta
 from pathlib import Path
 
 import psycopg
@@ -321,3 +323,63 @@ def test_a_page_reads_in_one_transaction_and_a_refusal_is_still_recorded(tenant,
     assert AuditEvent.objects.filter(
         organization=tenant.org, verb="security.access_denied", actor=stranger_tenant.admin.user
     ).exists()
+
+
+def _sent(trace: Path) -> list[str]:
+    """The statements the client sent, from libpq's protocol trace (a simple Query or an extended Parse)."""
+    return re.findall(r"\tF\t\d+\t(?:Query|Parse)\t (?:\"\" )?\"(.*)\"$", trace.read_text(), re.MULTILINE)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_web_request_holds_the_statement_timeout_set_with_its_scope_in_one_round_trip(
+    tenant, client, settings, tmp_path
+):
+    settings.WEB_STATEMENT_TIMEOUT = timedelta(seconds=7)
+    client.force_login(tenant.admin.user)
+    seen = []
+
+    def show(execute, sql_, params, many, context):
+        if not seen:
+            with context["connection"].connection.cursor() as cursor:
+                seen.append(cursor.execute("SHOW statement_timeout").fetchone()[0])
+        return execute(sql_, params, many, context)
+
+    connection.ensure_connection()
+    with open(tmp_path / "trace", "w") as trace, CaptureQueriesContext(connection) as queries:
+        connection.connection.pgconn.trace(trace.fileno())
+        try:
+            with connection.execute_wrapper(show):
+                assert client.get(reverse("kpi_list", kwargs={"org_slug": tenant.org.slug})).status_code == 200
+        finally:
+            connection.connection.pgconn.untrace()
+    assert seen == ["7s"]
+    sent = _sent(tmp_path / "trace")
+    assert len(sent) > len(queries.captured_queries)  # the trace holds what Django does not log too
+    # No statement of its own: the timeout travels with every write of the scope.
+    timeouts = [statement for statement in sent if "statement_timeout" in statement and "SHOW" not in statement]
+    assert timeouts and all("set_config('steerco.organization'" in statement for statement in timeouts)
+    assert len(timeouts) == sum("set_config(" in statement for statement in sent)
+    with connection.cursor() as cursor:  # outside a request, the role's own
+        cursor.execute("SHOW statement_timeout")
+        assert cursor.fetchone()[0] == "0"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_slow_statement_in_a_web_request_is_stopped_with_a_503(tenant, client, settings):
+    settings.WEB_STATEMENT_TIMEOUT = timedelta(milliseconds=300)
+
+    def slow(execute, sql_, params, many, context):
+        if "scorecards_kpi" in sql_:
+            execute("SELECT pg_sleep(5)", None, False, context)
+        return execute(sql_, params, many, context)
+
+    client.force_login(tenant.admin.user)
+    started = time.monotonic()
+    with connection.execute_wrapper(slow):
+        page = client.get(reverse("kpi_list", kwargs={"org_slug": tenant.org.slug}))
+        api = client.get("/api/v1/kpis", HTTP_AUTHORIZATION=f"Bearer {tenant.token}")
+    assert time.monotonic() - started < 3
+    assert page.status_code == 503 and b"This took too long" in page.content
+    assert api.status_code == 503 and api.json()["errors"][0]["message"].startswith("The request took too long")
+    with connection.cursor() as cursor:  # the connection is usable again, and a task's statement is not cut off
+        cursor.execute("SELECT pg_sleep(0.5)")

@@ -80,7 +80,7 @@ def test_one_bad_item_rejects_the_request_listing_every_bad_item(tenant):
             {"path": "measurements[2].at", "message": "has no zone; add one, e.g. +01:00 or Z"},
             {"path": "measurements[3].value", "message": "must be a finite number"},
             {"path": "measurements[4].value", "message": "must be a finite number"},
-            {"path": "measurements[5].at", "message": "is more than a day in the future"},
+            {"path": "measurements[5].at", "message": "is more than 1d in the future"},
             {"path": "measurements[6].value", "message": "is required"},
             {"path": "measurements[7].valeu", "message": "is not a field of a measurement"},
             {"path": "measurements[8]", "message": "must be an object with kpi, at and value"},
@@ -298,12 +298,23 @@ items = st.fixed_dictionaries(
     {},
     optional={
         "kpi": st.sampled_from(["ops.throughput", "nope", ""]) | json_values,
-        "at": st.datetimes(timezones=st.none() | st.timezones()).map(datetime.isoformat) | json_values,
-        "value": st.floats() | st.integers() | json_values,
+        "at": st.datetimes(timezones=st.none() | st.timezones()).map(datetime.isoformat)
+        | st.sampled_from(["0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-14:00", "1969-12-31T23:59:59.999Z"])
+        | json_values,
+        "value": st.floats()
+        | st.floats(min_value=1e14)
+        | st.floats(max_value=-1e14)
+        | st.sampled_from([1.7e308, -1.7e308, 1e15, -1e15, 1e15 + 1])
+        | st.integers()
+        | json_values,
         "extra": json_values,
     },
 )
 bodies = st.fixed_dictionaries({"measurements": st.lists(items | json_values, max_size=6)}) | json_values
+
+
+def _not_json(constant: str):
+    raise AssertionError(f"{constant} is not JSON")
 
 
 @pytest.mark.django_db
@@ -317,3 +328,8 @@ def test_no_body_makes_a_server_error_or_stores_part_of_a_rejected_request(tenan
     assert "errors" in response.json() or response.status_code == 200
     if response.status_code != 200:
         assert Measurement.objects.count() == before
+    # Whatever was accepted reads back as JSON (no NaN or Infinity), sums included.
+    for path in ("kpis", "kpis/ops.throughput/measurements"):
+        read = call(tenant.token, "get", path)
+        assert read.status_code == 200
+        json.loads(read.content, parse_constant=_not_json)

@@ -35,7 +35,7 @@ def check(org, items):
             "at",
             "must be an ISO 8601 time with a zone, e.g. 2026-11-29T08:00:00+01:00",
         ),
-        (("ops.throughput", "2026-11-30T12:00:01Z", 1), "at", "is more than a day in the future"),
+        (("ops.throughput", "2026-11-30T12:00:01Z", 1), "at", "is more than 1d in the future"),
         (("ops.throughput", "2026-11-29T08:00:00Z", True), "value", "must be a finite number"),
         (("ops.throughput", "2026-11-29T08:00:00Z", "12"), "value", "must be a finite number"),
         (("ops.throughput", "2026-11-29T08:00:00Z", NonFinite("nan")), "value", "must be a finite number"),
