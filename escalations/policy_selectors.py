@@ -7,10 +7,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.db.models import Count
-from django.utils import timezone
 
 from escalations.models import EscalationPolicy
 from escalations.sweeps import Resolver, admins, business_hours, four_eyes, policy_for
+from escalations.sweeps import plain_when as when
 from escalations.timing import Level, Policy, plan
 from governance.durations import format_duration
 from governance.models import Membership, Organization, Role, Team
@@ -27,11 +27,6 @@ def target_labels(org: Organization) -> dict[str, str]:
     for email, name, active in Membership.objects.for_org(org).values_list("user__email", "user__name", "is_active"):
         labels[f"user:{email.lower()}"] = (name or email) + ("" if active else " (deactivated)")
     return labels
-
-
-def when(at: datetime, org: Organization) -> str:
-    local = timezone.localtime(at, org.tzinfo)
-    return f"{local:%a} {local.day} {local:%b %H:%M}"
 
 
 def describe(names: tuple[str, ...] | list[str], labels: dict[str, str]) -> str:

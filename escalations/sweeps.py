@@ -62,6 +62,12 @@ def when(at: datetime, org: Organization) -> str:
     return f"{timezone.localtime(at, org.tzinfo):%a %d %b %H:%M}"
 
 
+def plain_when(at: datetime, org: Organization) -> str:
+    """A time as the pages say it, in the organization's zone: "Fri 4 Dec 09:00"."""
+    local = timezone.localtime(at, org.tzinfo)
+    return f"{local:%a} {local.day} {local:%b %H:%M}"
+
+
 def workstream_url(ws: Workstream) -> str:
     return reverse("workstream_detail", args=[ws.organization.slug, ws.pk])
 

@@ -96,6 +96,7 @@ def _workstream_page(
         "earlier_paths": paths[1:],
         "awaiting": awaiting,
         "escalation": selectors.escalation_state(ws),
+        "next": selectors.what_next(ws),
         "events": ws.events.select_related("actor"),
         "tasks": ws.tasks.select_related("assignee__user").order_by("-created_at", "-id"),
         # A rejected path's actions are not being carried out: nobody reports on them.
@@ -345,6 +346,9 @@ def workstream_list(request: HttpRequest) -> HttpResponse:
     filters = filter_form.filters()
     rows = selectors.workstream_list(org=request.org, **filters)
     page = Paginator(rows, PAGE_SIZE).get_page(request.GET.get("page"))
+    upcoming = selectors.what_next_of(list(page.object_list))
+    for ws in page.object_list:
+        ws.next = upcoming[ws.pk]
     counts = selectors.workstreams(org=request.org).aggregate(
         open=Count("pk", filter=Q(resolved_at=None)), resolved=Count("pk", filter=Q(resolved_at__isnull=False))
     )
@@ -723,9 +727,7 @@ def dependency_matrix(request: HttpRequest) -> HttpResponse:
     # A review is open until answered; it belongs to the cell of each upstream team whose signal it lists.
     open_signals = DependencyReviewSignal.objects.for_org(org).filter(review__answered_at=None)
     reviews = (
-        open_signals.values("upstream__team_id", "kpi__team_id")
-        .annotate(n=Count("review", distinct=True))
-        .order_by()
+        open_signals.values("upstream__team_id", "kpi__team_id").annotate(n=Count("review", distinct=True)).order_by()
     )
     cells: dict[tuple[int, int], dict] = {}
     for row in counts:
