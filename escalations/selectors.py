@@ -264,13 +264,15 @@ def _words(upcoming: Upcoming, org: Organization) -> str:
 
 
 def what_next_of(episodes: list[Workstream]) -> dict[int, WhatNext]:
-    """`what_next` of many workstreams (organization and KPI owner, team lead loaded) in a constant number of
-    queries: their paths' filers at once, each named group once per organization."""
-    if not episodes:
-        return {}
-    _, filers = paths_among(episodes)
-    resolve = Resolver()
-    return {ws.pk: _what_next(ws, resolve, four_eyes(ws.kpi, filers.get(ws.pk, ()))) for ws in episodes}
+    """`what_next` of many workstreams (organization, KPI owner and team lead loaded) in a constant number of
+    queries, none when no episode is escalating: their paths' filers at once, each named group once."""
+    live = [ws for ws in episodes if _escalating(ws)]
+    upcoming = dict.fromkeys((ws.pk for ws in episodes), NOTHING)
+    if live:
+        _, filers = paths_among(live)
+        resolve = Resolver()
+        upcoming |= {ws.pk: _what_next(ws, resolve, four_eyes(ws.kpi, filers.get(ws.pk, ()))) for ws in live}
+    return upcoming
 
 
 def what_next(workstream: Workstream) -> WhatNext:
@@ -278,22 +280,33 @@ def what_next(workstream: Workstream) -> WhatNext:
 
 
 def with_next(tasks: list[Task], org: Organization) -> list[Task]:
-    """Sets `task.next` (a WhatNext) on each task of a workstream, in a constant number of queries: the inbox and
-    My work say what happens next exactly as the workstream pages do."""
-    ids = {t.workstream_id for t in tasks if t.workstream_id}
-    upcoming = what_next_of(list(workstreams(org=org).filter(pk__in=ids))) if ids else {}
+    """Sets `task.next` (a WhatNext) on each task (read with its workstream), in a constant number of queries, none
+    when no task's episode escalates: the inbox and My work say what happens next in a task's episode exactly as the
+    workstream pages do."""
+    live = {t.workstream_id for t in tasks if t.workstream_id and _escalating(t.workstream)}
+    upcoming = what_next_of(list(workstreams(org=org).filter(pk__in=live))) if live else {}
     for task in tasks:
         task.next = upcoming.get(task.workstream_id, NOTHING)
     return tasks
 
 
+def _escalating(ws: Workstream) -> bool:
+    return (
+        ws.is_open
+        and not ws.exhausted_at
+        and ws.next_escalation_at is not None
+        and ws.waiting_on_id is None
+        and bool(ws.policy.get("levels"))
+    )
+
+
 def _what_next(ws: Workstream, resolve: Resolver, exclude: dict[int, str]) -> WhatNext:
-    due = ws.next_escalation_at
-    if not ws.is_open or ws.exhausted_at or due is None or ws.waiting_on_id is not None or not ws.policy:
-        return NOTHING
-    policy, hours, org = Policy.from_json(ws.policy), business_hours(ws.organization), ws.organization
-    if not policy.levels:
-        return NOTHING
+    policy, hours, org, due = (
+        Policy.from_json(ws.policy),
+        business_hours(ws.organization),
+        ws.organization,
+        ws.next_escalation_at,
+    )
     position, reminder = Position(ws.level, ws.escalation_pass), None
     if ws.renotify:
         again = timing.renotify(policy, position, due, hours)
