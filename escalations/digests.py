@@ -44,6 +44,7 @@ from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
 
+from escalations import selectors
 from escalations.health import status_at
 from escalations.models import (
     MitigationAction,
@@ -382,6 +383,15 @@ def _owner_items(recipients: list[Membership], orgs: dict[int, Organization], no
         .order_by("opened_at", "id")
         .values("kpi__owner_id", "organization_id", "pk", "kind", "severity", "kpi__name", "opened_at", "path_state")
     )
+    episodes = list(episodes)
+    # What happens next in each, as the pages say it (selectors.what_next).
+    upcoming = selectors.what_next_of(
+        list(
+            Workstream.objects.filter(pk__in=[r["pk"] for r in episodes]).select_related(
+                "organization", "kpi__owner__user", "kpi__team__lead__user"
+            )
+        )
+    )
     kinds, severities = dict(Task.Kind.choices), dict(Status.choices)
     path_states = {
         MitigationPath.State.SUBMITTED: "path awaiting review",
@@ -426,6 +436,7 @@ def _owner_items(recipients: list[Membership], orgs: dict[int, Organization], no
                 "severity_label": severities.get(r["severity"], r["severity"]),
                 "opened": _day(r["opened_at"], org.tzinfo),
                 "path": path_states.get(r["path_state"], "no path filed yet"),
+                "next": upcoming[r["pk"]].text,
                 "url": reverse("workstream_detail", args=[org.slug, r["pk"]]),
             }
         )

@@ -10,10 +10,11 @@ import time_machine
 from django.test import Client
 from django.urls import reverse
 
-from escalations.models import EscalationLevel, EscalationPolicy, Task, Workstream
+from escalations.digests import DIGEST_KIND, send_digests
+from escalations.models import EscalationLevel, EscalationPolicy, Notification, Task, Workstream
 from escalations.services import task_acknowledge
 from escalations.sweeps import advance_escalations, plain_when, process_status_changes
-from governance.models import Organization
+from governance.models import Membership, Organization
 from governance.services import team_update
 from scorecards.models import Kpi, StatusChange
 from tests.factories import MembershipFactory
@@ -158,6 +159,22 @@ def test_a_business_hours_levels_reminder_waits_for_business_hours(acme):
         (monday_open, "cancelled"),
         (tuesday_open, "open"),
     ]
+
+
+def test_the_owners_digest_says_what_happens_next_as_the_pages_do(acme):
+    EscalationLevel.objects.filter(position=2).update(wait=10 * DAY)
+    Membership.objects.filter(organization=acme.org).update(created_at=T0 - 30 * DAY)
+    Kpi.objects.filter(organization=acme.org).update(created_at=T0 - 30 * DAY)
+    for at in (T0, T0 + 2 * DAY, T0 + 3 * DAY):
+        sweep(at)
+    monday = datetime(2026, 11, 9, 7, 0, tzinfo=UTC)  # 08:00 in Berlin: the digests' time
+    with time_machine.travel(monday, tick=False):
+        send_digests(now=monday)
+    [episode] = Notification.objects.get(kind=DIGEST_KIND, channel="email", recipient=acme.lead).payload["mine"][
+        "episodes"
+    ]["rows"]
+    said = shown(acme, acme.lead, monday)["api"]["next_step_text"]
+    assert episode["next"] == said == "Next: escalation runs out at Sun 15 Nov 09:00; the admins are told"
 
 
 def test_my_work_marks_overdue_tasks_as_the_inbox_does(acme):
