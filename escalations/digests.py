@@ -44,7 +44,6 @@ from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
 
-from escalations import selectors
 from escalations.health import status_at
 from escalations.models import (
     MitigationAction,
@@ -361,7 +360,11 @@ def _summaries(orgs: list[Organization], slots: dict[str, Slot], now: datetime) 
 
 
 def _owner_items(recipients: list[Membership], orgs: dict[int, Organization], now: datetime) -> dict[int, dict]:
-    """Each recipient's open tasks, open actions and own KPIs in an open episode, in three queries for all."""
+    """Each recipient's open tasks, open actions and own KPIs in an open episode, in three queries for all (and
+    what happens next in those episodes, in a few more)."""
+    # The selectors build on the engine, whose notifications import this module to render digests.
+    from escalations import selectors
+
     ids = [m.pk for m in recipients]
     tasks = (
         Task.objects.filter(assignee__in=ids, state__in=OPEN_TASKS)

@@ -20,7 +20,6 @@ from scorecards.models import Status
 from scorecards.selectors import kpi_list, status_counts
 
 RED = [Status.OFF_TRACK, Status.AT_RISK, Status.STALE]
-MAX_ACTIONS = 60  # the pack lists the soonest due; the workstream pages have the rest
 logging.getLogger("weasyprint.progress").setLevel(logging.WARNING)  # one INFO line per layout step otherwise
 
 
@@ -72,7 +71,7 @@ def pack_context(session: ReviewSession) -> dict:
             }
             for k in decided
         ],
-        "actions": list(decisions.open_actions(org=org)[:MAX_ACTIONS]),
+        "actions": decisions.session_open_actions(session=session),
         "today": timezone.localdate(now, org.tzinfo),
     }
 
