@@ -237,6 +237,7 @@ class Upcoming:
     at: datetime
     who: list[str]
     level: int = 0
+    pass_: int = 0  # shown when the policy repeats
 
 
 @dataclass(frozen=True)
@@ -260,7 +261,8 @@ def _words(upcoming: Upcoming, org: Organization) -> str:
     who = and_names(upcoming.who) if upcoming.who else "nobody"
     if upcoming.kind == "exhaustion":
         return f"escalation runs out at {when(upcoming.at, org)}; the admins are told"
-    return f"level {upcoming.level} ({who}) at {when(upcoming.at, org)}"
+    which = f"level {upcoming.level}" + (f", pass {upcoming.pass_}" if upcoming.pass_ > 1 else "")
+    return f"{which} ({who}) at {when(upcoming.at, org)}"
 
 
 def what_next_of(episodes: list[Workstream]) -> dict[int, WhatNext]:
@@ -339,5 +341,5 @@ def _next_level(
             return Upcoming("exhaustion", step.at, [])
         people = resolve.step(policy, step.level, kpi, exclude).people
         if people:
-            return Upcoming("escalation", step.at, _names(people), step.level)
+            return Upcoming("escalation", step.at, _names(people), step.level, step.pass_)
         position, due = Position(step.level, step.pass_), step.at

@@ -220,6 +220,7 @@ def task_acknowledge(*, task: Task, by: Membership) -> Task:
         if task.kind == Task.Kind.ESCALATION and _escalating(ws) and not mitigated(ws):
             ws.next_escalation_at, ws.renotify = _reminder(ws, now), True
             ws.save(update_fields=["next_escalation_at", "renotify"])
+            _due_with_the_next_level(ws.tasks, ws)
     elif task.review_id and task.kind == Task.Kind.ESCALATION:
         # A review's escalation pauses as a workstream's does; then the same level is notified again.
         review = (
@@ -230,6 +231,7 @@ def task_acknowledge(*, task: Task, by: Membership) -> Task:
         if review.is_open and _escalating(review):
             review.next_escalation_at, review.renotify = _reminder(review, now), True
             review.save(update_fields=["next_escalation_at", "renotify"])
+            _due_with_the_next_level(review.tasks, review)
     audit_log(org=by.organization, actor=by.user, verb="task.acknowledged", obj=task)
     return task
 
@@ -243,6 +245,15 @@ def _escalating(episode: Workstream | DependencyReview) -> bool:
 def _reminder(episode: Workstream | DependencyReview, now: datetime) -> datetime:
     policy = Policy.from_json(episode.policy)
     return timing.reminder(policy, episode.level, now, business_hours(episode.organization))
+
+
+def _due_with_the_next_level(tasks, episode: Workstream | DependencyReview) -> None:
+    """An escalation task is due when the next level would be: after an acknowledgement, once the reminded level's
+    wait has run anew, so the inbox's due time and the next step agree."""
+    policy, hours = Policy.from_json(episode.policy), business_hours(episode.organization)
+    position = timing.Position(episode.level, episode.escalation_pass)
+    then = timing.renotify(policy, position, episode.next_escalation_at, hours).then
+    tasks.filter(kind=Task.Kind.ESCALATION, state__in=[Task.State.OPEN, Task.State.ACKNOWLEDGED]).update(due_at=then)
 
 
 def may_answer(task: Task, membership: Membership) -> bool:

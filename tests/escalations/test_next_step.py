@@ -73,6 +73,8 @@ def test_an_acknowledged_episode_says_the_same_reminder_and_next_level_everywher
     org = Organization.objects.get(pk=acme.org.pk)
     reminder, next_level = T0 + 2 * DAY + 5 * HOUR, T0 + 3 * DAY + 5 * HOUR
     text = f"Reminder to Hana Head at {plain_when(reminder, org)}; next level not before {plain_when(next_level, org)}"
+    # The acknowledged task is due when the next level would be, as the line says.
+    assert Task.objects.get(kind="escalation").due_at == next_level
 
     for who in (acme.head, acme.lead):  # the acknowledged task's assignee, and the owner with the mitigation task
         texts = shown(acme, who, T0 + 2 * DAY + 2 * HOUR)
