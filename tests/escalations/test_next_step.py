@@ -201,3 +201,11 @@ def test_a_strangers_workstreams_say_nothing_of_ours(acme, stranger_tenant):
         )
     assert json.loads(api.content) == []
     assert "Hana Head" not in page.content.decode()
+
+
+def test_the_openapi_document_describes_the_next_step_and_the_reminder(db):
+    schemas = Client().get("/api/v1/openapi.json").json()["components"]["schemas"]
+    fields = schemas["WorkstreamOut"]["properties"]
+    assert {"next_step", "reminder", "next_step_text"} <= set(fields)
+    assert "waiting on upstream" in json.dumps(fields["next_step"])
+    assert set(schemas["UpcomingOut"]["properties"]) == {"kind", "at", "who", "level"}
