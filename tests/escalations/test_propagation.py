@@ -35,7 +35,7 @@ from escalations.services import dependency_review_answer, task_acknowledge, wor
 from escalations.sweeps import advance_escalations, process_status_changes
 from governance import tenancy
 from governance.models import AuditEvent
-from governance.services import api_token_create
+from governance.services import api_token_create, team_update
 from scorecards.evaluation import evaluate_due
 from scorecards.models import Kpi, StatusChange, SurgeSignal
 from scorecards.services import ownership_transfer_direct
@@ -703,6 +703,22 @@ def test_an_unanswered_review_escalates_level_by_level_at_exact_times(graph):
     exhausted = Notification.objects.filter(kind="exhausted", dedup_key__contains=":review", channel="in_app")
     assert [(n.recipient.user.email, n.created_at) for n in exhausted] == [("admin@acme.test", T0 + 3 * DAY)]
     assert review_state(review) == "Unanswered, escalation exhausted: the organization's admins were told"
+
+
+def test_the_downstream_owner_who_must_answer_is_never_the_reviews_escalation(graph):
+    """Supply's planner owns the fill rate and leads Supply Chain: the review's level 1 (the downstream team lead)
+    names only the person who must answer it, so it is skipped, and the executives get it."""
+    team_update(team=graph.kpis["supply.fill_rate"].team, actor=graph.admin.user, lead=graph.planner)
+    change(graph.kpis["marketing.leads"], T0)
+    for at in (T0, T0 + DAY, T0 + 2 * DAY):
+        sweep(at)
+    assert tasks("escalation", of="review") == [("exec@acme.test", "supply.fill_rate", T0 + 2 * DAY, 2, 1, "open")]
+    review = DependencyReview.objects.get()
+    assert review.history[0] == {
+        "at": (T0 + DAY).isoformat(),
+        "verb": "level_skipped",
+        "text": "Level 1 (team lead) skipped: Sam Supply must answer this review",
+    }
 
 
 def test_a_late_sweep_catches_up_each_review_step_at_its_own_time(graph):
