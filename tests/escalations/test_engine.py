@@ -205,7 +205,7 @@ def test_acknowledgement_pauses_then_the_same_level_is_notified_again(acme):
     for at in (T0 + 2 * DAY + 5 * HOUR, T0 + 3 * DAY + 5 * HOUR):
         sweep(at)
     assert [t[1:] for t in tasks("escalation")] == [
-        ("head@acme.test", T0 + 3 * DAY, 1, 1),
+        ("head@acme.test", T0 + 3 * DAY + 5 * HOUR, 1, 1),  # acknowledged: due with the next level, which moved
         ("head@acme.test", T0 + 3 * DAY + 5 * HOUR, 1, 1),  # the same level again, its wait anew
         ("exec@acme.test", T0 + 5 * DAY + 5 * HOUR, 2, 1),
     ]

@@ -743,7 +743,7 @@ def test_acknowledging_a_review_escalation_pauses_it_then_the_same_level_again(g
     sweep(T0 + DAY + 5 * HOUR)
     sweep(T0 + 2 * DAY + 5 * HOUR)
     assert [(t[0], t[2]) for t in tasks("escalation", of="review")] == [
-        ("sue@acme.test", T0 + 2 * DAY),  # acknowledged, then superseded by the new one
+        ("sue@acme.test", T0 + 2 * DAY + 5 * HOUR),  # acknowledged (due with the next level), then superseded
         ("sue@acme.test", T0 + 2 * DAY + 5 * HOUR),
         ("exec@acme.test", T0 + 3 * DAY + 5 * HOUR),
     ]
