@@ -33,6 +33,13 @@ class MitigationOut(Schema):
     actions: list[ActionOut]
 
 
+class UpcomingOut(Schema):
+    kind: str = Field(description="escalation (a level is notified) | exhaustion (escalation runs out) | reminder")
+    at: datetime
+    who: list[str] = Field(description="the names of the people it reaches (empty for exhaustion)")
+    level: int = Field(description="the level notified; 0 for a reminder or exhaustion")
+
+
 class WorkstreamOut(Schema):
     id: int
     kpi: str
@@ -46,6 +53,14 @@ class WorkstreamOut(Schema):
     escalation_pass: int
     exhausted: bool
     mitigation: MitigationOut | None = Field(description="The latest mitigation path, or null")
+    next_step: UpcomingOut | None = Field(
+        description="The next escalation step (who, when), or null: resolved, exhausted, stopped by an approved path, "
+        "waiting on upstream, or no policy"
+    )
+    reminder: UpcomingOut | None = Field(
+        description="After an acknowledgement: when the acknowledged level is reminded (the next step comes after it)"
+    )
+    next_step_text: str = Field(description="Both in words, in the organization's time zone, as the pages say it")
 
 
 class ActionIn(Schema):
@@ -166,8 +181,9 @@ def _workstream(request: HttpRequest, workstream_id: int) -> Workstream:
     return ws
 
 
-def _out(ws: Workstream) -> dict:
+def _out(ws: Workstream, upcoming: selectors.WhatNext | None = None) -> dict:
     path = ws.paths.first()  # newest first (model ordering); prefetched by the list
+    upcoming = upcoming or selectors.what_next(ws)
     return {
         "id": ws.pk,
         "kpi": ws.kpi.key,
@@ -192,6 +208,9 @@ def _out(ws: Workstream) -> dict:
                 for a in path.actions.all()
             ],
         },
+        "next_step": upcoming.step,
+        "reminder": upcoming.reminder,
+        "next_step_text": upcoming.text,
     }
 
 
@@ -208,7 +227,9 @@ def workstreams_list(
         qs = qs.filter(kpi__key=kpi)
     if state:
         qs = qs.filter(resolved_at__isnull=state == "open")
-    return [_out(ws) for ws in page_of(response, request, qs, page)]
+    items = list(page_of(response, request, qs, page))
+    upcoming = selectors.what_next_of(items)
+    return [_out(ws, upcoming[ws.pk]) for ws in items]
 
 
 @router.post(

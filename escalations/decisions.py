@@ -48,13 +48,14 @@ from governance.services import audit_log, snapshot
 from scorecards import kpi_chart
 from scorecards import services as scorecard_services
 from scorecards.models import Kpi, OwnershipTransfer, Status, StatusChange
-from scorecards.selectors import fetch_series
+from scorecards.selectors import fetch_series, visible_kpis
 from scorecards.thresholds import settings_errors
 
 DECIDERS = DECISION_ROLES["risk_accept"]  # who decides on the agenda and runs a review: executives and admins
 OPEN_TASKS = [Task.State.OPEN, Task.State.ACKNOWLEDGED]
 MAX_RISK = timedelta(days=366)  # a risk is accepted for a year at most: then it comes back to a review
 TARGET_FIELDS = ["target_value", "target_by", "thresholds"]
+SESSION_ACTIONS = 60  # a session lists the soonest due open actions; the workstream pages have the rest
 
 
 def may_decide(membership: Membership | None) -> bool:
@@ -377,6 +378,21 @@ def _attendees(org: Organization, people: Iterable[Membership]) -> list[Membersh
     return list(chosen.values())
 
 
+def _started(org: Organization, now: datetime) -> str:
+    local = timezone.localtime(now, org.tzinfo)
+    return f"{local.day} {local:%b %Y, %H:%M}"
+
+
+def _unique_title(org: Organization, title: str) -> str:
+    """Titles tell sessions apart in lists, links and steering packs: a title taken already (two reviews in one
+    minute, or the same title typed twice) gets the next number, "(2)", "(3)"..."""
+    taken = set(ReviewSession.objects.for_org(org).filter(title__startswith=title).values_list("title", flat=True))
+    n = 1
+    while (candidate := title if n == 1 else f"{title} ({n})") in taken:
+        n += 1
+    return candidate
+
+
 @transaction.atomic
 def review_session_start(
     *, org: Organization, by: Membership, title: str = "", attendees: Iterable[Membership] = ()
@@ -393,7 +409,7 @@ def review_session_start(
         with transaction.atomic():
             session = ReviewSession.objects.create(
                 organization=org,
-                title=title.strip() or f"Steering review {_today(org, now):%d %b %Y}",
+                title=_unique_title(org, title.strip() or f"Steering review {_started(org, now)}"),
                 started_by=by.user,
                 started_at=now,
             )
@@ -788,6 +804,26 @@ def session_list(*, org: Organization) -> QuerySet[ReviewSession]:
 
 def session_attendees(session: ReviewSession) -> list[Membership]:
     return list(session.attendees.select_related("user").order_by("user__name"))
+
+
+@dataclass
+class OpenActions:
+    """The organization's open actions as a review session shows them, on its page and in its steering pack alike:
+    the soonest due (`rows`, at most `limit`), how many there are in all, and which ones the session assigned."""
+
+    rows: list[MitigationAction]
+    total: int
+    assigned_here: set[int]
+
+
+def session_open_actions(
+    *, session: ReviewSession, viewer: Membership | None, limit: int = SESSION_ACTIONS
+) -> OpenActions:
+    """The open actions on the KPIs `viewer` may see (None: all), with those this session assigned marked."""
+    visible = visible_kpis(Kpi.objects.for_org(session.organization), viewer)
+    actions = open_actions(org=session.organization).filter(path__workstream__kpi__in=visible)
+    assigned = Decision.objects.filter(session=session, action__isnull=False).values_list("action_id", flat=True)
+    return OpenActions(list(actions[:limit]), actions.count(), set(assigned))
 
 
 def open_actions(*, org: Organization) -> QuerySet[MitigationAction]:

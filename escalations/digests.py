@@ -360,7 +360,11 @@ def _summaries(orgs: list[Organization], slots: dict[str, Slot], now: datetime) 
 
 
 def _owner_items(recipients: list[Membership], orgs: dict[int, Organization], now: datetime) -> dict[int, dict]:
-    """Each recipient's open tasks, open actions and own KPIs in an open episode, in three queries for all."""
+    """Each recipient's open tasks, open actions and own KPIs in an open episode, in three queries for all (and
+    what happens next in those episodes, in a few more)."""
+    # The selectors build on the engine, whose notifications import this module to render digests.
+    from escalations import selectors
+
     ids = [m.pk for m in recipients]
     tasks = (
         Task.objects.filter(assignee__in=ids, state__in=OPEN_TASKS)
@@ -381,6 +385,15 @@ def _owner_items(recipients: list[Membership], orgs: dict[int, Organization], no
         .annotate(path_state=Subquery(latest_path.values("state")[:1]))
         .order_by("opened_at", "id")
         .values("kpi__owner_id", "organization_id", "pk", "kind", "severity", "kpi__name", "opened_at", "path_state")
+    )
+    episodes = list(episodes)
+    # What happens next in each, as the pages say it (selectors.what_next).
+    upcoming = selectors.what_next_of(
+        list(
+            Workstream.objects.filter(pk__in=[r["pk"] for r in episodes]).select_related(
+                "organization", "kpi__owner__user", "kpi__team__lead__user"
+            )
+        )
     )
     kinds, severities = dict(Task.Kind.choices), dict(Status.choices)
     path_states = {
@@ -426,6 +439,7 @@ def _owner_items(recipients: list[Membership], orgs: dict[int, Organization], no
                 "severity_label": severities.get(r["severity"], r["severity"]),
                 "opened": _day(r["opened_at"], org.tzinfo),
                 "path": path_states.get(r["path_state"], "no path filed yet"),
+                "next": upcoming[r["pk"]].text,
                 "url": reverse("workstream_detail", args=[org.slug, r["pk"]]),
             }
         )

@@ -21,7 +21,6 @@ from scorecards.models import Kpi, Status
 from scorecards.selectors import kpi_list, status_counts, visible_kpis
 
 RED = [Status.OFF_TRACK, Status.AT_RISK, Status.STALE]
-MAX_ACTIONS = 60  # the pack lists the soonest due; the workstream pages have the rest
 logging.getLogger("weasyprint.progress").setLevel(logging.WARNING)  # one INFO line per layout step otherwise
 
 
@@ -75,7 +74,7 @@ def pack_context(session: ReviewSession, viewer: Membership | None) -> dict:
             }
             for k in decided
         ],
-        "actions": list(decisions.open_actions(org=org).filter(path__workstream__kpi__in=visible)[:MAX_ACTIONS]),
+        "actions": decisions.session_open_actions(session=session, viewer=viewer),
         "today": timezone.localdate(now, org.tzinfo),
     }
 

@@ -7,10 +7,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.db.models import Count
-from django.utils import timezone
 
 from escalations.models import EscalationPolicy
-from escalations.sweeps import admins, business_hours, policy_for, targets
+from escalations.sweeps import Resolver, admins, business_hours, four_eyes, policy_for
+from escalations.sweeps import plain_when as when
 from escalations.timing import Level, Policy, plan
 from governance.durations import format_duration
 from governance.models import Membership, Organization, Role, Team
@@ -27,11 +27,6 @@ def target_labels(org: Organization) -> dict[str, str]:
     for email, name, active in Membership.objects.for_org(org).values_list("user__email", "user__name", "is_active"):
         labels[f"user:{email.lower()}"] = (name or email) + ("" if active else " (deactivated)")
     return labels
-
-
-def when(at: datetime, org: Organization) -> str:
-    local = timezone.localtime(at, org.tzinfo)
-    return f"{local:%a} {local.day} {local:%b %H:%M}"
 
 
 def describe(names: tuple[str, ...] | list[str], labels: dict[str, str]) -> str:
@@ -143,12 +138,14 @@ def stored_policy(policy: EscalationPolicy) -> Policy:
 def preview(*, kpi: Kpi, policy: Policy, policy_label: str, opened: datetime) -> Preview:
     """Who would hear about a breach of `kpi` opened at `opened`, and when, if no path were ever approved.
 
-    Targets resolve to today's active members (one query per level), the steps come from timing.plan with the
-    organization's business hours, so the preview follows the sweep's rules, skipped empty levels included."""
+    Targets resolve to today's active members but the KPI's owner (four eyes; one query per level), the steps come
+    from timing.plan with the organization's business hours, so the preview follows the sweep's rules, skipped empty
+    levels and the fallback to executives or admins included."""
     org = kpi.organization
     labels = target_labels(org)
-    people = [targets(level.targets, kpi) for level in policy.levels]
-    empty = frozenset(i for i, found in enumerate(people, start=1) if not found)
+    resolve, exclude = Resolver(), four_eyes(kpi)
+    found = [resolve.step(policy, level, kpi, exclude) for level in range(1, len(policy.levels) + 1)]
+    empty = frozenset(i for i, level in enumerate(found, start=1) if not level.people)
     due = opened + policy.mitigation_due
     rows = [
         PreviewRow(
@@ -179,19 +176,26 @@ def preview(*, kpi: Kpi, policy: Policy, policy_label: str, opened: datetime) ->
         late = ""
         if step.at != step.due:
             late = f"Due {when(step.due, org)}, outside business hours: waits for the opening. "
+        level_found = found[step.level - 1]
         if step.skipped:
-            note = "Names nobody active today: skipped, and the next step is due at once."
+            why = level_found.skip_reason() if level_found.left_out else "Names nobody active today"
+            note = f"{why}: skipped, and the next step is due at once."
             rows.append(PreviewRow(step.at, "skipped", title, describe(level.targets, labels), [], late + note))
         else:
             wait = format_duration(level.wait) + (" of business hours" if level.business_hours else "")
+            instead = ""
+            if level_found.fallback:
+                who = "executives" if level_found.people[0].role == Role.EXECUTIVE else "admins"
+                why = level_found.skip_reason() if level_found.left_out else "names nobody active"
+                instead = f"The policy leaves nobody else ({why}): the organization's {who} get it. "
             rows.append(
                 PreviewRow(
                     step.at,
                     "notify",
                     title,
                     describe(level.targets, labels),
-                    [m.user.name for m in people[step.level - 1]],
-                    f"{late}Escalation task; the next step waits {wait}.",
+                    [m.user.name for m in level_found.people],
+                    f"{late}{instead}Escalation task; the next step waits {wait}.",
                 )
             )
     return Preview(kpi, policy_label, opened, rows, len(policy.levels), policy.mitigation_due)

@@ -305,7 +305,7 @@ def _minutes(request: HttpRequest, session: ReviewSession) -> HttpResponse:
             "attendees": decisions.session_attendees(session),
             "decisions": log,
             "outcomes": decisions.outcomes(org=request.org, decisions=log),
-            "actions": [d.action for d in log if d.action_id and d.action.done_at is None],
+            "actions": decisions.session_open_actions(session=session, viewer=request.membership),
             "may_decide": decisions.may_decide(request.membership),
         },
     )

@@ -50,6 +50,7 @@ from escalations.sweeps import (
     add_task,
     admins,
     due_steps,
+    escalated_text,
     event,
     inhibit,
     policies_for,
@@ -563,13 +564,13 @@ def _advance(
         kpi,
         now,
         resolve,
-        skipped=lambda step: _log(
-            review, step.at, "level_skipped", f"Level {step.level} (pass {step.pass_}) names nobody active"
-        ),
+        skipped=lambda step, text: _log(review, step.at, "level_skipped", text),
         exhausted=lambda at: _log(review, at, "exhausted", "Escalation exhausted: the review is still unanswered"),
+        # The downstream owner answers the review: its escalation goes to someone else.
+        exclude={kpi.owner.user_id: "must answer this review"},
     )
-    for step, people in steps:
-        key = step_key(step)
+    for step, found in steps:
+        key, people = step_key(step), found.people
         tasks += [
             Task(
                 organization_id=review.organization_id,
@@ -585,8 +586,7 @@ def _advance(
             )
             for person in people
         ]
-        names = ", ".join(p.user.name for p in people)
-        _log(review, step.at, "escalated", f"Escalated to level {step.level} (pass {step.pass_}): {names}")
+        _log(review, step.at, "escalated", escalated_text(step, found))
         announcements.append(
             Announcement(
                 recipients=people,

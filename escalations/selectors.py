@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime
+
 from django.db.models import (
     Case,
     Count,
@@ -17,6 +20,7 @@ from django.db.models import (
 )
 from django.db.models.functions import Coalesce
 
+from escalations import timing
 from escalations.models import (
     DependencyReview,
     DependencyReviewSignal,
@@ -25,7 +29,9 @@ from escalations.models import (
     Task,
     Workstream,
 )
-from escalations.timing import Policy
+from escalations.sweeps import Resolver, and_names, business_hours, four_eyes, paths_among
+from escalations.sweeps import plain_when as when
+from escalations.timing import BusinessHours, Policy, Position
 from governance.models import Membership, Organization
 from scorecards.models import Kpi, Status
 
@@ -33,7 +39,10 @@ OPEN_STATES = [Task.State.OPEN, Task.State.ACKNOWLEDGED]
 
 
 def workstreams(*, org: Organization) -> QuerySet[Workstream]:
-    return Workstream.objects.for_org(org).select_related("kpi__owner__user", "kpi__team", "waiting_on__kpi")
+    # The organization (business hours) and the KPI's team lead: what_next reads them.
+    return Workstream.objects.for_org(org).select_related(
+        "organization", "kpi__owner__user", "kpi__team__lead__user", "waiting_on__kpi"
+    )
 
 
 def workstream_list(*, org: Organization, state: str = "open", kind: str = "") -> QuerySet[Workstream]:
@@ -100,14 +109,17 @@ REVIEW_PARTS = ESCALATED_REVIEW + LISTED_REVIEWS
 
 
 def inbox(*, membership: Membership) -> list[Task]:
-    """open_tasks with what the inbox acts on: the overdue action, whether a path awaits review, the reviews."""
-    return _with_listed_reviews(list(_as_inbox_shows(open_tasks(membership=membership))))
+    """open_tasks with what the inbox acts on: the overdue action, whether a path awaits review, the reviews, and
+    what happens next in each task's episode."""
+    tasks = _with_listed_reviews(list(_as_inbox_shows(open_tasks(membership=membership))))
+    return with_next(tasks, membership.organization)
 
 
 def inbox_task(*, membership: Membership, task_id: int) -> Task | None:
     """One of the member's tasks as the inbox shows it, whatever its state (just answered in place, say)."""
     mine = Task.objects.for_org(membership.organization).filter(assignee=membership, pk=task_id)
-    return next(iter(_with_listed_reviews(list(_as_inbox_shows(mine.select_related("kpi", "workstream"))))), None)
+    tasks = _with_listed_reviews(list(_as_inbox_shows(mine.select_related("kpi", "workstream"))))
+    return next(iter(with_next(tasks, membership.organization)), None)
 
 
 def _as_inbox_shows(tasks: QuerySet[Task]) -> QuerySet[Task]:
@@ -211,3 +223,123 @@ def review_state(review: DependencyReview) -> str:
     if not review.level:
         return "Unanswered: the owner's review task runs"
     return f"Unanswered: escalated to level {review.level} of {levels}, pass {review.escalation_pass}"
+
+
+# --- what happens next (one answer for the inbox, My work, the workstream pages, the API and the digests) --------
+
+
+@dataclass(frozen=True)
+class Upcoming:
+    """One step ahead: `kind` is "escalation" (a level is notified), "reminder" (the acknowledged level again) or
+    "exhaustion" (escalation runs out and the admins are told); `who` are the people it reaches."""
+
+    kind: str
+    at: datetime
+    who: list[str]
+    level: int = 0
+    pass_: int = 0  # shown when the policy repeats
+
+
+@dataclass(frozen=True)
+class WhatNext:
+    """What happens next in an episode: its next escalation step, and separately the reminder an acknowledgement
+    set. `text` says both in the organization's time zone; an exhausted, stopped or resolved episode has none."""
+
+    step: Upcoming | None
+    reminder: Upcoming | None
+    text: str
+
+
+NOTHING = WhatNext(None, None, "")
+
+
+def _names(people: list[Membership]) -> list[str]:
+    return [m.user.name for m in people]
+
+
+def _words(upcoming: Upcoming, org: Organization) -> str:
+    who = and_names(upcoming.who) if upcoming.who else "nobody"
+    if upcoming.kind == "exhaustion":
+        return f"escalation runs out at {when(upcoming.at, org)}; the admins are told"
+    which = f"level {upcoming.level}" + (f", pass {upcoming.pass_}" if upcoming.pass_ > 1 else "")
+    return f"{which} ({who}) at {when(upcoming.at, org)}"
+
+
+def what_next_of(episodes: list[Workstream]) -> dict[int, WhatNext]:
+    """`what_next` of many workstreams (organization, KPI owner and team lead loaded) in a constant number of
+    queries, none when no episode is escalating: their paths' filers at once, each named group once."""
+    live = [ws for ws in episodes if _escalating(ws)]
+    upcoming = dict.fromkeys((ws.pk for ws in episodes), NOTHING)
+    if live:
+        _, filers = paths_among(live)
+        resolve = Resolver()
+        upcoming |= {ws.pk: _what_next(ws, resolve, four_eyes(ws.kpi, filers.get(ws.pk, ()))) for ws in live}
+    return upcoming
+
+
+def what_next(workstream: Workstream) -> WhatNext:
+    return what_next_of([workstream])[workstream.pk]
+
+
+def with_next(tasks: list[Task], org: Organization) -> list[Task]:
+    """Sets `task.next` (a WhatNext) on each task (read with its workstream), in a constant number of queries, none
+    when no task's episode escalates: the inbox and My work say what happens next in a task's episode exactly as the
+    workstream pages do."""
+    live = {t.workstream_id for t in tasks if t.workstream_id and _escalating(t.workstream)}
+    upcoming = what_next_of(list(workstreams(org=org).filter(pk__in=live))) if live else {}
+    for task in tasks:
+        task.next = upcoming.get(task.workstream_id, NOTHING)
+    return tasks
+
+
+def _escalating(ws: Workstream) -> bool:
+    return (
+        ws.is_open
+        and not ws.exhausted_at
+        and ws.next_escalation_at is not None
+        and ws.waiting_on_id is None
+        and bool(ws.policy.get("levels"))
+    )
+
+
+def _what_next(ws: Workstream, resolve: Resolver, exclude: dict[int, str]) -> WhatNext:
+    policy, hours, org, due = (
+        Policy.from_json(ws.policy),
+        business_hours(ws.organization),
+        ws.organization,
+        ws.next_escalation_at,
+    )
+    position, reminder = Position(ws.level, ws.escalation_pass), None
+    if ws.renotify:
+        again = timing.renotify(policy, position, due, hours)
+        reminder = Upcoming("reminder", again.at, _names(resolve.step(policy, again.level, ws.kpi, exclude).people))
+        due = again.then
+        position = Position(again.level, again.pass_)
+    step = _next_level(policy, position, due, hours, ws.kpi, resolve, exclude)
+    if reminder is not None:
+        text = f"Reminder to {and_names(reminder.who) if reminder.who else 'nobody'} at {when(reminder.at, org)}; "
+        text += f"next level not before {when(step.at, org)}" if step.kind == "escalation" else _words(step, org)
+    else:
+        text = "Next: " + _words(step, org)
+    return WhatNext(step, reminder, text)
+
+
+def _next_level(
+    policy: Policy,
+    position: Position,
+    due: datetime,
+    hours: BusinessHours,
+    kpi: Kpi,
+    resolve: Resolver,
+    exclude: dict[int, str],
+) -> Upcoming:
+    """The first step after `position` that reaches someone (empty levels are skipped at once, as the sweep does),
+    or the exhaustion."""
+    while True:
+        step = timing.next_step(policy, position, due, hours)
+        if step.exhausted:
+            return Upcoming("exhaustion", step.at, [])
+        people = resolve.step(policy, step.level, kpi, exclude).people
+        if people:
+            return Upcoming("escalation", step.at, _names(people), step.level, step.pass_)
+        position, due = Position(step.level, step.pass_), step.at

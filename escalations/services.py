@@ -11,7 +11,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.utils import timezone
 
-from escalations import deciding, reviews, webhooks
+from escalations import deciding, reviews, timing, webhooks
 from escalations.deciding import expected_day
 from escalations.models import (
     Decision,
@@ -29,7 +29,7 @@ from escalations.models import (
     Workstream,
 )
 from escalations.notifications import Message, notify
-from escalations.sweeps import add_task, event, mitigated, resolve, workstream_url
+from escalations.sweeps import add_task, business_hours, event, mitigated, resolve, workstream_url
 from escalations.timing import Policy
 from governance.access import SELF_APPROVED, decision_reason
 from governance.durations import format_duration
@@ -237,17 +237,43 @@ def task_acknowledge(*, task: Task, by: Membership) -> Task:
     if task.workstream_id:
         ws = workstream_locked(task.workstream)
         event(ws, now, "acknowledged", f"{by.user.name} acknowledged: on it", by.user)
-        if task.kind == Task.Kind.ESCALATION and not mitigated(ws):
-            ws.next_escalation_at, ws.renotify = now + Policy.from_json(ws.policy).ack_timeout, True
+        if task.kind == Task.Kind.ESCALATION and _escalating(ws) and not mitigated(ws):
+            ws.next_escalation_at, ws.renotify = _reminder(ws, now), True
             ws.save(update_fields=["next_escalation_at", "renotify"])
+            _due_with_the_next_level(ws.tasks, ws)
     elif task.review_id and task.kind == Task.Kind.ESCALATION:
         # A review's escalation pauses as a workstream's does; then the same level is notified again.
-        review = DependencyReview.objects.select_for_update(of=("self",), no_key=True).get(pk=task.review_id)
-        if review.is_open:
-            review.next_escalation_at, review.renotify = now + Policy.from_json(review.policy).ack_timeout, True
+        review = (
+            DependencyReview.objects.select_for_update(of=("self",), no_key=True)
+            .select_related("organization")
+            .get(pk=task.review_id)
+        )
+        if review.is_open and _escalating(review):
+            review.next_escalation_at, review.renotify = _reminder(review, now), True
             review.save(update_fields=["next_escalation_at", "renotify"])
+            _due_with_the_next_level(review.tasks, review)
     audit_log(org=by.organization, actor=by.user, verb="task.acknowledged", obj=task)
     return task
+
+
+def _escalating(episode: Workstream | DependencyReview) -> bool:
+    """Whether an acknowledgement has a next step to pause: an exhausted, stopped or not yet escalated episode has
+    none, and acknowledging must not bring one back."""
+    return episode.exhausted_at is None and episode.next_escalation_at is not None and episode.level > 0
+
+
+def _reminder(episode: Workstream | DependencyReview, now: datetime) -> datetime:
+    policy = Policy.from_json(episode.policy)
+    return timing.reminder(policy, episode.level, now, business_hours(episode.organization))
+
+
+def _due_with_the_next_level(tasks, episode: Workstream | DependencyReview) -> None:
+    """An escalation task is due when the next level would be: after an acknowledgement, once the reminded level's
+    wait has run anew, so the inbox's due time and the next step agree."""
+    policy, hours = Policy.from_json(episode.policy), business_hours(episode.organization)
+    position = timing.Position(episode.level, episode.escalation_pass)
+    then = timing.renotify(policy, position, episode.next_escalation_at, hours).then
+    tasks.filter(kind=Task.Kind.ESCALATION, state__in=[Task.State.OPEN, Task.State.ACKNOWLEDGED]).update(due_at=then)
 
 
 def may_answer(task: Task, membership: Membership) -> bool:

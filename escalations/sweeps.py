@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
@@ -60,6 +60,12 @@ def business_hours(org: Organization) -> BusinessHours:
 
 def when(at: datetime, org: Organization) -> str:
     return f"{timezone.localtime(at, org.tzinfo):%a %d %b %H:%M}"
+
+
+def plain_when(at: datetime, org: Organization) -> str:
+    """A time as the pages say it, in the organization's zone: "Fri 4 Dec 09:00"."""
+    local = timezone.localtime(at, org.tzinfo)
+    return f"{local:%a} {local.day} {local:%b %H:%M}"
 
 
 def workstream_url(ws: Workstream) -> str:
@@ -113,14 +119,55 @@ def policies_for(kpis: Iterable[Kpi]) -> dict[int, tuple[str, Policy]]:
     return {k.pk: stored.get((k.organization_id, keys[k.pk]), default) for k in kpis}
 
 
+ROLE_WORDS = {"admin": "admins", "executive": "executives", "member": "members"}
+
+
+def target_words(name: str) -> str:
+    """A level's target as a timeline says it, without a query: "team lead", "executives", "team ops"."""
+    if name in ("owner", "team_lead"):
+        return {"owner": "KPI owner", "team_lead": "team lead"}[name]
+    kind, _, value = name.partition(":")
+    return ROLE_WORDS.get(value, value) if kind == "role" else f"{kind} {value}" if kind == "team" else value
+
+
+def and_names(names: list[str]) -> str:
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """Who a level notifies in one episode; `left_out` names the people it named who decide nothing here (four
+    eyes: the KPI's owner, the path's filer), each with the reason."""
+
+    people: list[Membership]
+    left_out: list[tuple[str, str]]  # (name, reason)
+    fallback: bool = False  # the policy left nobody: the organization's executives, else its admins
+
+    def skip_reason(self) -> str:
+        if not self.left_out:
+            return "names nobody active"
+        reasons: dict[str, list[str]] = {}
+        for name, why in self.left_out:
+            reasons.setdefault(why, []).append(name)
+        return "; ".join(f"{and_names(names)} {why}" for why, names in reasons.items())
+
+
 class Resolver:
     """Level targets (owner, team_lead, role:, team:, user:) to the active members they name today. Named groups
-    are read once per organization and resolver, so a sweep's batch resolves them with a query or two."""
+    are read once per organization and resolver, so a sweep's batch resolves them with a query or two.
+
+    Four eyes (SEMANTICS.md section 3): `exclude` maps the user ids who decide nothing in an episode (its KPI's
+    owner, its paths' filers; a dependency review's downstream owner) to the reason; they are never escalation
+    targets. A level naming only them is empty; a policy whose every level is empty falls back to the
+    organization's executives, else its admins (never the excluded), at its first level."""
 
     def __init__(self) -> None:
         self._groups: dict[tuple[int, str], list[Membership]] = {}
 
-    def __call__(self, names: tuple[str, ...], kpi: Kpi) -> list[Membership]:
+    def __call__(self, names: tuple[str, ...], kpi: Kpi, exclude: Mapping[int, str] | None = None) -> list[Membership]:
+        return self.level(names, kpi, exclude or {}).people
+
+    def level(self, names: tuple[str, ...], kpi: Kpi, exclude: Mapping[int, str]) -> Resolved:
         people: dict[int, Membership] = {}
         for name in names:
             if name == "owner":
@@ -130,7 +177,21 @@ class Resolver:
             else:
                 found = self._group(kpi.organization_id, name)
             people |= {m.pk: m for m in found if m.is_active}
-        return [people[pk] for pk in sorted(people)]
+        kept = [people[pk] for pk in sorted(people) if people[pk].user_id not in exclude]
+        if kept or not people:
+            return Resolved(kept, [])
+        return Resolved([], [(people[pk].user.name, exclude[people[pk].user_id]) for pk in sorted(people)])
+
+    def step(self, policy: Policy, level: int, kpi: Kpi, exclude: Mapping[int, str]) -> Resolved:
+        """Who `level` of `policy` notifies in this episode, the fallback included."""
+        found = self.level(policy.levels[level - 1].targets, kpi, exclude)
+        if found.people or level != 1 or any(self.level(lv.targets, kpi, exclude).people for lv in policy.levels[1:]):
+            return found
+        for role in ("executive", "admin"):
+            people = [m for m in self._group(kpi.organization_id, f"role:{role}") if m.user_id not in exclude]
+            if people:
+                return Resolved(people, found.left_out, fallback=True)
+        return found
 
     def _group(self, org_id: int, name: str) -> list[Membership]:
         if (org_id, name) not in self._groups:
@@ -145,8 +206,12 @@ class Resolver:
         return self._groups[(org_id, name)]
 
 
-def targets(names: tuple[str, ...], kpi: Kpi) -> list[Membership]:
-    return Resolver()(names, kpi)
+def four_eyes(kpi: Kpi, filers: Iterable[tuple[int, str]] = ()) -> dict[int, str]:
+    """The user ids who are never escalation targets of an episode of `kpi`, with the reason: its owner, and the
+    filers (user id, name) of its mitigation paths."""
+    excluded = {filer: "filed the mitigation path" for filer, _ in filers}
+    excluded[kpi.owner.user_id] = "owns this KPI"
+    return excluded
 
 
 def admins(org_id: int) -> list[Membership]:
@@ -251,14 +316,21 @@ def save_fields(objs: list[Model], fields: Iterable[str]) -> None:
     model._default_manager.filter(pk__in=[obj.pk for obj in objs]).update(**values)
 
 
-def mitigated_among(workstreams: list[Workstream]) -> set[int]:
-    """`mitigated` of many workstreams in two queries: the ids of those with an approved path and no overdue action
-    on it."""
-    approved = set(
-        MitigationPath.objects.filter(workstream__in=workstreams, state=MitigationPath.State.APPROVED).values_list(
-            "workstream_id", flat=True
-        )
-    )
+def paths_among(workstreams: list[Workstream]) -> tuple[set[int], dict[int, list[tuple[int, str]]]]:
+    """In one query: the ids of the workstreams with an approved path, and each one's path filers (user id, name),
+    whom four eyes keep from its escalation."""
+    approved, filers = set(), defaultdict(list)
+    for ws_id, state, filer, name in MitigationPath.objects.filter(workstream__in=workstreams).values_list(
+        "workstream_id", "state", "filed_by_id", "filed_by__name"
+    ):
+        if state == MitigationPath.State.APPROVED:
+            approved.add(ws_id)
+        filers[ws_id].append((filer, name))
+    return approved, filers
+
+
+def without_overdue(approved: set[int]) -> set[int]:
+    """The workstreams among `approved` whose approved path has no overdue action left undone."""
     if not approved:
         return set()
     overdue = set(
@@ -268,6 +340,12 @@ def mitigated_among(workstreams: list[Workstream]) -> set[int]:
         .values_list("path__workstream_id", flat=True)
     )
     return approved - overdue
+
+
+def mitigated_among(workstreams: list[Workstream]) -> set[int]:
+    """`mitigated` of many workstreams in two queries: the ids of those with an approved path and no overdue action
+    on it."""
+    return without_overdue(paths_among(workstreams)[0])
 
 
 # --- status changes -> episodes ------------------------------------------------------------------
@@ -755,10 +833,9 @@ def advance_escalations(*, now: datetime | None = None, org_id: int | None = Non
                 return counts
             escalation = Escalation(batch, now)
             held = _held_by_upstream(batch, now, escalation.journal)
-            done = mitigated_among(batch)
             for ws in batch:
                 if ws.pk not in held:
-                    counts.escalated += escalation.advance(ws, ws.pk in done)
+                    counts.escalated += escalation.advance(ws, ws.pk in escalation.mitigated)
             escalation.flush()
             save_fields(
                 batch, ["level", "escalation_pass", "renotify", "next_escalation_at", "exhausted_at", "waiting_on"]
@@ -808,12 +885,14 @@ def due_steps(
     kpi: Kpi,
     now: datetime,
     resolve: Resolver,
-    skipped: Callable[[Step], None],
+    skipped: Callable[[Step, str], None],
     exhausted: Callable[[datetime], None],
-) -> Iterator[tuple[Step, list[Membership]]]:
+    exclude: Mapping[int, str],
+) -> Iterator[tuple[Step, Resolved]]:
     """Every escalation step of a workstream or a dependency review due by `now`, each at its own time, with the
-    people it notifies. Moves the episode's escalation state (level, pass, renotify, next_escalation_at,
-    exhausted_at) along as it goes; `skipped` hears of a level naming nobody, `exhausted` of the end."""
+    people it notifies (never those in `exclude`: four eyes). Moves the episode's escalation state (level, pass,
+    renotify, next_escalation_at, exhausted_at) along as it goes; `skipped` hears of a level naming nobody, with the
+    timeline's words for it, `exhausted` of the end."""
     policy, hours = Policy.from_json(episode.policy), business_hours(episode.organization)
     while episode.next_escalation_at is not None and episode.next_escalation_at <= now:
         if not policy.levels:
@@ -829,13 +908,32 @@ def due_steps(
             episode.next_escalation_at = step.at
             return
         episode.level, episode.escalation_pass, episode.renotify = step.level, step.pass_, False
-        people = resolve(policy.levels[step.level - 1].targets, kpi)
-        if not people:
-            skipped(step)
+        found = resolve.step(policy, step.level, kpi, exclude)
+        if not found.people:
+            skipped(step, skip_text(policy, step, found))
             episode.next_escalation_at = step.at  # the next level is due at once
             continue
-        yield step, people
+        yield step, found
         episode.next_escalation_at = step.then
+
+
+def level_words(policy: Policy, step: Step) -> str:
+    targets = ", ".join(target_words(name) for name in policy.levels[step.level - 1].targets)
+    return f"Level {step.level} ({targets}" + (f", pass {step.pass_})" if policy.repeat else ")")
+
+
+def skip_text(policy: Policy, step: Step, found: Resolved) -> str:
+    """ "Level 1 (team lead) skipped: Maya Martins owns this KPI"."""
+    return f"{level_words(policy, step)} skipped: {found.skip_reason()}"
+
+
+def escalated_text(step: Step, found: Resolved) -> str:
+    names = ", ".join(p.user.name for p in found.people)
+    text = f"Escalated to level {step.level} (pass {step.pass_}): {names}"
+    if found.fallback:
+        why = found.skip_reason() if found.left_out else "names nobody active"
+        text += f" (the policy leaves nobody else: {why})"
+    return text
 
 
 def step_key(step: Step) -> str:
@@ -854,6 +952,8 @@ class Escalation:
         self.tasks: list[Task] = []
         self._admins: dict[int, list[Membership]] = {}
         self._escalated: set[int] | None = None
+        approved, self.filers = paths_among(batch)
+        self.mitigated = without_overdue(approved)
 
     def advance(self, ws: Workstream, mitigated_now: bool) -> int:
         """Runs every step due by `now`, each at its own time; returns how many levels were notified."""
@@ -866,13 +966,12 @@ class Escalation:
             ws.kpi,
             self.now,
             self.resolve,
-            skipped=lambda step: self.journal.event(
-                ws, step.at, "level_skipped", f"Level {step.level} (pass {step.pass_}) names nobody active: skipped"
-            ),
+            skipped=lambda step, text: self.journal.event(ws, step.at, "level_skipped", text),
             exhausted=lambda at: self._exhaust(ws, at),
+            exclude=four_eyes(ws.kpi, self.filers.get(ws.pk, ())),
         )
-        for step, people in steps:
-            key = step_key(step)
+        for step, found in steps:
+            key, people = step_key(step), found.people
             self.tasks += [
                 new_task(
                     ws,
@@ -886,9 +985,7 @@ class Escalation:
                 )
                 for person in people
             ]
-            names = ", ".join(p.user.name for p in people)
-            text = f"Escalated to level {step.level} (pass {step.pass_}): {names}"
-            self.journal.event(ws, step.at, "escalated", text)
+            self.journal.event(ws, step.at, "escalated", escalated_text(step, found))
             self.journal.notify(
                 ws,
                 people,

@@ -139,6 +139,13 @@ def renotify(policy: Policy, position: Position, due: datetime, hours: BusinessH
     return Step(at, position.level, position.pass_, then=wait_end(policy, position.level, at, hours))
 
 
+def reminder(policy: Policy, level: int, acknowledged: datetime, hours: BusinessHours) -> datetime:
+    """When an acknowledged `level` is notified again: `ack_timeout` after the acknowledgement, at the next opening
+    for a business-hours level. Its wait then starts anew (renotify), so the next level comes no sooner than it was
+    due before: the acknowledgement came after the level was notified."""
+    return notify_time(policy, level, acknowledged.astimezone(UTC) + policy.ack_timeout, hours)
+
+
 @dataclass(frozen=True)
 class Planned:
     """One step of an episode that is never mitigated: a level notified or skipped, or the exhaustion.

@@ -97,6 +97,7 @@ def _workstream_page(
         "earlier_paths": paths[1:],
         "awaiting": awaiting,
         "escalation": selectors.escalation_state(ws),
+        "next": selectors.what_next(ws),
         "events": ws.events.select_related("actor"),
         "tasks": ws.tasks.select_related("assignee__user").order_by("-created_at", "-id"),
         # A rejected path's actions are not being carried out: nobody reports on them.
@@ -358,6 +359,9 @@ def workstream_list(request: HttpRequest) -> HttpResponse:
     visible = visible_kpis(Kpi.objects.for_org(request.org), request.membership)
     rows = selectors.workstream_list(org=request.org, **filters).filter(kpi__in=visible)
     page = Paginator(rows, PAGE_SIZE).get_page(request.GET.get("page"))
+    upcoming = selectors.what_next_of(list(page.object_list))
+    for ws in page.object_list:
+        ws.next = upcoming[ws.pk]
     counts = (
         selectors.workstreams(org=request.org)
         .filter(kpi__in=visible)

@@ -375,7 +375,7 @@ def my_work(request: HttpRequest) -> HttpResponse:
             # Escalation tasks through the reverse relation (scorecards does not import escalations).
             # A dependency review task can list several of the owner's KPIs: `kpis` counts them.
             "open_tasks": membership.tasks.filter(state__in=["open", "acknowledged"])
-            .select_related("kpi")
+            .select_related("kpi", "workstream")
             .annotate(kpis=Count("reviews"))
             .order_by("due_at", "id"),
         },

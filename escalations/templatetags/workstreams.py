@@ -37,3 +37,10 @@ def upstream_causes(kpi, limit: int = 20) -> list:
     """`{% upstream_causes kpi as causes %}`: selectors.upstream_causes for a page of an app below escalations (the
     KPI page), which may load this library but not import escalations."""
     return selectors.upstream_causes(org=kpi.organization, kpi=kpi, limit=limit)
+
+
+@register.simple_tag
+def with_next(tasks, org) -> list:
+    """`{% with_next tasks org as tasks %}`: selectors.with_next for My work, a page of an app below escalations:
+    each task of a workstream says what happens next there, as the inbox does."""
+    return selectors.with_next(list(tasks), org)

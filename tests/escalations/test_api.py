@@ -12,7 +12,7 @@ from django.test import Client
 from escalations.models import EscalationLevel, EscalationPolicy, Task, Workstream
 from escalations.sweeps import advance_escalations, process_status_changes
 from governance.models import Organization
-from governance.services import api_token_create
+from governance.services import api_token_create, team_update
 from scorecards.models import StatusChange
 
 NOW = datetime(2026, 11, 2, 8, 0, tzinfo=UTC)
@@ -29,7 +29,9 @@ def call(token: str, method: str, path: str, body: dict | None = None):
 
 @pytest.fixture
 def episode(tenant):
-    """An open workstream on the tenant's KPI (owner: the lead); the team lead is its first escalation level."""
+    """An open workstream on the tenant's KPI (owner: the lead); the team lead (the member: an owner is never their
+    own escalation) is its first escalation level."""
+    team_update(team=tenant.team, actor=tenant.admin.user, lead=tenant.member)
     policy = EscalationPolicy.objects.create(
         organization=tenant.org,
         key="standard",
@@ -170,7 +172,7 @@ def test_only_the_assignee_acknowledges(episode):
         advance_escalations(now=NOW + timedelta(days=2))
         task = Task.objects.get(kind="escalation")
         assert call(episode.tokens["executive"], "post", f"tasks/{task.pk}/acknowledge").status_code == 403
-        response = call(episode.tokens["lead"], "post", f"tasks/{task.pk}/acknowledge")
+        response = call(episode.tokens["member"], "post", f"tasks/{task.pk}/acknowledge")
     assert response.json()["state"] == "acknowledged"
 
 

@@ -25,6 +25,7 @@ from escalations.models import (
 )
 from escalations.services import ActionDraft, mitigation_path_file, mitigation_path_review
 from governance.models import AuditEvent
+from governance.services import team_update
 from scorecards.models import Kpi, OwnershipTransfer, StatusChange
 from tests.conftest import Tenant
 from tests.escalations.test_engine import change, sweep
@@ -36,7 +37,9 @@ DAY, HOUR = timedelta(days=1), timedelta(hours=1)
 @pytest.fixture
 def escalated(tenant: Tenant) -> Workstream:
     """The tenant's KPI off track since T0 under the worked example's policy (team lead after 2d, executives a day
-    later), escalated to level 1 by the sweeps; now is T0 + 2d + 1h."""
+    later), escalated to level 1 by the sweeps; now is T0 + 2d + 1h. The team is led by the member, not by the KPI's
+    owner (the lead), who is never its own escalation (four eyes)."""
+    team_update(team=tenant.team, actor=tenant.admin.user, lead=tenant.member)
     policy = EscalationPolicy.objects.create(
         organization=tenant.org, key="standard", name="Standard", mitigation_due=2 * DAY, ack_timeout=4 * HOUR
     )
@@ -155,7 +158,7 @@ def test_accepting_the_risk_pauses_escalation_until_the_day_then_it_restarts_at_
     escalated.refresh_from_db()
     assert escalated.level == 1
     again = escalation_tasks.filter(state=Task.State.OPEN).get()
-    assert again.assignee == tenant.lead and again.level == 1
+    assert again.assignee == tenant.member and again.level == 1
 
 
 def test_a_risk_is_accepted_for_a_day_after_today_and_a_year_at_most(tenant, escalated):

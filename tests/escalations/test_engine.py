@@ -32,7 +32,8 @@ from escalations.services import (
 )
 from escalations.sweeps import advance_escalations, process_status_changes
 from escalations.timing import Level, Policy
-from governance.models import Organization, Role
+from governance.models import Membership, Organization, Role
+from governance.services import team_update
 from scorecards.models import Kpi, StatusChange
 from scorecards.services import ownership_transfer_direct
 from tests.factories import KpiFactory, MembershipFactory
@@ -43,7 +44,10 @@ DAY, HOUR, MINUTE = timedelta(days=1), timedelta(hours=1), timedelta(minutes=1)
 
 @pytest.fixture
 def acme(tenant):
-    """The worked example's policy on the tenant's KPI: owner task 2d, team lead after 1d, executives after 2d."""
+    """The worked example's policy on the tenant's KPI: owner task 2d, team lead after 1d, executives after 2d. The
+    team is led by head@, not by the KPI's owner (lead@): an owner is never escalated to (four eyes)."""
+    tenant.head = MembershipFactory(organization=tenant.org, user__email="head@acme.test")
+    team_update(team=tenant.team, actor=tenant.admin.user, lead=tenant.head)
     policy = EscalationPolicy.objects.create(
         organization=tenant.org, key="standard", name="Standard", mitigation_due=2 * DAY, ack_timeout=4 * HOUR
     )
@@ -104,10 +108,10 @@ def test_the_worked_example_with_exact_times(acme):
     for at in (T0, T0 + 2 * DAY, T0 + 3 * DAY, T0 + 5 * DAY, T0 + 6 * DAY):
         sweep(at)
     assert tasks("escalation") == [
-        ("escalation", "lead@acme.test", T0 + 3 * DAY, 1, 1),
+        ("escalation", "head@acme.test", T0 + 3 * DAY, 1, 1),
         ("escalation", "exec@acme.test", T0 + 5 * DAY, 2, 1),
     ]
-    assert notified("escalation") == [("exec@acme.test", T0 + 3 * DAY), ("lead@acme.test", T0 + 2 * DAY)]
+    assert notified("escalation") == [("exec@acme.test", T0 + 3 * DAY), ("head@acme.test", T0 + 2 * DAY)]
     ws = Workstream.objects.get()
     assert ws.exhausted_at == T0 + 5 * DAY and ws.next_escalation_at is None
     assert notified("exhausted") == [("admin@acme.test", T0 + 5 * DAY)]
@@ -143,7 +147,7 @@ def test_filing_does_not_pause_escalation_but_approval_stops_it(acme):
     sweep(T0 + 2 * DAY)
     assert len(tasks("escalation")) == 1  # filed, not approved: the team lead is still told
     with time_machine.travel(T0 + 2 * DAY + HOUR, tick=False):
-        mitigation_path_review(path=path, by=acme.executive, approve=True, comment="Good plan")
+        mitigation_path_review(path=path, by=acme.head, approve=True, comment="Good plan")
     sweep(T0 + 7 * DAY)  # the action is due on the 10th: nothing is overdue yet
     assert len(tasks("escalation")) == 1
     assert Task.objects.get(kind="escalation").state == "done"
@@ -195,18 +199,18 @@ def test_acknowledgement_pauses_then_the_same_level_is_notified_again(acme):
     with pytest.raises(PermissionDenied):
         task_acknowledge(task=task, by=acme.executive)
     with time_machine.travel(T0 + 2 * DAY + HOUR, tick=False):
-        task_acknowledge(task=task, by=acme.lead)
+        task_acknowledge(task=task, by=acme.head)
     sweep(T0 + 2 * DAY + 2 * HOUR)
     assert Workstream.objects.get().next_escalation_at == T0 + 2 * DAY + 5 * HOUR  # paused for ack_timeout
     for at in (T0 + 2 * DAY + 5 * HOUR, T0 + 3 * DAY + 5 * HOUR):
         sweep(at)
     assert [t[1:] for t in tasks("escalation")] == [
-        ("lead@acme.test", T0 + 3 * DAY, 1, 1),
-        ("lead@acme.test", T0 + 3 * DAY + 5 * HOUR, 1, 1),  # the same level again, its wait anew
+        ("head@acme.test", T0 + 3 * DAY + 5 * HOUR, 1, 1),  # acknowledged: due with the next level, which moved
+        ("head@acme.test", T0 + 3 * DAY + 5 * HOUR, 1, 1),  # the same level again, its wait anew
         ("exec@acme.test", T0 + 5 * DAY + 5 * HOUR, 2, 1),
     ]
     # The lead keeps one open escalation task on the workstream: the newest; the acknowledged one is superseded.
-    lead_tasks = Task.objects.filter(kind="escalation", assignee=acme.lead).order_by("created_at")
+    lead_tasks = Task.objects.filter(kind="escalation", assignee=acme.head).order_by("created_at")
     assert list(lead_tasks.values_list("state", flat=True)) == ["cancelled", "open"]
 
 
@@ -221,16 +225,70 @@ def test_a_level_naming_nobody_is_skipped_and_logged(acme):
     assert ws.events.filter(verb="level_skipped").count() == 1
 
 
-def test_when_every_level_is_empty_the_admins_are_told(acme):
+def test_an_owner_who_leads_the_team_is_skipped_and_the_executives_are_reached(acme):
+    """The KPI's owner leads its team (a department head owning the department's KPIs): level 1 (team lead) names
+    only the owner, so it is skipped, on the timeline, and the executives get the episode when level 1 was due."""
+    team_update(team=acme.team, actor=acme.admin.user, lead=acme.lead)
+    change(acme.kpi, T0)
+    for at in (T0, T0 + 2 * DAY, T0 + 3 * DAY, T0 + 4 * DAY, T0 + 5 * DAY):
+        sweep(at)
+    assert tasks("escalation") == [("escalation", "exec@acme.test", T0 + 4 * DAY, 2, 1)]
+    assert notified("escalation") == [("exec@acme.test", T0 + 2 * DAY)]
+    assert not Task.objects.filter(kind="escalation", assignee=acme.lead).exists()
+    ws = Workstream.objects.get()
+    assert list(ws.events.filter(verb__in=["level_skipped", "escalated", "exhausted"]).values_list("at", "text")) == [
+        (T0 + 2 * DAY, f"Level 1 (team lead) skipped: {acme.lead.user.name} owns this KPI"),
+        (T0 + 2 * DAY, f"Escalated to level 2 (pass 1): {acme.executive.user.name}"),
+        (T0 + 4 * DAY, "Escalation exhausted: every level and pass was notified, and no mitigation path is approved"),
+    ]
+
+
+def test_the_paths_filer_is_never_escalated_to(acme):
+    """Whoever filed the episode's path (here the team lead, filing for the owner) is left out of its escalation."""
+    change(acme.kpi, T0)
+    sweep(T0)
+    MitigationPath.objects.create(
+        organization=acme.org,
+        workstream=Workstream.objects.get(),
+        root_cause="Campaign paused",
+        expected_recovery=date(2026, 11, 20),
+        filed_by=acme.head.user,
+    )
+    sweep(T0 + 2 * DAY)
+    assert [t[1:] for t in tasks("escalation")] == [("exec@acme.test", T0 + 4 * DAY, 2, 1)]
+    skipped = Workstream.objects.get().events.get(verb="level_skipped")
+    assert skipped.text == f"Level 1 (team lead) skipped: {acme.head.user.name} filed the mitigation path"
+
+
+@pytest.mark.parametrize("executive_active, reached", [(True, "exec@acme.test"), (False, "admin@acme.test")])
+def test_a_policy_leaving_only_the_owner_falls_back_to_the_executives_then_the_admins(acme, executive_active, reached):
+    """Every level names only the owner: the review is never silently nobody's. The executives get it at level 1,
+    or the admins when no executive is active; the owner never does."""
+    team_update(team=acme.team, actor=acme.admin.user, lead=acme.lead)
+    EscalationLevel.objects.filter(position=2).update(targets=["owner"])
+    Membership.objects.filter(pk=acme.executive.pk).update(is_active=executive_active)
+    change(acme.kpi, T0)
+    for at in (T0, T0 + 2 * DAY, T0 + 3 * DAY):
+        sweep(at)
+    assert tasks("escalation") == [("escalation", reached, T0 + 3 * DAY, 1, 1)]
+    ws = Workstream.objects.get()
+    assert ws.exhausted_at == T0 + 3 * DAY
+    owner = acme.lead.user.name
+    assert ws.events.get(verb="escalated").text.endswith(f"(the policy leaves nobody else: {owner} owns this KPI)")
+    assert ws.events.get(verb="level_skipped").text == f"Level 2 (KPI owner) skipped: {owner} owns this KPI"
+
+
+def test_when_nobody_at_all_is_left_the_admins_are_told(acme):
+    """No team lead and no active executive or admin: nobody to fall back on, so every level is skipped and the
+    episode runs out when the owner's time does."""
     acme.team.lead = None
     acme.team.save()
-    acme.executive.is_active = False
-    acme.executive.save()
+    Membership.objects.filter(pk__in=[acme.executive.pk, acme.admin.pk]).update(is_active=False)
     change(acme.kpi, T0)
     sweep(T0)
     sweep(T0 + 2 * DAY)
     assert tasks("escalation") == []
-    assert notified("exhausted") == [("admin@acme.test", T0 + 2 * DAY)]
+    assert Workstream.objects.get().exhausted_at == T0 + 2 * DAY
 
 
 def test_a_business_hours_level_waits_for_the_opening(acme):
@@ -246,8 +304,8 @@ def test_a_business_hours_level_waits_for_the_opening(acme):
     monday_open = datetime(2026, 11, 9, 8, 0, tzinfo=UTC)  # Monday 09:00 Berlin
     assert Workstream.objects.get().next_escalation_at == monday_open
     sweep(monday_open)
-    assert [t[1:] for t in tasks("escalation")] == [("lead@acme.test", monday_open + 2 * HOUR, 1, 1)]
-    assert notified("escalation") == [("lead@acme.test", monday_open)]
+    assert [t[1:] for t in tasks("escalation")] == [("head@acme.test", monday_open + 2 * HOUR, 1, 1)]
+    assert notified("escalation") == [("head@acme.test", monday_open)]
 
 
 def test_the_policy_as_it_was_when_the_episode_opened_applies(acme):
@@ -255,7 +313,7 @@ def test_the_policy_as_it_was_when_the_episode_opened_applies(acme):
     sweep(T0)
     EscalationLevel.objects.filter(policy=acme.policy).update(targets=["role:admin"], wait=10 * DAY)
     sweep(T0 + 2 * DAY)
-    assert [t[1] for t in tasks("escalation")] == ["lead@acme.test"]
+    assert [t[1] for t in tasks("escalation")] == ["head@acme.test"]
 
 
 def test_an_owner_change_moves_the_open_task_without_restarting_the_clock(acme):
@@ -285,7 +343,7 @@ def test_an_overdue_action_restarts_escalation_from_level_one(acme):
     overdue = datetime(2026, 11, 5, 0, 30, tzinfo=UTC)  # the 5th has begun in UTC: the action was due the 4th
     sweep(overdue)
     assert tasks("action") == [("action", "member@acme.test", overdue, 0, 0)]
-    assert [t[1:] for t in tasks("escalation")] == [("lead@acme.test", overdue + DAY, 1, 1)]
+    assert [t[1:] for t in tasks("escalation")] == [("head@acme.test", overdue + DAY, 1, 1)]
     with time_machine.travel(overdue + HOUR, tick=False):
         action_update(action=path.actions.get(), by=acme.member, progress="Hired", done=True)
     sweep(overdue + 5 * DAY)
@@ -301,7 +359,7 @@ def test_recovery_resolves_cancels_and_tells_everyone_who_was_told(acme):
     ws = Workstream.objects.get()
     assert (ws.resolved_at, ws.resolution) == (T0 + 2 * DAY + HOUR, "recovered")
     assert set(Task.objects.values_list("state", flat=True)) == {"cancelled"}
-    assert notified("resolved") == [("lead@acme.test", T0 + 2 * DAY + HOUR)]
+    assert notified("resolved") == [("head@acme.test", T0 + 2 * DAY + HOUR), ("lead@acme.test", T0 + 2 * DAY + HOUR)]
     sweep(T0 + 9 * DAY)
     assert len(tasks("escalation")) == 1  # nothing further
 
@@ -344,7 +402,7 @@ def test_a_stranger_organizations_members_are_never_targets(acme, stranger_tenan
     change(acme.kpi, T0)
     for at in (T0, T0 + 2 * DAY, T0 + 3 * DAY):
         sweep(at)
-    assert {t[1] for t in tasks()} <= {"lead@acme.test", "exec@acme.test"}
+    assert {t[1] for t in tasks()} <= {"lead@acme.test", "head@acme.test", "exec@acme.test"}
     assert not Notification.objects.filter(organization=stranger_tenant.org).exists()
 
 
@@ -354,11 +412,11 @@ def test_a_person_told_again_keeps_one_open_escalation_task(acme):
     sweep(T0)
     sweep(T0 + 10 * DAY)  # a late sweep runs both passes at once
     states = [(t[1], t[4]) for t in tasks("escalation")]
-    assert states == [("lead@acme.test", 1), ("exec@acme.test", 1), ("lead@acme.test", 2), ("exec@acme.test", 2)]
+    assert states == [("head@acme.test", 1), ("exec@acme.test", 1), ("head@acme.test", 2), ("exec@acme.test", 2)]
     open_ones = Task.objects.filter(kind="escalation", state="open").values_list(
         "assignee__user__email", "escalation_pass"
     )
-    assert sorted(open_ones) == [("exec@acme.test", 2), ("lead@acme.test", 2)]
+    assert sorted(open_ones) == [("exec@acme.test", 2), ("head@acme.test", 2)]
 
 
 @pytest.mark.parametrize(
@@ -397,7 +455,7 @@ def test_an_upstream_that_broke_earlier_in_the_same_batch_holds_the_downstream(a
     sweep(T0 + 3 * DAY)
     held.refresh_from_db()
     assert (held.waiting_on, held.level) == (None, 1)  # released at T0 + 3d, when level 1 was long due
-    assert tasks("escalation") == [("escalation", "lead@acme.test", T0 + 4 * DAY, 1, 1)]
+    assert tasks("escalation") == [("escalation", "head@acme.test", T0 + 4 * DAY, 1, 1)]
 
 
 def test_an_episode_reopened_after_its_upstream_recovered_escalates_again(acme):
@@ -566,4 +624,4 @@ def test_an_escalation_batch_needs_the_same_queries_for_5_or_50_workstreams(acme
     assert Notification.objects.filter(kind="exhausted", channel="in_app").count() == 4 + 49
     assert WebhookDelivery.objects.filter(event="workstream.escalated").count() == 2 * (4 + 49)
     skipped = Workstream.objects.get(kpi__key="due5.1").events.get(verb="level_skipped")
-    assert (skipped.at, skipped.text) == (T0 - 7 * DAY, "Level 2 (pass 1) names nobody active: skipped")
+    assert (skipped.at, skipped.text) == (T0 - 7 * DAY, "Level 2 (gone@acme.test) skipped: names nobody active")

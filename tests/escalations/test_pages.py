@@ -633,6 +633,6 @@ def test_the_scorecard_marks_kpis_with_an_open_workstream(tenant, episode, djang
 
 
 # session, user, membership, the switcher, the navigation's counts, the tasks: none grows with the rows
-INBOX_QUERIES = 6
+INBOX_QUERIES = 9  # + what happens next in the escalating episodes: their workstreams, filers, a named group
 WORKSTREAM_LIST_QUERIES = 9  # + the page count, the open/resolved counts, the scorecards (whose KPIs a member sees)
 NOTIFICATION_LIST_QUERIES = 7  # + the page count

@@ -18,6 +18,7 @@ from escalations.policy_selectors import preview
 from escalations.sweeps import advance_escalations, process_status_changes
 from escalations.timing import BusinessHours, Level, Planned, Policy, plan
 from governance.models import AuditEvent, Membership, Organization, Team
+from governance.services import team_update
 from scorecards.models import Kpi, StatusChange
 from tests.conftest import Tenant
 from tests.factories import TeamFactory
@@ -444,7 +445,9 @@ FRIDAY = berlin(2026, 11, 27, 15)  # an episode opening Friday afternoon runs in
 
 @pytest.fixture
 def weekend(tenant):
-    """Owner 1d; team lead (business hours, 4h); an empty night-shift team (1h); executives (2h)."""
+    """Owner 1d; team lead (business hours, 4h); an empty night-shift team (1h); executives (2h). The member leads the
+    team, so that the owner (the lead) is not its own escalation (four eyes)."""
+    team_update(team=tenant.team, actor=tenant.admin.user, lead=tenant.member)
     TeamFactory(organization=tenant.org, key="night-shift", name="Night shift")
     policy = EscalationPolicy.objects.create(
         organization=tenant.org, key="weekend", name="Weekend", mitigation_due=DAY, ack_timeout=HOUR
@@ -464,7 +467,7 @@ def weekend(tenant):
 
 EXPECTED = [
     ("owner", FRIDAY, ["lead"]),
-    ("notify", berlin(2026, 11, 30, 9), ["lead"]),  # due Saturday 15:00: waits for Monday's opening
+    ("notify", berlin(2026, 11, 30, 9), ["member"]),  # due Saturday 15:00: waits for Monday's opening
     ("skipped", berlin(2026, 11, 30, 13), []),  # 4 open hours later; the night shift names nobody
     ("notify", berlin(2026, 11, 30, 13), ["executive"]),  # due at once after the skip
     ("exhausted", berlin(2026, 11, 30, 15), ["admin"]),
@@ -488,6 +491,32 @@ def test_the_preview_shows_who_hears_when_across_a_berlin_weekend(tenant, weeken
     assert "Mon 30 Nov <strong>09:00</strong>" in partial and "Fri 27 Nov <strong>15:00</strong>" in partial
     assert "Due Sat 28 Nov 15:00, outside business hours: waits for the opening." in partial
     assert "Names nobody active today: skipped" in partial and "Team Night shift" in partial
+
+
+def test_the_preview_shows_the_owner_who_leads_the_team_skipped(tenant, weekend):
+    """The KPI's owner leads its team: level 1 (team lead) names only the owner, so the preview skips it, saying why,
+    exactly as the sweep will."""
+    team_update(team=tenant.team, actor=tenant.admin.user, lead=tenant.lead)
+    with time_machine.travel(FRIDAY, tick=False):
+        response = tenant.client(tenant.admin).get(url(tenant, "policy_preview"), {"kpi": tenant.kpi.pk})
+    rows = response.context["preview"].rows
+    assert [(r.kind, r.people) for r in rows[1:3]] == [("skipped", []), ("skipped", [])]
+    assert rows[1].note.endswith(f"{tenant.lead.user.name} owns this KPI: skipped, and the next step is due at once.")
+    assert f"{tenant.lead.user.name} owns this KPI: skipped" in response.content.decode()
+    assert all(tenant.lead.user.name not in r.people for r in rows[1:])
+
+
+def test_the_preview_falls_back_to_the_executives_when_the_policy_leaves_only_the_owner(tenant):
+    policy = EscalationPolicy.objects.create(
+        organization=tenant.org, key="self", name="Self", mitigation_due=DAY, ack_timeout=HOUR
+    )
+    EscalationLevel.objects.create(organization=tenant.org, policy=policy, position=1, targets=["owner"], wait=HOUR)
+    Kpi.objects.filter(pk=tenant.kpi.pk).update(escalation="self")
+    with time_machine.travel(FRIDAY, tick=False):
+        response = tenant.client(tenant.admin).get(url(tenant, "policy_preview"), {"kpi": tenant.kpi.pk})
+    row = response.context["preview"].rows[1]
+    assert (row.kind, row.people) == ("notify", [tenant.executive.user.name])
+    assert "owns this KPI): the organization's executives get it" in row.note
 
 
 def test_the_preview_matches_what_the_engine_does(tenant, weekend):

@@ -35,7 +35,7 @@ from escalations.services import dependency_review_answer, task_acknowledge, wor
 from escalations.sweeps import advance_escalations, process_status_changes
 from governance import tenancy
 from governance.models import AuditEvent
-from governance.services import api_token_create
+from governance.services import api_token_create, team_update
 from scorecards.evaluation import evaluate_due
 from scorecards.models import Kpi, StatusChange, SurgeSignal
 from scorecards.services import ownership_transfer_direct
@@ -705,6 +705,22 @@ def test_an_unanswered_review_escalates_level_by_level_at_exact_times(graph):
     assert review_state(review) == "Unanswered, escalation exhausted: the organization's admins were told"
 
 
+def test_the_downstream_owner_who_must_answer_is_never_the_reviews_escalation(graph):
+    """Supply's planner owns the fill rate and leads Supply Chain: the review's level 1 (the downstream team lead)
+    names only the person who must answer it, so it is skipped, and the executives get it."""
+    team_update(team=graph.kpis["supply.fill_rate"].team, actor=graph.admin.user, lead=graph.planner)
+    change(graph.kpis["marketing.leads"], T0)
+    for at in (T0, T0 + DAY, T0 + 2 * DAY):
+        sweep(at)
+    assert tasks("escalation", of="review") == [("exec@acme.test", "supply.fill_rate", T0 + 2 * DAY, 2, 1, "open")]
+    review = DependencyReview.objects.get()
+    assert review.history[0] == {
+        "at": (T0 + DAY).isoformat(),
+        "verb": "level_skipped",
+        "text": "Level 1 (team lead) skipped: Sam Supply must answer this review",
+    }
+
+
 def test_a_late_sweep_catches_up_each_review_step_at_its_own_time(graph):
     change(graph.kpis["marketing.leads"], T0)
     sweep(T0)
@@ -727,7 +743,7 @@ def test_acknowledging_a_review_escalation_pauses_it_then_the_same_level_again(g
     sweep(T0 + DAY + 5 * HOUR)
     sweep(T0 + 2 * DAY + 5 * HOUR)
     assert [(t[0], t[2]) for t in tasks("escalation", of="review")] == [
-        ("sue@acme.test", T0 + 2 * DAY),  # acknowledged, then superseded by the new one
+        ("sue@acme.test", T0 + 2 * DAY + 5 * HOUR),  # acknowledged (due with the next level), then superseded
         ("sue@acme.test", T0 + 2 * DAY + 5 * HOUR),
         ("exec@acme.test", T0 + 3 * DAY + 5 * HOUR),
     ]
@@ -772,8 +788,9 @@ def test_a_downstream_episode_waits_while_its_upstream_is_open(inhibited):
     assert [t for t in tasks("escalation", of="workstream") if t[1] == "supply.fill_rate"] == []
     ws.refresh_from_db()
     assert (ws.level, ws.exhausted_at) == (0, None)
-    # Its upstream escalates as usual (Marketing's policy: 1 day, then... Orders' team lead).
-    assert [t[0] for t in tasks("escalation", of="workstream") if t[1] == "sales.orders"][:1] == ["lead@acme.test"]
+    # Its upstream escalates as usual (Marketing's policy: 1 day, then Orders' team lead, who owns Orders and so is
+    # skipped, then the executives).
+    assert [t[0] for t in tasks("escalation", of="workstream") if t[1] == "sales.orders"][:1] == ["exec@acme.test"]
 
 
 @pytest.mark.parametrize(

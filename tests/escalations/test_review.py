@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import io
 import re
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 import time_machine
+from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
 from pypdf import PdfReader
@@ -23,6 +24,7 @@ from escalations.models import (
     ReviewSession,
     Workstream,
 )
+from escalations.pack import pack_context
 from governance import tenancy
 from governance.models import AuditEvent, Membership
 from scorecards.models import Kpi
@@ -358,6 +360,28 @@ def test_a_session_starts_records_attendees_takes_decisions_and_closes_into_minu
     assert all(a.organization_id == tenant.org.pk for a in ReviewAttendee.objects.all())
 
 
+def test_two_sessions_on_one_day_have_distinct_titles(tenant):
+    """The default title names the day and the time; a title taken already gets a number."""
+    morning = datetime(2026, 11, 30, 8, 0, tzinfo=UTC)  # 09:00 in Berlin
+    titles = []
+    for at, title in ((morning, ""), (morning + timedelta(hours=5), ""), (morning + timedelta(hours=5), "")):
+        with time_machine.travel(at, tick=False):
+            session = decisions.review_session_start(org=tenant.org, by=tenant.executive, title=title)
+            decisions.review_session_close(session=session, by=tenant.executive)
+        titles.append(session.title)
+    for title in ("Board", "Board"):
+        session = decisions.review_session_start(org=tenant.org, by=tenant.executive, title=title)
+        decisions.review_session_close(session=session, by=tenant.executive)
+        titles.append(session.title)
+    assert titles == [
+        "Steering review 30 Nov 2026, 09:00",
+        "Steering review 30 Nov 2026, 14:00",
+        "Steering review 30 Nov 2026, 14:00 (2)",
+        "Board",
+        "Board (2)",
+    ]
+
+
 def test_members_see_sessions_but_do_not_run_them(tenant):
     client = tenant.client(tenant.member)
     listing = client.get(url("review_session_list", tenant)).content.decode()
@@ -411,6 +435,31 @@ def test_the_steering_pack_is_a_pdf_with_the_summary_charts_decisions_and_open_a
         "Recover by December.",
     ):
         assert expected in text, expected
+
+
+def test_the_pack_and_the_session_page_count_the_same_open_actions(tenant, board):
+    """Both list the organization's open actions from one selector (session_open_actions), marking those the session
+    assigned: the pack's count is the page's."""
+    session = decisions.review_session_start(org=tenant.org, by=tenant.executive, title="November steering")
+    decisions.decision_assign_action(
+        workstream=Workstream.objects.get(kpi=board["path"]),
+        by=tenant.executive,
+        reason="Someone must call the supplier.",
+        description="Call the supplier",
+        owner=tenant.member,
+        due=date.today() + 3 * DAY,
+        session=session,
+    )
+    open_now = MitigationAction.objects.filter(
+        organization=tenant.org, done_at=None, path__workstream__resolved_at=None
+    ).exclude(path__state="rejected")
+    assert open_now.count() == 3  # two of the board's paths, and the one assigned here
+    page = tenant.client(tenant.member).get(url("review_session_detail", tenant, session.pk))
+    html = page.content.decode()
+    pack = render_to_string("escalations/review_pack.html", pack_context(session))
+    assert page.context["actions"].total == pack_context(session)["actions"].total == 3
+    assert 'Open actions <span class="count">3</span>' in html and "<dt>Open actions</dt><dd>3</dd>" in pack
+    assert html.count("assigned in this review") == 1 and pack.count("assigned in this review") == 1
 
 
 # --- the demo --------------------------------------------------------------------------------------------------
