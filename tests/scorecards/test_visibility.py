@@ -95,7 +95,7 @@ def decided(board):
     )
     Decision.objects.create(
         organization=board.org,
-        kind=Decision.Kind.ACCEPT_RISK,
+        kind=Decision.Kind.RISK_ACCEPTED,
         kpi=board.secret,
         session=session,
         decided_by=board.executive.user,
