@@ -11,9 +11,9 @@ from pydantic import StrictBool
 
 from escalations import selectors, services
 from escalations.models import DependencyReview, MitigationPath, Notification, Task, Workstream
-from governance.api import ApiError, Text
-from governance.models import Membership
-from scorecards.api import Errors, page_of
+from governance.api import PERSONAL, ApiError, Errors, Text, TokenAuth
+from governance.models import Membership, Scope
+from scorecards.api import page_of
 
 router = Router(tags=["workstreams"])
 
@@ -137,11 +137,7 @@ class NotificationOut(Schema):
 
 
 def _person(request: HttpRequest) -> Membership:
-    membership = request.auth.membership
-    if membership is None:
-        message = "acting for a person needs that member's personal token (create_api_token --user EMAIL)"
-        raise ApiError(403, [{"path": "Authorization", "message": message}])
-    return membership
+    return request.auth.membership  # TokenAuth(PERSONAL) let only a personal token in
 
 
 def _workstream(request: HttpRequest, workstream_id: int) -> Workstream:
@@ -180,11 +176,16 @@ def _out(ws: Workstream) -> dict:
     }
 
 
-@router.get("/workstreams", response=list[WorkstreamOut], summary="Workstreams, newest first (100 per page)")
+@router.get(
+    "/workstreams",
+    auth=TokenAuth(Scope.READ),
+    response=list[WorkstreamOut],
+    summary="Workstreams, newest first (100 per page)",
+)
 def workstreams_list(
     request: HttpRequest,
     response: HttpResponse,
-    kpi: str | None = None,
+    kpi: Text | None = None,
     state: str | None = Query(None, pattern="^(open|resolved)$"),
     page: int = Query(1, ge=1),
 ):
@@ -198,6 +199,7 @@ def workstreams_list(
 
 @router.post(
     "/workstreams/{workstream_id}/mitigation",
+    auth=TokenAuth(PERSONAL),
     response={200: WorkstreamOut, 403: Errors, 404: Errors, 422: Errors},
     summary="File a mitigation path (the KPI owner's personal token)",
 )
@@ -221,6 +223,7 @@ def workstream_mitigation(request: HttpRequest, workstream_id: int, body: Mitiga
 
 @router.post(
     "/workstreams/{workstream_id}/review",
+    auth=TokenAuth(PERSONAL),
     response={200: WorkstreamOut, 403: Errors, 404: Errors, 422: Errors},
     summary="Approve or reject the path awaiting review (an executive's or an escalation target's token)",
 )
@@ -237,6 +240,7 @@ def workstream_review(request: HttpRequest, workstream_id: int, body: ReviewIn):
 
 @router.post(
     "/workstreams/{workstream_id}/close",
+    auth=TokenAuth(PERSONAL),
     response={200: WorkstreamOut, 403: Errors, 404: Errors, 422: Errors},
     summary="Close an episode by decision (an executive's token)",
 )
@@ -309,14 +313,19 @@ def _task_out(task: Task) -> dict:
 
 
 @router.get(
-    "/tasks", response=list[TaskOut], by_alias=True, tags=["tasks"], summary="Tasks, soonest due first (100 per page)"
+    "/tasks",
+    auth=TokenAuth(Scope.READ),
+    response=list[TaskOut],
+    by_alias=True,
+    tags=["tasks"],
+    summary="Tasks, soonest due first (100 per page)",
 )
 def tasks_list(
     request: HttpRequest,
     response: HttpResponse,
-    kind: str | None = None,
-    assignee: str | None = None,
-    state: str | None = None,
+    kind: Text | None = None,
+    assignee: Text | None = None,
+    state: Text | None = None,
     page: int = Query(1, ge=1),
 ):
     qs = _tasks(request).order_by("due_at", "id")
@@ -331,6 +340,7 @@ def tasks_list(
 
 @router.post(
     "/tasks/{task_id}/acknowledge",
+    auth=TokenAuth(PERSONAL),
     response={200: TaskOut, 403: Errors, 404: Errors, 422: Errors},
     by_alias=True,
     tags=["tasks"],
@@ -344,6 +354,7 @@ def task_acknowledge(request: HttpRequest, task_id: int):
 
 @router.post(
     "/tasks/{task_id}/answer",
+    auth=TokenAuth(PERSONAL),
     response={200: TaskOut, 403: Errors, 404: Errors, 422: Errors},
     by_alias=True,
     tags=["tasks"],
@@ -364,12 +375,13 @@ def task_answer(request: HttpRequest, task_id: int, body: AnswerIn):
 
 @router.get(
     "/notifications",
+    auth=TokenAuth(Scope.READ),
     response=list[NotificationOut],
     tags=["notifications"],
     summary="Notifications, newest first (100 per page); a personal token sees its own",
 )
 def notifications_list(
-    request: HttpRequest, response: HttpResponse, recipient: str | None = None, page: int = Query(1, ge=1)
+    request: HttpRequest, response: HttpResponse, recipient: Text | None = None, page: int = Query(1, ge=1)
 ):
     qs = Notification.objects.for_org(request.org).select_related("recipient__user")
     if request.auth.membership is not None and not request.auth.membership.is_admin:

@@ -2,30 +2,50 @@
 
 from __future__ import annotations
 
+import time
+from functools import partial
 from typing import Annotated
 
 from django.conf import settings
+from django.core.cache import cache
 from django.http import HttpRequest
-from ninja import Router
+from ninja import Field, Router, Schema
 from ninja.security import HttpBearer
 from ninja.throttling import SimpleRateThrottle
 from pydantic import AfterValidator
 from pydantic_core import PydanticCustomError
 
-from governance.manifest import apply_manifest, export_manifest
-from governance.models import ApiToken
+from governance.manifest import Change, apply_manifest, export_manifest
+from governance.models import ApiToken, Scope
 from governance.security import client_ip
 from governance.services import api_token_authenticate
 
+# PostgreSQL text cannot hold a NUL character: a lookup or a save with one would fail with a server error.
+NUL_FREE = r"^[^\x00]*$"
+NUL_MESSAGE = "must not contain a NUL character"
+
 
 def _no_nul(text: str) -> str:
-    if "\x00" in text:  # PostgreSQL text cannot hold it: a lookup or a save would fail with a server error
-        raise PydanticCustomError("nul_character", "must not contain a NUL character")
+    if "\x00" in text:
+        raise PydanticCustomError("nul_character", NUL_MESSAGE)
     return text
 
 
-# Every string an API body brings in: stored, or looked up.
-Text = Annotated[str, AfterValidator(_no_nul)]
+# Every string an API request brings in (body, query or path): stored, or looked up. The pattern tells clients.
+Text = Annotated[str, AfterValidator(_no_nul), Field(json_schema_extra={"pattern": NUL_FREE})]
+MAX_LISTED_ERRORS = 100  # an error body lists this many problems and counts the rest
+
+
+class Error(Schema):
+    path: str = Field(description='where: a field ("measurements[3].at"), a parameter, "body" or "Authorization"')
+    message: str
+
+
+class Errors(Schema):
+    errors: list[Error] = Field(max_length=MAX_LISTED_ERRORS)
+    total: int | None = Field(
+        None, description=f"how many problems there were, when more than the {MAX_LISTED_ERRORS} listed"
+    )
 
 
 class ApiError(Exception):
@@ -36,36 +56,75 @@ class ApiError(Exception):
         self.status, self.errors = status, errors
 
 
+PERSONAL = "personal"  # what an endpoint that acts for a person needs instead of a scope: a personal token
+
+
+def forbidden(message: str) -> ApiError:
+    return ApiError(403, [{"path": "Authorization", "message": message}])
+
+
 class TokenAuth(HttpBearer):
-    """`Authorization: Bearer stc_...`; the token's organization becomes the request's, as the middleware does."""
+    """`Authorization: Bearer stc_...`; the token's organization becomes the request's, as the middleware does.
+
+    Every endpoint declares what it needs: a scope, which an organization token must carry (403 naming it), or
+    PERSONAL. A personal token acts as its member: scopes do not apply to it, the member's permissions do (every
+    member reads; sending measurements and manifests is an admin's; the services check the rest)."""
+
+    def __init__(self, needs: str):
+        super().__init__()
+        self.needs = needs
 
     def authenticate(self, request: HttpRequest, token: str) -> ApiToken | None:
         api_token = api_token_authenticate(token, ip=client_ip(request), path=request.path)
-        if api_token is not None:
-            request.org, request.membership = api_token.organization, api_token.membership
+        if api_token is None:
+            return None
+        request.org, request.membership = api_token.organization, api_token.membership
+        if self.needs == PERSONAL:
+            if not api_token.is_personal:
+                raise forbidden(
+                    "acting for a person needs that member's personal token (create_api_token --user EMAIL)"
+                )
+        elif not api_token.is_personal:
+            if not api_token.has_scope(self.needs):
+                raise forbidden(f'needs the scope "{self.needs}", which this token lacks ({_scopes(api_token)})')
+        elif self.needs != Scope.READ and not api_token.membership.is_admin:
+            raise forbidden(f"{_ADMIN_ONLY[self.needs]} needs an organization token or an admin's personal token")
         return api_token
 
 
+def _scopes(api_token: ApiToken) -> str:
+    return f"it has {', '.join(api_token.scopes)}" if api_token.scopes else "it has none"
+
+
+_ADMIN_ONLY = {
+    Scope.MEASUREMENTS_WRITE: "sending measurements",
+    Scope.MANIFEST_WRITE: "applying a manifest",
+    Scope.ADMIN: "changing members",
+}
+
+
 class TokenThrottle(SimpleRateThrottle):
-    """API_RATE_LIMIT requests per token (a sliding window in the cache); beyond it 429 with Retry-After."""
+    """API_RATE_LIMIT requests per token and window (e.g. 600/m: each clock minute); beyond it 429 with Retry-After.
+
+    One counter per token and window in the default cache, created with an expiry and then incremented: both are
+    atomic in Redis (CACHE_URL), so every web process and machine counts against the same limit. A counter lives
+    two windows, so it cannot expire between the two calls while its window lasts."""
 
     def get_rate(self) -> str:
         return settings.API_RATE_LIMIT
 
     def allow_request(self, request: HttpRequest) -> bool:
-        self.num_requests, self.duration = self.parse_rate(self.get_rate())  # the setting as it is now
-        return super().allow_request(request)
+        limit, duration = self.parse_rate(self.get_rate())  # the setting as it is now
+        now = time.time()
+        window = int(now // duration)
+        key = f"api-throttle:{request.auth.pk}:{duration}:{window}"
+        cache.add(key, 0, timeout=2 * duration)
+        count = cache.incr(key)
+        self.retry_after = (window + 1) * duration - now
+        return count <= limit
 
-    def get_cache_key(self, request: HttpRequest) -> str:
-        return f"api-throttle-{request.auth.pk}"
-
-
-def require_admin_or_org_token(request: HttpRequest, what: str) -> None:
-    """Organization tokens do anything in their organization; a personal token only what its admin may."""
-    membership = request.auth.membership
-    if membership is not None and not membership.is_admin:
-        message = f"Only an organization token or an admin's personal token may {what}."
-        raise ApiError(403, [{"path": "Authorization", "message": message}])
+    def wait(self) -> float:
+        return self.retry_after
 
 
 router = Router(tags=["manifest"])
@@ -80,21 +139,30 @@ MANIFEST_BODY = {
 }
 
 
-@router.get("/manifest", summary="Export the organization as a manifest")
+@router.get("/manifest", auth=TokenAuth(Scope.READ), summary="Export the organization as a manifest")
 def manifest_export(request: HttpRequest) -> dict:
-    require_admin_or_org_token(request, "read the manifest")
+    if request.auth.is_personal and not request.auth.membership.is_admin:
+        raise forbidden("the manifest (members, data sources) is read with an organization token or an admin's")
     return export_manifest(request.org)
 
 
 @router.put(
-    "/manifest", summary="Apply a manifest (dry_run=true: only the diff)", openapi_extra={"requestBody": MANIFEST_BODY}
+    "/manifest",
+    auth=TokenAuth(Scope.MANIFEST_WRITE),
+    summary="Apply a manifest (dry_run=true: only the diff)",
+    openapi_extra={"requestBody": MANIFEST_BODY},
 )
 def manifest_apply(request: HttpRequest, dry_run: bool = False, prune: bool = False):
-    require_admin_or_org_token(request, "apply a manifest")
-    body = request.body  # YAML is a superset of JSON: the parser reads both
-    membership = request.auth.membership
+    api_token = request.auth
+    actor = api_token.membership.user if api_token.is_personal else None
     result = apply_manifest(
-        body, actor=membership.user if membership else None, org=request.org, dry_run=dry_run, prune=prune
+        request.body,  # YAML is a superset of JSON: the parser reads both
+        actor=actor,
+        org=request.org,
+        dry_run=dry_run,
+        prune=prune,
+        decider=actor or api_token.created_by,
+        authorize=partial(_authorize_manifest, api_token),
     )
     if not result.ok:
         raise ApiError(422, result.errors.as_list())
@@ -103,3 +171,18 @@ def manifest_apply(request: HttpRequest, dry_run: bool = False, prune: bool = Fa
         "checksum": result.checksum,
         "changes": [change.as_dict() for change in result.changes],
     }
+
+
+def _authorize_manifest(api_token: ApiToken, changes: list[Change]) -> None:
+    """What an organization token's manifest may change beyond manifest:write: people (invitations, roles, team
+    memberships) need the admin scope; an ownership transfer needs a person to record as deciding it."""
+    if api_token.is_personal:
+        return  # its member is an admin (TokenAuth), and decides
+    if not api_token.has_scope(Scope.ADMIN) and any(change.kind == "member" for change in changes):
+        raise forbidden(f'changing members needs the scope "admin", which this token lacks ({_scopes(api_token)})')
+    moves = any(change.kind == "kpi" and "owner" in change.changed for change in changes)
+    if moves and api_token.created_by is None:
+        raise forbidden(
+            "an ownership change records who decided it: this token was made by create_api_token, with no person "
+            "behind it; use a token an admin created on the API tokens page, or apply_manifest"
+        )

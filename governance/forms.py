@@ -7,7 +7,7 @@ import zoneinfo
 from django import forms
 from django.contrib.auth import password_validation
 
-from governance.models import WEEKDAYS, Membership, Organization, Role, Team, User, slug_validator
+from governance.models import WEEKDAYS, Membership, Organization, Role, Scope, Team, User, slug_validator
 
 TIMEZONE_CHOICES = [(name, name) for name in sorted(zoneinfo.available_timezones())]
 WEEKDAY_CHOICES = [(d, d.capitalize()) for d in WEEKDAYS]
@@ -191,8 +191,23 @@ class ApiTokenForm(forms.Form):
         initial=PERSONAL,
         widget=forms.RadioSelect,
     )
+    scopes = forms.MultipleChoiceField(
+        choices=Scope.choices,
+        initial=[Scope.MEASUREMENTS_WRITE],
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
+        help_text="What an organization token may do; give each script only what it needs. "
+        "A personal token has no scopes: it acts as you.",
+    )
 
     def __init__(self, *args, membership: Membership, **kwargs):
         super().__init__(*args, **kwargs)
         if not membership.is_admin:  # only admins hold organization tokens
             self.fields["kind"].choices = self.fields["kind"].choices[:1]
+            del self.fields["scopes"]
+
+    def clean(self):
+        data = super().clean()
+        if data.get("kind") == self.ORGANIZATION and not data.get("scopes"):
+            self.add_error("scopes", "Choose at least one scope for an organization token.")
+        return data

@@ -11,7 +11,8 @@ from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from ninja import Field, Query, Router, Schema
 
-from governance.api import ApiError, require_admin_or_org_token
+from governance.api import ApiError, Errors, Text, TokenAuth
+from governance.models import Scope
 from scorecards import selectors
 from scorecards.ingestion import Checker, NonFinite, measurements_store
 from scorecards.models import Kpi, Measurement
@@ -21,15 +22,6 @@ router = Router(tags=["kpis"])
 MAX_ITEMS = 10_000
 ITEM_FIELDS = ("kpi", "at", "value")
 ITEM_KEYS = set(ITEM_FIELDS)
-
-
-class Error(Schema):
-    path: str
-    message: str
-
-
-class Errors(Schema):
-    errors: list[Error]
 
 
 class Accepted(Schema):
@@ -111,12 +103,12 @@ MEASUREMENTS_BODY = {
 
 @router.post(
     "/measurements",
+    auth=TokenAuth(Scope.MEASUREMENTS_WRITE),
     response={200: Accepted, 400: Errors, 413: Errors, 422: Errors},
     summary="Send measurements (atomic: one bad item rejects the request, nothing is stored)",
     openapi_extra={"requestBody": MEASUREMENTS_BODY},
 )
 def measurements_create(request: HttpRequest):
-    require_admin_or_org_token(request, "send measurements")
     items = _measurement_items(request)
     checker = Checker(request.org)
     checker.resolve(item.get("kpi") for item in items if isinstance(item, dict))
@@ -152,6 +144,8 @@ def _measurement_items(request: HttpRequest) -> list:
         document = json.loads(body, parse_constant=NonFinite)
     except (ValueError, UnicodeDecodeError) as error:
         raise ApiError(400, [{"path": "body", "message": f"is not valid JSON ({error})"}]) from None
+    except RecursionError:
+        raise ApiError(400, [{"path": "body", "message": "is nested too deeply"}]) from None
     items = document.get("measurements") if isinstance(document, dict) else None
     if not isinstance(items, list):
         raise ApiError(422, [{"path": "measurements", "message": "is required: a list of {kpi, at, value}"}])
@@ -198,14 +192,21 @@ def _summary(kpi: Kpi) -> dict:
     }
 
 
-@router.get("/kpis", response=list[KpiOut], summary="Every KPI with its status (100 per page)")
+@router.get(
+    "/kpis", auth=TokenAuth(Scope.READ), response=list[KpiOut], summary="Every KPI with its status (100 per page)"
+)
 def kpis_list(request: HttpRequest, response: HttpResponse, page: int = Query(1, ge=1)):
     kpis = selectors.kpi_list(org=request.org).select_related("schedule").order_by("key")  # evaluated_at
     return [_summary(kpi) for kpi in page_of(response, request, kpis, page)]
 
 
-@router.get("/kpis/{key}", response={200: KpiDetailOut, 404: Errors}, summary="One KPI, its rules and its history")
-def kpi_detail(request: HttpRequest, key: str):
+@router.get(
+    "/kpis/{key}",
+    auth=TokenAuth(Scope.READ),
+    response={200: KpiDetailOut, 404: Errors},
+    summary="One KPI, its rules and its history",
+)
+def kpi_detail(request: HttpRequest, key: Text):
     kpi = _kpi(request, key)
     target = None
     if kpi.target_value is not None:
@@ -232,11 +233,12 @@ def kpi_detail(request: HttpRequest, key: str):
 
 @router.get(
     "/kpis/{key}/measurements",
+    auth=TokenAuth(Scope.READ),
     response={200: list[MeasurementOut], 404: Errors, 422: Errors},
     summary="A KPI's series, oldest first (1,000 per page)",
 )
 def kpi_measurements(
-    request: HttpRequest, response: HttpResponse, key: str, since: datetime | None = None, page: int = Query(1, ge=1)
+    request: HttpRequest, response: HttpResponse, key: Text, since: datetime | None = None, page: int = Query(1, ge=1)
 ):
     kpi = _kpi(request, key)
     if since is not None and since.tzinfo is None:
