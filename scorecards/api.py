@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import json
 from datetime import date, datetime
+from typing import Annotated
 
 from django.conf import settings
 from django.core.paginator import Paginator
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
-from ninja import Field, Query, Router, Schema
+from ninja import Field, Path, Query, Router, Schema
 
-from governance.api import ApiError, Errors, Text, TokenAuth
-from governance.models import Scope
+from governance.api import ApiError, Errors, TokenAuth
+from governance.models import Scope, key_validator
 from scorecards import selectors
 from scorecards.ingestion import Checker, NonFinite, measurements_store
 from scorecards.models import Kpi, Measurement
@@ -20,6 +21,7 @@ from scorecards.models import Kpi, Measurement
 router = Router(tags=["kpis"])
 
 MAX_ITEMS = 10_000
+KpiKey = Annotated[str, Path(pattern=key_validator.regex.pattern, description="the KPI's key")]
 ITEM_FIELDS = ("kpi", "at", "value")
 ITEM_KEYS = set(ITEM_FIELDS)
 
@@ -206,7 +208,7 @@ def kpis_list(request: HttpRequest, response: HttpResponse, page: int = Query(1,
     response={200: KpiDetailOut, 404: Errors},
     summary="One KPI, its rules and its history",
 )
-def kpi_detail(request: HttpRequest, key: Text):
+def kpi_detail(request: HttpRequest, key: KpiKey):
     kpi = _kpi(request, key)
     target = None
     if kpi.target_value is not None:
@@ -238,7 +240,7 @@ def kpi_detail(request: HttpRequest, key: Text):
     summary="A KPI's series, oldest first (1,000 per page)",
 )
 def kpi_measurements(
-    request: HttpRequest, response: HttpResponse, key: Text, since: datetime | None = None, page: int = Query(1, ge=1)
+    request: HttpRequest, response: HttpResponse, key: KpiKey, since: datetime | None = None, page: int = Query(1, ge=1)
 ):
     kpi = _kpi(request, key)
     if since is not None and since.tzinfo is None:
