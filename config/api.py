@@ -9,7 +9,15 @@ from ninja import NinjaAPI
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 
 from escalations.api import router as escalations_router
-from governance.api import MAX_LISTED_ERRORS, PERSONAL, ApiError, Errors, TokenAuth, TokenThrottle
+from governance.api import (
+    MAX_LISTED_ERRORS,
+    PERSONAL,
+    ApiError,
+    Errors,
+    TokenAuth,
+    TokenThrottle,
+    refuse_unknown_parameters,
+)
 from governance.api import router as governance_router
 from governance.models import Scope
 from scorecards.api import router as scorecards_router
@@ -105,6 +113,7 @@ api = SteercoApi(
     docs_url="/docs",
     openapi_url="/openapi.json",
 )
+api.add_decorator(refuse_unknown_parameters, mode="view")
 api.add_router("", governance_router)
 api.add_router("", scorecards_router)
 api.add_router("", escalations_router)

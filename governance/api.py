@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import time
-from functools import partial
+from collections.abc import Callable
+from functools import partial, wraps
 from typing import Annotated
 
 from django.conf import settings
@@ -15,8 +16,8 @@ from ninja.throttling import SimpleRateThrottle
 from pydantic import AfterValidator
 from pydantic_core import PydanticCustomError
 
-from governance.manifest import Change, apply_manifest, export_manifest
-from governance.models import ApiToken, Scope
+from governance.manifest import DOCUMENT_ORDER, VERSION, Change, apply_manifest, export_manifest
+from governance.models import ApiToken, Scope, slug_validator
 from governance.security import client_ip
 from governance.services import api_token_authenticate
 
@@ -54,6 +55,31 @@ class ApiError(Exception):
     def __init__(self, status: int, errors: list[dict]):
         super().__init__(errors)
         self.status, self.errors = status, errors
+
+
+def refuse_unknown_parameters(run: Callable) -> Callable:
+    """Wraps an operation (ninja's view mode): a query parameter it does not declare, or one it declares given
+    twice, answers 422, so that a misspelt filter (`?stat=open`) is not silently ignored."""
+    operation = run.__self__
+    known = {
+        field.alias or name
+        for model in operation.models
+        if model.__ninja_param_source__ == "query"
+        for name, field in model.model_fields.items()
+    }
+
+    @wraps(run)
+    def checked(request: HttpRequest, *args, **kwargs):
+        errors = [
+            {"path": name, "message": "is not a parameter of this operation" if name not in known else "is given twice"}
+            for name, values in request.GET.lists()
+            if name not in known or len(values) > 1
+        ]
+        if errors:
+            return operation.api.on_exception(request, ApiError(422, errors))
+        return run(request, *args, **kwargs)
+
+    return checked
 
 
 PERSONAL = "personal"  # what an endpoint that acts for a person needs instead of a scope: a personal token
@@ -129,12 +155,28 @@ class TokenThrottle(SimpleRateThrottle):
 
 router = Router(tags=["manifest"])
 
+MANIFEST_SCHEMA = {
+    "type": "object",
+    "required": ["version", "organization"],
+    "additionalProperties": False,
+    "properties": {
+        "version": {"const": VERSION},
+        "organization": {
+            "type": "object",
+            "required": ["slug"],
+            "properties": {"slug": {"type": "string", "pattern": slug_validator.regex.pattern}},
+            "description": "the token's organization (a manifest names the one it is for)",
+        },
+        **{name: {"type": "array", "items": {"type": "object"}} for name in DOCUMENT_ORDER[2:]},
+    },
+}
 MANIFEST_BODY = {
     "required": True,
-    "description": "The manifest (MANIFEST.md), as JSON or, with Content-Type application/yaml, as YAML.",
+    "description": "The manifest (MANIFEST.md), as JSON or, with Content-Type application/yaml, as YAML. References "
+    "(teams, members, KPIs) are checked against the document and the organization: an unknown one answers 422.",
     "content": {
-        "application/json": {"schema": {"type": "object"}},
-        "application/yaml": {"schema": {"type": "string"}},
+        "application/json": {"schema": MANIFEST_SCHEMA},
+        "application/yaml": {"schema": {"type": "string", "pattern": NUL_FREE}},
     },
 }
 

@@ -90,7 +90,11 @@ MEASUREMENTS_BODY = {
                             "required": list(ITEM_FIELDS),
                             "additionalProperties": False,
                             "properties": {
-                                "kpi": {"type": "string", "description": "KPI key"},
+                                "kpi": {
+                                    "type": "string",
+                                    "pattern": key_validator.regex.pattern,
+                                    "description": "the key of a KPI of the token's organization (else 422)",
+                                },
                                 "at": {"type": "string", "format": "date-time", "description": "with a zone"},
                                 "value": {"type": "number"},
                             },
