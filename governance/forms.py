@@ -186,7 +186,7 @@ class ApiTokenForm(forms.Form):
     kind = forms.ChoiceField(
         choices=[
             (PERSONAL, "Personal: acts as you, with your permissions"),
-            (ORGANIZATION, "Organization: sends data and manifests for the whole organization"),
+            (ORGANIZATION, "Organization: a script or pipeline of the whole organization, with the scopes below"),
         ],
         initial=PERSONAL,
         widget=forms.RadioSelect,
