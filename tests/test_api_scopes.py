@@ -3,7 +3,9 @@ A personal token acts as its member: scopes do not apply to it, the member's per
 
 from __future__ import annotations
 
+import importlib
 import json
+from types import SimpleNamespace
 
 import pytest
 from django.core.cache import cache
@@ -185,3 +187,16 @@ def test_an_admin_chooses_the_scopes_on_the_tokens_page_and_sees_them(tenant):
     # A member sees no scopes to choose: a personal token acts as them.
     assert b'name="scopes"' not in tenant.client(tenant.member).get(url).content
     assert Measurement.objects.count() == 0
+
+
+def test_tokens_made_before_scopes_keep_every_scope_after_the_migration(tenant):
+    from django.apps import apps
+    from django.db import connection
+
+    migration = importlib.import_module("governance.migrations.0007_apitoken_scopes")
+    ApiToken.objects.update(scopes=[])  # as the new column left every existing token
+    # What the migration uses of its schema editor (SQLite's cannot open inside the test's transaction).
+    editor = SimpleNamespace(connection=connection, execute=lambda sql: connection.cursor().execute(sql))
+    migration.grant_existing_tokens_every_scope(apps, editor)
+    assert ApiToken.objects.get(pk=tenant.api_token.pk).scopes == Scope.values
+    assert ApiToken.objects.get(membership=tenant.member).scopes == []  # a personal token acts as its member
