@@ -31,7 +31,10 @@ COMMON_RESPONSES = {
         "content": ERRORS,
     },
     403: {"description": "The token lacks the scope (named in the message) or the member the permission"},
-    422: {"description": "A parameter or the body is invalid (e.g. holds a NUL character): every problem by path"},
+    422: {
+        "description": "A parameter or the body is invalid (a NUL character, a query parameter the operation does "
+        "not take or takes once, given twice): every problem by path"
+    },
     429: {
         "description": "Over the token's rate limit (API_RATE_LIMIT)",
         "headers": {"Retry-After": {"schema": {"type": "integer", "minimum": 0}, "required": True}},
