@@ -191,6 +191,6 @@ def _refused(request: HttpRequest, exc: DjangoValidationError) -> HttpResponse:
     return _errors(request, 422, errors)
 
 
-def not_found(request: HttpRequest) -> HttpResponse:
+def not_found(request: HttpRequest, rest: str) -> HttpResponse:
     """Any other address under /api/v1/: 404 in the error shape, not the site's HTML page."""
     return _errors(request, 404, [{"path": request.path, "message": "no such endpoint; see /api/v1/docs"}])

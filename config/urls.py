@@ -1,5 +1,5 @@
 from django.contrib.auth import views as auth_views
-from django.urls import include, path, re_path
+from django.urls import include, path
 
 from config.api import api, not_found
 from governance.urls import org_urlpatterns
@@ -16,7 +16,7 @@ urlpatterns = [
     ),
     path("password-reset/done/", auth_views.PasswordResetCompleteView.as_view(), name="password_reset_complete"),
     path("api/v1/", api.urls),
-    re_path(r"^api/v1/", not_found),
+    path("api/v1/<path:rest>", not_found),
     path("", include("governance.urls")),
     path("o/<slug:org_slug>/", include(org_urlpatterns)),
     path("o/<slug:org_slug>/", include("scorecards.urls")),
