@@ -723,7 +723,9 @@ def dependency_matrix(request: HttpRequest) -> HttpResponse:
     # A review is open until answered; it belongs to the cell of each upstream team whose signal it lists.
     open_signals = DependencyReviewSignal.objects.for_org(org).filter(review__answered_at=None)
     reviews = (
-        open_signals.values("upstream__team_id", "kpi__team_id").annotate(n=Count("review", distinct=True)).order_by()
+        open_signals.values("upstream__team_id", "kpi__team_id")
+        .annotate(n=Count("review", distinct=True))
+        .order_by()
     )
     cells: dict[tuple[int, int], dict] = {}
     for row in counts:
