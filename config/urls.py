@@ -1,7 +1,7 @@
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
-from config.api import api
+from config.api import api, not_found
 from governance.security import ThrottledPasswordResetView
 from governance.urls import org_urlpatterns
 
@@ -17,6 +17,7 @@ urlpatterns = [
     ),
     path("password-reset/done/", auth_views.PasswordResetCompleteView.as_view(), name="password_reset_complete"),
     path("api/v1/", api.urls),
+    path("api/v1/<path:rest>", not_found),
     path("", include("governance.urls")),
     path("o/<slug:org_slug>/", include(org_urlpatterns)),
     path("o/<slug:org_slug>/", include("scorecards.urls")),

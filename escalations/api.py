@@ -11,9 +11,11 @@ from pydantic import StrictBool
 
 from escalations import selectors, services
 from escalations.models import Decision, DependencyReview, MitigationPath, Notification, Task, Workstream
-from governance.api import ApiError, Line, Text
-from governance.models import Membership
-from scorecards.api import Errors, page_of
+from governance.api import PERSONAL, ApiError, Errors, Line, Text, TokenAuth
+from governance.models import Membership, Scope
+from scorecards.api import page_of
+from scorecards.models import Kpi
+from scorecards.selectors import visible_kpis
 
 router = Router(tags=["workstreams"])
 
@@ -167,11 +169,7 @@ class NotificationOut(Schema):
 
 
 def _person(request: HttpRequest) -> Membership:
-    membership = request.auth.membership
-    if membership is None:
-        message = "acting for a person needs that member's personal token (create_api_token --user EMAIL)"
-        raise ApiError(403, [{"path": "Authorization", "message": message}])
-    return membership
+    return request.auth.membership  # TokenAuth(PERSONAL) let only a personal token in
 
 
 def _workstream(request: HttpRequest, workstream_id: int) -> Workstream:
@@ -214,11 +212,16 @@ def _out(ws: Workstream, upcoming: selectors.WhatNext | None = None) -> dict:
     }
 
 
-@router.get("/workstreams", response=list[WorkstreamOut], summary="Workstreams, newest first (100 per page)")
+@router.get(
+    "/workstreams",
+    auth=TokenAuth(Scope.READ),
+    response=list[WorkstreamOut],
+    summary="Workstreams, newest first (100 per page)",
+)
 def workstreams_list(
     request: HttpRequest,
     response: HttpResponse,
-    kpi: str | None = None,
+    kpi: Text | None = None,
     state: str | None = Query(None, pattern="^(open|resolved)$"),
     page: int = Query(1, ge=1),
 ):
@@ -234,6 +237,7 @@ def workstreams_list(
 
 @router.post(
     "/workstreams/{workstream_id}/mitigation",
+    auth=TokenAuth(PERSONAL),
     response={200: WorkstreamOut, 403: Errors, 404: Errors, 422: Errors},
     summary="File a mitigation path (the KPI owner's personal token)",
 )
@@ -257,6 +261,7 @@ def workstream_mitigation(request: HttpRequest, workstream_id: int, body: Mitiga
 
 @router.post(
     "/workstreams/{workstream_id}/review",
+    auth=TokenAuth(PERSONAL),
     response={200: WorkstreamOut, 403: Errors, 404: Errors, 422: Errors},
     summary="Approve or reject the path awaiting review (an executive's or an escalation target's token)",
 )
@@ -275,6 +280,7 @@ def workstream_review(request: HttpRequest, workstream_id: int, body: ReviewIn):
 
 @router.post(
     "/workstreams/{workstream_id}/close",
+    auth=TokenAuth(PERSONAL),
     response={200: WorkstreamOut, 403: Errors, 404: Errors, 422: Errors},
     summary="Close an episode by decision (an executive's token)",
 )
@@ -347,14 +353,19 @@ def _task_out(task: Task) -> dict:
 
 
 @router.get(
-    "/tasks", response=list[TaskOut], by_alias=True, tags=["tasks"], summary="Tasks, soonest due first (100 per page)"
+    "/tasks",
+    auth=TokenAuth(Scope.READ),
+    response=list[TaskOut],
+    by_alias=True,
+    tags=["tasks"],
+    summary="Tasks, soonest due first (100 per page)",
 )
 def tasks_list(
     request: HttpRequest,
     response: HttpResponse,
-    kind: str | None = None,
-    assignee: str | None = None,
-    state: str | None = None,
+    kind: Text | None = None,
+    assignee: Text | None = None,
+    state: Text | None = None,
     page: int = Query(1, ge=1),
 ):
     qs = _tasks(request).order_by("due_at", "id")
@@ -369,6 +380,7 @@ def tasks_list(
 
 @router.post(
     "/tasks/{task_id}/acknowledge",
+    auth=TokenAuth(PERSONAL),
     response={200: TaskOut, 403: Errors, 404: Errors, 422: Errors},
     by_alias=True,
     tags=["tasks"],
@@ -382,6 +394,7 @@ def task_acknowledge(request: HttpRequest, task_id: int):
 
 @router.post(
     "/tasks/{task_id}/answer",
+    auth=TokenAuth(PERSONAL),
     response={200: TaskOut, 403: Errors, 404: Errors, 422: Errors},
     by_alias=True,
     tags=["tasks"],
@@ -402,6 +415,7 @@ def task_answer(request: HttpRequest, task_id: int, body: AnswerIn):
 
 @router.get(
     "/decisions",
+    auth=TokenAuth(Scope.READ),
     response=list[DecisionOut],
     tags=["decisions"],
     summary="The decision log, newest first (100 per page): every decision, wherever it was taken",
@@ -409,12 +423,18 @@ def task_answer(request: HttpRequest, task_id: int, body: AnswerIn):
 def decisions_list(
     request: HttpRequest,
     response: HttpResponse,
-    kpi: str | None = None,
+    kpi: Text | None = None,
     kind: str | None = Query(None, pattern=f"^({'|'.join(Decision.Kind.values)})$"),
     since: datetime | None = None,
     page: int = Query(1, ge=1),
 ):
-    qs = Decision.objects.for_org(request.org).select_related("kpi", "decided_by").order_by("-decided_at", "-id")
+    visible = visible_kpis(Kpi.objects.for_org(request.org), request.membership)
+    qs = (
+        Decision.objects.for_org(request.org)
+        .filter(kpi__in=visible)
+        .select_related("kpi", "decided_by")
+        .order_by("-decided_at", "-id")
+    )
     if kpi:
         qs = qs.filter(kpi__key=kpi)
     if kind:
@@ -438,12 +458,13 @@ def decisions_list(
 
 @router.get(
     "/notifications",
+    auth=TokenAuth(Scope.READ),
     response=list[NotificationOut],
     tags=["notifications"],
     summary="Notifications, newest first (100 per page); a personal token sees its own",
 )
 def notifications_list(
-    request: HttpRequest, response: HttpResponse, recipient: str | None = None, page: int = Query(1, ge=1)
+    request: HttpRequest, response: HttpResponse, recipient: Text | None = None, page: int = Query(1, ge=1)
 ):
     qs = Notification.objects.for_org(request.org).select_related("recipient__user")
     if request.auth.membership is not None and not request.auth.membership.is_admin:

@@ -12,6 +12,7 @@ from governance.models import (
     Membership,
     Organization,
     Role,
+    Scope,
     Team,
     User,
     secret_name_validator,
@@ -217,13 +218,28 @@ class ApiTokenForm(forms.Form):
     kind = forms.ChoiceField(
         choices=[
             (PERSONAL, "Personal: acts as you, with your permissions"),
-            (ORGANIZATION, "Organization: sends data and manifests for the whole organization"),
+            (ORGANIZATION, "Organization: a script or pipeline of the whole organization, with the scopes below"),
         ],
         initial=PERSONAL,
         widget=forms.RadioSelect,
+    )
+    scopes = forms.MultipleChoiceField(
+        choices=Scope.choices,
+        initial=[Scope.MEASUREMENTS_WRITE],
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
+        help_text="What an organization token may do; give each script only what it needs. "
+        "A personal token has no scopes: it acts as you.",
     )
 
     def __init__(self, *args, membership: Membership, **kwargs):
         super().__init__(*args, **kwargs)
         if not membership.is_admin:  # only admins hold organization tokens
             self.fields["kind"].choices = self.fields["kind"].choices[:1]
+            del self.fields["scopes"]
+
+    def clean(self):
+        data = super().clean()
+        if data.get("kind") == self.ORGANIZATION and not data.get("scopes"):
+            self.add_error("scopes", "Choose at least one scope for an organization token.")
+        return data

@@ -67,6 +67,10 @@ from governance.models import (
 )
 
 VERSION = 1
+# A manifest is a few levels deep and at most a few hundred thousand values; YAML aliases can make a small text
+# expand into billions (each alias of an alias multiplies), so the expanded document is measured before use.
+MAX_DEPTH = 32
+MAX_VALUES = 250_000
 # The document's order: errors are listed and the export is written in it.
 DOCUMENT_ORDER = (
     "version",
@@ -162,6 +166,7 @@ class Context:
     doc: dict
     actor: User | None = None
     admin: User | None = None  # first admin when the manifest creates the organization
+    decider: User | None = None  # recorded as deciding an ownership change: the actor, or an org token's creator
     prune: bool = False
     checksum: str = ""
     errors: ManifestError = field(default_factory=ManifestError)
@@ -1100,6 +1105,9 @@ def parse(source: str | bytes | dict, errors: ManifestError) -> tuple[dict | Non
     checksum = hashlib.sha256(source.encode()).hexdigest()
     try:
         doc = _load(source)
+    except RecursionError:
+        errors.add("manifest", f"is nested too deeply (at most {MAX_DEPTH} levels)")
+        return None, checksum
     except json.JSONDecodeError as e:
         errors.add("manifest", f"line {e.lineno}, column {e.colno}: {e.msg} (not valid JSON)")
         return None, checksum
@@ -1114,7 +1122,45 @@ def parse(source: str | bytes | dict, errors: ManifestError) -> tuple[dict | Non
     if not isinstance(doc, dict):
         errors.add("manifest", f"must be a mapping with version, organization, teams, ..., not {describe(doc)}")
         return None, checksum
+    problem = _size_problem(doc)
+    if problem:
+        errors.add("manifest", problem)
+        return None, checksum
     return doc, checksum
+
+
+def _size_problem(doc: dict) -> str:
+    """Why the document is too big to validate once its YAML aliases are expanded, or "" when it is not.
+
+    Aliases share one Python object, so each container's expanded size and height are computed once (by id) and
+    reused, without expanding anything; a container that holds itself (`&a [*a]`) is refused."""
+    size: dict[int, int] = {}
+    height: dict[int, int] = {}
+    on_path: set[int] = set()
+    stack: list[tuple[object, int, bool]] = [(doc, 1, False)]
+    while stack:
+        value, depth, finished = stack.pop()
+        if not isinstance(value, dict | list):
+            continue
+        key = id(value)
+        children = [*value.keys(), *value.values()] if isinstance(value, dict) else value
+        if finished:
+            on_path.discard(key)
+            containers = [id(c) for c in children if isinstance(c, dict | list)]
+            size[key] = 1 + len(children) - len(containers) + sum(size[c] for c in containers)
+            height[key] = 1 + max((height[c] for c in containers), default=0)
+        elif key in on_path:
+            return "contains itself through a YAML alias"
+        elif key not in size:
+            on_path.add(key)
+            stack.append((value, depth, True))
+            stack.extend((child, depth + 1, False) for child in children)
+            continue
+        if depth + height[key] - 1 > MAX_DEPTH:
+            return f"is nested too deeply (at most {MAX_DEPTH} levels)"
+        if size[key] > MAX_VALUES:
+            return f"holds more than {MAX_VALUES:,} values once its YAML aliases are expanded"
+    return ""
 
 
 def sections() -> list[Section]:
@@ -1166,12 +1212,16 @@ def apply_manifest(
     admin: User | None = None,
     dry_run: bool = False,
     prune: bool = False,
+    decider: User | None = None,
+    authorize: Callable[[list[Change]], None] | None = None,
 ) -> Result:
     """Validates the whole manifest and, when it has no error and this is no dry run, applies it at once.
 
-    `actor` None means the CLI. `org`, when given (an API token's organization), must be the one the
-    manifest names. `admin` becomes the first admin when the manifest creates its organization (default:
-    the actor). Nothing is written when there is any error, nor on a dry run.
+    `actor` None means the CLI or an organization token. `org`, when given (an API token's organization), must
+    be the one the manifest names. `admin` becomes the first admin when the manifest creates its organization
+    (default: the actor). `decider` is recorded as deciding ownership changes (default: the actor).
+    `authorize`, given the planned changes, may raise to refuse them (an API token's scopes). Nothing is
+    written when there is any error, nor on a dry run.
     """
     errors = ManifestError()
     doc, checksum = parse(source, errors)
@@ -1187,7 +1237,14 @@ def apply_manifest(
         stored = Organization.objects.filter(slug=slug)
         stored = stored.first() if dry_run else stored.select_for_update().first()
         ctx = Context(
-            org=stored, doc=doc, actor=actor, admin=admin or actor, prune=prune, checksum=checksum, errors=errors
+            org=stored,
+            doc=doc,
+            actor=actor,
+            admin=admin or actor,
+            decider=decider or actor,
+            prune=prune,
+            checksum=checksum,
+            errors=errors,
         )
         _check_access(ctx, slug, org)
         _load_people(ctx)
@@ -1199,6 +1256,8 @@ def apply_manifest(
             plan = [(part, part.plan(doc, ctx)) for part in parts]
             result.changes = [c for _, changes in plan for c in changes if c.action != "skip"]
             result.skipped = [c for _, changes in plan for c in changes if c.action == "skip"]
+            if authorize is not None:
+                authorize(result.changes)
             if not dry_run and result.changes:
                 _apply(plan, ctx, result)
         result.organization = ctx.org

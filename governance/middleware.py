@@ -7,7 +7,7 @@ from contextlib import nullcontext
 from django.conf import settings
 from django.contrib.auth.views import redirect_to_login
 from django.db import OperationalError, connection, transaction
-from django.http import Http404, HttpResponse, JsonResponse
+from django.http import Http404, HttpResponse, HttpResponseBadRequest, JsonResponse
 from django.template.loader import render_to_string
 from django.urls import Resolver404, resolve
 from django.utils import timezone
@@ -126,3 +126,25 @@ def _page_read(request) -> bool:
         return "org_slug" in resolve(request.path_info).kwargs
     except Resolver404:
         return False
+
+
+class NulMiddleware:
+    """Refuses a URL whose path or query holds a NUL character (`?q=%00`, `/api/v1/kpis/a%00b`): PostgreSQL text
+    cannot hold one, so any lookup with it would be a server error. The API answers 422 in its error shape,
+    pages a plain 400."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        where = "path" if "\x00" in request.path else None
+        for name, values in request.GET.lists():
+            if where is None and any("\x00" in text for text in (name, *values)):
+                where = name.replace("\x00", "\\x00")
+        if where is None:
+            return self.get_response(request)
+        if request.path.startswith("/api/"):
+            return JsonResponse(
+                {"errors": [{"path": where, "message": "must not contain a NUL character"}]}, status=422
+            )
+        return HttpResponseBadRequest("The address holds a NUL character.", content_type="text/plain")

@@ -290,11 +290,22 @@ class SecurityEventRepeat(models.Model):
         return f"{self.event} ×{self.count}"
 
 
+class Scope(models.TextChoices):
+    """What an organization token may do (API.md). A personal token has none: it acts as its member."""
+
+    MEASUREMENTS_WRITE = "measurements:write", "measurements:write: send measurements"
+    READ = "read", "read: KPIs, workstreams, tasks, notifications, decisions, the manifest"
+    MANIFEST_WRITE = "manifest:write", "manifest:write: apply a manifest (teams, KPIs, OKRs, ownership)"
+    ADMIN = "admin", "admin: a manifest that changes members, roles and invitations"
+
+
 class ApiToken(models.Model):
     """A bearer token for /api/v1/: the organization's own (no member), or a member's personal one.
 
-    Only an HMAC of the token is stored (keyed by API_TOKEN_KEY, not SECRET_KEY, so a leaked database or a
-    rotated SECRET_KEY leaves tokens neither usable nor broken); `prefix` identifies it in lists.
+    An organization token carries `scopes` (Scope values); a new one sends measurements only, so a leaked
+    loader's token cannot rewrite the organization. Only an HMAC of the token is stored (keyed by API_TOKEN_KEY,
+    not SECRET_KEY, so a leaked database or a rotated SECRET_KEY leaves tokens neither usable nor broken);
+    `prefix` identifies it in lists.
     """
 
     organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="api_tokens")
@@ -310,6 +321,7 @@ class ApiToken(models.Model):
     use_audited_at = models.DateTimeField(null=True, blank=True)  # the last security.api_token_* audit event
     revoked_at = models.DateTimeField(null=True, blank=True)
     revoked_by = models.ForeignKey(User, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    scopes = models.JSONField(default=list, blank=True)  # Scope values, in Scope's order; [] for personal tokens
 
     objects = TenantQuerySet.as_manager()
 
@@ -318,6 +330,9 @@ class ApiToken(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.prefix}…)"
+
+    def has_scope(self, scope: str) -> bool:
+        return scope in self.scopes
 
     @property
     def is_personal(self) -> bool:

@@ -29,6 +29,7 @@ from governance.models import (
     Membership,
     Organization,
     Role,
+    Scope,
     Secret,
     SecurityEventRepeat,
     Team,
@@ -333,9 +334,18 @@ def api_token_digest(token: str) -> str:
 
 @transaction.atomic
 def api_token_create(
-    *, org: Organization, actor: User | None, name: str, membership: Membership | None = None
+    *,
+    org: Organization,
+    actor: User | None,
+    name: str,
+    membership: Membership | None = None,
+    scopes: Iterable[str] | None = None,
 ) -> tuple[ApiToken, str]:
-    """An organization token (no membership) or a member's personal one; the token is returned once, never stored."""
+    """An organization token (no membership) or a member's personal one; the token is returned once, never stored.
+
+    An organization token carries `scopes` (default: measurements:write only); a personal token acts as its member,
+    with the member's permissions, and takes no scopes.
+    """
     name = name.strip()
     if not name:
         raise ValidationError({"name": "Give the token a name that says where it is used."})
@@ -345,6 +355,20 @@ def api_token_create(
         raise ValidationError({"name": error.messages}) from error
     if membership is not None and (membership.organization_id != org.pk or not membership.is_active):
         raise ValidationError({"membership": "Personal tokens belong to an active member of this organization."})
+    if membership is not None:
+        if scopes:
+            raise ValidationError({"scopes": "A personal token acts as its member: it takes no scopes."})
+        scopes = []
+    else:
+        scopes = set([Scope.MEASUREMENTS_WRITE] if scopes is None else scopes)
+        unknown = sorted(scopes - set(Scope.values))
+        if unknown:
+            raise ValidationError(
+                {"scopes": f"Unknown scope {', '.join(unknown)}; choose from {', '.join(Scope.values)}."}
+            )
+        if not scopes:
+            raise ValidationError({"scopes": "An organization token needs at least one scope."})
+        scopes = [scope for scope in Scope.values if scope in scopes]
     token = API_TOKEN_PREFIX + secrets.token_urlsafe(32)
     api_token = ApiToken.objects.create(
         organization=org,
@@ -353,8 +377,14 @@ def api_token_create(
         prefix=token[:12],
         digest=api_token_digest(token),
         created_by=actor,
+        scopes=scopes,
     )
-    after = {"name": api_token.name, "prefix": api_token.prefix, "member": str(membership) if membership else None}
+    after = {
+        "name": api_token.name,
+        "prefix": api_token.prefix,
+        "member": str(membership) if membership else None,
+        "scopes": scopes,
+    }
     audit_log(org=org, actor=actor, verb="api_token.created", obj=api_token, after=after)
     return api_token, token
 

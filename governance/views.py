@@ -424,6 +424,7 @@ def api_tokens(request: HttpRequest) -> HttpResponse:
                     actor=request.user,
                     name=form.cleaned_data["name"],
                     membership=request.membership if personal else None,
+                    scopes=None if personal else form.cleaned_data["scopes"],
                 )
             except ValidationError as e:
                 apply_errors(form, e)

@@ -5,14 +5,16 @@ from __future__ import annotations
 import json
 from collections import Counter
 from datetime import date, datetime
+from typing import Annotated
 
 from django.conf import settings
 from django.core.paginator import Paginator
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
-from ninja import Field, Query, Router, Schema
+from ninja import Field, Path, Query, Router, Schema
 
-from governance.api import ApiError, Errors, require_admin_or_org_token
+from governance.api import ApiError, Errors, TokenAuth
+from governance.models import Scope, key_validator
 from scorecards import selectors
 from scorecards.ingestion import Checker, NonFinite, measurements_store
 from scorecards.models import Kpi, Measurement
@@ -20,6 +22,7 @@ from scorecards.models import Kpi, Measurement
 router = Router(tags=["kpis"])
 
 MAX_ITEMS = 10_000
+KpiKey = Annotated[str, Path(pattern=key_validator.regex.pattern, description="the KPI's key")]
 ITEM_FIELDS = ("kpi", "at", "value")
 ITEM_KEYS = set(ITEM_FIELDS)
 
@@ -88,7 +91,11 @@ MEASUREMENTS_BODY = {
                             "required": list(ITEM_FIELDS),
                             "additionalProperties": False,
                             "properties": {
-                                "kpi": {"type": "string", "description": "KPI key"},
+                                "kpi": {
+                                    "type": "string",
+                                    "pattern": key_validator.regex.pattern,
+                                    "description": "the key of a KPI of the token's organization (else 422)",
+                                },
                                 "at": {"type": "string", "format": "date-time", "description": "with a zone"},
                                 "value": {"type": "number"},
                             },
@@ -103,12 +110,12 @@ MEASUREMENTS_BODY = {
 
 @router.post(
     "/measurements",
+    auth=TokenAuth(Scope.MEASUREMENTS_WRITE),
     response={200: Accepted, 400: Errors, 413: Errors, 422: Errors},
     summary="Send measurements (atomic: one bad item rejects the request, nothing is stored)",
     openapi_extra={"requestBody": MEASUREMENTS_BODY},
 )
 def measurements_create(request: HttpRequest):
-    require_admin_or_org_token(request, "send measurements")
     items = _measurement_items(request)
     checker = Checker(request.org)
     checker.resolve(item.get("kpi") for item in items if isinstance(item, dict))
@@ -162,6 +169,8 @@ def _measurement_items(request: HttpRequest) -> list:
         document = json.loads(body, parse_constant=NonFinite, object_pairs_hook=_object)
     except (ValueError, UnicodeDecodeError) as error:
         raise ApiError(400, [{"path": "body", "message": f"is not valid JSON ({error})"}]) from None
+    except RecursionError:
+        raise ApiError(400, [{"path": "body", "message": "is nested too deeply"}]) from None
     if isinstance(document, Repeated):
         raise ApiError(422, [{"path": key, "message": "is given more than once"} for key in document.repeated])
     items = document.get("measurements") if isinstance(document, dict) else None
@@ -210,7 +219,9 @@ def _summary(kpi: Kpi) -> dict:
     }
 
 
-@router.get("/kpis", response=list[KpiOut], summary="Every KPI with its status (100 per page)")
+@router.get(
+    "/kpis", auth=TokenAuth(Scope.READ), response=list[KpiOut], summary="Every KPI with its status (100 per page)"
+)
 def kpis_list(request: HttpRequest, response: HttpResponse, page: int = Query(1, ge=1)):
     kpis = (
         selectors.kpi_list(org=request.org, viewer=request.membership).select_related("schedule").order_by("key")
@@ -218,8 +229,13 @@ def kpis_list(request: HttpRequest, response: HttpResponse, page: int = Query(1,
     return [_summary(kpi) for kpi in page_of(response, request, kpis, page)]
 
 
-@router.get("/kpis/{key}", response={200: KpiDetailOut, 404: Errors}, summary="One KPI, its rules and its history")
-def kpi_detail(request: HttpRequest, key: str):
+@router.get(
+    "/kpis/{key}",
+    auth=TokenAuth(Scope.READ),
+    response={200: KpiDetailOut, 404: Errors},
+    summary="One KPI, its rules and its history",
+)
+def kpi_detail(request: HttpRequest, key: KpiKey):
     kpi = _kpi(request, key)
     target = None
     if kpi.target_value is not None:
@@ -246,11 +262,12 @@ def kpi_detail(request: HttpRequest, key: str):
 
 @router.get(
     "/kpis/{key}/measurements",
+    auth=TokenAuth(Scope.READ),
     response={200: list[MeasurementOut], 404: Errors, 422: Errors},
     summary="A KPI's series, oldest first (1,000 per page)",
 )
 def kpi_measurements(
-    request: HttpRequest, response: HttpResponse, key: str, since: datetime | None = None, page: int = Query(1, ge=1)
+    request: HttpRequest, response: HttpResponse, key: KpiKey, since: datetime | None = None, page: int = Query(1, ge=1)
 ):
     kpi = _kpi(request, key)
     if since is not None and since.tzinfo is None:

@@ -363,7 +363,7 @@ class KpisSection(KeyedSection):
         if "owner" in change.changed:
             # The owner is locked: the manifest changes it as an approved, audited transfer.
             ownership_transfer_direct(
-                kpi=kpi, to_owner=ctx.membership(data["owner"]), actor=ctx.actor, reason=ctx.reason
+                kpi=kpi, to_owner=ctx.membership(data["owner"]), actor=ctx.decider, reason=ctx.reason
             )
         rest = [name for name in change.changed if name != "owner"]
         if not rest:

@@ -25,7 +25,7 @@ from escalations.models import (
     Workstream,
 )
 from governance import tenancy
-from governance.models import ApiToken, Invitation, Membership, Organization, Role, Secret, Team
+from governance.models import ApiToken, Invitation, Membership, Organization, Role, Scope, Secret, Team
 from governance.rls import runtime_role_ensure
 from governance.services import api_token_create, invitation_create, secret_set, team_update
 from scorecards.models import DataSource, ImportJob, KeyResult, Kpi, Objective, OwnershipTransfer, Scorecard
@@ -94,7 +94,7 @@ class Tenant:
     transfer: OwnershipTransfer
     data_source: DataSource
     import_job: ImportJob
-    api_token: ApiToken  # the organization's
+    api_token: ApiToken  # the organization's, with every scope
     token: str  # its secret, for Authorization: Bearer
     personal_token: str  # the member's personal token
     policy: EscalationPolicy | None = None  # named by nothing, so no KPI of the tenant follows it
@@ -233,7 +233,7 @@ def make_tenant(slug: str) -> Tenant:
         config={"dsn_secret": "warehouse_dsn", "pulls": [{"kpi": kpi.key, "query": "select now() as at, 1 as value"}]},
     )
     import_job = ImportJob.objects.create(organization=org, created_by=admin.user, filename="data.csv")
-    api_token, token = api_token_create(org=org, actor=admin.user, name="Warehouse loader")
+    api_token, token = api_token_create(org=org, actor=admin.user, name="Warehouse loader", scopes=Scope.values)
     _, personal_token = api_token_create(org=org, actor=member.user, name="My script", membership=member)
     return Tenant(
         org,

@@ -79,7 +79,7 @@ def test_a_member_cannot_create_an_organization_token_nor_see_other_tokens(tenan
 
 def test_an_admin_creates_an_organization_token(tenant):
     response = tenant.client(tenant.admin).post(
-        reverse("api_tokens", args=["acme"]), {"name": "Nightly ETL", "kind": "organization"}
+        reverse("api_tokens", args=["acme"]), {"name": "Nightly ETL", "kind": "organization", "scopes": "read"}
     )
     assert api_token_authenticate(response.context["created"][1]).membership is None
 

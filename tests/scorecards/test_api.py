@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
+from urllib.parse import quote, urlencode
 
 import pytest
 import time_machine
@@ -333,3 +334,58 @@ def test_no_body_makes_a_server_error_or_stores_part_of_a_rejected_request(tenan
         read = call(tenant.token, "get", path)
         assert read.status_code == 200
         json.loads(read.content, parse_constant=_not_json)
+
+
+# --- hypothesis: no query string or nesting makes a 500 ----------------------------------------------
+
+FILTERED = ["kpis", "kpis/ops.throughput", "kpis/ops.throughput/measurements", "workstreams", "tasks", "notifications"]
+parameters = st.sampled_from(["q", "kpi", "state", "kind", "assignee", "recipient", "since", "page"]) | st.text(
+    max_size=4
+)
+
+
+@pytest.mark.django_db
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    path=st.sampled_from(FILTERED),
+    key=st.none() | st.text(max_size=8),
+    query=st.lists(st.tuples(parameters, st.text(max_size=12)), max_size=3),
+)
+def test_no_query_string_or_path_makes_a_server_error(tenant, path, key, query):
+    cache.clear()
+    if key is not None:
+        path = "kpis/" + quote(key, safe="")
+    response = call(tenant.token, "get", f"{path}?{urlencode(query)}")
+    assert response.status_code in (200, 404, 422), response.content
+    if response.status_code != 200:
+        assert response.json()["errors"]
+
+
+nesting = st.integers(1, 3).map(lambda n: ("[", "]") if n == 1 else ('{"a":', "}") if n == 2 else ("[1,", "]"))
+
+
+@pytest.mark.django_db
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    depth=st.sampled_from([1, 10, 33, 900, 1100, 50_000]),
+    brackets=nesting,
+    where=st.sampled_from(["measurements", "manifest", "manifest-yaml"]),
+    inner=json_values,
+)
+def test_no_nested_body_makes_a_server_error(tenant, depth, brackets, where, inner):
+    cache.clear()
+    opening, closing = brackets
+    nested = opening * depth + json.dumps(inner, allow_nan=True) + closing * depth
+    if where == "measurements":
+        response = call(tenant.token, "post", "measurements", '{"measurements": [{"kpi": ' + nested + "}]}")
+    else:
+        body = '{"version": 1, "organization": {"slug": "acme"}, "teams": ' + nested + "}"
+        yaml = {"content_type": "application/yaml"} if where == "manifest-yaml" and depth < 2_000 else {}
+        response = Client().put(
+            "/api/v1/manifest?dry_run=true",
+            data=body,
+            HTTP_AUTHORIZATION=f"Bearer {tenant.token}",
+            **({"content_type": "application/json"} | yaml),
+        )
+    assert response.status_code in (400, 422), response.content[:300]
+    assert response.json()["errors"]
