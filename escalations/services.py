@@ -127,12 +127,15 @@ def mitigation_path_file(
     audit_log(
         org=ws.organization, actor=by.user, verb="mitigation_path.filed", obj=path, after={"actions": len(actions)}
     )
-    # The people escalation reached review it; before any escalation, the executives do.
-    reviewers = [t.assignee for t in ws.tasks.filter(kind=Task.Kind.ESCALATION).select_related("assignee__user")]
-    if not reviewers:
-        reviewers = list(
-            Membership.objects.filter(organization_id=ws.organization_id, role=Role.EXECUTIVE, is_active=True)
-        )
+    # The people escalation reached review it; before any escalation, the executives (else the admins) do. Never
+    # the owner or the filer: four eyes.
+    interested = {ws.kpi.owner.user_id, by.user_id}
+    escalated = ws.tasks.filter(kind=Task.Kind.ESCALATION).select_related("assignee__user")
+    reviewers = [t.assignee for t in escalated if t.assignee.user_id not in interested]
+    for role in (Role.EXECUTIVE, Role.ADMIN):
+        if not reviewers:
+            members = Membership.objects.filter(organization_id=ws.organization_id, role=role, is_active=True)
+            reviewers = list(members.exclude(user_id__in=interested))
     notify(
         recipients=list({m.pk: m for m in reviewers}.values()),
         message=Message(

@@ -21,9 +21,11 @@ from escalations.models import (
     DependencyReviewSignal,
     DependencySignal,
     MitigationPath,
+    Notification,
     Task,
     Workstream,
 )
+from escalations.services import ActionDraft, mitigation_path_file
 from governance.access import REASON_REQUIRED, decision_authority
 from governance.models import AuditEvent, Membership, Role
 from governance.services import api_token_create
@@ -508,3 +510,23 @@ def test_the_migration_logs_earlier_approvals_closings_transfers_and_no_impact_a
     assert logged["workstream_closed"].reason == "Seasonal"
     assert logged["transfer_decided"].decided_by == t.admin.user
     assert logged["review_no_impact"].reason == "Unrelated"
+
+
+@pytest.mark.django_db
+def test_a_path_filed_by_an_executive_owner_asks_the_other_executives_not_the_owner(tenant):
+    owner = tenant.lead
+    Membership.objects.filter(pk=owner.pk).update(role=Role.EXECUTIVE)
+    owner.refresh_from_db()
+    ws = Workstream.objects.create(
+        organization=tenant.org, kpi=tenant.kpi, severity="off_track", opened_at=timezone.now() - DAY
+    )
+    mitigation_path_file(
+        workstream=ws,
+        by=owner,
+        root_cause="Supplier outage",
+        expected_recovery=today(tenant) + 14 * DAY,
+        actions=[ActionDraft(description="Second supplier", owner=owner, due=today(tenant) + 7 * DAY)],
+    )
+    asked = set(Notification.objects.filter(kind="path_filed").values_list("recipient_id", flat=True))
+    assert tenant.executive.pk in asked
+    assert owner.pk not in asked
