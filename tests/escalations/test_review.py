@@ -456,8 +456,8 @@ def test_the_pack_and_the_session_page_count_the_same_open_actions(tenant, board
     assert open_now.count() == 3  # two of the board's paths, and the one assigned here
     page = tenant.client(tenant.member).get(url("review_session_detail", tenant, session.pk))
     html = page.content.decode()
-    pack = render_to_string("escalations/review_pack.html", pack_context(session))
-    assert page.context["actions"].total == pack_context(session)["actions"].total == 3
+    pack = render_to_string("escalations/review_pack.html", pack_context(session, None))
+    assert page.context["actions"].total == pack_context(session, None)["actions"].total == 3
     assert 'Open actions <span class="count">3</span>' in html and "<dt>Open actions</dt><dd>3</dd>" in pack
     assert html.count("assigned in this review") == 1 and pack.count("assigned in this review") == 1
 
