@@ -11,7 +11,7 @@ from pydantic import StrictBool
 
 from escalations import selectors, services
 from escalations.models import Decision, DependencyReview, MitigationPath, Notification, Task, Workstream
-from governance.api import PERSONAL, ApiError, Errors, Line, Text, TokenAuth
+from governance.api import PERSONAL, ApiError, Errors, Line, Moment, Text, TokenAuth
 from governance.models import Membership, Scope
 from scorecards.api import page_of
 from scorecards.models import Kpi
@@ -425,7 +425,7 @@ def decisions_list(
     response: HttpResponse,
     kpi: Text | None = None,
     kind: str | None = Query(None, pattern=f"^({'|'.join(Decision.Kind.values)})$"),
-    since: datetime | None = None,
+    since: Moment | None = None,
     page: int = Query(1, ge=1),
 ):
     visible = visible_kpis(Kpi.objects.for_org(request.org), request.membership)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 from datetime import datetime
@@ -11,11 +12,11 @@ from typing import Annotated
 from django.conf import settings
 from django.core.cache import cache
 from django.core.exceptions import ValidationError
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
 from ninja import Field, Path, Router, Schema, Status
 from ninja.security import HttpBearer
 from ninja.throttling import SimpleRateThrottle
-from pydantic import AfterValidator
+from pydantic import AfterValidator, BeforeValidator
 from pydantic_core import PydanticCustomError
 
 from governance.access import get_secret_or_404
@@ -54,6 +55,24 @@ Text = Annotated[str, AfterValidator(_no_nul), Field(json_schema_extra={"pattern
 ONE_LINE = r"^[^\x00-\x1f\x7f-\x9f\u2028\u2029]*$"
 Line = Annotated[str, AfterValidator(_one_line), Field(json_schema_extra={"pattern": ONE_LINE})]
 MAX_LISTED_ERRORS = 100  # an error body lists this many problems and counts the rest
+
+# A time in a query is ISO 8601 with its zone; pydantic alone would also take a number as seconds since 1970.
+ISO_TIME = re.compile(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}(:?\d{2})?)?", re.IGNORECASE)
+
+
+def _iso_text(value):
+    if not isinstance(value, str) or not ISO_TIME.fullmatch(value):
+        raise PydanticCustomError("iso_time", "must be an ISO 8601 time with a zone, e.g. 2026-11-29T08:00:00+01:00")
+    return value
+
+
+def _zoned(moment: datetime) -> datetime:
+    if moment.tzinfo is None:
+        raise PydanticCustomError("naive_time", "has no zone; add one, e.g. +01:00 or Z")
+    return moment
+
+
+Moment = Annotated[datetime, BeforeValidator(_iso_text), AfterValidator(_zoned)]
 
 
 class Error(Schema):
@@ -285,8 +304,10 @@ def _secret_out(secret: Secret, used_by: list[str]) -> dict:
     tags=["secrets"],
     summary="The secrets, without values",
 )
-def secrets_list(request: HttpRequest):
-    return [_secret_out(row.secret, row.used_by) for row in secret_list(org=request.org)]
+def secrets_list(request: HttpRequest, response: HttpResponse):
+    rows = secret_list(org=request.org)
+    response["X-Total-Count"] = len(rows)  # one page: an organization keeps a handful of secrets
+    return [_secret_out(row.secret, row.used_by) for row in rows]
 
 
 @router.put(

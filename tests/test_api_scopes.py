@@ -103,7 +103,8 @@ def test_it_refuses_a_token_without_the_scope_and_names_it(tenant, operation):
     else:
         assert f'"{needs}"' in error["message"]
         # ... and lets the same request through with it.
-        assert call(org_token(tenant, needs), operation[0], url, body).status_code == 200
+        tenant.secret  # noqa: B018  (the crm_token the secrets' operations name)
+        assert call(org_token(tenant, needs), operation[0], url, body).status_code in (200, 204)
 
 
 def test_a_new_organization_token_only_sends_measurements(tenant):

@@ -38,7 +38,8 @@ def kpis(count: int = COUNT) -> list[Kpi]:
     lead = MembershipFactory(organization=org)
     MembershipFactory(organization=org, role=Role.EXECUTIVE)
     team = TeamFactory(organization=org, lead=lead)
-    first = KpiFactory(organization=org, team=team, owner=lead)
+    # Owned by someone other than the lead: four eyes keeps an owner out of their own escalation.
+    first = KpiFactory(organization=org, team=team, owner=MembershipFactory(organization=org))
     fields = {f.attname: getattr(first, f.attname) for f in Kpi._meta.concrete_fields if not f.primary_key}
     return [first] + Kpi.objects.bulk_create(
         (Kpi(**fields | {"key": f"c.{i}", "name": f"C {i}"}) for i in range(count - 1)), batch_size=5000
