@@ -72,8 +72,9 @@ def latest_path(workstream: Workstream) -> MitigationPath | None:
     return workstream.paths.select_related("filed_by", "reviewed_by").prefetch_related("actions__owner__user").first()
 
 
-def escalation_state(workstream: Workstream) -> str:
-    """Where the escalation stands, in words."""
+def escalation_state(workstream: Workstream, *, skipped: str = "") -> str:
+    """Where the escalation stands, in words; `skipped` is the timeline's reason when the level reached told
+    nobody (`level_skipped`)."""
     levels = len(Policy.from_json(workstream.policy).levels) if workstream.policy else 0
     if not workstream.is_open:
         return "Resolved"
@@ -88,7 +89,23 @@ def escalation_state(workstream: Workstream) -> str:
         return f"Waiting on upstream: {upstream} has an open episode; escalation starts when it resolves"
     if not workstream.level:
         return "Not escalated yet: the owner's mitigation task runs"
+    if skipped:
+        return skipped
     return f"Escalated to level {workstream.level} of {levels}, pass {workstream.escalation_pass}"
+
+
+def level_skipped(workstream: Workstream) -> str:
+    """Why the level the episode stands at told nobody (four eyes, or nobody active there), as the timeline says
+    it; empty when someone at that level was told."""
+    if not workstream.level:
+        return ""
+    told = workstream.tasks.filter(
+        kind=Task.Kind.ESCALATION, level=workstream.level, escalation_pass=workstream.escalation_pass
+    )
+    if told.exists():
+        return ""
+    skip = workstream.events.filter(verb="level_skipped").order_by("-at", "-id").first()
+    return skip.text if skip else ""
 
 
 def open_tasks(*, membership: Membership) -> QuerySet[Task]:

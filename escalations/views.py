@@ -96,7 +96,7 @@ def _workstream_page(
         "path": path,
         "earlier_paths": paths[1:],
         "awaiting": awaiting,
-        "escalation": selectors.escalation_state(ws),
+        "escalation": selectors.escalation_state(ws, skipped=selectors.level_skipped(ws)),
         "next": selectors.what_next(ws),
         "events": ws.events.select_related("actor"),
         "tasks": ws.tasks.select_related("assignee__user").order_by("-created_at", "-id"),

@@ -18,6 +18,7 @@ from escalations.models import (
     Task,
     Workstream,
 )
+from escalations.selectors import escalation_state, level_skipped
 from governance import tenancy
 from governance.models import Membership, Organization
 from scorecards.models import Kpi, SurgeSignal
@@ -140,4 +141,9 @@ def test_maya_is_never_escalated_to_for_her_own_kpis_and_the_skip_is_on_their_ti
     assert escalated.exists()
     for ws in escalated:
         assert ws.events.filter(verb="level_skipped", text__endswith="Maya Martins owns this KPI").exists()
+    # Where the skipped level is where the episode stands, its state line says why nobody there was told.
+    waiting = [ws for ws in escalated if ws.level == 1]
+    assert waiting
+    for ws in waiting:
+        assert escalation_state(ws, skipped=level_skipped(ws)).endswith("Maya Martins owns this KPI")
     assert escalated.filter(tasks__kind="escalation", tasks__assignee__role="executive").exists()
