@@ -52,7 +52,7 @@ from escalations.policy_forms import (
 from escalations.timing import Level, Policy
 from governance.access import admin_required, deny, get_for_org_or_404, refuse, role_required
 from governance.forms import apply_errors
-from governance.models import Role, Team
+from governance.models import Membership, Role, Team
 from scorecards.models import Kpi, Status
 from scorecards.selectors import visible_kpis
 
@@ -266,6 +266,7 @@ def _inbox_row(
     task the notice or error is about (a review task lists one per KPI)."""
     if request.htmx:
         task = selectors.inbox_task(membership=request.membership, task_id=task.pk) or task
+        _mark_no_impact([task], request.membership)
         context = {"t": task, "now": timezone.now(), "notice": notice, "error": error, "part": part}
         return render(request, "escalations/inbox.html#task-row", context | {"oob_counts": True})
     if error:
@@ -388,7 +389,22 @@ def workstream_list(request: HttpRequest) -> HttpResponse:
 def task_inbox(request: HttpRequest) -> HttpResponse:
     """What waits for me: open and acknowledged tasks, overdue first, each answered in place."""
     tasks = list(selectors.inbox(membership=request.membership))
+    _mark_no_impact(tasks, request.membership)
     return render(request, "escalations/inbox.html", {"tasks": tasks, "now": timezone.now()})
+
+
+def _mark_no_impact(tasks: list[Task], membership: Membership) -> None:
+    """Sets each review's `no_impact_refusal` (empty: the member may answer "no impact"). The authority can refuse an
+    assignee only where they own an upstream KPI of the review and not the reviewed one, so only there is it asked
+    (from what the inbox has read, without a query per review elsewhere)."""
+    for task in tasks:
+        for review in task.review_parts:
+            owns_upstream = any(s.upstream.owner_id == membership.pk for s in review.signals.all())
+            interested = owns_upstream and review.kpi.owner_id != membership.pk
+            answer = (
+                deciding.authority("review_no_impact", by=membership, review=review, task=task) if interested else None
+            )
+            review.no_impact_refusal = answer.refusal if answer is not None else ""
 
 
 # --- notifications --------------------------------------------------------------------------------

@@ -530,3 +530,15 @@ def test_a_path_filed_by_an_executive_owner_asks_the_other_executives_not_the_ow
     asked = set(Notification.objects.filter(kind="path_filed").values_list("recipient_id", flat=True))
     assert tenant.executive.pk in asked
     assert owner.pk not in asked
+
+
+@pytest.mark.django_db
+def test_the_inbox_offers_no_impact_only_to_who_may_answer_it(case):
+    """The upstream KPI's owner, escalated to a review their KPI caused, may still say "impact", not "no impact"; the
+    downstream owner is offered both."""
+    t = case.tenant
+    filers = t.client(case.filer).get(url("task_inbox", t)).content.decode()
+    owners = t.client(case.owner).get(url("task_inbox", t)).content.decode()
+    assert 'value="no"> No impact' not in filers and "Four eyes" in filers
+    assert 'value="yes" required> Impact' in filers
+    assert 'value="no"> No impact' in owners
