@@ -13,14 +13,13 @@ import pytest
 from celery.contrib.testing.worker import start_worker
 from cryptography.fernet import Fernet
 from django.conf import settings
-from django.core.management import call_command
 from django.test import Client
 from django.urls import reverse
 from django.views.defaults import server_error
 
 from config.celery import app as celery_app
 from config.settings.base import DEFAULT_SECRETS_KEY
-from governance.models import Heartbeat, Membership, Organization, Role
+from governance.models import Heartbeat, Membership, Role
 from governance.tasks import heartbeat
 from tests.test_cross_tenant import _object_kwargs, org_patterns
 
@@ -28,14 +27,14 @@ ROOT = Path(__file__).resolve().parent.parent
 FERNET_KEY = Fernet.generate_key().decode()
 
 
-def _load_production_settings(**env) -> subprocess.CompletedProcess:
+def _load_production_settings(check: str = "print(settings.DEBUG)", **env) -> subprocess.CompletedProcess:
     environ = {k: v for k, v in os.environ.items() if k != "SECRET_KEY"}
     environ.update(DJANGO_SETTINGS_MODULE="config.settings.production", **env)
     return subprocess.run(
         [
             sys.executable,
             "-c",
-            "import django; django.setup(); from django.conf import settings; print(settings.DEBUG)",
+            f"import django; django.setup(); from django.conf import settings; {check}",
         ],
         cwd=ROOT,
         env=environ,
@@ -55,6 +54,18 @@ def test_production_starts_with_a_real_secret():
     result = _load_production_settings(SECRET_KEY="k" * 50, API_TOKEN_KEY="t" * 50, SECRETS_KEYS=FERNET_KEY)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "False"
+
+
+def test_production_has_no_demo_to_seed():
+    result = _load_production_settings(
+        "from django.core.management import get_commands; "
+        "print('demo' in settings.INSTALLED_APPS, 'seed_demo' in get_commands())",
+        SECRET_KEY="k" * 50,
+        API_TOKEN_KEY="t" * 50,
+        SECRETS_KEYS=FERNET_KEY,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "False False"
 
 
 @pytest.mark.parametrize(
@@ -109,27 +120,6 @@ def test_a_real_worker_runs_the_heartbeat_sweep(celery_worker):
 
 def test_healthz_reports_a_stale_worker(db):
     assert Client().get("/healthz").json() == {"database": "ok", "worker": "stale", "last_heartbeat": None}
-
-
-def test_seed_demo_builds_the_demo_organization_once(db):
-    call_command("seed_demo")
-    call_command("seed_demo")  # idempotent
-    acme = Organization.objects.get(slug="acme")
-    assert acme.name == "Acme Electronics" and acme.timezone == "Europe/Berlin"
-    assert set(acme.teams.values_list("name", flat=True)) == {
-        "Leadership",
-        "Marketing",
-        "Supply Chain",
-        "Sales",
-        "Finance",
-    }
-    assert set(acme.memberships.values_list("role", flat=True)) == set(Role.values)
-    assert not acme.teams.filter(lead=None).exists()
-    coo = Membership.objects.filter(user__email="coo@acme.test").values_list("organization__slug", flat=True)
-    assert set(coo) == {"acme", "globex"}
-    # Through the login page, as a person logs in: the throttling backend needs the request.
-    response = Client().post("/login/", {"username": "ceo@acme.test", "password": "steerco-demo"})
-    assert response.status_code == 302 and response.url == "/"
 
 
 INLINE_SCRIPT = re.compile(r"<script(?![^>]*\bsrc=)(?![^>]*type=\"application/json\")[^>]*>", re.I)

@@ -1,9 +1,11 @@
 """Local development and `make run`: the embedded default (SQLite + filesystem broker)."""
 
 from .base import *  # noqa: F403
-from .base import env
+from .base import INSTALLED_APPS, env
 
 DEBUG = env.bool("DEBUG", default=True)
+# The demo data (`seed_demo`) is for development and the tests; production settings leave it out.
+INSTALLED_APPS = [*INSTALLED_APPS, "demo"]
 
 # Serve static files straight from the source folders; no collectstatic needed outside production.
 WHITENOISE_AUTOREFRESH = True

@@ -1,9 +1,11 @@
 """The test suite: fast hashing, in-memory mail, no manifest static storage."""
 
 from .base import *  # noqa: F403
-from .base import env
+from .base import INSTALLED_APPS, env
 
 DEBUG = False
+# The demo data (`seed_demo`) is for development and the tests; production settings leave it out.
+INSTALLED_APPS = [*INSTALLED_APPS, "demo"]
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # speed; tests never store real passwords
 EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
 STORAGES = {

@@ -25,7 +25,6 @@ from escalations.models import (
     Workstream,
 )
 from escalations.pack import pack_context
-from governance import tenancy
 from governance.models import AuditEvent, Membership
 from scorecards.models import Kpi
 from tests.conftest import Tenant
@@ -460,32 +459,3 @@ def test_the_pack_and_the_session_page_count_the_same_open_actions(tenant, board
     assert page.context["actions"].total == pack_context(session, None)["actions"].total == 3
     assert 'Open actions <span class="count">3</span>' in html and "<dt>Open actions</dt><dd>3</dd>" in pack
     assert html.count("assigned in this review") == 1 and pack.count("assigned in this review") == 1
-
-
-# --- the demo --------------------------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def demo(django_db_setup, django_db_blocker):
-    from django.core.management import call_command
-
-    with django_db_blocker.unblock():
-        with tenancy.scope(system=True):  # as manage.py runs it
-            call_command("seed_demo", stdout=io.StringIO())
-        yield
-        call_command("flush", "--no-input", reset_sequences=False, stdout=io.StringIO())
-
-
-@pytest.mark.django_db
-def test_the_demo_has_a_closed_review_with_decisions_and_an_open_agenda(demo):
-    from governance.models import Organization
-
-    acme = Organization.objects.get(slug="acme")
-    session = ReviewSession.objects.get(organization=acme)
-    assert not session.is_open and session.attendees.count() >= 4
-    assert {"target_changed", "risk_accepted", "transfer_requested", "action_assigned"} <= set(
-        session.decisions.values_list("kind", flat=True)
-    )
-    items = decisions.agenda(org=acme)
-    assert any(i.awaiting for i in items) and {"off_track", "stale"} <= {i.severity for i in items}
-    assert all(not i.decided for i in items)

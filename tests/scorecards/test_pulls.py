@@ -13,12 +13,10 @@ import time_machine
 from django.core.exceptions import ValidationError
 from django.core.management import call_command
 from django.db import connection
-from django.utils import timezone
 
 from escalations.management.commands.tick import SWEEPS
 from governance import tenancy
-from governance.manifest import apply_manifest, export_manifest
-from governance.models import AuditEvent, Organization
+from governance.models import AuditEvent
 from governance.services import secret_set
 from scorecards import connectors, tasks
 from scorecards.models import DataSource, DataSourceRun, Kpi, Measurement
@@ -327,24 +325,3 @@ def test_the_command_pulls_one_organization_and_tick_pulls_first(tenant, strange
     assert out.getvalue().strip() == "Pulled 1 data source(s): 0 row(s) stored, 1 failed."
     assert list(DataSourceRun.objects.values_list("source_id", flat=True)) == [tenant.data_source.pk]
     assert SWEEPS[0] == "pull_data_sources"
-
-
-def test_the_demo_has_a_healthy_and_a_failing_source_and_neither_is_due_at_once(db):
-    seeded = timezone.now()
-    call_command("seed_demo", stdout=io.StringIO())
-    org = Organization.objects.get(slug="acme")
-    sources = {source.key: source for source in DataSource.objects.for_org(org)}
-    assert set(sources) == {"warehouse", "nps-panel"}
-    warehouse, panel = sources["warehouse"], sources["nps-panel"]
-    assert warehouse.failures == 0 and list(warehouse.runs.exclude(error="").values_list("error", flat=True)) == [
-        "the query for sc.otif ran longer than 30 s and was cancelled"
-    ]
-    assert panel.failures == panel.runs.exclude(error="").count() > 0
-    assert Kpi.objects.get(organization=org, key="mkt.brand_nps").data_source == panel
-    # The running demo pulls nothing before the next planned run, then fails once a day or every 6 hours. Claimed
-    # at the seeding moment: a planned run may fall due during the test itself.
-    assert data_sources_claim_due(now=seeded) == []
-    # The seeded sources are what the manifest accepts and exports unchanged.
-    result = apply_manifest(export_manifest(org), dry_run=True)
-    assert not [path for path, _ in result.errors if path.startswith("data_sources")]
-    assert not [change for change in result.changes if change.kind == "data_source"]

@@ -1,4 +1,4 @@
-"""The demo lives in the top layer because it fills every app: governance, scorecards and what comes next."""
+"""The demo sits above every app because it fills them all: governance, scorecards, dependencies, escalations."""
 
 from __future__ import annotations
 
@@ -7,13 +7,13 @@ from datetime import timedelta
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
+from demo.reviews import seed_reviews
+from demo.scorecards import seed_data_sources, seed_scorecards
+from demo.workstreams import seed_workstreams
 from dependencies.models import Dependency
-from escalations.demo import seed_workstreams
-from escalations.demo_reviews import seed_reviews
 from escalations.models import EscalationLevel, EscalationPolicy
 from governance import services
 from governance.models import Membership, Organization, Role, User
-from scorecards.demo import seed_data_sources, seed_scorecards
 from scorecards.models import Kpi
 
 DEMO_PASSWORD = "steerco-demo"
@@ -84,7 +84,7 @@ class Command(BaseCommand):
         seed_data_sources(acme)
         self._seed_dependencies(acme)
         seed_workstreams(acme)
-        seed_reviews(acme)  # escalations.demo_reviews: a closed review session, its decisions, an open agenda
+        seed_reviews(acme)  # demo.reviews: a closed review session, its decisions, an open agenda
 
         globex_admin = self._user("admin@globex.test", "Gus Grant")
         globex = services.organization_create(

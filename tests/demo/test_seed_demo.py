@@ -1,3 +1,5 @@
+"""The demo as `seed_demo` builds it, seeded once for the module (the `demo` fixture): what a newcomer sees."""
+
 import io
 from datetime import timedelta
 
@@ -7,7 +9,7 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from escalations import health
+from escalations import decisions, health
 from escalations.models import (
     Decision,
     DependencyReview,
@@ -15,22 +17,15 @@ from escalations.models import (
     MitigationAction,
     MitigationPath,
     Notification,
+    ReviewSession,
     Task,
     Workstream,
 )
 from escalations.selectors import escalation_state, level_skipped
-from governance import tenancy
-from governance.models import Membership, Organization
-from scorecards.models import Kpi, SurgeSignal
-
-
-@pytest.fixture(scope="module")
-def demo(django_db_setup, django_db_blocker):
-    with django_db_blocker.unblock():
-        with tenancy.scope(system=True):  # as manage.py runs it
-            call_command("seed_demo", stdout=io.StringIO())
-        yield
-        call_command("flush", "--no-input", reset_sequences=False, stdout=io.StringIO())
+from governance.manifest import apply_manifest, export_manifest
+from governance.models import Membership, Organization, Role
+from scorecards.models import DataSource, Kpi, SurgeSignal
+from scorecards.pulls import data_sources_claim_due
 
 
 @pytest.mark.django_db
@@ -147,3 +142,57 @@ def test_maya_is_never_escalated_to_for_her_own_kpis_and_the_skip_is_on_their_ti
     for ws in waiting:
         assert escalation_state(ws, skipped=level_skipped(ws)).endswith("Maya Martins owns this KPI")
     assert escalated.filter(tasks__kind="escalation", tasks__assignee__role="executive").exists()
+
+
+@pytest.mark.django_db
+def test_seed_demo_builds_the_demo_organization_once(demo):
+    call_command("seed_demo", stdout=io.StringIO())  # again: it is idempotent
+    acme = Organization.objects.get(slug="acme")
+    assert acme.name == "Acme Electronics" and acme.timezone == "Europe/Berlin"
+    assert set(acme.teams.values_list("name", flat=True)) == {
+        "Leadership",
+        "Marketing",
+        "Supply Chain",
+        "Sales",
+        "Finance",
+    }
+    assert set(acme.memberships.values_list("role", flat=True)) == set(Role.values)
+    assert not acme.teams.filter(lead=None).exists()
+    coo = Membership.objects.filter(user__email="coo@acme.test").values_list("organization__slug", flat=True)
+    assert set(coo) == {"acme", "globex"}
+    # Through the login page, as a person logs in: the throttling backend needs the request.
+    response = Client().post("/login/", {"username": "ceo@acme.test", "password": "steerco-demo"})
+    assert response.status_code == 302 and response.url == "/"
+
+
+@pytest.mark.django_db
+def test_the_demo_has_a_closed_review_with_decisions_and_an_open_agenda(demo):
+    acme = Organization.objects.get(slug="acme")
+    session = ReviewSession.objects.get(organization=acme)
+    assert not session.is_open and session.attendees.count() >= 4
+    assert {"target_changed", "risk_accepted", "transfer_requested", "action_assigned"} <= set(
+        session.decisions.values_list("kind", flat=True)
+    )
+    items = decisions.agenda(org=acme)
+    assert any(i.awaiting for i in items) and {"off_track", "stale"} <= {i.severity for i in items}
+    assert all(not i.decided for i in items)
+
+
+@pytest.mark.django_db
+def test_the_demo_has_a_healthy_and_a_failing_source_and_neither_is_due_at_once(demo):
+    org = Organization.objects.get(slug="acme")
+    sources = {source.key: source for source in DataSource.objects.for_org(org)}
+    assert set(sources) == {"warehouse", "nps-panel"}
+    warehouse, panel = sources["warehouse"], sources["nps-panel"]
+    assert warehouse.failures == 0 and list(warehouse.runs.exclude(error="").values_list("error", flat=True)) == [
+        "the query for sc.otif ran longer than 30 s and was cancelled"
+    ]
+    assert panel.failures == panel.runs.exclude(error="").count() > 0
+    assert Kpi.objects.get(organization=org, key="mkt.brand_nps").data_source == panel
+    # The running demo pulls nothing before the next planned run, then fails once a day or every 6 hours. Claimed
+    # at the seeding moment: a planned run may fall due during the test itself.
+    assert data_sources_claim_due(now=demo) == []
+    # The seeded sources are what the manifest accepts and exports unchanged.
+    result = apply_manifest(export_manifest(org), dry_run=True)
+    assert not [path for path, _ in result.errors if path.startswith("data_sources")]
+    assert not [change for change in result.changes if change.kind == "data_source"]

@@ -87,6 +87,6 @@ def seed_reviews(org: Organization) -> ReviewSession | None:
         "Next review in two weeks.",
     )
     # The review began an hour and a quarter ago; its decisions came at its end, after the paths they act on were
-    # filed (escalations.demo files them at seed time), so every timeline stays in order.
+    # filed (demo.workstreams files them at seed time), so every timeline stays in order.
     ReviewSession.objects.filter(pk=session.pk).update(started_at=started - timedelta(minutes=75))
     return session

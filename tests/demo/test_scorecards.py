@@ -15,8 +15,8 @@ from django.db import connection
 from django.db.models import F
 from django.utils import timezone
 
+from demo.scorecards import SPECS, quarter_of, seed_scorecards
 from governance.models import Organization, Role
-from scorecards.demo import SPECS, quarter_of, seed_scorecards
 from scorecards.models import (
     CheckIn,
     KeyResult,
@@ -46,7 +46,7 @@ def _query_budget() -> int:
 
 def _people_only(monkeypatch) -> Organization:
     """seed_demo's organizations and people, without its own call of seed_scorecards (each test picks `today`)."""
-    monkeypatch.setattr("escalations.management.commands.seed_demo.seed_scorecards", lambda org: None)
+    monkeypatch.setattr("demo.management.commands.seed_demo.seed_scorecards", lambda org: None)
     call_command("seed_demo", stdout=io.StringIO())
     return Organization.objects.get(slug="acme")
 

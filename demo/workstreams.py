@@ -7,7 +7,7 @@ episodes that ended filed a path, approved a day later. Then people act on the c
 approved, rejected, an action gone overdue, an episode closed by decision.
 
 The founding story's surge comes the same way: the evaluation sweep evaluates the leads' newest week (left for it
-by scorecards.demo), finds it 30% above the week before and records the surge; process_status_changes turns it into
+by demo.scorecards), finds it 30% above the week before and records the surge; process_status_changes turns it into
 a dependency signal and one review task for Supply Chain's owner, listing both of their KPIs that depend on leads.
 """
 

@@ -7,7 +7,7 @@ The founding story shows in the last three weeks: Marketing's launch campaign ma
 Supply Chain falls behind (inventory turnover and on-time-in-full degrade, the DC runs above its range) and
 Finance pays for it in air freight. The campaign went live six days ago: this week's leads are some 45% above last
 week's, a surge by the KPI's own rule (30% over 7 days) that the first real evaluation sweep records, and which the
-engine carries to Supply Chain as a dependency review (escalations.demo).
+engine carries to Supply Chain as a dependency review (demo.workstreams).
 """
 
 from __future__ import annotations
