@@ -56,16 +56,19 @@ def test_production_starts_with_a_real_secret():
     assert result.stdout.strip() == "False"
 
 
-def test_production_has_no_demo_to_seed():
+@pytest.mark.parametrize("demo_data, installed", [({}, "False False"), ({"DEMO_DATA": "true"}, "True True")])
+def test_production_has_no_demo_to_seed_unless_asked(demo_data, installed):
+    """Docker Compose's try-it-out stack asks for the demo (DEMO_DATA); a real installation has none."""
     result = _load_production_settings(
         "from django.core.management import get_commands; "
         "print('demo' in settings.INSTALLED_APPS, 'seed_demo' in get_commands())",
         SECRET_KEY="k" * 50,
         API_TOKEN_KEY="t" * 50,
         SECRETS_KEYS=FERNET_KEY,
+        **demo_data,
     )
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "False False"
+    assert result.stdout.strip() == installed
 
 
 @pytest.mark.parametrize(

@@ -9,6 +9,7 @@ from .base import (
     DEFAULT_API_TOKEN_KEY,
     DEFAULT_SECRET_KEY,
     DEFAULT_SECRETS_KEY,
+    INSTALLED_APPS,
     SECRET_KEY,
     SECRETS_KEYS,
     env,
@@ -49,3 +50,8 @@ CSRF_COOKIE_SECURE = True
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 SECURE_SSL_HOST = env("SECURE_SSL_HOST", default=None)
 SECURE_REFERRER_POLICY = "same-origin"
+
+# The demo (`seed_demo`) only where an operator asks for it, as Docker Compose's try-it-out stack does: a real
+# installation leaves the development app out.
+if env.bool("DEMO_DATA", default=False):
+    INSTALLED_APPS = [*INSTALLED_APPS, "demo"]
