@@ -53,6 +53,7 @@ chaos: $(BIN)/.installed
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 
 clean:
 	rm -rf var/broker var/celerybeat-schedule* var/steerco.sqlite3 var/screenshots var/bench var/chaos

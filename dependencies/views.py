@@ -19,12 +19,12 @@ from django.views.decorators.http import require_GET, require_POST
 from dependencies import graph, selectors, services
 from dependencies.forms import DependencyForm
 from dependencies.models import Dependency
-from governance.access import can_configure_kpi, deny, get_for_org_or_404
+from governance.access import deny, get_for_org_or_404
 from governance.durations import format_duration
 from governance.forms import apply_errors
 from governance.models import Team
 from scorecards.models import Kpi, Status
-from scorecards.selectors import visible_kpis
+from scorecards.selectors import can_configure_kpi, visible_kpis
 
 RED = (Status.AT_RISK, Status.OFF_TRACK)
 CONFIGURERS = "admins and those who may configure the KPI"

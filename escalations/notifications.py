@@ -16,7 +16,7 @@ from django.db import transaction
 from django.template.loader import render_to_string
 from django.utils import timezone
 
-from escalations import digests
+from escalations import digest_email
 from escalations.models import Notification, NotificationPreference, WebhookDelivery, Workstream
 from governance.models import Membership
 
@@ -144,8 +144,8 @@ def prune(*, now: datetime | None = None) -> dict[str, int]:
 
 
 def _send_email(notification: Notification) -> None:
-    if notification.kind == digests.DIGEST_KIND:  # its own layout, from its stored payload
-        text, html = digests.render_email(notification)
+    if notification.kind == digest_email.DIGEST_KIND:  # its own layout, from its stored payload
+        text, html = digest_email.render_email(notification)
     else:
         context = {
             "notification": notification,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from functools import wraps
-from typing import TYPE_CHECKING, TypeVar
+from typing import TypeVar
 
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import connection
@@ -14,9 +14,6 @@ from django.http import Http404, HttpRequest
 
 from governance.models import Invitation, Membership, Role, Secret, Team
 from governance.services import audit_log
-
-if TYPE_CHECKING:
-    from scorecards.models import Kpi
 
 M = TypeVar("M", bound=Model)
 
@@ -89,15 +86,6 @@ def deny(request: HttpRequest, what: str) -> PermissionDenied:
 def can_manage_team(membership: Membership, team: Team) -> bool:
     # Admins manage every team; a team's lead is granted the object permission when appointed.
     return membership.is_admin or membership.user.has_perm("governance.manage_team", team)
-
-
-def can_configure_kpi(membership: Membership, kpi: Kpi) -> bool:
-    # Admins and the owner by role; anyone else only with guardian's object permission on this KPI.
-    return (
-        membership.is_admin
-        or kpi.owner_id == membership.pk
-        or membership.user.has_perm("scorecards.configure_kpi", kpi)
-    )
 
 
 def role_required(*roles: str) -> Callable:

@@ -5,6 +5,9 @@ class ScorecardsConfig(AppConfig):
     name = "scorecards"
 
     def ready(self) -> None:
+        # Registers the tasks with Celery in every process (as Django does signals), so that services can queue
+        # them by name.
+        import scorecards.tasks  # noqa: F401
         from governance.secrets import register_references
         from governance.services import DEACTIVATION_BLOCKERS
         from scorecards.selectors import data_source_secret_references

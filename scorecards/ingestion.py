@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 
+from celery import current_app
 from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
@@ -168,10 +169,9 @@ def measurements_store(
 
 
 def _queue_evaluation(org_id: int) -> None:
-    from scorecards.tasks import evaluate_kpis  # tasks import services; importing here avoids the cycle
-
     # Without a worker the beat sweep still finds these KPIs (KpiSchedule.needs_evaluation); this only makes it sooner.
-    evaluate_kpis.delay(org_id=org_id)
+    # By name: scorecards.tasks imports this module (ScorecardsConfig.ready registers the tasks).
+    current_app.tasks["scorecards.tasks.evaluate_kpis"].delay(org_id=org_id)
 
 
 def _upsert_postgresql(org: Organization, rows: list, source: str, now: datetime) -> None:

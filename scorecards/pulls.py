@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from celery import current_app
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -165,9 +166,8 @@ def data_source_run_request(*, source: DataSource, actor: User) -> DataSourceRun
 
 
 def _queue(run: DataSourceRun) -> None:
-    from scorecards.tasks import pull_data_source  # tasks import this module; importing here avoids the cycle
-
-    pull_data_source.delay(run.organization_id, run.source_id, run.pk)
+    # By name: scorecards.tasks imports this module (ScorecardsConfig.ready registers the tasks).
+    current_app.tasks["scorecards.tasks.pull_data_source"].delay(run.organization_id, run.source_id, run.pk)
 
 
 def data_source_pull(

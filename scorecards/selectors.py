@@ -143,6 +143,15 @@ def trend(points: list[tuple[datetime, float]]) -> str:
     return "up" if change > 0.02 else "down" if change < -0.02 else "flat"
 
 
+def can_configure_kpi(membership: Membership, kpi: Kpi) -> bool:
+    # Admins and the owner by role; anyone else only with guardian's object permission on this KPI.
+    return (
+        membership.is_admin
+        or kpi.owner_id == membership.pk
+        or membership.user.has_perm("scorecards.configure_kpi", kpi)
+    )
+
+
 def scorecards_for(*, membership: Membership) -> list[Scorecard]:
     team_keys = set(membership.teams.values_list("key", flat=True))
     return [

@@ -17,7 +17,6 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from governance import selectors as governance_selectors
 from governance.access import (
     admin_required,
-    can_configure_kpi,
     decision_authority,
     deny,
     get_for_org_or_404,
@@ -180,7 +179,7 @@ def kpi_detail(request: HttpRequest, kpi_id: int) -> HttpResponse:
             # app, which records the decision.
             "may_decide": pending is not None and bool(services.transfer_authority(pending, membership)),
             "transfer_form": TransferRequestForm(kpi=kpi) if may_request and pending is None else None,
-            "may_configure": can_configure_kpi(membership, kpi),
+            "may_configure": selectors.can_configure_kpi(membership, kpi),
             "key_results": kpi.key_results.select_related("objective"),
             "open_workstream": kpi.workstreams.filter(resolved_at=None).first(),
         },
@@ -190,7 +189,7 @@ def kpi_detail(request: HttpRequest, kpi_id: int) -> HttpResponse:
 @require_http_methods(["GET", "POST"])
 def kpi_settings(request: HttpRequest, kpi_id: int) -> HttpResponse:
     kpi = get_for_org_or_404(request, Kpi, kpi_id)
-    if not can_configure_kpi(request.membership, kpi):
+    if not selectors.can_configure_kpi(request.membership, kpi):
         raise deny(request, "admins and the KPI's owner")
     form = KpiForm(request.POST or None, instance=kpi, org=request.org)
     if request.method == "POST":
