@@ -73,13 +73,17 @@ def get_secret_or_404(org, name: str) -> Secret:
     return secret
 
 
-def deny(request: HttpRequest, what: str) -> PermissionDenied:
+def _audit_refusal(request: HttpRequest, what: str) -> None:
     audit_log(
         org=request.org,
         actor=request.user,
         verb="security.permission_denied",
         after={"what": what, "path": request.path, "method": request.method},
     )
+
+
+def deny(request: HttpRequest, what: str) -> PermissionDenied:
+    _audit_refusal(request, what)
     return PermissionDenied(f"Only {what} may do this.")
 
 
@@ -185,12 +189,7 @@ def decision_authority(
 
 def refuse(request: HttpRequest, refusal: str) -> PermissionDenied:
     """A refused decision (an Authority's refusal, or a service's) as a 403, audited like `deny`."""
-    audit_log(
-        org=request.org,
-        actor=request.user,
-        verb="security.permission_denied",
-        after={"what": refusal, "path": request.path, "method": request.method},
-    )
+    _audit_refusal(request, refusal)
     return PermissionDenied(refusal)
 
 
