@@ -12,7 +12,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import HttpResponseClientRefresh
 
-from governance import selectors, services
+from governance import selectors
 from governance.access import (
     admin_required,
     can_manage_team,
@@ -38,6 +38,8 @@ from governance.forms import (
     apply_errors,
 )
 from governance.models import ApiToken, Role
+from governance.services import api_tokens as tokens
+from governance.services import invitations, members, organizations, secrets, teams
 
 # --- outside any organization -------------------------------------------------------------------
 
@@ -68,7 +70,7 @@ def organization_create(request: HttpRequest) -> HttpResponse:
     form = OrganizationCreateForm(request.POST or None)
     if form.is_valid():
         try:
-            org = services.organization_create(
+            org = organizations.organization_create(
                 creator=request.user,
                 slug=form.cleaned_data["slug"],
                 name=form.cleaned_data["name"],
@@ -93,7 +95,7 @@ def invitation_accept(request: HttpRequest, token: str) -> HttpResponse:
     POST, a detour through the login page and the redirect after joining do not, so it does not spread through
     access logs, browser history and Referer headers."""
     try:
-        services.invitation_for_token(token)
+        invitations.invitation_for_token(token)
     except ValidationError as e:
         return render(request, "governance/invitation_invalid.html", {"error": e.messages[0]}, status=410)
     request.session[INVITATION_SESSION_KEY] = token
@@ -104,7 +106,7 @@ def invitation_accept(request: HttpRequest, token: str) -> HttpResponse:
 def invitation_join(request: HttpRequest) -> HttpResponse:
     token = request.session.get(INVITATION_SESSION_KEY, "")
     try:
-        invitation = services.invitation_for_token(token)
+        invitation = invitations.invitation_for_token(token)
     except ValidationError as e:
         error = e.messages[0] if token else "Open the link in your invitation email to join."
         return render(request, "governance/invitation_invalid.html", {"error": error}, status=410)
@@ -112,7 +114,7 @@ def invitation_join(request: HttpRequest) -> HttpResponse:
     form = InvitationSignupForm(request.POST or None, email=invitation.email) if user is None else None
     if request.method == "POST" and (form is None or form.is_valid()):
         try:
-            membership = services.invitation_accept(
+            membership = invitations.invitation_accept(
                 token=token,
                 user=user,
                 name=form.cleaned_data["name"] if form else "",
@@ -142,7 +144,7 @@ def organization_settings(request: HttpRequest) -> HttpResponse:
     if request.method == "POST":
         if form.is_valid():
             try:
-                services.organization_update(
+                organizations.organization_update(
                     org=org,
                     actor=request.user,
                     **{name: form.cleaned_data[name] for name in form.Meta.fields},
@@ -164,7 +166,7 @@ def team_list(request: HttpRequest) -> HttpResponse:
             raise deny(request, "admins")
         if form.is_valid():
             try:
-                team = services.team_create(org=request.org, actor=request.user, **form.cleaned_data)
+                team = teams.team_create(org=request.org, actor=request.user, **form.cleaned_data)
             except ValidationError as e:
                 apply_errors(form, e)
             else:
@@ -196,7 +198,7 @@ def team_detail(request: HttpRequest, team_id: int) -> HttpResponse:
             if edit_form.is_valid():
                 fields = {k: edit_form.cleaned_data[k] for k in ("name", "key", "parent", "lead")}
                 try:
-                    services.team_update(team=team, actor=request.user, **fields)
+                    teams.team_update(team=team, actor=request.user, **fields)
                 except ValidationError as e:
                     apply_errors(edit_form, e)
                 else:
@@ -208,7 +210,7 @@ def team_detail(request: HttpRequest, team_id: int) -> HttpResponse:
                 raise deny(request, "admins and the team's lead")
             members_form = TeamMembersForm(request.POST, org=request.org)
             if members_form.is_valid():
-                services.team_set_members(team=team, actor=request.user, members=members_form.cleaned_data["members"])
+                teams.team_set_members(team=team, actor=request.user, members=members_form.cleaned_data["members"])
                 messages.success(request, "Members saved.")
                 return redirect("team_detail", org_slug=request.org.slug, team_id=team.pk)
         else:
@@ -249,7 +251,7 @@ def member_list(request: HttpRequest) -> HttpResponse:
     form = InviteForm(request.POST, org=request.org)
     if form.is_valid():
         try:
-            invitation, _token = services.invitation_create(
+            invitation, _token = invitations.invitation_create(
                 org=request.org,
                 actor=request.user,
                 base_url=request.build_absolute_uri("/")[:-1],
@@ -290,7 +292,7 @@ def member_role(request: HttpRequest, membership_id: int) -> HttpResponse:
         error = "Pick a role."
     else:
         try:
-            services.membership_change_role(membership=membership, actor=request.user, role=form.cleaned_data["role"])
+            members.membership_change_role(membership=membership, actor=request.user, role=form.cleaned_data["role"])
         except ValidationError as e:
             error = " ".join(e.messages)
     return _member_row(request, membership, error)
@@ -303,7 +305,7 @@ def member_deactivate(request: HttpRequest, membership_id: int) -> HttpResponse:
     if membership.user_id == request.user.pk:
         return _member_row(request, membership, "You cannot deactivate yourself.")
     try:
-        services.membership_set_active(membership=membership, actor=request.user, active=False)
+        members.membership_set_active(membership=membership, actor=request.user, active=False)
     except ValidationError as e:
         return _member_row(request, membership, " ".join(e.messages))
     return _member_row(request, membership)
@@ -313,7 +315,7 @@ def member_deactivate(request: HttpRequest, membership_id: int) -> HttpResponse:
 @require_POST
 def member_reactivate(request: HttpRequest, membership_id: int) -> HttpResponse:
     membership = get_membership_for_member_or_404(request, membership_id)
-    services.membership_set_active(membership=membership, actor=request.user, active=True)
+    members.membership_set_active(membership=membership, actor=request.user, active=True)
     return _member_row(request, membership)
 
 
@@ -322,7 +324,7 @@ def member_reactivate(request: HttpRequest, membership_id: int) -> HttpResponse:
 def invitation_revoke(request: HttpRequest, invitation_id: int) -> HttpResponse:
     invitation = get_invitation_for_member_or_404(request, invitation_id)
     try:
-        services.invitation_revoke(invitation=invitation, actor=request.user)
+        invitations.invitation_revoke(invitation=invitation, actor=request.user)
     except ValidationError as e:
         messages.error(request, " ".join(e.messages))
     else:
@@ -335,7 +337,7 @@ def invitation_revoke(request: HttpRequest, invitation_id: int) -> HttpResponse:
 def invitation_resend(request: HttpRequest, invitation_id: int) -> HttpResponse:
     invitation = get_invitation_for_member_or_404(request, invitation_id)
     try:
-        services.invitation_resend(
+        invitations.invitation_resend(
             invitation=invitation, actor=request.user, base_url=request.build_absolute_uri("/")[:-1]
         )
     except ValidationError as e:
@@ -382,7 +384,7 @@ def secret_list(request: HttpRequest) -> HttpResponse:
     form = SecretForm(request.POST or None, initial={"name": request.GET.get("name", "")})
     if request.method == "POST" and form.is_valid():
         try:
-            secret = services.secret_set(
+            secret = secrets.secret_set(
                 org=request.org, actor=request.user, name=form.cleaned_data["name"], value=form.cleaned_data["value"]
             )
         except ValidationError as e:
@@ -399,7 +401,7 @@ def secret_list(request: HttpRequest) -> HttpResponse:
 def secret_delete(request: HttpRequest, name: str) -> HttpResponse:
     secret = get_secret_or_404(request.org, name)
     try:
-        services.secret_delete(secret=secret, actor=request.user)
+        secrets.secret_delete(secret=secret, actor=request.user)
     except ValidationError as e:
         messages.error(request, " ".join(e.messages))
     else:
@@ -419,7 +421,7 @@ def api_tokens(request: HttpRequest) -> HttpResponse:
         if form.is_valid():
             personal = form.cleaned_data["kind"] == ApiTokenForm.PERSONAL
             try:
-                created = services.api_token_create(
+                created = tokens.api_token_create(
                     org=request.org,
                     actor=request.user,
                     name=form.cleaned_data["name"],
@@ -446,7 +448,7 @@ def api_token_revoke(request: HttpRequest, token_id: int) -> HttpResponse:
     if not (request.membership.is_admin or api_token.membership_id == request.membership.pk):
         raise deny(request, "admins or the token's owner")
     try:
-        services.api_token_revoke(api_token=api_token, actor=request.user)
+        tokens.api_token_revoke(api_token=api_token, actor=request.user)
     except ValidationError as e:
         messages.error(request, " ".join(e.messages))
     else:

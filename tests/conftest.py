@@ -27,7 +27,10 @@ from escalations.models import (
 from governance import tenancy
 from governance.models import ApiToken, Invitation, Membership, Organization, Role, Scope, Secret, Team
 from governance.rls import runtime_role_ensure
-from governance.services import api_token_create, invitation_create, secret_set, team_update
+from governance.services.api_tokens import api_token_create
+from governance.services.invitations import invitation_create
+from governance.services.secrets import secret_set
+from governance.services.teams import team_update
 from scorecards.models import DataSource, ImportJob, KeyResult, Kpi, Objective, OwnershipTransfer, Scorecard
 from scorecards.services import ownership_transfer_request
 from tests.factories import KpiFactory, MembershipFactory, OrganizationFactory, TeamFactory

@@ -16,9 +16,9 @@ from ninja.constants import NOT_SET
 
 from config.api import api
 from governance.api import PERSONAL
-from governance.manifest import export_manifest
+from governance.manifest.engine import export_manifest
 from governance.models import ApiToken, AuditEvent, Invitation, Scope
-from governance.services import api_token_authenticate, api_token_create
+from governance.services.api_tokens import api_token_authenticate, api_token_create
 from scorecards.models import Kpi, Measurement, OwnershipTransfer
 
 # (method, OpenAPI path) -> (URL, body, what it needs)

@@ -35,7 +35,7 @@ from escalations.models import (
 )
 from governance import tenancy
 from governance.models import AuditEvent, Invitation, Membership, Secret, Team
-from governance.services import membership_set_active
+from governance.services.members import membership_set_active
 from scorecards.models import CheckIn, ImportJob, KeyResult, Kpi, Measurement, Objective, OwnershipTransfer
 from tests.conftest import Tenant
 

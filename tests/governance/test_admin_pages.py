@@ -12,7 +12,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from governance.models import AuditEvent, Invitation, Membership, Organization, Role, Team
-from governance.services import team_create, team_update
+from governance.services.teams import team_create, team_update
 from tests.conftest import Tenant
 from tests.factories import MembershipFactory, TeamFactory
 

@@ -10,9 +10,9 @@ from django.core.management import CommandError, call_command
 from django.test import Client
 from django.urls import reverse
 
-from governance.manifest import export_manifest
+from governance.manifest.engine import export_manifest
 from governance.models import ApiToken, AuditEvent
-from governance.services import api_token_authenticate, api_token_digest
+from governance.services.api_tokens import api_token_authenticate, api_token_digest
 from scorecards.models import Kpi
 
 

@@ -14,7 +14,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from governance.models import AuditEvent, Invitation, Membership, Role, User
-from governance.services import invitation_create, invitation_revoke
+from governance.services.invitations import invitation_create, invitation_revoke
 from tests.conftest import Tenant
 from tests.factories import PASSWORD, UserFactory
 

@@ -26,7 +26,7 @@ from escalations.models import Workstream
 from governance import tenancy
 from governance.models import ApiToken, AuditEvent, Membership
 from governance.rls import is_tenant_model, tenant_tables
-from governance.services import api_token_digest
+from governance.services.api_tokens import api_token_digest
 from scorecards.models import Kpi, Scorecard
 from tests.conftest import RUNTIME_ROLE, WEB_ROLE, as_web_role
 from tests.factories import KpiFactory

@@ -18,7 +18,8 @@ from governance import tenancy
 from governance.models import AuditEvent, Secret
 from governance.secrets import SecretMissing
 from governance.selectors import secret_value
-from governance.services import api_token_create, secret_set
+from governance.services.api_tokens import api_token_create
+from governance.services.secrets import secret_set
 from scorecards.models import DataSource
 
 pytestmark = pytest.mark.django_db

@@ -5,15 +5,17 @@ from django.core.exceptions import ValidationError
 from django.db import connection, transaction
 from django.db.utils import DatabaseError
 
-from governance import services
 from governance.models import AuditEvent, Organization, Role
+from governance.services.members import membership_change_role, membership_set_active
+from governance.services.organizations import organization_create, organization_update
+from governance.services.teams import team_create, team_set_members, team_update
 from scorecards.services import ownership_transfer_direct
 from tests.factories import MembershipFactory, TeamFactory, UserFactory
 
 
 def test_it_creates_an_organization_with_its_creator_as_admin(db):
     user = UserFactory()
-    org = services.organization_create(creator=user, slug="north-wind", name="North Wind", timezone_name="Asia/Tokyo")
+    org = organization_create(creator=user, slug="north-wind", name="North Wind", timezone_name="Asia/Tokyo")
     assert org.memberships.get().role == Role.ADMIN
     event = AuditEvent.objects.get(organization=org)
     assert (event.verb, event.actor, event.after["slug"]) == ("organization.created", user, "north-wind")
@@ -22,56 +24,54 @@ def test_it_creates_an_organization_with_its_creator_as_admin(db):
 @pytest.mark.parametrize("slug", ["Upper", "-dash", "dash-", "with space", "x" * 51, "ü"])
 def test_it_refuses_a_malformed_slug(db, slug):
     with pytest.raises(ValidationError) as error:
-        services.organization_create(creator=UserFactory(), slug=slug, name="X")
+        organization_create(creator=UserFactory(), slug=slug, name="X")
     assert "slug" in error.value.message_dict
     assert not Organization.objects.exists()
 
 
 def test_it_refuses_a_taken_slug(tenant):
     with pytest.raises(ValidationError, match="taken"):
-        services.organization_create(creator=UserFactory(), slug=tenant.org.slug, name="Copy")
+        organization_create(creator=UserFactory(), slug=tenant.org.slug, name="Copy")
     assert Organization.objects.count() == 1
 
 
 def test_it_refuses_an_unknown_timezone(db):
     with pytest.raises(ValidationError, match="IANA"):
-        services.organization_create(creator=UserFactory(), slug="tz", name="Tz", timezone_name="Mars/Olympus")
+        organization_create(creator=UserFactory(), slug="tz", name="Tz", timezone_name="Mars/Olympus")
 
 
 def test_it_audits_organization_changes_with_before_and_after(tenant):
-    services.organization_update(org=tenant.org, actor=tenant.admin.user, name="Acme Global")
+    organization_update(org=tenant.org, actor=tenant.admin.user, name="Acme Global")
     event = AuditEvent.objects.filter(verb="organization.updated").get()
     assert event.changes == [("name", "Acme", "Acme Global")]
 
 
 def test_an_unchanged_save_writes_no_audit_event(tenant):
-    services.organization_update(org=tenant.org, actor=tenant.admin.user, name=tenant.org.name)
+    organization_update(org=tenant.org, actor=tenant.admin.user, name=tenant.org.name)
     assert not AuditEvent.objects.filter(verb="organization.updated").exists()
 
 
 def test_it_refuses_to_nest_a_team_inside_its_own_descendant(tenant):
-    child = services.team_create(org=tenant.org, actor=tenant.admin.user, key="child", name="Child", parent=tenant.team)
-    grandchild = services.team_create(
-        org=tenant.org, actor=tenant.admin.user, key="gc", name="Grandchild", parent=child
-    )
+    child = team_create(org=tenant.org, actor=tenant.admin.user, key="child", name="Child", parent=tenant.team)
+    grandchild = team_create(org=tenant.org, actor=tenant.admin.user, key="gc", name="Grandchild", parent=child)
     with pytest.raises(ValidationError, match="cannot nest"):
-        services.team_update(team=tenant.team, actor=tenant.admin.user, parent=grandchild)
+        team_update(team=tenant.team, actor=tenant.admin.user, parent=grandchild)
     tenant.team.refresh_from_db()
     assert tenant.team.parent is None
 
 
 def test_it_refuses_a_lead_or_parent_of_another_organization(tenant, stranger_tenant):
     with pytest.raises(ValidationError):
-        services.team_create(org=tenant.org, actor=tenant.admin.user, key="x", name="X", lead=stranger_tenant.member)
+        team_create(org=tenant.org, actor=tenant.admin.user, key="x", name="X", lead=stranger_tenant.member)
     with pytest.raises(ValidationError):
-        services.team_create(org=tenant.org, actor=tenant.admin.user, key="y", name="Y", parent=stranger_tenant.team)
+        team_create(org=tenant.org, actor=tenant.admin.user, key="y", name="Y", parent=stranger_tenant.team)
     assert tenant.org.teams.count() == 1
 
 
 def test_the_manage_team_permission_follows_the_lead(tenant):
     old_lead = tenant.lead
     assert old_lead.user.has_perm("governance.manage_team", tenant.team)
-    services.team_update(team=tenant.team, actor=tenant.admin.user, lead=tenant.member)
+    team_update(team=tenant.team, actor=tenant.admin.user, lead=tenant.member)
     old_lead.user = old_lead.user.__class__.objects.get(pk=old_lead.user_id)  # fresh permission cache
     tenant.member.user = tenant.member.user.__class__.objects.get(pk=tenant.member.user_id)
     assert not old_lead.user.has_perm("governance.manage_team", tenant.team)
@@ -82,11 +82,11 @@ def test_the_manage_team_permission_follows_the_lead(tenant):
 
 def test_the_last_admin_cannot_be_demoted_or_deactivated(tenant):
     with pytest.raises(ValidationError, match="last admin"):
-        services.membership_change_role(membership=tenant.admin, actor=tenant.admin.user, role=Role.MEMBER)
+        membership_change_role(membership=tenant.admin, actor=tenant.admin.user, role=Role.MEMBER)
     with pytest.raises(ValidationError, match="last admin"):
-        services.membership_set_active(membership=tenant.admin, actor=tenant.admin.user, active=False)
+        membership_set_active(membership=tenant.admin, actor=tenant.admin.user, active=False)
     second = MembershipFactory(organization=tenant.org, role=Role.ADMIN)
-    services.membership_change_role(membership=tenant.admin, actor=second.user, role=Role.MEMBER)
+    membership_change_role(membership=tenant.admin, actor=second.user, role=Role.MEMBER)
     tenant.admin.refresh_from_db()
     assert tenant.admin.role == Role.MEMBER
 
@@ -94,29 +94,29 @@ def test_the_last_admin_cannot_be_demoted_or_deactivated(tenant):
 def test_a_deactivated_admin_does_not_count_as_another_admin(tenant):
     other = MembershipFactory(organization=tenant.org, role=Role.ADMIN, is_active=False)
     with pytest.raises(ValidationError, match="last admin"):
-        services.membership_set_active(membership=tenant.admin, actor=other.user, active=False)
+        membership_set_active(membership=tenant.admin, actor=other.user, active=False)
 
 
 def test_a_team_lead_or_kpi_owner_cannot_be_deactivated_until_replaced(tenant):
     with pytest.raises(ValidationError, match="Operations"):
-        services.membership_set_active(membership=tenant.lead, actor=tenant.admin.user, active=False)
-    services.team_update(team=tenant.team, actor=tenant.admin.user, lead=None)
+        membership_set_active(membership=tenant.lead, actor=tenant.admin.user, active=False)
+    team_update(team=tenant.team, actor=tenant.admin.user, lead=None)
     with pytest.raises(ValidationError, match="still owns 1 KPI.*Throughput"):
-        services.membership_set_active(membership=tenant.lead, actor=tenant.admin.user, active=False)
+        membership_set_active(membership=tenant.lead, actor=tenant.admin.user, active=False)
     ownership_transfer_direct(kpi=tenant.kpi, to_owner=tenant.member, actor=tenant.admin.user, reason="Leaving")
-    services.membership_set_active(membership=tenant.lead, actor=tenant.admin.user, active=False)
+    membership_set_active(membership=tenant.lead, actor=tenant.admin.user, active=False)
     tenant.lead.refresh_from_db()
     assert not tenant.lead.is_active
 
 
 def test_team_members_can_only_come_from_the_organization(tenant, stranger_tenant):
     with pytest.raises(ValidationError):
-        services.team_set_members(team=tenant.team, actor=tenant.admin.user, members=[stranger_tenant.member])
+        team_set_members(team=tenant.team, actor=tenant.admin.user, members=[stranger_tenant.member])
     assert stranger_tenant.member not in tenant.team.memberships.all()
 
 
 def test_the_lead_stays_in_the_team_they_lead(tenant):
-    services.team_set_members(team=tenant.team, actor=tenant.admin.user, members=[tenant.member])
+    team_set_members(team=tenant.team, actor=tenant.admin.user, members=[tenant.member])
     assert set(tenant.team.memberships.all()) == {tenant.member, tenant.lead}
 
 

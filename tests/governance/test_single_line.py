@@ -14,9 +14,10 @@ from django.urls import reverse
 from escalations.models import EscalationPolicy, Notification
 from escalations.notifications import deliver_due
 from escalations.sweeps import process_status_changes
-from governance.manifest import apply_manifest, export_manifest
+from governance.manifest.engine import apply_manifest, export_manifest
 from governance.models import ApiToken, Organization, Role, single_line
-from governance.services import invitation_create, organization_update
+from governance.services.invitations import invitation_create
+from governance.services.organizations import organization_update
 from scorecards.models import Kpi, StatusChange
 from scorecards.services import kpi_update
 

@@ -11,8 +11,8 @@ from django.test import Client
 from django.urls import reverse
 
 from governance import tenancy
-from governance.manifest import export_manifest
-from governance.services import secret_set
+from governance.manifest.engine import export_manifest
+from governance.services.secrets import secret_set
 from scorecards import tasks
 from scorecards.models import DataSource, DataSourceRun, Measurement
 from tests.scorecards.test_pulls import http_source, rows
