@@ -80,7 +80,7 @@ def organization_create(request: HttpRequest) -> HttpResponse:
             apply_errors(form, e)
         else:
             messages.success(request, f"{org} is ready. Invite your colleagues next.")
-            return redirect("member_list", org_slug=org.slug)
+            return redirect("governance:member_list", org_slug=org.slug)
     return render(request, "governance/organization_create.html", {"form": form})
 
 
@@ -99,7 +99,7 @@ def invitation_accept(request: HttpRequest, token: str) -> HttpResponse:
     except ValidationError as e:
         return render(request, "governance/invitation_invalid.html", {"error": e.messages[0]}, status=410)
     request.session[INVITATION_SESSION_KEY] = token
-    return redirect("invitation_join")
+    return redirect("governance:invitation_join")
 
 
 @require_http_methods(["GET", "POST"])
@@ -153,7 +153,7 @@ def organization_settings(request: HttpRequest) -> HttpResponse:
                 apply_errors(form, e)
             else:
                 messages.success(request, "Settings saved.")
-                return redirect("organization_settings", org_slug=org.slug)
+                return redirect("governance:organization_settings", org_slug=org.slug)
         org.refresh_from_db()  # the form's failed assignment must not leak into the page's header
     return render(request, "governance/organization_settings.html", {"form": form})
 
@@ -173,7 +173,7 @@ def team_list(request: HttpRequest) -> HttpResponse:
                 messages.success(request, f"Team {team} created.")
                 if request.htmx:
                     return HttpResponseClientRefresh()
-                return redirect("team_list", org_slug=request.org.slug)
+                return redirect("governance:team_list", org_slug=request.org.slug)
     template = "governance/teams.html#create-form" if request.htmx else "governance/teams.html"
     return render(request, template, {"teams": selectors.team_tree(org=request.org), "form": form})
 
@@ -203,7 +203,7 @@ def team_detail(request: HttpRequest, team_id: int) -> HttpResponse:
                     apply_errors(edit_form, e)
                 else:
                     messages.success(request, "Team saved.")
-                    return redirect("team_detail", org_slug=request.org.slug, team_id=team.pk)
+                    return redirect("governance:team_detail", org_slug=request.org.slug, team_id=team.pk)
             team.refresh_from_db()
         elif action == "members":
             if not may_manage:
@@ -212,7 +212,7 @@ def team_detail(request: HttpRequest, team_id: int) -> HttpResponse:
             if members_form.is_valid():
                 teams.team_set_members(team=team, actor=request.user, members=members_form.cleaned_data["members"])
                 messages.success(request, "Members saved.")
-                return redirect("team_detail", org_slug=request.org.slug, team_id=team.pk)
+                return redirect("governance:team_detail", org_slug=request.org.slug, team_id=team.pk)
         else:
             messages.error(request, "Unknown action.")
     return render(
@@ -261,7 +261,7 @@ def member_list(request: HttpRequest) -> HttpResponse:
             apply_errors(form, e)
         else:
             messages.success(request, f"Invitation sent to {invitation.email}.")
-            return redirect("member_list", org_slug=request.org.slug)
+            return redirect("governance:member_list", org_slug=request.org.slug)
     return _members_page(request, form, status=422)
 
 
@@ -279,7 +279,7 @@ def _member_row(request: HttpRequest, membership, error: str = "") -> HttpRespon
         )
     if error:
         messages.error(request, error)
-    return redirect("member_list", org_slug=request.org.slug)
+    return redirect("governance:member_list", org_slug=request.org.slug)
 
 
 @admin_required
@@ -329,7 +329,7 @@ def invitation_revoke(request: HttpRequest, invitation_id: int) -> HttpResponse:
         messages.error(request, " ".join(e.messages))
     else:
         messages.success(request, f"Invitation for {invitation.email} revoked.")
-    return redirect("member_list", org_slug=request.org.slug)
+    return redirect("governance:member_list", org_slug=request.org.slug)
 
 
 @admin_required
@@ -344,7 +344,7 @@ def invitation_resend(request: HttpRequest, invitation_id: int) -> HttpResponse:
         messages.error(request, " ".join(e.messages))
     else:
         messages.success(request, f"A new invitation was sent to {invitation.email}.")
-    return redirect("member_list", org_slug=request.org.slug)
+    return redirect("governance:member_list", org_slug=request.org.slug)
 
 
 @role_required(Role.ADMIN, Role.EXECUTIVE)
@@ -391,7 +391,7 @@ def secret_list(request: HttpRequest) -> HttpResponse:
             apply_errors(form, e)
         else:
             messages.success(request, f"Secret {secret.name} saved (fingerprint {secret.fingerprint}).")
-            return redirect("secrets", org_slug=request.org.slug)
+            return redirect("governance:secrets", org_slug=request.org.slug)
     context = {"form": form, "rows": selectors.secret_list(org=request.org)}
     return render(request, "governance/secrets.html", context, status=422 if form.errors else 200)
 
@@ -406,7 +406,7 @@ def secret_delete(request: HttpRequest, name: str) -> HttpResponse:
         messages.error(request, " ".join(e.messages))
     else:
         messages.success(request, f"Secret {secret.name} deleted.")
-    return redirect("secrets", org_slug=request.org.slug)
+    return redirect("governance:secrets", org_slug=request.org.slug)
 
 
 # --- API tokens ---------------------------------------------------------------------------------
@@ -453,4 +453,4 @@ def api_token_revoke(request: HttpRequest, token_id: int) -> HttpResponse:
         messages.error(request, " ".join(e.messages))
     else:
         messages.success(request, f"Token {api_token.prefix}… is revoked; requests with it are refused from now on.")
-    return redirect("api_tokens", org_slug=request.org.slug)
+    return redirect("governance:api_tokens", org_slug=request.org.slug)

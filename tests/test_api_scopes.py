@@ -181,7 +181,7 @@ def test_a_token_with_no_person_behind_it_cannot_move_ownership(tenant):
 
 def test_an_admin_chooses_the_scopes_on_the_tokens_page_and_sees_them(tenant):
     client = tenant.client(tenant.admin)
-    url = reverse("api_tokens", args=["acme"])
+    url = reverse("governance:api_tokens", args=["acme"])
     response = client.post(url, {"name": "Nightly sync", "kind": "organization", "scopes": ["read", "manifest:write"]})
     assert response.status_code == 200
     assert api_token_authenticate(response.context["created"][1]).scopes == [Scope.READ, Scope.MANIFEST_WRITE]

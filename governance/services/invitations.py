@@ -70,7 +70,7 @@ def invitation_create(
     )
     invitation.teams.set(teams)
     audit_log(org=org, actor=actor, verb="member.invited", obj=invitation, after={"email": email, "role": role})
-    url = (base_url or settings.SITE_URL) + reverse("invitation_accept", args=[token])
+    url = (base_url or settings.SITE_URL) + reverse("governance:invitation_accept", args=[token])
     context = {"invitation": invitation, "url": url}
     transaction.on_commit(
         lambda: send_mail(

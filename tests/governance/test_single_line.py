@@ -38,7 +38,7 @@ def test_services_refuse_a_name_with_control_characters(tenant, name):
 
 def test_a_page_refuses_a_name_with_a_line_break_next_to_the_field(tenant):
     response = tenant.client(tenant.member).post(
-        reverse("api_tokens", args=[tenant.org.slug]), {"name": BROKEN, "kind": "personal"}
+        reverse("governance:api_tokens", args=[tenant.org.slug]), {"name": BROKEN, "kind": "personal"}
     )
     assert response.status_code == 422
     assert "without line breaks, tabs or other control characters" in response.content.decode()
