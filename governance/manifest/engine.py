@@ -138,18 +138,29 @@ def apply_manifest(
         for part in parts:
             part.validate(doc, ctx)
         if not errors:
-            plan = [(part, part.plan(doc, ctx)) for part in parts]
-            result.changes = [c for _, changes in plan for c in changes if c.action != "skip"]
-            result.skipped = [c for _, changes in plan for c in changes if c.action == "skip"]
-            if authorize is not None:
-                authorize(result.changes)
-            if not dry_run and result.changes:
-                _apply(plan, ctx, result)
+            _plan_and_apply(parts, ctx, result, dry_run=dry_run, authorize=authorize)
         result.organization = ctx.org
         if errors or dry_run:
             transaction.set_rollback(True)
     errors.sort(key=_error_order)
     return result
+
+
+def _plan_and_apply(
+    parts: list[Section],
+    ctx: Context,
+    result: Result,
+    *,
+    dry_run: bool,
+    authorize: Callable[[list[Change]], None] | None,
+) -> None:
+    plan = [(part, part.plan(ctx.doc, ctx)) for part in parts]
+    result.changes = [c for _, changes in plan for c in changes if c.action != "skip"]
+    result.skipped = [c for _, changes in plan for c in changes if c.action == "skip"]
+    if authorize is not None:
+        authorize(result.changes)
+    if not dry_run and result.changes:
+        _apply(plan, ctx, result)
 
 
 def _check_access(ctx: Context, slug: str, org: Organization | None) -> None:
