@@ -19,7 +19,7 @@ from governance.models import AuditEvent, Invitation, Membership, Organization, 
 from scorecards.models import DataSource, KeyResult, Kpi, Objective, OwnershipTransfer, Scorecard
 from tests.factories import KpiFactory, MembershipFactory, OrganizationFactory, TeamFactory, UserFactory
 
-FIXTURE = Path(__file__).parent / "fixtures" / "manifest.yaml"
+FIXTURE = Path(__file__).parents[2] / "fixtures" / "manifest.yaml"
 MODELS = [
     Organization,
     Team,
