@@ -1,7 +1,7 @@
 """The organization manifest (MANIFEST.md): validate a whole document, plan the changes, apply them at once.
 
-Each app describes its part of the document as a `Section`. `SECTIONS` lists them by dotted path in layer
-order (governance <- scorecards <- dependencies <- escalations) and they are imported lazily, so this module
+Each app describes its part of the document as a `Section`. `engine.SECTIONS` lists them by dotted path in layer
+order (governance <- scorecards <- dependencies <- escalations) and they are imported lazily, so this package
 imports no app to its right. One apply runs these steps over every section:
 
 1. collect: each section names the keys its list declares, plus the live ones in the database (only the
