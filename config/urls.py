@@ -3,7 +3,6 @@ from django.urls import include, path
 
 from config.api import api, not_found
 from governance.security import ThrottledPasswordResetView
-from governance.urls import org_urlpatterns
 
 urlpatterns = [
     path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
@@ -19,7 +18,6 @@ urlpatterns = [
     path("api/v1/", api.urls),
     path("api/v1/<path:rest>", not_found),
     path("", include("governance.urls")),
-    path("o/<slug:org_slug>/", include(org_urlpatterns)),
     path("o/<slug:org_slug>/", include("scorecards.urls")),
     path("o/<slug:org_slug>/", include("dependencies.urls")),
     path("o/<slug:org_slug>/", include("escalations.urls")),

@@ -22,7 +22,7 @@ from django.utils import timezone
 from governance import tenancy
 from governance.durations import parse_duration
 from governance.models import Membership, Organization, Role, Team
-from governance.services import secret_set
+from governance.services.secrets import secret_set
 from scorecards.models import (
     CheckIn,
     DataSource,

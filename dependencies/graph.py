@@ -161,77 +161,126 @@ def layout(nodes: Sequence[Node], edges: Sequence[Edge]) -> Layout:
     layer, back = _layers(order, ups, downs)
     teams = sorted({n.team for n in nodes}, key=lambda t: (t.casefold(), t))
     band_of = {n.id: teams.index(n.team) for n in nodes}
-
-    # Items are KPIs ("n", id) and waypoints ("d", edge index, layer); each edge is a chain of items.
-    cells: dict[tuple[int, int], list[tuple]] = defaultdict(list)
-    for n in order:
-        cells[(band_of[n], layer[n])].append(("n", n))
-    chains: list[list[tuple]] = []
-    for i, e in enumerate(edges):
-        u, v = e.upstream, e.downstream
-        chain: list[tuple] = [("n", u)]
-        if (u, v) not in back:
-            for lay in range(layer[u] + 1, layer[v]):
-                item = ("d", i, lay)
-                cells[(band_of[v], lay)].append(item)
-                chain.append(item)
-        chain.append(("n", v))
-        chains.append(chain)
-    preds: dict[tuple, list[tuple]] = defaultdict(list)
-    succs: dict[tuple, list[tuple]] = defaultdict(list)
-    for i, chain in enumerate(chains):
-        if (edges[i].upstream, edges[i].downstream) in back:
-            continue
-        for a, b in zip(chain, chain[1:], strict=False):
-            succs[a].append(b)
-            preds[b].append(a)
-
-    def pitch(item: tuple) -> float:
-        return ROW_PITCH if item[0] == "n" else DUMMY_PITCH
-
     max_layer = max(layer.values(), default=0)
-    band_h = [
-        BAND_HEAD
-        + 2 * BAND_PAD
-        + max(ROW_PITCH, *(sum(map(pitch, cells[(b, lay)])) for lay in range(max_layer + 1)))
-        - (ROW_PITCH - NODE_H)
-        for b in range(len(teams))
-    ]
-    band_y = [MARGIN + sum(band_h[:b]) for b in range(len(teams))]
-    top: dict[tuple, float] = {}
 
-    def place(cell: tuple[int, int]) -> None:
-        y = band_y[cell[0]] + BAND_HEAD + BAND_PAD
-        for item in cells[cell]:
-            top[item] = y
-            y += pitch(item)
+    grid = _Grid.build(order, edges, layer, back, band_of)
+    band_h = [grid.band_height(b, max_layer) for b in range(len(teams))]
+    grid.band_y = [MARGIN + sum(band_h[:b]) for b in range(len(teams))]
+    grid.sweep(max_layer)
 
-    def mid(item: tuple) -> float:
-        return top[item] + (NODE_H if item[0] == "n" else DUMMY_PITCH) / 2
+    boxes = {n: Box(_x_left(layer[n]), grid.top[("n", n)], NODE_W, NODE_H) for n in order}
+    port_out, port_in = _ports(edges, grid, boxes)
+    paths: list[str] = []
+    labels: list[tuple[Box, str] | None] = []
+    width = MARGIN * 2 + (max_layer + 1) * NODE_W + max_layer * COL_GAP
+    # Edge labels keep off the team names.
+    placed = [box for b, team in enumerate(teams) for _, box in _band_labels(team, grid.band_y[b], width)]
+    for i, (e, chain) in enumerate(zip(edges, grid.chains, strict=True)):
+        u, v = boxes[e.upstream], boxes[e.downstream]
+        points = [(u.x + u.w, port_out[i])]
+        for item in chain[1:-1]:
+            points += [(_x_left(item[2]), grid.mid(item)), (_x_left(item[2]) + NODE_W, grid.mid(item))]
+        points.append((v.x - ARROW, port_in[i]))
+        d, gaps = _path(points)
+        paths.append(d)
+        labels.append(_place_label(KIND_SHORT.get(e.kind, e.kind), gaps, placed))
 
-    for cell in cells:
-        place(cell)
-    by_layer: dict[int, list[tuple[int, int]]] = defaultdict(list)
-    for cell in sorted(cells):
-        by_layer[cell[1]].append(cell)
-    for _ in range(SWEEPS):
-        for lays, near in ((range(1, max_layer + 1), preds), (range(max_layer - 1, -1, -1), succs)):
-            for lay in lays:
-                for cell in by_layer[lay]:
-                    items = cells[cell]
-                    keys = {
-                        item: (sum(mid(p) for p in near[item]) / len(near[item]) if near[item] else mid(item), i)
-                        for i, item in enumerate(items)
-                    }
-                    items.sort(key=keys.__getitem__)
-                    place(cell)
+    height = MARGIN * 2 + sum(band_h)
+    bands = [BandBox(team, grid.band_y[b], band_h[b]) for b, team in enumerate(teams)]
+    in_order_paths, in_order_labels = [""] * len(perm), [None] * len(perm)
+    for j, i in enumerate(perm):
+        in_order_paths[i], in_order_labels[i] = paths[j], labels[j]
+    return Layout(width, height, layer, boxes, bands, in_order_paths, in_order_labels)
 
-    def x_left(lay: int) -> float:
-        return MARGIN + lay * (NODE_W + COL_GAP)
 
-    boxes = {n: Box(x_left(layer[n]), top[("n", n)], NODE_W, NODE_H) for n in order}
-    # Ports: a box's outgoing edges leave from points spread down its right side in the order of where they
-    # go, incoming ones arrive spread down the left side, so fans do not start on one pixel.
+def _pitch(item: tuple) -> float:
+    return ROW_PITCH if item[0] == "n" else DUMMY_PITCH
+
+
+def _x_left(lay: int) -> float:
+    return MARGIN + lay * (NODE_W + COL_GAP)
+
+
+@dataclass
+class _Grid:
+    """The items of each (band, layer) cell, top-down: KPIs ("n", id) and waypoints ("d", edge index, layer).
+    Each edge is a chain of items; `top` is where each item sits once placed."""
+
+    cells: dict[tuple[int, int], list[tuple]] = field(default_factory=lambda: defaultdict(list))
+    chains: list[list[tuple]] = field(default_factory=list)
+    preds: dict[tuple, list[tuple]] = field(default_factory=lambda: defaultdict(list))
+    succs: dict[tuple, list[tuple]] = field(default_factory=lambda: defaultdict(list))
+    band_y: list[float] = field(default_factory=list)
+    top: dict[tuple, float] = field(default_factory=dict)
+
+    @classmethod
+    def build(
+        cls, order: list[int], edges: list[Edge], layer: dict[int, int], back: set, band_of: dict[int, int]
+    ) -> _Grid:
+        grid = cls()
+        for n in order:
+            grid.cells[(band_of[n], layer[n])].append(("n", n))
+        for i, e in enumerate(edges):
+            u, v = e.upstream, e.downstream
+            chain: list[tuple] = [("n", u)]
+            if (u, v) not in back:
+                for lay in range(layer[u] + 1, layer[v]):
+                    item = ("d", i, lay)
+                    grid.cells[(band_of[v], lay)].append(item)
+                    chain.append(item)
+            chain.append(("n", v))
+            grid.chains.append(chain)
+        for i, chain in enumerate(grid.chains):
+            if (edges[i].upstream, edges[i].downstream) in back:
+                continue
+            for a, b in zip(chain, chain[1:], strict=False):
+                grid.succs[a].append(b)
+                grid.preds[b].append(a)
+        return grid
+
+    def band_height(self, band: int, max_layer: int) -> float:
+        """Room for the band's fullest column."""
+        fullest = max(ROW_PITCH, *(sum(map(_pitch, self.cells[(band, lay)])) for lay in range(max_layer + 1)))
+        return BAND_HEAD + 2 * BAND_PAD + fullest - (ROW_PITCH - NODE_H)
+
+    def place(self, cell: tuple[int, int]) -> None:
+        y = self.band_y[cell[0]] + BAND_HEAD + BAND_PAD
+        for item in self.cells[cell]:
+            self.top[item] = y
+            y += _pitch(item)
+
+    def mid(self, item: tuple) -> float:
+        return self.top[item] + (NODE_H if item[0] == "n" else DUMMY_PITCH) / 2
+
+    def sweep(self, max_layer: int) -> None:
+        """Places every cell, then reorders each by the barycentre of its neighbours, rightwards then leftwards."""
+        for cell in self.cells:
+            self.place(cell)
+        by_layer: dict[int, list[tuple[int, int]]] = defaultdict(list)
+        for cell in sorted(self.cells):
+            by_layer[cell[1]].append(cell)
+        for _ in range(SWEEPS):
+            for lays, near in ((range(1, max_layer + 1), self.preds), (range(max_layer - 1, -1, -1), self.succs)):
+                for lay in lays:
+                    for cell in by_layer[lay]:
+                        items = self.cells[cell]
+                        keys = {
+                            item: (
+                                sum(self.mid(p) for p in near[item]) / len(near[item])
+                                if near[item]
+                                else self.mid(item),
+                                i,
+                            )
+                            for i, item in enumerate(items)
+                        }
+                        items.sort(key=keys.__getitem__)
+                        self.place(cell)
+
+
+def _ports(edges: list[Edge], grid: _Grid, boxes: dict[int, Box]) -> tuple[dict[int, float], dict[int, float]]:
+    """Where each edge leaves its source and reaches its target. A box's outgoing edges leave from points spread
+    down its right side in the order of where they go, incoming ones arrive spread down the left side, so fans
+    do not start on one pixel."""
     outs: dict[int, list[int]] = defaultdict(list)
     ins: dict[int, list[int]] = defaultdict(list)
     for i, e in enumerate(edges):
@@ -241,43 +290,28 @@ def layout(nodes: Sequence[Node], edges: Sequence[Edge]) -> Layout:
     port_in: dict[int, float] = {}
     for ports, groups, neighbour in ((port_out, outs, 1), (port_in, ins, -2)):
         for n, group in groups.items():
-            group.sort(key=lambda i: (mid(chains[i][neighbour]), i))
+            group.sort(key=lambda i: (grid.mid(grid.chains[i][neighbour]), i))
             # Far enough apart for a kind label on each line, up to four; closer beyond that.
             spread = min(NODE_H - 8, _LABEL_H * (len(group) - 1))
             for k, i in enumerate(group):
                 offset = 0.0 if len(group) == 1 else -spread / 2 + spread * k / (len(group) - 1)
                 ports[i] = boxes[n].y + NODE_H / 2 + offset
+    return port_out, port_in
 
-    paths: list[str] = []
-    labels: list[tuple[Box, str] | None] = []
-    width = MARGIN * 2 + (max_layer + 1) * NODE_W + max_layer * COL_GAP
-    # Edge labels keep off the team names.
-    placed = [box for b, team in enumerate(teams) for _, box in _band_labels(team, band_y[b], width)]
-    for i, (e, chain) in enumerate(zip(edges, chains, strict=True)):
-        u, v = boxes[e.upstream], boxes[e.downstream]
-        points = [(u.x + u.w, port_out[i])]
-        for item in chain[1:-1]:
-            points += [(x_left(item[2]), mid(item)), (x_left(item[2]) + NODE_W, mid(item))]
-        points.append((v.x - ARROW, port_in[i]))
-        d = [f"M{_n(points[0][0])} {_n(points[0][1])}"]
-        gaps: list[tuple[tuple[float, float], tuple[float, float]]] = []
-        for k in range(1, len(points)):
-            (x0, y0), (x1, y1) = points[k - 1], points[k]
-            if k % 2 == 1:  # across a gap between columns (or backwards, for an edge of a cycle)
-                bend = _bend(x0, x1)
-                d.append(f"C{_n(x0 + bend)} {_n(y0)} {_n(x1 - bend)} {_n(y1)} {_n(x1)} {_n(y1)}")
-                gaps.append(((x0, y0), (x1, y1)))
-            else:  # through a column, at a waypoint's free slot
-                d.append(f"H{_n(x1)}")
-        paths.append(" ".join(d))
-        labels.append(_place_label(KIND_SHORT.get(e.kind, e.kind), gaps, placed))
 
-    height = MARGIN * 2 + sum(band_h)
-    bands = [BandBox(team, band_y[b], band_h[b]) for b, team in enumerate(teams)]
-    in_order_paths, in_order_labels = [""] * len(perm), [None] * len(perm)
-    for j, i in enumerate(perm):
-        in_order_paths[i], in_order_labels[i] = paths[j], labels[j]
-    return Layout(width, height, layer, boxes, bands, in_order_paths, in_order_labels)
+def _path(points: list[tuple[float, float]]) -> tuple[str, list[tuple[tuple[float, float], tuple[float, float]]]]:
+    """The SVG path through an edge's points, and the stretches of it that cross a gap between columns."""
+    d = [f"M{_n(points[0][0])} {_n(points[0][1])}"]
+    gaps: list[tuple[tuple[float, float], tuple[float, float]]] = []
+    for k in range(1, len(points)):
+        (x0, y0), (x1, y1) = points[k - 1], points[k]
+        if k % 2 == 1:  # across a gap between columns (or backwards, for an edge of a cycle)
+            bend = _bend(x0, x1)
+            d.append(f"C{_n(x0 + bend)} {_n(y0)} {_n(x1 - bend)} {_n(y1)} {_n(x1)} {_n(y1)}")
+            gaps.append(((x0, y0), (x1, y1)))
+        else:  # through a column, at a waypoint's free slot
+            d.append(f"H{_n(x1)}")
+    return " ".join(d), gaps
 
 
 def _band_labels(team: str, band_y: float, width: float) -> list[tuple[str, Box]]:
@@ -355,26 +389,47 @@ def graph_svg(
         f'<svg class="graph{" graph-fit" if fit else ""}" viewBox="0 0 {w} {h}" width="{w}" height="{h}" '
         f'aria-labelledby="{uid}-title {uid}-desc">'
         f'<title id="{uid}-title">{escape(title)}</title><desc id="{uid}-desc">{escape(summary(nodes, edges))}</desc>'
-        "<defs>"
+        "<defs>",
+        *_arrow_markers(uid),
+        '</defs><g class="bands">',
+        *_band_parts(placed),
+        '</g><g class="edges">',
+        *_edge_parts(edges, placed, by_id, uid),
+        '</g><g class="edge-labels" aria-hidden="true">',
+        *_edge_label_parts(edges, placed, by_id),
+        '</g><g class="nodes">',
+        *_node_parts(nodes, placed),
+        "</g></svg>",
     ]
-    for name in ("arrow", "arrow-hot"):
-        parts.append(
-            f'<marker id="{uid}-{name}" class="{name}" viewBox="0 0 10 10" refX="1" refY="5" markerWidth="{_n(ARROW)}"'
-            f' markerHeight="{_n(ARROW)}" markerUnits="userSpaceOnUse" orient="auto"><polygon points="0,0 10,5 0,10"/>'
-            "</marker>"
+    # Every caller-supplied string went through escape(); the rest is numbers and fixed class names.
+    return mark_safe("".join(parts))
+
+
+def _arrow_markers(uid: str) -> list[str]:
+    return [
+        f'<marker id="{uid}-{name}" class="{name}" viewBox="0 0 10 10" refX="1" refY="5" markerWidth="{_n(ARROW)}"'
+        f' markerHeight="{_n(ARROW)}" markerUnits="userSpaceOnUse" orient="auto"><polygon points="0,0 10,5 0,10"/>'
+        "</marker>"
+        for name in ("arrow", "arrow-hot")
+    ]
+
+
+def _band_parts(placed: Layout) -> list[str]:
+    w = _n(placed.width)
+    return [
+        f'<g class="band band-{"even" if i % 2 == 0 else "odd"}"><title>{escape(band.team)}</title>'
+        f'<rect x="0" y="{_n(band.y)}" width="{w}" height="{_n(band.h)}"/>'
+        + "".join(
+            f'<text class="band-label" x="{_n(box.x)}" y="{_n(band.y + 16)}">{escape(text)}</text>'
+            for text, box in _band_labels(band.team, band.y, placed.width)
         )
-    parts.append('</defs><g class="bands">')
-    for i, band in enumerate(placed.bands):
-        parts.append(
-            f'<g class="band band-{"even" if i % 2 == 0 else "odd"}"><title>{escape(band.team)}</title>'
-            f'<rect x="0" y="{_n(band.y)}" width="{w}" height="{_n(band.h)}"/>'
-            + "".join(
-                f'<text class="band-label" x="{_n(box.x)}" y="{_n(band.y + 16)}">{escape(text)}</text>'
-                for text, box in _band_labels(band.team, band.y, placed.width)
-            )
-            + "</g>"
-        )
-    parts.append('</g><g class="edges">')
+        + "</g>"
+        for i, band in enumerate(placed.bands)
+    ]
+
+
+def _edge_parts(edges: list[Edge], placed: Layout, by_id: dict[int, Node], uid: str) -> list[str]:
+    parts = []
     for e, d in zip(edges, placed.paths, strict=True):
         up, down = by_id[e.upstream], by_id[e.downstream]
         hot = up.status in RED
@@ -384,7 +439,11 @@ def graph_svg(
             f'<g class="edge edge-{escape(e.kind)}{" edge-hot" if hot else ""}"><title>{escape(tip)}</title>'
             f'<path d="{d}" marker-end="url(#{uid}-{"arrow-hot" if hot else "arrow"})"/></g>'
         )
-    parts.append('</g><g class="edge-labels" aria-hidden="true">')
+    return parts
+
+
+def _edge_label_parts(edges: list[Edge], placed: Layout, by_id: dict[int, Node]) -> list[str]:
+    parts = []
     for e, label in zip(edges, placed.labels, strict=True):
         if label is None:
             continue
@@ -394,7 +453,11 @@ def graph_svg(
             f'<text class="edge-label{hot}" x="{_n(box.x + box.w / 2)}" y="{_n(box.y + box.h / 2 + 3.5)}">'
             f"{escape(text)}</text>"
         )
-    parts.append('</g><g class="nodes">')
+    return parts
+
+
+def _node_parts(nodes: Sequence[Node], placed: Layout) -> list[str]:
+    parts = []
     for node in sorted(nodes, key=lambda n: (placed.nodes[n.id].x, placed.nodes[n.id].y)):
         box = placed.nodes[node.id]
         status = node.status if node.status in STATUS_LABELS else "no_data"
@@ -409,6 +472,4 @@ def graph_svg(
             f"{escape(_fit(node.name, box.w - 18))}</text>"
             f'<text class="node-status" x="{_n(box.x + 10)}" y="{_n(box.y + 31)}">{label}</text></g></a>'
         )
-    parts.append("</g></svg>")
-    # Every caller-supplied string went through escape(); the rest is numbers and fixed class names.
-    return mark_safe("".join(parts))
+    return parts

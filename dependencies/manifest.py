@@ -14,7 +14,10 @@ from typing import Any
 
 from dependencies.models import Dependency
 from governance.durations import format_duration, parse_duration
-from governance.manifest import Change, Context, Entry, KeyedSection, find_path
+from governance.manifest.context import Change, Context
+from governance.manifest.fields import Entry
+from governance.manifest.graph import find_path
+from governance.manifest.sections import KeyedSection
 from governance.models import Organization
 from scorecards.models import Kpi
 

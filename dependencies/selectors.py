@@ -6,7 +6,7 @@ from django.db import connection
 from django.db.models import QuerySet
 
 from dependencies.models import Dependency
-from governance.manifest import find_path
+from governance.manifest.graph import find_path
 from governance.models import Organization
 
 MAX_DEPTH = 100  # the graph is acyclic; this only bounds a walk if a cycle ever slipped in

@@ -11,7 +11,7 @@ from dependencies.models import Dependency
 from dependencies.selectors import path_between
 from governance.durations import format_duration
 from governance.models import Organization, User
-from governance.services import audit_log
+from governance.services.audit import audit_log
 from scorecards.models import Kpi
 
 FIELDS = ["upstream", "downstream", "kind", "lag", "note"]

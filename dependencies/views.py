@@ -282,7 +282,7 @@ def dependency_add(request: HttpRequest, kpi_id: int) -> HttpResponse:
             if request.htmx:
                 return _panel(request, kpi, notice=notice, add_open=True)  # ready for the next one
             messages.success(request, notice)
-            return redirect("dependency_neighbourhood", org_slug=request.org.slug, kpi_id=kpi.pk)
+            return redirect("dependencies:dependency_neighbourhood", org_slug=request.org.slug, kpi_id=kpi.pk)
     # Refused: the form again with the reason next to it; nothing was stored.
     if request.htmx:
         return _panel(request, kpi, form)
@@ -306,4 +306,4 @@ def dependency_delete(request: HttpRequest, dependency_id: int) -> HttpResponse:
     if request.htmx:
         return _panel(request, kpi, notice=notice)
     messages.success(request, notice)
-    return redirect("dependency_neighbourhood", org_slug=request.org.slug, kpi_id=kpi.pk)
+    return redirect("dependencies:dependency_neighbourhood", org_slug=request.org.slug, kpi_id=kpi.pk)

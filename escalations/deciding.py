@@ -28,7 +28,7 @@ from escalations.models import (
 from escalations.sweeps import event
 from governance.access import SELF_APPROVED, Authority, decision_authority, decision_reason
 from governance.models import Membership, Organization
-from governance.services import audit_log
+from governance.services.audit import audit_log
 from scorecards.models import Kpi, OwnershipTransfer
 
 EXPECTED_DAY = "The expected recovery must be a day after today."

@@ -44,7 +44,7 @@ from escalations.notifications import Message, notify
 from escalations.sweeps import event, mitigated, workstream_url
 from governance.access import DECISION_ROLES, decision_reason
 from governance.models import Membership, Organization
-from governance.services import audit_log, snapshot
+from governance.services.audit import audit_log, snapshot
 from scorecards import kpi_chart
 from scorecards import services as scorecard_services
 from scorecards.models import Kpi, OwnershipTransfer, Status, StatusChange

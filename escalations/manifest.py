@@ -13,7 +13,10 @@ from collections.abc import Iterable
 
 from escalations.models import EscalationLevel, EscalationPolicy
 from governance.durations import format_duration, parse_duration
-from governance.manifest import Context, Entry, KeyedSection, canonical_target, strip_defaults, target_problem
+from governance.manifest.context import Context
+from governance.manifest.fields import Entry
+from governance.manifest.sections import KeyedSection, strip_defaults
+from governance.manifest.targets import canonical_target, target_problem
 from governance.models import Organization
 
 TARGET_WORDS = ("owner", "team_lead")

@@ -33,9 +33,10 @@ from escalations.sweeps import add_task, business_hours, event, mitigated, resol
 from escalations.timing import Policy
 from governance.access import SELF_APPROVED, decision_reason
 from governance.durations import format_duration
-from governance.manifest import Context, canonical_target, target_problem
+from governance.manifest.context import Context
+from governance.manifest.targets import canonical_target, target_problem
 from governance.models import Invitation, Membership, Organization, Role, Team, User, key_validator
-from governance.services import audit_log, snapshot
+from governance.services.audit import audit_log, snapshot
 from scorecards.models import Kpi
 
 

@@ -771,7 +771,7 @@ def dependency_matrix(request: HttpRequest) -> HttpResponse:
         cells.setdefault(key, {"edges": 0, "red": 0, "stale": 0, "reviews": 0})["reviews"] = row["n"]
     involved = {team for pair in cells for team in pair}
     teams = [t for t in Team.objects.for_org(org).order_by("name") if t.pk in involved]
-    graph_url = reverse("dependency_graph", kwargs={"org_slug": org.slug})
+    graph_url = reverse("dependencies:dependency_graph", kwargs={"org_slug": org.slug})
     rows = []
     for up in teams:
         row_cells = []

@@ -13,7 +13,7 @@ from django.db.models import Model, Q, QuerySet
 from django.http import Http404, HttpRequest
 
 from governance.models import Invitation, Membership, Role, Secret, Team
-from governance.services import audit_log
+from governance.services.audit import audit_log
 
 M = TypeVar("M", bound=Model)
 

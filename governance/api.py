@@ -20,12 +20,14 @@ from pydantic import AfterValidator, BeforeValidator
 from pydantic_core import PydanticCustomError
 
 from governance.access import get_secret_or_404
-from governance.manifest import DOCUMENT_ORDER, VERSION, Change, apply_manifest, export_manifest
+from governance.manifest.context import Change
+from governance.manifest.engine import DOCUMENT_ORDER, VERSION, apply_manifest, export_manifest
 from governance.models import ApiToken, Scope, Secret, secret_name_validator, single_line_validator, slug_validator
 from governance.secrets import MAX_VALUE_LENGTH
 from governance.security import client_ip
 from governance.selectors import secret_list
-from governance.services import api_token_authenticate, secret_delete, secret_set
+from governance.services.api_tokens import api_token_authenticate
+from governance.services.secrets import secret_delete, secret_set
 
 # PostgreSQL text cannot hold a NUL character: a lookup or a save with one would fail with a server error.
 NUL_FREE = r"^[^\x00]*$"

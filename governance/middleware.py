@@ -15,7 +15,7 @@ from psycopg import errors
 
 from governance import tenancy
 from governance.models import Membership, Organization
-from governance.services import audit_log
+from governance.services.audit import audit_log
 
 logger = logging.getLogger(__name__)
 

@@ -281,7 +281,7 @@ class SecurityEventRepeat(models.Model):
     a stranger repeating a forbidden URL leaves one row a minute, not one per request."""
 
     organization = models.ForeignKey(Organization, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
-    key = models.CharField(max_length=255, unique=True)  # governance.services.security_event_key
+    key = models.CharField(max_length=255, unique=True)  # governance.services.audit.security_event_key
     event = models.OneToOneField(AuditEvent, on_delete=models.PROTECT, related_name="repeat")
     count = models.PositiveIntegerField(default=1)
     last_at = models.DateTimeField(default=now)

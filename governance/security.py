@@ -18,7 +18,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
 
 from governance.models import User
-from governance.services import audit_security_event
+from governance.services.audit import audit_security_event
 
 logger = logging.getLogger(__name__)
 

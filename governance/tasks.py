@@ -1,6 +1,6 @@
 from celery import shared_task
 
-from governance.services import heartbeat_record
+from governance.services.heartbeats import heartbeat_record
 
 
 @shared_task

@@ -1,8 +1,8 @@
-from django.urls import path
+from django.urls import include, path
 
 from governance import views
 
-# Mounted under /o/<org_slug>/ by config.urls; TenantMiddleware turns the slug into request.org.
+# Under /o/<org_slug>/: TenantMiddleware turns the slug into request.org.
 org_urlpatterns = [
     path("settings/", views.organization_settings, name="organization_settings"),
     path("teams/", views.team_list, name="team_list"),
@@ -20,10 +20,12 @@ org_urlpatterns = [
     path("api-tokens/<int:token_id>/revoke/", views.api_token_revoke, name="api_token_revoke"),
 ]
 
+app_name = "governance"
 urlpatterns = [
     path("", views.home, name="home"),
     path("healthz", views.healthz, name="healthz"),
     path("organizations/new/", views.organization_create, name="organization_create"),
     path("invitations/join/", views.invitation_join, name="invitation_join"),
     path("invitations/<str:token>/", views.invitation_accept, name="invitation_accept"),  # the emailed link
+    path("o/<slug:org_slug>/", include(org_urlpatterns)),
 ]

@@ -12,7 +12,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import HttpResponseClientRefresh
 
-from governance import selectors, services
+from governance import selectors
 from governance.access import (
     admin_required,
     can_manage_team,
@@ -38,6 +38,8 @@ from governance.forms import (
     apply_errors,
 )
 from governance.models import ApiToken, Role
+from governance.services import api_tokens as tokens
+from governance.services import invitations, members, organizations, secrets, teams
 
 # --- outside any organization -------------------------------------------------------------------
 
@@ -68,7 +70,7 @@ def organization_create(request: HttpRequest) -> HttpResponse:
     form = OrganizationCreateForm(request.POST or None)
     if form.is_valid():
         try:
-            org = services.organization_create(
+            org = organizations.organization_create(
                 creator=request.user,
                 slug=form.cleaned_data["slug"],
                 name=form.cleaned_data["name"],
@@ -78,7 +80,7 @@ def organization_create(request: HttpRequest) -> HttpResponse:
             apply_errors(form, e)
         else:
             messages.success(request, f"{org} is ready. Invite your colleagues next.")
-            return redirect("member_list", org_slug=org.slug)
+            return redirect("governance:member_list", org_slug=org.slug)
     return render(request, "governance/organization_create.html", {"form": form})
 
 
@@ -93,18 +95,18 @@ def invitation_accept(request: HttpRequest, token: str) -> HttpResponse:
     POST, a detour through the login page and the redirect after joining do not, so it does not spread through
     access logs, browser history and Referer headers."""
     try:
-        services.invitation_for_token(token)
+        invitations.invitation_for_token(token)
     except ValidationError as e:
         return render(request, "governance/invitation_invalid.html", {"error": e.messages[0]}, status=410)
     request.session[INVITATION_SESSION_KEY] = token
-    return redirect("invitation_join")
+    return redirect("governance:invitation_join")
 
 
 @require_http_methods(["GET", "POST"])
 def invitation_join(request: HttpRequest) -> HttpResponse:
     token = request.session.get(INVITATION_SESSION_KEY, "")
     try:
-        invitation = services.invitation_for_token(token)
+        invitation = invitations.invitation_for_token(token)
     except ValidationError as e:
         error = e.messages[0] if token else "Open the link in your invitation email to join."
         return render(request, "governance/invitation_invalid.html", {"error": error}, status=410)
@@ -112,7 +114,7 @@ def invitation_join(request: HttpRequest) -> HttpResponse:
     form = InvitationSignupForm(request.POST or None, email=invitation.email) if user is None else None
     if request.method == "POST" and (form is None or form.is_valid()):
         try:
-            membership = services.invitation_accept(
+            membership = invitations.invitation_accept(
                 token=token,
                 user=user,
                 name=form.cleaned_data["name"] if form else "",
@@ -142,7 +144,7 @@ def organization_settings(request: HttpRequest) -> HttpResponse:
     if request.method == "POST":
         if form.is_valid():
             try:
-                services.organization_update(
+                organizations.organization_update(
                     org=org,
                     actor=request.user,
                     **{name: form.cleaned_data[name] for name in form.Meta.fields},
@@ -151,7 +153,7 @@ def organization_settings(request: HttpRequest) -> HttpResponse:
                 apply_errors(form, e)
             else:
                 messages.success(request, "Settings saved.")
-                return redirect("organization_settings", org_slug=org.slug)
+                return redirect("governance:organization_settings", org_slug=org.slug)
         org.refresh_from_db()  # the form's failed assignment must not leak into the page's header
     return render(request, "governance/organization_settings.html", {"form": form})
 
@@ -164,14 +166,14 @@ def team_list(request: HttpRequest) -> HttpResponse:
             raise deny(request, "admins")
         if form.is_valid():
             try:
-                team = services.team_create(org=request.org, actor=request.user, **form.cleaned_data)
+                team = teams.team_create(org=request.org, actor=request.user, **form.cleaned_data)
             except ValidationError as e:
                 apply_errors(form, e)
             else:
                 messages.success(request, f"Team {team} created.")
                 if request.htmx:
                     return HttpResponseClientRefresh()
-                return redirect("team_list", org_slug=request.org.slug)
+                return redirect("governance:team_list", org_slug=request.org.slug)
     template = "governance/teams.html#create-form" if request.htmx else "governance/teams.html"
     return render(request, template, {"teams": selectors.team_tree(org=request.org), "form": form})
 
@@ -196,21 +198,21 @@ def team_detail(request: HttpRequest, team_id: int) -> HttpResponse:
             if edit_form.is_valid():
                 fields = {k: edit_form.cleaned_data[k] for k in ("name", "key", "parent", "lead")}
                 try:
-                    services.team_update(team=team, actor=request.user, **fields)
+                    teams.team_update(team=team, actor=request.user, **fields)
                 except ValidationError as e:
                     apply_errors(edit_form, e)
                 else:
                     messages.success(request, "Team saved.")
-                    return redirect("team_detail", org_slug=request.org.slug, team_id=team.pk)
+                    return redirect("governance:team_detail", org_slug=request.org.slug, team_id=team.pk)
             team.refresh_from_db()
         elif action == "members":
             if not may_manage:
                 raise deny(request, "admins and the team's lead")
             members_form = TeamMembersForm(request.POST, org=request.org)
             if members_form.is_valid():
-                services.team_set_members(team=team, actor=request.user, members=members_form.cleaned_data["members"])
+                teams.team_set_members(team=team, actor=request.user, members=members_form.cleaned_data["members"])
                 messages.success(request, "Members saved.")
-                return redirect("team_detail", org_slug=request.org.slug, team_id=team.pk)
+                return redirect("governance:team_detail", org_slug=request.org.slug, team_id=team.pk)
         else:
             messages.error(request, "Unknown action.")
     return render(
@@ -249,7 +251,7 @@ def member_list(request: HttpRequest) -> HttpResponse:
     form = InviteForm(request.POST, org=request.org)
     if form.is_valid():
         try:
-            invitation, _token = services.invitation_create(
+            invitation, _token = invitations.invitation_create(
                 org=request.org,
                 actor=request.user,
                 base_url=request.build_absolute_uri("/")[:-1],
@@ -259,7 +261,7 @@ def member_list(request: HttpRequest) -> HttpResponse:
             apply_errors(form, e)
         else:
             messages.success(request, f"Invitation sent to {invitation.email}.")
-            return redirect("member_list", org_slug=request.org.slug)
+            return redirect("governance:member_list", org_slug=request.org.slug)
     return _members_page(request, form, status=422)
 
 
@@ -277,7 +279,7 @@ def _member_row(request: HttpRequest, membership, error: str = "") -> HttpRespon
         )
     if error:
         messages.error(request, error)
-    return redirect("member_list", org_slug=request.org.slug)
+    return redirect("governance:member_list", org_slug=request.org.slug)
 
 
 @admin_required
@@ -290,7 +292,7 @@ def member_role(request: HttpRequest, membership_id: int) -> HttpResponse:
         error = "Pick a role."
     else:
         try:
-            services.membership_change_role(membership=membership, actor=request.user, role=form.cleaned_data["role"])
+            members.membership_change_role(membership=membership, actor=request.user, role=form.cleaned_data["role"])
         except ValidationError as e:
             error = " ".join(e.messages)
     return _member_row(request, membership, error)
@@ -303,7 +305,7 @@ def member_deactivate(request: HttpRequest, membership_id: int) -> HttpResponse:
     if membership.user_id == request.user.pk:
         return _member_row(request, membership, "You cannot deactivate yourself.")
     try:
-        services.membership_set_active(membership=membership, actor=request.user, active=False)
+        members.membership_set_active(membership=membership, actor=request.user, active=False)
     except ValidationError as e:
         return _member_row(request, membership, " ".join(e.messages))
     return _member_row(request, membership)
@@ -313,7 +315,7 @@ def member_deactivate(request: HttpRequest, membership_id: int) -> HttpResponse:
 @require_POST
 def member_reactivate(request: HttpRequest, membership_id: int) -> HttpResponse:
     membership = get_membership_for_member_or_404(request, membership_id)
-    services.membership_set_active(membership=membership, actor=request.user, active=True)
+    members.membership_set_active(membership=membership, actor=request.user, active=True)
     return _member_row(request, membership)
 
 
@@ -322,12 +324,12 @@ def member_reactivate(request: HttpRequest, membership_id: int) -> HttpResponse:
 def invitation_revoke(request: HttpRequest, invitation_id: int) -> HttpResponse:
     invitation = get_invitation_for_member_or_404(request, invitation_id)
     try:
-        services.invitation_revoke(invitation=invitation, actor=request.user)
+        invitations.invitation_revoke(invitation=invitation, actor=request.user)
     except ValidationError as e:
         messages.error(request, " ".join(e.messages))
     else:
         messages.success(request, f"Invitation for {invitation.email} revoked.")
-    return redirect("member_list", org_slug=request.org.slug)
+    return redirect("governance:member_list", org_slug=request.org.slug)
 
 
 @admin_required
@@ -335,14 +337,14 @@ def invitation_revoke(request: HttpRequest, invitation_id: int) -> HttpResponse:
 def invitation_resend(request: HttpRequest, invitation_id: int) -> HttpResponse:
     invitation = get_invitation_for_member_or_404(request, invitation_id)
     try:
-        services.invitation_resend(
+        invitations.invitation_resend(
             invitation=invitation, actor=request.user, base_url=request.build_absolute_uri("/")[:-1]
         )
     except ValidationError as e:
         messages.error(request, " ".join(e.messages))
     else:
         messages.success(request, f"A new invitation was sent to {invitation.email}.")
-    return redirect("member_list", org_slug=request.org.slug)
+    return redirect("governance:member_list", org_slug=request.org.slug)
 
 
 @role_required(Role.ADMIN, Role.EXECUTIVE)
@@ -382,14 +384,14 @@ def secret_list(request: HttpRequest) -> HttpResponse:
     form = SecretForm(request.POST or None, initial={"name": request.GET.get("name", "")})
     if request.method == "POST" and form.is_valid():
         try:
-            secret = services.secret_set(
+            secret = secrets.secret_set(
                 org=request.org, actor=request.user, name=form.cleaned_data["name"], value=form.cleaned_data["value"]
             )
         except ValidationError as e:
             apply_errors(form, e)
         else:
             messages.success(request, f"Secret {secret.name} saved (fingerprint {secret.fingerprint}).")
-            return redirect("secrets", org_slug=request.org.slug)
+            return redirect("governance:secrets", org_slug=request.org.slug)
     context = {"form": form, "rows": selectors.secret_list(org=request.org)}
     return render(request, "governance/secrets.html", context, status=422 if form.errors else 200)
 
@@ -399,12 +401,12 @@ def secret_list(request: HttpRequest) -> HttpResponse:
 def secret_delete(request: HttpRequest, name: str) -> HttpResponse:
     secret = get_secret_or_404(request.org, name)
     try:
-        services.secret_delete(secret=secret, actor=request.user)
+        secrets.secret_delete(secret=secret, actor=request.user)
     except ValidationError as e:
         messages.error(request, " ".join(e.messages))
     else:
         messages.success(request, f"Secret {secret.name} deleted.")
-    return redirect("secrets", org_slug=request.org.slug)
+    return redirect("governance:secrets", org_slug=request.org.slug)
 
 
 # --- API tokens ---------------------------------------------------------------------------------
@@ -419,7 +421,7 @@ def api_tokens(request: HttpRequest) -> HttpResponse:
         if form.is_valid():
             personal = form.cleaned_data["kind"] == ApiTokenForm.PERSONAL
             try:
-                created = services.api_token_create(
+                created = tokens.api_token_create(
                     org=request.org,
                     actor=request.user,
                     name=form.cleaned_data["name"],
@@ -446,9 +448,9 @@ def api_token_revoke(request: HttpRequest, token_id: int) -> HttpResponse:
     if not (request.membership.is_admin or api_token.membership_id == request.membership.pk):
         raise deny(request, "admins or the token's owner")
     try:
-        services.api_token_revoke(api_token=api_token, actor=request.user)
+        tokens.api_token_revoke(api_token=api_token, actor=request.user)
     except ValidationError as e:
         messages.error(request, " ".join(e.messages))
     else:
         messages.success(request, f"Token {api_token.prefix}… is revoked; requests with it are refused from now on.")
-    return redirect("api_tokens", org_slug=request.org.slug)
+    return redirect("governance:api_tokens", org_slug=request.org.slug)

@@ -9,7 +9,7 @@ class ScorecardsConfig(AppConfig):
         # them by name.
         import scorecards.tasks  # noqa: F401
         from governance.secrets import register_references
-        from governance.services import DEACTIVATION_BLOCKERS
+        from governance.services.members import DEACTIVATION_BLOCKERS
         from scorecards.selectors import data_source_secret_references
         from scorecards.services import owned_kpis_blocker
 

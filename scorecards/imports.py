@@ -17,7 +17,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from governance.models import Organization, User
-from governance.services import audit_log
+from governance.services.audit import audit_log
 from scorecards.ingestion import Checker, Problem, measurements_store
 from scorecards.models import ImportJob
 

@@ -44,20 +44,11 @@ from django.core.validators import URLValidator
 from django.utils import timezone
 
 from governance.durations import format_duration, parse_duration
-from governance.manifest import (
-    Change,
-    Context,
-    Entry,
-    KeyedSection,
-    canonical_target,
-    describe,
-    num,
-    parents_first,
-    report_parent_cycles,
-    strip_defaults,
-    target_problem,
-    team_problem,
-)
+from governance.manifest.context import Change, Context
+from governance.manifest.fields import Entry, describe, num
+from governance.manifest.graph import parents_first, report_parent_cycles
+from governance.manifest.sections import KeyedSection, strip_defaults
+from governance.manifest.targets import canonical_target, target_problem, team_problem
 from governance.models import Organization, Team, secret_name_validator
 from governance.secrets import SECRETS_PAGE
 from scorecards.models import Aggregate, DataSource, Direction, KeyResult, Kpi, Objective, Scorecard

@@ -25,7 +25,7 @@ from django.utils import timezone
 
 from governance import tenancy
 from governance.models import User
-from governance.services import audit_log
+from governance.services.audit import audit_log
 from scorecards.connectors import PullError, Unreadable, connector_for
 from scorecards.evaluation import next_tick
 from scorecards.ingestion import Checker, Problem, measurements_store

@@ -8,7 +8,7 @@ from django.utils import timezone
 
 from governance.access import Authority, decision_authority, decision_reason
 from governance.models import Membership, User
-from governance.services import audit_log, snapshot
+from governance.services.audit import audit_log, snapshot
 from scorecards.models import CheckIn, KeyResult, Kpi, KpiSchedule, Objective, OwnershipTransfer
 
 # Fields an admin or the owner may change on the KPI page; `owner` is deliberately absent.

@@ -162,7 +162,7 @@ def build() -> dict:
     django.setup()
     from escalations.models import EscalationLevel, EscalationPolicy
     from governance.models import Role
-    from governance.services import api_token_create
+    from governance.services.api_tokens import api_token_create
     from scorecards.models import Kpi
     from tests.factories import MembershipFactory, OrganizationFactory, TeamFactory
 

@@ -27,10 +27,13 @@ from escalations.models import (
 from governance import tenancy
 from governance.models import ApiToken, Invitation, Membership, Organization, Role, Scope, Secret, Team
 from governance.rls import runtime_role_ensure
-from governance.services import api_token_create, invitation_create, secret_set, team_update
+from governance.services.api_tokens import api_token_create
+from governance.services.invitations import invitation_create
+from governance.services.secrets import secret_set
+from governance.services.teams import team_update
 from scorecards.models import DataSource, ImportJob, KeyResult, Kpi, Objective, OwnershipTransfer, Scorecard
 from scorecards.services import ownership_transfer_request
-from tests.factories import KpiFactory, MembershipFactory, OrganizationFactory, TeamFactory
+from tests.factories import DependencyFactory, KpiFactory, MembershipFactory, OrganizationFactory, TeamFactory
 
 # On PostgreSQL the suite runs as this role, which row-level security binds, as workers do in production (tests set
 # up their data in the system scope, which only the workers' role may enter); migrations run before it takes over,
@@ -129,7 +132,7 @@ class Tenant:
         """The KPI depends on a second KPI of the team (ops.backlog), made on first use: the scorecard and engine
         tests count the tenant's KPIs."""
         backlog = KpiFactory(organization=self.org, team=self.team, owner=self.lead, key="ops.backlog", name="Backlog")
-        return Dependency.objects.create(
+        return DependencyFactory(
             organization=self.org, upstream=backlog, downstream=self.kpi, kind=Dependency.Kind.BLOCKS
         )
 

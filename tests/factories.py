@@ -4,6 +4,7 @@ from datetime import timedelta
 
 import factory
 
+from dependencies.models import Dependency
 from governance.models import Membership, Organization, Role, Team, User
 from scorecards.models import Kpi, KpiSchedule
 
@@ -88,3 +89,15 @@ class KpiScheduleFactory(factory.django.DjangoModelFactory):
 
     # Made by KpiFactory, which passes its KPI.
     organization = factory.SelfAttribute("kpi.organization")
+
+
+class DependencyFactory(factory.django.DjangoModelFactory):
+    """`downstream` depends on `upstream`, two KPIs of one organization (new ones unless given)."""
+
+    class Meta:
+        model = Dependency
+
+    organization = factory.SubFactory(OrganizationFactory)
+    upstream = factory.SubFactory(KpiFactory, organization=factory.SelfAttribute("..organization"))
+    downstream = factory.SubFactory(KpiFactory, organization=factory.SelfAttribute("..organization"))
+    kind = Dependency.Kind.DRIVES_DEMAND

@@ -81,7 +81,7 @@ def build() -> dict:
     from django.test import Client
 
     from governance.models import Role
-    from governance.services import api_token_create
+    from governance.services.api_tokens import api_token_create
     from scorecards.models import Kpi, Measurement, Scorecard
     from tests.factories import MembershipFactory, OrganizationFactory, TeamFactory
 

@@ -19,7 +19,7 @@ from schemathesis.config import SchemathesisConfig
 
 from config.wsgi import application
 from governance.api import PERSONAL
-from governance.services import api_token_create
+from governance.services.api_tokens import api_token_create
 from tests.conftest import make_episode
 
 pytestmark = [

@@ -15,9 +15,9 @@ from config.api import api
 from escalations.models import Decision, MitigationPath, Task, Workstream
 from escalations.sweeps import process_status_changes
 from governance import tenancy
-from governance.manifest import export_manifest
+from governance.manifest.engine import export_manifest
 from governance.models import Secret
-from governance.services import api_token_create
+from governance.services.api_tokens import api_token_create
 from scorecards.models import Kpi, Measurement, StatusChange
 from tests.factories import KpiFactory
 

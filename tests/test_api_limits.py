@@ -17,9 +17,9 @@ import yaml
 from django.core.cache import cache
 from django.test import Client
 
-from governance.manifest import export_manifest
+from governance.manifest.engine import export_manifest
 from governance.models import AuditEvent, Invitation
-from governance.services import api_token_create
+from governance.services.api_tokens import api_token_create
 from scorecards.models import Kpi, Measurement
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -16,9 +16,9 @@ from ninja.constants import NOT_SET
 
 from config.api import api
 from governance.api import PERSONAL
-from governance.manifest import export_manifest
+from governance.manifest.engine import export_manifest
 from governance.models import ApiToken, AuditEvent, Invitation, Scope
-from governance.services import api_token_authenticate, api_token_create
+from governance.services.api_tokens import api_token_authenticate, api_token_create
 from scorecards.models import Kpi, Measurement, OwnershipTransfer
 
 # (method, OpenAPI path) -> (URL, body, what it needs)
@@ -181,7 +181,7 @@ def test_a_token_with_no_person_behind_it_cannot_move_ownership(tenant):
 
 def test_an_admin_chooses_the_scopes_on_the_tokens_page_and_sees_them(tenant):
     client = tenant.client(tenant.admin)
-    url = reverse("api_tokens", args=["acme"])
+    url = reverse("governance:api_tokens", args=["acme"])
     response = client.post(url, {"name": "Nightly sync", "kind": "organization", "scopes": ["read", "manifest:write"]})
     assert response.status_code == 200
     assert api_token_authenticate(response.context["created"][1]).scopes == [Scope.READ, Scope.MANIFEST_WRITE]

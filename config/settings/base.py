@@ -105,7 +105,7 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 LOGIN_URL = "login"
-LOGIN_REDIRECT_URL = "home"
+LOGIN_REDIRECT_URL = "governance:home"
 LOGOUT_REDIRECT_URL = "login"
 
 # guardian would otherwise create an "AnonymousUser" row, which an email-login user model cannot hold.

@@ -33,7 +33,7 @@ from django.test.runner import DiscoverRunner  # noqa: E402
 from django.test.utils import setup_test_environment  # noqa: E402
 from django.utils import timezone  # noqa: E402
 
-from governance.services import api_token_create  # noqa: E402
+from governance.services.api_tokens import api_token_create  # noqa: E402
 from scorecards.models import Kpi, Measurement, StatusChange  # noqa: E402
 from tests.bench.report import record  # noqa: E402
 from tests.factories import KpiFactory, OrganizationFactory  # noqa: E402

@@ -22,7 +22,7 @@ from escalations.models import (
     Workstream,
 )
 from escalations.selectors import escalation_state, level_skipped
-from governance.manifest import apply_manifest, export_manifest
+from governance.manifest.engine import apply_manifest, export_manifest
 from governance.models import Membership, Organization, Role
 from scorecards.models import DataSource, Kpi, SurgeSignal
 from scorecards.pulls import data_sources_claim_due

@@ -9,7 +9,7 @@ from dependencies.models import Dependency
 from dependencies.selectors import closure, path_between
 from dependencies.services import dependency_create, dependency_delete
 from governance.models import AuditEvent
-from tests.factories import KpiFactory
+from tests.factories import DependencyFactory, KpiFactory
 
 
 @pytest.fixture
@@ -78,7 +78,7 @@ def diamonds(tenant):
         edges += [(kpis[-1], left), (kpis[-1], right), (left, bottom), (right, bottom)]
         kpis.append(bottom)
     Dependency.objects.bulk_create(
-        Dependency(organization=tenant.org, upstream=up, downstream=down, kind="drives_demand") for up, down in edges
+        DependencyFactory.build(organization=tenant.org, upstream=up, downstream=down) for up, down in edges
     )
     return kpis
 

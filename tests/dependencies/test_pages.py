@@ -55,13 +55,15 @@ def svg_of(html: str) -> ET.Element:
 
 def test_the_kpi_page_loads_the_edges_panel_in_place_and_links_to_it_without_javascript(chain):
     html = chain.client(chain.member).get(url("kpi_detail", chain, kpi_id=chain.k["b"].pk)).content.decode()
-    panel_url = url("dependency_neighbourhood", chain, kpi_id=chain.k["b"].pk)
+    panel_url = url("dependencies:dependency_neighbourhood", chain, kpi_id=chain.k["b"].pk)
     assert f'hx-get="{panel_url}" hx-trigger="load"' in html
     assert f'<a href="{panel_url}">' in html
 
 
 def test_the_panel_lists_what_a_kpi_depends_on_and_drives_with_statuses_kinds_and_notes(chain):
-    response = chain.client(chain.member).get(url("dependency_neighbourhood", chain, kpi_id=chain.k["b"].pk), **HX)
+    response = chain.client(chain.member).get(
+        url("dependencies:dependency_neighbourhood", chain, kpi_id=chain.k["b"].pk), **HX
+    )
     html = response.content.decode()
     assert response.status_code == 200 and "<html" not in html  # the partial only
     upstream, downstream = html.split("<h3>Drives")
@@ -75,7 +77,7 @@ def test_the_owner_adds_an_edge_in_place(chain):
     client = chain.client(chain.lead)
     b, d = chain.k["b"], chain.k["d"]
     data = {"relation": "upstream", "other": d.pk, "kind": "informs", "lag": "2w", "note": "Sales mix"}
-    response = client.post(url("dependency_add", chain, kpi_id=b.pk), data, **HX)
+    response = client.post(url("dependencies:dependency_add", chain, kpi_id=b.pk), data, **HX)
     html = response.content.decode()
     assert response.status_code == 200 and "<html" not in html
     assert "KPI b now depends on KPI d." in html
@@ -88,9 +90,12 @@ def test_drives_makes_the_page_kpi_the_upstream_and_a_plain_post_redirects(chain
     client = chain.client(chain.lead)
     c, d = chain.k["c"], chain.k["d"]
     response = client.post(
-        url("dependency_add", chain, kpi_id=c.pk), {"relation": "downstream", "other": d.pk, "kind": "blocks"}
+        url("dependencies:dependency_add", chain, kpi_id=c.pk),
+        {"relation": "downstream", "other": d.pk, "kind": "blocks"},
     )
-    assert response.status_code == 302 and response["Location"] == url("dependency_neighbourhood", chain, kpi_id=c.pk)
+    assert response.status_code == 302 and response["Location"] == url(
+        "dependencies:dependency_neighbourhood", chain, kpi_id=c.pk
+    )
     assert Dependency.objects.filter(upstream=c, downstream=d, lag=None, note="").exists()
     page = client.get(response["Location"]).content.decode()
     assert "KPI d now depends on KPI c." in page
@@ -103,7 +108,7 @@ def test_an_edge_closing_a_cycle_is_refused_with_the_cycle_and_nothing_is_stored
     before = list(Dependency.objects.values_list("pk", flat=True))
     # "a depends on c" would close a -> b -> c -> a.
     data = {"relation": "upstream", "other": chain.k["c"].pk, "kind": "blocks"}
-    response = client.post(url("dependency_add", chain, kpi_id=a.pk), data, **(HX if htmx else {}))
+    response = client.post(url("dependencies:dependency_add", chain, kpi_id=a.pk), data, **(HX if htmx else {}))
     html = response.content.decode()
     assert response.status_code == (200 if htmx else 422)
     assert "This edge would close the cycle c -&gt; a -&gt; b -&gt; c." in html
@@ -114,7 +119,9 @@ def test_an_edge_closing_a_cycle_is_refused_with_the_cycle_and_nothing_is_stored
 
 def test_a_duplicate_edge_is_refused(chain):
     data = {"relation": "upstream", "other": chain.k["a"].pk, "kind": "blocks"}
-    response = chain.client(chain.lead).post(url("dependency_add", chain, kpi_id=chain.k["b"].pk), data, **HX)
+    response = chain.client(chain.lead).post(
+        url("dependencies:dependency_add", chain, kpi_id=chain.k["b"].pk), data, **HX
+    )
     assert "KPI b already depends on KPI a." in response.content.decode()
     assert Dependency.objects.filter(upstream=chain.k["a"], downstream=chain.k["b"]).count() == 1
 
@@ -123,11 +130,13 @@ def test_the_form_offers_only_this_organizations_live_kpis_and_refuses_a_foreign
     archived = KpiFactory(organization=chain.org, team=chain.team, owner=chain.lead, key="old", name="Old KPI")
     Kpi.objects.filter(pk=archived.pk).update(archived_at=timezone.now())
     client = chain.client(chain.lead)
-    html = client.get(url("dependency_neighbourhood", chain, kpi_id=chain.k["b"].pk), **HX).content.decode()
+    html = client.get(
+        url("dependencies:dependency_neighbourhood", chain, kpi_id=chain.k["b"].pk), **HX
+    ).content.decode()
     assert f'value="{chain.k["d"].pk}"' in html and "KPI d (d)" in html
     assert "Old KPI" not in html and f'<option value="{stranger_tenant.kpi.pk}"' not in html
     data = {"relation": "upstream", "other": stranger_tenant.kpi.pk, "kind": "blocks"}
-    response = client.post(url("dependency_add", chain, kpi_id=chain.k["b"].pk), data, **HX)
+    response = client.post(url("dependencies:dependency_add", chain, kpi_id=chain.k["b"].pk), data, **HX)
     assert "Select a valid choice" in response.content.decode()
     assert not Dependency.objects.filter(upstream=stranger_tenant.kpi).exists()
 
@@ -137,14 +146,16 @@ def test_the_owner_removes_an_edge(chain, htmx):
     client = chain.client(chain.lead)
     edge = Dependency.objects.get(upstream=chain.k["b"], downstream=chain.k["c"])
     response = client.post(
-        url("dependency_delete", chain, dependency_id=edge.pk), {"kpi": chain.k["c"].pk}, **(HX if htmx else {})
+        url("dependencies:dependency_delete", chain, dependency_id=edge.pk),
+        {"kpi": chain.k["c"].pk},
+        **(HX if htmx else {}),
     )
     if htmx:
         html = response.content.decode()
         assert response.status_code == 200 and "KPI c no longer depends on KPI b." in html
         assert "Nothing upstream." in html  # the panel of the page it was on: KPI c
     else:
-        assert response["Location"] == url("dependency_neighbourhood", chain, kpi_id=chain.k["c"].pk)
+        assert response["Location"] == url("dependencies:dependency_neighbourhood", chain, kpi_id=chain.k["c"].pk)
     assert not Dependency.objects.filter(pk=edge.pk).exists()
     deleted = AuditEvent.objects.get(verb="dependency.deleted")
     assert deleted.actor == chain.lead.user and deleted.before["upstream"] == "b"
@@ -158,8 +169,8 @@ def test_who_may_edit_the_edges_of_a_kpi(chain):
     add = {"relation": "upstream", "other": d.pk, "kind": "blocks"}
     for who in (chain.member, chain.executive):
         client = chain.client(who)
-        assert client.post(url("dependency_add", chain, kpi_id=b.pk), add, **HX).status_code == 403
-        assert client.post(url("dependency_delete", chain, dependency_id=edge.pk), **HX).status_code == 403
+        assert client.post(url("dependencies:dependency_add", chain, kpi_id=b.pk), add, **HX).status_code == 403
+        assert client.post(url("dependencies:dependency_delete", chain, dependency_id=edge.pk), **HX).status_code == 403
     denied = AuditEvent.objects.filter(verb="security.permission_denied")
     assert sum(e.times for e in denied) == 4 and {e.actor_id for e in denied} == {
         chain.member.user_id,
@@ -168,16 +179,22 @@ def test_who_may_edit_the_edges_of_a_kpi(chain):
     assert Dependency.objects.count() == 2
     # The member owns d, so may draw d's edges, from d's page.
     member = chain.client(chain.member)
-    assert member.post(url("dependency_add", chain, kpi_id=d.pk), {**add, "other": b.pk}, **HX).status_code == 200
+    assert (
+        member.post(url("dependencies:dependency_add", chain, kpi_id=d.pk), {**add, "other": b.pk}, **HX).status_code
+        == 200
+    )
     assert Dependency.objects.filter(upstream=b, downstream=d).exists()
     # Someone granted the object permission on a KPI may edit it too; the admin may edit any.
     other = MembershipFactory(organization=chain.org, role=Role.MEMBER)
     from guardian.shortcuts import assign_perm
 
     assign_perm("scorecards.configure_kpi", other.user, b)
-    assert chain.client(other).post(url("dependency_delete", chain, dependency_id=edge.pk), **HX).status_code == 200
+    assert (
+        chain.client(other).post(url("dependencies:dependency_delete", chain, dependency_id=edge.pk), **HX).status_code
+        == 200
+    )
     admin = chain.client(chain.admin)
-    html = admin.get(url("dependency_neighbourhood", chain, kpi_id=chain.k["c"].pk), **HX).content.decode()
+    html = admin.get(url("dependencies:dependency_neighbourhood", chain, kpi_id=chain.k["c"].pk), **HX).content.decode()
     assert "Add a dependency" in html and "Remove" in html
 
 
@@ -185,9 +202,9 @@ def test_who_may_edit_the_edges_of_a_kpi(chain):
 
 
 def test_the_graph_page_says_how_to_start_when_there_are_no_edges(tenant):
-    html = tenant.client(tenant.member).get(url("dependency_graph", tenant)).content.decode()
+    html = tenant.client(tenant.member).get(url("dependencies:dependency_graph", tenant)).content.decode()
     assert "No dependencies yet" in html and "manifest" in html and '<svg class="graph' not in html
-    assert f'href="{url("dependency_graph", tenant)}" aria-current="page">Dependencies</a>' in html
+    assert f'href="{url("dependencies:dependency_graph", tenant)}" aria-current="page">Dependencies</a>' in html
 
 
 def test_the_graph_page_draws_100_kpis_in_a_fixed_number_of_queries(tenant, django_assert_max_num_queries):
@@ -195,7 +212,7 @@ def test_the_graph_page_draws_100_kpis_in_a_fixed_number_of_queries(tenant, djan
     edges = Dependency.objects.filter(organization=tenant.org).count()
     client = tenant.client(tenant.member)
     with django_assert_max_num_queries(GRAPH_PAGE_QUERIES):
-        response = client.get(url("dependency_graph", tenant))
+        response = client.get(url("dependencies:dependency_graph", tenant))
     html = response.content.decode()
     svg = svg_of(html)
     drawn = {a.get("href") for a in svg.iter("a")}
@@ -206,7 +223,7 @@ def test_the_graph_page_draws_100_kpis_in_a_fixed_number_of_queries(tenant, djan
     assert html.count('<td class="edge-kind">') == edges
     assert "1 KPI without any dependency is not drawn." in html  # the tenant's own KPI
     # The same page again draws the same picture.
-    assert str(ET.tostring(svg_of(client.get(url("dependency_graph", tenant)).content.decode()))) == str(
+    assert str(ET.tostring(svg_of(client.get(url("dependencies:dependency_graph", tenant)).content.decode()))) == str(
         ET.tostring(svg)
     )
 
@@ -216,7 +233,7 @@ def test_the_graph_filters_by_team_red_and_around_a_kpi(chain):
     dependency_create(actor=None, upstream=chain.k["c"], downstream=chain.k["d"], kind="informs")
 
     def drawn(**query) -> set[str]:
-        response = client.get(url("dependency_graph", chain), query)
+        response = client.get(url("dependencies:dependency_graph", chain), query)
         assert response.status_code == 200
         return {t.text for t in svg_of(response.content.decode()).iter("text") if (t.get("class") or "") == "node-name"}
 
@@ -227,19 +244,23 @@ def test_the_graph_filters_by_team_red_and_around_a_kpi(chain):
     assert drawn(around=chain.k["a"].pk, to_team=chain.team.pk) == {"KPI a", "KPI b", "KPI c"}
     assert drawn(from_team=chain.team.pk, to_team=chain.sales.pk) == {"KPI c", "KPI d"}
     # htmx gets the body only, for the filters to swap in place.
-    partial = client.get(url("dependency_graph", chain), {"red": 1}, **HX).content.decode()
+    partial = client.get(url("dependencies:dependency_graph", chain), {"red": 1}, **HX).content.decode()
     assert partial.startswith('\n<div id="graph-body">') or partial.lstrip().startswith('<div id="graph-body">')
-    empty = client.get(url("dependency_graph", chain), {"team": chain.sales.pk, "red": 1}).content.decode()
+    empty = client.get(url("dependencies:dependency_graph", chain), {"team": chain.sales.pk, "red": 1}).content.decode()
     assert "No dependency matches these filters" in empty
     # Around a KPI whose edges the other filters leave out, and around one without any edge.
-    filtered = client.get(url("dependency_graph", chain), {"around": chain.k["a"].pk, "from_team": chain.sales.pk})
+    filtered = client.get(
+        url("dependencies:dependency_graph", chain), {"around": chain.k["a"].pk, "from_team": chain.sales.pk}
+    )
     assert "No dependency matches these filters" in filtered.content.decode()
-    lonely = client.get(url("dependency_graph", chain), {"around": chain.kpi.pk}).content.decode()
+    lonely = client.get(url("dependencies:dependency_graph", chain), {"around": chain.kpi.pk}).content.decode()
     assert "Throughput has no dependencies yet" in lonely and len(svg_of(lonely).findall(".//a")) == 1
 
 
 def test_around_a_foreign_kpi_is_404_and_audited(chain, stranger_tenant):
-    response = chain.client(chain.member).get(url("dependency_graph", chain), {"around": stranger_tenant.kpi.pk})
+    response = chain.client(chain.member).get(
+        url("dependencies:dependency_graph", chain), {"around": stranger_tenant.kpi.pk}
+    )
     assert response.status_code == 404
     assert AuditEvent.objects.filter(verb="security.foreign_id", organization=chain.org).count() == 1
 
@@ -248,7 +269,9 @@ def test_the_neighbourhood_page_draws_the_kpis_closure_only(chain):
     unrelated = KpiFactory(organization=chain.org, team=chain.sales, owner=chain.member, key="e", name="KPI e")
     dependency_create(actor=None, upstream=chain.k["d"], downstream=unrelated, kind="informs")
     html = (
-        chain.client(chain.member).get(url("dependency_neighbourhood", chain, kpi_id=chain.k["b"].pk)).content.decode()
+        chain.client(chain.member)
+        .get(url("dependencies:dependency_neighbourhood", chain, kpi_id=chain.k["b"].pk))
+        .content.decode()
     )
     svg = svg_of(html)
     assert {t.text for t in svg.iter("text") if t.get("class") == "node-name"} == {"KPI a", "KPI b", "KPI c"}
@@ -257,7 +280,11 @@ def test_the_neighbourhood_page_draws_the_kpis_closure_only(chain):
     ]
     assert len(svg.findall(".//path")) == 2
     assert "Every dependency in the chain" in html and "css/graph.css" in html
-    lone = chain.client(chain.member).get(url("dependency_neighbourhood", chain, kpi_id=chain.kpi.pk)).content.decode()
+    lone = (
+        chain.client(chain.member)
+        .get(url("dependencies:dependency_neighbourhood", chain, kpi_id=chain.kpi.pk))
+        .content.decode()
+    )
     assert "No dependencies yet; declare them below (the KPI's owner or an admin can) or in the manifest." in lone
 
 
@@ -305,7 +332,7 @@ def test_the_matrix_counts_edges_red_and_stale_upstreams_and_open_reviews(chain)
     assert (ctx["edge_total"], ctx["red_total"], ctx["stale_total"], ctx["review_total"]) == (4, 2, 1, 2)
     # A cell opens the graph of just its edges.
     html = response.content.decode()
-    cell_url = f"{url('dependency_graph', chain)}?from_team={chain.team.pk}&amp;to_team={chain.sales.pk}"
+    cell_url = f"{url('dependencies:dependency_graph', chain)}?from_team={chain.team.pk}&amp;to_team={chain.sales.pk}"
     assert f'href="{cell_url}"' in html
 
 
@@ -315,8 +342,13 @@ def test_only_executives_and_admins_see_the_matrix(chain):
     denied = AuditEvent.objects.get(verb="security.permission_denied")
     assert denied.actor == chain.member.user and denied.after["what"] == "admins or executives"
     # The graph page offers the matrix to those who may open it.
-    assert "Team matrix" not in chain.client(chain.member).get(url("dependency_graph", chain)).content.decode()
-    assert "Team matrix" in chain.client(chain.executive).get(url("dependency_graph", chain)).content.decode()
+    assert (
+        "Team matrix"
+        not in chain.client(chain.member).get(url("dependencies:dependency_graph", chain)).content.decode()
+    )
+    assert (
+        "Team matrix" in chain.client(chain.executive).get(url("dependencies:dependency_graph", chain)).content.decode()
+    )
 
 
 def test_the_matrix_without_edges_says_how_to_start(tenant):

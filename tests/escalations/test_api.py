@@ -12,7 +12,8 @@ from django.test import Client
 from escalations.models import EscalationLevel, EscalationPolicy, Task, Workstream
 from escalations.sweeps import advance_escalations, process_status_changes
 from governance.models import Organization
-from governance.services import api_token_create, team_update
+from governance.services.api_tokens import api_token_create
+from governance.services.teams import team_update
 from scorecards.models import StatusChange
 
 NOW = datetime(2026, 11, 2, 8, 0, tzinfo=UTC)

@@ -25,7 +25,7 @@ from escalations.models import (
 )
 from escalations.services import ActionDraft, mitigation_path_file, mitigation_path_review
 from governance.models import AuditEvent
-from governance.services import team_update
+from governance.services.teams import team_update
 from scorecards.models import Kpi, OwnershipTransfer, StatusChange
 from tests.conftest import Tenant
 from tests.escalations.test_engine import change, sweep

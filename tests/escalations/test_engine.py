@@ -33,7 +33,7 @@ from escalations.services import (
 from escalations.sweeps import advance_escalations, process_status_changes
 from escalations.timing import Level, Policy
 from governance.models import Membership, Organization, Role
-from governance.services import team_update
+from governance.services.teams import team_update
 from scorecards.models import Kpi, StatusChange
 from scorecards.services import ownership_transfer_direct
 from tests.factories import KpiFactory, MembershipFactory

@@ -28,7 +28,7 @@ from escalations.models import (
 from escalations.services import ActionDraft, mitigation_path_file
 from governance.access import REASON_REQUIRED, decision_authority
 from governance.models import AuditEvent, Membership, Role
-from governance.services import api_token_create
+from governance.services.api_tokens import api_token_create
 from scorecards.models import Kpi, OwnershipTransfer
 from tests.conftest import Tenant
 from tests.factories import KpiFactory, MembershipFactory, OrganizationFactory, TeamFactory

@@ -15,7 +15,7 @@ from escalations.models import EscalationLevel, EscalationPolicy, Notification, 
 from escalations.services import task_acknowledge
 from escalations.sweeps import advance_escalations, plain_when, process_status_changes
 from governance.models import Membership, Organization
-from governance.services import team_update
+from governance.services.teams import team_update
 from scorecards.models import Kpi, StatusChange
 from tests.factories import MembershipFactory
 

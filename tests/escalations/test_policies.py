@@ -18,7 +18,7 @@ from escalations.policy_selectors import preview
 from escalations.sweeps import advance_escalations, process_status_changes
 from escalations.timing import BusinessHours, Level, Planned, Policy, plan
 from governance.models import AuditEvent, Membership, Organization, Team
-from governance.services import team_update
+from governance.services.teams import team_update
 from scorecards.models import Kpi, StatusChange
 from tests.conftest import Tenant
 from tests.factories import TeamFactory

@@ -35,7 +35,8 @@ from escalations.services import dependency_review_answer, task_acknowledge, wor
 from escalations.sweeps import advance_escalations, process_status_changes
 from governance import tenancy
 from governance.models import AuditEvent
-from governance.services import api_token_create, team_update
+from governance.services.api_tokens import api_token_create
+from governance.services.teams import team_update
 from scorecards.evaluation import evaluate_due
 from scorecards.models import Kpi, StatusChange, SurgeSignal
 from scorecards.services import ownership_transfer_direct

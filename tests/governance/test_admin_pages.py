@@ -12,7 +12,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from governance.models import AuditEvent, Invitation, Membership, Organization, Role, Team
-from governance.services import team_create, team_update
+from governance.services.teams import team_create, team_update
 from tests.conftest import Tenant
 from tests.factories import MembershipFactory, TeamFactory
 
@@ -79,16 +79,16 @@ def expire(invitation: Invitation) -> Invitation:
 
 
 ADMIN_ONLY = [
-    Endpoint("organization_settings", "get", status=200),
+    Endpoint("governance:organization_settings", "get", status=200),
     Endpoint(
-        "organization_settings",
+        "governance:organization_settings",
         "post",
         data=SETTINGS,
         done=lambda t, d: Organization.objects.filter(pk=t.org.pk, name="Acme Renamed", business_end=time(16)).exists(),
     ),
-    Endpoint("member_list", "get", status=200),
+    Endpoint("governance:member_list", "get", status=200),
     Endpoint(
-        "member_list",
+        "governance:member_list",
         "post",
         data={"email": "newcomer@acme.test", "role": Role.MEMBER},
         done=lambda t, d: (
@@ -96,32 +96,32 @@ ADMIN_ONLY = [
         ),
     ),
     Endpoint(
-        "member_role",
+        "governance:member_role",
         "post",
         kwargs=lambda t, d: {"membership_id": t.member.pk},
         data={"role": Role.ADMIN},
         done=lambda t, d: Membership.objects.get(pk=t.member.pk).role == Role.ADMIN,
     ),
     Endpoint(
-        "member_deactivate",
+        "governance:member_deactivate",
         "post",
         kwargs=lambda t, d: {"membership_id": t.member.pk},
         done=lambda t, d: not Membership.objects.get(pk=t.member.pk).is_active,
     ),
     Endpoint(
-        "member_reactivate",
+        "governance:member_reactivate",
         "post",
         kwargs=lambda t, d: {"membership_id": d.pk},
         done=lambda t, d: Membership.objects.get(pk=d.pk).is_active,
     ),
     Endpoint(
-        "invitation_resend",
+        "governance:invitation_resend",
         "post",
         kwargs=lambda t, d: {"invitation_id": expire(t.invitation).pk},
         done=lambda t, d: Invitation.objects.get(pk=t.invitation.pk).revoked_at is not None and len(mail.outbox) == 1,
     ),
     Endpoint(
-        "invitation_revoke",
+        "governance:invitation_revoke",
         "post",
         kwargs=lambda t, d: {"invitation_id": t.invitation.pk},
         done=lambda t, d: Invitation.objects.get(pk=t.invitation.pk).revoked_at is not None,
@@ -162,7 +162,7 @@ def test_admin_only_pages_work_for_an_admin(tenant, dormant, endpoint, django_ca
 
 
 def test_saving_the_settings_page_records_an_audit_event_with_before_and_after(tenant):
-    response = tenant.client(tenant.admin).post(url(tenant, "organization_settings"), SETTINGS)
+    response = tenant.client(tenant.admin).post(url(tenant, "governance:organization_settings"), SETTINGS)
 
     assert response.status_code == 302
     event = AuditEvent.objects.get(verb="organization.updated")
@@ -179,12 +179,12 @@ def test_saving_the_settings_page_records_an_audit_event_with_before_and_after(t
 def test_the_audit_log_is_for_admins_and_executives(tenant, role, status):
     who = getattr(tenant, role)
 
-    response = tenant.client(who).get(url(tenant, "audit_list"))
+    response = tenant.client(who).get(url(tenant, "governance:audit_list"))
 
     assert response.status_code == status
     if status == 403:
         assert denials(tenant, who) == [
-            {"what": "admins or executives", "path": url(tenant, "audit_list"), "method": "GET"}
+            {"what": "admins or executives", "path": url(tenant, "governance:audit_list"), "method": "GET"}
         ]
         assert "member.invited" not in response.content.decode()
     else:
@@ -199,8 +199,8 @@ def test_the_audit_log_is_for_admins_and_executives(tenant, role, status):
 def test_everyone_can_see_the_team_list_and_a_team(tenant, role):
     client = tenant.client(getattr(tenant, role))
 
-    listing = client.get(url(tenant, "team_list"))
-    detail = client.get(url(tenant, "team_detail", team_id=tenant.team.pk))
+    listing = client.get(url(tenant, "governance:team_list"))
+    detail = client.get(url(tenant, "governance:team_detail", team_id=tenant.team.pk))
 
     assert listing.status_code == detail.status_code == 200
     assert "Operations" in listing.content.decode()
@@ -214,16 +214,16 @@ def test_everyone_can_see_the_team_list_and_a_team(tenant, role):
 def test_only_an_admin_creates_a_team(tenant, role):
     who = getattr(tenant, role)
 
-    response = tenant.client(who).post(url(tenant, "team_list"), {"name": "Sales", "key": "sales"})
+    response = tenant.client(who).post(url(tenant, "governance:team_list"), {"name": "Sales", "key": "sales"})
 
     assert response.status_code == 403
-    assert denials(tenant, who) == [{"what": "admins", "path": url(tenant, "team_list"), "method": "POST"}]
+    assert denials(tenant, who) == [{"what": "admins", "path": url(tenant, "governance:team_list"), "method": "POST"}]
     assert not Team.objects.filter(key="sales").exists()
 
 
 def test_an_admin_creates_a_team_with_a_parent_and_a_lead(tenant):
     response = tenant.client(tenant.admin).post(
-        url(tenant, "team_list"),
+        url(tenant, "governance:team_list"),
         {"name": "Sales", "key": "sales", "parent": tenant.team.pk, "lead": tenant.member.pk},
     )
 
@@ -237,7 +237,7 @@ def test_an_admin_creates_a_team_with_a_parent_and_a_lead(tenant):
 @pytest.mark.parametrize("role", ["executive", "member", "lead"])
 def test_only_an_admin_edits_a_team(tenant, role):
     who = getattr(tenant, role)
-    path = url(tenant, "team_detail", team_id=tenant.team.pk)
+    path = url(tenant, "governance:team_detail", team_id=tenant.team.pk)
     before = tenant_rows(tenant)
 
     response = tenant.client(who).post(path, {"action": "edit", "name": "Hijacked", "key": "ops"})
@@ -249,7 +249,7 @@ def test_only_an_admin_edits_a_team(tenant, role):
 
 def test_an_admin_edits_a_team(tenant):
     response = tenant.client(tenant.admin).post(
-        url(tenant, "team_detail", team_id=tenant.team.pk),
+        url(tenant, "governance:team_detail", team_id=tenant.team.pk),
         {"action": "edit", "name": "Operations EMEA", "key": "ops-emea", "lead": tenant.lead.pk},
     )
 
@@ -265,7 +265,7 @@ def test_an_admin_edits_a_team(tenant):
 @pytest.mark.parametrize("role", ["admin", "lead"])
 def test_an_admin_or_the_teams_lead_chooses_its_members(tenant, role):
     response = tenant.client(getattr(tenant, role)).post(
-        url(tenant, "team_detail", team_id=tenant.team.pk),
+        url(tenant, "governance:team_detail", team_id=tenant.team.pk),
         {"action": "members", "members": [tenant.executive.pk]},
     )
 
@@ -279,7 +279,7 @@ def test_an_admin_or_the_teams_lead_chooses_its_members(tenant, role):
 @pytest.mark.parametrize("role", ["member", "executive"])
 def test_anyone_but_an_admin_or_the_lead_cannot_choose_a_teams_members(tenant, role):
     who = getattr(tenant, role)
-    path = url(tenant, "team_detail", team_id=tenant.team.pk)
+    path = url(tenant, "governance:team_detail", team_id=tenant.team.pk)
     before = tenant_rows(tenant)
 
     response = tenant.client(who).post(path, {"action": "members", "members": [who.pk]})
@@ -292,7 +292,7 @@ def test_anyone_but_an_admin_or_the_lead_cannot_choose_a_teams_members(tenant, r
 def test_a_replaced_lead_loses_the_right_to_choose_members(tenant):
     old_lead = tenant.lead
     team_update(team=tenant.team, actor=tenant.admin.user, lead=tenant.member)
-    path = url(tenant, "team_detail", team_id=tenant.team.pk)
+    path = url(tenant, "governance:team_detail", team_id=tenant.team.pk)
     before = tenant_rows(tenant)
 
     refused = tenant.client(old_lead).post(path, {"action": "members", "members": [tenant.executive.pk]})
@@ -307,7 +307,7 @@ def test_a_replaced_lead_loses_the_right_to_choose_members(tenant):
 
 def test_a_lead_cannot_choose_members_of_another_team(tenant):
     other = team_create(org=tenant.org, actor=tenant.admin.user, key="sales", name="Sales")
-    path = url(tenant, "team_detail", team_id=other.pk)
+    path = url(tenant, "governance:team_detail", team_id=other.pk)
 
     response = tenant.client(tenant.lead).post(path, {"action": "members", "members": [tenant.lead.pk]})
 
@@ -319,7 +319,7 @@ def test_a_team_parent_from_another_organization_is_a_form_error(tenant, strange
     teams = Team.objects.count()
 
     response = tenant.client(tenant.admin).post(
-        url(tenant, "team_list"), {"name": "Sales", "key": "sales", "parent": stranger_tenant.team.pk}
+        url(tenant, "governance:team_list"), {"name": "Sales", "key": "sales", "parent": stranger_tenant.team.pk}
     )
 
     assert response.status_code == 200
@@ -338,7 +338,7 @@ def test_a_team_cannot_be_moved_under_its_own_descendant(tenant, depth):
         )
 
     response = tenant.client(tenant.admin).post(
-        url(tenant, "team_detail", team_id=tenant.team.pk),
+        url(tenant, "governance:team_detail", team_id=tenant.team.pk),
         {"action": "edit", "name": "Operations", "key": "ops", "parent": parent.pk},
     )
 
@@ -352,7 +352,9 @@ def test_a_team_cannot_be_moved_under_its_own_descendant(tenant, depth):
 def test_a_team_key_is_unique_within_the_organization(tenant):
     teams = Team.objects.count()
 
-    response = tenant.client(tenant.admin).post(url(tenant, "team_list"), {"name": "Other ops", "key": "ops"})
+    response = tenant.client(tenant.admin).post(
+        url(tenant, "governance:team_list"), {"name": "Other ops", "key": "ops"}
+    )
 
     assert response.status_code == 200
     assert "already exists" in response.content.decode()
@@ -363,7 +365,7 @@ def test_a_team_key_is_unique_within_the_organization(tenant):
 def test_the_same_team_key_is_fine_in_another_organization(tenant, stranger_tenant):
     TeamFactory(organization=stranger_tenant.org, key="sales", name="Sales")
 
-    response = tenant.client(tenant.admin).post(url(tenant, "team_list"), {"name": "Sales", "key": "sales"})
+    response = tenant.client(tenant.admin).post(url(tenant, "governance:team_list"), {"name": "Sales", "key": "sales"})
 
     assert response.status_code == 302
     assert Team.objects.filter(key="sales").count() == 2
@@ -375,7 +377,7 @@ def test_the_same_team_key_is_fine_in_another_organization(tenant, stranger_tena
 
 def test_changing_a_role_with_htmx_returns_only_the_row_and_is_audited(tenant):
     response = tenant.client(tenant.admin).post(
-        url(tenant, "member_role", membership_id=tenant.member.pk),
+        url(tenant, "governance:member_role", membership_id=tenant.member.pk),
         {"role": Role.EXECUTIVE},
         HTTP_HX_REQUEST="true",
     )
@@ -393,7 +395,7 @@ def test_changing_a_role_with_htmx_returns_only_the_row_and_is_audited(tenant):
 
 
 def test_the_last_admin_cannot_be_demoted(tenant):
-    path = url(tenant, "member_role", membership_id=tenant.admin.pk)
+    path = url(tenant, "governance:member_role", membership_id=tenant.admin.pk)
     client = tenant.client(tenant.admin)
 
     row = client.post(path, {"role": Role.MEMBER}, HTTP_HX_REQUEST="true")
@@ -401,7 +403,7 @@ def test_the_last_admin_cannot_be_demoted(tenant):
 
     assert row.status_code == 200
     assert "This is the last admin; make someone else admin first." in row.content.decode()
-    assert page.redirect_chain == [(url(tenant, "member_list"), 302)]
+    assert page.redirect_chain == [(url(tenant, "governance:member_list"), 302)]
     assert "This is the last admin; make someone else admin first." in page.content.decode()
     tenant.admin.refresh_from_db()
     assert tenant.admin.role == Role.ADMIN
@@ -409,7 +411,7 @@ def test_the_last_admin_cannot_be_demoted(tenant):
 
 
 def test_an_admin_cannot_deactivate_themself_even_as_the_last_admin(tenant):
-    path = url(tenant, "member_deactivate", membership_id=tenant.admin.pk)
+    path = url(tenant, "governance:member_deactivate", membership_id=tenant.admin.pk)
     client = tenant.client(tenant.admin)
 
     row = client.post(path, HTTP_HX_REQUEST="true")
@@ -426,7 +428,7 @@ def test_an_admin_cannot_deactivate_themself_when_other_admins_exist(tenant):
     MembershipFactory(organization=tenant.org, role=Role.ADMIN)
 
     response = tenant.client(tenant.admin).post(
-        url(tenant, "member_deactivate", membership_id=tenant.admin.pk), HTTP_HX_REQUEST="true"
+        url(tenant, "governance:member_deactivate", membership_id=tenant.admin.pk), HTTP_HX_REQUEST="true"
     )
 
     assert "You cannot deactivate yourself." in response.content.decode()
@@ -437,7 +439,7 @@ def test_an_admin_cannot_deactivate_themself_when_other_admins_exist(tenant):
 def test_an_admin_may_deactivate_another_admin(tenant):
     other = MembershipFactory(organization=tenant.org, role=Role.ADMIN)
 
-    response = tenant.client(tenant.admin).post(url(tenant, "member_deactivate", membership_id=other.pk))
+    response = tenant.client(tenant.admin).post(url(tenant, "governance:member_deactivate", membership_id=other.pk))
 
     assert response.status_code == 302
     other.refresh_from_db()
@@ -446,7 +448,7 @@ def test_an_admin_may_deactivate_another_admin(tenant):
 
 
 def test_a_team_lead_cannot_be_deactivated_and_the_message_names_the_team(tenant):
-    path = url(tenant, "member_deactivate", membership_id=tenant.lead.pk)
+    path = url(tenant, "governance:member_deactivate", membership_id=tenant.lead.pk)
     client = tenant.client(tenant.admin)
 
     row = client.post(path, HTTP_HX_REQUEST="true")
@@ -467,7 +469,8 @@ def test_business_hours_must_end_after_they_start(tenant):
     before = tenant_rows(tenant)
 
     response = tenant.client(tenant.admin).post(
-        url(tenant, "organization_settings"), {**SETTINGS, "business_start": "17:00", "business_end": "09:00"}
+        url(tenant, "governance:organization_settings"),
+        {**SETTINGS, "business_start": "17:00", "business_end": "09:00"},
     )
 
     assert response.status_code == 200
@@ -481,7 +484,7 @@ def test_an_unknown_timezone_is_refused(tenant):
     before = tenant_rows(tenant)
 
     response = tenant.client(tenant.admin).post(
-        url(tenant, "organization_settings"), {**SETTINGS, "timezone": "Mars/Olympus"}
+        url(tenant, "governance:organization_settings"), {**SETTINGS, "timezone": "Mars/Olympus"}
     )
 
     assert response.status_code == 200
@@ -533,7 +536,9 @@ def listed(response) -> set[str]:
 
 
 def test_the_audit_page_filters_by_kind(tenant, history):
-    response = tenant.client(tenant.admin).get(url(tenant, "audit_list"), {"verb": "team.", "until": "2025-03-31"})
+    response = tenant.client(tenant.admin).get(
+        url(tenant, "governance:audit_list"), {"verb": "team.", "until": "2025-03-31"}
+    )
 
     assert response.status_code == 200
     assert listed(response) == {"r-team", "r-late-10", "r-early-11"}
@@ -542,7 +547,7 @@ def test_the_audit_page_filters_by_kind(tenant, history):
 
 def test_the_audit_page_filters_by_actor(tenant, history):
     response = tenant.client(tenant.admin).get(
-        url(tenant, "audit_list"), {"actor": tenant.executive.pk, "until": "2025-03-31"}
+        url(tenant, "governance:audit_list"), {"actor": tenant.executive.pk, "until": "2025-03-31"}
     )
 
     assert listed(response) == {"r-member", "r-early-11"}
@@ -558,14 +563,16 @@ def test_the_audit_page_filters_by_actor(tenant, history):
     ],
 )
 def test_the_audit_page_filters_by_the_organizations_calendar_days(tenant, history, since, until, expected):
-    response = tenant.client(tenant.executive).get(url(tenant, "audit_list"), {"since": since, "until": until})
+    response = tenant.client(tenant.executive).get(
+        url(tenant, "governance:audit_list"), {"since": since, "until": until}
+    )
 
     assert listed(response) == expected
 
 
 def test_the_audit_page_answers_htmx_with_only_the_results(tenant, history):
     response = tenant.client(tenant.admin).get(
-        url(tenant, "audit_list"), {"verb": "member.", "until": "2025-03-31"}, HTTP_HX_REQUEST="true"
+        url(tenant, "governance:audit_list"), {"verb": "member.", "until": "2025-03-31"}, HTTP_HX_REQUEST="true"
     )
 
     assert response.status_code == 200
@@ -605,7 +612,7 @@ def crowded(tenant) -> Tenant:
 def test_the_members_page_query_count_does_not_grow_with_members(crowded, django_assert_max_num_queries):
     client = crowded.client(crowded.admin)
     with django_assert_max_num_queries(MEMBERS_PAGE_QUERIES):
-        response = client.get(url(crowded, "member_list"))
+        response = client.get(url(crowded, "governance:member_list"))
     assert response.status_code == 200
     assert response.content.decode().count('<tr id="member-') == 4 + EXTRA
 
@@ -613,7 +620,7 @@ def test_the_members_page_query_count_does_not_grow_with_members(crowded, django
 def test_the_team_list_query_count_does_not_grow_with_members(crowded, django_assert_max_num_queries):
     client = crowded.client(crowded.admin)  # the admin's page also renders the create form's choices
     with django_assert_max_num_queries(TEAM_LIST_QUERIES):
-        response = client.get(url(crowded, "team_list"))
+        response = client.get(url(crowded, "governance:team_list"))
     assert response.status_code == 200
     counts = {node.team.key: node.member_count for node in response.context["teams"]}
     assert counts == {"ops": 2 + EXTRA, **{f"extra-{n}": 1 for n in range(5)}}

@@ -10,9 +10,9 @@ from django.core.management import CommandError, call_command
 from django.test import Client
 from django.urls import reverse
 
-from governance.manifest import export_manifest
+from governance.manifest.engine import export_manifest
 from governance.models import ApiToken, AuditEvent
-from governance.services import api_token_authenticate, api_token_digest
+from governance.services.api_tokens import api_token_authenticate, api_token_digest
 from scorecards.models import Kpi
 
 
@@ -55,7 +55,7 @@ def test_the_command_explains_what_is_wrong(tenant, stranger_tenant, args, messa
 
 def test_a_member_creates_a_personal_token_and_sees_it_once(tenant):
     client = tenant.client(tenant.member)
-    url = reverse("api_tokens", args=["acme"])
+    url = reverse("governance:api_tokens", args=["acme"])
     response = client.post(url, {"name": "Laptop script", "kind": "personal"})
     assert response.status_code == 200
     token = response.context["created"][1]
@@ -69,28 +69,29 @@ def test_a_member_creates_a_personal_token_and_sees_it_once(tenant):
 
 def test_a_member_cannot_create_an_organization_token_nor_see_other_tokens(tenant):
     client = tenant.client(tenant.member)
-    response = client.post(reverse("api_tokens", args=["acme"]), {"name": "Sneaky", "kind": "organization"})
+    response = client.post(reverse("governance:api_tokens", args=["acme"]), {"name": "Sneaky", "kind": "organization"})
     assert response.status_code == 422
     assert not ApiToken.objects.filter(name="Sneaky").exists()
-    page = client.get(reverse("api_tokens", args=["acme"]))
+    page = client.get(reverse("governance:api_tokens", args=["acme"]))
     # The organization's token is for admins' eyes.
     assert [t.name for t in page.context["tokens"]] == ["My script"]
 
 
 def test_an_admin_creates_an_organization_token(tenant):
     response = tenant.client(tenant.admin).post(
-        reverse("api_tokens", args=["acme"]), {"name": "Nightly ETL", "kind": "organization", "scopes": "read"}
+        reverse("governance:api_tokens", args=["acme"]),
+        {"name": "Nightly ETL", "kind": "organization", "scopes": "read"},
     )
     assert api_token_authenticate(response.context["created"][1]).membership is None
 
 
 def test_admins_revoke_any_token_members_only_their_own(tenant):
     admin_token = tenant.api_token
-    url = reverse("api_token_revoke", args=["acme", admin_token.pk])
+    url = reverse("governance:api_token_revoke", args=["acme", admin_token.pk])
     assert tenant.client(tenant.member).post(url).status_code == 403
     assert api_token_authenticate(tenant.token) is not None
     personal = ApiToken.objects.get(membership=tenant.member)
-    tenant.client(tenant.member).post(reverse("api_token_revoke", args=["acme", personal.pk]))
+    tenant.client(tenant.member).post(reverse("governance:api_token_revoke", args=["acme", personal.pk]))
     assert api_token_authenticate(tenant.personal_token) is None
     tenant.client(tenant.admin).post(url)
     assert api_token_authenticate(tenant.token) is None
@@ -99,7 +100,7 @@ def test_admins_revoke_any_token_members_only_their_own(tenant):
 
 def test_the_tokens_page_renders_for_every_role(tenant):
     for membership in (tenant.admin, tenant.executive, tenant.member):
-        assert tenant.client(membership).get(reverse("api_tokens", args=["acme"])).status_code == 200
+        assert tenant.client(membership).get(reverse("governance:api_tokens", args=["acme"])).status_code == 200
 
 
 # --- /api/v1/manifest ----------------------------------------------------------------------------

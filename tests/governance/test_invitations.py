@@ -14,7 +14,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from governance.models import AuditEvent, Invitation, Membership, Role, User
-from governance.services import invitation_create, invitation_revoke
+from governance.services.invitations import invitation_create, invitation_revoke
 from tests.conftest import Tenant
 from tests.factories import PASSWORD, UserFactory
 
@@ -29,7 +29,7 @@ def invite(
 
 
 def accept_url(token: str) -> str:
-    return reverse("invitation_accept", args=[token])
+    return reverse("governance:invitation_accept", args=[token])
 
 
 JOIN = "/invitations/join/"
@@ -49,7 +49,7 @@ def signup(name: str = "Nia Newcomer", password1: str = NEW_PASSWORD, password2:
 def post_invite(tenant: Tenant, capture, **data):
     client = tenant.client(tenant.admin)
     with capture(execute=True) as callbacks:
-        response = client.post(reverse("member_list", kwargs={"org_slug": tenant.org.slug}), data)
+        response = client.post(reverse("governance:member_list", kwargs={"org_slug": tenant.org.slug}), data)
     return response, callbacks
 
 
@@ -68,7 +68,7 @@ def test_an_admin_invitation_sends_one_email_with_an_absolute_link_in_text_and_h
     )
 
     assert response.status_code == 302
-    assert response.url == reverse("member_list", kwargs={"org_slug": tenant.org.slug})
+    assert response.url == reverse("governance:member_list", kwargs={"org_slug": tenant.org.slug})
     assert len(mail.outbox) == 1
     message = mail.outbox[0]
     assert message.to == ["newcomer@acme.test"]
@@ -373,13 +373,13 @@ def test_an_admin_sends_an_expired_invitation_again(tenant, django_capture_on_co
     old.teams.set([tenant.team])
     Invitation.objects.filter(pk=old.pk).update(expires_at=timezone.now() - timedelta(days=1))
     admin = tenant.client(tenant.admin)
-    members = reverse("member_list", kwargs={"org_slug": tenant.org.slug})
+    members = reverse("governance:member_list", kwargs={"org_slug": tenant.org.slug})
     page = admin.get(members).content.decode()
     assert "Expired without an answer" in page and "invitee@acme.test" in page
 
     with django_capture_on_commit_callbacks(execute=True):
         response = admin.post(
-            reverse("invitation_resend", kwargs={"org_slug": tenant.org.slug, "invitation_id": old.pk})
+            reverse("governance:invitation_resend", kwargs={"org_slug": tenant.org.slug, "invitation_id": old.pk})
         )
 
     assert (response.status_code, response.url) == (302, members)

@@ -26,7 +26,7 @@ from escalations.models import Workstream
 from governance import tenancy
 from governance.models import ApiToken, AuditEvent, Membership
 from governance.rls import is_tenant_model, tenant_tables
-from governance.services import api_token_digest
+from governance.services.api_tokens import api_token_digest
 from scorecards.models import Kpi, Scorecard
 from tests.conftest import RUNTIME_ROLE, WEB_ROLE, as_web_role
 from tests.factories import KpiFactory
@@ -249,8 +249,10 @@ def test_the_workers_role_sweeps_every_organization(tenant, stranger_tenant):
 def test_a_web_request_still_audits_a_probe_of_another_organizations_id(tenant, stranger_tenant, client):
     client.force_login(tenant.admin.user)
     with as_web_role():
-        foreign = client.get(reverse("team_detail", kwargs={"org_slug": "acme", "team_id": stranger_tenant.team.pk}))
-        missing = client.get(reverse("team_detail", kwargs={"org_slug": "acme", "team_id": 999999}))
+        foreign = client.get(
+            reverse("governance:team_detail", kwargs={"org_slug": "acme", "team_id": stranger_tenant.team.pk})
+        )
+        missing = client.get(reverse("governance:team_detail", kwargs={"org_slug": "acme", "team_id": 999999}))
     assert (foreign.status_code, missing.status_code) == (404, 404)
     probe = AuditEvent.objects.get(verb="security.foreign_id")
     assert probe.organization == tenant.org and probe.after["id"] == str(stranger_tenant.team.pk)

@@ -18,7 +18,8 @@ from governance import tenancy
 from governance.models import AuditEvent, Secret
 from governance.secrets import SecretMissing
 from governance.selectors import secret_value
-from governance.services import api_token_create, secret_set
+from governance.services.api_tokens import api_token_create
+from governance.services.secrets import secret_set
 from scorecards.models import DataSource
 
 pytestmark = pytest.mark.django_db
@@ -26,7 +27,7 @@ VALUE = "postgres://reader:hunter2-not-for-your-eyes@warehouse.acme.test/kpis"
 
 
 def page(tenant) -> str:
-    return reverse("secrets", kwargs={"org_slug": tenant.org.slug})
+    return reverse("governance:secrets", kwargs={"org_slug": tenant.org.slug})
 
 
 def value_of(org, name: str) -> str:
@@ -113,7 +114,7 @@ def test_a_secret_a_source_names_cannot_be_deleted_and_the_page_says_which(tenan
     with tenancy.scope(organization=tenant.org.pk):
         secret_set(org=tenant.org, actor=tenant.admin.user, name="warehouse_dsn", value=VALUE)
     client = tenant.client(tenant.admin)
-    delete = reverse("secret_delete", kwargs={"org_slug": tenant.org.slug, "name": "warehouse_dsn"})
+    delete = reverse("governance:secret_delete", kwargs={"org_slug": tenant.org.slug, "name": "warehouse_dsn"})
     html = client.post(delete, follow=True).content.decode()
     assert "is still used by data source warehouse" in html and len(stored(tenant.org)) == 1
 

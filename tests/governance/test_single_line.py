@@ -14,9 +14,10 @@ from django.urls import reverse
 from escalations.models import EscalationPolicy, Notification
 from escalations.notifications import deliver_due
 from escalations.sweeps import process_status_changes
-from governance.manifest import apply_manifest, export_manifest
+from governance.manifest.engine import apply_manifest, export_manifest
 from governance.models import ApiToken, Organization, Role, single_line
-from governance.services import invitation_create, organization_update
+from governance.services.invitations import invitation_create
+from governance.services.organizations import organization_update
 from scorecards.models import Kpi, StatusChange
 from scorecards.services import kpi_update
 
@@ -37,7 +38,7 @@ def test_services_refuse_a_name_with_control_characters(tenant, name):
 
 def test_a_page_refuses_a_name_with_a_line_break_next_to_the_field(tenant):
     response = tenant.client(tenant.member).post(
-        reverse("api_tokens", args=[tenant.org.slug]), {"name": BROKEN, "kind": "personal"}
+        reverse("governance:api_tokens", args=[tenant.org.slug]), {"name": BROKEN, "kind": "personal"}
     )
     assert response.status_code == 422
     assert "without line breaks, tabs or other control characters" in response.content.decode()

@@ -13,7 +13,8 @@ from django.test import Client
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from governance.services import api_token_revoke, membership_set_active
+from governance.services.api_tokens import api_token_revoke
+from governance.services.members import membership_set_active
 from scorecards.models import Kpi, Measurement, MeasurementRevision, StatusChange
 from tests.factories import KpiFactory
 
@@ -163,7 +164,7 @@ def test_an_archived_kpi_takes_no_data(tenant):
 
 def test_a_members_personal_token_may_not_send_data_but_an_admins_may(tenant):
     assert post(tenant.personal_token, [point()]).status_code == 403
-    from governance.services import api_token_create
+    from governance.services.api_tokens import api_token_create
 
     _, admin_token = api_token_create(org=tenant.org, actor=tenant.admin.user, name="x", membership=tenant.admin)
     assert post(admin_token, [point()]).status_code == 200

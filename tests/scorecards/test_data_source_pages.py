@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from governance import tenancy
 from governance.models import AuditEvent
-from governance.services import secret_set
+from governance.services.secrets import secret_set
 from scorecards import tasks
 from scorecards.models import DataSource, DataSourceRun, Kpi
 from scorecards.templatetags.kpis import freshness_state

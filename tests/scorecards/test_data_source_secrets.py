@@ -11,8 +11,8 @@ from django.test import Client
 from django.urls import reverse
 
 from governance import tenancy
-from governance.manifest import export_manifest
-from governance.services import secret_set
+from governance.manifest.engine import export_manifest
+from governance.services.secrets import secret_set
 from scorecards import tasks
 from scorecards.models import DataSource, DataSourceRun, Measurement
 from tests.scorecards.test_pulls import http_source, rows
@@ -59,7 +59,7 @@ def test_a_missing_secret_fails_the_run_and_the_page_says_what_to_set(tenant):
     assert run.error == "Set the organization secret `warehouse_dsn` (Administration → Secrets): it is not set"
     admin_html = source_page(tenant, tenant.data_source)
     assert "Runs fail until the organization secret <code>warehouse_dsn</code> is set" in admin_html
-    assert reverse("secrets", kwargs={"org_slug": tenant.org.slug}) in admin_html
+    assert reverse("governance:secrets", kwargs={"org_slug": tenant.org.slug}) in admin_html
     assert "Set the organization secret `warehouse_dsn`" in admin_html  # the run's error
     member_html = source_page(tenant, tenant.data_source, tenant.member)
     assert "an admin sets it in Administration → Secrets" in member_html

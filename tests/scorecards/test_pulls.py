@@ -17,7 +17,7 @@ from django.db import connection
 from escalations.management.commands.tick import SWEEPS
 from governance import tenancy
 from governance.models import AuditEvent
-from governance.services import secret_set
+from governance.services.secrets import secret_set
 from scorecards import connectors, tasks
 from scorecards.models import DataSource, DataSourceRun, Kpi, Measurement
 from scorecards.pulls import (

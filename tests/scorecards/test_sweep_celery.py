@@ -18,7 +18,7 @@ from django.test import Client
 from django.utils import timezone
 
 from config.celery import app as celery_app
-from governance.services import api_token_create
+from governance.services.api_tokens import api_token_create
 from scorecards.models import Kpi, KpiSchedule, Measurement, StatusChange
 from scorecards.tasks import evaluate_kpis
 from tests.factories import KpiFactory, OrganizationFactory

@@ -48,7 +48,7 @@ def pages(t) -> dict[str, str]:
         "all KPIs, searched": reverse("kpi_list", args=[slug]) + "?q=margin",
         "open scorecard": reverse("scorecard", args=[slug, t.scorecard.pk]),
         "my work": reverse("my_work", args=[slug]),
-        "dependencies": reverse("dependency_graph", args=[slug]),
+        "dependencies": reverse("dependencies:dependency_graph", args=[slug]),
     }
 
 
@@ -59,7 +59,7 @@ def test_a_member_sees_the_executive_only_kpi_on_no_page(board):
         assert response.status_code == 200, name
         assert SECRET not in response.content.decode(), name
     assert member.get(reverse("kpi_detail", args=[board.org.slug, board.secret.pk])).status_code == 404
-    around = reverse("dependency_graph", args=[board.org.slug]) + f"?around={board.secret.pk}"
+    around = reverse("dependencies:dependency_graph", args=[board.org.slug]) + f"?around={board.secret.pk}"
     assert member.get(around).status_code == 404
     executive = board.client(board.executive)
     assert SECRET in executive.get(pages(board)["all KPIs"]).content.decode()

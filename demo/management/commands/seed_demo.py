@@ -12,8 +12,10 @@ from demo.scorecards import seed_data_sources, seed_scorecards
 from demo.workstreams import seed_workstreams
 from dependencies.models import Dependency
 from escalations.models import EscalationLevel, EscalationPolicy
-from governance import services
 from governance.models import Membership, Organization, Role, User
+from governance.services.invitations import invitation_create
+from governance.services.organizations import organization_create
+from governance.services.teams import team_create
 from scorecards.models import Kpi
 
 DEMO_PASSWORD = "steerco-demo"
@@ -62,23 +64,19 @@ class Command(BaseCommand):
 
     def _seed(self) -> None:
         admin = self._user("admin@acme.test", "Ada Admin")
-        acme = services.organization_create(
-            creator=admin, slug="acme", name="Acme Electronics", timezone_name="Europe/Berlin"
-        )
+        acme = organization_create(creator=admin, slug="acme", name="Acme Electronics", timezone_name="Europe/Berlin")
         memberships = {"admin@acme.test": Membership.objects.get(organization=acme, user=admin)}
         for email, name, role, _teams, _lead in ACME_PEOPLE[1:]:
             memberships[email] = Membership.objects.create(organization=acme, user=self._user(email, name), role=role)
         leads = {teams[0]: memberships[email] for email, _n, _r, teams, lead in ACME_PEOPLE if lead}
         teams = {}
         for key, name, parent in ACME_TEAMS:
-            teams[key] = services.team_create(
+            teams[key] = team_create(
                 org=acme, actor=admin, key=key, name=name, parent=teams.get(parent), lead=leads.get(key)
             )
         for email, _name, _role, team_keys, _lead in ACME_PEOPLE:
             memberships[email].teams.add(*(teams[k] for k in team_keys))
-        services.invitation_create(
-            org=acme, actor=admin, email="new.hire@acme.test", role=Role.MEMBER, teams=[teams["sales"]]
-        )
+        invitation_create(org=acme, actor=admin, email="new.hire@acme.test", role=Role.MEMBER, teams=[teams["sales"]])
         self._seed_policy(acme)
         seed_scorecards(acme)
         seed_data_sources(acme)
@@ -87,12 +85,12 @@ class Command(BaseCommand):
         seed_reviews(acme)  # demo.reviews: a closed review session, its decisions, an open agenda
 
         globex_admin = self._user("admin@globex.test", "Gus Grant")
-        globex = services.organization_create(
+        globex = organization_create(
             creator=globex_admin, slug="globex", name="Globex Retail", timezone_name="America/New_York"
         )
         Membership.objects.create(organization=globex, user=memberships["coo@acme.test"].user, role=Role.EXECUTIVE)
         for key, name in [("operations", "Operations"), ("stores", "Stores")]:
-            services.team_create(org=globex, actor=globex_admin, key=key, name=name)
+            team_create(org=globex, actor=globex_admin, key=key, name=name)
 
     def _seed_policy(self, org: Organization) -> None:
         """MANIFEST.md's standard policy, the organization's default (the demo KPIs name it)."""

@@ -5,7 +5,8 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from governance.manifest import apply_manifest, render_diff
+from governance.manifest.diff import render_diff
+from governance.manifest.engine import apply_manifest
 from governance.models import User
 
 

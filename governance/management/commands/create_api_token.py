@@ -2,7 +2,7 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
 from governance.models import Membership, Organization, Scope
-from governance.services import api_token_create
+from governance.services.api_tokens import api_token_create
 
 
 class Command(BaseCommand):

@@ -2,7 +2,8 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand, CommandError
 
-from governance.manifest import dump_yaml, export_manifest
+from governance.manifest.document import dump_yaml
+from governance.manifest.engine import export_manifest
 from governance.models import Organization
 
 

@@ -2,7 +2,7 @@ from django.core.management.base import BaseCommand
 
 from governance import tenancy
 from governance.models import Organization
-from governance.services import secrets_rotate
+from governance.services.secrets import secrets_rotate
 
 
 class Command(BaseCommand):

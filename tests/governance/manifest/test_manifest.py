@@ -12,12 +12,14 @@ from django.core.management.base import CommandError
 
 from dependencies.models import Dependency
 from escalations.models import EscalationLevel, EscalationPolicy
-from governance.manifest import apply_manifest, dump_yaml, export_manifest, render_diff
+from governance.manifest.diff import render_diff
+from governance.manifest.document import dump_yaml
+from governance.manifest.engine import apply_manifest, export_manifest
 from governance.models import AuditEvent, Invitation, Membership, Organization, Role, Team
 from scorecards.models import DataSource, KeyResult, Kpi, Objective, OwnershipTransfer, Scorecard
 from tests.factories import KpiFactory, MembershipFactory, OrganizationFactory, TeamFactory, UserFactory
 
-FIXTURE = Path(__file__).parent / "fixtures" / "manifest.yaml"
+FIXTURE = Path(__file__).parents[2] / "fixtures" / "manifest.yaml"
 MODELS = [
     Organization,
     Team,

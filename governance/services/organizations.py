@@ -1,0 +1,44 @@
+"""Creating an organization and changing its settings."""
+
+from __future__ import annotations
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+
+from governance import tenancy
+from governance.models import (
+    Membership,
+    Organization,
+    Role,
+    User,
+)
+from governance.services.audit import audit_log, snapshot
+
+ORG_FIELDS = ["slug", "name", "timezone", "business_days", "business_start", "business_end", "default_escalation"]
+
+
+@transaction.atomic
+def organization_create(*, creator: User, slug: str, name: str, timezone_name: str = "UTC") -> Organization:
+    if Organization.objects.filter(slug=slug).exists():
+        raise ValidationError({"slug": f'The address "{slug}" is taken; choose another.'})
+    org = Organization(slug=slug, name=name, timezone=timezone_name)
+    org.full_clean()
+    org.save()
+    with tenancy.scope(organization=org.pk, user=creator.pk):
+        Membership.objects.create(organization=org, user=creator, role=Role.ADMIN)
+        audit_log(org=org, actor=creator, verb="organization.created", obj=org, after=snapshot(org, ORG_FIELDS))
+    return org
+
+
+@transaction.atomic
+def organization_update(*, org: Organization, actor: User, **fields) -> Organization:
+    # "before" comes from the stored row: a bound ModelForm has already written its values onto `org`.
+    before = snapshot(Organization.objects.select_for_update().get(pk=org.pk), ORG_FIELDS)
+    for name, value in fields.items():
+        setattr(org, name, value)
+    org.full_clean()
+    org.save()
+    after = snapshot(org, ORG_FIELDS)
+    if after != before:
+        audit_log(org=org, actor=actor, verb="organization.updated", obj=org, before=before, after=after)
+    return org
