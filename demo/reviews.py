@@ -7,7 +7,7 @@ from datetime import timedelta
 
 from django.utils import timezone
 
-from escalations import decisions
+from escalations.decisions import services as decisions
 from escalations.models import ReviewSession, Workstream
 from governance.models import Membership, Organization
 from scorecards.models import Kpi

@@ -1,6 +1,11 @@
 from django.urls import path
 
-from escalations import health_views, review_views, views
+# Mounted under /o/<org_slug>/ by config.urls.
+from escalations.decisions import views as review_views
+from escalations.reporting import views as health_views
+
+# Mounted under /o/<org_slug>/ by config.urls.
+from escalations.workstreams import views
 
 # Mounted under /o/<org_slug>/ by config.urls.
 urlpatterns = [
@@ -36,12 +41,12 @@ urlpatterns += [
     path("dependencies/matrix/", views.dependency_matrix, name="dependency_matrix"),
 ]
 
-# Governance health: executives and admins (escalations.health_views).
+# Governance health: executives and admins (escalations.reporting.views).
 urlpatterns += [
     path("health/", health_views.governance_health, name="governance_health"),
 ]
 
-# The executive review and the decision log (escalations.review_views).
+# The executive review and the decision log (escalations.decisions.views).
 urlpatterns += [
     path("review/", review_views.review_agenda, name="review_agenda"),
     path("review/kpis/<int:kpi_id>/decide/", review_views.review_decide, name="review_decide"),

@@ -67,7 +67,7 @@ class ReviewAttendee(models.Model):
 
 class Decision(models.Model):
     """What someone decided about a KPI, why, and by when it should show (`expected_by`): the decision log. Written
-    once by escalations.deciding.decision_record, in the transaction of the effect it describes, wherever the
+    once by escalations.engine.authority.decision_record, in the transaction of the effect it describes, wherever the
     decision was taken (a page, the agenda, the API); never edited. The kinds are the API's names (API.md)."""
 
     class Kind(models.TextChoices):

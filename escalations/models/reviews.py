@@ -58,7 +58,7 @@ class DependencyReview(models.Model):
     following the snapshot of that policy taken when it opened (targets such as owner and team_lead name the
     downstream KPI's people).
 
-    The owner gets one review task for everything reaching them within GROUP_WINDOW (escalations.reviews): the
+    The owner gets one review task for everything reaching them within GROUP_WINDOW (escalations.engine.reviews): the
     task groups one review per affected KPI (`task`), and each is answered on its own."""
 
     class Answer(models.TextChoices):
@@ -72,7 +72,7 @@ class DependencyReview(models.Model):
     opened_at = models.DateTimeField()  # its first signal's time; the task's window starts at its first review's
     due_at = models.DateTimeField()
     policy_key = models.CharField(max_length=64, blank=True)
-    policy = models.JSONField(default=dict)  # escalations.timing.Policy.as_json() of the upstream's policy
+    policy = models.JSONField(default=dict)  # escalations.engine.timing.Policy.as_json() of the upstream's policy
     level = models.PositiveSmallIntegerField(default=0)
     escalation_pass = models.PositiveSmallIntegerField(default=0)
     next_escalation_at = models.DateTimeField(null=True, blank=True)

@@ -47,7 +47,7 @@ class Workstream(models.Model):
     resolution = models.CharField(max_length=20, choices=Resolution.choices, blank=True)
     resolution_reason = models.TextField(blank=True)
     closed_by = models.ForeignKey(User, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
-    # The escalation policy as it was when the episode opened (escalations.timing.Policy.as_json()).
+    # The escalation policy as it was when the episode opened (escalations.engine.timing.Policy.as_json()).
     policy_key = models.CharField(max_length=64, blank=True)
     policy = models.JSONField(default=dict)
     # Escalation state: the last level notified (0: none yet) in which pass, and when the next step is due.
@@ -58,7 +58,7 @@ class Workstream(models.Model):
     exhausted_at = models.DateTimeField(null=True, blank=True)
     # Inhibition (SEMANTICS.md section 4): the open episode of a direct upstream KPI within which this one opened.
     # While set, escalation waits; when that episode resolves, next_escalation_at becomes the later of its own
-    # value and the upstream's resolution time (escalations.sweeps.release_downstream).
+    # value and the upstream's resolution time (escalations.engine.sweeps.release_downstream).
     waiting_on = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
 
     objects = TenantQuerySet.as_manager()

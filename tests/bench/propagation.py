@@ -8,7 +8,7 @@
   leads;
 - two days later, 1,000 status changes into off_track: the full sweep opens 1,000 workstreams (the engine's
   per-episode work) and propagates the signals; the propagation phase is timed and counted on its own.
-Reports times and queries; the propagation's queries per batch of escalations.reviews.BATCH_SIZE signals.
+Reports times and queries; the propagation's queries per batch of escalations.engine.reviews.BATCH_SIZE signals.
 """
 
 from __future__ import annotations
@@ -31,7 +31,8 @@ from django.test.utils import setup_test_environment  # noqa: E402
 from django.utils import timezone  # noqa: E402
 
 from dependencies.models import Dependency  # noqa: E402
-from escalations import reviews  # noqa: E402
+from escalations.engine import reviews  # noqa: E402
+from escalations.engine.sweeps import advance_escalations, process_status_changes  # noqa: E402
 from escalations.models import (  # noqa: E402
     DependencyReview,
     DependencyReviewSignal,
@@ -40,7 +41,6 @@ from escalations.models import (  # noqa: E402
     Notification,
     Task,
 )
-from escalations.sweeps import advance_escalations, process_status_changes  # noqa: E402
 from governance.models import Membership, Team  # noqa: E402
 from scorecards.models import Kpi, StatusChange, SurgeSignal  # noqa: E402
 from tests.bench.report import record  # noqa: E402

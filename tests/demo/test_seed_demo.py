@@ -9,7 +9,7 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from escalations import decisions, health
+from escalations.decisions import services as decisions
 from escalations.models import (
     Decision,
     DependencyReview,
@@ -21,7 +21,8 @@ from escalations.models import (
     Task,
     Workstream,
 )
-from escalations.selectors import escalation_state, level_skipped
+from escalations.reporting import health
+from escalations.workstreams.selectors import escalation_state, level_skipped
 from governance.manifest import apply_manifest, export_manifest
 from governance.models import Membership, Organization, Role
 from scorecards.models import DataSource, Kpi, SurgeSignal

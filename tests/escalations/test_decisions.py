@@ -10,7 +10,7 @@ import time_machine
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.urls import reverse
 
-from escalations import decisions
+from escalations.decisions import services as decisions
 from escalations.models import (
     Decision,
     EscalationLevel,
@@ -23,7 +23,7 @@ from escalations.models import (
     Workstream,
     WorkstreamEvent,
 )
-from escalations.services import ActionDraft, mitigation_path_file, mitigation_path_review
+from escalations.workstreams.services import ActionDraft, mitigation_path_file, mitigation_path_review
 from governance.models import AuditEvent
 from governance.services import team_update
 from scorecards.models import Kpi, OwnershipTransfer, StatusChange

@@ -21,12 +21,12 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
-from escalations import digests
-from escalations.digests import DIGEST_KIND, send_digests, slot_at
 from escalations.management.commands.tick import SWEEPS
 from escalations.models import MitigationAction, MitigationPath, Notification, Task, Workstream
-from escalations.notifications import deliver_due
-from escalations.services import NOTIFICATION_KINDS, notification_preferences_set
+from escalations.notify.fanout import deliver_due
+from escalations.reporting import digests
+from escalations.reporting.digests import DIGEST_KIND, send_digests, slot_at
+from escalations.workstreams.services import NOTIFICATION_KINDS, notification_preferences_set
 from governance.models import Membership, Organization, Role
 from scorecards.models import Kpi, StatusChange
 from tests.conftest import Tenant

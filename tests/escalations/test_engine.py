@@ -12,6 +12,8 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from dependencies.models import Dependency
+from escalations.engine.sweeps import advance_escalations, process_status_changes
+from escalations.engine.timing import Level, Policy
 from escalations.models import (
     EscalationLevel,
     EscalationPolicy,
@@ -22,7 +24,7 @@ from escalations.models import (
     WebhookDelivery,
     Workstream,
 )
-from escalations.services import (
+from escalations.workstreams.services import (
     ActionDraft,
     action_update,
     mitigation_path_file,
@@ -30,8 +32,6 @@ from escalations.services import (
     task_acknowledge,
     workstream_close,
 )
-from escalations.sweeps import advance_escalations, process_status_changes
-from escalations.timing import Level, Policy
 from governance.models import Membership, Organization, Role
 from governance.services import team_update
 from scorecards.models import Kpi, StatusChange

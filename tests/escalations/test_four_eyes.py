@@ -14,7 +14,7 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from escalations import deciding, health
+from escalations.engine import authority as deciding
 from escalations.models import (
     Decision,
     DependencyReview,
@@ -25,7 +25,8 @@ from escalations.models import (
     Task,
     Workstream,
 )
-from escalations.services import ActionDraft, mitigation_path_file
+from escalations.reporting import health
+from escalations.workstreams.services import ActionDraft, mitigation_path_file
 from governance.access import REASON_REQUIRED, decision_authority
 from governance.models import AuditEvent, Membership, Role
 from governance.services import api_token_create

@@ -11,8 +11,8 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
-from escalations.health import calendar_weeks, health_report
 from escalations.models import Decision, MitigationAction, MitigationPath, ReviewSession, Task, Workstream
+from escalations.reporting.health import calendar_weeks, health_report
 from governance.models import Membership
 from scorecards.models import Kpi, StatusChange
 from tests.conftest import Tenant

@@ -1,5 +1,5 @@
-"""What happens next in an episode, said once (escalations.selectors.what_next) and the same everywhere: the inbox,
-My work, the workstream page and list, the API; acknowledgements, exhaustion and business hours included."""
+"""What happens next in an episode, said once (escalations.workstreams.selectors.what_next) and the same everywhere: the
+inbox, My work, the workstream page and list, the API; acknowledgements, exhaustion and business hours included."""
 
 import html
 import json
@@ -10,10 +10,10 @@ import time_machine
 from django.test import Client
 from django.urls import reverse
 
-from escalations.digests import DIGEST_KIND, send_digests
+from escalations.engine.sweeps import advance_escalations, plain_when, process_status_changes
 from escalations.models import EscalationLevel, EscalationPolicy, Notification, Task, Workstream
-from escalations.services import task_acknowledge
-from escalations.sweeps import advance_escalations, plain_when, process_status_changes
+from escalations.reporting.digests import DIGEST_KIND, send_digests
+from escalations.workstreams.services import task_acknowledge
 from governance.models import Membership, Organization
 from governance.services import team_update
 from scorecards.models import Kpi, StatusChange

@@ -21,7 +21,7 @@ from escalations.models import (
     Task,
     Workstream,
 )
-from escalations.services import ActionDraft, mitigation_path_file, mitigation_path_review
+from escalations.workstreams.services import ActionDraft, mitigation_path_file, mitigation_path_review
 from governance.models import AuditEvent, Membership, Role
 from scorecards.models import Kpi
 from tests.conftest import Tenant
@@ -552,7 +552,7 @@ def test_the_workstream_list_shows_open_ones_first_and_filters(tenant, episode):
 
 
 def test_the_workstream_list_pages_keep_the_filters(tenant, monkeypatch):
-    monkeypatch.setattr("escalations.views.PAGE_SIZE", 2)
+    monkeypatch.setattr("escalations.workstreams.views.PAGE_SIZE", 2)
     now = timezone.now()
     for i in range(5):
         kpi = KpiFactory(organization=tenant.org, team=tenant.team, owner=tenant.lead, name=f"Episode {i}")

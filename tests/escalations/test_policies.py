@@ -13,10 +13,10 @@ import pytest
 import time_machine
 from django.urls import reverse
 
+from escalations.engine.sweeps import advance_escalations, process_status_changes
+from escalations.engine.timing import BusinessHours, Level, Planned, Policy, plan
 from escalations.models import EscalationLevel, EscalationPolicy, Workstream, WorkstreamEvent
-from escalations.policy_selectors import preview
-from escalations.sweeps import advance_escalations, process_status_changes
-from escalations.timing import BusinessHours, Level, Planned, Policy, plan
+from escalations.policies.selectors import preview
 from governance.models import AuditEvent, Membership, Organization, Team
 from governance.services import team_update
 from scorecards.models import Kpi, StatusChange
@@ -365,7 +365,7 @@ def test_an_archived_policys_key_is_not_reused(tenant):
 
 
 def test_the_service_rechecks_targets_like_the_manifest(tenant):
-    from escalations.services import LevelDraft, policy_create
+    from escalations.workstreams.services import LevelDraft, policy_create
 
     with pytest.raises(Exception) as refused:
         policy_create(

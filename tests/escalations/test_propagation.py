@@ -20,6 +20,7 @@ from django.utils import timezone
 
 from dependencies.models import Dependency
 from dependencies.services import dependency_create
+from escalations.engine.sweeps import advance_escalations, process_status_changes
 from escalations.models import (
     DependencyReview,
     DependencyReviewSignal,
@@ -30,9 +31,8 @@ from escalations.models import (
     Task,
     Workstream,
 )
-from escalations.selectors import escalation_state, review_participants, review_state, upstream_causes
-from escalations.services import dependency_review_answer, task_acknowledge, workstream_close
-from escalations.sweeps import advance_escalations, process_status_changes
+from escalations.workstreams.selectors import escalation_state, review_participants, review_state, upstream_causes
+from escalations.workstreams.services import dependency_review_answer, task_acknowledge, workstream_close
 from governance import tenancy
 from governance.models import AuditEvent
 from governance.services import api_token_create, team_update
@@ -925,7 +925,7 @@ def test_propagation_reads_in_bulk_whatever_the_number_of_signals(graph):
 def test_two_sweeps_at_once_group_each_downstream_kpis_signals_into_one_review(monkeypatch):
     """Batches of 20 signals, two sweeps side by side: signals of one downstream KPI land in different batches,
     and the downstream row lock still lets only one of them open its review; the owner's row lock, only one task."""
-    monkeypatch.setattr("escalations.reviews.BATCH_SIZE", 20)
+    monkeypatch.setattr("escalations.engine.reviews.BATCH_SIZE", 20)
     org = OrganizationFactory()
     owner = MembershipFactory(organization=org)
     team = TeamFactory(organization=org, lead=owner)

@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 from django.conf import settings
 
 from escalations.models import Notification, WebhookDelivery
-from escalations.notifications import prune
-from escalations.services import webhook_create
+from escalations.notify.fanout import prune
+from escalations.workstreams.services import webhook_create
 
 NOW = datetime(2026, 11, 2, 10, 0, tzinfo=UTC)
 

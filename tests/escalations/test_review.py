@@ -14,7 +14,8 @@ from django.urls import reverse
 from django.utils import timezone
 from pypdf import PdfReader
 
-from escalations import decisions
+from escalations.decisions.pack import pack_context
+from escalations.decisions import services as decisions
 from escalations.models import (
     Decision,
     DependencyReview,
@@ -24,7 +25,6 @@ from escalations.models import (
     ReviewSession,
     Workstream,
 )
-from escalations.pack import pack_context
 from governance.models import AuditEvent, Membership
 from scorecards.models import Kpi
 from tests.conftest import Tenant

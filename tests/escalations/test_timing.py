@@ -5,7 +5,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from escalations.timing import BusinessHours, Level, Policy, Position, next_step, renotify
+from escalations.engine.timing import BusinessHours, Level, Policy, Position, next_step, renotify
 
 BERLIN = ZoneInfo("Europe/Berlin")
 HOURS = BusinessHours.of(BERLIN, ["mon", "tue", "wed", "thu", "fri"], time(9), time(17))

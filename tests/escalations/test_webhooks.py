@@ -19,10 +19,10 @@ from django.core.management import call_command
 from django.db import transaction
 from django.urls import reverse
 
+from escalations.engine.sweeps import advance_escalations, event, process_status_changes
 from escalations.models import EscalationLevel, EscalationPolicy, Webhook, WebhookDelivery, Workstream
-from escalations.services import webhook_create
-from escalations.sweeps import advance_escalations, event, process_status_changes
-from escalations.webhooks import announce, backoff, deliver_webhooks
+from escalations.notify.webhooks import announce, backoff, deliver_webhooks
+from escalations.workstreams.services import webhook_create
 from governance.models import AuditEvent
 from scorecards.models import Kpi, StatusChange
 from tests.conftest import Tenant

@@ -1,10 +1,10 @@
 """Executive reviews and the decision log: every red item ends in a recorded decision.
 
 Writes. Each kind of decision is one service that makes its change through the code that owns it (the path review
-of escalations.services, the KPI update and the transfer request and decision of scorecards.services, the
+of escalations.workstreams.services, the KPI update and the transfer request and decision of scorecards.services, the
 escalation state the sweeps read) and records a Decision with its reason in the same transaction
-(escalations.deciding.decision_record), audited and on the workstream's timeline. Who may decide is the decision's
-authority (escalations.deciding.authority: four eyes). A review session groups the decisions taken while it is
+(escalations.engine.authority.decision_record), audited and on the workstream's timeline. Who may decide is the
+decision's authority (escalations.engine.authority.authority: four eyes). A review session groups the decisions taken while it is
 open: its minutes.
 
 Reads. `agenda` composes what needs a decision, in a constant number of queries: mitigation paths awaiting
@@ -28,8 +28,8 @@ from django.utils.safestring import SafeString
 
 from dependencies import selectors as dependency_selectors
 from dependencies.models import Dependency
-from escalations import services
-from escalations.deciding import authority, decision_record, expected_day, require
+from escalations.engine.authority import authority, decision_record, expected_day, require
+from escalations.engine.sweeps import event, mitigated, workstream_url
 from escalations.models import (
     Decision,
     DependencyReview,
@@ -40,8 +40,8 @@ from escalations.models import (
     Task,
     Workstream,
 )
-from escalations.notifications import Message, notify
-from escalations.sweeps import event, mitigated, workstream_url
+from escalations.notify.fanout import Message, notify
+from escalations.workstreams import services
 from governance.access import DECISION_ROLES, decision_reason
 from governance.models import Membership, Organization
 from governance.services import audit_log, snapshot

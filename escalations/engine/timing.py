@@ -165,7 +165,7 @@ def plan(policy: Policy, opened: datetime, hours: BusinessHours, empty: frozense
     """Every escalation step of an episode opened at `opened` if no path is ever approved, as the sweep runs them.
 
     `empty` holds the (1-based) levels whose targets name nobody active: such a level is skipped and the next one is
-    due at once, exactly as escalations.sweeps does. A policy without levels has no steps.
+    due at once, exactly as escalations.engine.sweeps does. A policy without levels has no steps.
     """
     if not policy.levels:
         return []

@@ -12,9 +12,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
-from escalations import deciding, decisions, pack, selectors
-from escalations.models import MitigationPath, ReviewSession, Task, Workstream
-from escalations.review_forms import (
+from escalations.decisions.forms import (
     DECISION_FORMS,
     AgendaFilterForm,
     AttendeesForm,
@@ -23,6 +21,11 @@ from escalations.review_forms import (
     SessionCloseForm,
     SessionStartForm,
 )
+from escalations.decisions import pack
+from escalations.decisions import services as decisions
+from escalations.engine import authority as deciding
+from escalations.models import MitigationPath, ReviewSession, Task, Workstream
+from escalations.workstreams import selectors
 from governance.access import get_for_org_or_404, refuse, role_required
 from governance.forms import active_members, apply_errors
 from governance.models import Role

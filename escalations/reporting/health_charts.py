@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from django.utils.html import format_html
 from django.utils.safestring import SafeString, mark_safe
 
-from escalations.health import Metric, Series, Week
+from escalations.reporting.health import Metric, Series, Week
 from scorecards.charts import nice_ticks
 
 WIDTH, HEIGHT = 480, 220  # one column of the page's two at 1280px: drawn at about 1:1

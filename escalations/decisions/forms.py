@@ -1,5 +1,6 @@
 """Forms of the review pages: one per kind of decision, the session's, the filters. They validate input and scope
-every choice to the organization; the rules (who decides, what a decision needs) stay in escalations.decisions."""
+every choice to the organization; the rules (who decides, what a decision needs) stay in
+escalations.decisions.services."""
 
 from __future__ import annotations
 

@@ -20,7 +20,10 @@ from django.db.models import (
 )
 from django.db.models.functions import Coalesce
 
-from escalations import timing
+from escalations.engine import timing
+from escalations.engine.sweeps import Resolver, and_names, business_hours, four_eyes, paths_among
+from escalations.engine.sweeps import plain_when as when
+from escalations.engine.timing import BusinessHours, Policy, Position
 from escalations.models import (
     DependencyReview,
     DependencyReviewSignal,
@@ -29,9 +32,6 @@ from escalations.models import (
     Task,
     Workstream,
 )
-from escalations.sweeps import Resolver, and_names, business_hours, four_eyes, paths_among
-from escalations.sweeps import plain_when as when
-from escalations.timing import BusinessHours, Policy, Position
 from governance.models import Membership, Organization
 from scorecards.models import Kpi, Status
 

@@ -8,10 +8,10 @@ from datetime import datetime, timedelta
 
 from django.db.models import Count
 
+from escalations.engine.sweeps import Resolver, admins, business_hours, four_eyes, policy_for
+from escalations.engine.sweeps import plain_when as when
+from escalations.engine.timing import Level, Policy, plan
 from escalations.models import EscalationPolicy
-from escalations.sweeps import Resolver, admins, business_hours, four_eyes, policy_for
-from escalations.sweeps import plain_when as when
-from escalations.timing import Level, Policy, plan
 from governance.durations import format_duration
 from governance.models import Membership, Organization, Role, Team
 from scorecards.models import Kpi

@@ -27,7 +27,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from dependencies.models import Dependency
-from escalations import webhooks
+from escalations.engine.timing import BusinessHours, Level, Policy, Position, Step, next_step, renotify
 from escalations.models import (
     DependencyReview,
     EscalationPolicy,
@@ -38,8 +38,8 @@ from escalations.models import (
     Workstream,
     WorkstreamEvent,
 )
-from escalations.notifications import Announcement, Message, notify_all
-from escalations.timing import BusinessHours, Level, Policy, Position, Step, next_step, renotify
+from escalations.notify import webhooks
+from escalations.notify.fanout import Announcement, Message, notify_all
 from governance.models import Membership, Organization, Role, User
 from scorecards.models import Kpi, Status, StatusChange
 
@@ -48,7 +48,7 @@ log = logging.getLogger(__name__)
 BATCH_SIZE = 200
 BREACH = {Status.AT_RISK, Status.OFF_TRACK}
 SEVERITY = {Status.STALE: 0, Status.AT_RISK: 1, Status.OFF_TRACK: 2}
-# Dependency review tasks follow their KPIs' owners in escalations.reviews.follow_owners: one task may list the
+# Dependency review tasks follow their KPIs' owners in escalations.engine.reviews.follow_owners: one task may list the
 # reviews of several KPIs, and only some of them may change hands.
 OWNER_TASKS = {Task.Kind.MITIGATION, Task.Kind.DATA_FRESHNESS}
 OPEN = [Task.State.OPEN, Task.State.ACKNOWLEDGED]
@@ -357,7 +357,7 @@ class Counts:
     resolved: int = 0
     escalated: int = 0
     processed: int = 0
-    # Dependencies (escalations.reviews): upstream signals recorded, reviews opened, signals throttled.
+    # Dependencies (escalations.engine.reviews): upstream signals recorded, reviews opened, signals throttled.
     signals: int = 0
     reviews: int = 0
     throttled: int = 0
@@ -365,8 +365,8 @@ class Counts:
 
 def process_status_changes(*, now: datetime | None = None, org_id: int | None = None) -> Counts:
     """Claims unprocessed StatusChange rows (the evaluator's outbox), oldest first per KPI, and acts on them; then
-    the surges; then carries both to the downstream owners as dependency reviews (escalations.reviews)."""
-    from escalations import reviews  # it builds on this module
+    the surges; then carries both to the downstream owners as dependency reviews (escalations.engine.reviews)."""
+    from escalations.engine import reviews  # it builds on this module
 
     now = now or timezone.now()
     counts = Counts()
@@ -812,7 +812,7 @@ def mitigated(ws: Workstream) -> bool:
 def advance_escalations(*, now: datetime | None = None, org_id: int | None = None) -> Counts:
     """Flags overdue actions, then advances every workstream whose next escalation step is due, a batch at a time:
     what a batch needs is read in a few queries, and its events, tasks and notifications are written in bulk."""
-    from escalations import reviews  # it builds on this module
+    from escalations.engine import reviews  # it builds on this module
 
     now = now or timezone.now()
     counts = Counts()

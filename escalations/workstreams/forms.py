@@ -1,5 +1,5 @@
 """Forms of the workstream pages: they validate input and scope every choice to the organization; the rules
-(who may file, what a path needs) stay in escalations.services."""
+(who may file, what a path needs) stay in escalations.workstreams.services."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from django.forms import BaseFormSet, formset_factory
 from django.http import QueryDict
 
 from escalations.models import Notification, Workstream
-from escalations.services import NOTIFICATION_KINDS, ActionDraft
+from escalations.workstreams.services import NOTIFICATION_KINDS, ActionDraft
 from governance.forms import MemberChoiceField, active_members
 from governance.models import Membership, Organization
 

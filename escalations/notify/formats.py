@@ -1,6 +1,6 @@
 """The weekly digest's email, rendered by the delivery sweep from the payload stored when the digest was written
-(escalations.digests). Apart from digests, because sending sits below the reports it sends: notifications import
-this module, and digests build on the selectors, which build on notifications."""
+(escalations.reporting.digests). Apart from digests, because sending sits below the reports it sends: notifications
+import this module, and digests build on the selectors, which build on notifications."""
 
 from __future__ import annotations
 

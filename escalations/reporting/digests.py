@@ -41,9 +41,6 @@ from django.db.models.functions import Cast, Concat
 from django.urls import reverse
 from django.utils import timezone
 
-from escalations import selectors
-from escalations.digest_email import DIGEST_KIND
-from escalations.health import status_at
 from escalations.models import (
     MitigationAction,
     MitigationPath,
@@ -52,6 +49,9 @@ from escalations.models import (
     Task,
     Workstream,
 )
+from escalations.notify.formats import DIGEST_KIND
+from escalations.reporting.health import status_at
+from escalations.workstreams import selectors
 from governance.models import Membership, Organization, Role
 from scorecards.models import STATUS_SEVERITY, Kpi, Status, StatusChange
 

@@ -3,8 +3,8 @@
 `authority` gathers the facts of one decision (who has an interest in it, who else a case makes eligible) and asks
 governance.access.decision_authority, the one rule: the services enforce its answer and the pages, their htmx
 partials and the API show or refuse buttons with the same answer. `decision_record` writes the Decision row that
-every decision leaves, wherever it was taken (escalations.services for the workstream page and the API,
-escalations.decisions for the review agenda); `expected_day` is the one check of an expected recovery date.
+every decision leaves, wherever it was taken (escalations.workstreams.services for the workstream page and the API,
+escalations.decisions.services for the review agenda); `expected_day` is the one check of an expected recovery date.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.utils import timezone
 
+from escalations.engine.sweeps import event
 from escalations.models import (
     Decision,
     DependencyReview,
@@ -25,7 +26,6 @@ from escalations.models import (
     Task,
     Workstream,
 )
-from escalations.sweeps import event
 from governance.access import SELF_APPROVED, Authority, decision_authority, decision_reason
 from governance.models import Membership, Organization
 from governance.services import audit_log

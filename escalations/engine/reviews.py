@@ -15,8 +15,8 @@ Durable rows carry it from sweep to sweep, as everywhere in the engine:
   workstreams; follow_owners hands unanswered reviews to their KPI's new owner.
 
 Concurrency: a propagation batch holds its downstream KPIs' rows (FOR NO KEY UPDATE, in id order, nothing else
-locked first), and so does an answer (escalations.services.dependency_review_answer), so grouping and throttling
-decide on one KPI's reviews one at a time; it then holds the owners' membership rows (NO KEY UPDATE, id order), so
+locked first), and so does an answer (escalations.workstreams.services.dependency_review_answer), so grouping and
+throttling decide on one KPI's reviews one at a time; it then holds the owners' membership rows (NO KEY UPDATE, id order), so
 two batches never open two tasks for one owner's window. Signals are claimed with SKIP LOCKED and marked in the
 same transaction.
 """
@@ -35,16 +35,7 @@ from django.db.models import F, Min, Q
 from django.urls import reverse
 
 from dependencies.models import Dependency
-from escalations.models import (
-    DependencyReview,
-    DependencyReviewSignal,
-    DependencySignal,
-    Task,
-    Workstream,
-    WorkstreamEvent,
-)
-from escalations.notifications import Announcement, Message, notify, notify_all
-from escalations.sweeps import (
+from escalations.engine.sweeps import (
     SEVERITY,
     Resolver,
     add_task,
@@ -59,7 +50,16 @@ from escalations.sweeps import (
     when,
     workstream_url,
 )
-from escalations.timing import Policy
+from escalations.engine.timing import Policy
+from escalations.models import (
+    DependencyReview,
+    DependencyReviewSignal,
+    DependencySignal,
+    Task,
+    Workstream,
+    WorkstreamEvent,
+)
+from escalations.notify.fanout import Announcement, Message, notify, notify_all
 from governance.models import Membership, Organization, User
 from scorecards.models import Kpi, Status, StatusChange, SurgeSignal
 

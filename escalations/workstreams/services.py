@@ -11,8 +11,11 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.utils import timezone
 
-from escalations import deciding, reviews, timing, webhooks
-from escalations.deciding import expected_day
+from escalations.engine import authority as deciding
+from escalations.engine import reviews, timing
+from escalations.engine.authority import expected_day
+from escalations.engine.sweeps import add_task, business_hours, event, mitigated, resolve, workstream_url
+from escalations.engine.timing import Policy
 from escalations.models import (
     Decision,
     DependencyReview,
@@ -28,9 +31,8 @@ from escalations.models import (
     WebhookDelivery,
     Workstream,
 )
-from escalations.notifications import Message, notify
-from escalations.sweeps import add_task, business_hours, event, mitigated, resolve, workstream_url
-from escalations.timing import Policy
+from escalations.notify import webhooks
+from escalations.notify.fanout import Message, notify
 from governance.access import SELF_APPROVED, decision_reason
 from governance.durations import format_duration
 from governance.manifest import Context, canonical_target, target_problem

@@ -7,7 +7,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
-from escalations import health, health_charts
+from escalations.reporting import health, health_charts
 from governance.access import role_required
 from governance.models import Role
 

@@ -11,20 +11,8 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from dependencies import selectors as dependency_selectors
-from escalations import deciding, policy_selectors, selectors, services, webhooks
-from escalations.forms import (
-    BLANK_ROWS,
-    MAX_ACTIONS,
-    ActionUpdateForm,
-    CloseForm,
-    NotificationPreferencesForm,
-    PathForm,
-    ReviewAnswerForm,
-    ReviewForm,
-    WorkstreamFilterForm,
-    action_formset,
-    posted_rows,
-)
+from escalations.engine import authority as deciding
+from escalations.engine.timing import Level, Policy
 from escalations.models import (
     DependencyReviewSignal,
     EscalationPolicy,
@@ -36,7 +24,9 @@ from escalations.models import (
     Webhook,
     Workstream,
 )
-from escalations.policy_forms import (
+from escalations.notify import webhooks
+from escalations.policies import selectors as policy_selectors
+from escalations.policies.forms import (
     MAX_LEVELS,
     DefaultsForm,
     LevelForm,
@@ -49,7 +39,20 @@ from escalations.policy_forms import (
     stored_levels,
     target_choices,
 )
-from escalations.timing import Level, Policy
+from escalations.workstreams import selectors, services
+from escalations.workstreams.forms import (
+    BLANK_ROWS,
+    MAX_ACTIONS,
+    ActionUpdateForm,
+    CloseForm,
+    NotificationPreferencesForm,
+    PathForm,
+    ReviewAnswerForm,
+    ReviewForm,
+    WorkstreamFilterForm,
+    action_formset,
+    posted_rows,
+)
 from governance.access import admin_required, deny, get_for_org_or_404, refuse, role_required
 from governance.forms import apply_errors
 from governance.models import Membership, Role, Team

@@ -16,8 +16,8 @@ from django.db import transaction
 from django.template.loader import render_to_string
 from django.utils import timezone
 
-from escalations import digest_email
 from escalations.models import Notification, NotificationPreference, WebhookDelivery, Workstream
+from escalations.notify import formats as digest_email
 from governance.models import Membership
 
 log = logging.getLogger(__name__)

@@ -14,7 +14,7 @@ from django.template.loader import render_to_string
 from django.utils import timezone
 from django.utils.safestring import SafeString, mark_safe
 
-from escalations import decisions
+from escalations.decisions import services as decisions
 from escalations.models import ReviewSession
 from governance.models import Membership
 from scorecards.models import Kpi, Status
