@@ -1,11 +1,11 @@
 """Executive reviews and the decision log: every red item ends in a recorded decision.
 
-Writes. Each kind of decision is one service that makes its change through the code that owns it (the path review
-of escalations.workstreams.services, the KPI update and the transfer request and decision of scorecards.services, the
+Writes. Each kind of decision is one service that makes its change through the code that owns it (the path review of
+escalations.workstreams.services, the KPI update and the transfer request and decision of scorecards.services, the
 escalation state the sweeps read) and records a Decision with its reason in the same transaction
 (escalations.engine.authority.decision_record), audited and on the workstream's timeline. Who may decide is the
-decision's authority (escalations.engine.authority.authority: four eyes). A review session groups the decisions taken while it is
-open: its minutes.
+decision's authority (escalations.engine.authority.authority: four eyes). A review session groups the decisions taken
+while it is open: its minutes.
 
 Reads. `agenda` composes what needs a decision, in a constant number of queries: mitigation paths awaiting
 review, exhausted escalations, off-track KPIs without an approved path, dependency reviews answered "impact",

@@ -12,6 +12,8 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
+from escalations.decisions import pack
+from escalations.decisions import services as decisions
 from escalations.decisions.forms import (
     DECISION_FORMS,
     AgendaFilterForm,
@@ -21,8 +23,6 @@ from escalations.decisions.forms import (
     SessionCloseForm,
     SessionStartForm,
 )
-from escalations.decisions import pack
-from escalations.decisions import services as decisions
 from escalations.engine import authority as deciding
 from escalations.models import MitigationPath, ReviewSession, Task, Workstream
 from escalations.workstreams import selectors

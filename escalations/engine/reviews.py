@@ -14,12 +14,11 @@ Durable rows carry it from sweep to sweep, as everywhere in the engine:
 - advance_escalations escalates each unanswered review level by level from next_escalation_at, as it does
   workstreams; follow_owners hands unanswered reviews to their KPI's new owner.
 
-Concurrency: a propagation batch holds its downstream KPIs' rows (FOR NO KEY UPDATE, in id order, nothing else
-locked first), and so does an answer (escalations.workstreams.services.dependency_review_answer), so grouping and
-throttling decide on one KPI's reviews one at a time; it then holds the owners' membership rows (NO KEY UPDATE, id order), so
-two batches never open two tasks for one owner's window. Signals are claimed with SKIP LOCKED and marked in the
-same transaction.
-"""
+Concurrency: a propagation batch holds its downstream KPIs' rows (FOR NO KEY UPDATE, in id order, nothing else locked
+first), and so does an answer (escalations.workstreams.services.dependency_review_answer), so grouping and throttling
+decide on one KPI's reviews one at a time; it then holds the owners' membership rows (NO KEY UPDATE, id order), so two
+batches never open two tasks for one owner's window. Signals are claimed with SKIP LOCKED and marked in the same
+transaction."""
 
 from __future__ import annotations
 

@@ -14,8 +14,8 @@ from django.urls import reverse
 from django.utils import timezone
 from pypdf import PdfReader
 
-from escalations.decisions.pack import pack_context
 from escalations.decisions import services as decisions
+from escalations.decisions.pack import pack_context
 from escalations.models import (
     Decision,
     DependencyReview,
