@@ -29,7 +29,7 @@ from django.utils.safestring import SafeString
 from dependencies import selectors as dependency_selectors
 from dependencies.models import Dependency
 from escalations.engine.authority import authority, decision_record, expected_day, require
-from escalations.engine.sweeps import event, mitigated, workstream_url
+from escalations.engine.blocks import event, mitigated, workstream_url
 from escalations.models import (
     Decision,
     DependencyReview,

@@ -16,7 +16,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.utils import timezone
 
-from escalations.engine.sweeps import event
+from escalations.engine.blocks import event
 from escalations.models import (
     Decision,
     DependencyReview,

@@ -34,21 +34,10 @@ from django.db.models import F, Min, Q
 from django.urls import reverse
 
 from dependencies.models import Dependency
-from escalations.engine.sweeps import (
-    SEVERITY,
-    Resolver,
-    add_task,
-    admins,
-    due_steps,
-    escalated_text,
-    event,
-    inhibit,
-    policies_for,
-    policy_for,
-    step_key,
-    when,
-    workstream_url,
-)
+from escalations.engine.blocks import SEVERITY, add_task, event, when, workstream_url
+from escalations.engine.episodes import inhibit
+from escalations.engine.escalation import due_steps, escalated_text, step_key
+from escalations.engine.resolver import Resolver, admins, policies_for, policy_for
 from escalations.engine.timing import Policy
 from escalations.models import (
     DependencyReview,

@@ -58,7 +58,7 @@ class Workstream(models.Model):
     exhausted_at = models.DateTimeField(null=True, blank=True)
     # Inhibition (SEMANTICS.md section 4): the open episode of a direct upstream KPI within which this one opened.
     # While set, escalation waits; when that episode resolves, next_escalation_at becomes the later of its own
-    # value and the upstream's resolution time (escalations.engine.sweeps.release_downstream).
+    # value and the upstream's resolution time (escalations.engine.episodes.Episodes.release_downstream).
     waiting_on = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
 
     objects = TenantQuerySet.as_manager()

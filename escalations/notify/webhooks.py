@@ -1,6 +1,6 @@
 """Webhooks: workstream events announced to an organization's endpoints, signed, retried with backoff.
 
-A delivery row is created in the transaction of the event it announces (escalations.engine.sweeps.event, or a sweep
+A delivery row is created in the transaction of the event it announces (escalations.engine.blocks.event, or a sweep
 batch's Journal), so an event that rolls back announces nothing and a committed one is never lost. The sweep
 posts due rows outside any transaction: it leases a batch first (next_attempt_at moves past the lease), so two
 workers never post one row at once, and a worker that dies mid-post leaves the row to be retried when the lease

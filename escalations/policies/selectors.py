@@ -8,8 +8,9 @@ from datetime import datetime, timedelta
 
 from django.db.models import Count
 
-from escalations.engine.sweeps import Resolver, admins, business_hours, four_eyes, policy_for
-from escalations.engine.sweeps import plain_when as when
+from escalations.engine.blocks import business_hours
+from escalations.engine.blocks import plain_when as when
+from escalations.engine.resolver import Resolver, admins, four_eyes, policy_for
 from escalations.engine.timing import Level, Policy, plan
 from escalations.models import EscalationPolicy
 from governance.durations import format_duration

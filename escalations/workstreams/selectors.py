@@ -21,8 +21,9 @@ from django.db.models import (
 from django.db.models.functions import Coalesce
 
 from escalations.engine import timing
-from escalations.engine.sweeps import Resolver, and_names, business_hours, four_eyes, paths_among
-from escalations.engine.sweeps import plain_when as when
+from escalations.engine.blocks import business_hours, paths_among
+from escalations.engine.blocks import plain_when as when
+from escalations.engine.resolver import Resolver, and_names, four_eyes
 from escalations.engine.timing import BusinessHours, Policy, Position
 from escalations.models import (
     DependencyReview,

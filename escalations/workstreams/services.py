@@ -14,7 +14,8 @@ from django.utils import timezone
 from escalations.engine import authority as deciding
 from escalations.engine import reviews, timing
 from escalations.engine.authority import expected_day
-from escalations.engine.sweeps import add_task, business_hours, event, mitigated, resolve, workstream_url
+from escalations.engine.blocks import add_task, business_hours, event, mitigated, workstream_url
+from escalations.engine.episodes import resolve
 from escalations.engine.timing import Policy
 from escalations.models import (
     Decision,

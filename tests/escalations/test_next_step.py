@@ -10,7 +10,8 @@ import time_machine
 from django.test import Client
 from django.urls import reverse
 
-from escalations.engine.sweeps import advance_escalations, plain_when, process_status_changes
+from escalations.engine.blocks import plain_when
+from escalations.engine.sweeps import advance_escalations, process_status_changes
 from escalations.models import EscalationLevel, EscalationPolicy, Notification, Task, Workstream
 from escalations.reporting.digests import DIGEST_KIND, send_digests
 from escalations.workstreams.services import task_acknowledge

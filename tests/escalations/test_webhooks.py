@@ -19,7 +19,8 @@ from django.core.management import call_command
 from django.db import transaction
 from django.urls import reverse
 
-from escalations.engine.sweeps import advance_escalations, event, process_status_changes
+from escalations.engine.blocks import event
+from escalations.engine.sweeps import advance_escalations, process_status_changes
 from escalations.models import EscalationLevel, EscalationPolicy, Webhook, WebhookDelivery, Workstream
 from escalations.notify.webhooks import announce, backoff, deliver_webhooks
 from escalations.workstreams.services import webhook_create
