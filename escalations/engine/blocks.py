@@ -32,8 +32,8 @@ BREACH = {Status.AT_RISK, Status.OFF_TRACK}
 SEVERITY = {Status.STALE: 0, Status.AT_RISK: 1, Status.OFF_TRACK: 2}
 
 
-# Dependency review tasks follow their KPIs' owners in escalations.engine.reviews.follow_owners: one task may list the
-# reviews of several KPIs, and only some of them may change hands.
+# Dependency review tasks follow their KPIs' owners in escalations.engine.reviews.owners.follow_owners: one task may
+# list the reviews of several KPIs, and only some of them may change hands.
 OWNER_TASKS = {Task.Kind.MITIGATION, Task.Kind.DATA_FRESHNESS}
 
 

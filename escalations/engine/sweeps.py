@@ -18,10 +18,12 @@ from django.db import transaction
 from django.db.models import Exists, F, OuterRef
 from django.utils import timezone
 
-from escalations.engine import reviews
 from escalations.engine.blocks import OPEN, OWNER_TASKS, Counts, Journal, save_fields, when, workstream_url
 from escalations.engine.episodes import Episodes
 from escalations.engine.escalation import Escalation
+from escalations.engine.reviews import propagation
+from escalations.engine.reviews.escalation import advance_reviews
+from escalations.engine.reviews.signals import signals_from_changes, signals_from_surges
 from escalations.models import (
     MitigationAction,
     MitigationPath,
@@ -76,9 +78,9 @@ def process_status_changes(*, now: datetime | None = None, org_id: int | None = 
                 change.processed_at = now
             StatusChange.objects.filter(pk__in=[c.pk for c in batch]).update(processed_at=now)
             counts.processed += len(batch)
-            counts.signals += reviews.signals_from_changes(batch, kpis)
-    counts.signals += reviews.signals_from_surges(now=now, org_id=org_id)
-    counts.reviews, counts.throttled = reviews.propagate(now=now, org_id=org_id)
+            counts.signals += signals_from_changes(batch, kpis)
+    counts.signals += signals_from_surges(now=now, org_id=org_id)
+    counts.reviews, counts.throttled = propagation.propagate(now=now, org_id=org_id)
     _move_owner_tasks(now, org_id)
     return counts
 
@@ -138,7 +140,7 @@ def advance_escalations(*, now: datetime | None = None, org_id: int | None = Non
                 )[:BATCH_SIZE]
             )
             if not batch:
-                counts.escalated += reviews.advance_reviews(now=now, org_id=org_id)
+                counts.escalated += advance_reviews(now=now, org_id=org_id)
                 return counts
             escalation = Escalation(batch, now)
             held = _held_by_upstream(batch, now, escalation.journal)

@@ -12,10 +12,11 @@ from django.db import transaction
 from django.utils import timezone
 
 from escalations.engine import authority as deciding
-from escalations.engine import reviews, timing
+from escalations.engine import timing
 from escalations.engine.authority import expected_day
 from escalations.engine.blocks import add_task, business_hours, event, mitigated, workstream_url
 from escalations.engine.episodes import resolve
+from escalations.engine.reviews import answers
 from escalations.engine.timing import Policy
 from escalations.models import (
     Decision,
@@ -309,7 +310,7 @@ def dependency_review_answer(
     reason = reason.strip()
     if not impact:
         reason = decision_reason(reason)
-    part = reviews.part_to_answer(task, review_id)
+    part = answers.part_to_answer(task, review_id)
     # The downstream KPI's row first, as the propagation sweep takes it: signals and answers never interleave.
     Kpi.objects.select_for_update(no_key=True).filter(pk=part.kpi_id).exists()
     review = (
@@ -330,15 +331,15 @@ def dependency_review_answer(
     review.answer_reason, review.answered_at, review.answered_by = reason, now, by.user
     review.next_escalation_at = None
     if impact:
-        review.workstream = reviews.open_preventive(review, by, reason, now)
+        review.workstream = answers.open_preventive(review, by, reason, now)
     review.save(
         update_fields=["answer", "answer_reason", "answered_at", "answered_by", "next_escalation_at", "workstream"]
     )
     review.tasks.filter(state__in=[Task.State.OPEN, Task.State.ACKNOWLEDGED]).update(state=Task.State.DONE, done_at=now)
     if review.task_id is not None:
-        reviews.settle_task(review.task_id, now)
+        answers.settle_task(review.task_id, now)
     said = "impact: a preventive workstream is open" if impact else f"no impact: {reason}"
-    reviews.tell_upstream_of_answer(
+    answers.tell_upstream_of_answer(
         review, by.user, f"{by.user.name} answered the dependency review of {review.kpi.name}: {said}", now
     )
     audit_log(

@@ -925,7 +925,7 @@ def test_propagation_reads_in_bulk_whatever_the_number_of_signals(graph):
 def test_two_sweeps_at_once_group_each_downstream_kpis_signals_into_one_review(monkeypatch):
     """Batches of 20 signals, two sweeps side by side: signals of one downstream KPI land in different batches,
     and the downstream row lock still lets only one of them open its review; the owner's row lock, only one task."""
-    monkeypatch.setattr("escalations.engine.reviews.BATCH_SIZE", 20)
+    monkeypatch.setattr("escalations.engine.reviews.propagation.BATCH_SIZE", 20)
     org = OrganizationFactory()
     owner = MembershipFactory(organization=org)
     team = TeamFactory(organization=org, lead=owner)
