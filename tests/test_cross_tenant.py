@@ -6,6 +6,7 @@ until OBJECT_KWARGS says how to find such an object in an organization.
 
 from __future__ import annotations
 
+import copy
 import re
 from collections.abc import Callable, Iterator
 
@@ -80,10 +81,16 @@ PUBLIC = {
 }
 
 
-def walk(patterns=None, prefix: str = "") -> Iterator[tuple[str, URLPattern]]:
+def walk(patterns=None, prefix: str = "", namespace: str = "") -> Iterator[tuple[str, URLPattern]]:
+    """Every URL pattern with its full route; a namespaced one as a copy named as reverse() needs ("app:name")."""
     for entry in patterns if patterns is not None else get_resolver().url_patterns:
         if isinstance(entry, URLResolver):
-            yield from walk(entry.url_patterns, prefix + str(entry.pattern))
+            inner = f"{namespace}{entry.namespace}:" if entry.namespace else namespace
+            yield from walk(entry.url_patterns, prefix + str(entry.pattern), inner)
+        elif namespace:
+            named = copy.copy(entry)
+            named.name = namespace + entry.name
+            yield prefix + str(entry.pattern), named
         else:
             yield prefix + str(entry.pattern), entry
 

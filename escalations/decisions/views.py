@@ -219,7 +219,7 @@ def review_decide(request: HttpRequest, kpi_id: int) -> HttpResponse:
     form_class = DECISION_FORMS.get(request.POST.get("kind", ""))
     if form_class is None:
         messages.error(request, "Pick a decision.")
-        return redirect("review_agenda", org_slug=request.org.slug)
+        return redirect("escalations:review_agenda", org_slug=request.org.slug)
     form = form_class(request.POST, org=request.org, kpi=kpi)
     notice = ""
     if form.is_valid():
@@ -237,9 +237,9 @@ def review_decide(request: HttpRequest, kpi_id: int) -> HttpResponse:
     if notice:
         messages.success(request, f"{kpi.name}: {notice}")
         target = (
-            reverse("review_session_detail", args=[request.org.slug, session.pk])
+            reverse("escalations:review_session_detail", args=[request.org.slug, session.pk])
             if session
-            else reverse("review_agenda", args=[request.org.slug])
+            else reverse("escalations:review_agenda", args=[request.org.slug])
         )
         return redirect(f"{target}#item-{kpi.pk}")
     return _agenda_page(request, session, bound=form, status=422)
@@ -282,10 +282,10 @@ def review_session_start(request: HttpRequest) -> HttpResponse:
             messages.error(request, " ".join(e.messages))
         else:
             messages.success(request, f"{session.title} started: decisions taken now form its minutes.")
-            return redirect("review_session_detail", org_slug=request.org.slug, session_id=session.pk)
+            return redirect("escalations:review_session_detail", org_slug=request.org.slug, session_id=session.pk)
     else:
         messages.error(request, "The review was not started: " + " ".join(form.errors.get("attendees", [])))
-    return redirect("review_session_list", org_slug=request.org.slug)
+    return redirect("escalations:review_session_list", org_slug=request.org.slug)
 
 
 def _visible(request: HttpRequest):
@@ -339,7 +339,7 @@ def review_session_attendees(request: HttpRequest, session_id: int) -> HttpRespo
             messages.success(request, "Attendees recorded.")
     else:
         messages.error(request, "Pick at least one attendee.")
-    return redirect("review_session_detail", org_slug=request.org.slug, session_id=session.pk)
+    return redirect("escalations:review_session_detail", org_slug=request.org.slug, session_id=session.pk)
 
 
 @deciders_only
@@ -354,7 +354,7 @@ def review_session_close(request: HttpRequest, session_id: int) -> HttpResponse:
             messages.error(request, " ".join(e.messages))
         else:
             messages.success(request, f"{session.title} closed: its decisions are its minutes.")
-    return redirect("review_session_detail", org_slug=request.org.slug, session_id=session.pk)
+    return redirect("escalations:review_session_detail", org_slug=request.org.slug, session_id=session.pk)
 
 
 @require_GET

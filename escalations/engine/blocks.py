@@ -55,7 +55,7 @@ def plain_when(at: datetime, org: Organization) -> str:
 
 
 def workstream_url(ws: Workstream) -> str:
-    return reverse("workstream_detail", args=[ws.organization.slug, ws.pk])
+    return reverse("escalations:workstream_detail", args=[ws.organization.slug, ws.pk])
 
 
 def event(ws: Workstream, at: datetime, verb: str, text: str, actor: User | None = None) -> None:

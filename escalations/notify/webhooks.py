@@ -116,7 +116,7 @@ def _payload(o: Occurrence) -> dict:
             "level": o.level,
             "pass": o.escalation_pass,
             "resolution": o.resolution or None,
-            "url": settings.SITE_URL + reverse("workstream_detail", args=[org.slug, ws.pk]),
+            "url": settings.SITE_URL + reverse("escalations:workstream_detail", args=[org.slug, ws.pk]),
         },
     }
 

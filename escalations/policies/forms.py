@@ -2,8 +2,7 @@
 
 The policy editor is one form plus one small form per level (prefix `level-<n>`, `level_count` of them). Levels
 are added, removed and moved by the editor's `op` buttons, which re-render the levels from the posted values
-without validating them, so a half-filled new level shows no errors until the policy is saved.
-"""
+without validating them, so a half-filled new level shows no errors until the policy is saved."""
 
 from __future__ import annotations
 
@@ -13,7 +12,7 @@ from datetime import timedelta
 from django import forms
 from django.http import QueryDict
 
-from escalations.models import EscalationPolicy, Webhook
+from escalations.models import EscalationPolicy
 from governance.durations import format_duration, parse_duration
 from governance.models import Membership, Organization, Role, Team, key_validator, single_line_validator
 from scorecards.models import Kpi
@@ -258,23 +257,3 @@ class PreviewForm(forms.Form):
         super().__init__(*args, **kwargs)
         self.fields["kpi"].queryset = Kpi.objects.for_org(org).filter(archived_at=None).order_by("name")
         self.fields["policy"].queryset = EscalationPolicy.objects.for_org(org).filter(archived_at=None)
-
-
-class WebhookForm(forms.ModelForm):
-    url = forms.URLField(
-        max_length=500, assume_scheme="https", label="URL", help_text="An https address that accepts POSTed JSON."
-    )
-
-    class Meta:
-        model = Webhook
-        fields = ["name", "url", "slack_format", "is_active"]
-        labels = {"slack_format": "Slack format", "is_active": "Active"}
-        help_texts = {
-            "slack_format": 'Post {"text": "..."}, what a Slack (or Mattermost, Teams) incoming webhook expects.',
-            "is_active": "Inactive webhooks hear nothing; undelivered events to them are dropped.",
-        }
-
-    def __init__(self, *args, editing: bool = False, **kwargs):
-        super().__init__(*args, **kwargs)
-        if not editing:
-            del self.fields["is_active"]

@@ -325,7 +325,7 @@ def _summaries(orgs: list[Organization], slots: dict[str, Slot], now: datetime) 
                         "kpi": r["workstream__kpi__name"],
                         "what": f"Mitigation path awaiting review since {_day(r['filed_at'], tz)}",
                         "who": r["filed_by__name"],
-                        "url": reverse("workstream_detail", args=[s, r["workstream_id"]]),
+                        "url": reverse("escalations:workstream_detail", args=[s, r["workstream_id"]]),
                     }
                     for r in awaiting
                     if r["organization_id"] == i
@@ -335,7 +335,7 @@ def _summaries(orgs: list[Organization], slots: dict[str, Slot], now: datetime) 
                         "kpi": r["kpi__name"],
                         "what": f"Escalation exhausted on {_day(r['exhausted_at'], tz)}, no approved path",
                         "who": r["kpi__owner__user__name"],
-                        "url": reverse("workstream_detail", args=[s, r["pk"]]),
+                        "url": reverse("escalations:workstream_detail", args=[s, r["pk"]]),
                     }
                     for r in exhausted
                     if r["organization_id"] == i
@@ -400,9 +400,9 @@ def _owner_items(recipients: list[Membership], orgs: dict[int, Organization], no
     for r in tasks:
         org = orgs[r["organization_id"]]
         url = (
-            reverse("workstream_detail", args=[org.slug, r["workstream_id"]])
+            reverse("escalations:workstream_detail", args=[org.slug, r["workstream_id"]])
             if r["workstream_id"]
-            else reverse("task_inbox", args=[org.slug])
+            else reverse("escalations:task_inbox", args=[org.slug])
         )
         found[r["assignee_id"]]["tasks"].append(
             {
@@ -422,7 +422,7 @@ def _owner_items(recipients: list[Membership], orgs: dict[int, Organization], no
                 "due": _day(r["due"], org.tzinfo),
                 "overdue": r["due"] < timezone.localtime(now, org.tzinfo).date(),
                 "proposed": r["path__state"] == MitigationPath.State.SUBMITTED,
-                "url": reverse("workstream_detail", args=[org.slug, r["path__workstream_id"]]),
+                "url": reverse("escalations:workstream_detail", args=[org.slug, r["path__workstream_id"]]),
             }
         )
     for r in episodes:
@@ -435,7 +435,7 @@ def _owner_items(recipients: list[Membership], orgs: dict[int, Organization], no
                 "opened": _day(r["opened_at"], org.tzinfo),
                 "path": path_states.get(r["path_state"], "no path filed yet"),
                 "next": upcoming[r["pk"]].text,
-                "url": reverse("workstream_detail", args=[org.slug, r["pk"]]),
+                "url": reverse("escalations:workstream_detail", args=[org.slug, r["pk"]]),
             }
         )
     return {
@@ -481,7 +481,7 @@ def _digest(m: Membership, org: Organization, slot: Slot, summary: dict | None, 
         subject += f": {decisions} awaiting a decision"
     elif mine and mine["overdue"]:
         subject += f": {mine['overdue']} overdue"
-    url = reverse("governance_health" if summary else "task_inbox", args=[org.slug])
+    url = reverse("escalations:governance_health" if summary else "escalations:task_inbox", args=[org.slug])
     return {
         "v": 1,
         "subject": subject,
@@ -495,9 +495,9 @@ def _digest(m: Membership, org: Organization, slot: Slot, summary: dict | None, 
         "summary": summary,
         "mine": mine,
         "links": {
-            "health": reverse("governance_health", args=[org.slug]),
+            "health": reverse("escalations:governance_health", args=[org.slug]),
             "scorecards": reverse("kpi_list", args=[org.slug]),
-            "inbox": reverse("task_inbox", args=[org.slug]),
-            "settings": reverse("notification_settings", args=[org.slug]),
+            "inbox": reverse("escalations:task_inbox", args=[org.slug]),
+            "settings": reverse("escalations:notification_settings", args=[org.slug]),
         },
     }

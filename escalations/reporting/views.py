@@ -1,4 +1,5 @@
-"""The governance health page: executives and admins see whether breaches reach decisions, week by week."""
+"""The reports pages, for executives and admins: governance health (whether breaches reach decisions, week by
+week) and the team dependency matrix."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
-from escalations.reporting import health, health_charts
+from escalations.reporting import health, health_charts, matrix
 from governance.access import role_required
 from governance.models import Role
 
@@ -41,3 +42,9 @@ def governance_health(request: HttpRequest) -> HttpResponse:
             "team_rows": [(s, int(sum(s.values))) for s in escalations.breakdown] if escalations else [],
         },
     )
+
+
+@role_required(Role.ADMIN, Role.EXECUTIVE)
+@require_GET
+def dependency_matrix(request: HttpRequest) -> HttpResponse:
+    return render(request, "escalations/dependency_matrix.html", matrix.team_matrix(org=request.org))

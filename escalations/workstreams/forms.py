@@ -7,14 +7,20 @@ from django import forms
 from django.forms import BaseFormSet, formset_factory
 from django.http import QueryDict
 
-from escalations.models import Notification, Workstream
-from escalations.workstreams.services import NOTIFICATION_KINDS, ActionDraft
+from escalations.models import Workstream
+from escalations.workstreams.services import ActionDraft
 from governance.forms import MemberChoiceField, active_members
 from governance.models import Membership, Organization
 
 MAX_ACTIONS = 10
+
+
 BLANK_ROWS = 2  # without JavaScript a second action needs no round trip
+
+
 ACTION_FIELDS = ("description", "owner", "due")
+
+
 DATE_WIDGET = {"attrs": {"type": "date"}, "format": "%Y-%m-%d"}
 
 
@@ -130,32 +136,6 @@ class WorkstreamFilterForm(forms.Form):
     def filters(self) -> dict[str, str]:
         data = self.cleaned_data if self.is_valid() else {}
         return {"state": data.get("state") or "open", "kind": data.get("kind") or ""}
-
-
-class NotificationPreferencesForm(forms.Form):
-    """One checkbox per kind and channel; a checked box means "tell me"."""
-
-    def __init__(self, *args, off: set[tuple[str, str]], **kwargs):
-        super().__init__(*args, **kwargs)
-        for kind, label in NOTIFICATION_KINDS.items():
-            for channel, channel_label in Notification.Channel.choices:
-                self.fields[f"{kind}__{channel}"] = forms.BooleanField(
-                    required=False, initial=(kind, channel) not in off, label=f"{label}: {channel_label.lower()}"
-                )
-
-    def rows(self) -> list[tuple[str, list[forms.BoundField]]]:
-        return [
-            (label, [self[f"{kind}__{channel}"] for channel in Notification.Channel.values])
-            for kind, label in NOTIFICATION_KINDS.items()
-        ]
-
-    def off(self) -> set[tuple[str, str]]:
-        return {
-            (kind, channel)
-            for kind in NOTIFICATION_KINDS
-            for channel in Notification.Channel.values
-            if not self.cleaned_data[f"{kind}__{channel}"]
-        }
 
 
 class ReviewAnswerForm(forms.Form):

@@ -122,7 +122,11 @@ def open_tasks(*, membership: Membership) -> QuerySet[Task]:
 # What a task's review_parts show: every KPI a review task lists (or the one an escalation task escalates), with
 # the signals that reached it, their upstream KPIs, and who answered.
 ESCALATED_REVIEW = ["review__signals__signal", "review__signals__upstream"]
+
+
 LISTED_REVIEWS = ["reviews__kpi", "reviews__answered_by", "reviews__signals__signal", "reviews__signals__upstream"]
+
+
 REVIEW_PARTS = ESCALATED_REVIEW + LISTED_REVIEWS
 
 
@@ -155,15 +159,6 @@ def _with_listed_reviews(tasks: list[Task]) -> list[Task]:
     return tasks
 
 
-def notifications(*, membership: Membership) -> QuerySet[Notification]:
-    """The member's in-app notifications, newest first (email copies are the same messages)."""
-    return (
-        Notification.objects.for_org(membership.organization)
-        .filter(recipient=membership, channel=Notification.Channel.IN_APP)
-        .select_related("workstream__kpi")
-    )
-
-
 def inbox_counts(*, membership: Membership) -> dict[str, int]:
     """Unread in-app notifications and open tasks, for the navigation, in one query."""
 
@@ -178,9 +173,6 @@ def inbox_counts(*, membership: Membership) -> dict[str, int]:
         .first()
     )
     return {"unread": row["n_unread"], "tasks": row["n_tasks"]} if row else {"unread": 0, "tasks": 0}
-
-
-# --- dependency reviews (SEMANTICS.md section 4) --------------------------------------------------------
 
 
 def upstream_causes(*, org: Organization, kpi: Kpi, limit: int = 20) -> list[DependencyReviewSignal]:
@@ -241,9 +233,6 @@ def review_state(review: DependencyReview) -> str:
     if not review.level:
         return "Unanswered: the owner's review task runs"
     return f"Unanswered: escalated to level {review.level} of {levels}, pass {review.escalation_pass}"
-
-
-# --- what happens next (one answer for the inbox, My work, the workstream pages, the API and the digests) --------
 
 
 @dataclass(frozen=True)

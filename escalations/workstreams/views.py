@@ -1,3 +1,5 @@
+""""""
+
 from __future__ import annotations
 
 from django.contrib import messages
@@ -6,38 +8,15 @@ from django.core.paginator import Paginator
 from django.db.models import Count, Q
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
-from django.urls import reverse
 from django.utils import timezone
-from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django.views.decorators.http import require_GET, require_POST
 
-from dependencies import selectors as dependency_selectors
 from escalations.engine import authority as deciding
-from escalations.engine.timing import Level, Policy
 from escalations.models import (
-    DependencyReviewSignal,
-    EscalationPolicy,
     MitigationAction,
     MitigationPath,
-    Notification,
-    NotificationPreference,
     Task,
-    Webhook,
     Workstream,
-)
-from escalations.notify import webhooks
-from escalations.policies import selectors as policy_selectors
-from escalations.policies.forms import (
-    MAX_LEVELS,
-    DefaultsForm,
-    LevelForm,
-    PolicyForm,
-    PreviewForm,
-    WebhookForm,
-    apply_op,
-    level_forms,
-    posted_levels,
-    stored_levels,
-    target_choices,
 )
 from escalations.workstreams import selectors, services
 from escalations.workstreams.forms import (
@@ -45,7 +24,6 @@ from escalations.workstreams.forms import (
     MAX_ACTIONS,
     ActionUpdateForm,
     CloseForm,
-    NotificationPreferencesForm,
     PathForm,
     ReviewAnswerForm,
     ReviewForm,
@@ -53,15 +31,13 @@ from escalations.workstreams.forms import (
     action_formset,
     posted_rows,
 )
-from governance.access import admin_required, deny, get_for_org_or_404, refuse, role_required
+from governance.access import deny, get_for_org_or_404, refuse
 from governance.forms import apply_errors
-from governance.models import Membership, Role, Team
-from scorecards.models import Kpi, Status
+from governance.models import Membership
+from scorecards.models import Kpi
 from scorecards.selectors import visible_kpis
 
 PAGE_SIZE = 50
-
-# --- the workstream page -------------------------------------------------------------------------
 
 
 def _get_workstream(request: HttpRequest, workstream_id: int) -> Workstream:
@@ -137,7 +113,7 @@ def _done(request: HttpRequest, ws: Workstream, notice: str) -> HttpResponse:
         ws.refresh_from_db()
         return _workstream_page(request, ws, notice=notice)
     messages.success(request, notice)
-    return redirect("workstream_detail", org_slug=request.org.slug, workstream_id=ws.pk)
+    return redirect("escalations:workstream_detail", org_slug=request.org.slug, workstream_id=ws.pk)
 
 
 def _refused(request: HttpRequest, ws: Workstream, error: str) -> HttpResponse:
@@ -145,7 +121,7 @@ def _refused(request: HttpRequest, ws: Workstream, error: str) -> HttpResponse:
     if request.htmx:
         return _workstream_page(request, ws, error=error)
     messages.error(request, error)
-    return redirect("workstream_detail", org_slug=request.org.slug, workstream_id=ws.pk)
+    return redirect("escalations:workstream_detail", org_slug=request.org.slug, workstream_id=ws.pk)
 
 
 @require_GET
@@ -255,9 +231,6 @@ def workstream_close(request: HttpRequest, workstream_id: int) -> HttpResponse:
     return _workstream_page(request, ws, {"close_form": form}, failed=True)
 
 
-# --- tasks and actions: answered on the workstream page or in place in the inbox ----------------------
-
-
 def _from_inbox(request: HttpRequest) -> bool:
     return request.POST.get("next") == "inbox"
 
@@ -276,7 +249,7 @@ def _inbox_row(
         messages.error(request, error)
     else:
         messages.success(request, notice)
-    return redirect("task_inbox", org_slug=request.org.slug)
+    return redirect("escalations:task_inbox", org_slug=request.org.slug)
 
 
 @require_POST
@@ -352,9 +325,6 @@ def action_update(request: HttpRequest, action_id: int) -> HttpResponse:
     return _workstream_page(request, ws, {"action_form": form, "action_form_for": action.pk}, failed=True)
 
 
-# --- lists ------------------------------------------------------------------------------------------
-
-
 @require_GET
 def workstream_list(request: HttpRequest) -> HttpResponse:
     """Every episode of the organization, open ones first; the filters live in the URL."""
@@ -408,395 +378,3 @@ def _mark_no_impact(tasks: list[Task], membership: Membership) -> None:
                 deciding.authority("review_no_impact", by=membership, review=review, task=task) if interested else None
             )
             review.no_impact_refusal = answer.refusal if answer is not None else ""
-
-
-# --- notifications --------------------------------------------------------------------------------
-
-
-@require_GET
-def notification_list(request: HttpRequest) -> HttpResponse:
-    page = Paginator(selectors.notifications(membership=request.membership), PAGE_SIZE).get_page(
-        request.GET.get("page")
-    )
-    template = "escalations/notifications.html#list" if request.htmx else "escalations/notifications.html"
-    return render(request, template, {"page": page})
-
-
-@require_POST
-def notification_read(request: HttpRequest, notification_id: int) -> HttpResponse:
-    notification = get_for_org_or_404(request, Notification.objects.select_related("workstream__kpi"), notification_id)
-    if notification.recipient_id != request.membership.pk:
-        raise deny(request, "the notification's recipient")
-    services.notification_mark_read(membership=request.membership, notification=notification)
-    if request.htmx:
-        notification.refresh_from_db(fields=["read_at"])
-        context = {"n": notification, "oob_counts": True}
-        return render(request, "escalations/notifications.html#notification", context)
-    return redirect("notification_list", org_slug=request.org.slug)
-
-
-@require_POST
-def notification_read_all(request: HttpRequest) -> HttpResponse:
-    services.notification_mark_read(membership=request.membership)
-    if request.htmx:
-        page = Paginator(selectors.notifications(membership=request.membership), PAGE_SIZE).get_page(
-            request.POST.get("page")
-        )
-        return render(request, "escalations/notifications.html#list", {"page": page, "oob_counts": True})
-    messages.success(request, "Every notification is marked read.")
-    return redirect("notification_list", org_slug=request.org.slug)
-
-
-@require_http_methods(["GET", "POST"])
-def notification_settings(request: HttpRequest) -> HttpResponse:
-    """Which kinds reach me on which channel; everything is on until switched off."""
-    off = set(
-        NotificationPreference.objects.filter(membership=request.membership, enabled=False).values_list(
-            "kind", "channel"
-        )
-    )
-    form = NotificationPreferencesForm(request.POST or None, off=off)
-    if request.method == "POST" and form.is_valid():
-        try:
-            services.notification_preferences_set(membership=request.membership, off=form.off())
-        except ValidationError as e:
-            apply_errors(form, e)
-        else:
-            messages.success(request, "Notification settings saved.")
-            return redirect("notification_settings", org_slug=request.org.slug)
-    status = 422 if form.errors else 200
-    return render(
-        request,
-        "escalations/notification_settings.html",
-        {"form": form, "channels": Notification.Channel.choices},
-        status=status,
-    )
-
-
-# --- escalation policies and webhooks (admins) ------------------------------------------------------
-# Pages of the issue "Mitigation workstreams and escalation paths", items 3 (policies) and 5 (webhooks).
-
-
-def _policy_draft(request: HttpRequest, editing: bool, choices: list) -> tuple[PolicyForm, list[LevelForm], bool]:
-    """The editor's posted policy and levels, bound and validated (every form, so every error shows at once)."""
-    form = PolicyForm(request.POST, org=request.org, editing=editing)
-    rows = level_forms(posted_levels(request.POST), choices, bound=True)
-    valid = [form.is_valid(), *(row.is_valid() for row in rows)]
-    return form, rows, all(valid)
-
-
-def _level_drafts(rows: list[LevelForm]) -> list[services.LevelDraft]:
-    return [
-        services.LevelDraft(tuple(r.cleaned_data["targets"]), r.cleaned_data["wait"], r.cleaned_data["business_hours"])
-        for r in rows
-    ]
-
-
-def _draft_preview(request: HttpRequest, form: PolicyForm, rows: list[LevelForm], kpi) -> policy_selectors.Preview:
-    draft = Policy(
-        form.cleaned_data["mitigation_due"],
-        form.cleaned_data["ack_timeout"],
-        form.cleaned_data["repeat"],
-        tuple(Level(d.targets, d.wait, d.business_hours) for d in _level_drafts(rows)),
-    )
-    label = f"{form.cleaned_data['name']} (as edited, not saved)"
-    return policy_selectors.preview(kpi=kpi, policy=draft, policy_label=label, opened=timezone.now())
-
-
-def _policy_editor(request: HttpRequest, policy: EscalationPolicy | None) -> HttpResponse:
-    """Create and edit. The `op` buttons add, remove and move levels in place (htmx swaps #levels; without
-    JavaScript the page comes back with the change), preview the draft, or save it."""
-    org, editing = request.org, policy is not None
-    keep = [t for level in policy.levels.all() for t in level.targets] if editing else []
-    choices = target_choices(org, keep)
-    preview_form = PreviewForm(request.POST or None, org=org)
-    status, moved, focus, preview, op = 200, "", None, None, request.POST.get("op", "save")
-    if request.method == "GET":
-        initial = {"repeat": 0, "mitigation_due": "2d", "ack_timeout": "4h"}
-        levels = [{"targets": [], "wait": "1d", "business_hours": False}]
-        if editing:
-            initial = {"name": policy.name, "mitigation_due": policy.mitigation_due, "ack_timeout": policy.ack_timeout}
-            initial["repeat"] = policy.repeat
-            levels = stored_levels(policy)
-        form, rows = PolicyForm(initial=initial, org=org, editing=editing), level_forms(levels, choices, bound=False)
-    elif op in ("save", "preview"):
-        form, rows, valid = _policy_draft(request, editing, choices)
-        if valid and op == "preview" and preview_form.is_valid():
-            preview = _draft_preview(request, form, rows, preview_form.cleaned_data["kpi"])
-        elif valid and op == "save":
-            fields = {name: form.cleaned_data[name] for name in ("name", "mitigation_due", "ack_timeout", "repeat")}
-            fields["levels"] = _level_drafts(rows)
-            try:
-                if editing:
-                    policy = services.policy_update(policy=policy, actor=request.user, **fields)
-                else:
-                    policy = services.policy_create(org=org, actor=request.user, key=form.cleaned_data["key"], **fields)
-            except ValidationError as e:
-                apply_errors(form, e)
-            else:
-                verb = "saved; new episodes follow it" if editing else "created"
-                messages.success(request, f"Policy {policy.name} {verb}.")
-                return redirect("policy_list", org_slug=org.slug)
-        status = 200 if valid and not form.errors else 422
-    else:
-        levels, moved, focus = apply_op(posted_levels(request.POST), op)
-        initial = {name: request.POST.get(name) for name in PolicyForm.base_fields}
-        form = PolicyForm(initial=initial, org=org, editing=editing)
-        rows = level_forms(levels, choices, bound=False)
-    context = {
-        "policy": policy,
-        "form": form,
-        "rows": rows,
-        "moved": moved,
-        "focus": focus,
-        "preview_form": preview_form,
-        "preview": preview,
-        "max_levels": MAX_LEVELS,
-        "failed": status == 422,
-    }
-    if request.htmx and op not in ("save", "preview"):
-        return render(request, "escalations/policies_form.html#levels", context)
-    return render(request, "escalations/policies_form.html", context, status=status)
-
-
-@admin_required
-@require_GET
-def policy_list(request: HttpRequest) -> HttpResponse:
-    return _policy_list_page(request, DefaultsForm(org=request.org))
-
-
-def _policy_list_page(request: HttpRequest, defaults_form: DefaultsForm, status: int = 200) -> HttpResponse:
-    active, archived = policy_selectors.policy_cards(org=request.org)
-    context = {
-        "cards": active,
-        "archived": archived,
-        "defaults_form": defaults_form,
-        "preview_form": PreviewForm(org=request.org),
-    }
-    return render(request, "escalations/policies.html", context, status=status)
-
-
-@admin_required
-@require_http_methods(["GET", "POST"])
-def policy_create(request: HttpRequest) -> HttpResponse:
-    return _policy_editor(request, None)
-
-
-@admin_required
-@require_http_methods(["GET", "POST"])
-def policy_edit(request: HttpRequest, policy_id: int) -> HttpResponse:
-    policy = get_for_org_or_404(request, EscalationPolicy.objects.prefetch_related("levels"), policy_id)
-    if policy.archived_at:
-        messages.error(request, f"{policy.name} is archived; archived policies are kept as they were.")
-        return redirect("policy_list", org_slug=request.org.slug)
-    return _policy_editor(request, policy)
-
-
-@admin_required
-@require_POST
-def policy_archive(request: HttpRequest, policy_id: int) -> HttpResponse:
-    policy = get_for_org_or_404(request, EscalationPolicy, policy_id)
-    try:
-        services.policy_archive(policy=policy, actor=request.user)
-    except ValidationError as e:
-        messages.error(request, " ".join(e.messages))
-    else:
-        messages.success(request, f"Policy {policy.name} archived. Workstreams that follow it keep their copy.")
-    return redirect("policy_list", org_slug=request.org.slug)
-
-
-@admin_required
-@require_POST
-def policy_defaults(request: HttpRequest) -> HttpResponse:
-    form = DefaultsForm(request.POST, org=request.org)
-    if form.is_valid():
-        try:
-            services.policy_assign_defaults(
-                org=request.org, actor=request.user, default=form.default_policy(), teams=form.team_policies()
-            )
-        except ValidationError as e:
-            apply_errors(form, e)
-        else:
-            messages.success(request, "Default policies saved; they apply to episodes opened from now on.")
-            return redirect("policy_list", org_slug=request.org.slug)
-    return _policy_list_page(request, form, status=422)
-
-
-@admin_required
-@require_http_methods(["GET", "POST"])
-def policy_preview(request: HttpRequest) -> HttpResponse:
-    """GET: a KPI under its effective policy or a chosen one. POST: the editor's unsaved draft (htmx)."""
-    org, preview, problem = request.org, None, ""
-    if request.method == "POST":
-        form = PreviewForm(request.POST, org=org)
-        # Read-only, so any posted target may stay a choice: one naming nobody of this organization finds nobody.
-        posted = [t for level in posted_levels(request.POST) for t in level["targets"]]
-        draft, rows, valid = _policy_draft(request, True, target_choices(org, posted))
-        if not form.is_valid():
-            problem = "Pick a KPI to preview."
-        elif not valid:
-            errors = [f"{draft.fields[name].label}: {' '.join(e)}" for name, e in draft.errors.items()]
-            errors += [f"Level {i}: {' '.join(e)}" for i, row in enumerate(rows, 1) for e in row.errors.values()]
-            problem = "Fix the draft first. " + " ".join(errors)
-        else:
-            preview = _draft_preview(request, draft, rows, form.cleaned_data["kpi"])
-    else:
-        data = request.GET.copy() if request.GET else None
-        if data is not None and "kpi" not in data:
-            # The list's "Preview" link names only the policy: show it with the first KPI, the select offers others.
-            first = PreviewForm(org=org).fields["kpi"].queryset.first()
-            data["kpi"] = str(first.pk) if first else ""
-        form = PreviewForm(data, org=org)
-        if form.is_valid():
-            kpi, chosen = form.cleaned_data["kpi"], form.cleaned_data["policy"]
-            if chosen is not None:
-                label, policy = f"{chosen.name} (chosen for the preview)", policy_selectors.stored_policy(chosen)
-            else:
-                label, policy = policy_selectors.effective_policy(kpi)
-            preview = policy_selectors.preview(kpi=kpi, policy=policy, policy_label=label, opened=timezone.now())
-    context = {"preview_form": form, "preview": preview, "problem": problem}
-    if request.htmx:
-        return render(request, "escalations/policies_preview.html#timeline", context)
-    return render(request, "escalations/policies_preview.html", context)
-
-
-def _webhook_list_page(request: HttpRequest, form: WebhookForm, status: int = 200) -> HttpResponse:
-    hooks = (
-        Webhook.objects.for_org(request.org)
-        .annotate(
-            delivered=Count("deliveries", filter=Q(deliveries__delivered_at__isnull=False)),
-            failed=Count("deliveries", filter=Q(deliveries__delivered_at=None, deliveries__attempts__gt=0)),
-        )
-        .order_by("-is_active", "name")
-    )
-    return render(request, "escalations/webhooks.html", {"hooks": hooks, "form": form}, status=status)
-
-
-@admin_required
-@require_http_methods(["GET", "POST"])
-def webhook_list(request: HttpRequest) -> HttpResponse:
-    if request.method == "GET":
-        return _webhook_list_page(request, WebhookForm())
-    form = WebhookForm(request.POST)
-    if form.is_valid():
-        fields = {name: form.cleaned_data[name] for name in ("name", "url", "slack_format")}
-        try:
-            hook = services.webhook_create(org=request.org, actor=request.user, **fields)
-        except ValidationError as e:
-            apply_errors(form, e)
-        else:
-            messages.success(request, f"Webhook {hook.name} created. Copy its signing secret to your receiver.")
-            return redirect("webhook_detail", org_slug=request.org.slug, webhook_id=hook.pk)
-    return _webhook_list_page(request, form, status=422)
-
-
-@admin_required
-@require_http_methods(["GET", "POST"])
-def webhook_detail(request: HttpRequest, webhook_id: int) -> HttpResponse:
-    """Edit and (de)activate, rotate the secret, send a test event, and the latest deliveries."""
-    hook = get_for_org_or_404(request, Webhook, webhook_id)
-    initial = {name: getattr(hook, name) for name in WebhookForm.Meta.fields}
-    form, status = WebhookForm(initial=initial, editing=True), 200
-    action = request.POST.get("action")
-    if action == "edit":
-        form = WebhookForm(request.POST, editing=True)
-        if form.is_valid():
-            try:
-                services.webhook_update(webhook=hook, actor=request.user, **form.cleaned_data)
-            except ValidationError as e:
-                apply_errors(form, e)
-            else:
-                messages.success(request, "Webhook saved.")
-                return redirect("webhook_detail", org_slug=request.org.slug, webhook_id=hook.pk)
-        status = 422
-    elif action == "rotate":
-        services.webhook_rotate_secret(webhook=hook, actor=request.user)
-        messages.success(request, "New signing secret in effect: the old one no longer verifies. Update your receiver.")
-        return redirect("webhook_detail", org_slug=request.org.slug, webhook_id=hook.pk)
-    elif action == "test":
-        try:
-            delivery = services.webhook_send_test(webhook=hook, actor=request.user)
-        except ValidationError as e:
-            messages.error(request, " ".join(e.messages))
-        else:
-            webhooks.deliver_now(delivery)  # after the commit: no transaction waits on the endpoint
-            if delivery.delivered_at:
-                messages.success(request, f"Test event delivered: HTTP {delivery.status_code}.")
-            else:
-                messages.error(request, f"Test event failed: {delivery.error}. It is retried like any other.")
-        if request.htmx:
-            return render(request, "escalations/webhook_detail.html#deliveries", _webhook_context(hook, form))
-        return redirect("webhook_detail", org_slug=request.org.slug, webhook_id=hook.pk)
-    elif request.method == "POST":
-        messages.error(request, "Unknown action.")
-    return render(request, "escalations/webhook_detail.html", _webhook_context(hook, form), status=status)
-
-
-def _webhook_context(hook: Webhook, form: WebhookForm) -> dict:
-    return {"hook": hook, "form": form, "deliveries": hook.deliveries.order_by("-created_at", "-id")[:50]}
-
-
-# --- the team dependency matrix (executives and admins) --------------------------------------------
-# Issue "Cross-team dependency graph", item 3. It lives here, in the top layer, because it reads the dependency
-# reviews next to the edges; the graph pages themselves are in the dependencies app.
-
-MATRIX_RED = (Status.AT_RISK, Status.OFF_TRACK)
-
-
-@role_required(Role.ADMIN, Role.EXECUTIVE)
-@require_GET
-def dependency_matrix(request: HttpRequest) -> HttpResponse:
-    """Teams x teams: the edges from team A's KPIs (upstream, rows) to team B's (downstream, columns), how many of
-    those upstreams are red or stale, and the open dependency reviews they caused downstream."""
-    org = request.org
-    counts = (
-        dependency_selectors.edges(org=org)
-        .filter(upstream__archived_at=None, downstream__archived_at=None)
-        .values("upstream__team_id", "downstream__team_id")
-        .annotate(
-            n=Count("pk"),
-            red=Count("pk", filter=Q(upstream__status__in=MATRIX_RED)),
-            stale=Count("pk", filter=Q(upstream__status=Status.STALE)),
-        )
-        .order_by()
-    )
-    # A review is open until answered; it belongs to the cell of each upstream team whose signal it lists.
-    open_signals = DependencyReviewSignal.objects.for_org(org).filter(review__answered_at=None)
-    reviews = (
-        open_signals.values("upstream__team_id", "kpi__team_id").annotate(n=Count("review", distinct=True)).order_by()
-    )
-    cells: dict[tuple[int, int], dict] = {}
-    for row in counts:
-        cell = {"edges": row["n"], "red": row["red"], "stale": row["stale"], "reviews": 0}
-        cells[(row["upstream__team_id"], row["downstream__team_id"])] = cell
-    for row in reviews:
-        key = (row["upstream__team_id"], row["kpi__team_id"])
-        cells.setdefault(key, {"edges": 0, "red": 0, "stale": 0, "reviews": 0})["reviews"] = row["n"]
-    involved = {team for pair in cells for team in pair}
-    teams = [t for t in Team.objects.for_org(org).order_by("name") if t.pk in involved]
-    graph_url = reverse("dependency_graph", kwargs={"org_slug": org.slug})
-    rows = []
-    for up in teams:
-        row_cells = []
-        for down in teams:
-            cell = cells.get((up.pk, down.pk))
-            if cell:
-                cell["url"] = f"{graph_url}?from_team={up.pk}&to_team={down.pk}"
-            row_cells.append((down, cell))
-        total = [c for _, c in row_cells if c]
-        rows.append({"team": up, "cells": row_cells, "edges": sum(c["edges"] for c in total)})
-    column_totals = [sum(cells.get((up.pk, down.pk), {}).get("edges", 0) for up in teams) for down in teams]
-    return render(
-        request,
-        "escalations/dependency_matrix.html",
-        {
-            "teams": teams,
-            "rows": rows,
-            "column_totals": column_totals,
-            "edge_total": sum(c["edges"] for c in cells.values()),
-            "red_total": sum(c["red"] for c in cells.values()),
-            "stale_total": sum(c["stale"] for c in cells.values()),
-            # Counted once each, though a review with signals from two teams shows in two cells.
-            "review_total": open_signals.values("review_id").distinct().count(),
-        },
-    )

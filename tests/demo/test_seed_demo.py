@@ -69,7 +69,7 @@ def test_the_leads_surge_reaches_supply_chains_owner_as_one_review(demo):
 
     page = Client()
     page.force_login(supply.user)
-    inbox = page.get(reverse("task_inbox", args=["acme"])).content.decode()
+    inbox = page.get(reverse("escalations:task_inbox", args=["acme"])).content.decode()
     assert ">Qualified leads per week</a> surged: +" in inbox and signal.trend in inbox
     assert f"Value <strong>{surge.current:,.0f}</strong>" in inbox
     assert "Answer for Inventory turnover" in inbox and "Answer for On-time in full" in inbox

@@ -408,12 +408,14 @@ def test_the_organizations_log_lists_who_decided_what_and_what_happened_next(ten
     Kpi.objects.filter(pk=tenant.kpi.pk).update(status="off_track")
     _decided(tenant, T0, date(2026, 11, 9))
     client = tenant.client(tenant.member)  # every member reads the log
-    page = client.get(reverse("decision_log", args=[tenant.org.slug])).content.decode()
+    page = client.get(reverse("escalations:decision_log", args=[tenant.org.slug])).content.decode()
     assert "Accepted the risk" in page and "Throughput" in page and "Missed: still off track" in page
-    filtered = client.get(reverse("decision_log", args=[tenant.org.slug]), {"kind": "target_changed"})
+    filtered = client.get(reverse("escalations:decision_log", args=[tenant.org.slug]), {"kind": "target_changed"})
     assert "Throughput" not in filtered.content.decode()
     # The stranger's own log is empty.
-    other = stranger_tenant.client(stranger_tenant.admin).get(reverse("decision_log", args=[stranger_tenant.org.slug]))
+    other = stranger_tenant.client(stranger_tenant.admin).get(
+        reverse("escalations:decision_log", args=[stranger_tenant.org.slug])
+    )
     assert "Throughput" not in other.content.decode() and "No decision recorded yet" in other.content.decode()
 
 
@@ -423,13 +425,13 @@ def test_the_kpi_and_workstream_pages_load_their_decisions_panel(tenant):
     Decision.objects.filter(pk=decision.pk).update(workstream=ws)
     client = tenant.client(tenant.member)
     kpi_page = client.get(reverse("kpi_detail", args=[tenant.org.slug, tenant.kpi.pk])).content.decode()
-    panel_url = reverse("kpi_decisions", args=[tenant.org.slug, tenant.kpi.pk])
+    panel_url = reverse("escalations:kpi_decisions", args=[tenant.org.slug, tenant.kpi.pk])
     assert f'hx-get="{panel_url}"' in kpi_page and f'href="{panel_url}"' in kpi_page  # htmx, and a plain link
     panel = client.get(panel_url, HTTP_HX_REQUEST="true").content.decode()
     assert 'id="kpi-decisions"' in panel and "<html" not in panel and "Accepted the risk" in panel
     assert "Accepted the risk" in client.get(panel_url).content.decode()  # the full page without JavaScript
-    ws_url = reverse("workstream_decisions", args=[tenant.org.slug, ws.pk])
-    ws_page = client.get(reverse("workstream_detail", args=[tenant.org.slug, ws.pk])).content.decode()
+    ws_url = reverse("escalations:workstream_decisions", args=[tenant.org.slug, ws.pk])
+    ws_page = client.get(reverse("escalations:workstream_detail", args=[tenant.org.slug, ws.pk])).content.decode()
     assert f'hx-get="{ws_url}"' in ws_page
     assert "Accepted the risk" in client.get(ws_url, HTTP_HX_REQUEST="true").content.decode()
 
@@ -438,6 +440,6 @@ def test_the_log_reads_a_page_of_decisions_in_a_constant_number_of_queries(tenan
     for n in range(30):
         _decided(tenant, T0 + n * HOUR, date(2026, 11, 9))
     client = tenant.client(tenant.member)
-    client.get(reverse("decision_log", args=[tenant.org.slug]))  # warm the session and the membership
+    client.get(reverse("escalations:decision_log", args=[tenant.org.slug]))  # warm the session and the membership
     with django_assert_max_num_queries(12):
-        assert client.get(reverse("decision_log", args=[tenant.org.slug])).status_code == 200
+        assert client.get(reverse("escalations:decision_log", args=[tenant.org.slug])).status_code == 200

@@ -24,9 +24,9 @@ from django.utils import timezone
 from escalations.management.commands.tick import SWEEPS
 from escalations.models import MitigationAction, MitigationPath, Notification, Task, Workstream
 from escalations.notify.fanout import deliver_due
+from escalations.notify.services import NOTIFICATION_KINDS, notification_preferences_set
 from escalations.reporting import digests
 from escalations.reporting.digests import DIGEST_KIND, send_digests, slot_at
-from escalations.workstreams.services import NOTIFICATION_KINDS, notification_preferences_set
 from governance.models import Membership, Organization, Role
 from scorecards.models import Kpi, StatusChange
 from tests.conftest import Tenant
@@ -217,7 +217,7 @@ def test_a_member_switches_it_off_per_channel_or_entirely(acme):
 
 def test_the_settings_page_offers_the_weekly_digest(acme):
     client = acme.client(acme.member)
-    url = reverse("notification_settings", args=[acme.org.slug])
+    url = reverse("escalations:notification_settings", args=[acme.org.slug])
     assert "Weekly digest, Mondays 08:00" in client.get(url).content.decode()
     form = {f"{kind}__{channel}": "on" for kind in NOTIFICATION_KINDS for channel in ("in_app", "email")}
     del form[f"{DIGEST_KIND}__email"]

@@ -152,22 +152,22 @@ def page_post(case: Case, kind: str, who: str, htmx: bool):
     client = t.client(person(case, who))
     if kind == "path_review":
         data = {"decision": "approve", "reason": "My own plan is fine."}
-        return client.post(url("mitigation_path_review", t, path_id=case.path.pk), data, **headers)
+        return client.post(url("escalations:mitigation_path_review", t, path_id=case.path.pk), data, **headers)
     if kind == "workstream_close":
         data = {"resolution": "accepted_risk", "reason": "Done with it."}
-        return client.post(url("workstream_close", t, workstream_id=case.ws.pk), data, **headers)
+        return client.post(url("escalations:workstream_close", t, workstream_id=case.ws.pk), data, **headers)
     if kind == "risk_accept":
         data = {"kind": "risk", "until": str(today(t) + 5 * DAY), "reason": "Seasonal."}
-        return client.post(url("review_decide", t, kpi_id=t.kpi.pk), data, **headers)
+        return client.post(url("escalations:review_decide", t, kpi_id=t.kpi.pk), data, **headers)
     if kind == "target_change":
         data = {"kind": "target", "target_value": "900", "warning": "800", "critical": "600", "reason": "Easier."}
-        return client.post(url("review_decide", t, kpi_id=t.kpi.pk), data, **headers)
+        return client.post(url("escalations:review_decide", t, kpi_id=t.kpi.pk), data, **headers)
     if kind == "transfer_decide":
         data = {"decision": "approve", "note": "Fine by me."}
-        return client.post(url("transfer_decide", t, transfer_id=t.transfer.pk), data, **headers)
+        return client.post(url("escalations:transfer_decide", t, transfer_id=t.transfer.pk), data, **headers)
     task = case.behalf_task if who == "filer" else case.review_task
     data = {"review": case.review.pk, "impact": "no", "reason": "Nothing to see."}
-    return client.post(url("task_answer", t, task_id=task.pk), data, **headers)
+    return client.post(url("escalations:task_answer", t, task_id=task.pk), data, **headers)
 
 
 def api_post(case: Case, kind: str, who: str):
@@ -237,11 +237,13 @@ def test_it_refuses_a_decision_on_ones_own_work_or_without_authority_through_the
 
 
 def test_the_owner_who_was_escalated_to_sees_no_review_or_close_form(case):
-    page = case.tenant.client(case.owner).get(url("workstream_detail", case.tenant, workstream_id=case.ws.pk))
+    page = case.tenant.client(case.owner).get(
+        url("escalations:workstream_detail", case.tenant, workstream_id=case.ws.pk)
+    )
     html = page.content.decode()
     assert 'id="review"' not in html and 'id="close"' not in html
     decider = case.tenant.client(case.tenant.executive).get(
-        url("workstream_detail", case.tenant, workstream_id=case.ws.pk)
+        url("escalations:workstream_detail", case.tenant, workstream_id=case.ws.pk)
     )
     assert 'id="review"' in decider.content.decode() and 'id="close"' in decider.content.decode()
 
@@ -255,8 +257,8 @@ def test_the_requester_sees_no_approve_button_on_the_kpi_page(case):
 
 def test_the_owner_is_offered_no_decision_on_their_own_kpi_on_the_agenda(case):
     t = case.tenant
-    own = t.client(case.owner).get(url("review_agenda", t)).content.decode()
-    other = t.client(t.executive).get(url("review_agenda", t)).content.decode()
+    own = t.client(case.owner).get(url("escalations:review_agenda", t)).content.decode()
+    other = t.client(t.executive).get(url("escalations:review_agenda", t)).content.decode()
     assert f'id="d{t.kpi.pk}-path-reason"' not in own and f'id="d{t.kpi.pk}-risk-reason"' not in own
     assert f'id="d{t.kpi.pk}-path-reason"' in other and f'id="d{t.kpi.pk}-risk-reason"' in other
 
@@ -279,27 +281,28 @@ def test_the_authority_rule_reads_plain_facts(tenant):
 def test_a_decision_taken_on_each_page_is_in_the_log_on_the_kpi_page_and_in_the_api(case):
     t = case.tenant
     executive = t.client(t.executive)
-    ws_url = url("workstream_detail", t, workstream_id=case.ws.pk)
+    ws_url = url("escalations:workstream_detail", t, workstream_id=case.ws.pk)
     approved = executive.post(
-        url("mitigation_path_review", t, path_id=case.path.pk),
+        url("escalations:mitigation_path_review", t, path_id=case.path.pk),
         {"decision": "approve", "reason": "Second supplier is credible."},
         HTTP_HX_REQUEST="true",
     )
     assert approved.status_code == 200 and ws_url
-    agenda = url("review_decide", t, kpi_id=t.kpi.pk)
+    agenda = url("escalations:review_decide", t, kpi_id=t.kpi.pk)
     executive.post(agenda, {"kind": "risk", "until": str(today(t) + 5 * DAY), "reason": "Peak season."})
     target = {"kind": "target", "target_value": "1100", "warning": "900", "critical": "700", "reason": "New plan."}
     executive.post(agenda, target)
     closed = executive.post(
-        url("workstream_close", t, workstream_id=case.ws.pk),
+        url("escalations:workstream_close", t, workstream_id=case.ws.pk),
         {"resolution": "no_longer_relevant", "reason": "Product retired."},
     )
     assert closed.status_code == 302
     t.client(t.admin).post(
-        url("transfer_decide", t, transfer_id=t.transfer.pk), {"decision": "reject", "note": "Not this quarter."}
+        url("escalations:transfer_decide", t, transfer_id=t.transfer.pk),
+        {"decision": "reject", "note": "Not this quarter."},
     )
     answered = t.client(case.owner).post(
-        url("task_answer", t, task_id=case.review_task.pk),
+        url("escalations:task_answer", t, task_id=case.review_task.pk),
         {"review": case.review.pk, "impact": "no", "reason": "Backlog does not feed throughput."},
     )
     assert answered.status_code == 302
@@ -313,12 +316,12 @@ def test_a_decision_taken_on_each_page_is_in_the_log_on_the_kpi_page_and_in_the_
     }
     assert set(Decision.objects.values_list("kind", flat=True)) == kinds
     assert not Decision.objects.filter(self_approved=True).exists()
-    log = executive.get(url("decision_log", t)).content.decode()
+    log = executive.get(url("escalations:decision_log", t)).content.decode()
     for reason in ("Second supplier is credible.", "Product retired.", "Not this quarter.", "Backlog does not"):
         assert reason in log
-    panel = executive.get(url("kpi_decisions", t, kpi_id=t.kpi.pk), HTTP_HX_REQUEST="true").content.decode()
+    panel = executive.get(url("escalations:kpi_decisions", t, kpi_id=t.kpi.pk), HTTP_HX_REQUEST="true").content.decode()
     assert "Closed the workstream" in panel and "Decided an ownership transfer" in panel
-    episode = executive.get(url("workstream_decisions", t, workstream_id=case.ws.pk)).content.decode()
+    episode = executive.get(url("escalations:workstream_decisions", t, workstream_id=case.ws.pk)).content.decode()
     assert "Approved the mitigation path" in episode and "Product retired." in episode
     listed = api(case.tokens["member"], "get", "decisions").json()
     assert {d["kind"] for d in listed} == kinds
@@ -339,7 +342,7 @@ def test_a_decision_taken_on_each_page_is_in_the_log_on_the_kpi_page_and_in_the_
 def test_an_approval_on_the_workstream_page_needs_a_reason(case, htmx):
     headers = {"HTTP_HX_REQUEST": "true"} if htmx else {}
     response = case.tenant.client(case.tenant.executive).post(
-        url("mitigation_path_review", case.tenant, path_id=case.path.pk), {"decision": "approve"}, **headers
+        url("escalations:mitigation_path_review", case.tenant, path_id=case.path.pk), {"decision": "approve"}, **headers
     )
     assert REASON_REQUIRED in response.content.decode()
     assert nothing_decided(case)
@@ -354,7 +357,9 @@ def test_an_approval_through_the_api_needs_a_reason(case):
 
 def test_a_transfer_needs_a_reason_on_the_kpi_page(case):
     t = case.tenant
-    t.client(t.admin).post(url("transfer_decide", t, transfer_id=t.transfer.pk), {"decision": "approve"}, follow=True)
+    t.client(t.admin).post(
+        url("escalations:transfer_decide", t, transfer_id=t.transfer.pk), {"decision": "approve"}, follow=True
+    )
     assert nothing_decided(case)
 
 
@@ -409,19 +414,24 @@ def test_in_a_one_person_organization_the_owner_decides_self_approved_in_red_and
     )
     client = Client()
     client.force_login(me.user)
-    page = client.get(reverse("workstream_detail", args=[org.slug, ws.pk])).content.decode()
+    page = client.get(reverse("escalations:workstream_detail", args=[org.slug, ws.pk])).content.decode()
     assert 'id="review"' in page
-    client.post(reverse("mitigation_path_review", args=[org.slug, path.pk]), {"decision": "approve", "reason": "Go."})
+    client.post(
+        reverse("escalations:mitigation_path_review", args=[org.slug, path.pk]),
+        {"decision": "approve", "reason": "Go."},
+    )
     decision = Decision.objects.get()
     assert (decision.kind, decision.self_approved) == ("path_approved", True)
-    log = client.get(reverse("decision_log", args=[org.slug])).content.decode()
+    log = client.get(reverse("escalations:decision_log", args=[org.slug])).content.decode()
     assert "decision-self" in log and "Self-approved: no second person in the organization" in log
-    panel = client.get(reverse("kpi_decisions", args=[org.slug, kpi.pk]), HTTP_HX_REQUEST="true").content.decode()
+    panel = client.get(
+        reverse("escalations:kpi_decisions", args=[org.slug, kpi.pk]), HTTP_HX_REQUEST="true"
+    ).content.decode()
     assert "decision-self" in panel
     _, metrics = health.health_report(org=org, weeks=4)
     counted = next(m for m in metrics if m.key == "self_approved")
     assert counted.headline == "1" and counted.tone == "bad"
-    healthy = client.get(reverse("governance_health", args=[org.slug])).content.decode()
+    healthy = client.get(reverse("escalations:governance_health", args=[org.slug])).content.decode()
     assert "Self-approved decisions" in healthy and "self-approved decision in 12 weeks" in healthy
     # A second person joins: from now on the owner's own decisions go to them.
     MembershipFactory(organization=org, role=Role.EXECUTIVE)
@@ -451,7 +461,9 @@ def test_the_owners_form_refuses_an_expected_recovery_that_is_not_after_today(te
         "actions-0-owner": str(tenant.member.pk),
         "actions-0-due": str(today(tenant) + DAY),
     }
-    response = tenant.client(tenant.lead).post(url("mitigation_path_file", tenant, workstream_id=ws.pk), data)
+    response = tenant.client(tenant.lead).post(
+        url("escalations:mitigation_path_file", tenant, workstream_id=ws.pk), data
+    )
     assert response.status_code == 422 and deciding.EXPECTED_DAY in response.content.decode()
     assert not MitigationPath.objects.filter(workstream=ws).exists()
 
@@ -472,7 +484,7 @@ def test_the_api_refuses_an_expected_recovery_in_the_past(tenant):
 def test_the_executives_approval_refuses_an_expect_on_track_by_in_the_past(case):
     t = case.tenant
     response = t.client(t.executive).post(
-        url("review_decide", t, kpi_id=t.kpi.pk),
+        url("escalations:review_decide", t, kpi_id=t.kpi.pk),
         {"kind": "path", "decision": "approve", "reason": "Fine.", "expected_by": "2020-01-01"},
         HTTP_HX_REQUEST="true",
     )
@@ -538,8 +550,8 @@ def test_the_inbox_offers_no_impact_only_to_who_may_answer_it(case):
     """The upstream KPI's owner, escalated to a review their KPI caused, may still say "impact", not "no impact"; the
     downstream owner is offered both."""
     t = case.tenant
-    filers = t.client(case.filer).get(url("task_inbox", t)).content.decode()
-    owners = t.client(case.owner).get(url("task_inbox", t)).content.decode()
+    filers = t.client(case.filer).get(url("escalations:task_inbox", t)).content.decode()
+    owners = t.client(case.owner).get(url("escalations:task_inbox", t)).content.decode()
     assert 'value="no"> No impact' not in filers and "Four eyes" in filers
     assert 'value="yes" required> Impact' in filers
     assert 'value="no"> No impact' in owners

@@ -215,7 +215,9 @@ def test_decisions_per_review_counts_the_sessions_closed_each_week(acme, strange
 def test_the_page_shows_every_metric_with_a_chart_and_its_numbers(acme):
     change(acme.kpi, local(10, 20), "stale")
     with time_machine.travel(NOW, tick=False):
-        response = acme.client(acme.executive).get(reverse("governance_health", args=[acme.org.slug]) + "?weeks=4")
+        response = acme.client(acme.executive).get(
+            reverse("escalations:governance_health", args=[acme.org.slug]) + "?weeks=4"
+        )
     html = response.content.decode()
     assert response.status_code == 200
     assert html.count('role="img"') == 1  # the stale share; the metrics with nothing to chart say so instead
@@ -228,12 +230,14 @@ def test_the_page_shows_every_metric_with_a_chart_and_its_numbers(acme):
 @pytest.mark.parametrize(("query", "rows"), [("", 12), ("?weeks=26", 26), ("?weeks=7", 12), ("?weeks=x", 12)])
 def test_the_period_is_4_12_or_26_weeks(acme, query, rows):
     with time_machine.travel(NOW, tick=False):
-        html = acme.client(acme.admin).get(reverse("governance_health", args=[acme.org.slug]) + query).content
+        html = (
+            acme.client(acme.admin).get(reverse("escalations:governance_health", args=[acme.org.slug]) + query).content
+        )
     assert html.decode().count('<tr><th scope="row" class="nowrap">') == rows
 
 
 def test_executives_and_admins_see_it_members_do_not_and_strangers_get_404(acme, stranger_tenant):
-    url = reverse("governance_health", args=[acme.org.slug])
+    url = reverse("escalations:governance_health", args=[acme.org.slug])
     assert acme.client(acme.executive).get(url).status_code == 200
     assert acme.client(acme.admin).get(url).status_code == 200
     assert acme.client(acme.member).get(url).status_code == 403
@@ -243,7 +247,7 @@ def test_executives_and_admins_see_it_members_do_not_and_strangers_get_404(acme,
 
 
 def test_the_navigation_links_it_for_executives_only(acme):
-    url = reverse("governance_health", args=[acme.org.slug])
+    url = reverse("escalations:governance_health", args=[acme.org.slug])
     overview = reverse("overview", args=[acme.org.slug])
     assert url in acme.client(acme.executive).get(overview).content.decode()
     assert url not in acme.client(acme.member).get(overview).content.decode()
@@ -252,12 +256,16 @@ def test_the_navigation_links_it_for_executives_only(acme):
 def test_a_strangers_data_never_shows(acme, stranger_tenant):
     change(stranger_tenant.kpi, local(10, 20), "stale")
     with time_machine.travel(NOW, tick=False):
-        html = acme.client(acme.executive).get(reverse("governance_health", args=[acme.org.slug])).content.decode()
+        html = (
+            acme.client(acme.executive)
+            .get(reverse("escalations:governance_health", args=[acme.org.slug]))
+            .content.decode()
+        )
     assert "% (1 of 1)" not in html and "0% (0 of 1)" in html and "Globex" not in html
 
 
 def test_the_page_reads_a_constant_number_of_queries(acme, django_assert_max_num_queries):
-    url = reverse("governance_health", args=[acme.org.slug])
+    url = reverse("escalations:governance_health", args=[acme.org.slug])
     client = acme.client(acme.executive)
 
     def count(query: str) -> int:
@@ -289,7 +297,7 @@ def test_an_organization_with_nothing_yet_shows_empty_states(db):
 
     t = make_tenant("initech")
     Kpi.objects.filter(organization=t.org).update(created_at=LONG_AGO, archived_at=LONG_AGO)
-    response = t.client(t.admin).get(reverse("governance_health", args=[t.org.slug]))
+    response = t.client(t.admin).get(reverse("escalations:governance_health", args=[t.org.slug]))
     html = response.content.decode()
     assert response.status_code == 200 and 'role="img"' not in html
     assert "No KPI was tracked in these weeks." in html and "escalation tasks in 12 weeks" in html

@@ -55,10 +55,10 @@ def shown(tenant, membership, at: datetime) -> dict[str, str]:
     client = tenant.client(membership)
     with time_machine.travel(at, tick=False):
         pages = {
-            "inbox": client.get(reverse("task_inbox", args=[org])),
+            "inbox": client.get(reverse("escalations:task_inbox", args=[org])),
             "my work": client.get(reverse("my_work", args=[org])),
-            "workstream": client.get(reverse("workstream_detail", args=[org, ws.pk])),
-            "list": client.get(reverse("workstream_list", args=[org])),
+            "workstream": client.get(reverse("escalations:workstream_detail", args=[org, ws.pk])),
+            "list": client.get(reverse("escalations:workstream_list", args=[org])),
         }
         api = Client().get("/api/v1/workstreams", HTTP_AUTHORIZATION=f"Bearer {tenant.token}")
     texts = {name: html.unescape(page.content.decode()) for name, page in pages.items()}
@@ -184,7 +184,7 @@ def test_my_work_marks_overdue_tasks_as_the_inbox_does(acme):
     sweep(T0)
     client = acme.client(acme.lead)
     with time_machine.travel(T0 + 3 * DAY, tick=False):  # the mitigation task was due a day ago
-        inbox = client.get(reverse("task_inbox", args=[acme.org.slug])).content.decode()
+        inbox = client.get(reverse("escalations:task_inbox", args=[acme.org.slug])).content.decode()
         mine = client.get(reverse("my_work", args=[acme.org.slug])).content.decode()
     overdue = '<strong class="due due-overdue">24 h overdue</strong>'
     assert overdue in inbox and overdue in mine
@@ -198,7 +198,7 @@ def test_a_strangers_workstreams_say_nothing_of_ours(acme, stranger_tenant):
     with time_machine.travel(T0 + 2 * DAY, tick=False):
         api = Client().get("/api/v1/workstreams", HTTP_AUTHORIZATION=f"Bearer {stranger_tenant.token}")
         page = stranger_tenant.client(stranger_tenant.executive).get(
-            reverse("workstream_list", args=[stranger_tenant.org.slug])
+            reverse("escalations:workstream_list", args=[stranger_tenant.org.slug])
         )
     assert json.loads(api.content) == []
     assert "Hana Head" not in page.content.decode()

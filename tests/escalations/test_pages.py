@@ -106,7 +106,7 @@ def denied(tenant: Tenant, membership: Membership) -> int:
 
 def test_the_owner_files_a_path_with_two_actions_through_the_page(tenant, episode):
     client = tenant.client(tenant.lead)
-    page = client.get(url("workstream_detail", tenant, workstream_id=episode.pk)).content.decode()
+    page = client.get(url("escalations:workstream_detail", tenant, workstream_id=episode.pk)).content.decode()
     assert 'id="file-path"' in page and 'id="action-row-1"' in page  # two blank rows work without JavaScript
     data = path_data(
         "Campaign paused in week 44",
@@ -116,7 +116,7 @@ def test_the_owner_files_a_path_with_two_actions_through_the_page(tenant, episod
             ("Hire a planner", tenant.executive.pk, today(tenant) + 5 * DAY),
         ],
     )
-    response = client.post(url("mitigation_path_file", tenant, workstream_id=episode.pk), data)
+    response = client.post(url("escalations:mitigation_path_file", tenant, workstream_id=episode.pk), data)
     assert response.status_code == 302
     path = MitigationPath.objects.get(workstream=episode)
     assert (path.root_cause, path.state, path.filed_by) == ("Campaign paused in week 44", "submitted", tenant.lead.user)
@@ -130,7 +130,7 @@ def test_the_owner_files_a_path_with_two_actions_through_the_page(tenant, episod
 
 def test_add_action_swaps_in_the_form_with_one_more_row_and_keeps_what_was_typed(tenant, episode):
     client = tenant.client(tenant.lead)
-    post = url("mitigation_path_file", tenant, workstream_id=episode.pk)
+    post = url("escalations:mitigation_path_file", tenant, workstream_id=episode.pk)
     due = today(tenant) + 3 * DAY
     response = htmx(
         client,
@@ -156,7 +156,8 @@ def test_remove_takes_out_that_row_and_keeps_the_others(tenant, episode):
     due = today(tenant) + 3 * DAY
     rows = [("First", tenant.member.pk, due), ("Second", tenant.member.pk, due), ("Third", tenant.lead.pk, due)]
     response = tenant.client(tenant.lead).post(
-        url("mitigation_path_file", tenant, workstream_id=episode.pk), path_data("x", "", rows, remove_row="1")
+        url("escalations:mitigation_path_file", tenant, workstream_id=episode.pk),
+        path_data("x", "", rows, remove_row="1"),
     )
     html = response.content.decode()
     assert response.status_code == 200 and "<html" in html  # without JavaScript: the whole page again
@@ -168,10 +169,10 @@ def test_remove_takes_out_that_row_and_keeps_the_others(tenant, episode):
 def test_an_explanation_without_actions_is_refused_and_nothing_is_stored(tenant, episode):
     client = tenant.client(tenant.lead)
     data = path_data("Bad luck", today(tenant) + 5 * DAY, [("", "", ""), ("", "", "")])
-    response = client.post(url("mitigation_path_file", tenant, workstream_id=episode.pk), data)
+    response = client.post(url("escalations:mitigation_path_file", tenant, workstream_id=episode.pk), data)
     assert response.status_code == 422
     assert "An explanation is not a mitigation path" in response.content.decode()
-    response = htmx(client, url("mitigation_path_file", tenant, workstream_id=episode.pk), data)
+    response = htmx(client, url("escalations:mitigation_path_file", tenant, workstream_id=episode.pk), data)
     assert response.status_code == 200 and "An explanation is not a mitigation path" in response.content.decode()
     assert not MitigationPath.objects.exists() and not MitigationAction.objects.exists()
     assert Task.objects.get(kind="mitigation").state == "open"
@@ -179,12 +180,16 @@ def test_an_explanation_without_actions_is_refused_and_nothing_is_stored(tenant,
 
 def test_the_service_errors_show_on_their_fields(tenant, episode):
     data = path_data("  ", today(tenant) - DAY, [("Act", tenant.member.pk, today(tenant) - DAY)])
-    response = tenant.client(tenant.lead).post(url("mitigation_path_file", tenant, workstream_id=episode.pk), data)
+    response = tenant.client(tenant.lead).post(
+        url("escalations:mitigation_path_file", tenant, workstream_id=episode.pk), data
+    )
     html = response.content.decode()
     assert response.status_code == 422
     assert "This field is required" in html  # a blank root cause is caught by the form already
     data["root_cause"] = "Real cause"
-    html = tenant.client(tenant.lead).post(url("mitigation_path_file", tenant, workstream_id=episode.pk), data)
+    html = tenant.client(tenant.lead).post(
+        url("escalations:mitigation_path_file", tenant, workstream_id=episode.pk), data
+    )
     html = html.content.decode()
     assert "The expected recovery must be a day after today." in html and "Action 1 is due in the past." in html
     assert not MitigationPath.objects.exists()
@@ -192,7 +197,9 @@ def test_the_service_errors_show_on_their_fields(tenant, episode):
 
 def test_an_action_owner_from_another_organization_is_refused(tenant, stranger_tenant, episode):
     data = path_data("Cause", today(tenant) + 5 * DAY, [("Act", stranger_tenant.member.pk, today(tenant) + DAY)])
-    response = tenant.client(tenant.lead).post(url("mitigation_path_file", tenant, workstream_id=episode.pk), data)
+    response = tenant.client(tenant.lead).post(
+        url("escalations:mitigation_path_file", tenant, workstream_id=episode.pk), data
+    )
     assert response.status_code == 422 and "Select a valid choice" in response.content.decode()
     assert not MitigationPath.objects.exists()
 
@@ -200,7 +207,9 @@ def test_an_action_owner_from_another_organization_is_refused(tenant, stranger_t
 def test_an_owner_from_any_team_may_own_an_action(tenant, episode):
     elsewhere = MembershipFactory(organization=tenant.org, role=Role.MEMBER)  # in no team at all
     data = path_data("Cause", today(tenant) + 5 * DAY, [("Act", elsewhere.pk, today(tenant) + DAY)])
-    response = tenant.client(tenant.lead).post(url("mitigation_path_file", tenant, workstream_id=episode.pk), data)
+    response = tenant.client(tenant.lead).post(
+        url("escalations:mitigation_path_file", tenant, workstream_id=episode.pk), data
+    )
     assert response.status_code == 302 and MitigationAction.objects.get().owner == elsewhere
 
 
@@ -208,17 +217,27 @@ def test_an_owner_from_any_team_may_own_an_action(tenant, episode):
 def test_only_the_owner_files(tenant, episode, who):
     someone = getattr(tenant, who)
     data = path_data("Cause", today(tenant) + 5 * DAY, [("Act", tenant.member.pk, today(tenant) + DAY)])
-    response = tenant.client(someone).post(url("mitigation_path_file", tenant, workstream_id=episode.pk), data)
+    response = tenant.client(someone).post(
+        url("escalations:mitigation_path_file", tenant, workstream_id=episode.pk), data
+    )
     assert response.status_code == 403 and denied(tenant, someone) == 1
     assert not MitigationPath.objects.exists()
-    page = tenant.client(someone).get(url("workstream_detail", tenant, workstream_id=episode.pk)).content.decode()
+    page = (
+        tenant.client(someone)
+        .get(url("escalations:workstream_detail", tenant, workstream_id=episode.pk))
+        .content.decode()
+    )
     assert 'id="file-path"' not in page
 
 
 def test_after_a_rejection_the_owner_revises_the_rejected_path(tenant, episode):
     path = file_path(tenant, episode)
     mitigation_path_review(path=path, by=tenant.executive, approve=False, comment="Too vague")
-    page = tenant.client(tenant.lead).get(url("workstream_detail", tenant, workstream_id=episode.pk)).content.decode()
+    page = (
+        tenant.client(tenant.lead)
+        .get(url("escalations:workstream_detail", tenant, workstream_id=episode.pk))
+        .content.decode()
+    )
     assert "File a revised mitigation path" in page and 'value="Restart the campaign"' in page
     assert "Too vague" in page
 
@@ -234,10 +253,10 @@ def test_executives_and_escalation_targets_review(tenant, episode, who, allowed)
     path = file_path(tenant, episode)
     someone = getattr(tenant, who)
     client = tenant.client(someone)
-    page = client.get(url("workstream_detail", tenant, workstream_id=episode.pk)).content.decode()
+    page = client.get(url("escalations:workstream_detail", tenant, workstream_id=episode.pk)).content.decode()
     assert ('id="review"' in page) == allowed
     response = client.post(
-        url("mitigation_path_review", tenant, path_id=path.pk), {"decision": "approve", "reason": "Good"}
+        url("escalations:mitigation_path_review", tenant, path_id=path.pk), {"decision": "approve", "reason": "Good"}
     )
     path.refresh_from_db()
     if allowed:
@@ -251,12 +270,14 @@ def test_executives_and_escalation_targets_review(tenant, episode, who, allowed)
 def test_a_review_needs_a_reason(tenant, episode):
     path = file_path(tenant, episode)
     client = tenant.client(tenant.executive)
-    response = client.post(url("mitigation_path_review", tenant, path_id=path.pk), {"decision": "reject"})
+    response = client.post(url("escalations:mitigation_path_review", tenant, path_id=path.pk), {"decision": "reject"})
     assert response.status_code == 422 and "Every decision needs its reason on record." in response.content.decode()
     path.refresh_from_db()
     assert path.state == "submitted"
     response = htmx(
-        client, url("mitigation_path_review", tenant, path_id=path.pk), {"decision": "reject", "reason": "Vague"}
+        client,
+        url("escalations:mitigation_path_review", tenant, path_id=path.pk),
+        {"decision": "reject", "reason": "Vague"},
     )
     assert response.status_code == 200 and "rejected: it goes back to the owner" in response.content.decode()
     path.refresh_from_db()
@@ -267,7 +288,7 @@ def test_a_review_needs_a_reason(tenant, episode):
 def test_only_the_assignee_acknowledges_a_task(tenant, episode, who, allowed):
     task = Task.objects.get(kind="escalation")
     someone = getattr(tenant, who)
-    response = tenant.client(someone).post(url("task_acknowledge", tenant, task_id=task.pk))
+    response = tenant.client(someone).post(url("escalations:task_acknowledge", tenant, task_id=task.pk))
     task.refresh_from_db()
     if allowed:
         assert response.status_code == 302 and task.state == "acknowledged"
@@ -282,9 +303,11 @@ def test_the_action_owner_and_the_kpi_owner_report_on_an_action(tenant, episode,
     action = file_path(tenant, episode).actions.get()  # owned by member; the KPI by lead
     someone = getattr(tenant, who)
     client = tenant.client(someone)
-    page = client.get(url("workstream_detail", tenant, workstream_id=episode.pk)).content.decode()
-    assert (url("action_update", tenant, action_id=action.pk) in page) == allowed
-    response = client.post(url("action_update", tenant, action_id=action.pk), {"progress": "Booked", "done": "1"})
+    page = client.get(url("escalations:workstream_detail", tenant, workstream_id=episode.pk)).content.decode()
+    assert (url("escalations:action_update", tenant, action_id=action.pk) in page) == allowed
+    response = client.post(
+        url("escalations:action_update", tenant, action_id=action.pk), {"progress": "Booked", "done": "1"}
+    )
     action.refresh_from_db()
     if allowed:
         assert response.status_code == 302 and action.done_at is not None and action.progress == "Booked"
@@ -294,10 +317,14 @@ def test_the_action_owner_and_the_kpi_owner_report_on_an_action(tenant, episode,
 
 def test_an_empty_progress_report_is_refused(tenant, episode):
     action = file_path(tenant, episode).actions.get()
-    response = tenant.client(tenant.member).post(url("action_update", tenant, action_id=action.pk), {"progress": " "})
+    response = tenant.client(tenant.member).post(
+        url("escalations:action_update", tenant, action_id=action.pk), {"progress": " "}
+    )
     assert response.status_code == 422 and "Write what has happened" in response.content.decode()
     response = htmx(
-        tenant.client(tenant.member), url("action_update", tenant, action_id=action.pk), {"progress": "Half"}
+        tenant.client(tenant.member),
+        url("escalations:action_update", tenant, action_id=action.pk),
+        {"progress": "Half"},
     )
     assert response.status_code == 200 and "Progress recorded." in response.content.decode()
     action.refresh_from_db()
@@ -308,7 +335,7 @@ def test_an_empty_progress_report_is_refused(tenant, episode):
 def test_only_an_executive_closes(tenant, episode, who):
     someone = getattr(tenant, who)
     data = {"resolution": "accepted_risk", "reason": "Seasonal"}
-    response = tenant.client(someone).post(url("workstream_close", tenant, workstream_id=episode.pk), data)
+    response = tenant.client(someone).post(url("escalations:workstream_close", tenant, workstream_id=episode.pk), data)
     assert response.status_code == 403 and denied(tenant, someone) == 1
     episode.refresh_from_db()
     assert episode.is_open
@@ -316,7 +343,7 @@ def test_only_an_executive_closes(tenant, episode, who):
 
 def test_an_executive_closes_with_a_resolution_and_a_reason(tenant, episode):
     client = tenant.client(tenant.executive)
-    post = url("workstream_close", tenant, workstream_id=episode.pk)
+    post = url("escalations:workstream_close", tenant, workstream_id=episode.pk)
     response = client.post(post, {"resolution": "recovered", "reason": "It is fine"})
     assert response.status_code == 422 and "Select a valid choice" in response.content.decode()
     response = client.post(post, {"resolution": "accepted_risk", "reason": ""})
@@ -339,7 +366,7 @@ def test_the_page_shows_state_tasks_timeline_and_earlier_paths(tenant, episode):
     first = file_path(tenant, episode)
     mitigation_path_review(path=first, by=tenant.executive, approve=False, comment="Needs owners")
     second = file_path(tenant, episode)
-    page = tenant.client(tenant.executive).get(url("workstream_detail", tenant, workstream_id=episode.pk))
+    page = tenant.client(tenant.executive).get(url("escalations:workstream_detail", tenant, workstream_id=episode.pk))
     html = page.content.decode()
     assert "Escalated to level 1 of 2, pass 1" in html and "(Europe/Berlin)" in html
     local = timezone.localtime(episode.next_escalation_at, tenant.org.tzinfo)
@@ -372,7 +399,7 @@ def test_the_inbox_lists_overdue_tasks_first_then_by_due_time(tenant, episode):
     _task(tenant, tenant.target, "data_freshness", now - 2 * DAY, "overdue")
     _task(tenant, tenant.target, "mitigation", now, "done", state="done")
     _task(tenant, tenant.member, "mitigation", now - DAY, "someone else's")
-    html = tenant.client(tenant.target).get(url("task_inbox", tenant)).content.decode()
+    html = tenant.client(tenant.target).get(url("escalations:task_inbox", tenant)).content.decode()
     assert html.count('<li id="task-') == 3  # the done task and the member's task are not listed
     assert html.index("Restore data") < html.index("Escalation</span>") < html.index("Backlog")
     assert "2 d overdue" in html and "due-overdue" in html
@@ -382,21 +409,23 @@ def test_the_inbox_lists_overdue_tasks_first_then_by_due_time(tenant, episode):
 def test_an_escalation_task_is_acknowledged_in_place(tenant, episode):
     task = Task.objects.get(kind="escalation")
     client = tenant.client(tenant.target)
-    assert "Acknowledge</button>" in client.get(url("task_inbox", tenant)).content.decode()
-    response = htmx(client, url("task_acknowledge", tenant, task_id=task.pk), {"next": "inbox"})
+    assert "Acknowledge</button>" in client.get(url("escalations:task_inbox", tenant)).content.decode()
+    response = htmx(client, url("escalations:task_acknowledge", tenant, task_id=task.pk), {"next": "inbox"})
     html = response.content.decode()
     assert response.status_code == 200 and "<html" not in html and html.lstrip().startswith(f'<li id="task-{task.pk}"')
     assert "Acknowledged" in html and "Acknowledge</button>" not in html and 'hx-swap-oob="true"' in html
     task.refresh_from_db()
     assert task.state == "acknowledged"
     # Acknowledging twice says so instead of failing.
-    html = htmx(client, url("task_acknowledge", tenant, task_id=task.pk), {"next": "inbox"}).content.decode()
+    html = htmx(
+        client, url("escalations:task_acknowledge", tenant, task_id=task.pk), {"next": "inbox"}
+    ).content.decode()
     assert "This task is acknowledged." in html
 
 
 def test_the_inbox_offers_the_review_once_a_path_waits(tenant, episode):
     file_path(tenant, episode)
-    html = tenant.client(tenant.target).get(url("task_inbox", tenant)).content.decode()
+    html = tenant.client(tenant.target).get(url("escalations:task_inbox", tenant)).content.decode()
     assert "a mitigation path awaits your review" in html and "#review" in html
 
 
@@ -404,8 +433,10 @@ def test_an_overdue_action_is_marked_done_from_the_inbox(tenant, episode):
     action = file_path(tenant, episode).actions.get()
     task = _task(tenant, tenant.member, "action", timezone.now() - HOUR, "action", action=action, workstream=episode)
     client = tenant.client(tenant.member)
-    assert "Mark done" in client.get(url("task_inbox", tenant)).content.decode()
-    response = htmx(client, url("action_update", tenant, action_id=action.pk), {"done": "1", "next": "inbox"})
+    assert "Mark done" in client.get(url("escalations:task_inbox", tenant)).content.decode()
+    response = htmx(
+        client, url("escalations:action_update", tenant, action_id=action.pk), {"done": "1", "next": "inbox"}
+    )
     html = response.content.decode()
     assert response.status_code == 200 and f'id="task-{task.pk}"' in html and "Action marked done." in html
     task.refresh_from_db()
@@ -415,13 +446,13 @@ def test_an_overdue_action_is_marked_done_from_the_inbox(tenant, episode):
 
 def test_a_dependency_review_task_is_listed_with_its_workstream(tenant, episode):
     _task(tenant, tenant.member, "dependency_review", timezone.now() + DAY, "review", workstream=episode)
-    html = tenant.client(tenant.member).get(url("task_inbox", tenant)).content.decode()
+    html = tenant.client(tenant.member).get(url("escalations:task_inbox", tenant)).content.decode()
     assert "Dependency review" in html and "assess the impact" in html
-    assert f'href="{url("workstream_detail", tenant, workstream_id=episode.pk)}">Open workstream' in html
+    assert f'href="{url("escalations:workstream_detail", tenant, workstream_id=episode.pk)}">Open workstream' in html
 
 
 def test_an_empty_inbox_says_so(tenant):
-    html = tenant.client(tenant.member).get(url("task_inbox", tenant)).content.decode()
+    html = tenant.client(tenant.member).get(url("escalations:task_inbox", tenant)).content.decode()
     assert "Nothing waits for you" in html
 
 
@@ -441,7 +472,7 @@ def test_the_inbox_needs_a_constant_number_of_queries(tenant, episode, django_as
         )
     client = tenant.client(tenant.target)
     with django_assert_max_num_queries(INBOX_QUERIES):
-        response = client.get(url("task_inbox", tenant))
+        response = client.get(url("escalations:task_inbox", tenant))
     assert response.content.decode().count('<li id="task-') == 31
 
 
@@ -450,7 +481,7 @@ def test_the_inbox_needs_a_constant_number_of_queries(tenant, episode, django_as
 
 def test_my_work_shows_the_open_tasks(tenant, episode):
     html = tenant.client(tenant.lead).get(url("my_work", tenant)).content.decode()
-    assert "File a mitigation path" in html and url("task_inbox", tenant) in html
+    assert "File a mitigation path" in html and url("escalations:task_inbox", tenant) in html
 
 
 # --- notifications --------------------------------------------------------------------------------
@@ -469,21 +500,21 @@ def test_the_badge_counts_unread_notifications_and_marking_read_lowers_it(tenant
         subject="Something ended",
         body="Over",
     )
-    html = client.get(url("notification_list", tenant)).content.decode()
+    html = client.get(url("escalations:notification_list", tenant)).content.decode()
     assert 'id="nav-unread-count" class="nav-count">2<' in html and html.count("notification-unread") == 2
     first = unread.order_by("created_at").first()
-    response = htmx(client, url("notification_read", tenant, notification_id=first.pk))
+    response = htmx(client, url("escalations:notification_read", tenant, notification_id=first.pk))
     html = response.content.decode()
     assert response.status_code == 200 and "notification-unread" not in html
     assert 'id="nav-unread-count" class="nav-count"' in html and ">1<" in html  # the badge, out of band
-    response = client.post(url("notification_read_all", tenant))
+    response = client.post(url("escalations:notification_read_all", tenant))
     assert response.status_code == 302 and unread.count() == 0
-    html = client.get(url("notification_list", tenant)).content.decode()
+    html = client.get(url("escalations:notification_list", tenant)).content.decode()
     assert 'id="nav-unread-count" class="nav-count nav-count-empty"' in html
 
 
 def test_mark_all_read_with_htmx_swaps_the_list_and_the_badge(tenant, episode):
-    response = htmx(tenant.client(tenant.target), url("notification_read_all", tenant))
+    response = htmx(tenant.client(tenant.target), url("escalations:notification_read_all", tenant))
     html = response.content.decode()
     assert response.status_code == 200 and "<html" not in html and 'id="notification-list"' in html
     assert "notification-unread" not in html and 'id="nav-unread-count" class="nav-count nav-count-empty"' in html
@@ -492,25 +523,30 @@ def test_mark_all_read_with_htmx_swaps_the_list_and_the_badge(tenant, episode):
 
 def test_a_notification_of_someone_else_cannot_be_marked_read(tenant, episode):
     theirs = Notification.objects.filter(recipient=tenant.target).first()
-    response = tenant.client(tenant.member).post(url("notification_read", tenant, notification_id=theirs.pk))
+    response = tenant.client(tenant.member).post(
+        url("escalations:notification_read", tenant, notification_id=theirs.pk)
+    )
     assert response.status_code == 403 and denied(tenant, tenant.member) == 1
     theirs.refresh_from_db()
     assert theirs.read_at is None
 
 
 def test_the_notifications_page_links_to_the_workstream_and_shows_an_empty_state(tenant, episode):
-    html = tenant.client(tenant.target).get(url("notification_list", tenant)).content.decode()
-    assert f'href="{url("workstream_detail", tenant, workstream_id=episode.pk)}"' in html
-    assert "No notifications" in tenant.client(tenant.admin).get(url("notification_list", tenant)).content.decode()
+    html = tenant.client(tenant.target).get(url("escalations:notification_list", tenant)).content.decode()
+    assert f'href="{url("escalations:workstream_detail", tenant, workstream_id=episode.pk)}"' in html
+    assert (
+        "No notifications"
+        in tenant.client(tenant.admin).get(url("escalations:notification_list", tenant)).content.decode()
+    )
 
 
 def test_switching_a_channel_off_stops_that_kind_on_that_channel(tenant, episode):
     client = tenant.client(tenant.lead)
-    page = client.get(url("notification_settings", tenant)).content.decode()
+    page = client.get(url("escalations:notification_settings", tenant)).content.decode()
     assert 'name="path_approved__email"' in page and "checked" in page
     # Everything stays on but the email about an approved path.
     form = {name: "on" for name in re.findall(r'name="(\w+__\w+)"', page) if name != "path_approved__email"}
-    response = client.post(url("notification_settings", tenant), form)
+    response = client.post(url("escalations:notification_settings", tenant), form)
     assert response.status_code == 302
     assert set(NotificationPreference.objects.filter(enabled=False).values_list("kind", "channel")) == {
         ("path_approved", "email")
@@ -519,7 +555,7 @@ def test_switching_a_channel_off_stops_that_kind_on_that_channel(tenant, episode
     mitigation_path_review(path=file_path(tenant, episode), by=tenant.executive, approve=True, comment="Credible plan.")
     sent = Notification.objects.filter(recipient=tenant.lead, kind="path_approved")
     assert list(sent.values_list("channel", flat=True)) == ["in_app"]
-    page = client.get(url("notification_settings", tenant)).content.decode()
+    page = client.get(url("escalations:notification_settings", tenant)).content.decode()
     assert 'name="path_approved__email" id="id_path_approved__email"' in page  # shown unchecked
 
 
@@ -539,15 +575,15 @@ def test_the_workstream_list_shows_open_ones_first_and_filters(tenant, episode):
         resolution="recovered",
     )
     client = tenant.client(tenant.member)
-    html = client.get(url("workstream_list", tenant)).content.decode()
+    html = client.get(url("escalations:workstream_list", tenant)).content.decode()
     assert "Throughput" in html and "Old episode" not in html and "Awaiting review" in html
     assert "Level 1 of 2, pass 1" in html
-    html = client.get(url("workstream_list", tenant), {"state": "all"}).content.decode()
+    html = client.get(url("escalations:workstream_list", tenant), {"state": "all"}).content.decode()
     assert html.index("Throughput") < html.index("Old episode")
-    response = client.get(url("workstream_list", tenant), {"state": "resolved"}, HTTP_HX_REQUEST="true")
+    response = client.get(url("escalations:workstream_list", tenant), {"state": "resolved"}, HTTP_HX_REQUEST="true")
     html = response.content.decode()
     assert "<html" not in html and "Old episode" in html and "Throughput" not in html
-    html = client.get(url("workstream_list", tenant), {"kind": "data_freshness"}).content.decode()
+    html = client.get(url("escalations:workstream_list", tenant), {"kind": "data_freshness"}).content.decode()
     assert "No workstream matches" in html
 
 
@@ -558,14 +594,14 @@ def test_the_workstream_list_pages_keep_the_filters(tenant, monkeypatch):
         kpi = KpiFactory(organization=tenant.org, team=tenant.team, owner=tenant.lead, name=f"Episode {i}")
         Workstream.objects.create(organization=tenant.org, kpi=kpi, severity="at_risk", opened_at=now - i * DAY)
     client = tenant.client(tenant.member)
-    html = client.get(url("workstream_list", tenant), {"state": "open"}).content.decode()
+    html = client.get(url("escalations:workstream_list", tenant), {"state": "open"}).content.decode()
     assert "Page 1 of 3" in html and "?state=open&amp;page=2" in html and ">Previous<" not in html
-    html = client.get(url("workstream_list", tenant), {"state": "open", "page": 3}).content.decode()
+    html = client.get(url("escalations:workstream_list", tenant), {"state": "open", "page": 3}).content.decode()
     assert "Page 3 of 3" in html and "?state=open&amp;page=2" in html and ">Next<" not in html
 
 
 def test_the_workstream_list_has_an_empty_state(tenant):
-    html = tenant.client(tenant.member).get(url("workstream_list", tenant)).content.decode()
+    html = tenant.client(tenant.member).get(url("escalations:workstream_list", tenant)).content.decode()
     assert "No open workstream" in html
 
 
@@ -585,7 +621,7 @@ def test_the_workstream_list_needs_a_constant_number_of_queries(tenant, django_a
         )
     client = tenant.client(tenant.member)
     with django_assert_max_num_queries(WORKSTREAM_LIST_QUERIES):
-        response = client.get(url("workstream_list", tenant))
+        response = client.get(url("escalations:workstream_list", tenant))
     assert response.content.decode().count("Awaiting review") == 40
 
 
@@ -606,13 +642,13 @@ def test_the_notifications_page_needs_a_constant_number_of_queries(tenant, episo
     )
     client = tenant.client(tenant.target)
     with django_assert_max_num_queries(NOTIFICATION_LIST_QUERIES):
-        response = client.get(url("notification_list", tenant))
+        response = client.get(url("escalations:notification_list", tenant))
     assert response.content.decode().count('class="notification ') == 41
 
 
 def test_the_kpi_page_shows_the_open_workstream(tenant, episode):
     html = tenant.client(tenant.member).get(url("kpi_detail", tenant, kpi_id=tenant.kpi.pk)).content.decode()
-    assert url("workstream_detail", tenant, workstream_id=episode.pk) in html
+    assert url("escalations:workstream_detail", tenant, workstream_id=episode.pk) in html
     assert "Escalated to level 1" in html
 
 
@@ -629,7 +665,7 @@ def test_the_scorecard_marks_kpis_with_an_open_workstream(tenant, episode, djang
     with django_assert_max_num_queries(15):  # the scorecard's pinned budget (tests/scorecards/test_kpi_pages.py)
         html = client.get(url("kpi_list", tenant)).content.decode()
     assert html.count('class="ws-marker"') == 31
-    assert url("workstream_detail", tenant, workstream_id=episode.pk) in html
+    assert url("escalations:workstream_detail", tenant, workstream_id=episode.pk) in html
 
 
 # session, user, membership, the switcher, the navigation's counts, the tasks: none grows with the rows

@@ -150,18 +150,23 @@ class Call:
 
 
 CALLS = [
-    Call("policy_list", "get"),
-    Call("policy_create", "get"),
-    Call("policy_create", "post", data=policy_data([{"targets": ["team_lead"]}])),
-    Call("policy_edit", "get", {"policy_id": "policy"}),
-    Call("policy_edit", "post", {"policy_id": "policy"}, policy_data([{"targets": ["owner"]}], name="Hijacked")),
-    Call("policy_archive", "post", {"policy_id": "policy"}),
-    Call("policy_defaults", "post"),
-    Call("policy_preview", "get"),
-    Call("webhook_list", "get"),
-    Call("webhook_list", "post", data={"name": "Mine", "url": "https://example.com/hook"}),
-    Call("webhook_detail", "get", {"webhook_id": "webhook"}),
-    Call("webhook_detail", "post", {"webhook_id": "webhook"}, {"action": "rotate"}),
+    Call("escalations:policy_list", "get"),
+    Call("escalations:policy_create", "get"),
+    Call("escalations:policy_create", "post", data=policy_data([{"targets": ["team_lead"]}])),
+    Call("escalations:policy_edit", "get", {"policy_id": "policy"}),
+    Call(
+        "escalations:policy_edit",
+        "post",
+        {"policy_id": "policy"},
+        policy_data([{"targets": ["owner"]}], name="Hijacked"),
+    ),
+    Call("escalations:policy_archive", "post", {"policy_id": "policy"}),
+    Call("escalations:policy_defaults", "post"),
+    Call("escalations:policy_preview", "get"),
+    Call("escalations:webhook_list", "get"),
+    Call("escalations:webhook_list", "post", data={"name": "Mine", "url": "https://example.com/hook"}),
+    Call("escalations:webhook_detail", "get", {"webhook_id": "webhook"}),
+    Call("escalations:webhook_detail", "post", {"webhook_id": "webhook"}, {"action": "rotate"}),
 ]
 
 
@@ -197,9 +202,13 @@ def test_admins_reach_every_page(tenant):
 
 
 def test_the_nav_links_the_pages_for_admins_only(tenant):
-    assert url(tenant, "policy_list") in tenant.client(tenant.admin).get(url(tenant, "overview")).content.decode()
     assert (
-        url(tenant, "policy_list") not in tenant.client(tenant.executive).get(url(tenant, "overview")).content.decode()
+        url(tenant, "escalations:policy_list")
+        in tenant.client(tenant.admin).get(url(tenant, "overview")).content.decode()
+    )
+    assert (
+        url(tenant, "escalations:policy_list")
+        not in tenant.client(tenant.executive).get(url(tenant, "overview")).content.decode()
     )
 
 
@@ -209,7 +218,7 @@ def test_the_nav_links_the_pages_for_admins_only(tenant):
 def test_the_list_says_each_policy_in_words_and_where_it_is_used(tenant):
     Organization.objects.filter(pk=tenant.org.pk).update(default_escalation="tenant-policy")
     Team.objects.filter(pk=tenant.team.pk).update(escalation="tenant-policy")
-    html = tenant.client(tenant.admin).get(url(tenant, "policy_list")).content.decode()
+    html = tenant.client(tenant.admin).get(url(tenant, "escalations:policy_list")).content.decode()
     assert "Tenant policy" in html and "Organization default" in html and "Team Operations" in html
     assert "<strong>Team lead</strong>, then 1d until the next step" in html
     assert "due in <strong>2d</strong>" in html and "pauses it for 4h" in html
@@ -218,7 +227,7 @@ def test_the_list_says_each_policy_in_words_and_where_it_is_used(tenant):
 
 def test_the_list_has_a_clear_empty_state(tenant):
     EscalationPolicy.objects.filter(organization=tenant.org).delete()
-    html = tenant.client(tenant.admin).get(url(tenant, "policy_list")).content.decode()
+    html = tenant.client(tenant.admin).get(url(tenant, "escalations:policy_list")).content.decode()
     assert "No escalation policies yet" in html and "Create the first policy" in html
 
 
@@ -234,7 +243,7 @@ def test_the_list_needs_a_constant_number_of_queries(tenant, django_assert_max_n
         TeamFactory(organization=tenant.org, escalation=f"p{i}")
     client = tenant.client(tenant.admin)
     with django_assert_max_num_queries(16):
-        response = client.get(url(tenant, "policy_list"))
+        response = client.get(url(tenant, "escalations:policy_list"))
     assert response.content.decode().count('class="panel policy-card"') == 16
 
 
@@ -243,11 +252,11 @@ def test_the_list_needs_a_constant_number_of_queries(tenant, django_assert_max_n
 
 def test_levels_are_added_moved_and_removed_in_place_with_htmx(tenant):
     client = tenant.client(tenant.admin)
-    page = client.get(url(tenant, "policy_create")).content.decode()
+    page = client.get(url(tenant, "escalations:policy_create")).content.decode()
     assert shown_levels(page) == [([], "1d", False)]
 
     levels = [{"targets": ["team_lead"], "wait": "4h"}]
-    response = client.post(url(tenant, "policy_create"), policy_data(levels, op="add"), **HX)
+    response = client.post(url(tenant, "escalations:policy_create"), policy_data(levels, op="add"), **HX)
     html = response.content.decode()
     assert (
         response.status_code == 200
@@ -259,12 +268,14 @@ def test_levels_are_added_moved_and_removed_in_place_with_htmx(tenant):
     assert re.search(r'<h3 tabindex="-1" autofocus>Level 2</h3>', html)  # the focus follows the new level
 
     levels = [{"targets": ["team_lead"], "wait": "4h"}, {"targets": ["role:executive"], "wait": "2d"}]
-    html = client.post(url(tenant, "policy_create"), policy_data(levels, op="up:1"), **HX).content.decode()
+    html = client.post(url(tenant, "escalations:policy_create"), policy_data(levels, op="up:1"), **HX).content.decode()
     assert shown_levels(html) == [(["role:executive"], "2d", False), (["team_lead"], "4h", False)]
     assert "Level 2 moved up: it is level 1 now." in html
 
     three = [*levels, {"targets": ["owner"], "wait": "1h", "business_hours": True}]
-    html = client.post(url(tenant, "policy_create"), policy_data(three, op="remove:1"), **HX).content.decode()
+    html = client.post(
+        url(tenant, "escalations:policy_create"), policy_data(three, op="remove:1"), **HX
+    ).content.decode()
     assert shown_levels(html) == [(["team_lead"], "4h", False), (["owner"], "1h", True)]
     assert not EscalationPolicy.objects.filter(key="night").exists()  # nothing is saved until "save"
     assert not AuditEvent.objects.filter(verb__startswith="escalation_policy").exists()
@@ -272,7 +283,9 @@ def test_levels_are_added_moved_and_removed_in_place_with_htmx(tenant):
 
 def test_moving_a_level_works_without_javascript(tenant):
     levels = [{"targets": ["team_lead"]}, {"targets": ["role:executive"], "business_hours": True}]
-    response = tenant.client(tenant.admin).post(url(tenant, "policy_create"), policy_data(levels, op="down:0"))
+    response = tenant.client(tenant.admin).post(
+        url(tenant, "escalations:policy_create"), policy_data(levels, op="down:0")
+    )
     html = response.content.decode()
     assert response.status_code == 200 and "<html" in html  # the whole page comes back with the change
     assert shown_levels(html) == [(["role:executive"], "1d", True), (["team_lead"], "1d", False)]
@@ -284,8 +297,10 @@ def test_an_admin_creates_a_policy_and_it_is_audited(tenant):
         {"targets": ["team_lead", "user:lead@acme.test"], "wait": "4h"},
         {"targets": ["role:executive", "team:ops"], "wait": "2d", "business_hours": True},
     ]
-    response = tenant.client(tenant.admin).post(url(tenant, "policy_create"), policy_data(levels, repeat="2"))
-    assert response.status_code == 302 and response["Location"] == url(tenant, "policy_list")
+    response = tenant.client(tenant.admin).post(
+        url(tenant, "escalations:policy_create"), policy_data(levels, repeat="2")
+    )
+    assert response.status_code == 302 and response["Location"] == url(tenant, "escalations:policy_list")
     policy = EscalationPolicy.objects.get(organization=tenant.org, key="night")
     assert (policy.name, policy.mitigation_due, policy.ack_timeout, policy.repeat) == ("Night watch", DAY, 4 * HOUR, 2)
     assert stored(policy) == [
@@ -315,13 +330,15 @@ def test_an_edit_reorders_levels_in_place_and_running_episodes_keep_their_snapsh
         policy=snapshot,
     )
     client = tenant.client(tenant.admin)
-    edit = client.get(url(tenant, "policy_edit", policy_id=policy.pk))
+    edit = client.get(url(tenant, "escalations:policy_edit", policy_id=policy.pk))
     assert "Running workstreams keep the version they opened with" in edit.content.decode()
     levels = [{"targets": ["team_lead"], "wait": "1d"}, {"targets": ["role:executive"], "wait": "2d"}]
-    moved = client.post(url(tenant, "policy_edit", policy_id=policy.pk), policy_data(levels, op="up:1"), **HX)
+    moved = client.post(
+        url(tenant, "escalations:policy_edit", policy_id=policy.pk), policy_data(levels, op="up:1"), **HX
+    )
     order = [{"targets": targets, "wait": wait} for targets, wait, _ in shown_levels(moved.content.decode())]
     response = client.post(
-        url(tenant, "policy_edit", policy_id=policy.pk), policy_data(order, name="Renamed", key="ignored")
+        url(tenant, "escalations:policy_edit", policy_id=policy.pk), policy_data(order, name="Renamed", key="ignored")
     )
     assert response.status_code == 302
     policy.refresh_from_db()
@@ -350,7 +367,7 @@ def test_an_edit_reorders_levels_in_place_and_running_episodes_keep_their_snapsh
     ],
 )
 def test_invalid_policies_are_refused_with_clear_messages(tenant, stranger_tenant, levels, fields, message):
-    response = tenant.client(tenant.admin).post(url(tenant, "policy_create"), policy_data(levels, **fields))
+    response = tenant.client(tenant.admin).post(url(tenant, "escalations:policy_create"), policy_data(levels, **fields))
     assert response.status_code == 422
     assert message in response.content.decode()
     assert not EscalationPolicy.objects.filter(key="night").exists()
@@ -359,13 +376,13 @@ def test_invalid_policies_are_refused_with_clear_messages(tenant, stranger_tenan
 def test_an_archived_policys_key_is_not_reused(tenant):
     EscalationPolicy.objects.filter(pk=tenant.policy.pk).update(archived_at=T0)
     response = tenant.client(tenant.admin).post(
-        url(tenant, "policy_create"), policy_data([{"targets": ["owner"]}], key="tenant-policy")
+        url(tenant, "escalations:policy_create"), policy_data([{"targets": ["owner"]}], key="tenant-policy")
     )
     assert response.status_code == 422 and "(archived); pick another" in response.content.decode()
 
 
 def test_the_service_rechecks_targets_like_the_manifest(tenant):
-    from escalations.workstreams.services import LevelDraft, policy_create
+    from escalations.policies.services import LevelDraft, policy_create
 
     with pytest.raises(Exception) as refused:
         policy_create(
@@ -393,7 +410,7 @@ def test_archiving_is_refused_while_the_policy_is_used_and_says_where(tenant):
     Team.objects.filter(pk=tenant.team.pk).update(escalation="tenant-policy")
     Kpi.objects.filter(pk=tenant.kpi.pk).update(escalation="tenant-policy")
     client = tenant.client(tenant.admin)
-    response = client.post(url(tenant, "policy_archive", policy_id=tenant.policy.pk), follow=True)
+    response = client.post(url(tenant, "escalations:policy_archive", policy_id=tenant.policy.pk), follow=True)
     html = response.content.decode()
     assert "the organization&#x27;s default; the default of team Operations; the policy of KPI Throughput" in html
     tenant.policy.refresh_from_db()
@@ -402,16 +419,16 @@ def test_archiving_is_refused_while_the_policy_is_used_and_says_where(tenant):
 
 def test_an_unused_policy_is_archived_never_deleted(tenant):
     client = tenant.client(tenant.admin)
-    response = client.post(url(tenant, "policy_archive", policy_id=tenant.policy.pk))
+    response = client.post(url(tenant, "escalations:policy_archive", policy_id=tenant.policy.pk))
     assert response.status_code == 302
     tenant.policy.refresh_from_db()
     assert tenant.policy.archived_at is not None and tenant.policy.levels.count() == 1
     assert AuditEvent.objects.filter(verb="escalation_policy.archived", object_id=str(tenant.policy.pk)).exists()
-    html = client.get(url(tenant, "policy_list")).content.decode()
+    html = client.get(url(tenant, "escalations:policy_list")).content.decode()
     assert "Archived policies" in html
     # No longer offered as a default, and no longer editable.
     assert f'value="{tenant.policy.pk}"' not in html
-    edit = client.get(url(tenant, "policy_edit", policy_id=tenant.policy.pk))
+    edit = client.get(url(tenant, "escalations:policy_edit", policy_id=tenant.policy.pk))
     assert edit.status_code == 302
 
 
@@ -420,7 +437,7 @@ def test_defaults_are_assigned_on_the_list_page_and_audited(tenant):
         organization=tenant.org, key="other", name="Other", mitigation_due=DAY, ack_timeout=HOUR
     )
     response = tenant.client(tenant.admin).post(
-        url(tenant, "policy_defaults"), {"default": tenant.policy.pk, f"team_{tenant.team.pk}": other.pk}
+        url(tenant, "escalations:policy_defaults"), {"default": tenant.policy.pk, f"team_{tenant.team.pk}": other.pk}
     )
     assert response.status_code == 302
     tenant.org.refresh_from_db()
@@ -432,7 +449,9 @@ def test_defaults_are_assigned_on_the_list_page_and_audited(tenant):
 
 
 def test_a_foreign_policy_cannot_become_a_default(tenant, stranger_tenant):
-    response = tenant.client(tenant.admin).post(url(tenant, "policy_defaults"), {"default": stranger_tenant.policy.pk})
+    response = tenant.client(tenant.admin).post(
+        url(tenant, "escalations:policy_defaults"), {"default": stranger_tenant.policy.pk}
+    )
     assert response.status_code == 422 and "Select a valid choice" in response.content.decode()
     tenant.org.refresh_from_db()
     assert tenant.org.default_escalation == ""
@@ -481,8 +500,8 @@ def expected_rows(tenant: Tenant) -> list[tuple]:
 def test_the_preview_shows_who_hears_when_across_a_berlin_weekend(tenant, weekend):
     client = tenant.client(tenant.admin)
     with time_machine.travel(FRIDAY, tick=False):
-        response = client.get(url(tenant, "policy_preview"), {"kpi": tenant.kpi.pk})
-        partial = client.get(url(tenant, "policy_preview"), {"kpi": tenant.kpi.pk}, **HX).content.decode()
+        response = client.get(url(tenant, "escalations:policy_preview"), {"kpi": tenant.kpi.pk})
+        partial = client.get(url(tenant, "escalations:policy_preview"), {"kpi": tenant.kpi.pk}, **HX).content.decode()
     shown = response.context["preview"]
     assert [(r.kind, r.at, r.people) for r in shown.rows] == expected_rows(tenant)
     assert shown.policy_label == "Weekend (its own)"
@@ -498,7 +517,7 @@ def test_the_preview_shows_the_owner_who_leads_the_team_skipped(tenant, weekend)
     exactly as the sweep will."""
     team_update(team=tenant.team, actor=tenant.admin.user, lead=tenant.lead)
     with time_machine.travel(FRIDAY, tick=False):
-        response = tenant.client(tenant.admin).get(url(tenant, "policy_preview"), {"kpi": tenant.kpi.pk})
+        response = tenant.client(tenant.admin).get(url(tenant, "escalations:policy_preview"), {"kpi": tenant.kpi.pk})
     rows = response.context["preview"].rows
     assert [(r.kind, r.people) for r in rows[1:3]] == [("skipped", []), ("skipped", [])]
     assert rows[1].note.endswith(f"{tenant.lead.user.name} owns this KPI: skipped, and the next step is due at once.")
@@ -513,7 +532,7 @@ def test_the_preview_falls_back_to_the_executives_when_the_policy_leaves_only_th
     EscalationLevel.objects.create(organization=tenant.org, policy=policy, position=1, targets=["owner"], wait=HOUR)
     Kpi.objects.filter(pk=tenant.kpi.pk).update(escalation="self")
     with time_machine.travel(FRIDAY, tick=False):
-        response = tenant.client(tenant.admin).get(url(tenant, "policy_preview"), {"kpi": tenant.kpi.pk})
+        response = tenant.client(tenant.admin).get(url(tenant, "escalations:policy_preview"), {"kpi": tenant.kpi.pk})
     row = response.context["preview"].rows[1]
     assert (row.kind, row.people) == ("notify", [tenant.executive.user.name])
     assert "owns this KPI): the organization's executives get it" in row.note
@@ -537,7 +556,7 @@ def test_the_preview_of_a_draft_uses_the_unsaved_levels(tenant, weekend):
     levels = [{"targets": ["role:executive"], "wait": "2h"}]
     with time_machine.travel(FRIDAY, tick=False):
         response = tenant.client(tenant.admin).post(
-            url(tenant, "policy_preview"), policy_data(levels, mitigation_due="1h", kpi=tenant.kpi.pk)
+            url(tenant, "escalations:policy_preview"), policy_data(levels, mitigation_due="1h", kpi=tenant.kpi.pk)
         )
     shown = response.context["preview"]
     assert shown.policy_label == "Night watch (as edited, not saved)"
@@ -552,7 +571,8 @@ def test_the_editor_previews_without_javascript(tenant, weekend):
     levels = [{"targets": ["team_lead"], "wait": "4h", "business_hours": True}]
     with time_machine.travel(FRIDAY, tick=False):
         response = tenant.client(tenant.admin).post(
-            url(tenant, "policy_edit", policy_id=weekend.pk), policy_data(levels, op="preview", kpi=tenant.kpi.pk)
+            url(tenant, "escalations:policy_edit", policy_id=weekend.pk),
+            policy_data(levels, op="preview", kpi=tenant.kpi.pk),
         )
     assert response.status_code == 200 and "<html" in response.content.decode()
     assert [r.at for r in response.context["preview"].rows][1:] == [berlin(2026, 11, 30, 9), berlin(2026, 11, 30, 13)]
@@ -567,5 +587,7 @@ def test_the_preview_of_a_kpi_without_a_policy_is_the_owners_task_alone(tenant):
 
 
 def test_a_foreign_kpi_cannot_be_previewed(tenant, stranger_tenant):
-    response = tenant.client(tenant.admin).get(url(tenant, "policy_preview"), {"kpi": stranger_tenant.kpi.pk})
+    response = tenant.client(tenant.admin).get(
+        url(tenant, "escalations:policy_preview"), {"kpi": stranger_tenant.kpi.pk}
+    )
     assert response.context["preview"] is None and "Select a valid choice" in response.content.decode()

@@ -391,7 +391,7 @@ def test_my_work_names_every_kpi_of_a_shared_review_task_and_links_the_inbox(own
     change(k["marketing.leads"], T0)
     sweep(T0)
     html = owner_of_two.client(owner_of_two.planner).get(reverse("my_work", args=[owner_of_two.org.slug]))
-    inbox = reverse("task_inbox", args=[owner_of_two.org.slug])
+    inbox = reverse("escalations:task_inbox", args=[owner_of_two.org.slug])
     assert f'<a href="{inbox}">Fill rate and 1 more</a>' in html.content.decode()
 
 
@@ -965,12 +965,12 @@ def test_the_owner_answers_a_review_in_place_in_the_inbox(graph):
     sweep(T0)
     task = Task.objects.get(kind="dependency_review")
     client = graph.client(graph.planner)
-    inbox = client.get(reverse("task_inbox", args=[graph.org.slug]))
+    inbox = client.get(reverse("escalations:task_inbox", args=[graph.org.slug]))
     assert (
         b"Marketing leads" in inbox.content
-        and reverse("task_answer", args=[graph.org.slug, task.pk]).encode() in inbox.content
+        and reverse("escalations:task_answer", args=[graph.org.slug, task.pk]).encode() in inbox.content
     )
-    url = reverse("task_answer", args=[graph.org.slug, task.pk])
+    url = reverse("escalations:task_answer", args=[graph.org.slug, task.pk])
     assert graph.client(graph.member).post(url, {"impact": "yes"}).status_code == 403
     with time_machine.travel(T0 + HOUR, tick=False):
         refused = client.post(url, {"impact": "no", "reason": ""}, HTTP_HX_REQUEST="true")
@@ -989,8 +989,8 @@ def test_the_owner_answers_each_kpi_of_a_shared_task_in_place(owner_of_two, stra
     sweep(T0)
     task = Task.objects.get(kind="dependency_review")
     fill, otif = (DependencyReview.objects.get(kpi=k[key]) for key in SUPPLY)
-    client, url = t.client(t.planner), reverse("task_answer", args=[t.org.slug, task.pk])
-    inbox = client.get(reverse("task_inbox", args=[t.org.slug])).content.decode()
+    client, url = t.client(t.planner), reverse("escalations:task_answer", args=[t.org.slug, task.pk])
+    inbox = client.get(reverse("escalations:task_inbox", args=[t.org.slug])).content.decode()
     assert inbox.count(f'action="{url}"') == 2 and "2 of your KPIs" in inbox
     assert "Answer for Fill rate" in inbox and "Answer for On-time in full" in inbox
     assert ">Marketing leads</a> is off track: off_track for the test" in inbox and "On track -&gt; Off track" in inbox

@@ -9,7 +9,7 @@ from django.conf import settings
 
 from escalations.models import Notification, WebhookDelivery
 from escalations.notify.fanout import prune
-from escalations.workstreams.services import webhook_create
+from escalations.notify.services import webhook_create
 
 NOW = datetime(2026, 11, 2, 10, 0, tzinfo=UTC)
 

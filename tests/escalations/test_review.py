@@ -237,15 +237,15 @@ def test_the_stranger_sees_none_of_the_tenants_items(tenant, board, stranger_ten
 
 def test_the_review_page_is_for_executives_and_admins(tenant, board):
     for who in ("executive", "admin"):
-        page = tenant.client(getattr(tenant, who)).get(url("review_agenda", tenant))
+        page = tenant.client(getattr(tenant, who)).get(url("escalations:review_agenda", tenant))
         assert page.status_code == 200 and 'id="item-' in page.content.decode()
-    refused = tenant.client(tenant.member).get(url("review_agenda", tenant))
+    refused = tenant.client(tenant.member).get(url("escalations:review_agenda", tenant))
     assert refused.status_code == 403
     assert AuditEvent.objects.filter(actor=tenant.member.user, verb="security.permission_denied").exists()
 
 
 def test_the_page_carries_the_chart_the_path_and_keyboard_navigation_without_inline_script(tenant, board):
-    html = tenant.client(tenant.executive).get(url("review_agenda", tenant)).content.decode()
+    html = tenant.client(tenant.executive).get(url("escalations:review_agenda", tenant)).content.decode()
     assert html.count('<svg class="chart') == 6 and "Campaign paused" in html
     scripts = re.findall(r"<script\b[^>]*>", html)
     assert any("js/review.js" in s for s in scripts)
@@ -257,24 +257,24 @@ def test_the_page_carries_the_chart_the_path_and_keyboard_navigation_without_inl
 
 def test_the_page_reads_in_a_constant_number_of_queries(tenant, board, django_assert_max_num_queries):
     client = tenant.client(tenant.executive)
-    client.get(url("review_agenda", tenant))
+    client.get(url("escalations:review_agenda", tenant))
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
     with CaptureQueriesContext(connection) as few:
-        client.get(url("review_agenda", tenant))
+        client.get(url("escalations:review_agenda", tenant))
     for n in range(8):
         kpi = red(tenant, f"ops.more_{n}", "off_track", n + 1)
         path(episode(kpi, n + 1), tenant, MitigationPath.State.SUBMITTED, 1)
     with django_assert_max_num_queries(len(few.captured_queries)):
-        client.get(url("review_agenda", tenant))
+        client.get(url("escalations:review_agenda", tenant))
 
 
 def test_a_decision_taken_in_place_redraws_its_item(tenant, board):
     client = tenant.client(tenant.executive)
     kpi = board["path"]
     response = client.post(
-        url("review_decide", tenant, kpi.pk),
+        url("escalations:review_decide", tenant, kpi.pk),
         {"kind": "path", "decision": "approve", "reason": "Owners and dates are clear."},
         HTTP_HX_REQUEST="true",
     )
@@ -288,11 +288,11 @@ def test_a_refused_decision_comes_back_with_its_reason_and_nothing_changes(tenan
     client = tenant.client(tenant.executive)
     kpi = board["new_off"]
     data = {"kind": "risk", "until": "2000-01-01", "reason": "Fine."}
-    response = client.post(url("review_decide", tenant, kpi.pk), data, HTTP_HX_REQUEST="true")
+    response = client.post(url("escalations:review_decide", tenant, kpi.pk), data, HTTP_HX_REQUEST="true")
     html = response.content.decode()
     assert response.status_code == 200 and "Accept the risk until a day after today" in html
     assert re.search(r'<details class="decide decide-risk" open>', html)
-    plain = client.post(url("review_decide", tenant, kpi.pk), {"kind": "risk", "until": "", "reason": ""})
+    plain = client.post(url("escalations:review_decide", tenant, kpi.pk), {"kind": "risk", "until": "", "reason": ""})
     assert plain.status_code == 422 and "<html" in plain.content.decode()
     assert not Decision.objects.exists()
 
@@ -300,7 +300,7 @@ def test_a_refused_decision_comes_back_with_its_reason_and_nothing_changes(tenan
 def test_without_javascript_a_decision_redirects_back_to_its_item(tenant, board):
     kpi = board["stale"]
     response = tenant.client(tenant.admin).post(
-        url("review_decide", tenant, kpi.pk),
+        url("escalations:review_decide", tenant, kpi.pk),
         {"kind": "transfer", "to_owner": tenant.member.pk, "reason": "Member owns the data feed."},
     )
     assert response.status_code == 302 and response["Location"].endswith(f"/review/#item-{kpi.pk}")
@@ -309,7 +309,8 @@ def test_without_javascript_a_decision_redirects_back_to_its_item(tenant, board)
 
 def test_a_member_cannot_post_a_decision(tenant, board):
     response = tenant.client(tenant.lead).post(
-        url("review_decide", tenant, board["path"].pk), {"kind": "path", "decision": "approve", "reason": "Mine."}
+        url("escalations:review_decide", tenant, board["path"].pk),
+        {"kind": "path", "decision": "approve", "reason": "Mine."},
     )
     assert response.status_code == 403 and not Decision.objects.exists()
 
@@ -321,7 +322,7 @@ def test_a_form_cannot_name_another_organizations_session_or_member(tenant, boar
         {"kind": "transfer", "to_owner": stranger_tenant.member.pk, "reason": "x"},
         {"kind": "risk", "until": "2099-01-01", "reason": "x", "session": foreign.pk},
     ):
-        client.post(url("review_decide", tenant, board["new_off"].pk), data)
+        client.post(url("escalations:review_decide", tenant, board["new_off"].pk), data)
     assert not Decision.objects.exists()
 
 
@@ -330,29 +331,34 @@ def test_a_form_cannot_name_another_organizations_session_or_member(tenant, boar
 
 def test_a_session_starts_records_attendees_takes_decisions_and_closes_into_minutes(tenant, board):
     client = tenant.client(tenant.executive)
-    response = client.post(url("review_session_start", tenant), {"title": "", "attendees": [tenant.admin.pk]})
+    response = client.post(
+        url("escalations:review_session_start", tenant), {"title": "", "attendees": [tenant.admin.pk]}
+    )
     session = ReviewSession.objects.get()
-    assert response["Location"] == url("review_session_detail", tenant, session.pk)
+    assert response["Location"] == url("escalations:review_session_detail", tenant, session.pk)
     assert session.title.startswith("Steering review ")
     assert set(session.attendees.all()) == {tenant.executive, tenant.admin}  # the starter attends
     # A second one cannot start while it runs.
-    client.post(url("review_session_start", tenant), {"title": "Another"})
+    client.post(url("escalations:review_session_start", tenant), {"title": "Another"})
     assert ReviewSession.objects.count() == 1
-    page = client.get(url("review_session_detail", tenant, session.pk)).content.decode()
+    page = client.get(url("escalations:review_session_detail", tenant, session.pk)).content.decode()
     assert "Close the session" in page and 'name="session"' in page
     client.post(
-        url("review_session_attendees", tenant, session.pk), {"attendees": [tenant.executive.pk, tenant.member.pk]}
+        url("escalations:review_session_attendees", tenant, session.pk),
+        {"attendees": [tenant.executive.pk, tenant.member.pk]},
     )
     assert set(session.attendees.all()) == {tenant.executive, tenant.member}
     client.post(
-        url("review_decide", tenant, board["old_off"].pk),
+        url("escalations:review_decide", tenant, board["old_off"].pk),
         {"kind": "risk", "until": str(date.today() + 5 * DAY), "reason": "Known dip.", "session": session.pk},
     )
-    client.post(url("review_session_close", tenant, session.pk), {"summary": "Two weeks to recover."})
+    client.post(url("escalations:review_session_close", tenant, session.pk), {"summary": "Two weeks to recover."})
     session.refresh_from_db()
     assert not session.is_open and session.closed_by == tenant.executive.user
     assert [d.kind for d in session.decisions.all()] == ["risk_accepted"]
-    minutes = tenant.client(tenant.member).get(url("review_session_detail", tenant, session.pk)).content.decode()
+    minutes = (
+        tenant.client(tenant.member).get(url("escalations:review_session_detail", tenant, session.pk)).content.decode()
+    )
     assert "Known dip." in minutes and "Two weeks to recover." in minutes and "Steering pack (PDF)" in minutes
     verbs = set(AuditEvent.objects.filter(organization=tenant.org).values_list("verb", flat=True))
     assert {"review_session.started", "review_session.attendees_set", "review_session.closed"} <= verbs
@@ -383,11 +389,11 @@ def test_two_sessions_on_one_day_have_distinct_titles(tenant):
 
 def test_members_see_sessions_but_do_not_run_them(tenant):
     client = tenant.client(tenant.member)
-    listing = client.get(url("review_session_list", tenant)).content.decode()
+    listing = client.get(url("escalations:review_session_list", tenant)).content.decode()
     assert "Start a review session" not in listing
-    assert client.post(url("review_session_start", tenant), {"title": "Mine"}).status_code == 403
+    assert client.post(url("escalations:review_session_start", tenant), {"title": "Mine"}).status_code == 403
     session = decisions.review_session_start(org=tenant.org, by=tenant.admin)
-    for name in ("review_session_attendees", "review_session_close"):
+    for name in ("escalations:review_session_attendees", "escalations:review_session_close"):
         assert client.post(url(name, tenant, session.pk), {"attendees": [tenant.member.pk]}).status_code == 403
     assert ReviewSession.objects.get().is_open
 
@@ -416,7 +422,7 @@ def test_the_steering_pack_is_a_pdf_with_the_summary_charts_decisions_and_open_a
         session=session,
     )
     decisions.review_session_close(session=session, by=tenant.executive, summary="Recover by December.")
-    response = tenant.client(tenant.member).get(url("review_session_pack", tenant, session.pk))
+    response = tenant.client(tenant.member).get(url("escalations:review_session_pack", tenant, session.pk))
     assert response.status_code == 200 and response["Content-Type"] == "application/pdf"
     assert "steering-pack-acme-" in response["Content-Disposition"]
     pdf = PdfReader(io.BytesIO(response.content))
@@ -453,7 +459,7 @@ def test_the_pack_and_the_session_page_count_the_same_open_actions(tenant, board
         organization=tenant.org, done_at=None, path__workstream__resolved_at=None
     ).exclude(path__state="rejected")
     assert open_now.count() == 3  # two of the board's paths, and the one assigned here
-    page = tenant.client(tenant.member).get(url("review_session_detail", tenant, session.pk))
+    page = tenant.client(tenant.member).get(url("escalations:review_session_detail", tenant, session.pk))
     html = page.content.decode()
     pack = render_to_string("escalations/review_pack.html", pack_context(session, None))
     assert page.context["actions"].total == pack_context(session, None)["actions"].total == 3

@@ -22,8 +22,8 @@ from django.urls import reverse
 from escalations.engine.blocks import event
 from escalations.engine.sweeps import advance_escalations, process_status_changes
 from escalations.models import EscalationLevel, EscalationPolicy, Webhook, WebhookDelivery, Workstream
+from escalations.notify.services import webhook_create
 from escalations.notify.webhooks import announce, backoff, deliver_webhooks
-from escalations.workstreams.services import webhook_create
 from governance.models import AuditEvent
 from scorecards.models import Kpi, StatusChange
 from tests.conftest import Tenant
@@ -183,7 +183,7 @@ def test_the_secret_is_derived_not_stored_and_rotation_changes_it(breach, receiv
     assert webhook.secret == "whsec_" + expected
     old = webhook.secret
     response = breach.client(breach.admin).post(
-        reverse("webhook_detail", args=[breach.org.slug, webhook.pk]), {"action": "rotate"}
+        reverse("escalations:webhook_detail", args=[breach.org.slug, webhook.pk]), {"action": "rotate"}
     )
     assert response.status_code == 302
     webhook.refresh_from_db()
@@ -309,7 +309,7 @@ def test_the_deliver_notifications_command_sends_webhooks_too(breach, receiver, 
 def test_an_admin_adds_a_webhook_and_sees_its_secret(tenant, receiver):
     client = tenant.client(tenant.admin)
     response = client.post(
-        reverse("webhook_list", args=[tenant.org.slug]),
+        reverse("escalations:webhook_list", args=[tenant.org.slug]),
         {"name": "Incidents", "url": receiver.url, "slack_format": "on"},
     )
     webhook = Webhook.objects.get(organization=tenant.org, name="Incidents")
@@ -317,14 +317,14 @@ def test_an_admin_adds_a_webhook_and_sees_its_secret(tenant, receiver):
     page = client.get(response["Location"]).content.decode()
     assert webhook.secret in page and "X-Steerco-Signature: sha256=" in page
     assert AuditEvent.objects.get(verb="webhook.created").after["url"] == receiver.url
-    listing = client.get(reverse("webhook_list", args=[tenant.org.slug])).content.decode()
+    listing = client.get(reverse("escalations:webhook_list", args=[tenant.org.slug])).content.decode()
     assert "Incidents" in listing and webhook.secret not in listing
 
 
 @pytest.mark.parametrize("url", ["ftp://example.com/x", "not a url", "javascript:alert(1)"])
 def test_only_http_and_https_urls_are_accepted(tenant, url):
     response = tenant.client(tenant.admin).post(
-        reverse("webhook_list", args=[tenant.org.slug]), {"name": "Bad", "url": url}
+        reverse("escalations:webhook_list", args=[tenant.org.slug]), {"name": "Bad", "url": url}
     )
     assert response.status_code == 422 and not Webhook.objects.filter(name="Bad").exists()
 
@@ -332,7 +332,9 @@ def test_only_http_and_https_urls_are_accepted(tenant, url):
 def test_send_test_event_posts_now_and_shows_the_log(tenant, receiver):
     Webhook.objects.filter(pk=tenant.webhook.pk).update(url=receiver.url, is_active=True)
     response = tenant.client(tenant.admin).post(
-        reverse("webhook_detail", args=[tenant.org.slug, tenant.webhook.pk]), {"action": "test"}, HTTP_HX_REQUEST="true"
+        reverse("escalations:webhook_detail", args=[tenant.org.slug, tenant.webhook.pk]),
+        {"action": "test"},
+        HTTP_HX_REQUEST="true",
     )
     html = response.content.decode()
     assert "<html" not in html and 'id="deliveries"' in html
@@ -346,7 +348,9 @@ def test_a_failing_test_event_is_shown_with_its_error(tenant, receiver):
     receiver.statuses = [500]
     Webhook.objects.filter(pk=tenant.webhook.pk).update(url=receiver.url, is_active=True)
     response = tenant.client(tenant.admin).post(
-        reverse("webhook_detail", args=[tenant.org.slug, tenant.webhook.pk]), {"action": "test"}, follow=True
+        reverse("escalations:webhook_detail", args=[tenant.org.slug, tenant.webhook.pk]),
+        {"action": "test"},
+        follow=True,
     )
     html = response.content.decode()
     assert "Test event failed: HTTP 500: receiver broke" in html and "Retrying" in html
@@ -355,7 +359,7 @@ def test_a_failing_test_event_is_shown_with_its_error(tenant, receiver):
 def test_an_admin_deactivates_a_webhook(tenant):
     Webhook.objects.filter(pk=tenant.webhook.pk).update(is_active=True)
     response = tenant.client(tenant.admin).post(
-        reverse("webhook_detail", args=[tenant.org.slug, tenant.webhook.pk]),
+        reverse("escalations:webhook_detail", args=[tenant.org.slug, tenant.webhook.pk]),
         {"action": "edit", "name": "Chat", "url": tenant.webhook.url},
     )
     assert response.status_code == 302

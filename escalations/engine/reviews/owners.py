@@ -106,7 +106,7 @@ def _moved(task: Task, reviews: list[DependencyReview], previous: int) -> Announ
             kind=task.kind,
             subject=f"You now own {and_list([r.kpi.name for r in reviews])}: {task.get_kind_display().lower()}",
             body=f"Due {when(task.due_at, org)}.",
-            url=f"{reverse('task_inbox', args=[org.slug])}#task-{task.pk}",
+            url=f"{reverse('escalations:task_inbox', args=[org.slug])}#task-{task.pk}",
         ),
         dedup_key=f"{task.organization_id}:{task.kpi_id}:review{reviews[0].pk}:moved:{task.pk}:{previous}",
     )

@@ -243,7 +243,7 @@ def _announcement(window: Window) -> Announcement:
             kind=Task.Kind.DEPENDENCY_REVIEW,
             subject=subject[:200],
             body=body,
-            url=f"{reverse('task_inbox', args=[org.slug])}#task-{task.pk}",
+            url=f"{reverse('escalations:task_inbox', args=[org.slug])}#task-{task.pk}",
         ),
         dedup_key=f"{task.organization_id}:{task.kpi_id}:signal{signals[0].pk}:review",
     )
