@@ -1,7 +1,8 @@
 """Notifications: created with a dedup key in the same transaction as what they announce, delivered by a sweep.
 
-In-app notifications are delivered when created; emails wait for `deliver_notifications`, which retries a
-failed send with backoff. A member may switch off any kind on any channel (NotificationPreference).
+One row per member and channel (escalations.notify.channels), written here and nowhere else. In-app notifications
+are delivered when created; emails wait for `deliver_notifications`, which retries a failed send with backoff. A
+member may switch off any kind on any channel (NotificationPreference).
 """
 
 from __future__ import annotations
@@ -9,15 +10,14 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from types import ModuleType
 
 from django.conf import settings
-from django.core.mail import EmailMultiAlternatives
 from django.db import transaction
-from django.template.loader import render_to_string
 from django.utils import timezone
 
 from escalations.models import Notification, NotificationPreference, WebhookDelivery, Workstream
-from escalations.notify import formats as digest_email
+from escalations.notify.channels import CHANNELS
 from governance.models import Membership
 
 log = logging.getLogger(__name__)
@@ -33,6 +33,7 @@ class Message:
     subject: str
     body: str
     url: str = ""
+    payload: dict | None = None  # what a channel with a rich format renders (KEEPS_PAYLOAD), e.g. the digest
 
 
 @dataclass(frozen=True)
@@ -68,33 +69,38 @@ def notify_all(announcements: list[Announcement], *, now: datetime | None = None
             enabled=False,
         ).values_list("membership_id", "kind", "channel")
     )
-    channels = Notification.Channel.values  # an enum property that builds its list on every read
     rows = [
-        Notification(
-            organization_id=recipient.organization_id,
-            recipient=recipient,
-            kind=a.message.kind,
-            channel=channel,
-            dedup_key=f"{a.dedup_key}:{recipient.pk}",
-            subject=a.message.subject[:200],
-            body=a.message.body,
-            url=a.message.url,
-            workstream=a.workstream,
-            created_at=now,
-            # In the app, creating it is delivering it; an email waits for the delivery sweep.
-            delivered_at=now if channel == Notification.Channel.IN_APP else None,
-            next_attempt_at=None if channel == Notification.Channel.IN_APP else now,
-        )
+        _row(a, recipient, channel, now)
         for a in announcements
         for recipient in a.recipients
-        for channel in channels
-        if (recipient.pk, a.message.kind, channel) not in off
+        for channel in CHANNELS.values()
+        if (recipient.pk, a.message.kind, channel.NAME) not in off
     ]
     Notification.objects.bulk_create(rows, ignore_conflicts=True)
 
 
+def _row(a: Announcement, recipient: Membership, channel: ModuleType, now: datetime) -> Notification:
+    delivered = channel.DELIVERED_WHEN_WRITTEN
+    return Notification(
+        organization_id=recipient.organization_id,
+        recipient=recipient,
+        kind=a.message.kind,
+        channel=channel.NAME,
+        dedup_key=f"{a.dedup_key}:{recipient.pk}",
+        subject=a.message.subject[:200],
+        body=a.message.body,
+        url=a.message.url,
+        payload=(a.message.payload or {}) if channel.KEEPS_PAYLOAD else {},
+        workstream=a.workstream,
+        created_at=now,
+        delivered_at=now if delivered else None,
+        next_attempt_at=None if delivered else now,
+    )
+
+
 def deliver_due(*, now: datetime | None = None, org_id: int | None = None) -> int:
-    """Sends due emails, batch by batch; a failure is recorded and retried later, doubling the wait."""
+    """Sends what is due on the channels that send (email), batch by batch; a failure is recorded and retried
+    later, doubling the wait."""
     now = now or timezone.now()
     sent = 0
     while True:
@@ -112,9 +118,9 @@ def deliver_due(*, now: datetime | None = None, org_id: int | None = None) -> in
             for notification in batch:
                 notification.attempts += 1
                 try:
-                    _send_email(notification)
+                    CHANNELS[notification.channel].send(notification)
                 except Exception as error:  # an unreachable mail server must not stop the other messages
-                    log.warning("email notification %s failed: %s", notification.pk, error)
+                    log.warning("%s notification %s failed: %s", notification.channel, notification.pk, error)
                     notification.error = f"{type(error).__name__}: {error}"[:2000]
                     notification.next_attempt_at = (
                         None
@@ -141,23 +147,3 @@ def prune(*, now: datetime | None = None) -> dict[str, int]:
         while ids := list(old.values_list("pk", flat=True)[:PRUNE_SLICE]):
             deleted[name] += old.model.objects.filter(pk__in=ids).delete()[0]
     return deleted
-
-
-def _send_email(notification: Notification) -> None:
-    if notification.kind == digest_email.DIGEST_KIND:  # its own layout, from its stored payload
-        text, html = digest_email.render_email(notification)
-    else:
-        context = {
-            "notification": notification,
-            "url": settings.SITE_URL + notification.url if notification.url else "",
-            "org": notification.organization,
-        }
-        text = render_to_string("escalations/email/notification.txt", context)
-        html = render_to_string("escalations/email/notification.html", context)
-    email = EmailMultiAlternatives(
-        subject=notification.email_subject,
-        body=text,
-        to=[notification.recipient.user.email],
-    )
-    email.attach_alternative(html, "text/html")
-    email.send()

@@ -49,6 +49,8 @@ from escalations.models import (
     Task,
     Workstream,
 )
+from escalations.notify.channels import CHANNELS
+from escalations.notify.fanout import Announcement, Message, notify_all
 from escalations.notify.formats import DIGEST_KIND
 from escalations.reporting.health import status_at
 from escalations.workstreams import selectors
@@ -90,10 +92,6 @@ def slot_at(tz: tzinfo, now: datetime) -> Slot | None:
 def _send_moment(day: date, tz: tzinfo) -> datetime:
     # Wall-clock time in the zone, then UTC, so the digest stays at 08:00 local across DST changes.
     return datetime.combine(day, SEND_TIME, tzinfo=tz).astimezone(UTC)
-
-
-def dedup_key(org_id: int, week: str, membership_id: int) -> str:
-    return f"{org_id}:digest:{week}:{membership_id}"
 
 
 # --- the sweep -----------------------------------------------------------------------------------------------
@@ -157,7 +155,7 @@ def _candidates(slots: dict[str, Slot]) -> QuerySet[Membership]:
     episodes = Workstream.objects.filter(kpi__owner=OuterRef("pk"), resolved_at=None, opened_at__lte=send_at)
     sent = Notification.objects.filter(dedup_key=OuterRef("digest_key"), kind=DIGEST_KIND)
     off = NotificationPreference.objects.filter(membership=OuterRef("pk"), kind=DIGEST_KIND, enabled=False)
-    all_off = reduce(and_, (Q(Exists(off.filter(channel=c))) for c in Notification.Channel.values))
+    all_off = reduce(and_, (Q(Exists(off.filter(channel=c))) for c in CHANNELS))
     key = Concat(
         Cast("organization_id", CharField()),
         Value(":digest:"),
@@ -184,41 +182,17 @@ def _write_batch(orgs: list[Organization], slots: dict[str, Slot], now: datetime
     summary_orgs = [by_id[i] for i in sorted({m.organization_id for m in recipients if m.role in SUMMARY_ROLES})]
     summaries = _summaries(summary_orgs, slots, now) if summary_orgs else {}
     items = _owner_items(recipients, by_id, now)
-    off = set(
-        NotificationPreference.objects.filter(membership__in=recipients, kind=DIGEST_KIND, enabled=False).values_list(
-            "membership_id", "channel"
-        )
-    )
-    rows, written = [], 0
+    announcements = []
     for m in recipients:
         org = by_id[m.organization_id]
         slot = slots[org.timezone]
         digest = _digest(m, org, slot, summaries.get(org.pk) if m.role in SUMMARY_ROLES else None, items.get(m.pk))
-        if digest is None:
-            continue
-        written += 1
-        for channel in Notification.Channel.values:
-            if (m.pk, channel) in off:
-                continue
-            in_app = channel == Notification.Channel.IN_APP
-            rows.append(
-                Notification(
-                    organization_id=org.pk,
-                    recipient=m,
-                    kind=DIGEST_KIND,
-                    channel=channel,
-                    dedup_key=dedup_key(org.pk, slot.week, m.pk),
-                    subject=digest["subject"][:200],
-                    body=digest["summary_text"],
-                    payload={} if in_app else digest,
-                    url=digest["url"],
-                    created_at=now,
-                    delivered_at=now if in_app else None,
-                    next_attempt_at=None if in_app else now,
-                )
-            )
-    Notification.objects.bulk_create(rows, ignore_conflicts=True)
-    return written
+        if digest is not None:
+            message = Message(DIGEST_KIND, digest["subject"], digest["summary_text"], digest["url"], payload=digest)
+            # notify_all ends the key with the member's id: "<org>:digest:<week>:<member>", as _candidates reads it.
+            announcements.append(Announcement([m], message, f"{org.pk}:digest:{slot.week}"))
+    notify_all(announcements, now=now)
+    return len(announcements)
 
 
 # --- what a digest says ---------------------------------------------------------------------------------------
