@@ -210,9 +210,23 @@ def _limited(rows: list[dict]) -> dict:
 def _summaries(orgs: list[Organization], slots: dict[str, Slot], now: datetime) -> dict[int, dict]:
     """The scorecard's week of each organization, in six queries for all of them."""
     ids = [o.pk for o in orgs]
-    tz_of = {o.pk: o.tzinfo for o in orgs}
-    slug = {o.pk: o.slug for o in orgs}
     since = _by_zone(slots, "since", DateTimeField())
+    counts = _status_counts(ids, since)
+    net = _net_changes(ids, since, now)
+    awaiting, exhausted, stale = _awaiting_review(ids), _exhausted(ids), _stale(ids)
+    return {
+        o.pk: {
+            "counts": _count_rows(counts[o.pk]),
+            "changes": _limited(_change_rows(net[o.pk], o)),
+            "decisions": _limited(_path_rows(_of(awaiting, o), o) + _exhausted_rows(_of(exhausted, o), o)),
+            "stale": _limited(_stale_rows(_of(stale, o), o)),
+        }
+        for o in orgs
+    }
+
+
+def _status_counts(ids: list[int], since: Case) -> dict[int, dict[str, list[int]]]:
+    """Per organization and status: [KPIs in it now, KPIs in it at the start of the week]."""
     now_counts = (
         Kpi.objects.filter(organization__in=ids, archived_at=None)
         .values("organization_id", "status")
@@ -228,6 +242,16 @@ def _summaries(orgs: list[Organization], slots: dict[str, Slot], now: datetime) 
         .annotate(n=Count("pk"))
         .order_by()
     )
+    counts: dict[int, dict[str, list[int]]] = {i: {s: [0, 0] for s in STATUS_ORDER} for i in ids}
+    for row in now_counts:
+        counts[row["organization_id"]][row["status"]][0] = row["n"]
+    for row in then_counts:
+        counts[row["organization_id"]][row["then"]][1] = row["n"]
+    return counts
+
+
+def _net_changes(ids: list[int], since: Case, now: datetime) -> dict[int, dict[int, dict]]:
+    """Per organization and KPI, the week's net change: the first change's old status, the last one's new one."""
     changes = (
         StatusChange.objects.filter(organization__in=ids, kpi__archived_at=None, changed_at__lte=now)
         .annotate(since=since)
@@ -235,100 +259,105 @@ def _summaries(orgs: list[Organization], slots: dict[str, Slot], now: datetime) 
         .order_by("changed_at", "id")
         .values("organization_id", "kpi_id", "kpi__name", "kpi__team__name", "old", "new", "changed_at")
     )
-    awaiting = (
+    net: dict[int, dict[int, dict]] = defaultdict(dict)
+    for row in changes:
+        kpi = net[row["organization_id"]].setdefault(row["kpi_id"], dict(row))
+        kpi.update(new=row["new"], changed_at=row["changed_at"])
+    return net
+
+
+def _awaiting_review(ids: list[int]) -> list[dict]:
+    return list(
         MitigationPath.objects.filter(organization__in=ids, state=MitigationPath.State.SUBMITTED)
         .filter(workstream__resolved_at=None)
         .order_by("filed_at", "id")
         .values("organization_id", "workstream_id", "workstream__kpi__name", "filed_by__name", "filed_at")
     )
-    exhausted = (
+
+
+def _exhausted(ids: list[int]) -> list[dict]:
+    return list(
         Workstream.objects.filter(organization__in=ids, resolved_at=None)
         .exclude(exhausted_at=None)
         .order_by("exhausted_at", "id")
         .values("organization_id", "pk", "kpi__name", "kpi__owner__user__name", "exhausted_at")
     )
-    stale = (
+
+
+def _stale(ids: list[int]) -> list[dict]:
+    return list(
         Kpi.objects.filter(organization__in=ids, archived_at=None, status=Status.STALE)
         .order_by("status_since", "name")
         .values("organization_id", "pk", "name", "owner__user__name", "last_measured_at")
     )
 
-    counts: dict[int, dict[str, list[int]]] = {i: {s: [0, 0] for s in STATUS_ORDER} for i in ids}
-    for row in now_counts:
-        counts[row["organization_id"]][row["status"]][0] = row["n"]
-    for row in then_counts:
-        counts[row["organization_id"]][row["then"]][1] = row["n"]
 
-    net: dict[int, dict[int, dict]] = defaultdict(dict)  # org -> kpi -> first old, last new
-    for row in changes:
-        # The week's net change: the first row's old status, the last row's new one.
-        kpi = net[row["organization_id"]].setdefault(row["kpi_id"], dict(row))
-        kpi.update(new=row["new"], changed_at=row["changed_at"])
+def _count_rows(counts: dict[str, list[int]]) -> list[dict]:
+    labels = dict(Status.choices)
+    return [
+        {"status": st, "label": labels[st], "now": counts[st][0], "before": counts[st][1]}
+        for st in STATUS_ORDER
+        if counts[st][0] or counts[st][1]
+    ]
+
+
+def _change_rows(net: dict[int, dict], org: Organization) -> list[dict]:
     labels = dict(Status.choices)
     rank = {s: i for i, s in enumerate(STATUS_SEVERITY)}
-    out: dict[int, dict] = {}
-    for i in ids:
-        tz, s = tz_of[i], slug[i]
-        moved = sorted(
-            (c for c in net[i].values() if c["old"] != c["new"]), key=lambda c: (rank[c["new"]], c["kpi__name"])
-        )
-        out[i] = {
-            "counts": [
-                {"status": st, "label": labels[st], "now": counts[i][st][0], "before": counts[i][st][1]}
-                for st in STATUS_ORDER
-                if counts[i][st][0] or counts[i][st][1]
-            ],
-            "changes": _limited(
-                [
-                    {
-                        "kpi": c["kpi__name"],
-                        "team": c["kpi__team__name"],
-                        "old": c["old"],
-                        "old_label": labels[c["old"]],
-                        "new": c["new"],
-                        "new_label": labels[c["new"]],
-                        "when": _day(c["changed_at"], tz),
-                        "url": reverse("kpi_detail", args=[s, c["kpi_id"]]),
-                    }
-                    for c in moved
-                ]
-            ),
-            "decisions": _limited(
-                [
-                    {
-                        "kpi": r["workstream__kpi__name"],
-                        "what": f"Mitigation path awaiting review since {_day(r['filed_at'], tz)}",
-                        "who": r["filed_by__name"],
-                        "url": reverse("escalations:workstream_detail", args=[s, r["workstream_id"]]),
-                    }
-                    for r in awaiting
-                    if r["organization_id"] == i
-                ]
-                + [
-                    {
-                        "kpi": r["kpi__name"],
-                        "what": f"Escalation exhausted on {_day(r['exhausted_at'], tz)}, no approved path",
-                        "who": r["kpi__owner__user__name"],
-                        "url": reverse("escalations:workstream_detail", args=[s, r["pk"]]),
-                    }
-                    for r in exhausted
-                    if r["organization_id"] == i
-                ]
-            ),
-            "stale": _limited(
-                [
-                    {
-                        "kpi": r["name"],
-                        "who": r["owner__user__name"],
-                        "since": _day(r["last_measured_at"], tz) if r["last_measured_at"] else "never",
-                        "url": reverse("kpi_detail", args=[s, r["pk"]]),
-                    }
-                    for r in stale
-                    if r["organization_id"] == i
-                ]
-            ),
+    moved = sorted((c for c in net.values() if c["old"] != c["new"]), key=lambda c: (rank[c["new"]], c["kpi__name"]))
+    return [
+        {
+            "kpi": c["kpi__name"],
+            "team": c["kpi__team__name"],
+            "old": c["old"],
+            "old_label": labels[c["old"]],
+            "new": c["new"],
+            "new_label": labels[c["new"]],
+            "when": _day(c["changed_at"], org.tzinfo),
+            "url": reverse("kpi_detail", args=[org.slug, c["kpi_id"]]),
         }
-    return out
+        for c in moved
+    ]
+
+
+def _of(rows: list[dict], org: Organization) -> list[dict]:
+    return [r for r in rows if r["organization_id"] == org.pk]
+
+
+def _path_rows(rows: list[dict], org: Organization) -> list[dict]:
+    return [
+        {
+            "kpi": r["workstream__kpi__name"],
+            "what": f"Mitigation path awaiting review since {_day(r['filed_at'], org.tzinfo)}",
+            "who": r["filed_by__name"],
+            "url": reverse("escalations:workstream_detail", args=[org.slug, r["workstream_id"]]),
+        }
+        for r in rows
+    ]
+
+
+def _exhausted_rows(rows: list[dict], org: Organization) -> list[dict]:
+    return [
+        {
+            "kpi": r["kpi__name"],
+            "what": f"Escalation exhausted on {_day(r['exhausted_at'], org.tzinfo)}, no approved path",
+            "who": r["kpi__owner__user__name"],
+            "url": reverse("escalations:workstream_detail", args=[org.slug, r["pk"]]),
+        }
+        for r in rows
+    ]
+
+
+def _stale_rows(rows: list[dict], org: Organization) -> list[dict]:
+    return [
+        {
+            "kpi": r["name"],
+            "who": r["owner__user__name"],
+            "since": _day(r["last_measured_at"], org.tzinfo) if r["last_measured_at"] else "never",
+            "url": reverse("kpi_detail", args=[org.slug, r["pk"]]),
+        }
+        for r in rows
+    ]
 
 
 def _owner_items(recipients: list[Membership], orgs: dict[int, Organization], now: datetime) -> dict[int, dict]:
