@@ -70,6 +70,26 @@ def propagate(*, now: datetime, org_id: int | None) -> tuple[int, int]:
 
 def _propagate(batch: list[DependencySignal], now: datetime) -> tuple[int, int]:
     upstream = {s.kpi_id: s.kpi for s in batch}
+    kpis, edges = _lock_downstream(upstream)
+    if not edges:
+        return 0, 0
+    owners = _lock_owners(kpis, edges)
+    first, last = batch[0].at, batch[-1].at
+    windows = _windows(owners, first, last)
+    anchors = _anchors(edges, upstream, first)
+    policies = policies_for(upstream.values())
+    writes = _Writes()
+    for signal in batch:
+        for down, lag in edges.get(signal.kpi_id, ()):
+            _reach(signal, kpis[down], lag, windows, anchors, policies[signal.kpi_id], writes, now)
+    return writes.save(batch, now)
+
+
+Edges = dict[int, list[tuple[int, timedelta]]]  # upstream KPI id -> (downstream KPI id, throttle window)
+
+
+def _lock_downstream(upstream: dict[int, Kpi]) -> tuple[dict[int, Kpi], Edges]:
+    """The downstream KPIs of the batch's upstreams, locked, and the edges to them."""
     # By the upstream index alone: joining the KPIs here made PostgreSQL scan them once per batch.
     rows = list(
         Dependency.objects.filter(upstream_id__in=upstream).values_list(
@@ -77,7 +97,7 @@ def _propagate(batch: list[DependencySignal], now: datetime) -> tuple[int, int]:
         )
     )
     if not rows:
-        return 0, 0
+        return {}, {}
     # The downstream rows, in id order and before anything else: the lock that serialises every decision about
     # their reviews (NO KEY UPDATE, so rows that merely refer to these KPIs are not held up).
     kpis = {
@@ -87,84 +107,119 @@ def _propagate(batch: list[DependencySignal], now: datetime) -> tuple[int, int]:
         .order_by("pk")
         .select_for_update(of=("self",), no_key=True)
     }
-    edges: dict[int, list[tuple[int, timedelta]]] = defaultdict(list)
+    edges: Edges = defaultdict(list)
     for up, down, lag, org_id in rows:
         # Edges never cross organizations (the service refuses them); a signal never follows one that did.
         if down in kpis and kpis[down].organization_id == org_id == upstream[up].organization_id:
             edges[up].append((down, lag or DEFAULT_LAG))
-    downs = sorted({down for targets in edges.values() for down, _ in targets})
-    if not downs:
-        return 0, 0
-    # Then their owners' rows, in id order: tasks group per owner, and two batches reaching different KPIs of one
-    # owner must not each open a task for the same window.
-    owners = sorted({kpis[down].owner_id for down in downs})
+    return kpis, edges
+
+
+def _downstream_ids(edges: Edges) -> list[int]:
+    return sorted({down for targets in edges.values() for down, _ in targets})
+
+
+def _lock_owners(kpis: dict[int, Kpi], edges: Edges) -> list[int]:
+    """Then their owners' rows, in id order: tasks group per owner, and two batches reaching different KPIs of one
+    owner must not each open a task for the same window."""
+    owners = sorted({kpis[down].owner_id for down in _downstream_ids(edges)})
     list(Membership.objects.filter(pk__in=owners).order_by("pk").select_for_update(no_key=True).values_list("pk"))
-    first, last = batch[0].at, batch[-1].at
-    windows = _windows(owners, first, last)
-    # Throttling: per (upstream, downstream), the latest review an unthrottled signal of the upstream is in.
+    return owners
+
+
+def _anchors(edges: Edges, upstream: dict[int, Kpi], first: datetime) -> dict[tuple[int, int], DependencyReview]:
+    """Throttling: per (upstream, downstream), the latest review an unthrottled signal of the upstream is in."""
     longest = max(lag for targets in edges.values() for _, lag in targets)
     anchors: dict[tuple[int, int], DependencyReview] = {}
     for up, down, review_id, opened in (
         DependencyReviewSignal.objects.filter(
-            kpi_id__in=downs, upstream_id__in=upstream, throttled=False, review__opened_at__gt=first - longest
+            kpi_id__in=_downstream_ids(edges),
+            upstream_id__in=upstream,
+            throttled=False,
+            review__opened_at__gt=first - longest,
         )
         .order_by("review__opened_at", "review_id")
         .values_list("upstream_id", "kpi_id", "review_id", "review__opened_at")
     ):
         anchors[(up, down)] = DependencyReview(pk=review_id, opened_at=opened)
-    policies = policies_for(upstream.values())
+    return anchors
 
-    reviews, deliveries, new_windows, earlier = [], [], [], []
-    reached: dict[int, list[tuple[Kpi, bool]]] = defaultdict(list)  # signal -> (downstream, throttled)
-    for signal in batch:
-        for down, lag in edges.get(signal.kpi_id, ()):
-            kpi, pair = kpis[down], (signal.kpi_id, down)
-            window = next((w for w in reversed(windows[kpi.owner_id]) if abs(signal.at - w.at) < GROUP_WINDOW), None)
-            # Within the owner's window, the KPI's unanswered review takes every signal; else the throttle decides.
-            review = window.parts.get(down) if window else None
-            held = False
-            if review is None:
-                anchor = anchors.get(pair)
-                if anchor is not None and signal.at < anchor.opened_at + lag:
-                    review, held = anchor, True
-                else:
-                    review = _open(signal, kpi, policies[signal.kpi_id])
-                    if window is None:
-                        window = Window(task=_task(signal, kpi, review.due_at, now), at=signal.at, reached=[])
-                        windows[kpi.owner_id].append(window)
-                        new_windows.append(window)
-                    elif review.due_at < window.task.due_at:  # the task is due with its earliest review
-                        window.task.due_at = review.due_at
-                        if window.reached is None:
-                            earlier.append(window.task)
-                    review.task = window.task
-                    window.parts[down] = review
-                    reviews.append(review)
-            if not held and (pair not in anchors or anchors[pair].opened_at <= review.opened_at):
-                anchors[pair] = review
-            if window is not None and window.reached is not None and not held:
-                window.reached.append((signal, kpi))
-            deliveries.append(
-                DependencyReviewSignal(
-                    organization_id=signal.organization_id,
-                    signal=signal,
-                    review=review,
-                    kpi_id=down,
-                    upstream_id=signal.kpi_id,
-                    at=signal.at,
-                    throttled=held,
-                )
-            )
-            reached[signal.pk].append((kpi, held))
-    # The tasks first (a review refers to its task), then the reviews, then what reached them. No ignore_conflicts:
-    # the signals are claimed, so a conflict would be a bug to hear about, and the reviews need the tasks' ids.
-    Task.objects.bulk_create([w.task for w in new_windows])
-    DependencyReview.objects.bulk_create(reviews)
-    DependencyReviewSignal.objects.bulk_create(deliveries, ignore_conflicts=True)
-    Task.objects.bulk_update(earlier, ["due_at"])
-    notify_all([_announcement(w) for w in new_windows], now=now)
-    _tell_upstream_episodes(batch, reached)
-    return len(reviews), sum(held for targets in reached.values() for _, held in targets)
+
+@dataclass
+class _Writes:
+    """What a batch writes, gathered while its signals are routed, stored in bulk at the end."""
+
+    reviews: list[DependencyReview] = field(default_factory=list)
+    deliveries: list[DependencyReviewSignal] = field(default_factory=list)
+    new_windows: list[Window] = field(default_factory=list)
+    earlier: list[Task] = field(default_factory=list)  # tasks now due earlier, with a review they took on
+    reached: dict[int, list[tuple[Kpi, bool]]] = field(
+        default_factory=lambda: defaultdict(list)
+    )  # signal -> (downstream, throttled)
+
+    def save(self, batch: list[DependencySignal], now: datetime) -> tuple[int, int]:
+        # The tasks first (a review refers to its task), then the reviews, then what reached them. No
+        # ignore_conflicts: the signals are claimed, so a conflict would be a bug to hear about, and the reviews need
+        # the tasks' ids.
+        Task.objects.bulk_create([w.task for w in self.new_windows])
+        DependencyReview.objects.bulk_create(self.reviews)
+        DependencyReviewSignal.objects.bulk_create(self.deliveries, ignore_conflicts=True)
+        Task.objects.bulk_update(self.earlier, ["due_at"])
+        notify_all([_announcement(w) for w in self.new_windows], now=now)
+        _tell_upstream_episodes(batch, self.reached)
+        return len(self.reviews), sum(held for targets in self.reached.values() for _, held in targets)
+
+
+def _reach(
+    signal: DependencySignal,
+    kpi: Kpi,
+    lag: timedelta,
+    windows: dict[int, list[Window]],
+    anchors: dict[tuple[int, int], DependencyReview],
+    snapshot: tuple[str, Policy],
+    writes: _Writes,
+    now: datetime,
+) -> None:
+    """One signal reaches one downstream KPI: it joins the review of the owner's window, is throttled by the
+    latest review the same upstream reached within the edge's lag, or opens a review (and a window's task)."""
+    pair = (signal.kpi_id, kpi.pk)
+    window = next((w for w in reversed(windows[kpi.owner_id]) if abs(signal.at - w.at) < GROUP_WINDOW), None)
+    # Within the owner's window, the KPI's unanswered review takes every signal; else the throttle decides.
+    review = window.parts.get(kpi.pk) if window else None
+    held = False
+    if review is None:
+        anchor = anchors.get(pair)
+        if anchor is not None and signal.at < anchor.opened_at + lag:
+            review, held = anchor, True
+        else:
+            review = _open(signal, kpi, snapshot)
+            if window is None:
+                window = Window(task=_task(signal, kpi, review.due_at, now), at=signal.at, reached=[])
+                windows[kpi.owner_id].append(window)
+                writes.new_windows.append(window)
+            elif review.due_at < window.task.due_at:  # the task is due with its earliest review
+                window.task.due_at = review.due_at
+                if window.reached is None:
+                    writes.earlier.append(window.task)
+            review.task = window.task
+            window.parts[kpi.pk] = review
+            writes.reviews.append(review)
+    if not held and (pair not in anchors or anchors[pair].opened_at <= review.opened_at):
+        anchors[pair] = review
+    if window is not None and window.reached is not None and not held:
+        window.reached.append((signal, kpi))
+    writes.deliveries.append(
+        DependencyReviewSignal(
+            organization_id=signal.organization_id,
+            signal=signal,
+            review=review,
+            kpi_id=kpi.pk,
+            upstream_id=signal.kpi_id,
+            at=signal.at,
+            throttled=held,
+        )
+    )
+    writes.reached[signal.pk].append((kpi, held))
 
 
 def _windows(owners: list[int], first: datetime, last: datetime) -> dict[int, list[Window]]:
