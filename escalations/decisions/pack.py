@@ -14,7 +14,7 @@ from django.template.loader import render_to_string
 from django.utils import timezone
 from django.utils.safestring import SafeString, mark_safe
 
-from escalations.decisions import services as decisions
+from escalations.decisions import agenda, selectors
 from escalations.models import ReviewSession
 from governance.models import Membership
 from scorecards.models import Kpi, Status
@@ -49,10 +49,10 @@ def pack_context(session: ReviewSession, viewer: Membership | None) -> dict:
     now = timezone.now()
     kpis = kpi_list(org=org, viewer=viewer)
     visible = visible_kpis(Kpi.objects.for_org(org), viewer)
-    log = list(decisions.decision_list(org=org, session=session).filter(kpi__in=visible))
+    log = list(selectors.decision_list(org=org, session=session).filter(kpi__in=visible))
     counts = status_counts(kpis)
     decided = list({d.kpi_id: d.kpi for d in reversed(log)}.values())
-    charts = decisions.attach_charts(decided, org.tzinfo, now=now, width=720, height=250)
+    charts = agenda.attach_charts(decided, org.tzinfo, now=now, width=720, height=250)
     by_kpi: dict[int, list] = {}
     for d in log:
         by_kpi.setdefault(d.kpi_id, []).append(d)
@@ -60,12 +60,12 @@ def pack_context(session: ReviewSession, viewer: Membership | None) -> dict:
         "org": org,
         "session": session,
         "now": now,
-        "attendees": decisions.session_attendees(session),
+        "attendees": selectors.session_attendees(session),
         "counts": [(value, label, counts[value]) for value, label in Status.choices],
         "kpi_total": sum(counts.values()),
         "red": list(kpis.filter(status__in=RED)),
         "decisions": log,
-        "outcomes": decisions.outcomes(org=org, decisions=log, now=now),
+        "outcomes": selectors.outcomes(org=org, decisions=log, now=now),
         "charts": [
             {
                 "kpi": k,
@@ -74,7 +74,7 @@ def pack_context(session: ReviewSession, viewer: Membership | None) -> dict:
             }
             for k in decided
         ],
-        "actions": decisions.session_open_actions(session=session, viewer=viewer),
+        "actions": selectors.session_open_actions(session=session, viewer=viewer),
         "today": timezone.localdate(now, org.tzinfo),
     }
 

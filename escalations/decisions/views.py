@@ -12,8 +12,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
-from escalations.decisions import pack
-from escalations.decisions import services as decisions
+from escalations.decisions import agenda, pack, review_sessions, selectors, services
 from escalations.decisions.forms import (
     DECISION_FORMS,
     AgendaFilterForm,
@@ -25,7 +24,7 @@ from escalations.decisions.forms import (
 )
 from escalations.engine import authority as deciding
 from escalations.models import MitigationPath, ReviewSession, Task, Workstream
-from escalations.workstreams import selectors
+from escalations.workstreams.selectors import workstreams
 from governance.access import get_for_org_or_404, refuse, role_required
 from governance.forms import active_members, apply_errors
 from governance.models import Role
@@ -41,7 +40,7 @@ PANEL_SIZE = 5
 # --- the agenda -------------------------------------------------------------------------------------------------
 
 
-def _options(request: HttpRequest, item: decisions.AgendaItem, ctx: dict, bound: DecisionForm | None) -> list[dict]:
+def _options(request: HttpRequest, item: agenda.AgendaItem, ctx: dict, bound: DecisionForm | None) -> list[dict]:
     """The decisions this item takes, each with its form (the bound one back with its errors, open)."""
     session, by = ctx["session"], request.membership
     kinds = []
@@ -75,9 +74,9 @@ def _options(request: HttpRequest, item: decisions.AgendaItem, ctx: dict, bound:
     return options
 
 
-def _item_context(request: HttpRequest, items: list[decisions.AgendaItem], session: ReviewSession | None) -> dict:
+def _item_context(request: HttpRequest, items: list[agenda.AgendaItem], session: ReviewSession | None) -> dict:
     """What the items' decision forms need, in a few queries for the whole agenda (charts included)."""
-    charts = decisions.attach_charts([i.kpi for i in items], request.org.tzinfo)
+    charts = agenda.attach_charts([i.kpi for i in items], request.org.tzinfo)
     for item in items:
         item.chart = charts.get(item.kpi.pk, "")
     ws_ids = [i.workstream.pk for i in items if i.workstream is not None]
@@ -113,7 +112,7 @@ def _agenda_page(
 ) -> HttpResponse:
     filter_form = AgendaFilterForm(request.GET, org=request.org, auto_id="agenda-%s")
     team_id = filter_form.team_id()
-    items = decisions.agenda(org=request.org, team_id=team_id, session=session)
+    items = agenda.agenda(org=request.org, team_id=team_id, session=session)
     ctx = _item_context(request, items, session)
     for i, item in enumerate(items):
         # Plain links between items for keyboards without JavaScript (static/js/review.js adds j and k).
@@ -140,7 +139,7 @@ def _agenda_page(
             AttendeesForm(org=request.org, initial={"attendees": [m.pk for m in session.attendees.all()]}),
         )
         context.setdefault("close_form", SessionCloseForm())
-        context["attendees"] = decisions.session_attendees(session)
+        context["attendees"] = selectors.session_attendees(session)
         context["decision_count"] = session.decisions.count()
     return render(request, "escalations/review.html", context, status=status)
 
@@ -159,7 +158,7 @@ def _item_response(
     notice: str = "",
 ) -> HttpResponse:
     """The one agenda item, redrawn in place after a decision (htmx swaps only 2xx, so a refusal is a 200 too)."""
-    items = decisions.agenda(org=request.org, session=session, kpi_ids=[kpi.pk])
+    items = agenda.agenda(org=request.org, session=session, kpi_ids=[kpi.pk])
     ctx = _item_context(request, items, session)
     item = items[0]
     item.options = _options(request, item, ctx, bound)
@@ -180,13 +179,13 @@ def _decide(request: HttpRequest, kpi: Kpi, form: DecisionForm) -> str:
         path = ws.paths.filter(state=MitigationPath.State.SUBMITTED).first()
         if path is None:
             raise ValidationError("No path awaits review any more: someone decided on it meanwhile.")
-        decisions.decision_review_path(path=path, approve=data["approve"], expected_by=data["expected_by"], **common)
+        services.decision_review_path(path=path, approve=data["approve"], expected_by=data["expected_by"], **common)
         return "Path approved: escalation stops." if data["approve"] else "Path rejected: it goes back to the owner."
     if form.kind == "risk":
-        decisions.decision_accept_risk(workstream=ws, until=data["until"], **common)
+        services.decision_accept_risk(workstream=ws, until=data["until"], **common)
         return f"Risk accepted until {data['until']:%d %b %Y}: escalation pauses until then."
     if form.kind == "target":
-        decisions.decision_change_target(
+        services.decision_change_target(
             kpi=kpi,
             target_value=data["target_value"],
             target_by=data["target_by"],
@@ -196,11 +195,11 @@ def _decide(request: HttpRequest, kpi: Kpi, form: DecisionForm) -> str:
         )
         return "Target changed: the KPI is evaluated against it at the next sweep."
     if form.kind == "transfer":
-        decisions.decision_request_transfer(
+        services.decision_request_transfer(
             kpi=kpi, to_owner=data["to_owner"], expected_by=data["expected_by"], **common
         )
         return f"Transfer to {data['to_owner'].user.name} requested: another executive or admin approves it."
-    decisions.decision_assign_action(
+    services.decision_assign_action(
         workstream=ws,
         description=data["description"],
         owner=data["owner"],
@@ -251,8 +250,8 @@ def review_decide(request: HttpRequest, kpi_id: int) -> HttpResponse:
 @require_GET
 def review_session_list(request: HttpRequest) -> HttpResponse:
     """Every review with its minutes; executives and admins start one here."""
-    sessions = decisions.session_list(org=request.org)
-    may = decisions.may_decide(request.membership)
+    sessions = selectors.session_list(org=request.org)
+    may = services.may_decide(request.membership)
     running = next((s for s in sessions if s.is_open), None)
     return render(
         request,
@@ -272,7 +271,7 @@ def review_session_start(request: HttpRequest) -> HttpResponse:
     form = SessionStartForm(request.POST, org=request.org)
     if form.is_valid():
         try:
-            session = decisions.review_session_start(
+            session = review_sessions.review_session_start(
                 org=request.org,
                 by=request.membership,
                 title=form.cleaned_data["title"],
@@ -299,17 +298,17 @@ def _get_session(request: HttpRequest, session_id: int) -> ReviewSession:
 
 
 def _minutes(request: HttpRequest, session: ReviewSession) -> HttpResponse:
-    log = list(decisions.decision_list(org=request.org, session=session).filter(kpi__in=_visible(request)))
+    log = list(selectors.decision_list(org=request.org, session=session).filter(kpi__in=_visible(request)))
     return render(
         request,
         "escalations/review_minutes.html",
         {
             "session": session,
-            "attendees": decisions.session_attendees(session),
+            "attendees": selectors.session_attendees(session),
             "decisions": log,
-            "outcomes": decisions.outcomes(org=request.org, decisions=log),
-            "actions": decisions.session_open_actions(session=session, viewer=request.membership),
-            "may_decide": decisions.may_decide(request.membership),
+            "outcomes": selectors.outcomes(org=request.org, decisions=log),
+            "actions": selectors.session_open_actions(session=session, viewer=request.membership),
+            "may_decide": services.may_decide(request.membership),
         },
     )
 
@@ -318,7 +317,7 @@ def _minutes(request: HttpRequest, session: ReviewSession) -> HttpResponse:
 def review_session_detail(request: HttpRequest, session_id: int) -> HttpResponse:
     """An open session is the agenda being gone through (for those who decide); otherwise its minutes."""
     session = _get_session(request, session_id)
-    if session.is_open and decisions.may_decide(request.membership):
+    if session.is_open and services.may_decide(request.membership):
         return _agenda_page(request, session)
     return _minutes(request, session)
 
@@ -330,7 +329,7 @@ def review_session_attendees(request: HttpRequest, session_id: int) -> HttpRespo
     form = AttendeesForm(request.POST, org=request.org)
     if form.is_valid():
         try:
-            decisions.review_session_set_attendees(
+            review_sessions.review_session_set_attendees(
                 session=session, by=request.membership, attendees=form.cleaned_data["attendees"]
             )
         except ValidationError as e:
@@ -349,7 +348,9 @@ def review_session_close(request: HttpRequest, session_id: int) -> HttpResponse:
     form = SessionCloseForm(request.POST)
     if form.is_valid():
         try:
-            decisions.review_session_close(session=session, by=request.membership, summary=form.cleaned_data["summary"])
+            review_sessions.review_session_close(
+                session=session, by=request.membership, summary=form.cleaned_data["summary"]
+            )
         except ValidationError as e:
             messages.error(request, " ".join(e.messages))
         else:
@@ -376,11 +377,15 @@ def _log_page(request: HttpRequest, context: dict, log, panel: bool) -> HttpResp
     if panel:
         rows = list(log[:PANEL_SIZE])
         total = log.count() if len(rows) == PANEL_SIZE else len(rows)
-        context |= {"decisions": rows, "total": total, "outcomes": decisions.outcomes(org=request.org, decisions=rows)}
+        context |= {
+            "decisions": rows,
+            "total": total,
+            "outcomes": selectors.outcomes(org=request.org, decisions=rows),
+        }
         return render(request, "escalations/decisions.html#panel", context)
     page = Paginator(log, LOG_PAGE_SIZE).get_page(request.GET.get("page"))
     rows = list(page.object_list)
-    context |= {"page": page, "decisions": rows, "outcomes": decisions.outcomes(org=request.org, decisions=rows)}
+    context |= {"page": page, "decisions": rows, "outcomes": selectors.outcomes(org=request.org, decisions=rows)}
     return render(request, "escalations/decisions.html", context)
 
 
@@ -391,7 +396,7 @@ def decision_log(request: HttpRequest) -> HttpResponse:
     query = request.GET.copy()
     query.pop("page", None)
     context = {"filter_form": filter_form, "query": query.urlencode(), "scope": "organization"}
-    log = decisions.decision_list(org=request.org, **filters).filter(kpi__in=_visible(request))
+    log = selectors.decision_list(org=request.org, **filters).filter(kpi__in=_visible(request))
     return _log_page(request, context, log, panel=False)
 
 
@@ -399,14 +404,14 @@ def decision_log(request: HttpRequest) -> HttpResponse:
 def kpi_decisions(request: HttpRequest, kpi_id: int) -> HttpResponse:
     kpi = get_for_org_or_404(request, _visible(request).select_related("team", "owner__user"), kpi_id)
     context = {"kpi": kpi, "scope": "kpi"}
-    return _log_page(request, context, decisions.decision_list(org=request.org, kpi=kpi), panel=bool(request.htmx))
+    return _log_page(request, context, selectors.decision_list(org=request.org, kpi=kpi), panel=bool(request.htmx))
 
 
 @require_GET
 def workstream_decisions(request: HttpRequest, workstream_id: int) -> HttpResponse:
-    ws = get_for_org_or_404(request, selectors.workstreams(org=request.org), workstream_id)
+    ws = get_for_org_or_404(request, workstreams(org=request.org), workstream_id)
     context = {"ws": ws, "kpi": ws.kpi, "scope": "workstream"}
-    log = decisions.decision_list(org=request.org, workstream=ws)
+    log = selectors.decision_list(org=request.org, workstream=ws)
     return _log_page(request, context, log, panel=bool(request.htmx))
 
 
@@ -421,7 +426,7 @@ def transfer_decide(request: HttpRequest, transfer_id: int) -> HttpResponse:
         messages.error(request, "Approve or reject the transfer.")
     else:
         try:
-            decisions.decision_transfer(
+            services.decision_transfer(
                 transfer=transfer,
                 by=request.membership,
                 approve=form.cleaned_data["decision"] == "approve",

@@ -9,7 +9,7 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from escalations.decisions import services as decisions
+from escalations.decisions import agenda
 from escalations.models import (
     Decision,
     DependencyReview,
@@ -174,7 +174,7 @@ def test_the_demo_has_a_closed_review_with_decisions_and_an_open_agenda(demo):
     assert {"target_changed", "risk_accepted", "transfer_requested", "action_assigned"} <= set(
         session.decisions.values_list("kind", flat=True)
     )
-    items = decisions.agenda(org=acme)
+    items = agenda.agenda(org=acme)
     assert any(i.awaiting for i in items) and {"off_track", "stale"} <= {i.severity for i in items}
     assert all(not i.decided for i in items)
 

@@ -10,7 +10,7 @@ import time_machine
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.urls import reverse
 
-from escalations.decisions import services as decisions
+from escalations.decisions import review_sessions, selectors, services
 from escalations.models import (
     Decision,
     EscalationLevel,
@@ -81,7 +81,7 @@ def audited(tenant: Tenant, verb: str) -> list[AuditEvent]:
 def test_approving_a_path_stops_escalation_and_records_the_decision_with_its_follow_up(tenant, escalated):
     with at(T0 + 2 * DAY + 2 * HOUR):
         path = file_path(tenant, escalated, date(2026, 11, 4))
-        decision = decisions.decision_review_path(
+        decision = services.decision_review_path(
             path=path, by=tenant.executive, approve=True, reason="Credible plan, owners named."
         )
     path.refresh_from_db()
@@ -107,7 +107,7 @@ def test_approving_a_path_stops_escalation_and_records_the_decision_with_its_fol
 def test_rejecting_a_path_sends_it_back_to_the_owner(tenant, escalated):
     with at(T0 + 2 * DAY + 2 * HOUR):
         path = file_path(tenant, escalated, date(2026, 11, 4))
-        decision = decisions.decision_review_path(
+        decision = services.decision_review_path(
             path=path, by=tenant.executive, approve=False, reason="No dates on the second action."
         )
     assert decision.kind == "path_rejected" and decision.expected_by is None
@@ -121,7 +121,7 @@ def test_an_admin_reviews_a_path_only_where_the_episode_escalated_to_them(tenant
     with at(T0 + 2 * DAY + 2 * HOUR):
         path = file_path(tenant, escalated, date(2026, 11, 4))
         with pytest.raises(PermissionDenied):
-            decisions.decision_review_path(path=path, by=tenant.admin, approve=True, reason="Fine.")
+            services.decision_review_path(path=path, by=tenant.admin, approve=True, reason="Fine.")
     assert not Decision.objects.exists()
     assert MitigationPath.objects.get(pk=path.pk).state == MitigationPath.State.SUBMITTED
 
@@ -134,7 +134,7 @@ def test_accepting_the_risk_pauses_escalation_until_the_day_then_it_restarts_at_
     until = date(2026, 11, 12)
     resumes = datetime.combine(until, time(), tz)  # 11 Nov 23:00 UTC in Berlin
     with at(T0 + 2 * DAY + 2 * HOUR):
-        decision = decisions.decision_accept_risk(
+        decision = services.decision_accept_risk(
             workstream=escalated, by=tenant.executive, reason="Known seasonal dip.", until=until
         )
     escalated.refresh_from_db()
@@ -165,7 +165,7 @@ def test_a_risk_is_accepted_for_a_day_after_today_and_a_year_at_most(tenant, esc
     with at(T0 + 2 * DAY + 2 * HOUR):
         for until in (date(2026, 11, 4), date(2026, 11, 1), date(2027, 12, 1)):
             with pytest.raises(ValidationError) as error:
-                decisions.decision_accept_risk(workstream=escalated, by=tenant.executive, reason="x", until=until)
+                services.decision_accept_risk(workstream=escalated, by=tenant.executive, reason="x", until=until)
             assert "until" in error.value.message_dict
     assert not Decision.objects.exists()
 
@@ -175,7 +175,7 @@ def test_an_overdue_action_of_an_approved_path_restarts_escalation_despite_an_ac
     with at(T0 + 2 * DAY + 2 * HOUR):
         path = file_path(tenant, escalated, date(2026, 11, 4))
         mitigation_path_review(path=path, by=tenant.executive, approve=True, comment="Credible plan.")
-        decisions.decision_accept_risk(
+        services.decision_accept_risk(
             workstream=escalated, by=tenant.executive, reason="Accepted.", until=date(2026, 11, 20)
         )
     sweep(datetime(2026, 11, 8, 8, 0, tzinfo=UTC))  # the action was due on 7 Nov
@@ -189,7 +189,7 @@ def test_an_overdue_action_of_an_approved_path_restarts_escalation_despite_an_ac
 
 def test_changing_the_target_updates_the_kpi_through_its_audited_service_and_asks_for_an_evaluation(tenant):
     kpi = tenant.kpi
-    decision = decisions.decision_change_target(
+    decision = services.decision_change_target(
         kpi=kpi,
         by=tenant.executive,
         reason="Board lowered the plan for Q4.",
@@ -215,7 +215,7 @@ def test_changing_the_target_updates_the_kpi_through_its_audited_service_and_ask
 
 def test_a_target_change_is_checked_like_the_kpi_settings(tenant):
     with pytest.raises(ValidationError) as error:
-        decisions.decision_change_target(
+        services.decision_change_target(
             kpi=tenant.kpi,
             by=tenant.executive,
             reason="x",
@@ -225,7 +225,7 @@ def test_a_target_change_is_checked_like_the_kpi_settings(tenant):
         )
     assert set(error.value.message_dict) & {"warning", "critical"}
     with pytest.raises(ValidationError, match="Nothing changed"):
-        decisions.decision_change_target(
+        services.decision_change_target(
             kpi=tenant.kpi,
             by=tenant.executive,
             reason="x",
@@ -241,7 +241,7 @@ def test_a_target_change_is_checked_like_the_kpi_settings(tenant):
 
 def test_requesting_a_transfer_goes_through_the_transfer_request_and_another_decider_approves_it(tenant):
     OwnershipTransfer.objects.filter(kpi=tenant.kpi).update(state=OwnershipTransfer.State.CANCELLED)
-    decision = decisions.decision_request_transfer(
+    decision = services.decision_request_transfer(
         kpi=tenant.kpi, by=tenant.executive, to_owner=tenant.member, reason="Member runs it day to day."
     )
     transfer = decision.transfer
@@ -252,7 +252,7 @@ def test_requesting_a_transfer_goes_through_the_transfer_request_and_another_dec
     )
     assert audited(tenant, "decision.transfer_requested")
     assert [e.after["owner"] for e in audited(tenant, "kpi.transfer_requested")][0] == str(tenant.member)
-    decided = decisions.decision_transfer(transfer=transfer, by=tenant.admin, approve=True, reason="Agreed.")
+    decided = services.decision_transfer(transfer=transfer, by=tenant.admin, approve=True, reason="Agreed.")
     assert Kpi.objects.get(pk=tenant.kpi.pk).owner == tenant.member
     assert (decided.kind, decided.transfer, decided.decided_by) == ("transfer_decided", transfer, tenant.admin.user)
 
@@ -261,7 +261,7 @@ def test_assigning_an_action_adds_it_to_the_episodes_path_and_tells_its_owner(te
     with at(T0 + 2 * DAY + 2 * HOUR):
         path = file_path(tenant, escalated, date(2026, 11, 4))
         mitigation_path_review(path=path, by=tenant.executive, approve=True, comment="Credible plan.")
-        decision = decisions.decision_assign_action(
+        decision = services.decision_assign_action(
             workstream=escalated,
             by=tenant.admin,
             reason="Freight needs its own owner.",
@@ -283,7 +283,7 @@ def test_assigning_an_action_adds_it_to_the_episodes_path_and_tells_its_owner(te
 
 def test_an_action_needs_a_path_to_join(tenant, escalated):
     with at(T0 + 2 * DAY + 2 * HOUR), pytest.raises(ValidationError, match="No mitigation path"):
-        decisions.decision_assign_action(
+        services.decision_assign_action(
             workstream=escalated,
             by=tenant.executive,
             reason="x",
@@ -299,7 +299,7 @@ def test_an_action_needs_a_path_to_join(tenant, escalated):
 
 def test_every_decision_needs_a_reason_and_nothing_changes_without_one(tenant, escalated):
     with at(T0 + 2 * DAY + 2 * HOUR), pytest.raises(ValidationError) as error:
-        decisions.decision_accept_risk(workstream=escalated, by=tenant.executive, reason="  ", until=date(2026, 11, 9))
+        services.decision_accept_risk(workstream=escalated, by=tenant.executive, reason="  ", until=date(2026, 11, 9))
     assert "reason" in error.value.message_dict
     escalated.refresh_from_db()
     assert escalated.level == 1 and not Decision.objects.exists()
@@ -310,21 +310,21 @@ def test_members_do_not_decide(tenant, escalated, who):
     by = getattr(tenant, who)
     with at(T0 + 2 * DAY + 2 * HOUR):
         with pytest.raises(PermissionDenied):
-            decisions.decision_accept_risk(workstream=escalated, by=by, reason="x", until=date(2026, 11, 9))
+            services.decision_accept_risk(workstream=escalated, by=by, reason="x", until=date(2026, 11, 9))
         with pytest.raises(PermissionDenied):
-            decisions.decision_change_target(
+            services.decision_change_target(
                 kpi=tenant.kpi, by=by, reason="x", target_value=1.0, target_by=None, thresholds={}
             )
         with pytest.raises(PermissionDenied):
-            decisions.review_session_start(org=tenant.org, by=by)
+            review_sessions.review_session_start(org=tenant.org, by=by)
     assert not Decision.objects.exists() and not ReviewSession.objects.exists()
 
 
 def test_a_closed_session_takes_no_decision(tenant):
-    session = decisions.review_session_start(org=tenant.org, by=tenant.executive)
-    decisions.review_session_close(session=session, by=tenant.executive)
+    session = review_sessions.review_session_start(org=tenant.org, by=tenant.executive)
+    review_sessions.review_session_close(session=session, by=tenant.executive)
     with pytest.raises(ValidationError, match="closed"):
-        decisions.decision_change_target(
+        services.decision_change_target(
             kpi=tenant.kpi,
             by=tenant.executive,
             reason="x",
@@ -338,7 +338,7 @@ def test_a_closed_session_takes_no_decision(tenant):
 
 def test_a_decider_of_another_organization_is_refused(tenant, stranger_tenant):
     with pytest.raises(PermissionDenied):
-        decisions.decision_change_target(
+        services.decision_change_target(
             kpi=tenant.kpi,
             by=stranger_tenant.admin,
             reason="x",
@@ -346,9 +346,9 @@ def test_a_decider_of_another_organization_is_refused(tenant, stranger_tenant):
             target_by=None,
             thresholds={"warning": 1, "critical": 0},
         )
-    session = decisions.review_session_start(org=stranger_tenant.org, by=stranger_tenant.admin)
+    session = review_sessions.review_session_start(org=stranger_tenant.org, by=stranger_tenant.admin)
     with pytest.raises(PermissionDenied):
-        decisions.decision_change_target(
+        services.decision_change_target(
             kpi=tenant.kpi,
             by=tenant.executive,
             reason="x",
@@ -396,8 +396,8 @@ def test_the_outcome_comes_from_the_kpis_status_history(tenant, recovered, expec
         StatusChange.objects.create(
             organization=tenant.org, kpi=tenant.kpi, old="off_track", new="on_track", changed_at=recovered
         )
-    log = list(decisions.decision_list(org=tenant.org))
-    outcome = decisions.outcomes(org=tenant.org, decisions=log, now=now)[decision.pk]
+    log = list(selectors.decision_list(org=tenant.org))
+    outcome = selectors.outcomes(org=tenant.org, decisions=log, now=now)[decision.pk]
     assert outcome.state == state, outcome.text
 
 

@@ -14,7 +14,7 @@ from django.urls import reverse
 from django.utils import timezone
 from pypdf import PdfReader
 
-from escalations.decisions import services as decisions
+from escalations.decisions import agenda, review_sessions, services
 from escalations.decisions.pack import pack_context
 from escalations.models import (
     Decision,
@@ -120,7 +120,7 @@ def keys(items) -> list[str]:
 
 
 def test_the_agenda_lists_what_needs_a_decision_most_severe_first_then_longest_waiting(tenant, board):
-    items = decisions.agenda(org=tenant.org)
+    items = agenda.agenda(org=tenant.org)
     assert keys(items) == [
         "ops.old_off",  # off track 5 days
         "ops.new_off",  # off track 3 days
@@ -140,8 +140,8 @@ def test_the_agenda_lists_what_needs_a_decision_most_severe_first_then_longest_w
 def test_the_agenda_is_filtered_by_team(tenant, board):
     sales = TeamFactory(organization=tenant.org, key="sales", name="Sales")
     red(tenant, "sales.off", "off_track", 4, team=sales)
-    assert keys(decisions.agenda(org=tenant.org, team_id=sales.pk)) == ["sales.off"]
-    assert "sales.off" not in keys(decisions.agenda(org=tenant.org, team_id=tenant.team.pk))
+    assert keys(agenda.agenda(org=tenant.org, team_id=sales.pk)) == ["sales.off"]
+    assert "sales.off" not in keys(agenda.agenda(org=tenant.org, team_id=tenant.team.pk))
 
 
 def test_the_agenda_shows_upstream_and_downstream_context(tenant, board):
@@ -153,26 +153,26 @@ def test_the_agenda_shows_upstream_and_downstream_context(tenant, board):
     Dependency.objects.create(
         organization=tenant.org, upstream=board["old_off"], downstream=board["stale"], kind="informs"
     )
-    items = {i.kpi.key: i for i in decisions.agenda(org=tenant.org)}
+    items = {i.kpi.key: i for i in agenda.agenda(org=tenant.org)}
     assert [e.upstream.key for e in items["ops.old_off"].upstream] == ["ops.green"]
     assert [e.downstream.key for e in items["ops.old_off"].downstream] == ["ops.stale"]
 
 
 def test_the_agenda_reads_in_a_constant_number_of_queries(tenant, board, django_assert_max_num_queries):
     with django_assert_max_num_queries(8):
-        few = decisions.agenda(org=tenant.org)
+        few = agenda.agenda(org=tenant.org)
     for n in range(12):
         kpi = red(tenant, f"ops.more_{n}", "off_track", n + 1)
         path(episode(kpi, n + 1), tenant, MitigationPath.State.SUBMITTED, 1)
     with django_assert_max_num_queries(8):
-        many = decisions.agenda(org=tenant.org)
+        many = agenda.agenda(org=tenant.org)
     assert len(many) == len(few) + 12
     with django_assert_max_num_queries(2):  # every chart of the agenda
-        decisions.attach_charts([i.kpi for i in many], tenant.org.tzinfo)
+        agenda.attach_charts([i.kpi for i in many], tenant.org.tzinfo)
 
 
 def test_a_decision_takes_an_item_off_the_agenda_until_its_reason_arises_again(tenant, board):
-    decisions.decision_change_target(
+    services.decision_change_target(
         kpi=board["old_off"],
         by=tenant.executive,
         reason="Plan changed.",
@@ -180,14 +180,14 @@ def test_a_decision_takes_an_item_off_the_agenda_until_its_reason_arises_again(t
         target_by=None,
         thresholds={"warning": 900, "critical": 700},
     )
-    assert "ops.old_off" not in keys(decisions.agenda(org=tenant.org))
+    assert "ops.old_off" not in keys(agenda.agenda(org=tenant.org))
     # Off track again after the decision (a new breach): back on the agenda.
     Kpi.objects.filter(pk=board["old_off"].pk).update(status_since=timezone.now() + timedelta(seconds=1))
-    assert "ops.old_off" in keys(decisions.agenda(org=tenant.org, now=timezone.now() + DAY))
+    assert "ops.old_off" in keys(agenda.agenda(org=tenant.org, now=timezone.now() + DAY))
 
 
 def test_a_path_awaiting_review_stays_until_it_is_approved_or_rejected(tenant, board):
-    decisions.decision_change_target(
+    services.decision_change_target(
         kpi=board["path"],
         by=tenant.executive,
         reason="Plan changed.",
@@ -195,26 +195,26 @@ def test_a_path_awaiting_review_stays_until_it_is_approved_or_rejected(tenant, b
         target_by=None,
         thresholds={"warning": 900, "critical": 700},
     )
-    assert "ops.path" in keys(decisions.agenda(org=tenant.org))
+    assert "ops.path" in keys(agenda.agenda(org=tenant.org))
     waiting = MitigationPath.objects.get(workstream__kpi=board["path"], state="submitted")
-    decisions.decision_review_path(path=waiting, by=tenant.executive, approve=True, reason="Good plan.")
-    assert "ops.path" not in keys(decisions.agenda(org=tenant.org))
+    services.decision_review_path(path=waiting, by=tenant.executive, approve=True, reason="Good plan.")
+    assert "ops.path" not in keys(agenda.agenda(org=tenant.org))
 
 
 def test_an_accepted_risk_holds_the_item_until_its_day_then_it_returns(tenant, board):
     ws = Workstream.objects.get(kpi=board["new_off"])
     today = timezone.localdate(timezone=tenant.org.tzinfo)
-    decisions.decision_accept_risk(workstream=ws, by=tenant.executive, reason="Seasonal.", until=today + 3 * DAY)
-    assert "ops.new_off" not in keys(decisions.agenda(org=tenant.org))
+    services.decision_accept_risk(workstream=ws, by=tenant.executive, reason="Seasonal.", until=today + 3 * DAY)
+    assert "ops.new_off" not in keys(agenda.agenda(org=tenant.org))
     later = datetime.combine(today + 3 * DAY, datetime.min.time(), tenant.org.tzinfo) + timedelta(hours=1)
     with time_machine.travel(later, tick=False):
-        item = next(i for i in decisions.agenda(org=tenant.org) if i.kpi.key == "ops.new_off")
+        item = next(i for i in agenda.agenda(org=tenant.org) if i.kpi.key == "ops.new_off")
     assert "risk_expired" in [r.code for r in item.reasons if r.open]
 
 
 def test_a_session_keeps_the_items_it_decided(tenant, board):
-    session = decisions.review_session_start(org=tenant.org, by=tenant.executive)
-    decisions.decision_change_target(
+    session = review_sessions.review_session_start(org=tenant.org, by=tenant.executive)
+    services.decision_change_target(
         kpi=board["old_off"],
         by=tenant.executive,
         reason="Plan changed.",
@@ -223,13 +223,13 @@ def test_a_session_keeps_the_items_it_decided(tenant, board):
         thresholds={"warning": 900, "critical": 700},
         session=session,
     )
-    items = {i.kpi.key: i for i in decisions.agenda(org=tenant.org, session=session)}
+    items = {i.kpi.key: i for i in agenda.agenda(org=tenant.org, session=session)}
     assert items["ops.old_off"].decided and [d.reason for d in items["ops.old_off"].decisions] == ["Plan changed."]
-    assert "ops.old_off" not in keys(decisions.agenda(org=tenant.org))  # decided: off the plain agenda
+    assert "ops.old_off" not in keys(agenda.agenda(org=tenant.org))  # decided: off the plain agenda
 
 
 def test_the_stranger_sees_none_of_the_tenants_items(tenant, board, stranger_tenant):
-    assert decisions.agenda(org=stranger_tenant.org) == []
+    assert agenda.agenda(org=stranger_tenant.org) == []
 
 
 # --- the page ----------------------------------------------------------------------------------------------------
@@ -316,7 +316,7 @@ def test_a_member_cannot_post_a_decision(tenant, board):
 
 
 def test_a_form_cannot_name_another_organizations_session_or_member(tenant, board, stranger_tenant):
-    foreign = decisions.review_session_start(org=stranger_tenant.org, by=stranger_tenant.admin)
+    foreign = review_sessions.review_session_start(org=stranger_tenant.org, by=stranger_tenant.admin)
     client = tenant.client(tenant.executive)
     for data in (
         {"kind": "transfer", "to_owner": stranger_tenant.member.pk, "reason": "x"},
@@ -371,12 +371,12 @@ def test_two_sessions_on_one_day_have_distinct_titles(tenant):
     titles = []
     for at, title in ((morning, ""), (morning + timedelta(hours=5), ""), (morning + timedelta(hours=5), "")):
         with time_machine.travel(at, tick=False):
-            session = decisions.review_session_start(org=tenant.org, by=tenant.executive, title=title)
-            decisions.review_session_close(session=session, by=tenant.executive)
+            session = review_sessions.review_session_start(org=tenant.org, by=tenant.executive, title=title)
+            review_sessions.review_session_close(session=session, by=tenant.executive)
         titles.append(session.title)
     for title in ("Board", "Board"):
-        session = decisions.review_session_start(org=tenant.org, by=tenant.executive, title=title)
-        decisions.review_session_close(session=session, by=tenant.executive)
+        session = review_sessions.review_session_start(org=tenant.org, by=tenant.executive, title=title)
+        review_sessions.review_session_close(session=session, by=tenant.executive)
         titles.append(session.title)
     assert titles == [
         "Steering review 30 Nov 2026, 09:00",
@@ -392,7 +392,7 @@ def test_members_see_sessions_but_do_not_run_them(tenant):
     listing = client.get(url("escalations:review_session_list", tenant)).content.decode()
     assert "Start a review session" not in listing
     assert client.post(url("escalations:review_session_start", tenant), {"title": "Mine"}).status_code == 403
-    session = decisions.review_session_start(org=tenant.org, by=tenant.admin)
+    session = review_sessions.review_session_start(org=tenant.org, by=tenant.admin)
     for name in ("escalations:review_session_attendees", "escalations:review_session_close"):
         assert client.post(url(name, tenant, session.pk), {"attendees": [tenant.member.pk]}).status_code == 403
     assert ReviewSession.objects.get().is_open
@@ -400,19 +400,19 @@ def test_members_see_sessions_but_do_not_run_them(tenant):
 
 def test_attendees_are_active_members_of_the_organization(tenant, stranger_tenant):
     with pytest.raises(Exception, match="active members"):
-        decisions.review_session_start(org=tenant.org, by=tenant.executive, attendees=[stranger_tenant.member])
+        review_sessions.review_session_start(org=tenant.org, by=tenant.executive, attendees=[stranger_tenant.member])
     Membership.objects.filter(pk=tenant.member.pk).update(is_active=False)
     tenant.member.refresh_from_db()
     with pytest.raises(Exception, match="active members"):
-        decisions.review_session_start(org=tenant.org, by=tenant.executive, attendees=[tenant.member])
+        review_sessions.review_session_start(org=tenant.org, by=tenant.executive, attendees=[tenant.member])
 
 
 # --- the steering pack ------------------------------------------------------------------------------------------
 
 
 def test_the_steering_pack_is_a_pdf_with_the_summary_charts_decisions_and_open_actions(tenant, board):
-    session = decisions.review_session_start(org=tenant.org, by=tenant.executive, title="November steering")
-    decisions.decision_change_target(
+    session = review_sessions.review_session_start(org=tenant.org, by=tenant.executive, title="November steering")
+    services.decision_change_target(
         kpi=board["old_off"],
         by=tenant.executive,
         reason="Board lowered the plan for the quarter.",
@@ -421,7 +421,7 @@ def test_the_steering_pack_is_a_pdf_with_the_summary_charts_decisions_and_open_a
         thresholds={"warning": 900, "critical": 700},
         session=session,
     )
-    decisions.review_session_close(session=session, by=tenant.executive, summary="Recover by December.")
+    review_sessions.review_session_close(session=session, by=tenant.executive, summary="Recover by December.")
     response = tenant.client(tenant.member).get(url("escalations:review_session_pack", tenant, session.pk))
     assert response.status_code == 200 and response["Content-Type"] == "application/pdf"
     assert "steering-pack-acme-" in response["Content-Disposition"]
@@ -445,8 +445,8 @@ def test_the_steering_pack_is_a_pdf_with_the_summary_charts_decisions_and_open_a
 def test_the_pack_and_the_session_page_count_the_same_open_actions(tenant, board):
     """Both list the organization's open actions from one selector (session_open_actions), marking those the session
     assigned: the pack's count is the page's."""
-    session = decisions.review_session_start(org=tenant.org, by=tenant.executive, title="November steering")
-    decisions.decision_assign_action(
+    session = review_sessions.review_session_start(org=tenant.org, by=tenant.executive, title="November steering")
+    services.decision_assign_action(
         workstream=Workstream.objects.get(kpi=board["path"]),
         by=tenant.executive,
         reason="Someone must call the supplier.",
