@@ -24,9 +24,11 @@ from django.utils import timezone
 from escalations.management.commands.tick import SWEEPS
 from escalations.models import MitigationAction, MitigationPath, Notification, Task, Workstream
 from escalations.notify.fanout import deliver_due
+from escalations.notify.formats import DIGEST_KIND
 from escalations.notify.services import NOTIFICATION_KINDS, notification_preferences_set
 from escalations.reporting import digests
-from escalations.reporting.digests import DIGEST_KIND, send_digests, slot_at
+from escalations.reporting.digest_slots import slot_at
+from escalations.reporting.digests import send_digests
 from governance.models import Membership, Organization, Role
 from scorecards.models import Kpi, StatusChange
 from tests.conftest import Tenant

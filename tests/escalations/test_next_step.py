@@ -13,7 +13,8 @@ from django.urls import reverse
 from escalations.engine.blocks import plain_when
 from escalations.engine.sweeps import advance_escalations, process_status_changes
 from escalations.models import EscalationLevel, EscalationPolicy, Notification, Task, Workstream
-from escalations.reporting.digests import DIGEST_KIND, send_digests
+from escalations.notify.formats import DIGEST_KIND
+from escalations.reporting.digests import send_digests
 from escalations.workstreams.services import task_acknowledge
 from governance.models import Membership, Organization
 from governance.services import team_update
