@@ -14,7 +14,7 @@ from dependencies.models import Dependency
 from escalations.models import Decision, ReviewSession
 from governance.models import Role
 from scorecards.models import Scorecard, Status
-from tests.escalations.test_review import episode
+from tests.escalations.decisions.test_review import episode
 from tests.factories import KpiFactory, MembershipFactory, TeamFactory
 from tests.scorecards.test_api import call
 

@@ -28,7 +28,7 @@ from governance.models import AuditEvent
 from governance.services import team_update
 from scorecards.models import Kpi, OwnershipTransfer, StatusChange
 from tests.conftest import Tenant
-from tests.escalations.test_engine import change, sweep
+from tests.escalations.engine.test_engine import change, sweep
 
 T0 = datetime(2026, 11, 2, 8, 0, tzinfo=UTC)  # a Monday
 DAY, HOUR = timedelta(days=1), timedelta(hours=1)

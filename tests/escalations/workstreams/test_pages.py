@@ -25,7 +25,7 @@ from escalations.workstreams.services import ActionDraft, mitigation_path_file, 
 from governance.models import AuditEvent, Membership, Role
 from scorecards.models import Kpi
 from tests.conftest import Tenant
-from tests.escalations.test_engine import change, sweep
+from tests.escalations.engine.test_engine import change, sweep
 from tests.factories import KpiFactory, MembershipFactory
 
 DAY, HOUR = timedelta(days=1), timedelta(hours=1)
