@@ -13,6 +13,7 @@ from django.db.models import (
     F,
     OuterRef,
     Q,
+    QuerySet,
     Subquery,
 )
 from django.urls import reverse
@@ -208,27 +209,7 @@ def _owner_items(recipients: list[Membership], orgs: dict[int, Organization], no
     """Each recipient's open tasks, open actions and own KPIs in an open episode, in three queries for all (and
     what happens next in those episodes, in a few more)."""
     ids = [m.pk for m in recipients]
-    tasks = (
-        Task.objects.filter(assignee__in=ids, state__in=OPEN_TASKS)
-        .order_by("due_at", "id")
-        .values("assignee_id", "organization_id", "kind", "kpi__name", "workstream_id", "due_at")
-    )
-    actions = (
-        MitigationAction.objects.filter(
-            owner__in=ids, done_at=None, path__state__in=LIVE_PATHS, path__workstream__resolved_at=None
-        )
-        .order_by("due", "id")
-        .values("owner_id", "organization_id", "description", "due", "path__state", "path__workstream_id")
-        .annotate(kpi=F("path__workstream__kpi__name"))
-    )
-    latest_path = MitigationPath.objects.filter(workstream=OuterRef("pk")).order_by("-filed_at", "-id")
-    episodes = (
-        Workstream.objects.filter(kpi__owner__in=ids, resolved_at=None)
-        .annotate(path_state=Subquery(latest_path.values("state")[:1]))
-        .order_by("opened_at", "id")
-        .values("kpi__owner_id", "organization_id", "pk", "kind", "severity", "kpi__name", "opened_at", "path_state")
-    )
-    episodes = list(episodes)
+    episodes = _episode_rows(ids)
     # What happens next in each, as the pages say it (selectors.what_next).
     upcoming = selectors.what_next_of(
         list(
@@ -237,54 +218,13 @@ def _owner_items(recipients: list[Membership], orgs: dict[int, Organization], no
             )
         )
     )
-    kinds, severities = dict(Task.Kind.choices), dict(Status.choices)
-    path_states = {
-        MitigationPath.State.SUBMITTED: "path awaiting review",
-        MitigationPath.State.APPROVED: "path approved",
-        MitigationPath.State.REJECTED: "path rejected, a new one is due",
-    }
     found: dict[int, dict[str, list]] = defaultdict(lambda: {"tasks": [], "actions": [], "episodes": []})
-    for r in tasks:
-        org = orgs[r["organization_id"]]
-        url = (
-            reverse("escalations:workstream_detail", args=[org.slug, r["workstream_id"]])
-            if r["workstream_id"]
-            else reverse("escalations:task_inbox", args=[org.slug])
-        )
-        found[r["assignee_id"]]["tasks"].append(
-            {
-                "what": kinds.get(r["kind"], r["kind"]),
-                "kpi": r["kpi__name"],
-                "due": _day(r["due_at"], org.tzinfo),
-                "overdue": r["due_at"] < now,
-                "url": url,
-            }
-        )
-    for r in actions:
-        org = orgs[r["organization_id"]]
-        found[r["owner_id"]]["actions"].append(
-            {
-                "what": r["description"],
-                "kpi": r["kpi"],
-                "due": _day(r["due"], org.tzinfo),
-                "overdue": r["due"] < timezone.localtime(now, org.tzinfo).date(),
-                "proposed": r["path__state"] == MitigationPath.State.SUBMITTED,
-                "url": reverse("escalations:workstream_detail", args=[org.slug, r["path__workstream_id"]]),
-            }
-        )
+    for r in _task_rows(ids):
+        found[r["assignee_id"]]["tasks"].append(_task_item(r, orgs[r["organization_id"]], now))
+    for r in _action_rows(ids):
+        found[r["owner_id"]]["actions"].append(_action_item(r, orgs[r["organization_id"]], now))
     for r in episodes:
-        org = orgs[r["organization_id"]]
-        found[r["kpi__owner_id"]]["episodes"].append(
-            {
-                "kpi": r["kpi__name"],
-                "severity": r["severity"],
-                "severity_label": severities.get(r["severity"], r["severity"]),
-                "opened": _day(r["opened_at"], org.tzinfo),
-                "path": path_states.get(r["path_state"], "no path filed yet"),
-                "next": upcoming[r["pk"]].text,
-                "url": reverse("escalations:workstream_detail", args=[org.slug, r["pk"]]),
-            }
-        )
+        found[r["kpi__owner_id"]]["episodes"].append(_episode_item(r, orgs[r["organization_id"]], upcoming[r["pk"]]))
     return {
         m: {
             **{k: _limited(v) for k, v in lists.items()},
@@ -292,6 +232,80 @@ def _owner_items(recipients: list[Membership], orgs: dict[int, Organization], no
             "counts": {k: len(v) for k, v in lists.items()},
         }
         for m, lists in found.items()
+    }
+
+
+def _task_rows(ids: list[int]) -> QuerySet[Task]:
+    return (
+        Task.objects.filter(assignee__in=ids, state__in=OPEN_TASKS)
+        .order_by("due_at", "id")
+        .values("assignee_id", "organization_id", "kind", "kpi__name", "workstream_id", "due_at")
+    )
+
+
+def _action_rows(ids: list[int]) -> QuerySet[MitigationAction]:
+    return (
+        MitigationAction.objects.filter(
+            owner__in=ids, done_at=None, path__state__in=LIVE_PATHS, path__workstream__resolved_at=None
+        )
+        .order_by("due", "id")
+        .values("owner_id", "organization_id", "description", "due", "path__state", "path__workstream_id")
+        .annotate(kpi=F("path__workstream__kpi__name"))
+    )
+
+
+def _episode_rows(ids: list[int]) -> list[dict]:
+    latest_path = MitigationPath.objects.filter(workstream=OuterRef("pk")).order_by("-filed_at", "-id")
+    return list(
+        Workstream.objects.filter(kpi__owner__in=ids, resolved_at=None)
+        .annotate(path_state=Subquery(latest_path.values("state")[:1]))
+        .order_by("opened_at", "id")
+        .values("kpi__owner_id", "organization_id", "pk", "kind", "severity", "kpi__name", "opened_at", "path_state")
+    )
+
+
+def _task_item(r: dict, org: Organization, now: datetime) -> dict:
+    url = (
+        reverse("escalations:workstream_detail", args=[org.slug, r["workstream_id"]])
+        if r["workstream_id"]
+        else reverse("escalations:task_inbox", args=[org.slug])
+    )
+    return {
+        "what": dict(Task.Kind.choices).get(r["kind"], r["kind"]),
+        "kpi": r["kpi__name"],
+        "due": _day(r["due_at"], org.tzinfo),
+        "overdue": r["due_at"] < now,
+        "url": url,
+    }
+
+
+def _action_item(r: dict, org: Organization, now: datetime) -> dict:
+    return {
+        "what": r["description"],
+        "kpi": r["kpi"],
+        "due": _day(r["due"], org.tzinfo),
+        "overdue": r["due"] < timezone.localtime(now, org.tzinfo).date(),
+        "proposed": r["path__state"] == MitigationPath.State.SUBMITTED,
+        "url": reverse("escalations:workstream_detail", args=[org.slug, r["path__workstream_id"]]),
+    }
+
+
+PATH_STATES = {
+    MitigationPath.State.SUBMITTED: "path awaiting review",
+    MitigationPath.State.APPROVED: "path approved",
+    MitigationPath.State.REJECTED: "path rejected, a new one is due",
+}
+
+
+def _episode_item(r: dict, org: Organization, upcoming: selectors.WhatNext) -> dict:
+    return {
+        "kpi": r["kpi__name"],
+        "severity": r["severity"],
+        "severity_label": dict(Status.choices).get(r["severity"], r["severity"]),
+        "opened": _day(r["opened_at"], org.tzinfo),
+        "path": PATH_STATES.get(r["path_state"], "no path filed yet"),
+        "next": upcoming.text,
+        "url": reverse("escalations:workstream_detail", args=[org.slug, r["pk"]]),
     }
 
 
