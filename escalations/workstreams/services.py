@@ -63,20 +63,10 @@ def workstream_locked(workstream: Workstream) -> Workstream:
     return locked
 
 
-@transaction.atomic
-def mitigation_path_file(
-    *,
-    workstream: Workstream,
-    by: Membership,
-    root_cause: str,
-    expected_recovery: date,
-    actions: list[ActionDraft],
-    now: datetime | None = None,  # when it was filed: the demo files its past episodes' paths in their weeks
-) -> MitigationPath:
-    ws = workstream_locked(workstream)
-    if not may_file(ws, by):
-        raise PermissionDenied("Only the KPI's owner files its mitigation path.")
-    now = now or timezone.now()
+def _path_errors(
+    ws: Workstream, root_cause: str, expected_recovery: date, actions: list[ActionDraft], now: datetime
+) -> dict[str, list[str]]:
+    """Every reason a filing is refused, by field, so that the form shows them all at once."""
     today = timezone.localdate(now, ws.organization.tzinfo)
     errors: dict[str, list[str]] = {}
     if not root_cause.strip():
@@ -98,6 +88,37 @@ def mitigation_path_file(
             errors.setdefault("actions", []).append(f"Action {i} is due in the past.")
     if ws.paths.filter(state=MitigationPath.State.SUBMITTED).exists():
         errors.setdefault("__all__", []).append("A path already awaits review; it must be approved or rejected first.")
+    return errors
+
+
+def _path_reviewers(ws: Workstream, by: Membership) -> list[Membership]:
+    """The people escalation reached review a path; before any escalation, the executives (else the admins) do.
+    Never the owner or the filer: four eyes."""
+    interested = {ws.kpi.owner.user_id, by.user_id}
+    escalated = ws.tasks.filter(kind=Task.Kind.ESCALATION).select_related("assignee__user")
+    reviewers = [t.assignee for t in escalated if t.assignee.user_id not in interested]
+    for role in (Role.EXECUTIVE, Role.ADMIN):
+        if not reviewers:
+            members = Membership.objects.filter(organization_id=ws.organization_id, role=role, is_active=True)
+            reviewers = list(members.exclude(user_id__in=interested))
+    return reviewers
+
+
+@transaction.atomic
+def mitigation_path_file(
+    *,
+    workstream: Workstream,
+    by: Membership,
+    root_cause: str,
+    expected_recovery: date,
+    actions: list[ActionDraft],
+    now: datetime | None = None,  # when it was filed: the demo files its past episodes' paths in their weeks
+) -> MitigationPath:
+    ws = workstream_locked(workstream)
+    if not may_file(ws, by):
+        raise PermissionDenied("Only the KPI's owner files its mitigation path.")
+    now = now or timezone.now()
+    errors = _path_errors(ws, root_cause, expected_recovery, actions, now)
     if errors:
         raise ValidationError(errors)
     path = MitigationPath.objects.create(
@@ -121,15 +142,7 @@ def mitigation_path_file(
     audit_log(
         org=ws.organization, actor=by.user, verb="mitigation_path.filed", obj=path, after={"actions": len(actions)}
     )
-    # The people escalation reached review it; before any escalation, the executives (else the admins) do. Never
-    # the owner or the filer: four eyes.
-    interested = {ws.kpi.owner.user_id, by.user_id}
-    escalated = ws.tasks.filter(kind=Task.Kind.ESCALATION).select_related("assignee__user")
-    reviewers = [t.assignee for t in escalated if t.assignee.user_id not in interested]
-    for role in (Role.EXECUTIVE, Role.ADMIN):
-        if not reviewers:
-            members = Membership.objects.filter(organization_id=ws.organization_id, role=role, is_active=True)
-            reviewers = list(members.exclude(user_id__in=interested))
+    reviewers = _path_reviewers(ws, by)
     notify(
         recipients=list({m.pk: m for m in reviewers}.values()),
         message=Message(
