@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from django.db import transaction
@@ -35,67 +36,94 @@ def follow_owners(*, now: datetime, org_id: int | None) -> int:
     if not task_ids:
         return 0
     with transaction.atomic():
-        # The KPIs' rows first, in id order, as propagation and answers take them; then the tasks, skipping one an
-        # answer holds (the next sweep moves it).
-        kpi_ids = set(DependencyReview.objects.filter(task_id__in=task_ids).values_list("kpi_id", flat=True))
-        list(Kpi.objects.filter(pk__in=kpi_ids).order_by("pk").select_for_update(no_key=True).values_list("pk"))
-        tasks = list(
-            Task.objects.filter(pk__in=task_ids, state__in=OPEN)
-            .select_related("organization")
-            .order_by("pk")
-            .select_for_update(skip_locked=True, of=("self",))
-        )
-        parts: dict[int, list[DependencyReview]] = defaultdict(list)
-        for review in (
-            DependencyReview.objects.filter(task__in=tasks)
-            .select_related("kpi__owner__user")
-            .order_by("opened_at", "id")
-        ):
-            parts[review.task_id].append(review)
-        changed, created, moved, announcements = [], [], [], []
+        tasks, parts = _lock_tasks(task_ids)
+        moves = _Moves()
         for task in tasks:
-            unanswered = [r for r in parts[task.pk] if r.is_open]
-            going: dict[int, list[DependencyReview]] = defaultdict(list)
-            for review in unanswered:
-                if review.kpi.owner_id != task.assignee_id:
-                    going[review.kpi.owner_id].append(review)
-            if not going:
-                continue
-            staying = [r for r in unanswered if r.kpi.owner_id == task.assignee_id]
-            previous = task.assignee_id
-            if not staying and len(going) == 1 and len(unanswered) == len(parts[task.pk]):
-                [reviews] = going.values()
-                task.assignee, task.kpi = reviews[0].kpi.owner, reviews[0].kpi
-                changed.append(task)
-                announcements.append((task, reviews, previous))
-                continue
-            for reviews in going.values():
-                kpi = reviews[0].kpi
-                new = Task(
-                    organization_id=task.organization_id,
-                    kind=Task.Kind.DEPENDENCY_REVIEW,
-                    assignee=kpi.owner,
-                    kpi=kpi,
-                    due_at=min(r.due_at for r in reviews),
-                    created_at=now,
-                    dedup_key=f"{task.organization_id}:{kpi.pk}:review{reviews[0].pk}:moved:{task.pk}:{kpi.owner_id}",
-                )
-                new.organization = task.organization
-                created.append(new)
-                for review in reviews:
-                    review.task = new
-                    moved.append(review)
-                announcements.append((new, reviews, previous))
-            if staying:
-                task.kpi, task.due_at = staying[0].kpi, min(r.due_at for r in staying)
-            else:  # what it still lists was answered
-                task.state, task.done_at = Task.State.DONE, now
-            changed.append(task)
-        Task.objects.bulk_create(created)
-        DependencyReview.objects.bulk_update(moved, ["task"])
-        Task.objects.bulk_update(changed, ["assignee", "kpi", "due_at", "state", "done_at"])
-        notify_all([_moved(task, reviews, previous) for task, reviews, previous in announcements], now=now)
-    return sum(len(reviews) for _, reviews, _ in announcements)
+            _hand_over(task, parts[task.pk], moves, now)
+        moves.save(now)
+    return sum(len(reviews) for _, reviews, _ in moves.announcements)
+
+
+def _lock_tasks(task_ids: set[int]) -> tuple[list[Task], dict[int, list[DependencyReview]]]:
+    """The open review tasks, locked, and the reviews each lists, oldest first."""
+    # The KPIs' rows first, in id order, as propagation and answers take them; then the tasks, skipping one an
+    # answer holds (the next sweep moves it).
+    kpi_ids = set(DependencyReview.objects.filter(task_id__in=task_ids).values_list("kpi_id", flat=True))
+    list(Kpi.objects.filter(pk__in=kpi_ids).order_by("pk").select_for_update(no_key=True).values_list("pk"))
+    tasks = list(
+        Task.objects.filter(pk__in=task_ids, state__in=OPEN)
+        .select_related("organization")
+        .order_by("pk")
+        .select_for_update(skip_locked=True, of=("self",))
+    )
+    parts: dict[int, list[DependencyReview]] = defaultdict(list)
+    for review in (
+        DependencyReview.objects.filter(task__in=tasks).select_related("kpi__owner__user").order_by("opened_at", "id")
+    ):
+        parts[review.task_id].append(review)
+    return tasks, parts
+
+
+@dataclass
+class _Moves:
+    """What the hand-overs write, in bulk at the end: tasks changed and created, reviews moved, who to tell."""
+
+    changed: list[Task] = field(default_factory=list)
+    created: list[Task] = field(default_factory=list)
+    moved: list[DependencyReview] = field(default_factory=list)
+    announcements: list[tuple[Task, list[DependencyReview], int]] = field(default_factory=list)
+
+    def save(self, now: datetime) -> None:
+        Task.objects.bulk_create(self.created)
+        DependencyReview.objects.bulk_update(self.moved, ["task"])
+        Task.objects.bulk_update(self.changed, ["assignee", "kpi", "due_at", "state", "done_at"])
+        notify_all([_moved(task, reviews, previous) for task, reviews, previous in self.announcements], now=now)
+
+
+def _hand_over(task: Task, parts: list[DependencyReview], moves: _Moves, now: datetime) -> None:
+    """The task's unanswered reviews of KPIs its assignee no longer owns go to their new owners."""
+    unanswered = [r for r in parts if r.is_open]
+    going: dict[int, list[DependencyReview]] = defaultdict(list)
+    for review in unanswered:
+        if review.kpi.owner_id != task.assignee_id:
+            going[review.kpi.owner_id].append(review)
+    if not going:
+        return
+    staying = [r for r in unanswered if r.kpi.owner_id == task.assignee_id]
+    previous = task.assignee_id
+    if not staying and len(going) == 1 and len(unanswered) == len(parts):
+        [reviews] = going.values()
+        task.assignee, task.kpi = reviews[0].kpi.owner, reviews[0].kpi
+        moves.changed.append(task)
+        moves.announcements.append((task, reviews, previous))
+        return
+    for reviews in going.values():
+        _split_off(task, reviews, moves, now)
+    if staying:
+        task.kpi, task.due_at = staying[0].kpi, min(r.due_at for r in staying)
+    else:  # what it still lists was answered
+        task.state, task.done_at = Task.State.DONE, now
+    moves.changed.append(task)
+
+
+def _split_off(task: Task, reviews: list[DependencyReview], moves: _Moves, now: datetime) -> None:
+    """Reviews of one new owner leave `task` for a task of their own, due with the earliest of them."""
+    kpi = reviews[0].kpi
+    new = Task(
+        organization_id=task.organization_id,
+        kind=Task.Kind.DEPENDENCY_REVIEW,
+        assignee=kpi.owner,
+        kpi=kpi,
+        due_at=min(r.due_at for r in reviews),
+        created_at=now,
+        dedup_key=f"{task.organization_id}:{kpi.pk}:review{reviews[0].pk}:moved:{task.pk}:{kpi.owner_id}",
+    )
+    new.organization = task.organization
+    moves.created.append(new)
+    for review in reviews:
+        review.task = new
+        moves.moved.append(review)
+    moves.announcements.append((new, reviews, task.assignee_id))  # the task keeps its assignee
 
 
 def _moved(task: Task, reviews: list[DependencyReview], previous: int) -> Announcement:
