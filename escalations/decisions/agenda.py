@@ -89,6 +89,27 @@ def agenda(
     whatever they need (a decision's response redraws its item)."""
     now = now or timezone.now()
     today = _today(org, now)
+    kpis = _agenda_kpis(org=org, team_id=team_id, session=session, kpi_ids=kpi_ids)
+    episodes = _open_episodes([k.pk for k in kpis])
+    items = []
+    for kpi in kpis:
+        ws = episodes.get(kpi.pk)
+        if ws is not None:
+            ws.kpi = kpi  # already loaded, with its team and owner
+        reasons, risk_until = _reasons(kpi, ws, org.tzinfo, today, now)
+        item = AgendaItem(kpi=kpi, workstream=ws, reasons=reasons, risk_until=risk_until)
+        # Decided in this session: listed even when nothing about the KPI is red any more.
+        if kpi_ids is not None or not item.decided or getattr(kpi, "in_session", False):
+            items.append(item)
+    items.sort(key=AgendaItem.sort_key)
+    _attach_context(items, org=org, session=session, now=now)
+    return items
+
+
+def _agenda_kpis(
+    *, org: Organization, team_id: int | None, session: ReviewSession | None, kpi_ids: Sequence[int] | None
+) -> list[Kpi]:
+    """The KPIs that need a decision (or those of `kpi_ids`), with their last decision, closure and accepted risk."""
     open_ws = Workstream.objects.filter(kpi=OuterRef("pk"), resolved_at=None)
     # A downstream owner's "no impact" assesses an upstream change, not this KPI's own breach.
     on_kpi = (
@@ -114,7 +135,7 @@ def agenda(
         kpis = kpis.filter(wanted)
     if team_id:
         kpis = kpis.filter(team_id=team_id)
-    kpis = list(
+    return list(
         kpis.select_related("team", "owner__user").annotate(
             last_decision_at=_latest(on_kpi, "decided_at"),
             last_closed_at=_latest(closed, "resolved_at"),
@@ -122,14 +143,18 @@ def agenda(
             risk_at=_latest(risks, "decided_at"),
         )
     )
-    ids = [k.pk for k in kpis]
+
+
+def _open_episodes(kpi_ids: list[int]) -> dict[int, Workstream]:
+    """Each KPI's open episode, with when a path began to await review, whether one is approved, and the latest
+    impact a dependency review reported."""
     submitted = MitigationPath.objects.filter(workstream=OuterRef("pk"), state=MitigationPath.State.SUBMITTED)
     impact = DependencyReview.objects.filter(workstream=OuterRef("pk"), answer=DependencyReview.Answer.IMPACT).order_by(
         "-answered_at"
     )
-    episodes = {
+    return {
         ws.kpi_id: ws
-        for ws in Workstream.objects.filter(kpi_id__in=ids, resolved_at=None).annotate(
+        for ws in Workstream.objects.filter(kpi_id__in=kpi_ids, resolved_at=None).annotate(
             awaiting_at=_latest(submitted.order_by("-filed_at"), "filed_at"),
             approved=Exists(
                 MitigationPath.objects.filter(workstream=OuterRef("pk"), state=MitigationPath.State.APPROVED)
@@ -137,19 +162,6 @@ def agenda(
             impact_at=_latest(impact, "answered_at"),
         )
     }
-    items = []
-    for kpi in kpis:
-        ws = episodes.get(kpi.pk)
-        if ws is not None:
-            ws.kpi = kpi  # already loaded, with its team and owner
-        reasons, risk_until = _reasons(kpi, ws, org.tzinfo, today, now)
-        item = AgendaItem(kpi=kpi, workstream=ws, reasons=reasons, risk_until=risk_until)
-        # Decided in this session: listed even when nothing about the KPI is red any more.
-        if kpi_ids is not None or not item.decided or getattr(kpi, "in_session", False):
-            items.append(item)
-    items.sort(key=AgendaItem.sort_key)
-    _attach_context(items, org=org, session=session, now=now)
-    return items
 
 
 def _reasons(
