@@ -161,6 +161,20 @@ def mitigation_path_file(
     return path
 
 
+def _follow_review(ws: Workstream, path: MitigationPath, approve: bool, now: datetime) -> None:
+    """An approval stops the episode's escalation and answers its open escalation tasks; a rejection gives the
+    owner a new mitigation task."""
+    if approve:
+        ws.next_escalation_at = None
+        ws.save(update_fields=["next_escalation_at"])
+        ws.tasks.filter(kind=Task.Kind.ESCALATION, state__in=[Task.State.OPEN, Task.State.ACKNOWLEDGED]).update(
+            state=Task.State.DONE, done_at=now
+        )
+    else:
+        policy = Policy.from_json(ws.policy)
+        add_task(ws, Task.Kind.MITIGATION, ws.kpi.owner, now + policy.mitigation_due, now, f"rejected{path.pk}")
+
+
 @transaction.atomic
 def mitigation_path_review(
     *,
@@ -208,16 +222,7 @@ def mitigation_path_review(
     audit_log(
         org=ws.organization, actor=by.user, verb=f"mitigation_path.{verdict}", obj=path, after={"comment": comment}
     )
-    if approve:
-        # Escalation stops for the episode; its open escalation tasks are answered.
-        ws.next_escalation_at = None
-        ws.save(update_fields=["next_escalation_at"])
-        ws.tasks.filter(kind=Task.Kind.ESCALATION, state__in=[Task.State.OPEN, Task.State.ACKNOWLEDGED]).update(
-            state=Task.State.DONE, done_at=now
-        )
-    else:
-        policy = Policy.from_json(ws.policy)
-        add_task(ws, Task.Kind.MITIGATION, ws.kpi.owner, now + policy.mitigation_due, now, f"rejected{path.pk}")
+    _follow_review(ws, path, approve, now)
     notify(
         recipients=[ws.kpi.owner],
         message=Message(
@@ -292,6 +297,24 @@ def may_answer(task: Task, membership: Membership) -> bool:
     return is_review and task.assignee_id == membership.pk
 
 
+def _review_to_answer(task: Task, review_id: int | None) -> DependencyReview:
+    """The review the answer is about, locked, refused when it or the task was settled meanwhile."""
+    part = answers.part_to_answer(task, review_id)
+    # The downstream KPI's row first, as the propagation sweep takes it: signals and answers never interleave.
+    Kpi.objects.select_for_update(no_key=True).filter(pk=part.kpi_id).exists()
+    review = (
+        DependencyReview.objects.select_for_update(of=("self",), no_key=True)
+        .select_related("organization", "kpi__organization", "kpi__owner__user", "kpi__team")
+        .get(pk=part.pk)
+    )
+    if not review.is_open:
+        answer = review.get_answer_display().lower()
+        raise ValidationError(f"The dependency review of {review.kpi.name} was answered already ({answer}).")
+    if not task.is_open:
+        raise ValidationError(f"This task is {task.get_state_display().lower()}.")
+    return review
+
+
 @transaction.atomic
 def dependency_review_answer(
     *,
@@ -313,19 +336,7 @@ def dependency_review_answer(
     reason = reason.strip()
     if not impact:
         reason = decision_reason(reason)
-    part = answers.part_to_answer(task, review_id)
-    # The downstream KPI's row first, as the propagation sweep takes it: signals and answers never interleave.
-    Kpi.objects.select_for_update(no_key=True).filter(pk=part.kpi_id).exists()
-    review = (
-        DependencyReview.objects.select_for_update(of=("self",), no_key=True)
-        .select_related("organization", "kpi__organization", "kpi__owner__user", "kpi__team")
-        .get(pk=part.pk)
-    )
-    if not review.is_open:
-        answer = review.get_answer_display().lower()
-        raise ValidationError(f"The dependency review of {review.kpi.name} was answered already ({answer}).")
-    if not task.is_open:
-        raise ValidationError(f"This task is {task.get_state_display().lower()}.")
+    review = _review_to_answer(task, review_id)
     allowed = None
     if not impact:
         allowed = deciding.require(deciding.authority("review_no_impact", by=by, review=review, task=task))
