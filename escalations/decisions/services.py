@@ -287,6 +287,25 @@ def action_path(ws: Workstream) -> MitigationPath | None:
     return paths.get(MitigationPath.State.APPROVED) or paths.get(MitigationPath.State.SUBMITTED)
 
 
+def _action_errors(
+    ws: Workstream, path: MitigationPath | None, description: str, owner: Membership, due: date
+) -> dict[str, list[str]]:
+    """Every reason an assigned action is refused, by field."""
+    errors: dict[str, list[str]] = {}
+    if path is None:
+        errors["__all__"] = [
+            "No mitigation path to add the action to: the owner has not filed one, or it was rejected. "
+            "Accept the risk, change the target or transfer the ownership instead."
+        ]
+    if not description.strip():
+        errors["description"] = ["Say what must be done."]
+    if owner.organization_id != ws.organization_id or not owner.is_active:
+        errors["owner"] = ["The action's owner must be an active member."]
+    if due < _today(ws.organization):
+        errors["due"] = ["The action cannot be due in the past."]
+    return errors
+
+
 @transaction.atomic
 def decision_assign_action(
     *,
@@ -307,19 +326,7 @@ def decision_assign_action(
     reason = decision_reason(reason)
     expected_day(expected_by, org=ws.organization)
     path = action_path(ws)
-    errors: dict[str, list[str]] = {}
-    if path is None:
-        errors["__all__"] = [
-            "No mitigation path to add the action to: the owner has not filed one, or it was rejected. "
-            "Accept the risk, change the target or transfer the ownership instead."
-        ]
-    if not description.strip():
-        errors["description"] = ["Say what must be done."]
-    if owner.organization_id != ws.organization_id or not owner.is_active:
-        errors["owner"] = ["The action's owner must be an active member."]
-    if due < _today(ws.organization):
-        errors["due"] = ["The action cannot be due in the past."]
-    if errors:
+    if errors := _action_errors(ws, path, description, owner, due):
         raise ValidationError(errors)
     action = MitigationAction.objects.create(
         organization_id=ws.organization_id, path=path, description=description.strip(), owner=owner, due=due
