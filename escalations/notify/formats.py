@@ -1,6 +1,6 @@
-"""The weekly digest's email, rendered by the delivery sweep from the payload stored when the digest was written
-(escalations.reporting.digests). Apart from digests, because sending sits below the reports it sends: notifications
-import this module, and digests build on the selectors, which build on notifications."""
+"""Formats of kinds with a layout of their own: the weekly digest's email, rendered by the email channel from the
+payload stored when the digest was written (escalations.reporting.digest_content). Here, in notify, because sending
+sits below the reports it sends: reporting hands notify a message and its payload, and never the other way round."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from django.template.loader import render_to_string
 from escalations.models import Notification
 from scorecards.models import Status
 
-DIGEST_KIND = "weekly_digest"  # NotificationPreference.kind; listed in services.NOTIFICATION_KINDS
+DIGEST_KIND = "weekly_digest"  # NotificationPreference.kind; listed in notify.services.NOTIFICATION_KINDS
 
 # Status colours of static/css/app.css.
 COLORS = {
