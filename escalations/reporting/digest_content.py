@@ -25,7 +25,7 @@ from escalations.models import (
     Task,
     Workstream,
 )
-from escalations.reporting.digest_slots import Slot, _by_zone
+from escalations.reporting.digest_slots import Slot, by_zone
 from escalations.reporting.health import status_at
 from escalations.workstreams import selectors
 from governance.models import Membership, Organization
@@ -52,10 +52,10 @@ def _limited(rows: list[dict]) -> dict:
     return {"rows": rows[:LIST_LIMIT], "more": max(0, len(rows) - LIST_LIMIT)}
 
 
-def _summaries(orgs: list[Organization], slots: dict[str, Slot], now: datetime) -> dict[int, dict]:
+def week_summaries(orgs: list[Organization], slots: dict[str, Slot], now: datetime) -> dict[int, dict]:
     """The scorecard's week of each organization, in six queries for all of them."""
     ids = [o.pk for o in orgs]
-    since = _by_zone(slots, "since", DateTimeField())
+    since = by_zone(slots, "since", DateTimeField())
     counts = _status_counts(ids, since)
     net = _net_changes(ids, since, now)
     awaiting, exhausted, stale = _awaiting_review(ids), _exhausted(ids), _stale(ids)
@@ -205,7 +205,7 @@ def _stale_rows(rows: list[dict], org: Organization) -> list[dict]:
     ]
 
 
-def _owner_items(recipients: list[Membership], orgs: dict[int, Organization], now: datetime) -> dict[int, dict]:
+def owner_items(recipients: list[Membership], orgs: dict[int, Organization], now: datetime) -> dict[int, dict]:
     """Each recipient's open tasks, open actions and own KPIs in an open episode, in three queries for all (and
     what happens next in those episodes, in a few more)."""
     ids = [m.pk for m in recipients]
@@ -313,7 +313,7 @@ def _plural(n: int, word: str) -> str:
     return f"{n} {word}{'' if n == 1 else 's'}"
 
 
-def _digest(m: Membership, org: Organization, slot: Slot, summary: dict | None, mine: dict | None) -> dict | None:
+def digest_of(m: Membership, org: Organization, slot: Slot, summary: dict | None, mine: dict | None) -> dict | None:
     """Everything one message says, as plain data (it is stored as JSON until the email goes out)."""
     if summary is None and mine is None:
         return None

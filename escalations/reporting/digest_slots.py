@@ -45,7 +45,7 @@ def _send_moment(day: date, tz: tzinfo) -> datetime:
     return datetime.combine(day, SEND_TIME, tzinfo=tz).astimezone(UTC)
 
 
-def _by_zone(slots: dict[str, Slot], attr: str, output_field) -> Case:
+def by_zone(slots: dict[str, Slot], attr: str, output_field) -> Case:
     """A per-row value that depends on the organization's timezone: its slot's `attr`."""
     return Case(
         *(When(organization__timezone=name, then=Value(getattr(s, attr))) for name, s in slots.items()),

@@ -43,8 +43,8 @@ from escalations.models import (
 from escalations.notify.channels import CHANNELS
 from escalations.notify.fanout import Announcement, Message, notify_all
 from escalations.notify.formats import DIGEST_KIND
-from escalations.reporting.digest_content import LIVE_PATHS, OPEN_TASKS, _digest, _owner_items, _summaries
-from escalations.reporting.digest_slots import Slot, _by_zone, slot_at
+from escalations.reporting.digest_content import LIVE_PATHS, OPEN_TASKS, digest_of, owner_items, week_summaries
+from escalations.reporting.digest_slots import Slot, by_zone, slot_at
 from governance.models import Membership, Organization, Role
 
 SUMMARY_ROLES = (Role.EXECUTIVE,)  # who gets the scorecard's week; everyone may get their own items
@@ -107,14 +107,14 @@ def _candidates(slots: dict[str, Slot]) -> QuerySet[Membership]:
     key = Concat(
         Cast("organization_id", CharField()),
         Value(":digest:"),
-        _by_zone(slots, "week", CharField()),
+        by_zone(slots, "week", CharField()),
         Value(":"),
         Cast("pk", CharField()),
         output_field=CharField(),
     )
     return (
         Membership.objects.filter(organization__timezone__in=list(slots), is_active=True, user__is_active=True)
-        .annotate(send_at=_by_zone(slots, "send_at", DateTimeField()), digest_key=key)
+        .annotate(send_at=by_zone(slots, "send_at", DateTimeField()), digest_key=key)
         .filter(created_at__lte=F("send_at"))
         .filter(Q(role__in=SUMMARY_ROLES) | Exists(tasks) | Exists(actions) | Exists(episodes))
         .exclude(Exists(sent))
@@ -128,13 +128,13 @@ def _write_batch(orgs: list[Organization], slots: dict[str, Slot], now: datetime
     if not recipients:
         return 0
     summary_orgs = [by_id[i] for i in sorted({m.organization_id for m in recipients if m.role in SUMMARY_ROLES})]
-    summaries = _summaries(summary_orgs, slots, now) if summary_orgs else {}
-    items = _owner_items(recipients, by_id, now)
+    summaries = week_summaries(summary_orgs, slots, now) if summary_orgs else {}
+    items = owner_items(recipients, by_id, now)
     announcements = []
     for m in recipients:
         org = by_id[m.organization_id]
         slot = slots[org.timezone]
-        digest = _digest(m, org, slot, summaries.get(org.pk) if m.role in SUMMARY_ROLES else None, items.get(m.pk))
+        digest = digest_of(m, org, slot, summaries.get(org.pk) if m.role in SUMMARY_ROLES else None, items.get(m.pk))
         if digest is not None:
             message = Message(DIGEST_KIND, digest["subject"], digest["summary_text"], digest["url"], payload=digest)
             # notify_all ends the key with the member's id: "<org>:digest:<week>:<member>", as _candidates reads it.
