@@ -16,6 +16,7 @@ from escalations.reporting.health import calendar_weeks, health_report
 from governance.models import Membership
 from scorecards.models import Kpi, StatusChange
 from tests.conftest import Tenant
+from tests.escalations.factories import MitigationPathFactory, WorkstreamFactory
 from tests.factories import KpiFactory, TeamFactory
 
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -61,15 +62,11 @@ def test_weeks_are_the_organizations_calendar_weeks_and_the_dst_week_lasts_169_h
 
 def test_median_time_from_breach_to_the_first_approved_path_by_week_of_approval(acme):
     def episode(name: str, opened: datetime, *approvals: datetime, kind=Workstream.Kind.MITIGATION, state="approved"):
-        ws = Workstream.objects.create(
-            organization=acme.org, kpi=kpi(acme, name), kind=kind, severity="off_track", opened_at=opened
-        )
+        ws = WorkstreamFactory(kpi=kpi(acme, name), kind=kind, opened_at=opened)
         for at in approvals:
-            MitigationPath.objects.create(
-                organization=acme.org,
+            MitigationPathFactory(
                 workstream=ws,
                 root_cause="Cause",
-                expected_recovery=date(2026, 12, 31),
                 filed_by=acme.lead.user,
                 filed_at=opened,
                 state=state,
@@ -80,11 +77,9 @@ def test_median_time_from_breach_to_the_first_approved_path_by_week_of_approval(
 
     episode("A", local(10, 13), local(10, 14))  # 1 day, week of 12 Oct
     b = episode("B", local(10, 12), local(10, 15))  # 3 days, week of 12 Oct
-    MitigationPath.objects.create(  # rejected first: not an approval
-        organization=acme.org,
+    MitigationPathFactory(  # rejected first: not an approval
         workstream=b,
         root_cause="Vague",
-        expected_recovery=date(2026, 12, 31),
         filed_by=acme.lead.user,
         state="rejected",
         reviewed_at=local(10, 13),
@@ -154,18 +149,10 @@ def test_overdue_actions_are_counted_at_each_weeks_end_in_the_organizations_cale
     approved_on_13th = local(10, 13)
 
     def path(name: str, state="approved", reviewed=approved_on_13th, resolved=None) -> MitigationPath:
-        ws = Workstream.objects.create(
-            organization=acme.org,
-            kpi=kpi(acme, name),
-            severity="at_risk",
-            opened_at=local(10, 12),
-            resolved_at=resolved,
-        )
-        return MitigationPath.objects.create(
-            organization=acme.org,
+        ws = WorkstreamFactory(kpi=kpi(acme, name), severity="at_risk", opened_at=local(10, 12), resolved_at=resolved)
+        return MitigationPathFactory(
             workstream=ws,
             root_cause="Cause",
-            expected_recovery=date(2026, 12, 31),
             filed_by=acme.lead.user,
             state=state,
             reviewed_at=reviewed if state != "submitted" else None,
