@@ -7,7 +7,7 @@ from datetime import timedelta
 
 from django.utils import timezone
 
-from escalations import decisions
+from escalations.decisions import review_sessions, services
 from escalations.models import ReviewSession, Workstream
 from governance.models import Membership, Organization
 from scorecards.models import Kpi
@@ -23,7 +23,7 @@ def seed_reviews(org: Organization) -> ReviewSession | None:
     ceo, cfo, coo = (_member(org, f"{who}@acme.test") for who in ("ceo", "cfo", "coo"))
     today = timezone.localdate(timezone=org.tzinfo)
     started = timezone.now()
-    session = decisions.review_session_start(
+    session = review_sessions.review_session_start(
         org=org,
         by=ceo,
         title=f"Steering review {today:%d %b %Y}",
@@ -31,7 +31,7 @@ def seed_reviews(org: Organization) -> ReviewSession | None:
     )
     air = kpis.get("fin.air_freight")
     if air is not None and all(isinstance(v, int | float) for v in air.thresholds.values()):
-        decisions.decision_change_target(
+        services.decision_change_target(
             kpi=air,
             by=cfo,
             reason="Q4 peak: the board accepts air freight up to 5% of COGS until January, sea capacity is short.",
@@ -43,7 +43,7 @@ def seed_reviews(org: Organization) -> ReviewSession | None:
             session=session,
         )
     if "sc.supplier_lead_time" in episodes:
-        decisions.decision_accept_risk(
+        services.decision_accept_risk(
             workstream=episodes["sc.supplier_lead_time"],
             by=ceo,
             reason="The supplier portal migrates this month; planners use the weekly e-mail until the feed is back.",
@@ -51,7 +51,7 @@ def seed_reviews(org: Organization) -> ReviewSession | None:
             session=session,
         )
     if "lead.strategic_projects" in kpis:
-        decisions.decision_request_transfer(
+        services.decision_request_transfer(
             kpi=kpis["lead.strategic_projects"],
             by=ceo,
             to_owner=coo,
@@ -60,7 +60,7 @@ def seed_reviews(org: Organization) -> ReviewSession | None:
             session=session,
         )
     if "fin.gross_margin" in episodes:
-        decisions.decision_assign_action(
+        services.decision_assign_action(
             workstream=episodes["fin.gross_margin"],
             by=cfo,
             reason="Follow the freight effect week by week until the sea contract lands.",
@@ -70,7 +70,7 @@ def seed_reviews(org: Organization) -> ReviewSession | None:
             session=session,
         )
     if "mkt.mql_sql" in episodes:
-        decisions.decision_assign_action(
+        services.decision_assign_action(
             workstream=episodes["mkt.mql_sql"],
             by=coo,
             reason="The scoring retrain slipped; sales ops must agree the new rubric before it ships.",
@@ -80,7 +80,7 @@ def seed_reviews(org: Organization) -> ReviewSession | None:
             expected_by=today + timedelta(days=14),
             session=session,
         )
-    decisions.review_session_close(
+    review_sessions.review_session_close(
         session=session,
         by=ceo,
         summary="Freight and supply are the quarter's risk; the COO takes over the portfolio office. "

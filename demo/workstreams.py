@@ -20,16 +20,16 @@ from functools import partial
 from django.db.models import F, Min
 from django.utils import timezone
 
-from escalations.deciding import authority
+from escalations.engine.authority import authority
+from escalations.engine.sweeps import advance_escalations, process_status_changes
 from escalations.models import MitigationAction, MitigationPath, Notification, Task, Workstream
-from escalations.services import (
+from escalations.workstreams.services import (
     ActionDraft,
     dependency_review_answer,
     mitigation_path_file,
     mitigation_path_review,
     workstream_close,
 )
-from escalations.sweeps import advance_escalations, process_status_changes
 from governance.models import Membership, Organization
 from scorecards.evaluation import evaluate_due
 from scorecards.models import Kpi, Status, StatusChange

@@ -9,8 +9,8 @@ from django.http import HttpRequest, HttpResponse
 from ninja import Field, Query, Router, Schema
 from pydantic import StrictBool
 
-from escalations import selectors, services
 from escalations.models import Decision, DependencyReview, MitigationPath, Notification, Task, Workstream
+from escalations.workstreams import selectors, services
 from governance.api import PERSONAL, ApiError, Errors, Line, Moment, Text, TokenAuth
 from governance.models import Membership, Scope
 from scorecards.api import page_of

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.utils.functional import SimpleLazyObject
 
-from escalations import selectors
+from escalations.workstreams import selectors
 
 
 def inbox(request):

@@ -1,10 +1,10 @@
 from celery import shared_task
 
-from escalations.digests import send_digests as send_due_digests
-from escalations.notifications import deliver_due, prune
-from escalations.sweeps import advance_escalations as advance
-from escalations.sweeps import process_status_changes as process
-from escalations.webhooks import deliver_webhooks
+from escalations.engine.sweeps import advance_escalations as advance
+from escalations.engine.sweeps import process_status_changes as process
+from escalations.notify.fanout import deliver_due, prune
+from escalations.notify.webhooks import deliver_webhooks
+from escalations.reporting.digests import send_digests as send_due_digests
 from governance import tenancy
 
 

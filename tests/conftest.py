@@ -13,7 +13,6 @@ from django.utils import timezone
 from dependencies.models import Dependency
 from escalations.models import (
     Decision,
-    EscalationLevel,
     EscalationPolicy,
     MitigationAction,
     MitigationPath,
@@ -33,6 +32,15 @@ from governance.services.secrets import secret_set
 from governance.services.teams import team_update
 from scorecards.models import DataSource, ImportJob, KeyResult, Kpi, Objective, OwnershipTransfer, Scorecard
 from scorecards.services import ownership_transfer_request
+from tests.escalations.factories import (
+    EscalationLevelFactory,
+    EscalationPolicyFactory,
+    MitigationActionFactory,
+    MitigationPathFactory,
+    NotificationFactory,
+    TaskFactory,
+    WorkstreamFactory,
+)
 from tests.factories import DependencyFactory, KpiFactory, MembershipFactory, OrganizationFactory, TeamFactory
 
 # On PostgreSQL the suite runs as this role, which row-level security binds, as workers do in production (tests set
@@ -147,37 +155,16 @@ class Episode:
 
 
 def make_episode(t: Tenant) -> Episode:
-    now = timezone.now()
-    ws = Workstream.objects.create(organization=t.org, kpi=t.kpi, severity="off_track", opened_at=now)
-    path = MitigationPath.objects.create(
-        organization=t.org,
-        workstream=ws,
-        root_cause="Campaign paused",
-        expected_recovery=date(2026, 12, 31),
-        filed_by=t.lead.user,
+    ws = WorkstreamFactory(kpi=t.kpi)
+    path = MitigationPathFactory(workstream=ws, filed_by=t.lead.user)
+    action = MitigationActionFactory(path=path, owner=t.member)
+    task = TaskFactory(
+        workstream=ws, assignee=t.executive, level=1, escalation_pass=1, dedup_key=f"{t.org.slug}:episode"
     )
-    action = MitigationAction.objects.create(
-        organization=t.org, path=path, description="Restart the campaign", owner=t.member, due=date(2026, 12, 15)
-    )
-    task = Task.objects.create(
-        organization=t.org,
-        kind=Task.Kind.ESCALATION,
-        assignee=t.executive,
-        kpi=t.kpi,
-        workstream=ws,
-        due_at=now + timedelta(days=1),
-        level=1,
-        escalation_pass=1,
-        dedup_key=f"{t.org.slug}:episode",
-    )
-    notification = Notification.objects.create(
-        organization=t.org,
+    notification = NotificationFactory(
         recipient=t.executive,
-        kind=Task.Kind.ESCALATION,
-        channel=Notification.Channel.IN_APP,
         dedup_key=f"{t.org.slug}:episode",
         subject="Escalation: Throughput",
-        body="No path approved",
         workstream=ws,
     )
     return Episode(ws, path, action, task, notification)
@@ -265,16 +252,8 @@ def make_tenant(slug: str) -> Tenant:
 
 
 def make_policy(org: Organization) -> EscalationPolicy:
-    policy = EscalationPolicy.objects.create(
-        organization=org,
-        key="tenant-policy",
-        name="Tenant policy",
-        mitigation_due=timedelta(days=2),
-        ack_timeout=timedelta(hours=4),
-    )
-    EscalationLevel.objects.create(
-        organization=org, policy=policy, position=1, targets=["team_lead"], wait=timedelta(days=1)
-    )
+    policy = EscalationPolicyFactory(organization=org, key="tenant-policy", name="Tenant policy")
+    EscalationLevelFactory(policy=policy)
     return policy
 
 

@@ -12,8 +12,8 @@ from django.test import Client
 from django.utils import timezone
 
 from config.api import api
+from escalations.engine.sweeps import process_status_changes
 from escalations.models import Decision, MitigationPath, Task, Workstream
-from escalations.sweeps import process_status_changes
 from governance import tenancy
 from governance.manifest.engine import export_manifest
 from governance.models import Secret

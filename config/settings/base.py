@@ -294,7 +294,8 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": timedelta(hours=1),
         "options": {"expires": 50 * 60},
     },
-    # Weekly digests fall due at 08:00 local on Mondays (escalations.digests); looking every five sweeps is soon enough.
+    # Weekly digests fall due at 08:00 local on Mondays (escalations.reporting.digests); looking every five sweeps
+    # is soon enough.
     "send-digests": {
         "task": "escalations.tasks.send_digests",
         "schedule": 5 * SWEEP_EVERY,

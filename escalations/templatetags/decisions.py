@@ -90,7 +90,7 @@ def decision_follow_up(decision: Decision) -> tuple[str, str] | None:
 
 @register.filter
 def get_outcome(outcomes: dict, pk: int):
-    """`outcomes|get_outcome:d.pk`: a decision's Outcome from escalations.decisions.outcomes."""
+    """`outcomes|get_outcome:d.pk`: a decision's Outcome from escalations.decisions.selectors.outcomes."""
     return outcomes.get(pk) if outcomes else None
 
 

@@ -5,8 +5,8 @@ from datetime import datetime
 from django import template
 from django.utils import timezone
 
-from escalations import selectors
-from escalations.selectors import escalation_state
+from escalations.workstreams import selectors
+from escalations.workstreams.selectors import escalation_state
 from scorecards.templatetags.kpis import age
 
 register = template.Library()

@@ -44,7 +44,7 @@ SECTIONS = (
     "scorecards.manifest.KeyResultsSection",
     "scorecards.manifest.ScorecardsSection",
     "dependencies.manifest.DependenciesSection",
-    "escalations.manifest.EscalationPoliciesSection",
+    "escalations.policies.manifest.EscalationPoliciesSection",
 )
 
 

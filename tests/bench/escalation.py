@@ -25,9 +25,9 @@ from django.test.runner import DiscoverRunner  # noqa: E402
 from django.test.utils import setup_test_environment  # noqa: E402
 from django.utils import timezone  # noqa: E402
 
+from escalations.engine.sweeps import BATCH_SIZE, advance_escalations  # noqa: E402
+from escalations.engine.timing import Level, Policy  # noqa: E402
 from escalations.models import Notification, Task, Workstream  # noqa: E402
-from escalations.sweeps import BATCH_SIZE, advance_escalations  # noqa: E402
-from escalations.timing import Level, Policy  # noqa: E402
 from governance.models import Role  # noqa: E402
 from tests.bench.report import record  # noqa: E402
 from tests.factories import KpiFactory, MembershipFactory, OrganizationFactory, TeamFactory  # noqa: E402

@@ -8,7 +8,8 @@
   leads;
 - two days later, 1,000 status changes into off_track: the full sweep opens 1,000 workstreams (the engine's
   per-episode work) and propagates the signals; the propagation phase is timed and counted on its own.
-Reports times and queries; the propagation's queries per batch of escalations.reviews.BATCH_SIZE signals.
+Reports times and queries; the propagation's queries per batch of
+escalations.engine.reviews.propagation.BATCH_SIZE signals.
 """
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ from django.test.utils import setup_test_environment  # noqa: E402
 from django.utils import timezone  # noqa: E402
 
 from dependencies.models import Dependency  # noqa: E402
-from escalations import reviews  # noqa: E402
+from escalations.engine.reviews import propagation  # noqa: E402
+from escalations.engine.sweeps import advance_escalations, process_status_changes  # noqa: E402
 from escalations.models import (  # noqa: E402
     DependencyReview,
     DependencyReviewSignal,
@@ -40,7 +42,6 @@ from escalations.models import (  # noqa: E402
     Notification,
     Task,
 )
-from escalations.sweeps import advance_escalations, process_status_changes  # noqa: E402
 from governance.models import Membership, Team  # noqa: E402
 from scorecards.models import Kpi, StatusChange, SurgeSignal  # noqa: E402
 from tests.bench.report import record  # noqa: E402
@@ -50,7 +51,7 @@ KPIS, EDGES, SIGNALS, OWNERS, TEAMS = 10_000, 30_000, 1_000, 200, 20
 
 
 class Counter:
-    """Every query and its time, and the share spent inside reviews.propagate."""
+    """Every query and its time, and the share spent inside propagation.propagate."""
 
     def __init__(self) -> None:
         self.queries = self.propagation_queries = 0
@@ -120,20 +121,20 @@ def build(rng: random.Random) -> list[int]:
 def run(counter: Counter, sweep) -> tuple[float, int, int, float]:
     counter.queries = counter.propagation_queries = 0
     counter.propagation_seconds = 0.0
-    propagate = reviews.propagate
+    propagate = propagation.propagate
 
     def timed(**kwargs):
         with counter.propagation():
             return propagate(**kwargs)
 
-    reviews.propagate = timed
+    propagation.propagate = timed
     try:
         with connection.execute_wrapper(counter):
             started = time.perf_counter()
             sweep()
             seconds = time.perf_counter() - started
     finally:
-        reviews.propagate = propagate
+        propagation.propagate = propagate
     return seconds, counter.queries, counter.propagation_queries, counter.propagation_seconds
 
 
@@ -152,7 +153,7 @@ def main() -> None:
             f"({edges_hit:,} direct edges from them; built in {time.perf_counter() - started:.0f} s; "
             f"{connection.vendor}):"
         )
-        batches = -(-SIGNALS // reviews.BATCH_SIZE)
+        batches = -(-SIGNALS // propagation.BATCH_SIZE)
 
         SurgeSignal.objects.bulk_create(
             SurgeSignal(organization_id=org_id, kpi_id=pk, at=now, previous=100, current=145, change=0.45)
@@ -189,7 +190,7 @@ def main() -> None:
         record("propagation", "propagation queries", propagation_queries, "queries")
         record(
             "propagation",
-            f"propagation queries per batch of {reviews.BATCH_SIZE}",
+            f"propagation queries per batch of {propagation.BATCH_SIZE}",
             propagation_queries / batches,
             "queries",
         )

@@ -9,7 +9,7 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from escalations import decisions, health
+from escalations.decisions import agenda
 from escalations.models import (
     Decision,
     DependencyReview,
@@ -21,7 +21,8 @@ from escalations.models import (
     Task,
     Workstream,
 )
-from escalations.selectors import escalation_state, level_skipped
+from escalations.reporting import health
+from escalations.workstreams.selectors import escalation_state, level_skipped
 from governance.manifest.engine import apply_manifest, export_manifest
 from governance.models import Membership, Organization, Role
 from scorecards.models import DataSource, Kpi, SurgeSignal
@@ -68,7 +69,7 @@ def test_the_leads_surge_reaches_supply_chains_owner_as_one_review(demo):
 
     page = Client()
     page.force_login(supply.user)
-    inbox = page.get(reverse("task_inbox", args=["acme"])).content.decode()
+    inbox = page.get(reverse("escalations:task_inbox", args=["acme"])).content.decode()
     assert ">Qualified leads per week</a> surged: +" in inbox and signal.trend in inbox
     assert f"Value <strong>{surge.current:,.0f}</strong>" in inbox
     assert "Answer for Inventory turnover" in inbox and "Answer for On-time in full" in inbox
@@ -173,7 +174,7 @@ def test_the_demo_has_a_closed_review_with_decisions_and_an_open_agenda(demo):
     assert {"target_changed", "risk_accepted", "transfer_requested", "action_assigned"} <= set(
         session.decisions.values_list("kind", flat=True)
     )
-    items = decisions.agenda(org=acme)
+    items = agenda.agenda(org=acme)
     assert any(i.awaiting for i in items) and {"off_track", "stale"} <= {i.severity for i in items}
     assert all(not i.decided for i in items)
 

@@ -315,7 +315,7 @@ def test_the_matrix_counts_edges_red_and_stale_upstreams_and_open_reviews(chain)
     _open_review(chain, k["a"], k["d"])
     _open_review(chain, k["c"], k["d"], answered=True)  # answered: not counted
     _open_review(chain, k["a"], k["b"])
-    response = chain.client(chain.executive).get(url("dependency_matrix", chain))
+    response = chain.client(chain.executive).get(url("escalations:dependency_matrix", chain))
     assert response.status_code == 200
     rows = {row["team"].name: {down.name: cell for down, cell in row["cells"]} for row in response.context["rows"]}
     ops_to_sales = rows["Operations"]["Sales"]
@@ -337,8 +337,8 @@ def test_the_matrix_counts_edges_red_and_stale_upstreams_and_open_reviews(chain)
 
 
 def test_only_executives_and_admins_see_the_matrix(chain):
-    assert chain.client(chain.admin).get(url("dependency_matrix", chain)).status_code == 200
-    assert chain.client(chain.member).get(url("dependency_matrix", chain)).status_code == 403
+    assert chain.client(chain.admin).get(url("escalations:dependency_matrix", chain)).status_code == 200
+    assert chain.client(chain.member).get(url("escalations:dependency_matrix", chain)).status_code == 403
     denied = AuditEvent.objects.get(verb="security.permission_denied")
     assert denied.actor == chain.member.user and denied.after["what"] == "admins or executives"
     # The graph page offers the matrix to those who may open it.
@@ -352,5 +352,5 @@ def test_only_executives_and_admins_see_the_matrix(chain):
 
 
 def test_the_matrix_without_edges_says_how_to_start(tenant):
-    html = tenant.client(tenant.executive).get(url("dependency_matrix", tenant)).content.decode()
+    html = tenant.client(tenant.executive).get(url("escalations:dependency_matrix", tenant)).content.decode()
     assert "No dependencies yet" in html

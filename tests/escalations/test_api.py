@@ -9,8 +9,8 @@ import pytest
 import time_machine
 from django.test import Client
 
+from escalations.engine.sweeps import advance_escalations, process_status_changes
 from escalations.models import EscalationLevel, EscalationPolicy, Task, Workstream
-from escalations.sweeps import advance_escalations, process_status_changes
 from governance.models import Organization
 from governance.services.api_tokens import api_token_create
 from governance.services.teams import team_update

@@ -15,9 +15,9 @@ from django.db import connection
 from django.utils import timezone
 
 from config.celery import app as celery_app
+from escalations.engine.timing import Level, Policy
 from escalations.models import Notification, Task, Workstream, WorkstreamEvent
 from escalations.tasks import advance_escalations, process_status_changes
-from escalations.timing import Level, Policy
 from governance.models import Role
 from scorecards.models import Kpi, StatusChange
 from tests.factories import KpiFactory, MembershipFactory, OrganizationFactory, TeamFactory

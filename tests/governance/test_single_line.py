@@ -11,9 +11,9 @@ from django.core import mail
 from django.core.exceptions import ValidationError
 from django.urls import reverse
 
+from escalations.engine.sweeps import process_status_changes
 from escalations.models import EscalationPolicy, Notification
-from escalations.notifications import deliver_due
-from escalations.sweeps import process_status_changes
+from escalations.notify.fanout import deliver_due
 from governance.manifest.engine import apply_manifest, export_manifest
 from governance.models import ApiToken, Organization, Role, single_line
 from governance.services.invitations import invitation_create

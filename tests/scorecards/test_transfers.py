@@ -22,7 +22,7 @@ def test_it_moves_ownership_only_after_approval_end_to_end(tenant):
     page = tenant.client(tenant.executive).get(reverse("kpi_detail", args=[tenant.org.slug, kpi.pk]))
     assert b"waiting for approval" in page.content and b"Approve" in page.content
 
-    decide = reverse("transfer_decide", kwargs={"org_slug": tenant.org.slug, "transfer_id": transfer.pk})
+    decide = reverse("escalations:transfer_decide", kwargs={"org_slug": tenant.org.slug, "transfer_id": transfer.pk})
     tenant.client(tenant.executive).post(decide, {"decision": "approve", "note": "Agreed in staff meeting"})
     kpi.refresh_from_db()
     transfer.refresh_from_db()
@@ -42,7 +42,9 @@ def test_the_requester_cannot_approve_their_own_request(tenant):
 
 
 def test_a_member_cannot_approve_and_gets_403_in_the_browser(tenant):
-    url = reverse("transfer_decide", kwargs={"org_slug": tenant.org.slug, "transfer_id": tenant.transfer.pk})
+    url = reverse(
+        "escalations:transfer_decide", kwargs={"org_slug": tenant.org.slug, "transfer_id": tenant.transfer.pk}
+    )
     response = tenant.client(tenant.member).post(url, {"decision": "approve"})
     assert response.status_code == 403
     tenant.kpi.refresh_from_db()

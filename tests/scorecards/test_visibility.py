@@ -14,7 +14,7 @@ from dependencies.models import Dependency
 from escalations.models import Decision, ReviewSession
 from governance.models import Role
 from scorecards.models import Scorecard, Status
-from tests.escalations.test_review import episode
+from tests.escalations.decisions.test_review import episode
 from tests.factories import KpiFactory, MembershipFactory, TeamFactory
 from tests.scorecards.test_api import call
 
@@ -109,22 +109,24 @@ def decided(board):
 
 def test_a_member_sees_no_decision_or_episode_of_the_executive_only_kpi(decided):
     slug, member = decided.org.slug, decided.client(decided.member)
-    for name in ("decision_log", "workstream_list"):
+    for name in ("escalations:decision_log", "escalations:workstream_list"):
         response = member.get(reverse(name, args=[slug]))
         assert response.status_code == 200 and SECRET not in response.content.decode(), name
-    minutes = member.get(reverse("review_session_detail", args=[slug, decided.session.pk]))
+    minutes = member.get(reverse("escalations:review_session_detail", args=[slug, decided.session.pk]))
     assert minutes.status_code == 200 and "Margin squeeze accepted" not in minutes.content.decode()
-    assert member.get(reverse("kpi_decisions", args=[slug, decided.secret.pk])).status_code == 404
+    assert member.get(reverse("escalations:kpi_decisions", args=[slug, decided.secret.pk])).status_code == 404
     executive = decided.client(decided.executive)
-    assert SECRET in executive.get(reverse("decision_log", args=[slug])).content.decode()
-    assert SECRET in executive.get(reverse("workstream_list", args=[slug])).content.decode()
-    minutes = executive.get(reverse("review_session_detail", args=[slug, decided.session.pk])).content.decode()
+    assert SECRET in executive.get(reverse("escalations:decision_log", args=[slug])).content.decode()
+    assert SECRET in executive.get(reverse("escalations:workstream_list", args=[slug])).content.decode()
+    minutes = executive.get(
+        reverse("escalations:review_session_detail", args=[slug, decided.session.pk])
+    ).content.decode()
     assert "Margin squeeze accepted" in minutes
 
 
 def test_a_members_steering_pack_leaves_out_the_executive_only_kpi(decided):
     board, session = decided, decided.session
-    url = reverse("review_session_pack", args=[board.org.slug, session.pk])
+    url = reverse("escalations:review_session_pack", args=[board.org.slug, session.pk])
 
     def text(membership) -> str:
         response = board.client(membership).get(url)

@@ -1,7 +1,7 @@
 from django.core.management.base import BaseCommand
 
+from escalations.engine.sweeps import advance_escalations
 from escalations.management.commands.process_status_changes import org_id_of
-from escalations.sweeps import advance_escalations
 
 
 class Command(BaseCommand):

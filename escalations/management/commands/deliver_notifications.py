@@ -1,8 +1,8 @@
 from django.core.management.base import BaseCommand
 
 from escalations.management.commands.process_status_changes import org_id_of
-from escalations.notifications import deliver_due
-from escalations.webhooks import deliver_webhooks
+from escalations.notify.fanout import deliver_due
+from escalations.notify.webhooks import deliver_webhooks
 
 
 class Command(BaseCommand):

@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand, CommandError
 
-from escalations.sweeps import process_status_changes
+from escalations.engine.sweeps import process_status_changes
 from governance.models import Organization
 
 

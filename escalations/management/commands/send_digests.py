@@ -1,7 +1,7 @@
 from django.core.management.base import BaseCommand
 
-from escalations.digests import send_digests
 from escalations.management.commands.process_status_changes import org_id_of
+from escalations.reporting.digests import send_digests
 
 
 class Command(BaseCommand):

@@ -1,0 +1,182 @@
+"""Escalation timing (SEMANTICS.md sections 3 and 5), pure: plain dataclasses in, times and steps out.
+
+All arithmetic is on aware datetimes. Real elapsed time is UTC arithmetic; business hours are read in the
+organization's zone, one local day at a time, so a DST change never shifts an opening or a wait.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
+
+WEEKDAYS = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+
+
+@dataclass(frozen=True)
+class BusinessHours:
+    tz: tzinfo
+    days: frozenset[int]  # 0 = Monday
+    start: time
+    end: time
+
+    @classmethod
+    def of(cls, tz: tzinfo, days: list[str], start: time, end: time) -> BusinessHours:
+        return cls(tz, frozenset(WEEKDAYS.index(day) for day in days), start, end)
+
+    def _bounds(self, day: date) -> tuple[datetime, datetime]:
+        # In UTC, so that every subtraction and addition below is real elapsed time.
+        return (
+            datetime.combine(day, self.start, tzinfo=self.tz).astimezone(UTC),
+            datetime.combine(day, self.end, tzinfo=self.tz).astimezone(UTC),
+        )
+
+    def next_opening(self, at: datetime) -> datetime:
+        """`at` itself when the hours are open then (end excluded), else the next moment they open."""
+        day = at.astimezone(self.tz).date()
+        for offset in range(8):
+            current = day + timedelta(days=offset)
+            if current.weekday() not in self.days:
+                continue
+            opens, closes = self._bounds(current)
+            if at < closes:
+                return max(at, opens)
+        raise ValueError("business hours without any open day")
+
+    def add(self, at: datetime, wait: timedelta) -> datetime:
+        """The moment `wait` of open time has passed after `at` (open time only counts)."""
+        moment, left = self.next_opening(at), wait
+        while True:
+            closes = self._bounds(moment.astimezone(self.tz).date())[1]
+            if left < closes - moment:
+                return moment + left
+            left -= closes - moment
+            moment = self.next_opening(closes)
+
+
+@dataclass(frozen=True)
+class Level:
+    targets: tuple[str, ...]
+    wait: timedelta
+    business_hours: bool = False
+
+
+@dataclass(frozen=True)
+class Policy:
+    """A policy as snapshotted when an episode opens; later edits never reach a running episode."""
+
+    mitigation_due: timedelta
+    ack_timeout: timedelta
+    repeat: int
+    levels: tuple[Level, ...]
+
+    def as_json(self) -> dict:
+        return {
+            "mitigation_due": self.mitigation_due.total_seconds(),
+            "ack_timeout": self.ack_timeout.total_seconds(),
+            "repeat": self.repeat,
+            "levels": [
+                {"targets": list(lv.targets), "wait": lv.wait.total_seconds(), "business_hours": lv.business_hours}
+                for lv in self.levels
+            ],
+        }
+
+    @classmethod
+    def from_json(cls, data: dict) -> Policy:
+        return cls(
+            mitigation_due=timedelta(seconds=data["mitigation_due"]),
+            ack_timeout=timedelta(seconds=data["ack_timeout"]),
+            repeat=data["repeat"],
+            levels=tuple(
+                Level(tuple(lv["targets"]), timedelta(seconds=lv["wait"]), lv["business_hours"])
+                for lv in data["levels"]
+            ),
+        )
+
+
+@dataclass(frozen=True)
+class Position:
+    """Where an episode's escalation stands: level 0 means no level notified yet (the owner's task runs)."""
+
+    level: int = 0
+    pass_: int = 0
+
+
+@dataclass(frozen=True)
+class Step:
+    """What is due at `at`: notify `level` in `pass_` (1-based), or exhaust the escalation."""
+
+    at: datetime
+    level: int
+    pass_: int
+    exhausted: bool = False
+    then: datetime | None = field(default=None)  # when the following step is due, if this one notifies
+
+
+def notify_time(policy: Policy, level: int, due: datetime, hours: BusinessHours) -> datetime:
+    """A business-hours level is notified at the next opening; others when due."""
+    return hours.next_opening(due) if policy.levels[level - 1].business_hours else due
+
+
+def wait_end(policy: Policy, level: int, notified: datetime, hours: BusinessHours) -> datetime:
+    spec = policy.levels[level - 1]
+    return hours.add(notified, spec.wait) if spec.business_hours else notified + spec.wait
+
+
+def next_step(policy: Policy, position: Position, due: datetime, hours: BusinessHours) -> Step:
+    """The step that follows `position` once `due` has come: the next level, the next pass, or exhaustion."""
+    level, pass_ = position.level + 1, max(position.pass_, 1)
+    if level > len(policy.levels):
+        level, pass_ = 1, pass_ + 1
+    if pass_ > policy.repeat + 1:
+        return Step(due, position.level, position.pass_, exhausted=True)
+    at = notify_time(policy, level, due, hours)
+    return Step(at, level, pass_, then=wait_end(policy, level, at, hours))
+
+
+def renotify(policy: Policy, position: Position, due: datetime, hours: BusinessHours) -> Step:
+    """After an acknowledgement timed out: the same level again, its wait anew."""
+    at = notify_time(policy, position.level, due, hours)
+    return Step(at, position.level, position.pass_, then=wait_end(policy, position.level, at, hours))
+
+
+def reminder(policy: Policy, level: int, acknowledged: datetime, hours: BusinessHours) -> datetime:
+    """When an acknowledged `level` is notified again: `ack_timeout` after the acknowledgement, at the next opening
+    for a business-hours level. Its wait then starts anew (renotify), so the next level comes no sooner than it was
+    due before: the acknowledgement came after the level was notified."""
+    return notify_time(policy, level, acknowledged.astimezone(UTC) + policy.ack_timeout, hours)
+
+
+@dataclass(frozen=True)
+class Planned:
+    """One step of an episode that is never mitigated: a level notified or skipped, or the exhaustion.
+
+    `due` is when the step fell due; `at` differs from it only when a business-hours level waits for the opening.
+    """
+
+    at: datetime
+    due: datetime
+    level: int
+    pass_: int
+    skipped: bool = False
+    exhausted: bool = False
+
+
+def plan(policy: Policy, opened: datetime, hours: BusinessHours, empty: frozenset[int] = frozenset()) -> list[Planned]:
+    """Every escalation step of an episode opened at `opened` if no path is ever approved, as the sweep runs them.
+
+    `empty` holds the (1-based) levels whose targets name nobody active: such a level is skipped and the next one is
+    due at once, exactly as escalations.engine.sweeps does. A policy without levels has no steps.
+    """
+    if not policy.levels:
+        return []
+    steps: list[Planned] = []
+    # In UTC: adding a timedelta to a zone-aware datetime would move its wall clock, not real elapsed time.
+    position, due = Position(), opened.astimezone(UTC) + policy.mitigation_due
+    while True:
+        step = next_step(policy, position, due, hours)
+        if step.exhausted:
+            steps.append(Planned(step.at, due, position.level, position.pass_, exhausted=True))
+            return steps
+        skipped = step.level in empty
+        steps.append(Planned(step.at, due, step.level, step.pass_, skipped=skipped))
+        position, due = Position(step.level, step.pass_), step.at if skipped else step.then

@@ -1,0 +1,27 @@
+"""The escalations app's models, one module per feature; the app's code imports them from here."""
+
+from escalations.models.decisions import Decision, ReviewAttendee, ReviewSession
+from escalations.models.notifications import Notification, NotificationPreference, Webhook, WebhookDelivery
+from escalations.models.policies import EscalationLevel, EscalationPolicy
+from escalations.models.reviews import DependencyReview, DependencyReviewSignal, DependencySignal
+from escalations.models.workstreams import MitigationAction, MitigationPath, Task, Workstream, WorkstreamEvent
+
+__all__ = [
+    "Decision",
+    "DependencyReview",
+    "DependencyReviewSignal",
+    "DependencySignal",
+    "EscalationLevel",
+    "EscalationPolicy",
+    "MitigationAction",
+    "MitigationPath",
+    "Notification",
+    "NotificationPreference",
+    "ReviewAttendee",
+    "ReviewSession",
+    "Task",
+    "Webhook",
+    "WebhookDelivery",
+    "Workstream",
+    "WorkstreamEvent",
+]

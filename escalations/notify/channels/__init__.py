@@ -1,0 +1,20 @@
+"""The channels a member hears on, one module each (docs/extending-channels.md). A channel module says:
+
+- NAME: its Notification.Channel value (also NotificationPreference.channel);
+- DELIVERED_WHEN_WRITTEN: True when writing the row is the delivery (in the app); otherwise the delivery sweep
+  (escalations.notify.fanout.deliver_due) calls its send() and retries a failure with backoff;
+- KEEPS_PAYLOAD: whether its rows keep a message's payload (what a rich format, like the digest's email, renders);
+- send(notification): delivers one row, raising on failure.
+
+escalations.notify.fanout writes one row per registered channel a member has not switched off."""
+
+from __future__ import annotations
+
+from types import ModuleType
+
+from escalations.notify.channels import email, in_app
+
+CHANNELS: dict[str, ModuleType] = {
+    in_app.NAME: in_app,
+    email.NAME: email,
+}

@@ -1,0 +1,40 @@
+"""Email: sent by the delivery sweep, as text and HTML; a kind with its own format (the weekly digest) renders its
+stored payload (escalations.notify.formats)."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.core.mail import EmailMultiAlternatives
+from django.template.loader import render_to_string
+
+from escalations.models import Notification
+from escalations.notify import formats
+
+NAME = Notification.Channel.EMAIL
+DELIVERED_WHEN_WRITTEN = False
+KEEPS_PAYLOAD = True
+
+
+def send(notification: Notification) -> None:
+    text, html = _render(notification)
+    email = EmailMultiAlternatives(
+        subject=notification.email_subject,
+        body=text,
+        to=[notification.recipient.user.email],
+    )
+    email.attach_alternative(html, "text/html")
+    email.send()
+
+
+def _render(notification: Notification) -> tuple[str, str]:
+    if notification.kind == formats.DIGEST_KIND:  # its own layout, from its stored payload
+        return formats.render_email(notification)
+    context = {
+        "notification": notification,
+        "url": settings.SITE_URL + notification.url if notification.url else "",
+        "org": notification.organization,
+    }
+    return (
+        render_to_string("escalations/email/notification.txt", context),
+        render_to_string("escalations/email/notification.html", context),
+    )
