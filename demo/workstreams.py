@@ -31,7 +31,7 @@ from escalations.services import (
 )
 from escalations.sweeps import advance_escalations, process_status_changes
 from governance.models import Membership, Organization
-from scorecards.evaluation import evaluate_due
+from scorecards.evaluation.sweep import evaluate_due
 from scorecards.models import Kpi, Status, StatusChange
 
 BREACHES = {Status.AT_RISK, Status.OFF_TRACK, Status.STALE}

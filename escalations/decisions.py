@@ -45,11 +45,11 @@ from escalations.sweeps import event, mitigated, workstream_url
 from governance.access import DECISION_ROLES, decision_reason
 from governance.models import Membership, Organization
 from governance.services import audit_log, snapshot
-from scorecards import kpi_chart
 from scorecards import services as scorecard_services
+from scorecards.charts import kpi as kpi_chart
+from scorecards.evaluation.thresholds import settings_errors
 from scorecards.models import Kpi, OwnershipTransfer, Status, StatusChange
 from scorecards.selectors import fetch_series, visible_kpis
-from scorecards.thresholds import settings_errors
 
 DECIDERS = DECISION_ROLES["risk_accept"]  # who decides on the agenda and runs a review: executives and admins
 OPEN_TASKS = [Task.State.OPEN, Task.State.ACKNOWLEDGED]

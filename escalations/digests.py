@@ -314,7 +314,7 @@ def _summaries(orgs: list[Organization], slots: dict[str, Slot], now: datetime) 
                         "new": c["new"],
                         "new_label": labels[c["new"]],
                         "when": _day(c["changed_at"], tz),
-                        "url": reverse("kpi_detail", args=[s, c["kpi_id"]]),
+                        "url": reverse("scorecards:kpi_detail", args=[s, c["kpi_id"]]),
                     }
                     for c in moved
                 ]
@@ -347,7 +347,7 @@ def _summaries(orgs: list[Organization], slots: dict[str, Slot], now: datetime) 
                         "kpi": r["name"],
                         "who": r["owner__user__name"],
                         "since": _day(r["last_measured_at"], tz) if r["last_measured_at"] else "never",
-                        "url": reverse("kpi_detail", args=[s, r["pk"]]),
+                        "url": reverse("scorecards:kpi_detail", args=[s, r["pk"]]),
                     }
                     for r in stale
                     if r["organization_id"] == i
@@ -496,7 +496,7 @@ def _digest(m: Membership, org: Organization, slot: Slot, summary: dict | None, 
         "mine": mine,
         "links": {
             "health": reverse("governance_health", args=[org.slug]),
-            "scorecards": reverse("kpi_list", args=[org.slug]),
+            "scorecards": reverse("scorecards:kpi_list", args=[org.slug]),
             "inbox": reverse("task_inbox", args=[org.slug]),
             "settings": reverse("notification_settings", args=[org.slug]),
         },

@@ -73,7 +73,7 @@ OPEN = [Task.State.OPEN, Task.State.ACKNOWLEDGED]
 
 
 def kpi_url(kpi: Kpi, org: Organization) -> str:
-    return reverse("kpi_detail", args=[org.slug, kpi.pk])
+    return reverse("scorecards:kpi_detail", args=[org.slug, kpi.pk])
 
 
 def span(value: timedelta) -> str:

@@ -2,10 +2,10 @@ from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 
 from governance import tenancy
-from scorecards.evaluation import evaluate_due
-from scorecards.imports import measurement_import_fail, measurement_import_run
+from scorecards.evaluation.sweep import evaluate_due
+from scorecards.ingestion.csv_import import measurement_import_fail, measurement_import_run
+from scorecards.ingestion.pulls import data_source_pull, pull_due_sources
 from scorecards.models import DataSource, DataSourceRun, ImportJob
-from scorecards.pulls import data_source_pull, pull_due_sources
 
 
 @shared_task

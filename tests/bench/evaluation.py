@@ -29,8 +29,8 @@ from django.utils import timezone  # noqa: E402
 
 from governance import tenancy  # noqa: E402
 from governance.rls import runtime_role_ensure  # noqa: E402
-from scorecards import evaluator  # noqa: E402
-from scorecards.evaluation import BATCH_SIZE, next_tick, read_batch, rule_for, state_of  # noqa: E402
+from scorecards.evaluation import evaluator  # noqa: E402
+from scorecards.evaluation.sweep import BATCH_SIZE, next_tick, read_batch, rule_for, state_of  # noqa: E402
 from scorecards.models import Kpi, KpiSchedule, StatusChange  # noqa: E402
 from scorecards.selectors import fetch_series  # noqa: E402
 from tests.bench.report import record  # noqa: E402
@@ -44,7 +44,7 @@ import time
 import django
 django.setup()
 from governance import tenancy
-from scorecards.evaluation import evaluate_due
+from scorecards.evaluation.sweep import evaluate_due
 started = time.perf_counter()
 with tenancy.for_sweep(None):  # as the beat's task runs it
     result = evaluate_due()

@@ -34,8 +34,8 @@ from governance.rls import runtime_role_ensure  # noqa: E402
 from governance.secrets import decrypt  # noqa: E402
 from governance.selectors import secret_value  # noqa: E402
 from governance.services import secret_set  # noqa: E402
+from scorecards.ingestion.pulls import data_source_pull  # noqa: E402
 from scorecards.models import DataSource  # noqa: E402
-from scorecards.pulls import data_source_pull  # noqa: E402
 from tests.bench.report import record  # noqa: E402
 from tests.factories import KpiFactory, OrganizationFactory  # noqa: E402
 

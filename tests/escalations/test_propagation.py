@@ -36,7 +36,7 @@ from escalations.sweeps import advance_escalations, process_status_changes
 from governance import tenancy
 from governance.models import AuditEvent
 from governance.services import api_token_create, team_update
-from scorecards.evaluation import evaluate_due
+from scorecards.evaluation.sweep import evaluate_due
 from scorecards.models import Kpi, StatusChange, SurgeSignal
 from scorecards.services import ownership_transfer_direct
 from tests.factories import KpiFactory, MembershipFactory, OrganizationFactory, TeamFactory
@@ -390,7 +390,7 @@ def test_my_work_names_every_kpi_of_a_shared_review_task_and_links_the_inbox(own
     k = owner_of_two.kpis
     change(k["marketing.leads"], T0)
     sweep(T0)
-    html = owner_of_two.client(owner_of_two.planner).get(reverse("my_work", args=[owner_of_two.org.slug]))
+    html = owner_of_two.client(owner_of_two.planner).get(reverse("scorecards:my_work", args=[owner_of_two.org.slug]))
     inbox = reverse("task_inbox", args=[owner_of_two.org.slug])
     assert f'<a href="{inbox}">Fill rate and 1 more</a>' in html.content.decode()
 

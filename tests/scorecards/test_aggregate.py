@@ -4,7 +4,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from scorecards.aggregate import aggregate, rolling
+from scorecards.evaluation.aggregate import aggregate, rolling
 
 T0 = datetime(2026, 11, 1, 8, tzinfo=UTC)
 DAILY = [(T0 + timedelta(days=i), float(v)) for i, v in enumerate([10, 20, 30, 40, 50])]

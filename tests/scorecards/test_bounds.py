@@ -14,8 +14,8 @@ from django.core.cache import cache
 from django.db import connection
 from django.urls import reverse
 
-from scorecards.evaluation import evaluate_due
-from scorecards.ingestion import Checker
+from scorecards.evaluation.sweep import evaluate_due
+from scorecards.ingestion.checker import Checker
 from scorecards.models import Kpi, KpiSchedule, Measurement
 from tests.factories import KpiFactory
 from tests.scorecards.test_api import call, point, post
@@ -105,10 +105,10 @@ def test_a_pull_refuses_a_row_before_1970_by_row(tenant):
 
 def test_a_stored_value_out_of_bounds_breaks_no_page(tenant, stored_out_of_bounds):
     kpi, client = stored_out_of_bounds, tenant.client(tenant.member)
-    page = client.get(reverse("kpi_detail", args=[tenant.org.slug, kpi.pk]))
+    page = client.get(reverse("scorecards:kpi_detail", args=[tenant.org.slug, kpi.pk]))
     assert page.status_code == 200 and not re.search(r"\binf\b", page.content.decode())
-    assert client.get(reverse("kpi_detail", args=[tenant.org.slug, kpi.pk]) + "?page=2").status_code == 200
-    assert client.get(reverse("kpi_list", args=[tenant.org.slug])).status_code == 200
+    assert client.get(reverse("scorecards:kpi_detail", args=[tenant.org.slug, kpi.pk]) + "?page=2").status_code == 200
+    assert client.get(reverse("scorecards:kpi_list", args=[tenant.org.slug])).status_code == 200
 
 
 def test_a_stored_value_out_of_bounds_breaks_no_api_answer_and_no_json(tenant, stored_out_of_bounds):

@@ -12,7 +12,9 @@ from django.db import connection
 from psycopg import sql
 
 from governance.models import Organization
-from scorecards.connectors import HttpJsonConnector, PullError, SqlConnector, Unreadable
+from scorecards.connectors.base import PullError, Unreadable
+from scorecards.connectors.http_json import HttpJsonConnector
+from scorecards.connectors.sql import SqlConnector
 
 SINCE = datetime(2026, 11, 28, 8, tzinfo=UTC)
 SECRET = "hunter2-not-for-your-eyes"

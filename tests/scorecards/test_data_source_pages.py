@@ -26,7 +26,7 @@ def url(tenant, name: str, **kwargs) -> str:
     return reverse(name, kwargs={"org_slug": tenant.org.slug, **kwargs})
 
 
-def source_url(tenant, name: str = "data_source") -> str:
+def source_url(tenant, name: str = "scorecards:data_source") -> str:
     return url(tenant, name, source_id=tenant.data_source.pk)
 
 
@@ -53,7 +53,7 @@ def test_every_member_sees_the_sources_with_their_last_run_and_kpis(tenant, hist
         secret_set(org=tenant.org, actor=tenant.admin.user, name="warehouse_dsn", value=SECRET)
     client = tenant.client(getattr(tenant, role))
     with time_machine.travel(NOW, tick=False):
-        listing = client.get(url(tenant, "data_sources")).content.decode()
+        listing = client.get(url(tenant, "scorecards:data_sources")).content.decode()
         detail = client.get(source_url(tenant)).content.decode()
     assert "warehouse" in listing and "SQL query" in listing and "every 1h" in listing
     assert "Failing · 1 run in a row" in listing and "ran longer than 30 s and was cancelled" in listing
@@ -67,7 +67,7 @@ def test_every_member_sees_the_sources_with_their_last_run_and_kpis(tenant, hist
 
 def test_the_list_explains_push_when_there_is_no_source(tenant):
     DataSource.objects.filter(pk=tenant.data_source.pk).update(archived_at=NOW)
-    html = tenant.client(tenant.member).get(url(tenant, "data_sources")).content.decode()
+    html = tenant.client(tenant.member).get(url(tenant, "scorecards:data_sources")).content.decode()
     assert "No data sources" in html and "POST /api/v1/measurements" in html and "data_sources" in html
 
 
@@ -84,14 +84,14 @@ def test_the_list_needs_a_constant_number_of_queries(tenant, django_assert_max_n
         DataSourceRun.objects.create(organization=tenant.org, source=source, finished_at=timezone.now(), rows=3)
     client = tenant.client(tenant.member)
     with django_assert_max_num_queries(9):
-        html = client.get(url(tenant, "data_sources")).content.decode()
+        html = client.get(url(tenant, "scorecards:data_sources")).content.decode()
     assert html.count('class="panel source-card"') == 16 and html.count("No such KPI") == 15
 
 
 @pytest.mark.parametrize("role", ["executive", "member", "lead"])
 def test_only_an_admin_may_run_a_source_now(tenant, role):
     with mock.patch.object(tasks.pull_data_source, "delay") as delay:
-        response = tenant.client(getattr(tenant, role)).post(source_url(tenant, "data_source_run"))
+        response = tenant.client(getattr(tenant, role)).post(source_url(tenant, "scorecards:data_source_run"))
     assert response.status_code == 403
     assert not DataSourceRun.objects.exists() and not delay.called
     assert AuditEvent.objects.filter(verb="security.permission_denied").exists()
@@ -100,14 +100,14 @@ def test_only_an_admin_may_run_a_source_now(tenant, role):
 def test_run_now_queues_a_run_and_the_page_follows_it_until_it_finishes(tenant, django_capture_on_commit_callbacks):
     client = tenant.client(tenant.admin)
     with mock.patch.object(tasks.pull_data_source, "delay") as delay, django_capture_on_commit_callbacks(execute=True):
-        response = client.post(source_url(tenant, "data_source_run"), HTTP_HX_REQUEST="true")
+        response = client.post(source_url(tenant, "scorecards:data_source_run"), HTTP_HX_REQUEST="true")
     run = DataSourceRun.objects.get()
     delay.assert_called_once_with(tenant.org.pk, tenant.data_source.pk, run.pk)
     html = response.content.decode()
     assert "<html" not in html and 'id="live"' in html
     assert 'hx-trigger="every 2s"' in html and "Running" in html and "Run queued" in html
 
-    again = client.post(source_url(tenant, "data_source_run"), HTTP_HX_REQUEST="true").content.decode()
+    again = client.post(source_url(tenant, "scorecards:data_source_run"), HTTP_HX_REQUEST="true").content.decode()
     assert "already on its way" in again and DataSourceRun.objects.count() == 1
 
     tasks.pull_data_source(tenant.org.pk, tenant.data_source.pk, run.pk)  # what the worker does
@@ -117,7 +117,7 @@ def test_run_now_queues_a_run_and_the_page_follows_it_until_it_finishes(tenant, 
 
 def test_run_now_without_javascript_redirects_back_to_the_page(tenant):
     with mock.patch.object(tasks.pull_data_source, "delay"):
-        response = tenant.client(tenant.admin).post(source_url(tenant, "data_source_run"))
+        response = tenant.client(tenant.admin).post(source_url(tenant, "scorecards:data_source_run"))
     assert response.status_code == 302 and response.url == source_url(tenant)
 
 
@@ -165,10 +165,10 @@ def test_the_kpi_page_and_the_scorecard_show_the_freshness_of_the_data(tenant, a
     client = tenant.client(tenant.executive)
     with time_machine.travel(NOW, tick=False):
         pages = [
-            client.get(url(tenant, "kpi_detail", kpi_id=tenant.kpi.pk)).content.decode(),
-            client.get(url(tenant, "kpi_list")).content.decode(),
-            client.get(url(tenant, "scorecard", scorecard_id=tenant.scorecard.pk)).content.decode(),
-            client.get(url(tenant, "data_sources")).content.decode(),
+            client.get(url(tenant, "scorecards:kpi_detail", kpi_id=tenant.kpi.pk)).content.decode(),
+            client.get(url(tenant, "scorecards:kpi_list")).content.decode(),
+            client.get(url(tenant, "scorecards:scorecard", scorecard_id=tenant.scorecard.pk)).content.decode(),
+            client.get(url(tenant, "scorecards:data_sources")).content.decode(),
         ]
     for html in pages:
         assert f'class="freshness freshness-{state}"' in html

@@ -29,7 +29,7 @@ def pull(source: DataSource) -> DataSourceRun:
 
 
 def source_page(tenant, source: DataSource, membership=None) -> str:
-    url = reverse("data_source", kwargs={"org_slug": tenant.org.slug, "source_id": source.pk})
+    url = reverse("scorecards:data_source", kwargs={"org_slug": tenant.org.slug, "source_id": source.pk})
     return tenant.client(membership or tenant.admin).get(url).content.decode()
 
 

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from scorecards.evaluator import Decision, Rule, State, Surge, evaluate, lookback, pace
-from scorecards.thresholds import ThresholdError
+from scorecards.evaluation.evaluator import Decision, Rule, State, Surge, evaluate, lookback, pace
+from scorecards.evaluation.thresholds import ThresholdError
 
 BERLIN = ZoneInfo("Europe/Berlin")
 T0 = datetime(2026, 11, 30, 9, tzinfo=UTC)  # 10:00 in Berlin

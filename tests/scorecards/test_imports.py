@@ -16,8 +16,9 @@ from django.db import connections
 from django.urls import reverse
 
 from governance.models import AuditEvent
-from scorecards import imports, tasks
-from scorecards.imports import csv_check, measurement_import_create, measurement_import_run
+from scorecards import tasks
+from scorecards.ingestion import csv_import
+from scorecards.ingestion.csv_import import csv_check, measurement_import_create, measurement_import_run
 from scorecards.models import ImportJob, Kpi, Measurement, MeasurementRevision
 from tests.factories import KpiFactory
 from tests.scorecards.test_sweep_celery import _subprocess_env, _worker, needs_redis, purge_queue, wait_until
@@ -155,7 +156,7 @@ def test_it_reports_the_bad_line_and_stores_nothing(tenant):
     checked = csv_check(org=tenant.org, content=content.encode(), progress=reported.append)
     assert (checked.ok, checked.count, checked.problem_count) == (False, 75_001, 1)
     assert [(p.where, p.field, p.message) for p in checked.problems] == [(70_001, "value", "must be a finite number")]
-    assert reported == list(range(imports.CHUNK, 75_001, imports.CHUNK)) + [75_001]
+    assert reported == list(range(csv_import.CHUNK, 75_001, csv_import.CHUNK)) + [75_001]
     job = run(tenant, content)
     assert (job.state, job.rows_total, job.rows_checked) == ("failed", 75_001, 75_001)
     assert problems(job) == [(70_001, "value", "must be a finite number")]
@@ -183,7 +184,7 @@ def test_the_same_file_twice_stores_nothing_new_and_a_changed_value_keeps_a_revi
 def test_it_keeps_the_first_thousand_problems_and_counts_the_rest(tenant):
     job = run(tenant, HEADER + "".join(f"ops.throughput,2026-11-02T08:00:00Z,x{i}\n" for i in range(1500)))
     assert job.error_count == 1500
-    assert len(job.errors) == imports.MAX_PROBLEMS and job.errors[0]["line"] == 2
+    assert len(job.errors) == csv_import.MAX_PROBLEMS and job.errors[0]["line"] == 2
 
 
 def test_a_stranger_organizations_kpi_keys_are_unknown(tenant, stranger_tenant):
@@ -287,8 +288,10 @@ def upload(name: str, content: str | bytes) -> SimpleUploadedFile:
 
 
 def test_only_admins_may_import(tenant):
-    url = reverse("measurement_import", kwargs={"org_slug": tenant.org.slug})
-    job_url = reverse("measurement_import_job", kwargs={"org_slug": tenant.org.slug, "job_id": tenant.import_job.pk})
+    url = reverse("scorecards:measurement_import", kwargs={"org_slug": tenant.org.slug})
+    job_url = reverse(
+        "scorecards:measurement_import_job", kwargs={"org_slug": tenant.org.slug, "job_id": tenant.import_job.pk}
+    )
     for membership in (tenant.member, tenant.executive, tenant.lead):
         client = tenant.client(membership)
         assert client.get(url).status_code == 403
@@ -305,7 +308,7 @@ def test_the_recent_imports_are_listed_in_a_constant_number_of_queries(tenant, d
         run(tenant, HEADER + lines(1, value=i))
     # Some by the command line (no user), so that both kinds of row are drawn.
     ImportJob.objects.filter(pk__in=ImportJob.objects.order_by("-pk").values("pk")[:5]).update(created_by=None)
-    url = reverse("measurement_import", kwargs={"org_slug": tenant.org.slug})
+    url = reverse("scorecards:measurement_import", kwargs={"org_slug": tenant.org.slug})
     client = tenant.client(tenant.admin)
     with django_assert_max_num_queries(10):
         html = client.get(url).content.decode()
@@ -314,7 +317,7 @@ def test_the_recent_imports_are_listed_in_a_constant_number_of_queries(tenant, d
 
 def test_a_small_file_is_imported_within_the_request(tenant):
     client = tenant.client(tenant.admin)
-    url = reverse("measurement_import", kwargs={"org_slug": tenant.org.slug})
+    url = reverse("scorecards:measurement_import", kwargs={"org_slug": tenant.org.slug})
     response = client.post(url, {"file": upload("week.csv", HEADER + lines(5))}, follow=True)
     job = ImportJob.objects.get(filename="week.csv")
     assert response.redirect_chain == [(f"{url}{job.pk}/", 302)]
@@ -327,7 +330,7 @@ def test_a_small_file_is_imported_within_the_request(tenant):
 
 def test_a_rejected_file_shows_each_problem_with_its_line(tenant):
     client = tenant.client(tenant.admin)
-    url = reverse("measurement_import", kwargs={"org_slug": tenant.org.slug})
+    url = reverse("scorecards:measurement_import", kwargs={"org_slug": tenant.org.slug})
     response = client.post(url, {"file": upload("bad.csv", HEADER + lines(3) + "ops.x,2026-11-02T08:00:00Z,1\n")})
     html = client.get(response.url).content.decode()
     assert "Rejected: 1 problem; nothing was stored." in html
@@ -341,12 +344,13 @@ def test_a_large_file_is_queued_and_its_page_shows_the_progress(
     queued = []
     monkeypatch.setattr(tasks.import_measurements, "delay", lambda *args: queued.append(args))
     client = tenant.client(tenant.admin)
-    url = reverse("measurement_import", kwargs={"org_slug": tenant.org.slug})
+    url = reverse("scorecards:measurement_import", kwargs={"org_slug": tenant.org.slug})
     with django_capture_on_commit_callbacks(execute=True):
         response = client.post(url, {"file": upload("big.csv", HEADER + lines(50))})
     job = ImportJob.objects.get(filename="big.csv")
     assert queued == [(tenant.org.pk, job.pk)] and job.state == "queued" and not Measurement.objects.exists()
-    assert response.url == reverse("measurement_import_job", kwargs={"org_slug": tenant.org.slug, "job_id": job.pk})
+    job_url = reverse("scorecards:measurement_import_job", kwargs={"org_slug": tenant.org.slug, "job_id": job.pk})
+    assert response.url == job_url
 
     html = client.get(response.url).content.decode()
     assert "<html" in html and 'hx-trigger="every 1s"' in html and "Waiting for a worker to start on 50 rows" in html
@@ -373,7 +377,7 @@ def test_a_large_file_is_queued_and_its_page_shows_the_progress(
 )
 def test_the_upload_form_refuses_what_is_no_csv_file(tenant, settings, name, content, error):
     settings.IMPORT_MAX_BYTES = 100
-    url = reverse("measurement_import", kwargs={"org_slug": tenant.org.slug})
+    url = reverse("scorecards:measurement_import", kwargs={"org_slug": tenant.org.slug})
     response = tenant.client(tenant.admin).post(url, {"file": upload(name, content)})
     assert response.status_code == 422
     assert error in response.content.decode()
@@ -391,7 +395,7 @@ def test_a_real_worker_imports_a_large_upload_while_the_page_shows_its_progress(
     worker = _worker(_subprocess_env())
     try:
         client = tenant.client(tenant.admin)
-        url = reverse("measurement_import", kwargs={"org_slug": tenant.org.slug})
+        url = reverse("scorecards:measurement_import", kwargs={"org_slug": tenant.org.slug})
         response = client.post(url, {"file": upload("year.csv", HEADER + lines(100_000))})
         seen = set()
 

@@ -5,8 +5,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import time_machine
 
-from scorecards.ingestion import Checker, NonFinite, measurements_store
-from scorecards.models import Kpi, Measurement, MeasurementRevision
+from scorecards.ingestion.checker import Checker
+from scorecards.ingestion.store import measurements_store
+from scorecards.models import Kpi, Measurement, MeasurementRevision, NonFinite
 
 pytestmark = pytest.mark.django_db(transaction=False)
 

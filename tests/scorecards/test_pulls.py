@@ -18,9 +18,9 @@ from escalations.management.commands.tick import SWEEPS
 from governance import tenancy
 from governance.models import AuditEvent
 from governance.services import secret_set
-from scorecards import connectors, tasks
-from scorecards.models import DataSource, DataSourceRun, Kpi, Measurement
-from scorecards.pulls import (
+from scorecards import tasks
+from scorecards.connectors import http_json
+from scorecards.ingestion.pulls import (
     LOST,
     MAX_BACKOFF,
     UNEXPECTED,
@@ -30,6 +30,7 @@ from scorecards.pulls import (
     data_sources_claim_due,
     pull_due_sources,
 )
+from scorecards.models import DataSource, DataSourceRun, Kpi, Measurement
 from tests.factories import KpiFactory, OrganizationFactory
 
 NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
@@ -41,7 +42,7 @@ def http_source(org, json_server, *, key="crm", path="/kpis", kpis=("ops.through
     return DataSource.objects.create(
         organization=org,
         key=key,
-        kind=DataSource.Kind.HTTP_JSON,
+        kind="http_json",
         every=fields.pop("every", timedelta(hours=1)),
         config={"url": json_server.url(path), "pulls": pulls, **fields.pop("config", {})},
         **fields,
@@ -253,14 +254,14 @@ def test_a_failing_source_never_stops_the_others(tenant, json_server, monkeypatc
     broken = http_source(tenant.org, json_server, key="broken", path="/broken")
     good = http_source(tenant.org, json_server, key="good")
     json_server.answer("/kpis", rows(("2026-11-29T08:00:00Z", 3)))
-    original = connectors.HttpJsonConnector.rows
+    original = http_json.HttpJsonConnector.rows
 
     def rows_or_bug(self, pull, since):
         if "/broken" in self.config["url"]:
             raise RuntimeError("a bug in a connector")
         return original(self, pull, since)
 
-    monkeypatch.setattr(connectors.HttpJsonConnector, "rows", rows_or_bug)
+    monkeypatch.setattr(http_json.HttpJsonConnector, "rows", rows_or_bug)
     with time_machine.travel(NOW, tick=False):
         result = pull_due_sources()
     assert (result.claimed, result.failed, result.rows) == (3, 2, 1)

@@ -12,7 +12,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from governance import tenancy
-from scorecards.evaluation import evaluate_due, next_tick
+from scorecards.evaluation.sweep import evaluate_due, next_tick
 from scorecards.models import Kpi, KpiSchedule, Measurement, StatusChange
 from tests.factories import KpiFactory, OrganizationFactory
 

@@ -4,7 +4,7 @@ from datetime import date
 
 import pytest
 
-from scorecards.thresholds import ThresholdError, Thresholds, parse_thresholds, raw_status, settings_errors
+from scorecards.evaluation.thresholds import ThresholdError, Thresholds, parse_thresholds, raw_status, settings_errors
 
 
 @pytest.mark.parametrize(

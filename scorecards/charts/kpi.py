@@ -13,11 +13,12 @@ from datetime import datetime, time, timedelta, tzinfo
 from django.utils import timezone
 from django.utils.safestring import SafeString
 
-from scorecards import charts, evaluator
-from scorecards.aggregate import rolling
-from scorecards.evaluation import rule_for
+from scorecards.charts import svg
+from scorecards.evaluation import evaluator
+from scorecards.evaluation.aggregate import rolling
+from scorecards.evaluation.sweep import rule_for
+from scorecards.evaluation.thresholds import RANGE, ThresholdError, parse_thresholds
 from scorecards.models import Kpi, StatusChange
-from scorecards.thresholds import RANGE, ThresholdError, parse_thresholds
 
 DAYS = timedelta(days=90)
 
@@ -27,7 +28,7 @@ def data_since(kpi: Kpi, now: datetime) -> datetime:
     return now - DAYS - (kpi.aggregate_window or timedelta(0))
 
 
-def bands(kpi: Kpi, tz: tzinfo, now: datetime) -> list[charts.Band]:
+def bands(kpi: Kpi, tz: tzinfo, now: datetime) -> list[svg.Band]:
     try:
         spec = parse_thresholds(kpi.direction, kpi.thresholds, has_target=kpi.target_value is not None)
         # Relative thresholds as the evaluator resolves them now (against the pace of a dated target).
@@ -37,22 +38,22 @@ def bands(kpi: Kpi, tz: tzinfo, now: datetime) -> list[charts.Band]:
     if kpi.direction == RANGE:
         (wl, wh), (cl, ch) = t.warning, t.critical
         return [
-            charts.Band(None, cl, "off_track"),
-            charts.Band(cl, wl, "at_risk"),
-            charts.Band(wl, wh, "on_track"),
-            charts.Band(wh, ch, "at_risk"),
-            charts.Band(ch, None, "off_track"),
+            svg.Band(None, cl, "off_track"),
+            svg.Band(cl, wl, "at_risk"),
+            svg.Band(wl, wh, "on_track"),
+            svg.Band(wh, ch, "at_risk"),
+            svg.Band(ch, None, "off_track"),
         ]
     if kpi.direction == "increase":
         return [
-            charts.Band(None, t.critical, "off_track"),
-            charts.Band(t.critical, t.warning, "at_risk"),
-            charts.Band(t.warning, None, "on_track"),
+            svg.Band(None, t.critical, "off_track"),
+            svg.Band(t.critical, t.warning, "at_risk"),
+            svg.Band(t.warning, None, "on_track"),
         ]
     return [
-        charts.Band(None, t.warning, "on_track"),
-        charts.Band(t.warning, t.critical, "at_risk"),
-        charts.Band(t.critical, None, "off_track"),
+        svg.Band(None, t.warning, "on_track"),
+        svg.Band(t.warning, t.critical, "at_risk"),
+        svg.Band(t.critical, None, "off_track"),
     ]
 
 
@@ -82,10 +83,10 @@ def kpi_chart(
             (datetime.combine(kpi.target_by, time(), tz), kpi.target_value),
         ]
     markers = [
-        charts.Marker(c.changed_at, c.new, f"{c.get_old_display()} → {c.get_new_display()}: {c.reason}")
+        svg.Marker(c.changed_at, c.new, f"{c.get_old_display()} → {c.get_new_display()}: {c.reason}")
         for c in changes
     ]
-    return charts.kpi_chart(
+    return svg.kpi_chart(
         points=points,
         target=None if target_line else kpi.target_value,
         target_line=target_line,

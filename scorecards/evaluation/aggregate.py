@@ -1,17 +1,14 @@
-"""The value a KPI is judged by: `fn` over the window ending at a moment (MANIFEST.md `aggregate`). Pure."""
+"""The value a KPI is judged by: `fn` over the window ending at a moment (MANIFEST.md `aggregate`). Pure.
+
+The functions come from scorecards.aggregations, the one list of them.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
-FUNCTIONS = {
-    "last": lambda values: values[-1],
-    "sum": sum,
-    "avg": lambda values: sum(values) / len(values),
-    "min": min,
-    "max": max,
-}
+from scorecards.aggregations import AGGREGATIONS, LAST
 
 
 def aggregate(
@@ -22,7 +19,7 @@ def aggregate(
         values = [v for t, v in points if t <= at][-1:]
     else:
         values = [v for t, v in points if at - window < t <= at]
-    return FUNCTIONS[fn](values) if values else None
+    return AGGREGATIONS[fn].fn(values) if values else None
 
 
 def rolling(
@@ -30,7 +27,7 @@ def rolling(
 ) -> list[tuple[datetime, float]]:
     """The aggregated value at each point's time (points sorted by time): what a chart should compare
     with the thresholds. Linear for sum/avg/last; min/max rescan the window, which stays small."""
-    if window is None or fn == "last":
+    if window is None or fn == LAST:
         return list(points)
     result, start, total = [], 0, 0.0
     for end, (at, value) in enumerate(points):
@@ -39,5 +36,6 @@ def rolling(
             total -= points[start][1]
             start += 1
         values = [v for _, v in points[start : end + 1]]
-        result.append((at, total if fn == "sum" else total / len(values) if fn == "avg" else FUNCTIONS[fn](values)))
+        running = total if fn == "sum" else total / len(values) if fn == "avg" else AGGREGATIONS[fn].fn(values)
+        result.append((at, running))
     return result

@@ -26,9 +26,11 @@ from django.utils import timezone
 from governance import tenancy
 from governance.models import User
 from governance.services import audit_log
-from scorecards.connectors import PullError, Unreadable, connector_for
-from scorecards.evaluation import next_tick
-from scorecards.ingestion import Checker, Problem, measurements_store
+from scorecards.connectors.base import PullError, Unreadable
+from scorecards.connectors.registry import connector_for
+from scorecards.evaluation.sweep import next_tick
+from scorecards.ingestion.checker import Checker, Problem
+from scorecards.ingestion.store import measurements_store
 from scorecards.models import DataSource, DataSourceRun, Measurement
 
 log = logging.getLogger(__name__)

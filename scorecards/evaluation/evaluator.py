@@ -18,8 +18,9 @@ from operator import itemgetter
 from typing import NamedTuple
 
 from governance.durations import format_duration
-from scorecards.aggregate import aggregate, rolling
-from scorecards.thresholds import (
+from scorecards.aggregations import AGGREGATIONS, LAST
+from scorecards.evaluation.aggregate import aggregate, rolling
+from scorecards.evaluation.thresholds import (
     AT_RISK,
     DECREASE,
     INCREASE,
@@ -41,7 +42,6 @@ SEVERITY = {ON_TRACK: 0, AT_RISK: 1, OFF_TRACK: 2}
 FORECAST_WINDOW = timedelta(days=28)
 FORECAST_MIN_POINTS = 5
 MIN_LOOKBACK = timedelta(days=1)
-FN_NAMES = {"sum": "sum", "avg": "average", "min": "min", "max": "max", "last": "last"}
 _at = itemgetter(0)
 
 
@@ -419,7 +419,7 @@ def _forecast_miss(rule: Rule, visible: Sequence[tuple[datetime, float]], now: d
 
 def _surge(rule: Rule, visible: Sequence[tuple[datetime, float]], now: datetime) -> Surge | None:
     window = rule.surge_window
-    fn = "sum" if rule.aggregate_fn == "last" else rule.aggregate_fn
+    fn = "sum" if rule.aggregate_fn == LAST else rule.aggregate_fn
     current = _aggregate(visible, fn, window, now)
     previous = _aggregate(visible, fn, window, now - window)
     if current is None or previous is None or previous == 0:
@@ -468,9 +468,9 @@ def _window_label(window: timedelta) -> str:
 
 def _subject(rule: Rule, value: float) -> str:
     text = _with_unit(_num(value), rule.unit)
-    if rule.aggregate_window is None or rule.aggregate_fn == "last":
+    if rule.aggregate_window is None or rule.aggregate_fn == LAST:
         return text
-    return f"{_window_label(rule.aggregate_window)} {FN_NAMES[rule.aggregate_fn]} {text}"
+    return f"{_window_label(rule.aggregate_window)} {AGGREGATIONS[rule.aggregate_fn].noun} {text}"
 
 
 def _compare(subject: str, status: str, t: Thresholds) -> str:

@@ -30,7 +30,7 @@ from django.db.models.functions import Cast
 from django.utils import timezone
 
 from governance.models import Organization
-from scorecards import evaluator
+from scorecards.evaluation import evaluator
 from scorecards.models import Kpi, KpiSchedule, StatusChange, SurgeSignal
 from scorecards.selectors import fetch_series
 
