@@ -15,7 +15,7 @@ Decisions where MANIFEST.md is silent:
 - `recovery_margin` and `surge.change` are a number in the KPI's unit (5, or "5") or a percentage ("2%"),
   never negative; stored as text ("5", "2%") and exported as the number or the percentage.
 - `surge` needs both `change` and `window`; every window and every cadence-like duration is longer than 0m.
-- Thresholds are checked by scorecards.thresholds.parse_thresholds and stored in its canonical shape.
+- Thresholds are checked by scorecards.evaluation.thresholds.parse_thresholds and stored in its canonical shape.
 - A data source of kind sql names its database address: an organization secret (`dsn_secret`) or, only when
   the operator granted the variable to the organization (PULL_ENV_GRANTS), an environment variable (`dsn_env`);
   exactly one of them, and no url. http_json names a `url` without credentials and optional headers, each from a

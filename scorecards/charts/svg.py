@@ -383,8 +383,35 @@ def kpi_chart(
     goal = goals[-1] if goals else None
     pace = _clip_line([(_ts(at), v) for at, v in goals], t0, t1) if goals else []
 
-    # Y domain: everything drawn, padded 8%, widened to nice ticks.
-    values = [v for _, v in xy]
+    ticks = _value_ticks([v for _, v in xy], pace, target, bands)
+    plot = _Plot.fit(ticks, (t0, t1), last_text=_format_value(xy[-1][1]), unit=unit, width=width, height=height)
+    parts: list[str] = [
+        format_html(
+            '<svg class="chart" viewBox="0 0 {} {}" width="100%" preserveAspectRatio="xMinYMin meet" '
+            'role="img" aria-label="{}"><title>{}</title><desc>{}</desc>',
+            width,
+            height,
+            title,
+            title,
+            _summary(clean, target=target, goal=goal, unit=unit, tz=tz),
+        ),
+        *plot.bands(bands),
+        *plot.y_axis(ticks, unit),
+        *plot.x_axis(tz),
+        *plot.markers(changes),
+        *plot.target(target, unit),
+        *plot.pace(goal, pace, unit, tz),
+        *plot.series(xy, last_at=clean[-1][0], unit=unit, tz=tz),
+        "</svg>",
+    ]
+    # Every caller-supplied string above went through format_html/escape; the rest is numbers and classes.
+    return mark_safe("".join(parts))
+
+
+def _value_ticks(
+    values: list[float], pace: list[tuple[float, float]], target: float | None, bands: Sequence[Band]
+) -> list[float]:
+    """The y axis's ticks: everything drawn, padded 8%, widened to nice ticks."""
     extent = [*values, *(v for _, v in pace)]
     if target is not None:
         extent.append(target)
@@ -398,111 +425,138 @@ def kpi_chart(
         lo_padded = 0.0
     if hi <= 0 < hi_padded:
         hi_padded = 0.0
-    ticks = nice_ticks(lo_padded, hi_padded)
-    y_min, y_max = ticks[0], ticks[-1]
-    tick_labels = _tick_labels(ticks)
+    return nice_ticks(lo_padded, hi_padded)
 
-    last_t, last_v = xy[-1]
-    last_text = _format_value(last_v)
 
-    # Margins sized from the labels they hold, so nothing is clipped.
-    left = max(28.0, max(len(s) for s in tick_labels) * _CHAR_PX + 12)
-    right = len(last_text) * _CHAR_PX + 14
-    top = 26.0 if unit else 14.0
-    bottom = 26.0
-    plot_w = width - left - right
-    plot_h = height - top - bottom
+@dataclass(frozen=True)
+class _Plot:
+    """The plot area of a KPI chart and its scales; each method draws one layer, bottom to top."""
 
-    def x_of(t: float) -> float:
-        return left + (t - t0) / (t1 - t0) * plot_w
+    width: int
+    left: float
+    top: float
+    plot_w: float
+    plot_h: float
+    t0: float
+    t1: float
+    y_min: float
+    y_max: float
+    last_text: str
 
-    def y_of(v: float) -> float:
-        return top + (y_max - v) / (y_max - y_min) * plot_h
+    @classmethod
+    def fit(
+        cls, ticks: list[float], span: tuple[float, float], *, last_text: str, unit: str, width: int, height: int
+    ) -> _Plot:
+        # Margins sized from the labels they hold, so nothing is clipped.
+        left = max(28.0, max(len(s) for s in _tick_labels(ticks)) * _CHAR_PX + 12)
+        right = len(last_text) * _CHAR_PX + 14
+        top = 26.0 if unit else 14.0
+        bottom = 26.0
+        return cls(width, left, top, width - left - right, height - top - bottom, *span, ticks[0], ticks[-1], last_text)
 
-    parts: list[str] = [
-        format_html(
-            '<svg class="chart" viewBox="0 0 {} {}" width="100%" preserveAspectRatio="xMinYMin meet" '
-            'role="img" aria-label="{}"><title>{}</title><desc>{}</desc>',
-            width,
-            height,
-            title,
-            title,
-            _summary(clean, target=target, goal=goal, unit=unit, tz=tz),
-        )
-    ]
-    x_left, x_right = _n(left), _n(left + plot_w)
-    plot_top, plot_bottom = top, top + plot_h
+    def x_of(self, t: float) -> float:
+        return self.left + (t - self.t0) / (self.t1 - self.t0) * self.plot_w
 
-    if bands:
-        parts.append('<g class="bands">')
+    def y_of(self, v: float) -> float:
+        return self.top + (self.y_max - v) / (self.y_max - self.y_min) * self.plot_h
+
+    @property
+    def bottom(self) -> float:
+        return self.top + self.plot_h
+
+    @property
+    def x_edges(self) -> tuple[str, str]:
+        return _n(self.left), _n(self.left + self.plot_w)
+
+    def bands(self, bands: Sequence[Band]) -> list[str]:
+        if not bands:
+            return []
+        x_left, _ = self.x_edges
+        parts = ['<g class="bands">']
         for band in bands:
             edges = [e if e is not None and math.isfinite(e) else None for e in (band.low, band.high)]
-            b_lo = y_min if edges[0] is None else max(y_min, min(edges[0], y_max))
-            b_hi = y_max if edges[1] is None else max(y_min, min(edges[1], y_max))
+            b_lo = self.y_min if edges[0] is None else max(self.y_min, min(edges[0], self.y_max))
+            b_hi = self.y_max if edges[1] is None else max(self.y_min, min(edges[1], self.y_max))
             b_lo, b_hi = min(b_lo, b_hi), max(b_lo, b_hi)
-            y_top, y_bottom = y_of(b_hi), y_of(b_lo)
+            y_top, y_bottom = self.y_of(b_hi), self.y_of(b_lo)
             parts.append(
                 f'<rect class="band band-{band.status}" x="{x_left}" y="{_n(y_top)}" '
-                f'width="{_n(plot_w)}" height="{_n(y_bottom - y_top)}"/>'
+                f'width="{_n(self.plot_w)}" height="{_n(y_bottom - y_top)}"/>'
             )
         parts.append("</g>")
+        return parts
 
-    parts.append('<g class="grid">')
-    for tick in ticks:
-        y = _n(y_of(tick))
-        parts.append(f'<line x1="{x_left}" y1="{y}" x2="{x_right}" y2="{y}"/>')
-    parts.append("</g>")
+    def y_axis(self, ticks: list[float], unit: str) -> list[str]:
+        """The grid lines, then the value labels (and the unit above them)."""
+        x_left, x_right = self.x_edges
+        parts = ['<g class="grid">']
+        for tick in ticks:
+            y = _n(self.y_of(tick))
+            parts.append(f'<line x1="{x_left}" y1="{y}" x2="{x_right}" y2="{y}"/>')
+        parts.append("</g>")
+        parts.append('<g class="axis axis-y">')
+        if unit:
+            parts.append(format_html('<text class="axis-title" x="2" y="12">{}</text>', unit))
+        for tick, text in zip(ticks, _tick_labels(ticks), strict=True):
+            parts.append(f'<text x="{_n(self.left - 6)}" y="{_n(self.y_of(tick) + 4)}">{escape(text)}</text>')
+        parts.append("</g>")
+        return parts
 
-    parts.append('<g class="axis axis-y">')
-    if unit:
-        parts.append(format_html('<text class="axis-title" x="2" y="12">{}</text>', unit))
-    for tick, text in zip(ticks, tick_labels, strict=True):
-        parts.append(f'<text x="{_n(left - 6)}" y="{_n(y_of(tick) + 4)}">{escape(text)}</text>')
-    parts.append("</g>")
-
-    parts.append(
-        f'<g class="axis axis-x"><line class="axis-line" x1="{x_left}" y1="{_n(plot_bottom)}" '
-        f'x2="{x_right}" y2="{_n(plot_bottom)}"/>'
-    )
-    for t, text in _time_ticks(t0, t1, tz, plot_w):
-        x = x_of(t)
-        half = len(text) * _CHAR_PX / 2
-        label_x = min(max(x, half + 2), width - half - 2)
-        parts.append(
-            f'<line x1="{_n(x)}" y1="{_n(plot_bottom)}" x2="{_n(x)}" y2="{_n(plot_bottom + 4)}"/>'
-            f'<text x="{_n(label_x)}" y="{_n(plot_bottom + 17)}">{escape(text)}</text>'
-        )
-    parts.append("</g>")
-
-    for marker in changes:
-        t = _ts(marker.at)
-        if not t0 <= t <= t1:
-            continue
-        x = _n(x_of(t))
-        parts.append(
-            format_html(
-                '<g class="marker marker-{}"><title>{}</title>'
-                '<line x1="{}" y1="{}" x2="{}" y2="{}"/><line class="hit" x1="{}" y1="{}" x2="{}" y2="{}"/>'
-                '<circle cx="{}" cy="{}" r="3.5"/></g>',
-                marker.status,
-                marker.label,
-                x,
-                _n(plot_top),
-                x,
-                _n(plot_bottom),
-                x,
-                _n(plot_top),
-                x,
-                _n(plot_bottom),
-                x,
-                _n(plot_top),
+    def x_axis(self, tz: tzinfo) -> list[str]:
+        x_left, x_right = self.x_edges
+        bottom = self.bottom
+        parts = [
+            f'<g class="axis axis-x"><line class="axis-line" x1="{x_left}" y1="{_n(bottom)}" '
+            f'x2="{x_right}" y2="{_n(bottom)}"/>'
+        ]
+        for t, text in _time_ticks(self.t0, self.t1, tz, self.plot_w):
+            x = self.x_of(t)
+            half = len(text) * _CHAR_PX / 2
+            label_x = min(max(x, half + 2), self.width - half - 2)
+            parts.append(
+                f'<line x1="{_n(x)}" y1="{_n(bottom)}" x2="{_n(x)}" y2="{_n(bottom + 4)}"/>'
+                f'<text x="{_n(label_x)}" y="{_n(bottom + 17)}">{escape(text)}</text>'
             )
-        )
+        parts.append("</g>")
+        return parts
 
-    if target is not None:
-        y = _n(y_of(target))
+    def markers(self, changes: Sequence[Marker]) -> list[str]:
+        """A status change as a line across the plot with a dot on top; a wider invisible line takes the hover."""
+        parts = []
+        top, bottom = _n(self.top), _n(self.bottom)
+        for marker in changes:
+            t = _ts(marker.at)
+            if not self.t0 <= t <= self.t1:
+                continue
+            x = _n(self.x_of(t))
+            parts.append(
+                format_html(
+                    '<g class="marker marker-{}"><title>{}</title>'
+                    '<line x1="{}" y1="{}" x2="{}" y2="{}"/><line class="hit" x1="{}" y1="{}" x2="{}" y2="{}"/>'
+                    '<circle cx="{}" cy="{}" r="3.5"/></g>',
+                    marker.status,
+                    marker.label,
+                    x,
+                    top,
+                    x,
+                    bottom,
+                    x,
+                    top,
+                    x,
+                    bottom,
+                    x,
+                    top,
+                )
+            )
+        return parts
+
+    def target(self, target: float | None, unit: str) -> list[str]:
+        if target is None:
+            return []
+        x_left, x_right = self.x_edges
+        y = _n(self.y_of(target))
         text = _with_unit(_format_value(target), unit)
-        parts.append(
+        return [
             format_html(
                 '<g class="target"><title>Target {}</title><line x1="{}" y1="{}" x2="{}" y2="{}"/></g>'
                 '<text class="target-label" x="{}" y="{}">Target {}</text>',
@@ -511,16 +565,22 @@ def kpi_chart(
                 y,
                 x_right,
                 y,
-                _n(left + 4),
-                _n(y_of(target) - 5),
+                _n(self.left + 4),
+                _n(self.y_of(target) - 5),
                 _format_value(target),
             )
-        )
-    if goal and len(pace) >= 2:
+        ]
+
+    def pace(
+        self, goal: tuple[datetime, float] | None, pace: list[tuple[float, float]], unit: str, tz: tzinfo
+    ) -> list[str]:
+        """A dated target's pace: the line from the baseline to the target, labelled at its end."""
+        if not goal or len(pace) < 2:
+            return []
         goal_text, by = _format_value(goal[1]), _full_date(goal[0], tz)
-        coords = " ".join(f"{_n(x_of(t))},{_n(y_of(v))}" for t, v in pace)
-        end_x, end_y = x_of(pace[-1][0]), y_of(pace[-1][1])
-        parts.append(
+        coords = " ".join(f"{_n(self.x_of(t))},{_n(self.y_of(v))}" for t, v in pace)
+        end_x, end_y = self.x_of(pace[-1][0]), self.y_of(pace[-1][1])
+        return [
             format_html(
                 '<g class="target target-pace"><title>Target pace: {} by {}</title><polyline points="{}"/></g>'
                 '<text class="target-label target-label-end" x="{}" y="{}">Target {} by {}</text>',
@@ -532,28 +592,31 @@ def kpi_chart(
                 goal_text,
                 by,
             )
-        )
+        ]
 
-    series = _downsample(xy, max(4, int(plot_w)))
-    coords = " ".join(f"{_n(x_of(t))},{_n(y_of(v))}" for t, v in series)
-    if len(series) > 1:
-        parts.append(f'<polyline class="series" points="{coords}"/>')
-    lx, ly = x_of(last_t), y_of(last_v)
-    parts.append(
-        format_html(
-            '<g class="last"><title>Latest: {} on {}</title><circle class="last-dot" cx="{}" cy="{}" r="3.5"/>'
-            '<text class="last-label" x="{}" y="{}">{}</text></g></svg>',
-            _with_unit(_format_value(last_v), unit),
-            _full_date(clean[-1][0], tz),
-            _n(lx),
-            _n(ly),
-            _n(lx + 7),
-            _n(ly + 4),
-            last_text,
+    def series(self, xy: list[tuple[float, float]], *, last_at: datetime, unit: str, tz: tzinfo) -> list[str]:
+        """The values' line (down-sampled to about a point per pixel) and the latest value, labelled."""
+        parts = []
+        series = _downsample(xy, max(4, int(self.plot_w)))
+        coords = " ".join(f"{_n(self.x_of(t))},{_n(self.y_of(v))}" for t, v in series)
+        if len(series) > 1:
+            parts.append(f'<polyline class="series" points="{coords}"/>')
+        last_v = xy[-1][1]
+        lx, ly = self.x_of(xy[-1][0]), self.y_of(last_v)
+        parts.append(
+            format_html(
+                '<g class="last"><title>Latest: {} on {}</title><circle class="last-dot" cx="{}" cy="{}" r="3.5"/>'
+                '<text class="last-label" x="{}" y="{}">{}</text></g>',
+                _with_unit(_format_value(last_v), unit),
+                _full_date(last_at, tz),
+                _n(lx),
+                _n(ly),
+                _n(lx + 7),
+                _n(ly + 4),
+                self.last_text,
+            )
         )
-    )
-    # Every caller-supplied string above went through format_html/escape; the rest is numbers and classes.
-    return mark_safe("".join(parts))
+        return parts
 
 
 def _summary(

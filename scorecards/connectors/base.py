@@ -4,7 +4,7 @@ Each kind of source is one module here, whose Connector subclass owns the kind's
 defaults, which are required, how they are read and checked), its pulls' fields, the credentials it names and
 the partial of its page; scorecards.connectors.registry lists the kinds (docs/extending-data.md).
 
-A connector only fetches; the ingestion `Checker` judges every row, and `scorecards.pulls` stores them. Limits
+A connector only fetches; the ingestion `Checker` judges every row, and `scorecards.ingestion.pulls` stores them. Limits
 come from settings (PULL_*) so that one slow or runaway source cannot hold a worker: a statement timeout and
 a read-only transaction for SQL, connect/read timeouts and a size limit for HTTP, a row cap for both.
 

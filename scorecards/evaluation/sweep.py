@@ -6,7 +6,7 @@ redelivered task) skips the claimed rows and finds them no longer due once the f
 the whole batch back; the redelivered task evaluates it again from the same state. StatusChange rows are
 unique per (kpi, changed_at) as a last line of defence.
 
-A sweep of 100,000 KPIs must take seconds (`tests/bench/evaluation.py`), so the batch loop works on plain
+A sweep of 100,000 KPIs must take seconds (`tests/perf/bench/evaluation.py`), so the batch loop works on plain
 tuples read in PostgreSQL's binary format rather than on model instances, builds each distinct rule once per
 batch, writes a batch with one UPDATE per shape of change, and runs beside a second sweep on its own
 connection so that the database's work overlaps Python's. Writing is what costs most, so the schedule, which
@@ -20,7 +20,7 @@ import json
 import logging
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta, tzinfo
 from functools import partial
 
@@ -175,72 +175,92 @@ def evaluate_batch(
         rows, rules, series = read_batch(claimed, now)
         if len(rows) == batch_size:
             on_full_batch()  # there may be more: see evaluate_due
-        # Rows to write, by what changed: every evaluation moves the schedule; the KPI's row is written only
-        # when what it shows moved (value, reason), its status/pending columns only for the KPIs whose state moved.
-        scheduled, shown, new_state, failed, retries = [], [], [], [], []
-        changes, surges = [], []
+        writes = _BatchWrites()
         for row, rule in zip(rows, rules, strict=True):
-            kpi_id, kpi_org, state = row[_ID], row[_ORG], row[_STATE]
-            points = series[kpi_id]
+            points = series[row[_ID]]
             newest = row[_LAST_MEASURED]
             if points and (newest is None or points[-1][0] > newest):
                 newest = points[-1][0]
             try:
-                decision = evaluator.evaluate(rule, evaluator.State(*state), points, newest, now)
+                decision = evaluator.evaluate(rule, evaluator.State(*row[_STATE]), points, newest, now)
             except Exception as error:  # one KPI's bad configuration must not stop the others
-                log.exception("evaluation of KPI %s failed", kpi_id)
-                errors = row[_ERRORS] + 1
-                # Retry at the KPI's own pace first, then ever more slowly: a broken KPI must not flood the log.
-                retry = now + min(row[_EVERY] * 2 ** (errors - 1), MAX_BACKOFF)
-                failed.append((kpi_id, f"{type(error).__name__}: {error}"[:2000], errors))
-                retries.append((kpi_id, retry))
+                log.exception("evaluation of KPI %s failed", row[_ID])
+                writes.failure(row, error, now)
                 continue
-            if decision.changed:
-                changes.append(
-                    StatusChange(
-                        organization_id=kpi_org,
-                        kpi_id=kpi_id,
-                        old=decision.old_status,
-                        new=decision.status,
-                        value=decision.value,
-                        thresholds=decision.thresholds,
-                        reason=decision.reason,
-                        changed_at=now,
-                    )
+            writes.decision(row, decision, newest, now)
+        writes.save(now)
+    return SweepResult(len(writes.scheduled), len(writes.changes), len(writes.surges), len(writes.failed))
+
+
+@dataclass
+class _BatchWrites:
+    """A batch's rows to write, by what changed: every evaluation moves the schedule; the KPI's row is written only
+    when what it shows moved (value, reason), its status/pending columns only for the KPIs whose state moved."""
+
+    scheduled: list[tuple] = field(default_factory=list)
+    shown: list[tuple] = field(default_factory=list)
+    new_state: list[tuple] = field(default_factory=list)
+    failed: list[tuple] = field(default_factory=list)
+    retries: list[tuple] = field(default_factory=list)
+    changes: list[StatusChange] = field(default_factory=list)
+    surges: list[SurgeSignal] = field(default_factory=list)
+
+    def failure(self, row: tuple, error: Exception, now: datetime) -> None:
+        errors = row[_ERRORS] + 1
+        # Retry at the KPI's own pace first, then ever more slowly: a broken KPI must not flood the log.
+        retry = now + min(row[_EVERY] * 2 ** (errors - 1), MAX_BACKOFF)
+        self.failed.append((row[_ID], f"{type(error).__name__}: {error}"[:2000], errors))
+        self.retries.append((row[_ID], retry))
+
+    def decision(self, row: tuple, decision: evaluator.Decision, newest: datetime | None, now: datetime) -> None:
+        kpi_id, kpi_org = row[_ID], row[_ORG]
+        if decision.changed:
+            self.changes.append(
+                StatusChange(
+                    organization_id=kpi_org,
+                    kpi_id=kpi_id,
+                    old=decision.old_status,
+                    new=decision.status,
+                    value=decision.value,
+                    thresholds=decision.thresholds,
+                    reason=decision.reason,
+                    changed_at=now,
                 )
-            if decision.surge is not None:
-                surges.append(
-                    SurgeSignal(
-                        organization_id=kpi_org,
-                        kpi_id=kpi_id,
-                        at=now,
-                        previous=decision.surge.previous,
-                        current=decision.surge.current,
-                        change=decision.surge.change,
-                    )
-                )
-            scheduled.append((kpi_id, next_tick(row[_NEXT], row[_EVERY], now)))
-            after = (
-                decision.status,
-                decision.status_since,
-                decision.pending_status,
-                decision.pending_since,
-                decision.last_surge_at,
             )
-            values = (decision.value, newest, decision.reason)
-            if after != state:
-                new_state.append((kpi_id, *values, *after))
-            elif values != row[_SHOWN] or row[_ERRORS] or row[_ERROR]:
-                shown.append((kpi_id, *values))
+        if decision.surge is not None:
+            self.surges.append(
+                SurgeSignal(
+                    organization_id=kpi_org,
+                    kpi_id=kpi_id,
+                    at=now,
+                    previous=decision.surge.previous,
+                    current=decision.surge.current,
+                    change=decision.surge.change,
+                )
+            )
+        self.scheduled.append((kpi_id, next_tick(row[_NEXT], row[_EVERY], now)))
+        after = (
+            decision.status,
+            decision.status_since,
+            decision.pending_status,
+            decision.pending_since,
+            decision.last_surge_at,
+        )
+        values = (decision.value, newest, decision.reason)
+        if after != row[_STATE]:
+            self.new_state.append((kpi_id, *values, *after))
+        elif values != row[_SHOWN] or row[_ERRORS] or row[_ERROR]:
+            self.shown.append((kpi_id, *values))
+
+    def save(self, now: datetime) -> None:
         cleared = dict(error="", error_count=0)  # an evaluation that succeeds ends a run of errors
-        _update(Kpi, SHOWN_COLUMNS, shown, **cleared)
-        _update(Kpi, [*SHOWN_COLUMNS, *STATE_FIELDS], new_state, **cleared)
-        _update(Kpi, FAILED_COLUMNS, failed)
-        _update(KpiSchedule, SCHEDULE_COLUMNS, scheduled, versioned=True, evaluated_at=now, needs_evaluation=False)
-        _update(KpiSchedule, SCHEDULE_COLUMNS, retries, needs_evaluation=False)
-        StatusChange.objects.bulk_create(changes)
-        SurgeSignal.objects.bulk_create(surges)
-    return SweepResult(len(scheduled), len(changes), len(surges), len(failed))
+        _update(Kpi, SHOWN_COLUMNS, self.shown, **cleared)
+        _update(Kpi, [*SHOWN_COLUMNS, *STATE_FIELDS], self.new_state, **cleared)
+        _update(Kpi, FAILED_COLUMNS, self.failed)
+        _update(KpiSchedule, SCHEDULE_COLUMNS, self.scheduled, versioned=True, evaluated_at=now, needs_evaluation=False)
+        _update(KpiSchedule, SCHEDULE_COLUMNS, self.retries, needs_evaluation=False)
+        StatusChange.objects.bulk_create(self.changes)
+        SurgeSignal.objects.bulk_create(self.surges)
 
 
 def _update(

@@ -15,7 +15,7 @@ from governance.models import (
 
 class DataSource(models.Model):
     """Where a KPI's data is pulled from; push-only KPIs have none. Credentials are named, never held: organization
-    secrets, or environment variables the operator granted (scorecards.connectors)."""
+    secrets, or environment variables the operator granted (scorecards.connectors.registry)."""
 
     organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="data_sources")
     key = models.CharField(max_length=64, validators=[key_validator])

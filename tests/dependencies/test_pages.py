@@ -16,9 +16,9 @@ from dependencies.services import dependency_create
 from escalations.models import DependencyReview, DependencyReviewSignal, DependencySignal
 from governance.models import AuditEvent, Role
 from scorecards.models import Kpi, Status
-from tests.bench.graph import build_graph
 from tests.conftest import Tenant
 from tests.factories import KpiFactory, MembershipFactory, TeamFactory
+from tests.perf.bench.graph import build_graph
 
 HX = {"HTTP_HX_REQUEST": "true"}
 GRAPH_PAGE_QUERIES = 10  # session, user, membership, teams, scorecards (whose KPIs a member sees), edges, "around"

@@ -43,8 +43,8 @@ from escalations.models import (  # noqa: E402
 from escalations.sweeps import advance_escalations, process_status_changes  # noqa: E402
 from governance.models import Membership, Team  # noqa: E402
 from scorecards.models import Kpi, StatusChange, SurgeSignal  # noqa: E402
-from tests.bench.report import record  # noqa: E402
 from tests.factories import KpiFactory, MembershipFactory, OrganizationFactory  # noqa: E402
+from tests.perf.bench.report import record  # noqa: E402
 
 KPIS, EDGES, SIGNALS, OWNERS, TEAMS = 10_000, 30_000, 1_000, 200, 20
 

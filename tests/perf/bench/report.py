@@ -1,5 +1,5 @@
 """One report for `make bench`: each benchmark records its figures here as it prints them; `python -m
-tests.bench.report` then writes var/bench/report.json and var/bench/report.md (a table of each figure, its goal,
+tests.perf.bench.report` then writes var/bench/report.json and var/bench/report.md (a table of each figure, its goal,
 and whether this run met it). `make bench` starts from an empty record, so the report is one run's figures."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-OUT = Path(__file__).resolve().parents[2] / "var" / "bench"
+OUT = Path(__file__).resolve().parents[3] / "var" / "bench"
 FIGURES = OUT / "figures.jsonl"
 
 

@@ -26,8 +26,8 @@ from django.utils import timezone  # noqa: E402
 
 from governance.models import Role  # noqa: E402
 from scorecards.models import Kpi, Measurement, Status  # noqa: E402
-from tests.bench.report import record  # noqa: E402
 from tests.factories import MembershipFactory, OrganizationFactory, TeamFactory  # noqa: E402
+from tests.perf.bench.report import record  # noqa: E402
 
 KPIS, DAYS, ROUNDS = 500, 90, 15
 

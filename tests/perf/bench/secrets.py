@@ -36,8 +36,8 @@ from governance.selectors import secret_value  # noqa: E402
 from governance.services import secret_set  # noqa: E402
 from scorecards.ingestion.pulls import data_source_pull  # noqa: E402
 from scorecards.models import DataSource  # noqa: E402
-from tests.bench.report import record  # noqa: E402
 from tests.factories import KpiFactory, OrganizationFactory  # noqa: E402
+from tests.perf.bench.report import record  # noqa: E402
 
 REPEAT = int(os.environ.get("BENCH_SECRET_PULLS", "300"))
 RUNTIME_ROLE = "steerco_bench_runtime"

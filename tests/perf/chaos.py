@@ -29,7 +29,7 @@ from pathlib import Path
 import httpx
 from cryptography.fernet import Fernet
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 VAR = ROOT / "var" / "chaos"
 PG_BIN = Path(os.environ.get("CHAOS_PG_BIN", next(Path("/usr/lib/postgresql").glob("*/bin"), "/usr/bin")))
 PG_PORT = int(os.environ.get("CHAOS_PG_PORT", "5439"))

@@ -29,8 +29,8 @@ from escalations.models import Notification, Task, Workstream  # noqa: E402
 from escalations.sweeps import BATCH_SIZE, advance_escalations  # noqa: E402
 from escalations.timing import Level, Policy  # noqa: E402
 from governance.models import Role  # noqa: E402
-from tests.bench.report import record  # noqa: E402
 from tests.factories import KpiFactory, MembershipFactory, OrganizationFactory, TeamFactory  # noqa: E402
+from tests.perf.bench.report import record  # noqa: E402
 
 OPEN, DUE = 10_000, 2_000
 

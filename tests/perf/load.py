@@ -26,7 +26,7 @@ import httpx
 import psycopg
 from cryptography.fernet import Fernet
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 DB_NAME = os.environ.get("LOAD_DATABASE", "steerco_load")
 SERVER = os.environ.get("LOAD_SERVER", "postgres://postgres@127.0.0.1:5432")
 SECONDS = float(os.environ.get("LOAD_SECONDS", "60"))

@@ -71,8 +71,8 @@ def main() -> None:
 
     from dependencies.models import Dependency
     from governance.models import Role
-    from tests.bench.report import record
     from tests.factories import MembershipFactory, OrganizationFactory
+    from tests.perf.bench.report import record
 
     setup_test_environment()
     runner = DiscoverRunner(verbosity=0)

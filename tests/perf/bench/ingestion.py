@@ -35,8 +35,8 @@ from django.utils import timezone  # noqa: E402
 
 from governance.services import api_token_create  # noqa: E402
 from scorecards.models import Kpi, Measurement, StatusChange  # noqa: E402
-from tests.bench.report import record  # noqa: E402
 from tests.factories import KpiFactory, OrganizationFactory  # noqa: E402
+from tests.perf.bench.report import record  # noqa: E402
 
 REQUESTS = int(os.environ.get("BENCH_REQUESTS", "50"))
 LATENCY_TRIES = 10

@@ -33,8 +33,8 @@ from scorecards.evaluation import evaluator  # noqa: E402
 from scorecards.evaluation.sweep import BATCH_SIZE, next_tick, read_batch, rule_for, state_of  # noqa: E402
 from scorecards.models import Kpi, KpiSchedule, StatusChange  # noqa: E402
 from scorecards.selectors import fetch_series  # noqa: E402
-from tests.bench.report import record  # noqa: E402
 from tests.factories import KpiFactory, OrganizationFactory  # noqa: E402
+from tests.perf.bench.report import record  # noqa: E402
 
 KPIS = int(os.environ.get("BENCH_KPIS", "100000"))
 # The sweep as a worker runs it, in a process of its own. Its peak memory is read from /proc (VmHWM): a child's
