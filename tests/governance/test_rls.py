@@ -30,7 +30,7 @@ from governance.services import api_token_digest
 from scorecards.models import Kpi, Scorecard
 from tests.conftest import RUNTIME_ROLE, WEB_ROLE, as_web_role
 from tests.factories import KpiFactory
-from tests.scorecards.test_sweep_celery import subprocess_database_url
+from tests.scorecards.evaluation.test_sweep_celery import subprocess_database_url
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db]
 ROOT = Path(__file__).resolve().parents[2]

@@ -13,9 +13,10 @@ from pypdf import PdfReader
 from dependencies.models import Dependency
 from escalations.models import Decision, ReviewSession
 from governance.models import Role
-from scorecards.models import Scorecard, Status
+from scorecards.models import Status
 from tests.escalations.test_review import episode
 from tests.factories import KpiFactory, MembershipFactory, TeamFactory
+from tests.scorecards.factories import ScorecardFactory
 from tests.scorecards.test_api import call
 
 SECRET = "Gross margin secret"
@@ -33,8 +34,9 @@ def board(tenant):
         name=SECRET,
         status=Status.OFF_TRACK,
     )
-    card = Scorecard.objects.create(organization=tenant.org, key="board", name="Board", viewers=["role:executive"])
-    card.kpis.add(secret)
+    card = ScorecardFactory(
+        organization=tenant.org, key="board", name="Board", viewers=["role:executive"], kpis=[secret]
+    )
     Dependency.objects.create(organization=tenant.org, upstream=tenant.kpi, downstream=secret, kind="drives_demand")
     tenant.secret, tenant.board = secret, card
     return tenant

@@ -23,7 +23,7 @@ from scorecards.models import Kpi, KpiSchedule, Measurement, StatusChange
 from scorecards.tasks import evaluate_kpis
 from tests.factories import KpiFactory, OrganizationFactory
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 needs_redis = pytest.mark.skipif(
     not settings.CELERY_BROKER_URL.startswith("redis://") or connection.vendor != "postgresql",
     reason="needs the real broker (Redis) and PostgreSQL row locks",

@@ -15,7 +15,7 @@ from governance.manifest import export_manifest
 from governance.services import secret_set
 from scorecards import tasks
 from scorecards.models import DataSource, DataSourceRun, Measurement
-from tests.scorecards.test_pulls import http_source, rows
+from tests.scorecards.ingestion.test_pulls import http_source, rows
 
 pytestmark = pytest.mark.django_db
 TOKEN = "Bearer s3cr3t-crm-token"

@@ -21,7 +21,7 @@ from scorecards.ingestion import csv_import
 from scorecards.ingestion.csv_import import csv_check, measurement_import_create, measurement_import_run
 from scorecards.models import ImportJob, Kpi, Measurement, MeasurementRevision
 from tests.factories import KpiFactory
-from tests.scorecards.test_sweep_celery import _subprocess_env, _worker, needs_redis, purge_queue, wait_until
+from tests.scorecards.evaluation.test_sweep_celery import _subprocess_env, _worker, needs_redis, purge_queue, wait_until
 
 BASE = datetime(2026, 1, 1, tzinfo=UTC)
 HEADER = "kpi,at,value\n"

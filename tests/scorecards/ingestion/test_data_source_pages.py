@@ -8,7 +8,6 @@ from unittest import mock
 import pytest
 import time_machine
 from django.urls import reverse
-from django.utils import timezone
 
 from governance import tenancy
 from governance.models import AuditEvent
@@ -17,6 +16,7 @@ from scorecards import tasks
 from scorecards.models import DataSource, DataSourceRun, Kpi
 from scorecards.templatetags.kpis import freshness_state
 from tests.factories import KpiFactory
+from tests.scorecards.factories import DataSourceFactory, DataSourceRunFactory
 
 NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
 SECRET = "postgres://loader:hunter2-not-for-your-eyes@db.internal/warehouse"
@@ -74,14 +74,11 @@ def test_the_list_explains_push_when_there_is_no_source(tenant):
 def test_the_list_needs_a_constant_number_of_queries(tenant, django_assert_max_num_queries):
     for i in range(15):
         kpi = KpiFactory(organization=tenant.org, team=tenant.team, owner=tenant.lead, key=f"k.{i}")
-        source = DataSource.objects.create(
+        source = DataSourceFactory(
             organization=tenant.org,
-            key=f"s{i}",
-            kind="sql",
-            every=timedelta(hours=1),
             config={"dsn_secret": "x", "pulls": [{"kpi": kpi.key, "query": "select 1"}, {"kpi": "gone", "query": "x"}]},
         )
-        DataSourceRun.objects.create(organization=tenant.org, source=source, finished_at=timezone.now(), rows=3)
+        DataSourceRunFactory(source=source, rows=3)
     client = tenant.client(tenant.member)
     with django_assert_max_num_queries(9):
         html = client.get(url(tenant, "scorecards:data_sources")).content.decode()
