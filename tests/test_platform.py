@@ -173,7 +173,7 @@ def test_pages_have_no_inline_scripts_or_styles(tenant):
     client = tenant.client(tenant.admin)
     pages = ["/", "/login/", "/organizations/new/", "/password-reset/"]
     pages += [
-        reverse(p.name, kwargs={"org_slug": tenant.org.slug, **_object_kwargs(r, tenant)}) for r, p in org_patterns()
+        reverse(name, kwargs={"org_slug": tenant.org.slug, **_object_kwargs(r, tenant)}) for r, name in org_patterns()
     ]
     for url in pages:
         response = client.get(url, follow=True)
