@@ -28,28 +28,28 @@ node_modules/.installed: package.json package-lock.json
 test: $(BIN)/.installed node_modules/.installed
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-# One run of every benchmark; the figures go to var/bench/report.json and report.md (tests/bench/report.py).
+# One run of every benchmark; the figures go to var/bench/report.json and report.md (tests/perf/bench/report.py).
 # PostgreSQL and Redis on this machine unless DATABASE_URL and CELERY_BROKER_URL say otherwise.
 bench: export DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/steerco
 bench: export CELERY_BROKER_URL ?= redis://127.0.0.1:6379/14
 bench: $(BIN)/.installed
 	rm -f var/bench/figures.jsonl
-	$(BIN)/python -m tests.bench.scorecard
-	$(BIN)/python -m tests.bench.evaluation
-	$(BIN)/python -m tests.bench.ingestion
-	$(BIN)/python -m tests.bench.escalation
-	$(BIN)/python -m tests.bench.propagation
-	$(BIN)/python -m tests.bench.graph
-	$(BIN)/python -m tests.bench.secrets
-	$(BIN)/python -m tests.bench.report
+	$(BIN)/python -m tests.perf.bench.scorecard
+	$(BIN)/python -m tests.perf.bench.evaluation
+	$(BIN)/python -m tests.perf.bench.ingestion
+	$(BIN)/python -m tests.perf.bench.escalation
+	$(BIN)/python -m tests.perf.bench.propagation
+	$(BIN)/python -m tests.perf.bench.graph
+	$(BIN)/python -m tests.perf.bench.secrets
+	$(BIN)/python -m tests.perf.bench.report
 
 # gunicorn on PostgreSQL + Redis driven for 60 s (LOAD_SECONDS) from another process: req/s, p50/p99, errors.
 load: $(BIN)/.installed
-	$(BIN)/python -m tests.load
+	$(BIN)/python -m tests.perf.load
 
 # kill -9 the worker mid-sweep, restart Redis and PostgreSQL (its own instances), then check nothing was lost.
 chaos: $(BIN)/.installed
-	$(BIN)/python -m tests.chaos
+	$(BIN)/python -m tests.perf.chaos
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check .

@@ -23,6 +23,7 @@ from governance import tenancy
 from governance.durations import parse_duration
 from governance.models import Membership, Organization, Role, Team
 from governance.services.secrets import secret_set
+from scorecards.evaluation.thresholds import DECREASE, INCREASE, RANGE, Thresholds, parse_thresholds, raw_status
 from scorecards.models import (
     CheckIn,
     DataSource,
@@ -37,7 +38,6 @@ from scorecards.models import (
     StatusChange,
 )
 from scorecards.services import ownership_transfer_request
-from scorecards.thresholds import DECREASE, INCREASE, RANGE, Thresholds, parse_thresholds, raw_status
 
 HISTORY_DAYS = 183  # six months of daily measurements, the newest one on `today`
 MEASURED_AT = time(8)  # every measurement arrives at 08:00 in the organization's zone
@@ -797,7 +797,7 @@ def seed_data_sources(org: Organization) -> None:
         warehouse = DataSource.objects.create(
             organization=org,
             key="warehouse",
-            kind=DataSource.Kind.SQL,
+            kind="sql",
             every=timedelta(days=1),
             config={
                 "dsn_secret": WAREHOUSE_SECRET,
@@ -830,7 +830,7 @@ def seed_data_sources(org: Organization) -> None:
         panel = DataSource.objects.create(
             organization=org,
             key="nps-panel",
-            kind=DataSource.Kind.HTTP_JSON,
+            kind="http_json",
             every=timedelta(days=1),
             config={
                 "url": f"https://{PANEL_HOST}/v2/scores?metric=brand_nps&since={{since}}",

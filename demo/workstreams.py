@@ -31,7 +31,7 @@ from escalations.workstreams.services import (
     workstream_close,
 )
 from governance.models import Membership, Organization
-from scorecards.evaluation import evaluate_due
+from scorecards.evaluation.sweep import evaluate_due
 from scorecards.models import Kpi, Status, StatusChange
 
 BREACHES = {Status.AT_RISK, Status.OFF_TRACK, Status.STALE}

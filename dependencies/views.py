@@ -106,7 +106,9 @@ def _live_edges(request: HttpRequest, within: set[int] | None = None) -> list[De
     for e in edges:
         for kpi in (e.upstream, e.downstream):
             if kpi.pk not in hrefs:
-                hrefs[kpi.pk] = reverse("kpi_detail", kwargs={"org_slug": request.org.slug, "kpi_id": kpi.pk})
+                hrefs[kpi.pk] = reverse(
+                    "scorecards:kpi_detail", kwargs={"org_slug": request.org.slug, "kpi_id": kpi.pk}
+                )
             kpi.href = hrefs[kpi.pk]
     return edges
 
@@ -151,7 +153,7 @@ def _picture(
             key=k.key,
             team=k.team.name,
             status=k.status,
-            href=getattr(k, "href", None) or reverse("kpi_detail", kwargs={"org_slug": org, "kpi_id": k.pk}),
+            href=getattr(k, "href", None) or reverse("scorecards:kpi_detail", kwargs={"org_slug": org, "kpi_id": k.pk}),
             focus=focus is not None and k.pk == focus.pk,
         )
         for k in kpis.values()

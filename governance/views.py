@@ -60,7 +60,7 @@ def healthz(request: HttpRequest) -> JsonResponse:
 def home(request: HttpRequest) -> HttpResponse:
     memberships = list(request.user.memberships.filter(is_active=True).select_related("organization"))
     if len(memberships) == 1:
-        return redirect("overview", org_slug=memberships[0].organization.slug)
+        return redirect("scorecards:overview", org_slug=memberships[0].organization.slug)
     return render(request, "governance/home.html", {"memberships": memberships})
 
 
@@ -129,7 +129,7 @@ def invitation_join(request: HttpRequest) -> HttpResponse:
             if user is None:
                 login(request, membership.user, backend="django.contrib.auth.backends.ModelBackend")
             messages.success(request, f"Welcome to {membership.organization}.")
-            return redirect("overview", org_slug=membership.organization.slug)
+            return redirect("scorecards:overview", org_slug=membership.organization.slug)
     return render(request, "governance/invitation_accept.html", {"invitation": invitation, "form": form})
 
 

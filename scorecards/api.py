@@ -16,8 +16,9 @@ from ninja import Field, Path, Query, Router, Schema
 from governance.api import ApiError, Errors, Moment, TokenAuth
 from governance.models import Scope, key_validator
 from scorecards import selectors
-from scorecards.ingestion import Checker, NonFinite, measurements_store
-from scorecards.models import Kpi, Measurement
+from scorecards.ingestion.checker import Checker
+from scorecards.ingestion.store import measurements_store
+from scorecards.models import Kpi, Measurement, NonFinite
 
 router = Router(tags=["kpis"])
 

@@ -10,7 +10,7 @@ class ScorecardsConfig(AppConfig):
         import scorecards.tasks  # noqa: F401
         from governance.secrets import register_references
         from governance.services.members import DEACTIVATION_BLOCKERS
-        from scorecards.selectors import data_source_secret_references
+        from scorecards.ingestion.selectors import data_source_secret_references
         from scorecards.services import owned_kpis_blocker
 
         DEACTIVATION_BLOCKERS.append(owned_kpis_blocker)

@@ -6,15 +6,13 @@ from datetime import timedelta
 
 from django import forms
 from django.apps import apps
-from django.conf import settings
-from django.template.defaultfilters import filesizeformat
 
 from governance.durations import format_duration, parse_duration
 from governance.forms import MemberChoiceField, TenantModelForm, active_members
 from governance.models import Organization, Team
+from scorecards.evaluation.thresholds import RANGE, ThresholdError, parse_number, settings_errors
 from scorecards.models import DataSource, KeyResult, Kpi, Objective
 from scorecards.services import KPI_SETTINGS
-from scorecards.thresholds import RANGE, ThresholdError, parse_number, settings_errors
 
 
 class DurationField(forms.CharField):
@@ -229,32 +227,3 @@ class KeyResultForm(TenantModelForm):
 class CheckInForm(forms.Form):
     value = forms.FloatField()
     note = forms.CharField(required=False, max_length=500)
-
-
-class MeasurementImportForm(forms.Form):
-    file = forms.FileField(
-        label="CSV file",
-        widget=forms.FileInput(attrs={"accept": ".csv,text/csv"}),
-        error_messages={
-            "required": "Choose a CSV file.",
-            "empty": "The file is empty; it needs the header line kpi,at,value and one line per measurement.",
-        },
-    )
-
-    def clean_file(self):
-        upload = self.cleaned_data["file"]
-        if upload.size > settings.IMPORT_MAX_BYTES:
-            raise forms.ValidationError(
-                f"The file is {filesizeformat(upload.size)}; the limit is {filesizeformat(settings.IMPORT_MAX_BYTES)}. "
-                "Split it into smaller files."
-            )
-        if not upload.name.lower().endswith((".csv", ".txt")):
-            raise forms.ValidationError(f'"{upload.name}" is not a .csv file. Save the sheet as "CSV UTF-8" first.')
-        head = upload.read(8192)
-        upload.seek(0)
-        # Text never holds a NUL byte; a workbook or PDF renamed .csv does, and would fail on every line.
-        if b"\x00" in head:
-            raise forms.ValidationError(
-                f'"{upload.name}" is not a CSV text file (a spreadsheet workbook?). Save the sheet as "CSV UTF-8".'
-            )
-        return upload

@@ -15,7 +15,7 @@ Decisions where MANIFEST.md is silent:
 - `recovery_margin` and `surge.change` are a number in the KPI's unit (5, or "5") or a percentage ("2%"),
   never negative; stored as text ("5", "2%") and exported as the number or the percentage.
 - `surge` needs both `change` and `window`; every window and every cadence-like duration is longer than 0m.
-- Thresholds are checked by scorecards.thresholds.parse_thresholds and stored in its canonical shape.
+- Thresholds are checked by scorecards.evaluation.thresholds.parse_thresholds and stored in its canonical shape.
 - A data source of kind sql names its database address: an organization secret (`dsn_secret`) or, only when
   the operator granted the variable to the organization (PULL_ENV_GRANTS), an environment variable (`dsn_env`);
   exactly one of them, and no url. http_json names a `url` without credentials and optional headers, each from a
@@ -31,27 +31,26 @@ Decisions where MANIFEST.md is silent:
 from __future__ import annotations
 
 import math
-import re
 from collections import defaultdict
 from collections.abc import Iterable
 from datetime import date, timedelta
 from typing import Any
-from urllib.parse import urlsplit
 
-from django.conf import settings
-from django.core.exceptions import ValidationError
-from django.core.validators import URLValidator
 from django.utils import timezone
 
 from governance.durations import format_duration, parse_duration
 from governance.manifest.context import Change, Context
-from governance.manifest.fields import Entry, describe, num
+from governance.manifest.fields import Entry, num
 from governance.manifest.graph import parents_first, report_parent_cycles
 from governance.manifest.sections import KeyedSection, strip_defaults
 from governance.manifest.targets import canonical_target, target_problem, team_problem
-from governance.models import Organization, Team, secret_name_validator
-from governance.secrets import SECRETS_PAGE
-from scorecards.models import Aggregate, DataSource, Direction, KeyResult, Kpi, Objective, Scorecard
+from governance.models import Organization, Team
+from scorecards.aggregations import AGGREGATIONS, LAST
+from scorecards.connectors.base import Connector
+from scorecards.connectors.names import Names
+from scorecards.connectors.registry import CONNECTORS, config_fields, connector_kind, pull_fields
+from scorecards.evaluation.thresholds import PERCENT, Level, ThresholdError, ThresholdSpec, parse_thresholds
+from scorecards.models import DataSource, Direction, KeyResult, Kpi, Objective, Scorecard
 from scorecards.services import (
     key_result_create,
     kpi_create,
@@ -60,11 +59,6 @@ from scorecards.services import (
     objective_update,
     ownership_transfer_direct,
 )
-from scorecards.thresholds import PERCENT, Level, ThresholdError, ThresholdSpec, parse_thresholds
-
-ENV_NAME = re.compile(r"^[A-Z_][A-Z0-9_]*$")
-SECRET_NAME = re.compile(secret_name_validator.regex.pattern)
-HEADER_NAME = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,100}$")  # an HTTP token (RFC 9110)
 
 
 def _duration(text: str | None) -> timedelta | None:
@@ -206,8 +200,8 @@ class KpisSection(KeyedSection):
     def _aggregate(self, entry: Entry) -> dict:
         aggregate = entry.mapping("aggregate", fields=("fn", "window"), required=("fn",))
         if aggregate is None:
-            return {"fn": Aggregate.LAST}
-        fn = aggregate.text("fn", default=Aggregate.LAST, choices=Aggregate.values)
+            return {"fn": LAST}
+        fn = aggregate.text("fn", default=LAST, choices=list(AGGREGATIONS))
         window = aggregate.duration("window", positive=True)
         return {"fn": fn, "window": window} if window else {"fn": fn}
 
@@ -294,7 +288,7 @@ class KpisSection(KeyedSection):
         return {
             "unit": "",
             "direction": Direction.INCREASE,
-            "aggregate": {"fn": Aggregate.LAST},
+            "aggregate": {"fn": LAST},
             "target": None,
             "cadence": "1d",
             "stale_after": _triple(data["cadence"]),
@@ -586,113 +580,36 @@ class ScorecardsSection(KeyedSection):
 
 
 class DataSourcesSection(KeyedSection):
+    """Each kind's fields, checks and pulls come from its connector (scorecards.connectors.registry)."""
+
     field, kind, model = "data_sources", "data_source", DataSource
-    entry_fields = ("key", "kind", "dsn_secret", "dsn_env", "url", "headers_secret", "headers_env", "every", "pulls")
-    credential_fields = ("dsn_secret", "dsn_env", "url", "headers_secret", "headers_env")
+    credential_fields = tuple(config_fields())
+    entry_fields = ("key", "kind", *credential_fields, "every", "pulls")
     required = ("key", "kind", "every")
-    # What each kind reads; a field of another kind is an error at its path.
-    kind_fields = {
-        DataSource.Kind.SQL: ("dsn_secret", "dsn_env"),
-        DataSource.Kind.HTTP_JSON: ("url", "headers_secret", "headers_env"),
-    }
-    kind_required = {DataSource.Kind.SQL: (), DataSource.Kind.HTTP_JSON: ("url",)}
-    pull_fields = {DataSource.Kind.SQL: ("kpi", "query"), DataSource.Kind.HTTP_JSON: ("kpi", "items", "at", "value")}
-    pull_required = {DataSource.Kind.SQL: ("kpi", "query"), DataSource.Kind.HTTP_JSON: ("kpi", "at", "value")}
 
     def normalize(self, entry: Entry, ctx: Context) -> dict:
-        kind = entry.text("kind", choices=DataSource.Kind.values)
-        known = kind if kind in DataSource.Kind.values else None
+        kind = entry.text("kind", choices=list(CONNECTORS))
+        known = connector_kind(kind) if kind else None
         slug = ctx.org.slug if ctx.org else str((ctx.doc.get("organization") or {}).get("slug"))
-        data = {
-            "key": entry.key(),
-            "kind": kind,
-            "dsn_secret": self._secret_name(entry, "dsn_secret", entry.text("dsn_secret", max_length=64)),
-            "dsn_env": self._env_name(entry, "dsn_env", entry.text("dsn_env", max_length=128), slug),
-            "url": self._url(entry),
-            "headers_secret": self._headers(
-                entry, "headers_secret", lambda path, name: self._secret_name(entry, path, name)
-            ),
-            "headers_env": self._headers(
-                entry, "headers_env", lambda path, name: self._env_name(entry, path, name, slug)
-            ),
-            "every": entry.duration("every", positive=True),
-        }
+        names = Names(entry, slug)
+        data = {"key": entry.key(), "kind": kind}
+        for connector in CONNECTORS.values():
+            data.update(connector.read_config(entry, names))
+        data["every"] = entry.duration("every", positive=True)
         if known:
-            for name in self.kind_required[known]:
+            # What each kind reads; a field of another kind is an error at its path.
+            for name in known.required:
                 if not entry.has(name):
-                    entry.error(name, f"is required for kind {known}")
+                    entry.error(name, f"is required for kind {kind}")
             for name in self.credential_fields:
-                if name not in self.kind_fields[known] and entry.has(name):
-                    entry.error(name, f"is not used by kind {known}")
-            if known == DataSource.Kind.SQL and entry.has("dsn_secret") == entry.has("dsn_env"):
-                entry.error(
-                    "dsn_secret",
-                    "name the organization secret holding the database address (or a granted dsn_env), one of them",
-                )
-            both = {h.lower() for h in data["headers_secret"]} & {h.lower() for h in data["headers_env"]}
-            for header in sorted(both):
-                entry.error(f"headers_env.{header}", "is also in headers_secret; a header has one source")
+                if name not in known.fields and entry.has(name):
+                    entry.error(name, f"is not used by kind {kind}")
+            known.check_config(entry, data)
         data["pulls"] = self._pulls(entry, ctx, known)
         return data
 
-    # No message repeats a value: a secret pasted by mistake must not travel on in error output.
-
-    def _secret_name(self, entry: Entry, path: str, name: str | None) -> str | None:
-        if name and not SECRET_NAME.match(name):
-            entry.error(path, "must name an organization secret (a-z, 0-9 and _), not hold the secret itself")
-        return name
-
-    def _env_name(self, entry: Entry, path: str, name: str | None, slug: str) -> str | None:
-        """An environment variable of the workers, readable only when the operator granted it to the organization."""
-        if not name:
-            return name
-        if not ENV_NAME.match(name):
-            entry.error(path, "must name an environment variable (A-Z, 0-9 and _), not hold the secret itself")
-        elif f"{slug}:{name}" not in settings.PULL_ENV_GRANTS:
-            entry.error(
-                path,
-                f"{name} is not granted to this organization by the operator (PULL_ENV_GRANTS): set the value as an "
-                f"organization secret ({SECRETS_PAGE}) and name it in {path.replace('_env', '_secret')}",
-            )
-        return name
-
-    def _url(self, entry: Entry) -> str | None:
-        url = entry.text("url", max_length=2000)
-        if not url:
-            return url
-        try:
-            URLValidator(schemes=["http", "https"])(url)
-        except ValidationError:
-            entry.error("url", "must be an http or https address")
-            return url
-        parts = urlsplit(url)
-        if parts.username or parts.password:
-            entry.error("url", "must not carry credentials; secrets never appear in a manifest")
-        return url
-
-    def _headers(self, entry: Entry, field: str, check) -> dict[str, str]:
-        """{header: name}: a header's value (a token, a key) comes from the secret or variable named."""
-        raw = entry.raw.get(field)
-        what = "organization secrets" if field == "headers_secret" else "environment variables"
-        if raw is None:
-            return {}
-        if not isinstance(raw, dict):
-            entry.error(field, f"must be a mapping of header names to {what}, not {describe(raw)}")
-            return {}
-        headers: dict[str, str] = {}
-        for header, name in raw.items():
-            if not isinstance(header, str) or not HEADER_NAME.match(header):
-                entry.error(field, f"{str(header)[:64]!r} is not an HTTP header name")
-            elif header.lower() in {h.lower() for h in headers}:
-                entry.error(f"{field}.{header}", "is listed twice")
-            elif not isinstance(name, str) or not name.strip():
-                entry.error(f"{field}.{header}", f"must name one of the {what}, not {describe(name)}")
-            else:
-                headers[header] = check(f"{field}.{header}", name.strip())
-        return headers
-
-    def _pulls(self, entry: Entry, ctx: Context, kind: str | None) -> list[dict]:
-        every_field = tuple(dict.fromkeys(f for fields in self.pull_fields.values() for f in fields))
+    def _pulls(self, entry: Entry, ctx: Context, kind: type[Connector] | None) -> list[dict]:
+        every_field = pull_fields()
         pulls: list[dict] = []
         seen: dict[str, str] = {}
         for i, item in enumerate(entry.items("pulls")):
@@ -701,31 +618,32 @@ class DataSourcesSection(KeyedSection):
                 entry.at(f"pulls[{i}]"),
                 ctx.errors,
                 fields=every_field,
-                required=self.pull_required[kind] if kind else ("kpi",),
+                required=kind.pull_required if kind else ("kpi",),
                 parent=entry,
             )
             if kind:
                 for name in every_field:
-                    if name not in self.pull_fields[kind] and pull.has(name):
-                        pull.error(name, f"is not used by kind {kind}")
+                    if name not in kind.pull_fields and pull.has(name):
+                        pull.error(name, f"is not used by kind {kind.kind}")
             kpi = pull.ref("kpi", ctx, "kpis")
             if kpi in seen:
                 pull.error("kpi", f'"{kpi}" is pulled twice (also {seen[kpi]})')
             seen.setdefault(kpi, pull.path)
-            values = {
-                "kpi": kpi,
-                "query": pull.text("query", max_length=20000, multiline=True),
-                "items": pull.text("items", max_length=200, validator=_dotted_path),
-                "at": pull.text("at", max_length=200),
-                "value": pull.text("value", max_length=200),
-            }
+            values = {"kpi": kpi}
+            for connector in CONNECTORS.values():
+                values.update(connector.read_pull(pull))
             pulls.append(self._pull_form(kind, values))
         return pulls
 
-    def _pull_form(self, kind: str | None, values: dict) -> dict:
-        """A pull as the document writes it: its kind's fields, an absent `items` left out."""
-        names = self.pull_fields.get(kind, self.pull_fields[DataSource.Kind.SQL])
-        return {name: values.get(name) for name in names if name != "items" or values.get(name) is not None}
+    def _pull_form(self, kind: type[Connector] | None, values: dict) -> dict:
+        """A pull as the document writes it: its kind's fields, an absent optional one left out."""
+        if kind is None:  # an unknown kind, already reported: what the pull gives
+            return {name: value for name, value in values.items() if name == "kpi" or value is not None}
+        return {
+            name: values.get(name)
+            for name in kind.pull_fields
+            if name in kind.pull_required or values.get(name) is not None
+        }
 
     def stored(self, org: Organization) -> Iterable[DataSource]:
         return DataSource.objects.for_org(org)
@@ -735,17 +653,13 @@ class DataSourcesSection(KeyedSection):
         return {
             "key": source.key,
             "kind": source.kind,
-            "dsn_secret": config.get("dsn_secret"),
-            "dsn_env": config.get("dsn_env"),
-            "url": config.get("url"),
-            "headers_secret": dict(config.get("headers_secret") or {}),
-            "headers_env": dict(config.get("headers_env") or {}),
+            **{name: _copy(config.get(name) or default) for name, default in config_fields().items()},
             "every": _format(source.every),
-            "pulls": [self._pull_form(source.kind, pull) for pull in config.get("pulls", [])],
+            "pulls": [self._pull_form(connector_kind(source.kind), pull) for pull in config.get("pulls", [])],
         }
 
     def defaults(self, data: dict) -> dict:
-        return {"dsn_secret": None, "dsn_env": None, "url": None, "headers_secret": {}, "headers_env": {}, "pulls": []}
+        return {**{name: _copy(default) for name, default in config_fields().items()}, "pulls": []}
 
     def assign(self, obj: DataSource, data: dict, ctx: Context) -> None:
         obj.key, obj.kind, obj.every = data["key"], data["kind"], _duration(data["every"])
@@ -754,6 +668,6 @@ class DataSourcesSection(KeyedSection):
         obj.next_run_at, obj.failures = None, 0
 
 
-def _dotted_path(value: str) -> None:
-    if any(not part.strip() for part in value.split(".")):
-        raise ValidationError("must be a dotted path to the list, like data.rows")
+def _copy(value: object) -> object:
+    """A fresh mapping for a mapping field, so that no two documents share one."""
+    return dict(value) if isinstance(value, dict) else value

@@ -2,16 +2,16 @@ from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 
 from governance import tenancy
-from scorecards.evaluation import evaluate_due
-from scorecards.imports import measurement_import_fail, measurement_import_run
+from scorecards.evaluation.sweep import evaluate_due
+from scorecards.ingestion.csv_import import measurement_import_fail, measurement_import_run
+from scorecards.ingestion.pulls import data_source_pull, pull_due_sources
 from scorecards.models import DataSource, DataSourceRun, ImportJob
-from scorecards.pulls import data_source_pull, pull_due_sources
 
 
 @shared_task
 def evaluate_kpis(org_id: int | None = None) -> dict:
     """Beat's evaluation sweep (or one organization's, queued when its data arrives); safe to run twice at once
-    or after a redelivery (see scorecards.evaluation)."""
+    or after a redelivery (see scorecards.evaluation.sweep)."""
     with tenancy.for_sweep(org_id):
         return vars(evaluate_due(org_id=org_id))
 
@@ -38,7 +38,7 @@ def import_measurements(org_id: int, job_id: int) -> dict:
 @shared_task
 def pull_data_sources(org_id: int | None = None) -> dict:
     """Beat's pull sweep: claims the due sources and queues one task per source, so that a slow source holds
-    only its own task; two sweeps at once never claim a source twice (see scorecards.pulls)."""
+    only its own task; two sweeps at once never claim a source twice (see scorecards.ingestion.pulls)."""
     with tenancy.for_sweep(org_id):
         result = pull_due_sources(
             org_id=org_id, dispatch=lambda run: pull_data_source.delay(run.organization_id, run.source_id, run.pk)

@@ -1,8 +1,10 @@
 from django.urls import path
 
 from scorecards import views
+from scorecards.ingestion import views as ingestion_views
 
 # Mounted under /o/<org_slug>/ by config.urls.
+app_name = "scorecards"
 urlpatterns = [
     path("", views.overview, name="overview"),
     path("kpis/", views.scorecard, name="kpi_list"),
@@ -17,9 +19,9 @@ urlpatterns = [
     path("okrs/<int:objective_id>/key-results/", views.key_result_create, name="key_result_create"),
     path("key-results/<int:key_result_id>/check-in/", views.key_result_check_in, name="key_result_check_in"),
     path("me/", views.my_work, name="my_work"),
-    path("data-sources/", views.data_sources, name="data_sources"),
-    path("data-sources/<int:source_id>/", views.data_source, name="data_source"),
-    path("data-sources/<int:source_id>/run/", views.data_source_run, name="data_source_run"),
-    path("import/", views.measurement_import, name="measurement_import"),
-    path("import/<int:job_id>/", views.measurement_import_job, name="measurement_import_job"),
+    path("data-sources/", ingestion_views.data_sources, name="data_sources"),
+    path("data-sources/<int:source_id>/", ingestion_views.data_source, name="data_source"),
+    path("data-sources/<int:source_id>/run/", ingestion_views.data_source_run, name="data_source_run"),
+    path("import/", ingestion_views.measurement_import, name="measurement_import"),
+    path("import/<int:job_id>/", ingestion_views.measurement_import_job, name="measurement_import_job"),
 ]

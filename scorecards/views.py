@@ -1,13 +1,10 @@
 from __future__ import annotations
 
-from datetime import datetime, time, timedelta
-from functools import partial
+from datetime import timedelta
 
-from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
-from django.db import transaction
 from django.db.models import Count, OuterRef, Subquery
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
@@ -16,27 +13,24 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from governance import selectors as governance_selectors
 from governance.access import (
-    admin_required,
     decision_authority,
     deny,
     get_for_org_or_404,
     role_required,
 )
 from governance.forms import apply_errors
-from governance.models import Organization, Role, Team
-from scorecards import charts, imports, pulls, selectors, services, tasks
+from governance.models import Role, Team
+from scorecards import selectors, services
+from scorecards.charts import svg
+from scorecards.charts.kpi import kpi_chart
 from scorecards.forms import (
     CheckInForm,
     KeyResultForm,
     KpiForm,
-    MeasurementImportForm,
     ObjectiveForm,
     TransferRequestForm,
 )
-from scorecards.kpi_chart import kpi_chart
 from scorecards.models import (
-    DataSource,
-    DataSourceRun,
     Direction,
     KeyResult,
     Kpi,
@@ -131,7 +125,7 @@ def scorecard(request: HttpRequest, scorecard_id: int | None = None) -> HttpResp
     rows = [
         {
             "kpi": k,
-            "spark": charts.sparkline(series.get(k.pk, []), status=k.status, label=f"{k.name}, last 30 days"),
+            "spark": svg.sparkline(series.get(k.pk, []), status=k.status, label=f"{k.name}, last 30 days"),
             "trend": (trend := selectors.trend(series.get(k.pk, []))),
             # Whether the move is good news depends on the direction: falling costs are green.
             "trend_good": trend != "flat" and (trend == "up") == (k.direction == Direction.INCREASE),
@@ -200,7 +194,7 @@ def kpi_settings(request: HttpRequest, kpi_id: int) -> HttpResponse:
                 apply_errors(form, e)
             else:
                 messages.success(request, "Settings saved.")
-                return redirect("kpi_detail", org_slug=request.org.slug, kpi_id=kpi.pk)
+                return redirect("scorecards:kpi_detail", org_slug=request.org.slug, kpi_id=kpi.pk)
         kpi.refresh_from_db()
     return render(request, "scorecards/kpi_form.html", {"form": form, "kpi": kpi}, status=422 if form.errors else 200)
 
@@ -222,7 +216,7 @@ def kpi_create(request: HttpRequest) -> HttpResponse:
             apply_errors(form, e)
         else:
             messages.success(request, f"KPI {kpi} created. Its data arrives through the API, CSV or a data source.")
-            return redirect("kpi_detail", org_slug=request.org.slug, kpi_id=kpi.pk)
+            return redirect("scorecards:kpi_detail", org_slug=request.org.slug, kpi_id=kpi.pk)
     return render(request, "scorecards/kpi_form.html", {"form": form}, status=422 if form.errors else 200)
 
 
@@ -246,7 +240,7 @@ def transfer_request(request: HttpRequest, kpi_id: int) -> HttpResponse:
             messages.success(request, "Transfer requested; an admin or executive must approve it.")
     else:
         messages.error(request, "Pick the new owner and give a reason.")
-    return redirect("kpi_detail", org_slug=request.org.slug, kpi_id=kpi.pk)
+    return redirect("scorecards:kpi_detail", org_slug=request.org.slug, kpi_id=kpi.pk)
 
 
 @require_POST
@@ -258,7 +252,7 @@ def transfer_cancel(request: HttpRequest, transfer_id: int) -> HttpResponse:
         raise deny(request, "the requester, admins and executives") from e
     except ValidationError as e:
         messages.error(request, " ".join(e.messages))
-    return redirect("kpi_detail", org_slug=request.org.slug, kpi_id=transfer.kpi_id)
+    return redirect("scorecards:kpi_detail", org_slug=request.org.slug, kpi_id=transfer.kpi_id)
 
 
 @require_http_methods(["GET", "POST"])
@@ -271,7 +265,7 @@ def okr_tree(request: HttpRequest) -> HttpResponse:
         if form.is_valid():
             objective = services.objective_create(actor=request.user, organization=request.org, **form.cleaned_data)
             messages.success(request, f"Objective {objective} created.")
-            return redirect("okr_tree", org_slug=request.org.slug)
+            return redirect("scorecards:okr_tree", org_slug=request.org.slug)
     today = timezone.localdate()
     return render(
         request,
@@ -301,7 +295,7 @@ def objective_edit(request: HttpRequest, objective_id: int) -> HttpResponse:
                 apply_errors(form, e)
             else:
                 messages.success(request, "Objective saved.")
-                return redirect("okr_tree", org_slug=request.org.slug)
+                return redirect("scorecards:okr_tree", org_slug=request.org.slug)
         objective.refresh_from_db()
     return render(
         request,
@@ -325,7 +319,7 @@ def key_result_create(request: HttpRequest, objective_id: int) -> HttpResponse:
             for f, e in form.errors.items()
         )
         messages.error(request, f"The key result was not added. {errors}")
-    return redirect("okr_tree", org_slug=request.org.slug)
+    return redirect("scorecards:okr_tree", org_slug=request.org.slug)
 
 
 @require_POST
@@ -343,7 +337,7 @@ def key_result_check_in(request: HttpRequest, key_result_id: int) -> HttpRespons
             messages.error(request, " ".join(e.messages))
         else:
             messages.success(request, f"Checked in {form.cleaned_data['value']:g} for {key_result}.")
-    return redirect("okr_tree", org_slug=request.org.slug)
+    return redirect("scorecards:okr_tree", org_slug=request.org.slug)
 
 
 @require_GET
@@ -379,120 +373,3 @@ def my_work(request: HttpRequest) -> HttpResponse:
             .order_by("due_at", "id"),
         },
     )
-
-
-# --- CSV import of measurements -------------------------------------------------------------------
-
-
-def _csv_example(org: Organization) -> str:
-    """A few lines in the organization's own terms: one of its KPI keys, recent days in its zone."""
-    kpis = Kpi.objects.for_org(org).filter(archived_at=None).order_by("key")
-    key = kpis.values_list("key", flat=True).first() or "sales.revenue"
-    day = timezone.localdate(timezone=org.tzinfo)
-    lines = [
-        f"{key},{datetime.combine(day - timedelta(days=n), time(9), org.tzinfo).isoformat(timespec='minutes')},{value}"
-        for n, value in [(3, "1250"), (2, "1310.5"), (1, "1288")]
-    ]
-    return "\n".join(["kpi,at,value", *lines])
-
-
-@admin_required
-@require_http_methods(["GET", "POST"])
-def measurement_import(request: HttpRequest) -> HttpResponse:
-    """A CSV upload: small files are imported within the request, larger ones by a worker; both end on the
-    job's page, which shows the result or the live progress."""
-    form = MeasurementImportForm(request.POST or None, request.FILES or None)
-    if form.is_valid():
-        upload = form.cleaned_data["file"]
-        job = imports.measurement_import_create(
-            org=request.org, actor=request.user, filename=upload.name, content=upload.read()
-        )
-        if job.rows_total <= settings.IMPORT_INLINE_MAX_ROWS:
-            imports.measurement_import_run(job=job)
-        else:
-            transaction.on_commit(partial(tasks.import_measurements.delay, job.organization_id, job.pk))
-        return redirect("measurement_import_job", org_slug=request.org.slug, job_id=job.pk)
-    return render(
-        request,
-        "scorecards/import.html",
-        {
-            "form": form,
-            "jobs": selectors.import_jobs(org=request.org)[:20],
-            "example": _csv_example(request.org),
-            "max_bytes": settings.IMPORT_MAX_BYTES,
-            "inline_rows": settings.IMPORT_INLINE_MAX_ROWS,
-        },
-        status=422 if form.errors else 200,
-    )
-
-
-@admin_required
-@require_GET
-def measurement_import_job(request: HttpRequest, job_id: int) -> HttpResponse:
-    """An import's progress, polled by htmx until it has finished, then its result."""
-    job = get_for_org_or_404(request, selectors.import_jobs(org=request.org), job_id)
-    template = "scorecards/import_job.html#job" if request.htmx else "scorecards/import_job.html"
-    return render(request, template, {"job": job})
-
-
-# --- data sources -------------------------------------------------------------------------------
-
-RUNS_PER_PAGE = 20
-
-
-@require_GET
-def data_sources(request: HttpRequest) -> HttpResponse:
-    """Every live data source with its schedule, last run and the freshness of the KPIs it feeds; every member
-    may look (the manifest defines sources, so there is nothing to edit here)."""
-    sources = list(selectors.data_source_list(org=request.org))
-    last_runs = DataSourceRun.objects.in_bulk([s.last_run_id for s in sources if s.last_run_id])
-    feeds = selectors.data_source_feeds(org=request.org, sources=sources)
-    rows = [{"source": s, "last_run": last_runs.get(s.last_run_id), "feeds": feeds[s.pk]} for s in sources]
-    return render(request, "scorecards/data_sources.html", {"rows": rows, "now": timezone.now()})
-
-
-def _data_source_page(request: HttpRequest, source: DataSource, notice: str = "") -> HttpResponse:
-    """The source's page, or its live part for htmx: polled while a run is on its way."""
-    now = timezone.now()
-    runs = selectors.data_source_runs(source=source)
-    config = source.config or {}
-    credentials = source.credentials()
-    secrets_set = governance_selectors.secret_names(org=request.org)
-    context = {
-        "source": source,
-        "page": Paginator(runs, RUNS_PER_PAGE).get_page(request.GET.get("page")),
-        "last_run": runs.first(),
-        "feeds": selectors.data_source_feeds(org=request.org, sources=[source])[source.pk],
-        "running": runs.filter(pulls.unfinished_runs(now=now)).exists(),
-        # `items` read in a template would find the dict's method when a pull has none
-        "pulls": [{**pull, "path": pull.get("items")} for pull in config.get("pulls", [])],
-        "credentials": credentials,
-        "secrets_set": secrets_set,
-        "missing_secrets": sorted({n for _, origin, n in credentials if origin == "secret"} - secrets_set),
-        "now": now,
-        "notice": notice,
-    }
-    template = "scorecards/data_source.html#live" if request.htmx else "scorecards/data_source.html"
-    return render(request, template, context)
-
-
-@require_GET
-def data_source(request: HttpRequest, source_id: int) -> HttpResponse:
-    return _data_source_page(request, get_for_org_or_404(request, DataSource, source_id))
-
-
-@admin_required
-@require_POST
-def data_source_run(request: HttpRequest, source_id: int) -> HttpResponse:
-    """Run now: a worker pulls the source at once; htmx gets the live part back and follows the run."""
-    source = get_for_org_or_404(request, DataSource, source_id)
-    try:
-        pulls.data_source_run_request(source=source, actor=request.user)
-    except ValidationError as e:
-        notice = " ".join(e.messages)
-    else:
-        notice = "Run queued: a worker pulls the source now."
-    if request.htmx:
-        return _data_source_page(request, source, notice)
-    messages.info(request, notice)
-    return redirect("data_source", org_slug=request.org.slug, source_id=source.pk)

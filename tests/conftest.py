@@ -218,7 +218,7 @@ def make_tenant(slug: str) -> Tenant:
     data_source = DataSource.objects.create(
         organization=org,
         key="warehouse",
-        kind=DataSource.Kind.SQL,
+        kind="sql",
         every=timedelta(hours=1),
         config={"dsn_secret": "warehouse_dsn", "pulls": [{"kpi": kpi.key, "query": "select now() as at, 1 as value"}]},
     )

@@ -22,7 +22,7 @@ from escalations.models import (
     Workstream,
 )
 from governance.models import Organization
-from scorecards import kpi_chart
+from scorecards.charts import kpi as kpi_chart
 from scorecards.models import Kpi, Status, StatusChange
 from scorecards.selectors import fetch_series
 

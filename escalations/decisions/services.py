@@ -38,8 +38,8 @@ from governance.access import DECISION_ROLES, decision_reason
 from governance.models import Membership, Organization
 from governance.services.audit import audit_log, snapshot
 from scorecards import services as scorecard_services
+from scorecards.evaluation.thresholds import settings_errors
 from scorecards.models import Kpi, OwnershipTransfer
-from scorecards.thresholds import settings_errors
 
 DECIDERS = DECISION_ROLES["risk_accept"]  # who decides on the agenda and runs a review: executives and admins
 

@@ -438,4 +438,4 @@ def transfer_decide(request: HttpRequest, transfer_id: int) -> HttpResponse:
             messages.error(request, " ".join(e.messages))
         else:
             messages.success(request, f"Transfer {form.cleaned_data['decision']}d; the decision log records it.")
-    return redirect("kpi_detail", org_slug=request.org.slug, kpi_id=transfer.kpi_id)
+    return redirect("scorecards:kpi_detail", org_slug=request.org.slug, kpi_id=transfer.kpi_id)

@@ -15,7 +15,7 @@ from django.utils.html import format_html
 from django.utils.safestring import SafeString, mark_safe
 
 from escalations.reporting.health import Metric, Series, Week
-from scorecards.charts import nice_ticks
+from scorecards.charts.svg import nice_ticks
 
 WIDTH, HEIGHT = 480, 220  # one column of the page's two at 1280px: drawn at about 1:1
 _CHAR_PX = 6.6  # average advance of an 11px UI font, as in scorecards.charts

@@ -8,8 +8,9 @@ from django.utils import timezone
 from django.utils.html import format_html
 
 from governance.durations import format_duration
+from scorecards.connectors.registry import connector_kind
+from scorecards.ingestion.pulls import run_lost_after
 from scorecards.models import DataSourceRun, Status
-from scorecards.pulls import run_lost_after
 from scorecards.selectors import key_result_progress
 
 register = template.Library()
@@ -65,6 +66,13 @@ def kr_progress(key_result) -> float | None:
 @register.filter
 def status_label(value: str) -> str:
     return Status(value).label if value in Status.values else value
+
+
+@register.filter
+def connector_label(kind: str) -> str:
+    """A data source's kind as its connector names it (scorecards.connectors.registry)."""
+    connector = connector_kind(kind)
+    return connector.label if connector else kind
 
 
 @register.simple_tag

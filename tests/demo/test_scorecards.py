@@ -17,6 +17,7 @@ from django.utils import timezone
 
 from demo.scorecards import SPECS, quarter_of, seed_scorecards
 from governance.models import Organization, Role
+from scorecards.evaluation.thresholds import parse_thresholds, raw_status
 from scorecards.models import (
     CheckIn,
     KeyResult,
@@ -28,7 +29,6 @@ from scorecards.models import (
     StatusChange,
 )
 from scorecards.services import transfer_authority
-from scorecards.thresholds import parse_thresholds, raw_status
 
 TODAY = date(2026, 11, 29)
 BERLIN = zoneinfo.ZoneInfo("Europe/Berlin")

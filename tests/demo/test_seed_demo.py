@@ -25,8 +25,8 @@ from escalations.reporting import health
 from escalations.workstreams.selectors import escalation_state, level_skipped
 from governance.manifest.engine import apply_manifest, export_manifest
 from governance.models import Membership, Organization, Role
+from scorecards.ingestion.pulls import data_sources_claim_due
 from scorecards.models import DataSource, Kpi, SurgeSignal
-from scorecards.pulls import data_sources_claim_due
 
 
 @pytest.mark.django_db

@@ -16,9 +16,9 @@ from dependencies.services import dependency_create
 from escalations.models import DependencyReview, DependencyReviewSignal, DependencySignal
 from governance.models import AuditEvent, Role
 from scorecards.models import Kpi, Status
-from tests.bench.graph import build_graph
 from tests.conftest import Tenant
 from tests.factories import KpiFactory, MembershipFactory, TeamFactory
+from tests.perf.bench.graph import build_graph
 
 HX = {"HTTP_HX_REQUEST": "true"}
 GRAPH_PAGE_QUERIES = 10  # session, user, membership, teams, scorecards (whose KPIs a member sees), edges, "around"
@@ -54,7 +54,7 @@ def svg_of(html: str) -> ET.Element:
 
 
 def test_the_kpi_page_loads_the_edges_panel_in_place_and_links_to_it_without_javascript(chain):
-    html = chain.client(chain.member).get(url("kpi_detail", chain, kpi_id=chain.k["b"].pk)).content.decode()
+    html = chain.client(chain.member).get(url("scorecards:kpi_detail", chain, kpi_id=chain.k["b"].pk)).content.decode()
     panel_url = url("dependencies:dependency_neighbourhood", chain, kpi_id=chain.k["b"].pk)
     assert f'hx-get="{panel_url}" hx-trigger="load"' in html
     assert f'<a href="{panel_url}">' in html
@@ -217,7 +217,7 @@ def test_the_graph_page_draws_100_kpis_in_a_fixed_number_of_queries(tenant, djan
     svg = svg_of(html)
     drawn = {a.get("href") for a in svg.iter("a")}
     assert len(svg.findall(".//a")) == len(drawn) == 100
-    assert drawn == {url("kpi_detail", tenant, kpi_id=k.pk) for k in kpis}
+    assert drawn == {url("scorecards:kpi_detail", tenant, kpi_id=k.pk) for k in kpis}
     assert len(svg.findall(".//path")) == edges > 100
     # The text alternative lists every edge; the KPIs without any edge are counted, not drawn.
     assert html.count('<td class="edge-kind">') == edges

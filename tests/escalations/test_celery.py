@@ -21,7 +21,7 @@ from escalations.tasks import advance_escalations, process_status_changes
 from governance.models import Role
 from scorecards.models import Kpi, StatusChange
 from tests.factories import KpiFactory, MembershipFactory, OrganizationFactory, TeamFactory
-from tests.scorecards.test_sweep_celery import _subprocess_env, _worker
+from tests.scorecards.evaluation.test_sweep_celery import _subprocess_env, _worker
 
 pytestmark = [
     pytest.mark.skipif(

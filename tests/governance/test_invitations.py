@@ -162,7 +162,7 @@ def test_a_new_person_accepts_creates_an_account_and_is_logged_in(tenant, django
     assert token not in page.content.decode()  # the form posts to an address without it
     response = client.post(JOIN, signup(name="Nia Newcomer"))
 
-    overview = reverse("overview", kwargs={"org_slug": tenant.org.slug})
+    overview = reverse("scorecards:overview", kwargs={"org_slug": tenant.org.slug})
     assert response.status_code == 302
     assert response.url == overview
     user = User.objects.get(email="newcomer@acme.test")

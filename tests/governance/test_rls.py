@@ -30,7 +30,7 @@ from governance.services.api_tokens import api_token_digest
 from scorecards.models import Kpi, Scorecard
 from tests.conftest import RUNTIME_ROLE, WEB_ROLE, as_web_role
 from tests.factories import KpiFactory
-from tests.scorecards.test_sweep_celery import subprocess_database_url
+from tests.scorecards.evaluation.test_sweep_celery import subprocess_database_url
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db]
 ROOT = Path(__file__).resolve().parents[2]
@@ -315,13 +315,13 @@ def test_a_page_reads_in_one_transaction_and_a_refusal_is_still_recorded(tenant,
     """Each statement outside a transaction would cost BEGIN, set_config and COMMIT round trips: a GET shares one."""
     client.force_login(tenant.admin.user)
     with CaptureQueriesContext(connection) as queries:
-        assert client.get(reverse("kpi_list", kwargs={"org_slug": tenant.org.slug})).status_code == 200
+        assert client.get(reverse("scorecards:kpi_list", kwargs={"org_slug": tenant.org.slug})).status_code == 200
     sql = [query["sql"] for query in queries.captured_queries]
     assert (sql[0], sql[-1], sql.count("BEGIN"), sql.count("COMMIT")) == ("BEGIN", "COMMIT", 1, 1)
     assert len(sql) > 4  # the page's reads are inside it
 
     client.force_login(stranger_tenant.admin.user)
-    assert client.get(reverse("kpi_list", kwargs={"org_slug": tenant.org.slug})).status_code == 404
+    assert client.get(reverse("scorecards:kpi_list", kwargs={"org_slug": tenant.org.slug})).status_code == 404
     assert AuditEvent.objects.filter(
         organization=tenant.org, verb="security.access_denied", actor=stranger_tenant.admin.user
     ).exists()
@@ -351,7 +351,8 @@ def test_a_web_request_holds_the_statement_timeout_set_with_its_scope_in_one_rou
         connection.connection.pgconn.trace(trace.fileno())
         try:
             with connection.execute_wrapper(show):
-                assert client.get(reverse("kpi_list", kwargs={"org_slug": tenant.org.slug})).status_code == 200
+                kpi_list = reverse("scorecards:kpi_list", kwargs={"org_slug": tenant.org.slug})
+                assert client.get(kpi_list).status_code == 200
         finally:
             connection.connection.pgconn.untrace()
     assert seen == ["7s"]
@@ -378,7 +379,7 @@ def test_a_slow_statement_in_a_web_request_is_stopped_with_a_503(tenant, client,
     client.force_login(tenant.admin.user)
     started = time.monotonic()
     with connection.execute_wrapper(slow):
-        page = client.get(reverse("kpi_list", kwargs={"org_slug": tenant.org.slug}))
+        page = client.get(reverse("scorecards:kpi_list", kwargs={"org_slug": tenant.org.slug}))
         api = client.get("/api/v1/kpis", HTTP_AUTHORIZATION=f"Bearer {tenant.token}")
     assert time.monotonic() - started < 3
     assert page.status_code == 503 and b"This took too long" in page.content

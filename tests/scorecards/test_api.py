@@ -250,7 +250,7 @@ def test_it_lists_the_organizations_kpis_a_page_at_a_time(tenant, stranger_tenan
 
 def test_one_kpi_has_its_rules_graph_and_history(tenant):
     post(tenant.token, [point(value=1)])
-    from scorecards.evaluation import evaluate_due
+    from scorecards.evaluation.sweep import evaluate_due
 
     evaluate_due(now=NOW)
     body = call(tenant.token, "get", "kpis/ops.throughput").json()

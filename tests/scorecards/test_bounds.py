@@ -14,12 +14,13 @@ from django.core.cache import cache
 from django.db import connection
 from django.urls import reverse
 
-from scorecards.evaluation import evaluate_due
-from scorecards.ingestion import Checker
+from scorecards.evaluation.sweep import evaluate_due
+from scorecards.ingestion.checker import Checker
 from scorecards.models import Kpi, KpiSchedule, Measurement
 from tests.factories import KpiFactory
+from tests.scorecards.factories import MeasurementFactory
+from tests.scorecards.ingestion.test_imports import HEADER, problems, run
 from tests.scorecards.test_api import call, point, post
-from tests.scorecards.test_imports import HEADER, problems, run
 
 NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
 OUT_OF_BOUNDS = [
@@ -76,7 +77,7 @@ def stored_out_of_bounds(tenant):
         aggregate_window=timedelta(days=7),
     )
     for at, value in [(NOW - timedelta(hours=2), 1.7e308), (NOW - timedelta(hours=1), 1.7e308), (NOW, 5)]:
-        Measurement.objects.create(organization=tenant.org, kpi=kpi, at=at, value=value)
+        MeasurementFactory(kpi=kpi, at=at, value=value)
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
             cursor.execute(
@@ -85,7 +86,7 @@ def stored_out_of_bounds(tenant):
                 [tenant.org.pk, kpi.pk],
             )
     else:
-        Measurement.objects.create(organization=tenant.org, kpi=kpi, at=datetime(1, 1, 1, tzinfo=UTC), value=1)
+        MeasurementFactory(kpi=kpi, at=datetime(1, 1, 1, tzinfo=UTC), value=1)
     Kpi.objects.filter(pk=kpi.pk).update(last_value=math.inf, last_measured_at=NOW)
     KpiSchedule.objects.filter(kpi=kpi).update(needs_evaluation=True)
     return kpi
@@ -105,10 +106,10 @@ def test_a_pull_refuses_a_row_before_1970_by_row(tenant):
 
 def test_a_stored_value_out_of_bounds_breaks_no_page(tenant, stored_out_of_bounds):
     kpi, client = stored_out_of_bounds, tenant.client(tenant.member)
-    page = client.get(reverse("kpi_detail", args=[tenant.org.slug, kpi.pk]))
+    page = client.get(reverse("scorecards:kpi_detail", args=[tenant.org.slug, kpi.pk]))
     assert page.status_code == 200 and not re.search(r"\binf\b", page.content.decode())
-    assert client.get(reverse("kpi_detail", args=[tenant.org.slug, kpi.pk]) + "?page=2").status_code == 200
-    assert client.get(reverse("kpi_list", args=[tenant.org.slug])).status_code == 200
+    assert client.get(reverse("scorecards:kpi_detail", args=[tenant.org.slug, kpi.pk]) + "?page=2").status_code == 200
+    assert client.get(reverse("scorecards:kpi_list", args=[tenant.org.slug])).status_code == 200
 
 
 def test_a_stored_value_out_of_bounds_breaks_no_api_answer_and_no_json(tenant, stored_out_of_bounds):
@@ -122,10 +123,10 @@ def test_a_stored_value_out_of_bounds_breaks_no_api_answer_and_no_json(tenant, s
 
 def test_the_sweep_reads_past_stored_values_out_of_bounds_and_sums_within_them(tenant, stored_out_of_bounds):
     huge, other = stored_out_of_bounds, tenant.kpi
-    Measurement.objects.create(organization=tenant.org, kpi=huge, at=NOW - timedelta(hours=3), value=1e15)
+    MeasurementFactory(kpi=huge, at=NOW - timedelta(hours=3), value=1e15)
     Measurement._base_manager.filter(kpi=huge, value=5).update(value=1e15)
     KpiSchedule.objects.filter(kpi=other).update(needs_evaluation=True)
-    Measurement.objects.create(organization=tenant.org, kpi=other, at=NOW, value=1)
+    MeasurementFactory(kpi=other, at=NOW, value=1)
     # Within the bounds the sum stays finite: the bound is what makes a window's sum safe.
     result = evaluate_due(now=NOW)
     assert result.errors == 0 and result.evaluated >= 2
@@ -136,7 +137,7 @@ def test_the_sweep_reads_past_stored_values_out_of_bounds_and_sums_within_them(t
 def test_a_kpi_whose_sum_is_not_finite_records_the_error_and_the_sweep_goes_on(tenant, stored_out_of_bounds, settings):
     settings.MEASUREMENT_MAX_ABS = math.inf  # as before the bound: the two huge values are read and summed
     KpiSchedule.objects.filter(kpi=tenant.kpi).update(needs_evaluation=True)
-    Measurement.objects.create(organization=tenant.org, kpi=tenant.kpi, at=NOW, value=1)
+    MeasurementFactory(kpi=tenant.kpi, at=NOW, value=1)
     result = evaluate_due(now=NOW)
     assert result.errors == 1 and result.evaluated >= 1
     assert (

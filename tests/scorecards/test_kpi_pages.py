@@ -40,7 +40,7 @@ def many_kpis(tenant):
 
 def test_the_scorecard_is_built_with_a_constant_number_of_queries(tenant, many_kpis, django_assert_max_num_queries):
     client = tenant.client(tenant.executive)
-    url = reverse("kpi_list", kwargs={"org_slug": tenant.org.slug})
+    url = reverse("scorecards:kpi_list", kwargs={"org_slug": tenant.org.slug})
     with django_assert_max_num_queries(15):
         response = client.get(url)
     assert response.status_code == 200
@@ -49,7 +49,7 @@ def test_the_scorecard_is_built_with_a_constant_number_of_queries(tenant, many_k
 
 def test_it_filters_by_status_and_text_and_returns_only_the_table_to_htmx(tenant, many_kpis):
     client = tenant.client(tenant.executive)
-    url = reverse("kpi_list", kwargs={"org_slug": tenant.org.slug})
+    url = reverse("scorecards:kpi_list", kwargs={"org_slug": tenant.org.slug})
     response = client.get(url, {"status": "off_track", "q": "metric 0"}, HTTP_HX_REQUEST="true")
     html = response.content.decode()
     assert "<html" not in html and 'id="kpi-table"' in html
@@ -60,7 +60,7 @@ def test_it_filters_by_status_and_text_and_returns_only_the_table_to_htmx(tenant
 
 def test_it_sorts_by_status_worst_first_and_reverses(tenant, many_kpis):
     client = tenant.client(tenant.executive)
-    url = reverse("kpi_list", kwargs={"org_slug": tenant.org.slug})
+    url = reverse("scorecards:kpi_list", kwargs={"org_slug": tenant.org.slug})
     html = client.get(url, {"sort": "status"}).content.decode()
     assert html.index("Off track</span>") < html.index("At risk</span>") < html.index("On track</span>")
     html = client.get(url, {"sort": "-status"}).content.decode()
@@ -71,7 +71,7 @@ def test_a_scorecard_shows_only_its_kpis_and_respects_viewers(tenant, many_kpis)
     scorecard = tenant.scorecard
     scorecard.viewers = ["role:executive"]
     scorecard.save()
-    url = reverse("scorecard", kwargs={"org_slug": tenant.org.slug, "scorecard_id": scorecard.pk})
+    url = reverse("scorecards:scorecard", kwargs={"org_slug": tenant.org.slug, "scorecard_id": scorecard.pk})
     html = tenant.client(tenant.executive).get(url).content.decode()
     assert "Throughput" in html and "Metric 00" not in html
     assert tenant.client(tenant.member).get(url).status_code == 403
@@ -86,7 +86,8 @@ def test_the_kpi_page_shows_chart_reason_and_measurements(tenant):
         pending_status="off_track",
         pending_since=timezone.now() - timedelta(minutes=40, seconds=5),
     )
-    html = tenant.client(tenant.member).get(reverse("kpi_detail", args=[tenant.org.slug, kpi.pk])).content.decode()
+    detail = reverse("scorecards:kpi_detail", args=[tenant.org.slug, kpi.pk])
+    html = tenant.client(tenant.member).get(detail).content.decode()
     assert "950 leads &lt; warning 1000" in html or "950 leads < warning 1000" in html
     assert "pending → Off track" in html
     assert "held 40 min of 2h" in html  # pending_for 2h: a worsening waits pending_for, not keep_for
@@ -95,7 +96,7 @@ def test_the_kpi_page_shows_chart_reason_and_measurements(tenant):
 
 
 def test_owner_edits_settings_and_each_change_is_audited(tenant):
-    url = reverse("kpi_settings", kwargs={"org_slug": tenant.org.slug, "kpi_id": tenant.kpi.pk})
+    url = reverse("scorecards:kpi_settings", kwargs={"org_slug": tenant.org.slug, "kpi_id": tenant.kpi.pk})
     response = tenant.client(tenant.lead).post(url, _settings(tenant.kpi, warning="1100", pending_for="4h"))
     assert response.status_code == 302
     event = AuditEvent.objects.get(verb="kpi.updated")
@@ -104,7 +105,7 @@ def test_owner_edits_settings_and_each_change_is_audited(tenant):
 
 
 def test_a_member_who_is_not_the_owner_cannot_edit_settings(tenant):
-    url = reverse("kpi_settings", kwargs={"org_slug": tenant.org.slug, "kpi_id": tenant.kpi.pk})
+    url = reverse("scorecards:kpi_settings", kwargs={"org_slug": tenant.org.slug, "kpi_id": tenant.kpi.pk})
     assert tenant.client(tenant.member).post(url, _settings(tenant.kpi)).status_code == 403
 
 
@@ -120,7 +121,7 @@ def test_a_member_who_is_not_the_owner_cannot_edit_settings(tenant):
     ],
 )
 def test_the_settings_form_refuses_bad_input_next_to_the_field(tenant, changes, field, message):
-    url = reverse("kpi_settings", kwargs={"org_slug": tenant.org.slug, "kpi_id": tenant.kpi.pk})
+    url = reverse("scorecards:kpi_settings", kwargs={"org_slug": tenant.org.slug, "kpi_id": tenant.kpi.pk})
     response = tenant.client(tenant.admin).post(url, _settings(tenant.kpi, **changes))
     assert response.status_code == 422
     assert message in " ".join(response.context["form"].errors[field])
@@ -128,7 +129,7 @@ def test_the_settings_form_refuses_bad_input_next_to_the_field(tenant, changes, 
 
 
 def test_an_admin_creates_a_kpi(tenant):
-    url = reverse("kpi_create", kwargs={"org_slug": tenant.org.slug})
+    url = reverse("scorecards:kpi_create", kwargs={"org_slug": tenant.org.slug})
     data = _settings(
         tenant.kpi,
         name="Cost per lead",
@@ -140,7 +141,7 @@ def test_an_admin_creates_a_kpi(tenant):
     ) | {"key": "mkt.cpl", "owner": tenant.member.pk}
     response = tenant.client(tenant.admin).post(url, data)
     kpi = Kpi.objects.get(key="mkt.cpl")
-    assert response.url == reverse("kpi_detail", args=[tenant.org.slug, kpi.pk])
+    assert response.url == reverse("scorecards:kpi_detail", args=[tenant.org.slug, kpi.pk])
     assert (kpi.owner, kpi.thresholds, kpi.organization) == (
         tenant.member,
         {"warning": 40.0, "critical": 55.0},
@@ -163,11 +164,11 @@ def test_okr_progress_rolls_up_and_owners_check_in(tenant):
         start=800,
         target=1200,
     )
-    html = tenant.client(tenant.executive).get(reverse("okr_tree", args=[tenant.org.slug])).content.decode()
+    html = tenant.client(tenant.executive).get(reverse("scorecards:okr_tree", args=[tenant.org.slug])).content.decode()
     assert "120%" in html and "25%" in html  # (900 - 800) / (1200 - 800)
     assert "72%" in html  # the objective: average of 120% and 25%
     assert 'class="status status-at_risk">At risk' in html  # the weakest key result
-    url = reverse("key_result_check_in", kwargs={"org_slug": tenant.org.slug, "key_result_id": kr.pk})
+    url = reverse("scorecards:key_result_check_in", kwargs={"org_slug": tenant.org.slug, "key_result_id": kr.pk})
     assert tenant.client(tenant.executive).post(url, {"value": 3}).status_code == 403
     tenant.client(tenant.member).post(url, {"value": 5})
     kr.refresh_from_db()
@@ -175,9 +176,9 @@ def test_okr_progress_rolls_up_and_owners_check_in(tenant):
 
 
 def test_my_work_lists_what_i_own_and_what_waits_for_me(tenant):
-    html = tenant.client(tenant.lead).get(reverse("my_work", args=[tenant.org.slug])).content.decode()
+    html = tenant.client(tenant.lead).get(reverse("scorecards:my_work", args=[tenant.org.slug])).content.decode()
     assert "Throughput" in html
-    html = tenant.client(tenant.admin).get(reverse("my_work", args=[tenant.org.slug])).content.decode()
+    html = tenant.client(tenant.admin).get(reverse("scorecards:my_work", args=[tenant.org.slug])).content.decode()
     assert "Approve or reject" in html and "Reorganisation" in html
 
 
@@ -192,7 +193,9 @@ def test_an_objective_cannot_become_its_own_ancestor(tenant):
         period_end=tenant.objective.period_end,
         parent=tenant.objective,
     )
-    url = reverse("objective_edit", kwargs={"org_slug": tenant.org.slug, "objective_id": tenant.objective.pk})
+    url = reverse(
+        "scorecards:objective_edit", kwargs={"org_slug": tenant.org.slug, "objective_id": tenant.objective.pk}
+    )
     data = {
         "key": "o.grow",
         "title": "Grow",
@@ -214,7 +217,7 @@ def test_an_objective_cannot_become_its_own_ancestor(tenant):
 
 
 def test_the_overview_counts_kpis_by_status_and_lists_the_ones_needing_attention(tenant, many_kpis):
-    html = tenant.client(tenant.member).get(reverse("overview", args=[tenant.org.slug])).content.decode()
+    html = tenant.client(tenant.member).get(reverse("scorecards:overview", args=[tenant.org.slug])).content.decode()
     assert '<span class="stat-value">41</span>' in html  # 40 + the tenant's own KPI
     assert '<span class="count-n">10</span> Off track' in html
     assert "Needs attention" in html and "Metric 02" in html  # off track

@@ -13,13 +13,13 @@ def test_it_moves_ownership_only_after_approval_end_to_end(tenant):
     """The owner asks in the browser, an executive approves in the browser, the audit log says why."""
     tenant.transfer.delete()  # start without the fixture's pending request
     kpi, owner = tenant.kpi, tenant.lead
-    url = reverse("transfer_request", kwargs={"org_slug": tenant.org.slug, "kpi_id": kpi.pk})
+    url = reverse("scorecards:transfer_request", kwargs={"org_slug": tenant.org.slug, "kpi_id": kpi.pk})
     response = tenant.client(owner).post(url, {"to_owner": tenant.member.pk, "reason": "Moving to Sales"})
     assert response.status_code == 302
     kpi.refresh_from_db()
     assert kpi.owner == owner  # still locked
     transfer = OwnershipTransfer.objects.get(kpi=kpi, state="pending")
-    page = tenant.client(tenant.executive).get(reverse("kpi_detail", args=[tenant.org.slug, kpi.pk]))
+    page = tenant.client(tenant.executive).get(reverse("scorecards:kpi_detail", args=[tenant.org.slug, kpi.pk]))
     assert b"waiting for approval" in page.content and b"Approve" in page.content
 
     decide = reverse("escalations:transfer_decide", kwargs={"org_slug": tenant.org.slug, "transfer_id": transfer.pk})
@@ -80,7 +80,7 @@ def test_approval_fails_when_the_owner_changed_meanwhile(tenant):
 
 
 def test_the_settings_form_cannot_change_the_owner(tenant):
-    url = reverse("kpi_settings", kwargs={"org_slug": tenant.org.slug, "kpi_id": tenant.kpi.pk})
+    url = reverse("scorecards:kpi_settings", kwargs={"org_slug": tenant.org.slug, "kpi_id": tenant.kpi.pk})
     data = _settings(tenant.kpi) | {"owner": tenant.member.pk}
     response = tenant.client(tenant.admin).post(url, data)
     assert response.status_code == 302

@@ -13,9 +13,10 @@ from pypdf import PdfReader
 from dependencies.models import Dependency
 from escalations.models import Decision, ReviewSession
 from governance.models import Role
-from scorecards.models import Scorecard, Status
+from scorecards.models import Status
 from tests.escalations.decisions.test_review import episode
 from tests.factories import KpiFactory, MembershipFactory, TeamFactory
+from tests.scorecards.factories import ScorecardFactory
 from tests.scorecards.test_api import call
 
 SECRET = "Gross margin secret"
@@ -33,8 +34,9 @@ def board(tenant):
         name=SECRET,
         status=Status.OFF_TRACK,
     )
-    card = Scorecard.objects.create(organization=tenant.org, key="board", name="Board", viewers=["role:executive"])
-    card.kpis.add(secret)
+    card = ScorecardFactory(
+        organization=tenant.org, key="board", name="Board", viewers=["role:executive"], kpis=[secret]
+    )
     Dependency.objects.create(organization=tenant.org, upstream=tenant.kpi, downstream=secret, kind="drives_demand")
     tenant.secret, tenant.board = secret, card
     return tenant
@@ -43,11 +45,11 @@ def board(tenant):
 def pages(t) -> dict[str, str]:
     slug = t.org.slug
     return {
-        "overview": reverse("overview", args=[slug]),
-        "all KPIs": reverse("kpi_list", args=[slug]),
-        "all KPIs, searched": reverse("kpi_list", args=[slug]) + "?q=margin",
-        "open scorecard": reverse("scorecard", args=[slug, t.scorecard.pk]),
-        "my work": reverse("my_work", args=[slug]),
+        "overview": reverse("scorecards:overview", args=[slug]),
+        "all KPIs": reverse("scorecards:kpi_list", args=[slug]),
+        "all KPIs, searched": reverse("scorecards:kpi_list", args=[slug]) + "?q=margin",
+        "open scorecard": reverse("scorecards:scorecard", args=[slug, t.scorecard.pk]),
+        "my work": reverse("scorecards:my_work", args=[slug]),
         "dependencies": reverse("dependencies:dependency_graph", args=[slug]),
     }
 
@@ -58,12 +60,12 @@ def test_a_member_sees_the_executive_only_kpi_on_no_page(board):
         response = member.get(url)
         assert response.status_code == 200, name
         assert SECRET not in response.content.decode(), name
-    assert member.get(reverse("kpi_detail", args=[board.org.slug, board.secret.pk])).status_code == 404
+    assert member.get(reverse("scorecards:kpi_detail", args=[board.org.slug, board.secret.pk])).status_code == 404
     around = reverse("dependencies:dependency_graph", args=[board.org.slug]) + f"?around={board.secret.pk}"
     assert member.get(around).status_code == 404
     executive = board.client(board.executive)
     assert SECRET in executive.get(pages(board)["all KPIs"]).content.decode()
-    assert executive.get(reverse("kpi_detail", args=[board.org.slug, board.secret.pk])).status_code == 200
+    assert executive.get(reverse("scorecards:kpi_detail", args=[board.org.slug, board.secret.pk])).status_code == 200
 
 
 def test_a_members_personal_token_does_not_list_or_read_the_executive_only_kpi(board):

@@ -1,7 +1,7 @@
 from django.core.management.base import BaseCommand, CommandError
 
 from governance.models import Organization
-from scorecards.evaluation import evaluate_due
+from scorecards.evaluation.sweep import evaluate_due
 
 
 class Command(BaseCommand):

@@ -5,7 +5,7 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError
 
 from governance.models import Organization
-from scorecards.imports import format_problem, measurement_import_create, measurement_import_run
+from scorecards.ingestion.csv_import import format_problem, measurement_import_create, measurement_import_run
 from scorecards.models import ImportJob
 
 PRINTED = 100  # problems printed one per line; a file in the wrong format has one on every line

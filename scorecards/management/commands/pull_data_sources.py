@@ -1,7 +1,7 @@
 from django.core.management.base import BaseCommand, CommandError
 
 from governance.models import Organization
-from scorecards.pulls import pull_due_sources
+from scorecards.ingestion.pulls import pull_due_sources
 
 
 class Command(BaseCommand):

@@ -424,7 +424,7 @@ def test_the_kpi_and_workstream_pages_load_their_decisions_panel(tenant):
     ws = tenant.episode.workstream
     Decision.objects.filter(pk=decision.pk).update(workstream=ws)
     client = tenant.client(tenant.member)
-    kpi_page = client.get(reverse("kpi_detail", args=[tenant.org.slug, tenant.kpi.pk])).content.decode()
+    kpi_page = client.get(reverse("scorecards:kpi_detail", args=[tenant.org.slug, tenant.kpi.pk])).content.decode()
     panel_url = reverse("escalations:kpi_decisions", args=[tenant.org.slug, tenant.kpi.pk])
     assert f'hx-get="{panel_url}"' in kpi_page and f'href="{panel_url}"' in kpi_page  # htmx, and a plain link
     panel = client.get(panel_url, HTTP_HX_REQUEST="true").content.decode()

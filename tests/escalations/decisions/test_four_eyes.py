@@ -250,8 +250,8 @@ def test_the_owner_who_was_escalated_to_sees_no_review_or_close_form(case):
 
 def test_the_requester_sees_no_approve_button_on_the_kpi_page(case):
     t = case.tenant
-    requester = t.client(case.owner).get(url("kpi_detail", t, kpi_id=t.kpi.pk)).content.decode()
-    admin = t.client(t.admin).get(url("kpi_detail", t, kpi_id=t.kpi.pk)).content.decode()
+    requester = t.client(case.owner).get(url("scorecards:kpi_detail", t, kpi_id=t.kpi.pk)).content.decode()
+    admin = t.client(t.admin).get(url("scorecards:kpi_detail", t, kpi_id=t.kpi.pk)).content.decode()
     assert 'value="approve"' not in requester and 'value="approve"' in admin
 
 

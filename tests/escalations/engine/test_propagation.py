@@ -37,7 +37,7 @@ from governance import tenancy
 from governance.models import AuditEvent
 from governance.services.api_tokens import api_token_create
 from governance.services.teams import team_update
-from scorecards.evaluation import evaluate_due
+from scorecards.evaluation.sweep import evaluate_due
 from scorecards.models import Kpi, StatusChange, SurgeSignal
 from scorecards.services import ownership_transfer_direct
 from tests.factories import KpiFactory, MembershipFactory, OrganizationFactory, TeamFactory
@@ -391,7 +391,7 @@ def test_my_work_names_every_kpi_of_a_shared_review_task_and_links_the_inbox(own
     k = owner_of_two.kpis
     change(k["marketing.leads"], T0)
     sweep(T0)
-    html = owner_of_two.client(owner_of_two.planner).get(reverse("my_work", args=[owner_of_two.org.slug]))
+    html = owner_of_two.client(owner_of_two.planner).get(reverse("scorecards:my_work", args=[owner_of_two.org.slug]))
     inbox = reverse("escalations:task_inbox", args=[owner_of_two.org.slug])
     assert f'<a href="{inbox}">Fill rate and 1 more</a>' in html.content.decode()
 

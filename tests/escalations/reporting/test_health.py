@@ -235,7 +235,7 @@ def test_executives_and_admins_see_it_members_do_not_and_strangers_get_404(acme,
 
 def test_the_navigation_links_it_for_executives_only(acme):
     url = reverse("escalations:governance_health", args=[acme.org.slug])
-    overview = reverse("overview", args=[acme.org.slug])
+    overview = reverse("scorecards:overview", args=[acme.org.slug])
     assert url in acme.client(acme.executive).get(overview).content.decode()
     assert url not in acme.client(acme.member).get(overview).content.decode()
 

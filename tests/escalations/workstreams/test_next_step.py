@@ -57,7 +57,7 @@ def shown(tenant, membership, at: datetime) -> dict[str, str]:
     with time_machine.travel(at, tick=False):
         pages = {
             "inbox": client.get(reverse("escalations:task_inbox", args=[org])),
-            "my work": client.get(reverse("my_work", args=[org])),
+            "my work": client.get(reverse("scorecards:my_work", args=[org])),
             "workstream": client.get(reverse("escalations:workstream_detail", args=[org, ws.pk])),
             "list": client.get(reverse("escalations:workstream_list", args=[org])),
         }
@@ -186,11 +186,11 @@ def test_my_work_marks_overdue_tasks_as_the_inbox_does(acme):
     client = acme.client(acme.lead)
     with time_machine.travel(T0 + 3 * DAY, tick=False):  # the mitigation task was due a day ago
         inbox = client.get(reverse("escalations:task_inbox", args=[acme.org.slug])).content.decode()
-        mine = client.get(reverse("my_work", args=[acme.org.slug])).content.decode()
+        mine = client.get(reverse("scorecards:my_work", args=[acme.org.slug])).content.decode()
     overdue = '<strong class="due due-overdue">24 h overdue</strong>'
     assert overdue in inbox and overdue in mine
     with time_machine.travel(T0 + HOUR, tick=False):
-        assert "due-overdue" not in client.get(reverse("my_work", args=[acme.org.slug])).content.decode()
+        assert "due-overdue" not in client.get(reverse("scorecards:my_work", args=[acme.org.slug])).content.decode()
 
 
 def test_a_strangers_workstreams_say_nothing_of_ours(acme, stranger_tenant):

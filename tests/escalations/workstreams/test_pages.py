@@ -480,7 +480,7 @@ def test_the_inbox_needs_a_constant_number_of_queries(tenant, episode, django_as
 
 
 def test_my_work_shows_the_open_tasks(tenant, episode):
-    html = tenant.client(tenant.lead).get(url("my_work", tenant)).content.decode()
+    html = tenant.client(tenant.lead).get(url("scorecards:my_work", tenant)).content.decode()
     assert "File a mitigation path" in html and url("escalations:task_inbox", tenant) in html
 
 
@@ -647,7 +647,7 @@ def test_the_notifications_page_needs_a_constant_number_of_queries(tenant, episo
 
 
 def test_the_kpi_page_shows_the_open_workstream(tenant, episode):
-    html = tenant.client(tenant.member).get(url("kpi_detail", tenant, kpi_id=tenant.kpi.pk)).content.decode()
+    html = tenant.client(tenant.member).get(url("scorecards:kpi_detail", tenant, kpi_id=tenant.kpi.pk)).content.decode()
     assert url("escalations:workstream_detail", tenant, workstream_id=episode.pk) in html
     assert "Escalated to level 1" in html
 
@@ -663,7 +663,7 @@ def test_the_scorecard_marks_kpis_with_an_open_workstream(tenant, episode, djang
     )
     client = tenant.client(tenant.member)
     with django_assert_max_num_queries(15):  # the scorecard's pinned budget (tests/scorecards/test_kpi_pages.py)
-        html = client.get(url("kpi_list", tenant)).content.decode()
+        html = client.get(url("scorecards:kpi_list", tenant)).content.decode()
     assert html.count('class="ws-marker"') == 31
     assert url("escalations:workstream_detail", tenant, workstream_id=episode.pk) in html
 

@@ -1,0 +1,51 @@
+"""Every scorecards model, importable as `scorecards.models.X` (Django finds them here; tables and app label
+are those of the single models module they came from)."""
+
+from scorecards.models.kpis import (
+    STATUS_RANK,
+    STATUS_SEVERITY,
+    Direction,
+    Kpi,
+    KpiGroupObjectPermission,
+    KpiSchedule,
+    KpiUserObjectPermission,
+    OwnershipTransfer,
+    Status,
+    StatusChange,
+    SurgeSignal,
+)
+from scorecards.models.measurements import (
+    EPOCH,
+    Measurement,
+    MeasurementManager,
+    MeasurementRevision,
+    NonFinite,
+)
+from scorecards.models.okrs import CheckIn, KeyResult, Objective, Scorecard
+from scorecards.models.sources import DataSource, DataSourceRun, ImportJob
+
+__all__ = [
+    "EPOCH",
+    "STATUS_RANK",
+    "STATUS_SEVERITY",
+    "CheckIn",
+    "DataSource",
+    "DataSourceRun",
+    "Direction",
+    "ImportJob",
+    "KeyResult",
+    "Kpi",
+    "KpiGroupObjectPermission",
+    "KpiSchedule",
+    "KpiUserObjectPermission",
+    "Measurement",
+    "MeasurementManager",
+    "MeasurementRevision",
+    "NonFinite",
+    "Objective",
+    "OwnershipTransfer",
+    "Scorecard",
+    "Status",
+    "StatusChange",
+    "SurgeSignal",
+]
