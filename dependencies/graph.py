@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
 
+from scorecards.charts.svg import coord
+
 __all__ = ["Edge", "Layout", "Node", "graph_svg", "layout"]
 
 STATUS_LABELS = {
@@ -301,16 +303,16 @@ def _ports(edges: list[Edge], grid: _Grid, boxes: dict[int, Box]) -> tuple[dict[
 
 def _path(points: list[tuple[float, float]]) -> tuple[str, list[tuple[tuple[float, float], tuple[float, float]]]]:
     """The SVG path through an edge's points, and the stretches of it that cross a gap between columns."""
-    d = [f"M{_n(points[0][0])} {_n(points[0][1])}"]
+    d = [f"M{coord(points[0][0])} {coord(points[0][1])}"]
     gaps: list[tuple[tuple[float, float], tuple[float, float]]] = []
     for k in range(1, len(points)):
         (x0, y0), (x1, y1) = points[k - 1], points[k]
         if k % 2 == 1:  # across a gap between columns (or backwards, for an edge of a cycle)
             bend = _bend(x0, x1)
-            d.append(f"C{_n(x0 + bend)} {_n(y0)} {_n(x1 - bend)} {_n(y1)} {_n(x1)} {_n(y1)}")
+            d.append(f"C{coord(x0 + bend)} {coord(y0)} {coord(x1 - bend)} {coord(y1)} {coord(x1)} {coord(y1)}")
             gaps.append(((x0, y0), (x1, y1)))
         else:  # through a column, at a waypoint's free slot
-            d.append(f"H{_n(x1)}")
+            d.append(f"H{coord(x1)}")
     return " ".join(d), gaps
 
 
@@ -352,11 +354,6 @@ def _bend(x0: float, x1: float) -> float:
 # SVG
 
 
-def _n(v: float) -> str:
-    r = round(v, 1)
-    return str(int(r)) if r == int(r) else f"{r:.1f}"
-
-
 def _fit(text: str, px: float, char_px: float = _CHAR_PX) -> str:
     room = max(1, int(px // char_px))
     return text if len(text) <= room else text[: room - 1].rstrip() + "…"
@@ -383,7 +380,7 @@ def graph_svg(
     by_id = {n.id: n for n in nodes}
     edges = [e for e in edges if e.upstream in by_id and e.downstream in by_id and e.upstream != e.downstream]
     placed = layout(nodes, edges)
-    w, h = _n(placed.width), _n(placed.height)
+    w, h = coord(placed.width), coord(placed.height)
     uid = escape(uid)
     parts = [
         f'<svg class="graph{" graph-fit" if fit else ""}" viewBox="0 0 {w} {h}" width="{w}" height="{h}" '
@@ -407,20 +404,20 @@ def graph_svg(
 
 def _arrow_markers(uid: str) -> list[str]:
     return [
-        f'<marker id="{uid}-{name}" class="{name}" viewBox="0 0 10 10" refX="1" refY="5" markerWidth="{_n(ARROW)}"'
-        f' markerHeight="{_n(ARROW)}" markerUnits="userSpaceOnUse" orient="auto"><polygon points="0,0 10,5 0,10"/>'
+        f'<marker id="{uid}-{name}" class="{name}" viewBox="0 0 10 10" refX="1" refY="5" markerWidth="{coord(ARROW)}"'
+        f' markerHeight="{coord(ARROW)}" markerUnits="userSpaceOnUse" orient="auto"><polygon points="0,0 10,5 0,10"/>'
         "</marker>"
         for name in ("arrow", "arrow-hot")
     ]
 
 
 def _band_parts(placed: Layout) -> list[str]:
-    w = _n(placed.width)
+    w = coord(placed.width)
     return [
         f'<g class="band band-{"even" if i % 2 == 0 else "odd"}"><title>{escape(band.team)}</title>'
-        f'<rect x="0" y="{_n(band.y)}" width="{w}" height="{_n(band.h)}"/>'
+        f'<rect x="0" y="{coord(band.y)}" width="{w}" height="{coord(band.h)}"/>'
         + "".join(
-            f'<text class="band-label" x="{_n(box.x)}" y="{_n(band.y + 16)}">{escape(text)}</text>'
+            f'<text class="band-label" x="{coord(box.x)}" y="{coord(band.y + 16)}">{escape(text)}</text>'
             for text, box in _band_labels(band.team, band.y, placed.width)
         )
         + "</g>"
@@ -450,7 +447,7 @@ def _edge_label_parts(edges: list[Edge], placed: Layout, by_id: dict[int, Node])
         box, text = label
         hot = " edge-label-hot" if by_id[e.upstream].status in RED else ""
         parts.append(
-            f'<text class="edge-label{hot}" x="{_n(box.x + box.w / 2)}" y="{_n(box.y + box.h / 2 + 3.5)}">'
+            f'<text class="edge-label{hot}" x="{coord(box.x + box.w / 2)}" y="{coord(box.y + box.h / 2 + 3.5)}">'
             f"{escape(text)}</text>"
         )
     return parts
@@ -467,9 +464,9 @@ def _node_parts(nodes: Sequence[Node], placed: Layout) -> list[str]:
         parts.append(
             f'<a class="node-link" href="{escape(node.href)}"><g class="node node-{status}{focus}">'
             f"<title>{escape(tip)}</title>"
-            f'<rect x="{_n(box.x)}" y="{_n(box.y)}" width="{_n(box.w)}" height="{_n(box.h)}" rx="6"/>'
-            f'<text class="node-name" x="{_n(box.x + 10)}" y="{_n(box.y + 16)}">'
+            f'<rect x="{coord(box.x)}" y="{coord(box.y)}" width="{coord(box.w)}" height="{coord(box.h)}" rx="6"/>'
+            f'<text class="node-name" x="{coord(box.x + 10)}" y="{coord(box.y + 16)}">'
             f"{escape(_fit(node.name, box.w - 18))}</text>"
-            f'<text class="node-status" x="{_n(box.x + 10)}" y="{_n(box.y + 31)}">{label}</text></g></a>'
+            f'<text class="node-status" x="{coord(box.x + 10)}" y="{coord(box.y + 31)}">{label}</text></g></a>'
         )
     return parts

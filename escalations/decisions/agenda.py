@@ -13,7 +13,6 @@ from django.utils.safestring import SafeString
 
 from dependencies import selectors as dependency_selectors
 from dependencies.models import Dependency
-from escalations.decisions.services import _today, midnight
 from escalations.models import (
     Decision,
     DependencyReview,
@@ -21,6 +20,7 @@ from escalations.models import (
     ReviewSession,
     Workstream,
 )
+from governance import formats
 from governance.models import Organization
 from scorecards.charts import kpi as kpi_chart
 from scorecards.models import Kpi, Status, StatusChange
@@ -88,7 +88,7 @@ def agenda(
     of queries. In a session, items decided in it stay listed (with its decisions). `kpi_ids` lists those KPIs
     whatever they need (a decision's response redraws its item)."""
     now = now or timezone.now()
-    today = _today(org, now)
+    today = formats.local_day(now, org.tzinfo)
     kpis = _agenda_kpis(org=org, team_id=team_id, session=session, kpi_ids=kpi_ids)
     episodes = _open_episodes([k.pk for k in kpis])
     items = []
@@ -172,7 +172,7 @@ def _reasons(
     # An accepted risk of this episode (or, without one, of the KPI) holds its reasons until the day it ends.
     risk = kpi.risk_until if kpi.risk_until and (ws is None or kpi.risk_at >= ws.opened_at) else None
     running = risk if risk is not None and risk > today else None
-    ended = midnight(risk, tz) if risk is not None and running is None else None
+    ended = formats.midnight(risk, tz) if risk is not None and running is None else None
     since_red = kpi.status_since or (ws.opened_at if ws else now)
 
     def reason(code: str, text: str, since: datetime) -> Reason:
@@ -193,7 +193,7 @@ def _reasons(
     if kpi.status == Status.STALE:
         reasons.append(reason("stale", "Stale: no fresh data", since_red))
     if ended is not None and reasons and kpi.status in SEVERITY_RANK:
-        reasons.append(reason("risk_expired", f"The risk accepted until {risk:%d %b %Y} has run out", ended))
+        reasons.append(reason("risk_expired", f"The risk accepted until {formats.day(risk)} has run out", ended))
     return reasons, running
 
 

@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 from django.db.models import Count, QuerySet
 from django.utils import timezone
 
-from escalations.decisions.services import SESSION_ACTIONS, _day, midnight
+from escalations.decisions.services import SESSION_ACTIONS
 from escalations.models import (
     Decision,
     MitigationAction,
@@ -17,6 +17,7 @@ from escalations.models import (
     ReviewSession,
     Workstream,
 )
+from governance import formats
 from governance.models import Membership, Organization
 from scorecards.models import Kpi, Status, StatusChange
 from scorecards.selectors import visible_kpis
@@ -86,11 +87,11 @@ def outcomes(*, org: Organization, decisions: Sequence[Decision], now: datetime 
     for d in decisions:
         recovered = next((at for at in recoveries.get(d.kpi_id, []) if at >= d.decided_at), None)
         # The expected day counts whole, in the organization's calendar.
-        deadline = midnight(d.expected_by + timedelta(days=1), tz) if d.expected_by else None
+        deadline = formats.midnight(d.expected_by + timedelta(days=1), tz) if d.expected_by else None
         status = d.kpi.get_status_display().lower()
         if recovered is not None:
             local = timezone.localtime(recovered, tz)
-            day = f"{local.day} {local:%b %Y}"
+            day = f"{formats.day(local)}"
             if deadline is None:
                 result[d.pk] = Outcome("recovered", f"On track since {day}", recovered)
             elif recovered < deadline:
@@ -101,9 +102,9 @@ def outcomes(*, org: Organization, decisions: Sequence[Decision], now: datetime 
         elif d.kpi.status == Status.ON_TRACK:
             result[d.pk] = Outcome("recovered", "On track")
         elif deadline is not None and now >= deadline:
-            result[d.pk] = Outcome("missed", f"Missed: still {status} after {_day(d.expected_by)}")
+            result[d.pk] = Outcome("missed", f"Missed: still {status} after {formats.day(d.expected_by)}")
         elif deadline is not None:
-            result[d.pk] = Outcome("due", f"Expected on track by {_day(d.expected_by)}; now {status}")
+            result[d.pk] = Outcome("due", f"Expected on track by {formats.day(d.expected_by)}; now {status}")
         else:
             result[d.pk] = Outcome("open", f"Now {status}")
     return result

@@ -16,7 +16,7 @@ is recorded after the item's reason arose (a path awaiting review stays until it
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import date, datetime, time, timedelta, tzinfo
+from datetime import date, timedelta
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
@@ -34,8 +34,9 @@ from escalations.models import (
 )
 from escalations.notify.fanout import Message, notify
 from escalations.workstreams import services
+from governance import formats
 from governance.access import DECISION_ROLES, decision_reason
-from governance.models import Membership, Organization
+from governance.models import Membership
 from governance.services.audit import audit_log, snapshot
 from scorecards import services as scorecard_services
 from scorecards.evaluation.thresholds import settings_errors
@@ -58,19 +59,6 @@ SESSION_ACTIONS = 60  # a session lists the soonest due open actions; the workst
 
 def may_decide(membership: Membership | None) -> bool:
     return membership is not None and membership.is_active and membership.role in DECIDERS
-
-
-def midnight(day: date, tz: tzinfo) -> datetime:
-    """The start of `day` in the organization's calendar."""
-    return datetime.combine(day, time(), tz)
-
-
-def _day(day: date) -> str:
-    return f"{day.day} {day:%b %Y}"
-
-
-def _today(org: Organization, now: datetime | None = None) -> date:
-    return timezone.localdate(now or timezone.now(), org.tzinfo)
 
 
 def _open_workstream(kpi: Kpi) -> Workstream | None:
@@ -118,13 +106,13 @@ def decision_accept_risk(
     kpi = ws.kpi
     allowed = require(authority("risk_accept", by=by, workstream=ws))
     reason = decision_reason(reason)
-    today = _today(ws.organization)
+    today = formats.local_day(timezone.now(), ws.organization.tzinfo)
     if until <= today:
         raise ValidationError({"until": "Accept the risk until a day after today."})
     if until - today > MAX_RISK:
         raise ValidationError({"until": "A risk is accepted for a year at most; review it again before then."})
     now = timezone.now()
-    resumes = midnight(until, ws.organization.tzinfo)
+    resumes = formats.midnight(until, ws.organization.tzinfo)
     before = snapshot(ws, ["level", "escalation_pass", "next_escalation_at", "exhausted_at"])
     escalates = bool(ws.policy.get("levels")) and not mitigated(ws)
     if escalates:
@@ -139,7 +127,7 @@ def decision_accept_risk(
         ws,
         now,
         "risk_accepted",
-        f"Risk accepted until {until:%a %d %b %Y}; unless {kpi.name} is on track by then, {then}",
+        f"Risk accepted until {formats.day(until, weekday=True)}; unless {kpi.name} is on track by then, {then}",
         by.user,
     )
     decision = decision_record(
@@ -153,7 +141,9 @@ def decision_accept_risk(
         expected_by=until,
         payload={
             "until": until.isoformat(),
-            "escalation_resumes_at": resumes.isoformat() if escalates else None,
+            "escalation_resumes_at": timezone.localtime(resumes, ws.organization.tzinfo).isoformat()
+            if escalates
+            else None,
             "escalation_before": before,
             "escalation_tasks_answered": answered,
         },
@@ -161,7 +151,7 @@ def decision_accept_risk(
     _tell(
         kpi,
         [kpi.owner],
-        f"Risk on {kpi.name} accepted until {until:%d %b %Y}",
+        f"Risk on {kpi.name} accepted until {formats.day(until)}",
         f"{by.user.name}: {decision.reason}",
         f"decision{decision.pk}",
         ws,
@@ -301,7 +291,7 @@ def _action_errors(
         errors["description"] = ["Say what must be done."]
     if owner.organization_id != ws.organization_id or not owner.is_active:
         errors["owner"] = ["The action's owner must be an active member."]
-    if due < _today(ws.organization):
+    if due < formats.local_day(timezone.now(), ws.organization.tzinfo):
         errors["due"] = ["The action cannot be due in the past."]
     return errors
 
@@ -336,7 +326,7 @@ def decision_assign_action(
         ws,
         now,
         "action_assigned",
-        f"Action for {owner.user.name}, due {due:%a %d %b}: {action.description}",
+        f"Action for {owner.user.name}, due {formats.day(due, year=False, weekday=True)}: {action.description}",
         by.user,
     )
     audit_log(
@@ -363,7 +353,7 @@ def decision_assign_action(
         kpi,
         [owner, kpi.owner],
         f"Action for {kpi.name}: {action.description[:80]}",
-        f"{owner.user.name}, due {due:%a %d %b}. {by.user.name}: {decision.reason}",
+        f"{owner.user.name}, due {formats.day(due, year=False, weekday=True)}. {by.user.name}: {decision.reason}",
         f"decision{decision.pk}",
         ws,
     )

@@ -25,6 +25,7 @@ from escalations.decisions.forms import (
 from escalations.engine import authority as deciding
 from escalations.models import MitigationPath, ReviewSession, Task, Workstream
 from escalations.workstreams.selectors import workstreams
+from governance import formats
 from governance.access import get_for_org_or_404, refuse, role_required
 from governance.forms import active_members, apply_errors
 from governance.models import Role
@@ -183,7 +184,7 @@ def _decide(request: HttpRequest, kpi: Kpi, form: DecisionForm) -> str:
         return "Path approved: escalation stops." if data["approve"] else "Path rejected: it goes back to the owner."
     if form.kind == "risk":
         services.decision_accept_risk(workstream=ws, until=data["until"], **common)
-        return f"Risk accepted until {data['until']:%d %b %Y}: escalation pauses until then."
+        return f"Risk accepted until {formats.day(data['until'])}: escalation pauses until then."
     if form.kind == "target":
         services.decision_change_target(
             kpi=kpi,

@@ -11,7 +11,6 @@ from functools import partial
 
 from django.db.models import Case, Model, Value, When
 from django.urls import reverse
-from django.utils import timezone
 
 from escalations.engine.timing import BusinessHours
 from escalations.models import (
@@ -42,16 +41,6 @@ OPEN = [Task.State.OPEN, Task.State.ACKNOWLEDGED]
 
 def business_hours(org: Organization) -> BusinessHours:
     return BusinessHours.of(org.tzinfo, org.business_days, org.business_start, org.business_end)
-
-
-def when(at: datetime, org: Organization) -> str:
-    return f"{timezone.localtime(at, org.tzinfo):%a %d %b %H:%M}"
-
-
-def plain_when(at: datetime, org: Organization) -> str:
-    """A time as the pages say it, in the organization's zone: "Fri 4 Dec 09:00"."""
-    local = timezone.localtime(at, org.tzinfo)
-    return f"{local:%a} {local.day} {local:%b %H:%M}"
 
 
 def workstream_url(ws: Workstream) -> str:

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from escalations.engine.blocks import BREACH, SEVERITY, Counts, event, when
+from escalations.engine.blocks import BREACH, SEVERITY, Counts, event
 from escalations.engine.episode_memory import EpisodeMemory
 from escalations.models import (
     Task,
     Workstream,
 )
+from governance import formats
 from governance.models import User
 from scorecards.models import Kpi, Status, StatusChange
 
@@ -64,7 +65,7 @@ class Episodes(EpisodeMemory):
             [kpi.owner],
             kind,
             f"{kpi.name} {what}",
-            f"{change.reason}\n\n{ask} by {when(due, kpi.organization)}.",
+            f"{change.reason}\n\n{ask} by {formats.when(due, kpi.organization.tzinfo)}.",
             "opened",
         )
         self.inhibit(ws, change.changed_at)
@@ -145,7 +146,7 @@ class Episodes(EpisodeMemory):
             at,
             "waiting_on_upstream",
             f"Escalation waits on upstream: {upstream.kpi.name} has an open episode since "
-            f"{when(upstream.opened_at, ws.organization)}; it starts when that one resolves",
+            f"{formats.when(upstream.opened_at, ws.organization.tzinfo)}; it starts when that one resolves",
         )
 
     def release_downstream(self, upstream: Workstream, at: datetime) -> None:
@@ -162,7 +163,7 @@ class Episodes(EpisodeMemory):
                 ws.next_escalation_at = max(ws.next_escalation_at, at)
             self._save(ws, "waiting_on", "next_escalation_at")
             due = ws.next_escalation_at
-            then = f"; the next step is due {when(due, ws.organization)}" if due else ""
+            then = f"; the next step is due {formats.when(due, ws.organization.tzinfo)}" if due else ""
             self.journal.event(
                 ws, at, "upstream_resolved", f"Upstream {upstream.kpi.name} resolved: escalation runs again{then}"
             )
@@ -202,5 +203,5 @@ def inhibit(ws: Workstream, at: datetime) -> None:
         at,
         "waiting_on_upstream",
         f"Escalation waits on upstream: {upstream.kpi.name} has an open episode since "
-        f"{when(upstream.opened_at, ws.organization)}; it starts when that one resolves",
+        f"{formats.when(upstream.opened_at, ws.organization.tzinfo)}; it starts when that one resolves",
     )

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime
 
-from escalations.engine.blocks import OPEN, Journal, business_hours, new_task, paths_among, when, without_overdue
+from escalations.engine.blocks import OPEN, Journal, business_hours, new_task, paths_among, without_overdue
 from escalations.engine.resolver import Resolved, Resolver, admins, four_eyes, target_words
 from escalations.engine.timing import Policy, Position, Step, next_step, renotify
 from escalations.models import (
@@ -14,6 +14,7 @@ from escalations.models import (
     Task,
     Workstream,
 )
+from governance import formats
 from governance.models import Membership
 from scorecards.models import Kpi
 
@@ -145,7 +146,7 @@ class Escalation:
                 Task.Kind.ESCALATION,
                 f"Escalation: {ws.kpi.name} is {ws.get_severity_display().lower()}, no mitigation approved",
                 (
-                    f"Opened {when(ws.opened_at, ws.organization)}; owner "
+                    f"Opened {formats.when(ws.opened_at, ws.organization.tzinfo)}; owner "
                     f"{ws.kpi.owner.user.name}. Review the mitigation path or acknowledge that you are on it."
                 ),
                 key,

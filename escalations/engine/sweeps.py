@@ -18,7 +18,7 @@ from django.db import transaction
 from django.db.models import Exists, F, OuterRef
 from django.utils import timezone
 
-from escalations.engine.blocks import OPEN, OWNER_TASKS, Counts, Journal, save_fields, when, workstream_url
+from escalations.engine.blocks import OPEN, OWNER_TASKS, Counts, Journal, save_fields, workstream_url
 from escalations.engine.episodes import Episodes
 from escalations.engine.escalation import Escalation
 from escalations.engine.reviews import propagation
@@ -31,6 +31,7 @@ from escalations.models import (
     Workstream,
 )
 from escalations.notify.fanout import Announcement, Message
+from governance import formats
 from scorecards.models import Kpi, StatusChange
 
 BATCH_SIZE = 200
@@ -111,7 +112,7 @@ def _move_owner_tasks(now: datetime, org_id: int | None) -> None:
                     message=Message(
                         kind=task.kind,
                         subject=subject,
-                        body=f"Due {when(task.due_at, ws.organization)}.",
+                        body=f"Due {formats.when(task.due_at, ws.organization.tzinfo)}.",
                         url=workstream_url(ws),
                     ),
                     dedup_key=f"{task.organization_id}:{task.kpi_id}:{task.workstream_id}:moved:{task.pk}:{previous}",
@@ -201,20 +202,20 @@ def _flag_overdue_actions(now: datetime, org_id: int | None) -> None:
         journal = Journal(now)
         for action in overdue:
             ws = action.path.workstream
-            action.overdue_at = now
+            action.overdue_at, due = now, formats.day(action.due, year=False, weekday=True)
             journal.task(ws, Task.Kind.ACTION, action.owner, now, f"action{action.pk}", action=action)
             journal.event(
                 ws,
                 now,
                 "action_overdue",
-                f"Action overdue ({action.owner.user.name}, due {action.due:%d %b}): {action.description}",
+                f"Action overdue ({action.owner.user.name}, due {due}): {action.description}",
             )
             journal.notify(
                 ws,
                 [action.owner],
                 Task.Kind.ACTION,
                 f"Overdue action for {ws.kpi.name}",
-                f"{action.description}\n\nDue {action.due:%a %d %b}. Mark it done or record its progress.",
+                f"{action.description}\n\nDue {due}. Mark it done or record its progress.",
                 f"action{action.pk}",
             )
         MitigationAction.objects.filter(pk__in=[a.pk for a in overdue]).update(overdue_at=now)

@@ -9,10 +9,10 @@ from datetime import datetime, timedelta
 from django.db.models import Count
 
 from escalations.engine.blocks import business_hours
-from escalations.engine.blocks import plain_when as when
 from escalations.engine.resolver import Resolver, admins, four_eyes, policy_for
 from escalations.engine.timing import Level, Policy, plan
 from escalations.models import EscalationPolicy
+from governance import formats
 from governance.durations import format_duration
 from governance.models import Membership, Organization, Role, Team
 from scorecards.models import Kpi
@@ -155,7 +155,7 @@ def preview(*, kpi: Kpi, policy: Policy, policy_label: str, opened: datetime) ->
             "The episode opens",
             "KPI owner",
             [kpi.owner.user.name],
-            f"Mitigation task due {when(due, org)}"
+            f"Mitigation task due {formats.when(due, org.tzinfo)}"
             + ("; escalation starts then if no path is approved." if policy.levels else "; there is no escalation."),
         )
     ]
@@ -176,7 +176,7 @@ def preview(*, kpi: Kpi, policy: Policy, policy_label: str, opened: datetime) ->
         title = f"Level {step.level}" + (f", pass {step.pass_}" if policy.repeat else "")
         late = ""
         if step.at != step.due:
-            late = f"Due {when(step.due, org)}, outside business hours: waits for the opening. "
+            late = f"Due {formats.when(step.due, org.tzinfo)}, outside business hours: waits for the opening. "
         level_found = found[step.level - 1]
         if step.skipped:
             why = level_found.skip_reason() if level_found.left_out else "Names nobody active today"

@@ -4,7 +4,7 @@ items, as the payload its email renders (escalations.notify.formats)."""
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import date, datetime, tzinfo
+from datetime import datetime
 
 from django.db.models import (
     Case,
@@ -28,6 +28,7 @@ from escalations.models import (
 from escalations.reporting.digest_slots import Slot, by_zone
 from escalations.reporting.health import status_at
 from escalations.workstreams import selectors
+from governance import formats
 from governance.models import Membership, Organization
 from scorecards.models import STATUS_SEVERITY, Kpi, Status, StatusChange
 
@@ -43,9 +44,8 @@ LIVE_PATHS = (MitigationPath.State.SUBMITTED, MitigationPath.State.APPROVED)
 STATUS_ORDER = [Status.ON_TRACK, Status.AT_RISK, Status.OFF_TRACK, Status.STALE, Status.NO_DATA]
 
 
-def _day(at: datetime | date, tz: tzinfo) -> str:
-    local = at.astimezone(tz) if isinstance(at, datetime) else at
-    return f"{local:%a} {local.day} {local:%b}"
+def _day(at, tz) -> str:
+    return formats.day(at, tz, year=False, weekday=True)
 
 
 def _limited(rows: list[dict]) -> dict:
@@ -159,7 +159,7 @@ def _change_rows(net: dict[int, dict], org: Organization) -> list[dict]:
             "new": c["new"],
             "new_label": labels[c["new"]],
             "when": _day(c["changed_at"], org.tzinfo),
-            "url": reverse("kpi_detail", args=[org.slug, c["kpi_id"]]),
+            "url": reverse("scorecards:kpi_detail", args=[org.slug, c["kpi_id"]]),
         }
         for c in moved
     ]
@@ -199,7 +199,7 @@ def _stale_rows(rows: list[dict], org: Organization) -> list[dict]:
             "kpi": r["name"],
             "who": r["owner__user__name"],
             "since": _day(r["last_measured_at"], org.tzinfo) if r["last_measured_at"] else "never",
-            "url": reverse("kpi_detail", args=[org.slug, r["pk"]]),
+            "url": reverse("scorecards:kpi_detail", args=[org.slug, r["pk"]]),
         }
         for r in rows
     ]
@@ -336,7 +336,7 @@ def digest_of(m: Membership, org: Organization, slot: Slot, summary: dict | None
             f"Yours: {parts[0]}, {parts[1]}, {parts[2]} in an open episode"
             + (f"; {mine['overdue']} overdue." if mine["overdue"] else ".")
         )
-    subject = f"Weekly digest, week of {week_start.day} {week_start:%b}"
+    subject = f"Weekly digest, week of {formats.day(week_start, year=False)}"
     if summary and summary["decisions"]["rows"]:
         decisions = len(summary["decisions"]["rows"]) + summary["decisions"]["more"]
         subject += f": {decisions} awaiting a decision"
@@ -357,7 +357,7 @@ def digest_of(m: Membership, org: Organization, slot: Slot, summary: dict | None
         "mine": mine,
         "links": {
             "health": reverse("escalations:governance_health", args=[org.slug]),
-            "scorecards": reverse("kpi_list", args=[org.slug]),
+            "scorecards": reverse("scorecards:kpi_list", args=[org.slug]),
             "inbox": reverse("escalations:task_inbox", args=[org.slug]),
             "settings": reverse("escalations:notification_settings", args=[org.slug]),
         },

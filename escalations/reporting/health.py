@@ -15,13 +15,14 @@ import bisect
 import statistics
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, time, timedelta
+from datetime import datetime, timedelta
 
 from django.db.models import Case, Count, Expression, IntegerField, Min, OuterRef, Q, Subquery, Value, When
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from escalations.models import Decision, MitigationAction, MitigationPath, ReviewSession, Task, Workstream
+from governance import formats
 from governance.models import Organization
 from scorecards.models import Kpi, Status, StatusChange
 
@@ -43,16 +44,14 @@ def calendar_weeks(*, org: Organization, count: int, now: datetime | None = None
     """The last `count` calendar weeks of the organization, oldest first, the one in progress last."""
     now = now or timezone.now()
     tz = org.tzinfo
-    today = timezone.localtime(now, tz).date()
+    today = formats.local_day(now, tz)
     monday = today - timedelta(days=today.weekday())
     weeks = []
     for back in range(count - 1, -1, -1):
         day = monday - timedelta(weeks=back)
-        # Wall-clock midnights, so a DST week is 167 or 169 hours long, never shifted by an hour. Kept in UTC: Python
-        # subtracts and compares two datetimes of one zone by their wall clocks.
-        start = datetime.combine(day, time(), tzinfo=tz).astimezone(UTC)
-        end = datetime.combine(day + timedelta(days=7), time(), tzinfo=tz).astimezone(UTC)
-        weeks.append(Week(start, min(end, now), end > now, f"{day.day} {day:%b}"))
+        start = formats.midnight(day, tz)
+        end = formats.midnight(day + timedelta(days=7), tz)
+        weeks.append(Week(start, min(end, now), end > now, formats.day(day, year=False)))
     return weeks
 
 

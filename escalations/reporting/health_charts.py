@@ -15,16 +15,11 @@ from django.utils.html import format_html
 from django.utils.safestring import SafeString, mark_safe
 
 from escalations.reporting.health import Metric, Series, Week
-from scorecards.charts.svg import nice_ticks
+from scorecards.charts.svg import coord, nice_ticks
 
 WIDTH, HEIGHT = 480, 220  # one column of the page's two at 1280px: drawn at about 1:1
 _CHAR_PX = 6.6  # average advance of an 11px UI font, as in scorecards.charts
 PALETTE = 6  # .bar-0 ... .bar-5 in health.css
-
-
-def _n(v: float) -> str:
-    r = round(v, 1)
-    return str(int(r)) if r == int(r) else f"{r:.1f}"
 
 
 def _tick(v: float) -> str:
@@ -72,13 +67,17 @@ class _Frame:
             ),
             '<g class="grid">',
         ]
-        x1, x2 = _n(self.left), _n(self.left + self.plot_w)
-        parts += [f'<line x1="{x1}" y1="{_n(self.y_of(t))}" x2="{x2}" y2="{_n(self.y_of(t))}"/>' for t in self.ticks]
+        x1, x2 = coord(self.left), coord(self.left + self.plot_w)
+        parts += [
+            f'<line x1="{x1}" y1="{coord(self.y_of(t))}" x2="{x2}" y2="{coord(self.y_of(t))}"/>' for t in self.ticks
+        ]
         parts.append('</g><g class="axis axis-y">')
         if self.unit:
             parts.append(format_html('<text class="axis-title" x="2" y="12">{}</text>', self.unit))
         for t, text in zip(self.ticks, self.labels, strict=True):
-            parts.append(format_html('<text x="{}" y="{}">{}</text>', _n(self.left - 6), _n(self.y_of(t) + 4), text))
+            parts.append(
+                format_html('<text x="{}" y="{}">{}</text>', coord(self.left - 6), coord(self.y_of(t) + 4), text)
+            )
         parts.append("</g>")
         return parts
 
@@ -87,10 +86,10 @@ class _Frame:
         n = len(self.weeks)
         # From the chart's width rather than the plot's, so that every chart labels the same weeks.
         every = max(1, math.ceil(n / max(1, int((WIDTH - 60) // (6 * _CHAR_PX + 10)))))
-        base = _n(self.top + self.plot_h)
+        base = coord(self.top + self.plot_h)
         parts = [
-            f'<g class="axis axis-x"><line class="axis-line" x1="{_n(self.left)}" y1="{base}" '
-            f'x2="{_n(self.left + self.plot_w)}" y2="{base}"/>'
+            f'<g class="axis axis-x"><line class="axis-line" x1="{coord(self.left)}" y1="{base}" '
+            f'x2="{coord(self.left + self.plot_w)}" y2="{base}"/>'
         ]
         for i, week in enumerate(self.weeks):
             if (n - 1 - i) % every:
@@ -98,7 +97,7 @@ class _Frame:
             half = len(week.label) * _CHAR_PX / 2
             x = min(max(self.x_of(i), half + 2), WIDTH - half - 2)
             parts.append(
-                format_html('<text x="{}" y="{}">{}</text>', _n(x), _n(self.top + self.plot_h + 17), week.label)
+                format_html('<text x="{}" y="{}">{}</text>', coord(x), coord(self.top + self.plot_h + 17), week.label)
             )
         parts.append("</g></svg>")
         return parts
@@ -127,7 +126,7 @@ def line_chart(metric: Metric, weeks: Sequence[Week]) -> SafeString:
             runs[-1].append((frame.x_of(i), frame.y_of(v)))
     for run in runs:
         if len(run) > 1:
-            parts.append(f'<polyline class="series" points="{" ".join(f"{_n(x)},{_n(y)}" for x, y in run)}"/>')
+            parts.append(f'<polyline class="series" points="{" ".join(f"{coord(x)},{coord(y)}" for x, y in run)}"/>')
     parts.append('<g class="points">')
     for i, (week, v) in enumerate(zip(weeks, metric.values, strict=True)):
         if v is None:
@@ -136,8 +135,8 @@ def line_chart(metric: Metric, weeks: Sequence[Week]) -> SafeString:
             format_html(
                 '<circle class="point{}" cx="{}" cy="{}" r="3.5"><title>Week of {}{}: {}</title></circle>',
                 " point-partial" if week.in_progress else "",
-                _n(frame.x_of(i)),
-                _n(frame.y_of(v)),
+                coord(frame.x_of(i)),
+                coord(frame.y_of(v)),
                 week.label,
                 " so far" if week.in_progress else "",
                 metric.cells[i],
@@ -170,10 +169,10 @@ def bar_chart(metric: Metric, weeks: Sequence[Week]) -> SafeString:
                     "<title>{}, week of {}{}: {}</title></rect>",
                     j % PALETTE,
                     " bar-partial" if week.in_progress else "",
-                    _n(frame.x_of(i) - bar / 2),
-                    _n(y_top),
-                    _n(bar),
-                    _n(y_bottom - y_top),
+                    coord(frame.x_of(i) - bar / 2),
+                    coord(y_top),
+                    coord(bar),
+                    coord(y_bottom - y_top),
                     s.name,
                     week.label,
                     " so far" if week.in_progress else "",

@@ -7,6 +7,7 @@ from datetime import date
 from django import template
 
 from escalations.models import Decision, Workstream
+from governance import formats
 from scorecards.templatetags.kpis import kpi_value
 
 register = template.Library()
@@ -21,8 +22,7 @@ def _threshold(value) -> str:
 def _day(iso: str | None) -> str:
     if not iso:
         return "no date"
-    day = date.fromisoformat(iso[:10])
-    return f"{day.day} {day:%b %Y}"
+    return formats.day(date.fromisoformat(iso[:10]))
 
 
 def _target_change(decision: Decision) -> str:
@@ -77,10 +77,10 @@ def decision_follow_up(decision: Decision) -> tuple[str, str] | None:
     if decision.action_id:
         action = decision.action
         if action.done_at:
-            return "ok", f"Action done {action.done_at.day} {action.done_at:%b}"
+            return "ok", f"Action done {formats.day(action.done_at, year=False)}"
         if action.overdue_at:
             return "off_track", "Action overdue"
-        return "muted", f"Action open, due {action.due.day} {action.due:%b}"
+        return "muted", f"Action open, due {formats.day(action.due, year=False)}"
     if decision.transfer_id:
         transfer = decision.transfer
         state = {"approved": "ok", "rejected": "off_track", "cancelled": "muted"}.get(transfer.state, "at_risk")

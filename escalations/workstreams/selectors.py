@@ -22,7 +22,6 @@ from django.db.models.functions import Coalesce
 
 from escalations.engine import timing
 from escalations.engine.blocks import business_hours, paths_among
-from escalations.engine.blocks import plain_when as when
 from escalations.engine.resolver import Resolver, and_names, four_eyes
 from escalations.engine.timing import BusinessHours, Policy, Position
 from escalations.models import (
@@ -33,6 +32,7 @@ from escalations.models import (
     Task,
     Workstream,
 )
+from governance import formats
 from governance.models import Membership, Organization
 from scorecards.models import Kpi, Status
 
@@ -267,9 +267,9 @@ def _names(people: list[Membership]) -> list[str]:
 def _words(upcoming: Upcoming, org: Organization) -> str:
     who = and_names(upcoming.who) if upcoming.who else "nobody"
     if upcoming.kind == "exhaustion":
-        return f"escalation runs out at {when(upcoming.at, org)}; the admins are told"
+        return f"escalation runs out at {formats.when(upcoming.at, org.tzinfo)}; the admins are told"
     which = f"level {upcoming.level}" + (f", pass {upcoming.pass_}" if upcoming.pass_ > 1 else "")
-    return f"{which} ({who}) at {when(upcoming.at, org)}"
+    return f"{which} ({who}) at {formats.when(upcoming.at, org.tzinfo)}"
 
 
 def what_next_of(episodes: list[Workstream]) -> dict[int, WhatNext]:
@@ -316,7 +316,7 @@ def _what_next(ws: Workstream, resolve: Resolver, exclude: dict[int, str]) -> Wh
         ws.organization,
         ws.next_escalation_at,
     )
-    position, reminder = Position(ws.level, ws.escalation_pass), None
+    position, reminder, tz = Position(ws.level, ws.escalation_pass), None, org.tzinfo
     if ws.renotify:
         again = timing.renotify(policy, position, due, hours)
         reminder = Upcoming("reminder", again.at, _names(resolve.step(policy, again.level, ws.kpi, exclude).people))
@@ -324,8 +324,14 @@ def _what_next(ws: Workstream, resolve: Resolver, exclude: dict[int, str]) -> Wh
         position = Position(again.level, again.pass_)
     step = _next_level(policy, position, due, hours, ws.kpi, resolve, exclude)
     if reminder is not None:
-        text = f"Reminder to {and_names(reminder.who) if reminder.who else 'nobody'} at {when(reminder.at, org)}; "
-        text += f"next level not before {when(step.at, org)}" if step.kind == "escalation" else _words(step, org)
+        text = (
+            f"Reminder to {and_names(reminder.who) if reminder.who else 'nobody'} at {formats.when(reminder.at, tz)}; "
+        )
+        text += (
+            f"next level not before {formats.when(step.at, org.tzinfo)}"
+            if step.kind == "escalation"
+            else _words(step, org)
+        )
     else:
         text = "Next: " + _words(step, org)
     return WhatNext(step, reminder, text)

@@ -27,6 +27,7 @@ from escalations.models import (
     Workstream,
 )
 from escalations.notify.fanout import Message, notify
+from governance import formats
 from governance.access import SELF_APPROVED, decision_reason
 from governance.models import Membership, Role
 from governance.services.audit import audit_log
@@ -150,7 +151,7 @@ def mitigation_path_file(
             subject=f"Mitigation path for {ws.kpi.name} awaits review",
             body=(
                 f"{by.user.name}: {path.root_cause}\n\n{len(actions)} action(s); "
-                f"recovery expected {expected_recovery:%d %b}."
+                f"recovery expected {formats.day(expected_recovery, year=False)}."
             ),
             url=workstream_url(ws),
         ),

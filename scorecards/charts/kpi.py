@@ -83,8 +83,7 @@ def kpi_chart(
             (datetime.combine(kpi.target_by, time(), tz), kpi.target_value),
         ]
     markers = [
-        svg.Marker(c.changed_at, c.new, f"{c.get_old_display()} → {c.get_new_display()}: {c.reason}")
-        for c in changes
+        svg.Marker(c.changed_at, c.new, f"{c.get_old_display()} → {c.get_new_display()}: {c.reason}") for c in changes
     ]
     return svg.kpi_chart(
         points=points,

@@ -9,10 +9,12 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta, tzinfo
+from datetime import UTC, date, datetime, timedelta, tzinfo
 
 from django.utils.html import escape, format_html
 from django.utils.safestring import SafeString, mark_safe
+
+from governance import formats
 
 __all__ = ["Band", "Marker", "kpi_chart", "nice_ticks", "sparkline"]
 
@@ -45,37 +47,10 @@ class Marker:
 # Numbers
 
 
-def _n(v: float) -> str:
+def coord(v: float) -> str:
     """A coordinate rounded to one decimal, without a trailing .0 (bytes add up over 500 sparklines)."""
     r = round(v, 1)
-    if r == int(r):
-        return str(int(r))
-    return f"{r:.1f}"
-
-
-def _strip_zeros(text: str) -> str:
-    return text.rstrip("0").rstrip(".") if "." in text else text
-
-
-def _format_value(v: float) -> str:
-    """A single value for people: 1,235 / 12.5k / 3.4M / 0.372."""
-    a = abs(v)
-    for scale, suffix in ((1e9, "B"), (1e6, "M"), (1e3, "k")):
-        # Compact from 10k (a four-digit number reads fine with a separator); compare rounded values
-        # so 999,999 becomes 1M rather than 1,000k.
-        if round(a / scale, 1) >= (10 if suffix == "k" else 1):
-            return f"{_strip_zeros(f'{round(v / scale, 1):,.1f}')}{suffix}"
-    if a < 1 and v != 0:
-        text = f"{v:.3g}"
-    else:
-        # About four significant digits: 1,297 / 129.7 / 12.97.
-        decimals = 0 if a >= 1000 else 1 if a >= 100 else 2
-        text = _strip_zeros(f"{v:,.{decimals}f}")
-    return "0" if text in ("-0", "") else text
-
-
-def _with_unit(text: str, unit: str) -> str:
-    return f"{text} {unit}" if unit else text
+    return str(int(r)) if r == int(r) else f"{r:.1f}"
 
 
 def _decimals(step: float) -> int:
@@ -212,7 +187,7 @@ def sparkline(
     clean = _clean(points)
     mid = height / 2
     if len(clean) < 2:
-        body = f'<line x1="{_n(width * 0.3)}" y1="{_n(mid)}" x2="{_n(width * 0.7)}" y2="{_n(mid)}"/>'
+        body = f'<line x1="{coord(width * 0.3)}" y1="{coord(mid)}" x2="{coord(width * 0.7)}" y2="{coord(mid)}"/>'
         return mark_safe(f"{head}{body}</svg>")  # numbers only; label escaped above
 
     pad = 2.5  # room for the dot's radius and the stroke
@@ -232,7 +207,7 @@ def sparkline(
             return mid
         return pad + (hi - v) / (hi - lo) * (height - 2 * pad)
 
-    coords = [(_n(x_of(i, t)), _n(y_of(v))) for i, (t, v) in enumerate(xy)]
+    coords = [(coord(x_of(i, t)), coord(y_of(v))) for i, (t, v) in enumerate(xy)]
     polyline = " ".join(f"{x},{y}" for x, y in coords)
     last_x, last_y = coords[-1]
     body = f'<polyline points="{polyline}"/><circle cx="{last_x}" cy="{last_y}" r="2"/>'
@@ -241,19 +216,6 @@ def sparkline(
 
 # --------------------------------------------------------------------------------------------------
 # Time axis
-
-
-def _day(d: date) -> str:
-    return f"{d.day} {d:%b}"
-
-
-def _full_date(dt: datetime, tz: tzinfo) -> str:
-    local = dt.astimezone(tz) if dt.tzinfo else dt.replace(tzinfo=UTC).astimezone(tz)
-    return f"{local.day} {local:%b} {local.year}"
-
-
-def _midnight(d: date, tz: tzinfo) -> datetime:
-    return datetime.combine(d, time(), tzinfo=tz)
 
 
 def _add_months(d: date, months: int) -> date:
@@ -267,13 +229,13 @@ def _time_ticks(t0: float, t1: float, tz: tzinfo, plot_width: float) -> list[tup
     span_days = (t1 - t0) / 86400
 
     def within(d: date) -> bool:
-        return _midnight(d, tz).timestamp() <= t1
+        return formats.midnight(d, tz).timestamp() <= t1
 
     def fits(labels: list[str]) -> bool:
         widest = max((len(s) for s in labels), default=0) * _CHAR_PX + 14
         return len(labels) <= max(2, int(plot_width // widest))
 
-    first_day = start if _midnight(start, tz).timestamp() >= t0 else start + timedelta(1)
+    first_day = start if formats.midnight(start, tz).timestamp() >= t0 else start + timedelta(1)
     dates: list[date] = []
     labels: list[str] = []
     if span_days < 120:
@@ -287,12 +249,12 @@ def _time_ticks(t0: float, t1: float, tz: tzinfo, plot_width: float) -> list[tup
             while within(d):
                 dates.append(d)
                 d += timedelta(step)
-            labels = [_day(d) for d in dates]
+            labels = [formats.day(d, year=False) for d in dates]
             if fits(labels):
                 break
     else:
         first_month = date(start.year, start.month, 1)
-        if _midnight(first_month, tz).timestamp() < t0:
+        if formats.midnight(first_month, tz).timestamp() < t0:
             first_month = _add_months(first_month, 1)
         for step in (1, 2, 3, 6, 12, 24, 60):
             # Align to quarters, halves and years so ticks land on Jan/Apr/Jul/Oct, not wherever data starts.
@@ -310,7 +272,7 @@ def _time_ticks(t0: float, t1: float, tz: tzinfo, plot_width: float) -> list[tup
                 labels = [f"{d:%b} {d.year}" if i == 0 or d.month == 1 else f"{d:%b}" for i, d in enumerate(dates)]
             if fits(labels):
                 break
-    return [(_midnight(d, tz).timestamp(), text) for d, text in zip(dates, labels, strict=True)]
+    return [(formats.midnight(d, tz).timestamp(), text) for d, text in zip(dates, labels, strict=True)]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -344,8 +306,8 @@ def _empty_chart(*, title: str, width: int, height: int) -> SafeString:
         t=title,
         w1=width - 1,
         h1=height - 1,
-        cx=_n(width / 2),
-        cy=_n(height / 2 + 4),
+        cx=coord(width / 2),
+        cy=coord(height / 2 + 4),
     )
 
 
@@ -384,7 +346,7 @@ def kpi_chart(
     pace = _clip_line([(_ts(at), v) for at, v in goals], t0, t1) if goals else []
 
     ticks = _value_ticks([v for _, v in xy], pace, target, bands)
-    plot = _Plot.fit(ticks, (t0, t1), last_text=_format_value(xy[-1][1]), unit=unit, width=width, height=height)
+    plot = _Plot.fit(ticks, (t0, t1), last_text=formats.compact(xy[-1][1]), unit=unit, width=width, height=height)
     parts: list[str] = [
         format_html(
             '<svg class="chart" viewBox="0 0 {} {}" width="100%" preserveAspectRatio="xMinYMin meet" '
@@ -466,7 +428,7 @@ class _Plot:
 
     @property
     def x_edges(self) -> tuple[str, str]:
-        return _n(self.left), _n(self.left + self.plot_w)
+        return coord(self.left), coord(self.left + self.plot_w)
 
     def bands(self, bands: Sequence[Band]) -> list[str]:
         if not bands:
@@ -480,8 +442,8 @@ class _Plot:
             b_lo, b_hi = min(b_lo, b_hi), max(b_lo, b_hi)
             y_top, y_bottom = self.y_of(b_hi), self.y_of(b_lo)
             parts.append(
-                f'<rect class="band band-{band.status}" x="{x_left}" y="{_n(y_top)}" '
-                f'width="{_n(self.plot_w)}" height="{_n(y_bottom - y_top)}"/>'
+                f'<rect class="band band-{band.status}" x="{x_left}" y="{coord(y_top)}" '
+                f'width="{coord(self.plot_w)}" height="{coord(y_bottom - y_top)}"/>'
             )
         parts.append("</g>")
         return parts
@@ -491,14 +453,14 @@ class _Plot:
         x_left, x_right = self.x_edges
         parts = ['<g class="grid">']
         for tick in ticks:
-            y = _n(self.y_of(tick))
+            y = coord(self.y_of(tick))
             parts.append(f'<line x1="{x_left}" y1="{y}" x2="{x_right}" y2="{y}"/>')
         parts.append("</g>")
         parts.append('<g class="axis axis-y">')
         if unit:
             parts.append(format_html('<text class="axis-title" x="2" y="12">{}</text>', unit))
         for tick, text in zip(ticks, _tick_labels(ticks), strict=True):
-            parts.append(f'<text x="{_n(self.left - 6)}" y="{_n(self.y_of(tick) + 4)}">{escape(text)}</text>')
+            parts.append(f'<text x="{coord(self.left - 6)}" y="{coord(self.y_of(tick) + 4)}">{escape(text)}</text>')
         parts.append("</g>")
         return parts
 
@@ -506,16 +468,16 @@ class _Plot:
         x_left, x_right = self.x_edges
         bottom = self.bottom
         parts = [
-            f'<g class="axis axis-x"><line class="axis-line" x1="{x_left}" y1="{_n(bottom)}" '
-            f'x2="{x_right}" y2="{_n(bottom)}"/>'
+            f'<g class="axis axis-x"><line class="axis-line" x1="{x_left}" y1="{coord(bottom)}" '
+            f'x2="{x_right}" y2="{coord(bottom)}"/>'
         ]
         for t, text in _time_ticks(self.t0, self.t1, tz, self.plot_w):
             x = self.x_of(t)
             half = len(text) * _CHAR_PX / 2
             label_x = min(max(x, half + 2), self.width - half - 2)
             parts.append(
-                f'<line x1="{_n(x)}" y1="{_n(bottom)}" x2="{_n(x)}" y2="{_n(bottom + 4)}"/>'
-                f'<text x="{_n(label_x)}" y="{_n(bottom + 17)}">{escape(text)}</text>'
+                f'<line x1="{coord(x)}" y1="{coord(bottom)}" x2="{coord(x)}" y2="{coord(bottom + 4)}"/>'
+                f'<text x="{coord(label_x)}" y="{coord(bottom + 17)}">{escape(text)}</text>'
             )
         parts.append("</g>")
         return parts
@@ -523,12 +485,12 @@ class _Plot:
     def markers(self, changes: Sequence[Marker]) -> list[str]:
         """A status change as a line across the plot with a dot on top; a wider invisible line takes the hover."""
         parts = []
-        top, bottom = _n(self.top), _n(self.bottom)
+        top, bottom = coord(self.top), coord(self.bottom)
         for marker in changes:
             t = _ts(marker.at)
             if not self.t0 <= t <= self.t1:
                 continue
-            x = _n(self.x_of(t))
+            x = coord(self.x_of(t))
             parts.append(
                 format_html(
                     '<g class="marker marker-{}"><title>{}</title>'
@@ -554,8 +516,8 @@ class _Plot:
         if target is None:
             return []
         x_left, x_right = self.x_edges
-        y = _n(self.y_of(target))
-        text = _with_unit(_format_value(target), unit)
+        y = coord(self.y_of(target))
+        text = formats.with_unit(formats.compact(target), unit)
         return [
             format_html(
                 '<g class="target"><title>Target {}</title><line x1="{}" y1="{}" x2="{}" y2="{}"/></g>'
@@ -565,9 +527,9 @@ class _Plot:
                 y,
                 x_right,
                 y,
-                _n(self.left + 4),
-                _n(self.y_of(target) - 5),
-                _format_value(target),
+                coord(self.left + 4),
+                coord(self.y_of(target) - 5),
+                formats.compact(target),
             )
         ]
 
@@ -577,18 +539,18 @@ class _Plot:
         """A dated target's pace: the line from the baseline to the target, labelled at its end."""
         if not goal or len(pace) < 2:
             return []
-        goal_text, by = _format_value(goal[1]), _full_date(goal[0], tz)
-        coords = " ".join(f"{_n(self.x_of(t))},{_n(self.y_of(v))}" for t, v in pace)
+        goal_text, by = formats.compact(goal[1]), formats.day(goal[0], tz)
+        coords = " ".join(f"{coord(self.x_of(t))},{coord(self.y_of(v))}" for t, v in pace)
         end_x, end_y = self.x_of(pace[-1][0]), self.y_of(pace[-1][1])
         return [
             format_html(
                 '<g class="target target-pace"><title>Target pace: {} by {}</title><polyline points="{}"/></g>'
                 '<text class="target-label target-label-end" x="{}" y="{}">Target {} by {}</text>',
-                _with_unit(goal_text, unit),
+                formats.with_unit(goal_text, unit),
                 by,
                 coords,
-                _n(end_x - 4),
-                _n(end_y - 6),
+                coord(end_x - 4),
+                coord(end_y - 6),
                 goal_text,
                 by,
             )
@@ -598,7 +560,7 @@ class _Plot:
         """The values' line (down-sampled to about a point per pixel) and the latest value, labelled."""
         parts = []
         series = _downsample(xy, max(4, int(self.plot_w)))
-        coords = " ".join(f"{_n(self.x_of(t))},{_n(self.y_of(v))}" for t, v in series)
+        coords = " ".join(f"{coord(self.x_of(t))},{coord(self.y_of(v))}" for t, v in series)
         if len(series) > 1:
             parts.append(f'<polyline class="series" points="{coords}"/>')
         last_v = xy[-1][1]
@@ -607,12 +569,12 @@ class _Plot:
             format_html(
                 '<g class="last"><title>Latest: {} on {}</title><circle class="last-dot" cx="{}" cy="{}" r="3.5"/>'
                 '<text class="last-label" x="{}" y="{}">{}</text></g>',
-                _with_unit(_format_value(last_v), unit),
-                _full_date(last_at, tz),
-                _n(lx),
-                _n(ly),
-                _n(lx + 7),
-                _n(ly + 4),
+                formats.with_unit(formats.compact(last_v), unit),
+                formats.day(last_at, tz),
+                coord(lx),
+                coord(ly),
+                coord(lx + 7),
+                coord(ly + 4),
                 self.last_text,
             )
         )
@@ -632,14 +594,14 @@ def _summary(
     values = [v for _, v in points]
     n = len(points)
     if n == 1:
-        parts = [f"Series of 1 point on {_full_date(first_at, tz)}"]
+        parts = [f"Series of 1 point on {formats.day(first_at, tz)}"]
     else:
-        parts = [f"Series of {n:,} points from {_full_date(first_at, tz)} to {_full_date(last_at, tz)}"]
-    parts.append(f"latest {_with_unit(_format_value(values[-1]), unit)} on {_full_date(last_at, tz)}")
+        parts = [f"Series of {n:,} points from {formats.day(first_at, tz)} to {formats.day(last_at, tz)}"]
+    parts.append(f"latest {formats.with_unit(formats.compact(values[-1]), unit)} on {formats.day(last_at, tz)}")
     if target is not None:
-        parts.append(f"target {_with_unit(_format_value(target), unit)}")
+        parts.append(f"target {formats.with_unit(formats.compact(target), unit)}")
     if goal:
-        parts.append(f"target {_with_unit(_format_value(goal[1]), unit)} by {_full_date(goal[0], tz)}")
-    low, high = _format_value(min(values)), _format_value(max(values))
-    parts.append(f"min {_with_unit(low, unit)}, max {_with_unit(high, unit)}")
+        parts.append(f"target {formats.with_unit(formats.compact(goal[1]), unit)} by {formats.day(goal[0], tz)}")
+    low, high = formats.compact(min(values)), formats.compact(max(values))
+    parts.append(f"min {formats.with_unit(low, unit)}, max {formats.with_unit(high, unit)}")
     return "; ".join(parts) + "."

@@ -174,5 +174,3 @@ class Connector:
     def capped(self, count: int) -> None:
         if count > settings.PULL_MAX_ROWS:
             raise PullError(f"more than {settings.PULL_MAX_ROWS:,} rows in one pull; narrow it to the new rows (since)")
-
-

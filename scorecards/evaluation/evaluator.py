@@ -12,11 +12,12 @@ import math
 from bisect import bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time, timedelta, tzinfo
+from datetime import UTC, date, datetime, timedelta, tzinfo
 from functools import lru_cache
 from operator import itemgetter
 from typing import NamedTuple
 
+from governance import formats
 from governance.durations import format_duration
 from scorecards.aggregations import AGGREGATIONS, LAST
 from scorecards.evaluation.aggregate import aggregate, rolling
@@ -290,19 +291,13 @@ def _surge_fraction(text: str) -> float:
     return value / 100
 
 
-@lru_cache(maxsize=4096)
-def _midnight(day: date, tz: tzinfo) -> datetime:
-    # In UTC: Python subtracts two datetimes sharing one tzinfo on the wall clock, which is wrong across DST.
-    return datetime.combine(day, time(0), tzinfo=tz).astimezone(UTC)
-
-
 def pace(rule: Rule, now: datetime) -> float | None:
     """The reference relative thresholds resolve against: the target, or for a dated target with a baseline
     the value on the straight line from baseline to target at `now` (real elapsed time, clamped)."""
     target, now = rule.target_value, now.astimezone(UTC)
     if target is None or rule.target_by is None or rule.baseline_value is None or rule.baseline_at is None:
         return target
-    start, end = _midnight(rule.baseline_at, rule.tz), _midnight(rule.target_by, rule.tz)
+    start, end = formats.midnight(rule.baseline_at, rule.tz), formats.midnight(rule.target_by, rule.tz)
     if end <= start:
         return target
     share = min(1.0, max(0.0, (now - start) / (end - start)))
@@ -333,8 +328,8 @@ def _shift(t: Thresholds, margin: tuple[float, bool]) -> Thresholds:
 def _needs(t: Thresholds, level: str) -> str:
     threshold = t.warning if level == WARNING else t.critical
     if t.direction == RANGE:
-        return f"{_num(threshold[0])}-{_num(threshold[1])}"
-    return f"{'>=' if t.direction == INCREASE else '<='} {_num(threshold)}"
+        return f"{formats.number(threshold[0])}-{formats.number(threshold[1])}"
+    return f"{'>=' if t.direction == INCREASE else '<='} {formats.number(threshold)}"
 
 
 # --- the official status --------------------------------------------------------------------------------------
@@ -385,7 +380,7 @@ def _forecast_miss(rule: Rule, visible: Sequence[tuple[datetime, float]], now: d
     """The reason part for a projected miss of the dated target, or "" (no miss, or not enough points)."""
     if rule.target_value is None or rule.target_by is None:
         return ""
-    end = _midnight(rule.target_by, rule.tz)
+    end = formats.midnight(rule.target_by, rule.tz)
     if end <= now:
         return ""
     start = now - FORECAST_WINDOW
@@ -406,15 +401,18 @@ def _forecast_miss(rule: Rule, visible: Sequence[tuple[datetime, float]], now: d
     projected = mean_y + slope * ((end - now).total_seconds() / 86400 - mean_x)
     target = rule.target_value
     if rule.direction == INCREASE:
-        miss = f"short of target {_num(target)}" if projected < target else ""
+        miss = f"short of target {formats.number(target)}" if projected < target else ""
     elif rule.direction == DECREASE:
-        miss = f"above target {_num(target)}" if projected > target else ""
+        miss = f"above target {formats.number(target)}" if projected > target else ""
     else:
         low, high = _spec(rule.direction, rule.thresholds, True).resolve(target).warning
-        miss = "" if low <= projected <= high else f"outside the warning band {_num(low)}-{_num(high)}"
+        miss = (
+            "" if low <= projected <= high else f"outside the warning band {formats.number(low)}-{formats.number(high)}"
+        )
     if not miss:
         return ""
-    return f"projected {_with_unit(_num(projected), rule.unit)} by {_day(rule.target_by, now, rule.tz)}, {miss}"
+    by = formats.day(rule.target_by, year=rule.target_by.year != now.astimezone(rule.tz).year)
+    return f"projected {formats.with_unit(formats.number(projected), rule.unit)} by {by}, {miss}"
 
 
 def _surge(rule: Rule, visible: Sequence[tuple[datetime, float]], now: datetime) -> Surge | None:
@@ -433,32 +431,11 @@ def _surge(rule: Rule, visible: Sequence[tuple[datetime, float]], now: datetime)
 
 def _surge_text(rule: Rule, surge: Surge) -> str:
     percent = f"{surge.change * 100:+.0f}%"
-    before, after = _num(surge.previous), _with_unit(_num(surge.current), rule.unit)
+    before, after = formats.number(surge.previous), formats.with_unit(formats.number(surge.current), rule.unit)
     return f"surge {percent} over {_exact(rule.surge_window)} ({before} -> {after})"
 
 
 # --- words and numbers ----------------------------------------------------------------------------------------
-
-
-def _num(v: float) -> str:
-    """1,210 / 940 / 0.25 / 42.86: exact when it has up to three decimals, else four significant digits."""
-    if not math.isfinite(v):
-        return str(v)
-    if v == int(v):
-        return f"{int(v):,}"
-    rounded = round(v, 3)
-    if abs(rounded - v) <= 1e-9 * max(1.0, abs(v)):
-        text = f"{rounded:,.3f}".rstrip("0").rstrip(".")
-        return "0" if text == "-0" else text
-    exponent = math.floor(math.log10(abs(v)))
-    text = f"{v:,.{max(0, 3 - exponent)}f}"
-    return text.rstrip("0") if exponent < 0 else text
-
-
-def _with_unit(text: str, unit: str) -> str:
-    if not unit:
-        return text
-    return f"{text}{unit}" if unit == "%" else f"{text} {unit}"
 
 
 @lru_cache(maxsize=256)
@@ -467,7 +444,7 @@ def _window_label(window: timedelta) -> str:
 
 
 def _subject(rule: Rule, value: float) -> str:
-    text = _with_unit(_num(value), rule.unit)
+    text = formats.with_unit(formats.number(value), rule.unit)
     if rule.aggregate_window is None or rule.aggregate_fn == LAST:
         return text
     return f"{_window_label(rule.aggregate_window)} {AGGREGATIONS[rule.aggregate_fn].noun} {text}"
@@ -476,7 +453,10 @@ def _subject(rule: Rule, value: float) -> str:
 def _compare(subject: str, status: str, t: Thresholds) -> str:
     if t.direction == RANGE:
         (w_lo, w_hi), (c_lo, c_hi) = t.warning, t.critical
-        warning_band, critical_band = f"{_num(w_lo)}-{_num(w_hi)}", f"{_num(c_lo)}-{_num(c_hi)}"
+        warning_band, critical_band = (
+            f"{formats.number(w_lo)}-{formats.number(w_hi)}",
+            f"{formats.number(c_lo)}-{formats.number(c_hi)}",
+        )
         if status == ON_TRACK:
             return f"{subject} inside the warning band {warning_band}"
         if status == AT_RISK:
@@ -484,10 +464,10 @@ def _compare(subject: str, status: str, t: Thresholds) -> str:
         return f"{subject} outside the critical band {critical_band}"
     better, worse = (">=", "<") if t.direction == INCREASE else ("<=", ">")
     if status == ON_TRACK:
-        return f"{subject} {better} warning {_num(t.warning)}"
+        return f"{subject} {better} warning {formats.number(t.warning)}"
     if status == AT_RISK:
-        return f"{subject} {worse} warning {_num(t.warning)}"
-    return f"{subject} {worse} critical {_num(t.critical)}"
+        return f"{subject} {worse} warning {formats.number(t.warning)}"
+    return f"{subject} {worse} critical {formats.number(t.critical)}"
 
 
 def _relative(spec: ThresholdSpec, status: str, name: str, reference: float | None) -> str:
@@ -496,8 +476,12 @@ def _relative(spec: ThresholdSpec, status: str, name: str, reference: float | No
         return ""
     level: Level = spec.critical if status == OFF_TRACK else spec.warning
     share = level.value
-    percent = f"{_num(share[0])}%-{_num(share[1])}%" if isinstance(share, tuple) else f"{_num(share)}%"
-    return f" ({percent} of {name} {_num(reference)})"
+    percent = (
+        f"{formats.number(share[0])}%-{formats.number(share[1])}%"
+        if isinstance(share, tuple)
+        else f"{formats.number(share)}%"
+    )
+    return f" ({percent} of {name} {formats.number(reference)})"
 
 
 @lru_cache(maxsize=1024)
@@ -524,10 +508,6 @@ def _span(value: timedelta) -> str:
 def _clock(at: datetime, now: datetime, tz: tzinfo) -> str:
     local, today = at.astimezone(tz), now.astimezone(tz).date()
     return f"{local:%H:%M}" if local.date() == today else f"{local.day} {local:%b %H:%M}"
-
-
-def _day(day: date, now: datetime, tz: tzinfo) -> str:
-    return f"{day.day} {day:%b}" if day.year == now.astimezone(tz).year else f"{day.day} {day:%b %Y}"
 
 
 def _thresholds_json(t: Thresholds | None) -> dict:

@@ -10,6 +10,8 @@ import re
 from dataclasses import dataclass
 from datetime import date
 
+from governance import formats
+
 INCREASE, DECREASE, RANGE = "increase", "decrease", "range"
 ON_TRACK, AT_RISK, OFF_TRACK = "on_track", "at_risk", "off_track"
 PERCENT = re.compile(r"^\s*(-?\d+(?:\.\d+)?)\s*%\s*$")
@@ -140,7 +142,7 @@ def settings_errors(
     if (baseline_value is None) != (baseline_at is None):
         errors["baseline_at"] = "Give the baseline's value and date together."
     elif baseline_at and target_by and baseline_at >= target_by:
-        errors["target_by"] = f"The target date must come after the baseline ({baseline_at:%d %b %Y})."
+        errors["target_by"] = f"The target date must come after the baseline ({formats.day(baseline_at)})."
     elif baseline_at and not target_by:
         errors["target_by"] = "A baseline needs a dated target: give the target's date."
     return errors

@@ -135,5 +135,3 @@ class Checker:
             self.problem(where, "value", f"must be between -{bound} and {bound}")
             return None
         return number
-
-

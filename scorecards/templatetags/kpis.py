@@ -7,6 +7,7 @@ from django import template
 from django.utils import timezone
 from django.utils.html import format_html
 
+from governance import formats
 from governance.durations import format_duration
 from scorecards.connectors.registry import connector_kind
 from scorecards.ingestion.pulls import run_lost_after
@@ -18,13 +19,7 @@ register = template.Library()
 
 @register.filter
 def kpi_value(value: float | None, unit: str = "") -> str:
-    """1234.5 -> "1,234.5 leads"; percentages and small numbers keep their precision."""
-    if value is None or not math.isfinite(value):  # a value computed before measurements were bounded
-        return "—"
-    text = f"{value:,.0f}" if abs(value) >= 1000 else f"{value:,.2f}".rstrip("0").rstrip(".")
-    if not unit:
-        return text
-    return f"{text}{unit}" if unit in ("%", "pp") else f"{text} {unit}"
+    return formats.value(value, unit)
 
 
 @register.filter

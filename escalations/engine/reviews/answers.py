@@ -8,7 +8,7 @@ from datetime import datetime
 from django.core.exceptions import ValidationError
 from django.db.models import Min, Q
 
-from escalations.engine.blocks import OPEN, SEVERITY, add_task, event, when, workstream_url
+from escalations.engine.blocks import OPEN, SEVERITY, add_task, event, workstream_url
 from escalations.engine.episodes import inhibit
 from escalations.engine.resolver import policy_for
 from escalations.models import (
@@ -17,6 +17,7 @@ from escalations.models import (
     Workstream,
 )
 from escalations.notify.fanout import Message, notify
+from governance import formats
 from governance.models import Membership, User
 from scorecards.models import Status
 
@@ -31,6 +32,7 @@ def open_preventive(review: DependencyReview, by: Membership, reason: str, now: 
     """An "impact" answer: a preventive workstream on the downstream KPI, following that KPI's own policy. When the
     KPI has an open workstream already (one per KPI), that one hears about the expected impact instead."""
     kpi, org = review.kpi, review.kpi.organization
+    tz = org.tzinfo
     said = f"{by.user.name} expects an impact from upstream: {causes(review)}{'. ' + reason if reason else ''}"
     current = Workstream.objects.filter(kpi=kpi, resolved_at=None).select_related("organization").first()
     if current is not None:
@@ -58,7 +60,7 @@ def open_preventive(review: DependencyReview, by: Membership, reason: str, now: 
             message=Message(
                 kind=Task.Kind.MITIGATION,
                 subject=f"Preventive workstream on {kpi.name}",
-                body=f"{said}\n\nFile a mitigation path (actions with owners and dates) by {when(due, org)}.",
+                body=f"{said}\n\nFile a mitigation path (actions with owners and dates) by {formats.when(due, tz)}.",
                 url=workstream_url(ws),
             ),
             dedup_key=f"{ws.organization_id}:{kpi.pk}:{ws.pk}:opened",

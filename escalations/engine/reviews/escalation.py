@@ -6,7 +6,7 @@ from datetime import datetime
 
 from django.db import connection, transaction
 
-from escalations.engine.blocks import OPEN, when
+from escalations.engine.blocks import OPEN
 from escalations.engine.escalation import due_steps, escalated_text, step_key
 from escalations.engine.resolver import Resolver, admins
 from escalations.engine.reviews.signals import BATCH_SIZE, kpi_url
@@ -15,6 +15,7 @@ from escalations.models import (
     Task,
 )
 from escalations.notify.fanout import Announcement, Message, notify_all
+from governance import formats
 from governance.models import Membership
 
 
@@ -74,6 +75,7 @@ def _advance(
 ) -> int:
     """sweeps._advance for a review: runs every step due by `now`, each at its own time."""
     kpi, org, notified = review.kpi, review.organization, 0
+    tz = org.tzinfo
     steps = due_steps(
         review,
         kpi,
@@ -109,9 +111,9 @@ def _advance(
                     kind=Task.Kind.ESCALATION,
                     subject=f"Escalation: the dependency review of {kpi.name} is unanswered",
                     body=(
-                        f"Upstream changes reached {kpi.name} on {when(review.opened_at, org)}; its owner "
-                        f"{kpi.owner.user.name} was to answer by {when(review.due_at, org)}. Get it answered, or "
-                        f"answer it yourself from your task."
+                        f"Upstream changes reached {kpi.name} on {formats.when(review.opened_at, tz)}; its owner "
+                        f"{kpi.owner.user.name} was to answer by {formats.when(review.due_at, tz)}. Get it answered, "
+                        "or answer it yourself from your task."
                     ),
                     url=kpi_url(kpi, org),
                 ),

@@ -10,13 +10,14 @@ from django.db import transaction
 from django.db.models import F
 from django.urls import reverse
 
-from escalations.engine.blocks import OPEN, when
+from escalations.engine.blocks import OPEN
 from escalations.engine.reviews.signals import and_list
 from escalations.models import (
     DependencyReview,
     Task,
 )
 from escalations.notify.fanout import Announcement, Message, notify_all
+from governance import formats
 from scorecards.models import Kpi
 
 
@@ -133,7 +134,7 @@ def _moved(task: Task, reviews: list[DependencyReview], previous: int) -> Announ
         message=Message(
             kind=task.kind,
             subject=f"You now own {and_list([r.kpi.name for r in reviews])}: {task.get_kind_display().lower()}",
-            body=f"Due {when(task.due_at, org)}.",
+            body=f"Due {formats.when(task.due_at, org.tzinfo)}.",
             url=f"{reverse('escalations:task_inbox', args=[org.slug])}#task-{task.pk}",
         ),
         dedup_key=f"{task.organization_id}:{task.kpi_id}:review{reviews[0].pk}:moved:{task.pk}:{previous}",

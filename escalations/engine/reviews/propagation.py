@@ -12,7 +12,7 @@ from django.db.models import Min
 from django.urls import reverse
 
 from dependencies.models import Dependency
-from escalations.engine.blocks import OPEN, when
+from escalations.engine.blocks import OPEN
 from escalations.engine.resolver import policies_for
 from escalations.engine.reviews.owners import follow_owners
 from escalations.engine.reviews.signals import BATCH_SIZE, and_list
@@ -26,6 +26,7 @@ from escalations.models import (
     WorkstreamEvent,
 )
 from escalations.notify.fanout import Announcement, Message, notify_all
+from governance import formats
 from governance.models import Membership
 from scorecards.models import Kpi
 
@@ -290,7 +291,7 @@ def _announcement(window: Window) -> Announcement:
     body = (
         "\n".join(lines)
         + f'\n\nFor each KPI answer "impact" (a preventive workstream opens on it) or "no impact" with your reason, '
-        f"by {when(due, org)}."
+        f"by {formats.when(due, org.tzinfo)}."
     )
     return Announcement(
         recipients=[task.assignee],

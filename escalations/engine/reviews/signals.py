@@ -20,7 +20,7 @@ SIGNALLED = {Status.AT_RISK, Status.OFF_TRACK, Status.STALE}
 
 
 def kpi_url(kpi: Kpi, org: Organization) -> str:
-    return reverse("kpi_detail", args=[org.slug, kpi.pk])
+    return reverse("scorecards:kpi_detail", args=[org.slug, kpi.pk])
 
 
 def span(value: timedelta) -> str:

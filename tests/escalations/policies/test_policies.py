@@ -204,11 +204,11 @@ def test_admins_reach_every_page(tenant):
 def test_the_nav_links_the_pages_for_admins_only(tenant):
     assert (
         url(tenant, "escalations:policy_list")
-        in tenant.client(tenant.admin).get(url(tenant, "overview")).content.decode()
+        in tenant.client(tenant.admin).get(url(tenant, "scorecards:overview")).content.decode()
     )
     assert (
         url(tenant, "escalations:policy_list")
-        not in tenant.client(tenant.executive).get(url(tenant, "overview")).content.decode()
+        not in tenant.client(tenant.executive).get(url(tenant, "scorecards:overview")).content.decode()
     )
 
 

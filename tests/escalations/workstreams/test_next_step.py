@@ -10,12 +10,12 @@ import time_machine
 from django.test import Client
 from django.urls import reverse
 
-from escalations.engine.blocks import plain_when
 from escalations.engine.sweeps import advance_escalations, process_status_changes
 from escalations.models import EscalationLevel, EscalationPolicy, Notification, Task, Workstream
 from escalations.notify.formats import DIGEST_KIND
 from escalations.reporting.digests import send_digests
 from escalations.workstreams.services import task_acknowledge
+from governance import formats
 from governance.models import Membership, Organization
 from governance.services.teams import team_update
 from scorecards.models import Kpi, StatusChange
@@ -74,7 +74,10 @@ def test_an_acknowledged_episode_says_the_same_reminder_and_next_level_everywher
         task_acknowledge(task=Task.objects.get(kind="escalation"), by=acme.head)
     org = Organization.objects.get(pk=acme.org.pk)
     reminder, next_level = T0 + 2 * DAY + 5 * HOUR, T0 + 3 * DAY + 5 * HOUR
-    text = f"Reminder to Hana Head at {plain_when(reminder, org)}; next level not before {plain_when(next_level, org)}"
+    text = (
+        f"Reminder to Hana Head at {formats.when(reminder, org.tzinfo)}; "
+        f"next level not before {formats.when(next_level, org.tzinfo)}"
+    )
     # The acknowledged task is due when the next level would be, as the line says.
     assert Task.objects.get(kind="escalation").due_at == next_level
 
@@ -153,7 +156,8 @@ def test_a_business_hours_levels_reminder_waits_for_business_hours(acme):
     org = Organization.objects.get(pk=acme.org.pk)
     texts = shown(acme, acme.head, ack + HOUR)
     assert texts["api"]["next_step_text"] == (
-        f"Reminder to Hana Head at Tue 10 Nov 09:00; next level not before {plain_when(tuesday_open + 2 * HOUR, org)}"
+        "Reminder to Hana Head at Tue 10 Nov 09:00; "
+        f"next level not before {formats.when(tuesday_open + 2 * HOUR, org.tzinfo)}"
     )
     assert texts["api"]["next_step_text"] in texts["workstream"]
     sweep(ack + 4 * HOUR)  # 20:00 Berlin: nothing yet
