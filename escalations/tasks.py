@@ -11,13 +11,19 @@ from governance import tenancy
 @shared_task
 def process_status_changes(org_id: int | None = None) -> dict:
     with tenancy.for_sweep(org_id):
-        return vars(process(org_id=org_id))
+        counts = process(org_id=org_id)
+    if counts.processed or counts.signals:
+        deliver_notifications.delay(org_id)  # what it notified goes out now, not at the next beat
+    return vars(counts)
 
 
 @shared_task
 def advance_escalations(org_id: int | None = None) -> dict:
     with tenancy.for_sweep(org_id):
-        return vars(advance(org_id=org_id))
+        counts = advance(org_id=org_id)
+    if counts.escalated:
+        deliver_notifications.delay(org_id)
+    return vars(counts)
 
 
 @shared_task

@@ -1,5 +1,6 @@
-from celery import shared_task
+from celery import current_app, shared_task
 from celery.exceptions import SoftTimeLimitExceeded
+from django.conf import settings
 
 from governance import tenancy
 from scorecards.evaluation.sweep import evaluate_due
@@ -13,7 +14,11 @@ def evaluate_kpis(org_id: int | None = None) -> dict:
     """Beat's evaluation sweep (or one organization's, queued when its data arrives); safe to run twice at once
     or after a redelivery (see scorecards.evaluation.sweep)."""
     with tenancy.for_sweep(org_id):
-        return vars(evaluate_due(org_id=org_id))
+        result = evaluate_due(org_id=org_id)
+    if result.changed or result.surges:
+        for name in settings.STATUS_CHANGE_FOLLOWUPS:
+            current_app.send_task(name, kwargs={"org_id": org_id})
+    return vars(result)
 
 
 @shared_task

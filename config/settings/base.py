@@ -255,6 +255,10 @@ CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=300)
 CELERY_TIMEZONE = "UTC"
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
+# Data to decision in seconds: an evaluation that wrote status changes or surges queues these at once (by name, as
+# scorecards may not import escalations), and processing them queues the delivery of what it notified. The beat
+# sweeps below stay the safety net: they catch whatever a lost message left behind.
+STATUS_CHANGE_FOLLOWUPS = ["escalations.tasks.process_status_changes"]
 # Every sweep is declared here, in one place. Each is idempotent: two beats firing it twice is harmless.
 SWEEP_EVERY = timedelta(seconds=env.int("SWEEP_EVERY_SECONDS", default=60))  # tests run beat faster
 CELERY_BEAT_SCHEDULE = {

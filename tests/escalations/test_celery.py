@@ -12,14 +12,17 @@ import pytest
 from celery.contrib.testing.worker import start_worker
 from django.conf import settings
 from django.db import connection
+from django.test import Client
 from django.utils import timezone
 
 from config.celery import app as celery_app
 from escalations.engine.timing import Level, Policy
 from escalations.models import Notification, Task, Workstream, WorkstreamEvent
-from escalations.tasks import advance_escalations, process_status_changes
+from escalations.tasks import advance_escalations, deliver_notifications, process_status_changes
 from governance.models import Role
+from governance.services.api_tokens import api_token_create
 from scorecards.models import Kpi, StatusChange
+from scorecards.tasks import evaluate_kpis
 from tests.factories import KpiFactory, MembershipFactory, OrganizationFactory, TeamFactory
 from tests.scorecards.evaluation.test_sweep_celery import _subprocess_env, _worker
 
@@ -161,3 +164,45 @@ def test_a_status_change_sweep_killed_mid_batch_is_redelivered_and_opens_each_ep
     assert Task.objects.filter(kind="mitigation").count() == count
     assert Notification.objects.filter(kind="mitigation").count() == 2 * count
     assert WorkstreamEvent.objects.filter(verb="opened").count() == count
+
+
+def _post_breach(kpi: Kpi) -> None:
+    _, token = api_token_create(org=kpi.organization, actor=None, name="loader")
+    body = {"measurements": [{"kpi": kpi.key, "at": timezone.now().isoformat(), "value": 500}]}
+    response = Client().post(
+        "/api/v1/measurements", body, content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {token}"
+    )
+    assert response.status_code == 200
+
+
+def _emailed(kpi: Kpi) -> bool:
+    return Notification.objects.filter(recipient=kpi.owner, channel="email").exclude(delivered_at=None).exists()
+
+
+def test_a_breach_reaches_its_owner_by_email_without_waiting_for_beat(mailoutbox):
+    kpi = KpiFactory(pending_for=timedelta(0), next_evaluation_at=timezone.now() + timedelta(days=1))
+    purge_queue()
+    started = time.monotonic()
+    with start_worker(celery_app, pool="threads", concurrency=2, perform_ping_check=False, loglevel="WARNING"):
+        _post_breach(kpi)
+        # No beat runs: evaluation, the outbox and delivery each queue the next step themselves.
+        wait_until(lambda: _emailed(kpi), 30, "the owner's email")
+    assert time.monotonic() - started < 30
+    assert Workstream.objects.get(kpi=kpi).severity == "off_track"
+    assert [m.to for m in mailoutbox] == [[kpi.owner.user.email]]
+
+
+def test_with_beat_sweeping_alongside_the_chain_nothing_happens_twice(mailoutbox):
+    kpi = KpiFactory(pending_for=timedelta(0), next_evaluation_at=timezone.now() + timedelta(days=1))
+    purge_queue()
+    with start_worker(celery_app, pool="threads", concurrency=4, perform_ping_check=False, loglevel="WARNING"):
+        _post_breach(kpi)
+        for _ in range(5):  # beat's sweeps, firing while the chain runs
+            evaluate_kpis.delay(), process_status_changes.delay(), deliver_notifications.delay()
+            time.sleep(0.2)
+        wait_until(lambda: _emailed(kpi), 30, "the owner's email")
+        time.sleep(2)  # let the last sweeps finish their (empty) passes
+    assert StatusChange.objects.filter(kpi=kpi).count() == 1
+    assert Workstream.objects.filter(kpi=kpi).count() == 1
+    assert Task.objects.filter(kpi=kpi, kind="mitigation").count() == 1
+    assert len(mailoutbox) == 1
