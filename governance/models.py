@@ -386,3 +386,7 @@ class TeamUserObjectPermission(UserObjectPermissionBase):
 
 class TeamGroupObjectPermission(GroupObjectPermissionBase):
     content_object = models.ForeignKey(Team, on_delete=models.CASCADE)
+
+
+# Enterprise identity's models live in their sub-package; imported here so that they belong to this app.
+from governance.identity.models import SingleSignOn, SsoDomain  # noqa: E402, F401

@@ -98,7 +98,7 @@ class ThrottledPasswordResetView(PasswordResetView):
         return HttpResponseRedirect(self.get_success_url())
 
 
-def _request_facts(request: HttpRequest | None) -> dict:
+def request_facts(request: HttpRequest | None) -> dict:
     if request is None:
         return {}
     return {"ip": client_ip(request), "user_agent": request.META.get("HTTP_USER_AGENT", "")[:200]}
@@ -112,7 +112,7 @@ def _user_for(username: str | None) -> User | None:
 
 @receiver(user_logged_in, dispatch_uid="governance.security.logged_in")
 def audit_login(sender, request: HttpRequest | None, user: User, **kwargs) -> None:
-    audit_security_event(verb="security.login", user=user, actor=user, after=_request_facts(request))
+    audit_security_event(verb="security.login", user=user, actor=user, after=request_facts(request))
 
 
 @receiver(user_login_failed, dispatch_uid="governance.security.login_failed")
@@ -121,7 +121,7 @@ def audit_login_failed(sender, credentials: dict, request: HttpRequest | None = 
     audit_security_event(
         verb="security.login_failed",
         user=_user_for(username),
-        after={"username": username, **_request_facts(request)},
+        after={"username": username, **request_facts(request)},
     )
 
 
@@ -131,5 +131,5 @@ def audit_lockout(sender, request: HttpRequest | None, username: str | None, **k
     audit_security_event(
         verb="security.login_locked_out",
         user=_user_for(username),
-        after={"username": username, "failure_limit": settings.AXES_FAILURE_LIMIT, **_request_facts(request)},
+        after={"username": username, "failure_limit": settings.AXES_FAILURE_LIMIT, **request_facts(request)},
     )

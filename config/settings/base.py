@@ -348,3 +348,8 @@ LOGGING = {
         "httpx": {"level": "WARNING"},  # one INFO line per webhook delivery or pull; their own rows record them
     },
 }
+
+# Enterprise identity (docs/identity.md). Break-glass admins (emails) may still log in with a password where an
+# organization requires single sign-on, for when its identity provider is down; keep the list short.
+SSO_BREAK_GLASS_EMAILS = [e.strip().lower() for e in env.list("SSO_BREAK_GLASS_EMAILS", default=[])]
+SSO_CLOCK_SKEW_SECONDS = env.int("SSO_CLOCK_SKEW_SECONDS", default=60)

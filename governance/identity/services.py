@@ -1,0 +1,241 @@
+"""Writes of enterprise identity: configuring an organization's single sign-on, signing people in through it
+(just-in-time membership, roles and teams re-synced from the provider's groups), and the refusals of password
+logins and resets that single sign-on requires. Each write records its audit event."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.core.exceptions import SuspiciousOperation, ValidationError
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from governance import tenancy
+from governance.identity.models import SingleSignOn, SsoDomain
+from governance.models import Membership, Organization, Role, Team, User
+from governance.services import audit_log, audit_security_event, snapshot
+
+SSO_FIELDS = ["issuer", "client_id", "client_secret_name", "groups_claim", "group_mapping", "enabled", "require_sso"]
+ROLE_RANK = {Role.MEMBER: 0, Role.EXECUTIVE: 1, Role.ADMIN: 2}
+TEAM_PREFIX = "team:"
+
+
+class SignInRefused(SuspiciousOperation):
+    """A verified ID token that still may not sign anyone in here (its domain, a deactivated membership)."""
+
+
+def email_domain(email: str) -> str:
+    return email.rpartition("@")[2].strip().lower()
+
+
+def sso_for_email(email: str) -> SingleSignOn | None:
+    """The enabled single sign-on covering the email's domain. The domain is presented like a token (governance.rls):
+    nothing of the organization is readable until it is known."""
+    domain = email_domain(email)
+    if not domain:
+        return None
+    with tenancy.scope(token=domain):
+        org_id = SsoDomain.objects.filter(domain=domain).values_list("organization_id", flat=True).first()
+    if org_id is None:
+        return None
+    with tenancy.scope(organization=org_id):
+        return SingleSignOn.objects.select_related("organization").filter(organization_id=org_id, enabled=True).first()
+
+
+def sso_for_org(org_id: int) -> SingleSignOn | None:
+    with tenancy.scope(organization=org_id):
+        return SingleSignOn.objects.select_related("organization").filter(organization_id=org_id, enabled=True).first()
+
+
+def validate_group_mapping(org: Organization, mapping: list[list[str]]) -> None:
+    team_keys = set(Team.objects.for_org(org).values_list("key", flat=True))
+    for group, target in mapping:
+        if target.startswith(TEAM_PREFIX):
+            if target[len(TEAM_PREFIX) :] not in team_keys:
+                raise ValidationError({"group_mapping": f'Group "{group}": there is no team "{target[5:]}".'})
+        elif target not in ROLE_RANK:
+            raise ValidationError(
+                {
+                    "group_mapping": f'Group "{group}": "{target}" is neither a role (admin, executive, member) '
+                    'nor "team:<key>".'
+                }
+            )
+
+
+@transaction.atomic
+def sso_configure(
+    *,
+    org: Organization,
+    actor: User,
+    issuer: str,
+    client_id: str,
+    client_secret_name: str,
+    domains: list[str],
+    group_mapping: list[list[str]],
+    groups_claim: str = "groups",
+    enabled: bool = True,
+    require_sso: bool = False,
+) -> SingleSignOn:
+    validate_group_mapping(org, group_mapping)
+    existing = SingleSignOn.objects.for_org(org).select_for_update().first()
+    before = snapshot(existing, SSO_FIELDS) if existing else None
+    old_domains = sorted(SsoDomain.objects.for_org(org).values_list("domain", flat=True))
+    sso = existing or SingleSignOn(organization=org)
+    for name, value in {
+        "issuer": issuer.rstrip("/") if issuer.count("/") > 2 and issuer.endswith("/") else issuer,
+        "client_id": client_id,
+        "client_secret_name": client_secret_name,
+        "groups_claim": groups_claim,
+        "group_mapping": group_mapping,
+        "enabled": enabled,
+        "require_sso": require_sso,
+    }.items():
+        setattr(sso, name, value)
+    sso.updated_by, sso.updated_at = actor, timezone.now()
+    sso.full_clean(exclude=["organization"])
+    sso.save()
+    SsoDomain.objects.for_org(org).exclude(domain__in=domains).delete()
+    for domain in sorted(set(domains) - set(old_domains)):
+        try:
+            with transaction.atomic():
+                SsoDomain.objects.create(organization=org, domain=domain)
+        except IntegrityError:
+            raise ValidationError(
+                {"domains": f"{domain} is already covered by another organization's single sign-on."}
+            ) from None
+    audit_log(
+        org=org,
+        actor=actor,
+        verb="identity.sso_configured" if existing is None else "identity.sso_updated",
+        obj=sso,
+        before=before and {**before, "domains": old_domains},
+        after={**snapshot(sso, SSO_FIELDS), "domains": sorted(domains)},
+    )
+    return sso
+
+
+def _mapped(sso: SingleSignOn, groups: list[str]) -> tuple[str, set[str]]:
+    """The role and the team keys the groups grant: the highest mapped role, else member."""
+    role, teams = Role.MEMBER, set()
+    for group, target in sso.group_mapping:
+        if group not in groups:
+            continue
+        if target.startswith(TEAM_PREFIX):
+            teams.add(target[len(TEAM_PREFIX) :])
+        elif ROLE_RANK[target] > ROLE_RANK[role]:
+            role = target
+    return role, teams
+
+
+def _claimed_groups(sso: SingleSignOn, claims: dict) -> list[str]:
+    groups = claims.get(sso.groups_claim) or []
+    return [str(g) for g in groups] if isinstance(groups, list) else [str(groups)]
+
+
+def _keeps_an_admin(membership: Membership, role: str) -> bool:
+    if membership.role != Role.ADMIN or role == Role.ADMIN:
+        return True
+    others = Membership.objects.for_org(membership.organization).filter(role=Role.ADMIN, is_active=True)
+    return others.exclude(pk=membership.pk).exists()
+
+
+@transaction.atomic
+def sso_sign_in(*, sso: SingleSignOn, claims: dict) -> User:
+    """The person the verified claims name, as an active member of the organization: created on their first
+    sign-in (role from the groups, else member), role and mapped teams re-synced at every sign-in. Runs in the
+    organization's scope."""
+    org = sso.organization
+    email = str(claims.get("email") or "").strip().lower()
+    if not email or claims.get("email_verified") is False:
+        raise SignInRefused("The identity provider sent no verified email address.")
+    if not SsoDomain.objects.for_org(org).filter(domain=email_domain(email)).exists():
+        raise SignInRefused(f"{email_domain(email)} is not a domain {org.name}'s single sign-on covers.")
+    groups = _claimed_groups(sso, claims)
+    role, team_keys = _mapped(sso, groups)
+    user = User.objects.filter(email__iexact=email).first()
+    if user is None:
+        name = str(claims.get("name") or "").strip() or email.split("@")[0]
+        user = User.objects.create_user(email, None, name=" ".join(name.split())[:150])
+    membership = Membership.objects.for_org(org).filter(user=user).first()
+    if membership is not None and not membership.is_active:
+        raise SignInRefused(f"{email} is deactivated in {org.name}; an admin may reactivate them.")
+    if membership is None:
+        membership = Membership.objects.create(organization=org, user=user, role=role)
+        audit_log(
+            org=org,
+            actor=user,
+            verb="identity.sso_member_joined",
+            obj=membership,
+            after={"role": role, "groups": groups},
+        )
+    elif membership.role != role:
+        if _keeps_an_admin(membership, role):
+            before = membership.role
+            membership.role = role
+            membership.save(update_fields=["role"])
+            audit_log(
+                org=org,
+                actor=user,
+                verb="identity.sso_role_synced",
+                obj=membership,
+                before={"role": before},
+                after={"role": role, "groups": groups},
+            )
+        else:
+            audit_log(
+                org=org,
+                actor=user,
+                verb="identity.sso_role_kept",
+                obj=membership,
+                after={"role": membership.role, "groups_grant": role, "reason": "the organization's last admin"},
+            )
+    _sync_teams(sso, membership, team_keys, groups)
+    return user
+
+
+def _sync_teams(sso: SingleSignOn, membership: Membership, team_keys: set[str], groups: list[str]) -> None:
+    """Adds the member to the teams their groups map to and takes them off mapped teams their groups no longer
+    grant; teams no group maps are the admins' to manage and stay as they are."""
+    mapped_keys = {t[len(TEAM_PREFIX) :] for _, t in sso.group_mapping if t.startswith(TEAM_PREFIX)}
+    teams = {t.key: t for t in Team.objects.for_org(sso.organization).filter(key__in=mapped_keys)}
+    current = {t.key for t in membership.teams.filter(key__in=mapped_keys)}
+    added, removed = sorted(team_keys - current), sorted((current - team_keys) & set(teams))
+    if not added and not removed:
+        return
+    membership.teams.add(*[teams[k] for k in added if k in teams])
+    membership.teams.remove(*[teams[k] for k in removed])
+    audit_log(
+        org=sso.organization,
+        actor=membership.user,
+        verb="identity.sso_teams_synced",
+        obj=membership,
+        before={"teams": sorted(current)},
+        after={"teams": sorted((current | set(added)) - set(removed)), "groups": groups},
+    )
+
+
+def is_break_glass(user: User) -> bool:
+    return user.email.lower() in settings.SSO_BREAK_GLASS_EMAILS
+
+
+def organizations_requiring_sso(user: User) -> list[Organization]:
+    """The organizations where the user is an active member and single sign-on is required."""
+    with tenancy.scope(user=user.pk):
+        org_ids = list(Membership.objects.filter(user=user, is_active=True).values_list("organization_id", flat=True))
+    required = []
+    for org_id in org_ids:
+        sso = sso_for_org(org_id)
+        if sso is not None and sso.require_sso:
+            required.append(sso.organization)
+    return required
+
+
+def password_refusal(*, user: User | None, verb: str, facts: dict) -> str:
+    """Why the user may not log in or reset with a password (audited as `verb`), or "" when they may."""
+    if user is None or is_break_glass(user):
+        return ""
+    required = organizations_requiring_sso(user)
+    if not required:
+        return ""
+    audit_security_event(verb=verb, user=user, after={**facts, "requires_sso": [org.slug for org in required]})
+    names = ", ".join(org.name for org in required)
+    return f"{names} requires single sign-on: continue with your identity provider instead of a password."

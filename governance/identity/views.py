@@ -1,0 +1,165 @@
+"""Pages of enterprise identity: the email-first login, the single sign-on round trip and its admin page."""
+
+from __future__ import annotations
+
+from urllib.parse import parse_qs, urlencode, urlparse
+
+from django.contrib import messages
+from django.contrib.auth import views as auth_views
+from django.core.exceptions import ValidationError
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_http_methods
+from mozilla_django_oidc.views import OIDCAuthenticationCallbackView, OIDCAuthenticationRequestView
+
+from governance import tenancy
+from governance.access import admin_required
+from governance.forms import apply_errors
+from governance.identity import oidc, services
+from governance.identity.forms import EmailStepForm, SingleSignOnForm, SsoAwareAuthenticationForm
+from governance.identity.models import SingleSignOn
+from governance.models import Secret
+from governance.secrets import SecretMissing, decrypt
+from governance.security import request_facts
+from governance.services import audit_log, audit_security_event
+
+# Where the session remembers which organization a login round trip (its `state`) belongs to.
+STATE_ORGANIZATIONS = "identity_sso_states"
+MODEL_BACKEND = "django.contrib.auth.backends.ModelBackend"
+
+
+class EmailFirstLoginView(auth_views.LoginView):
+    """Asks for the email first: an address of a domain an organization's single sign-on covers goes to its
+    identity provider; any other gets the password form (which single sign-on may still refuse)."""
+
+    authentication_form = SsoAwareAuthenticationForm
+    redirect_authenticated_user = True
+
+    def get(self, request, *args, **kwargs):
+        email = request.GET.get("email", "").strip()
+        if email and EmailStepForm({"email": email}).is_valid() and services.sso_for_email(email):
+            return redirect(
+                f"{reverse('identity:start')}?{urlencode({'email': email, 'next': self.get_redirect_url()})}"
+            )
+        return super().get(request, *args, **kwargs)
+
+    def get_initial(self):
+        return {"username": self.request.GET.get("email", "").strip()}
+
+    def get_context_data(self, **kwargs):
+        context = super().get_context_data(**kwargs)
+        email_given = bool(self.request.GET.get("email")) or self.request.method == "POST"
+        context["email_step"] = None if email_given else EmailStepForm()
+        return context
+
+
+class OrganizationAuthenticationRequestView(OIDCAuthenticationRequestView):
+    """The library's authorization request (state, nonce, PKCE S256) to the organization's provider."""
+
+    def __init__(self, **kwargs):  # the library's reads its one provider from settings
+        super(OIDCAuthenticationRequestView, self).__init__(**kwargs)
+
+    def get_settings(self, attr, *args):
+        return oidc.library_setting(attr, *args)
+
+    def get_extra_params(self, request):
+        return {"login_hint": request.GET.get("email", "")}
+
+
+@require_GET
+def sso_start(request: HttpRequest) -> HttpResponse:
+    email = request.GET.get("email", "").strip()
+    sso = services.sso_for_email(email) if EmailStepForm({"email": email}).is_valid() else None
+    if sso is None:
+        messages.error(request, "No organization's single sign-on covers that address; log in with your password.")
+        return redirect(f"{reverse('login')}?{urlencode({'email': email})}")
+    try:
+        document = oidc.discovery(sso.issuer)
+    except oidc.ProviderError as e:
+        return _failure(request, sso, str(e))
+    view = OrganizationAuthenticationRequestView()
+    view.OIDC_OP_AUTH_ENDPOINT = document["authorization_endpoint"]
+    view.OIDC_RP_CLIENT_ID = sso.client_id
+    view.request = request
+    response = view.get(request)
+    state = parse_qs(urlparse(response["Location"]).query)["state"][0]
+    request.session.setdefault(STATE_ORGANIZATIONS, {})[state] = sso.organization_id
+    request.session.modified = True
+    return response
+
+
+class OrganizationCallbackView(OIDCAuthenticationCallbackView):
+    def get_settings(self, attr, *args):
+        return oidc.library_setting(attr, *args)
+
+
+@require_GET
+def sso_callback(request: HttpRequest) -> HttpResponse:
+    """The provider's redirect back: the state must be one this session started, then the library's code exchange
+    and ID token check against that organization's provider."""
+    state = request.GET.get("state", "")
+    org_id = request.session.get(STATE_ORGANIZATIONS, {}).pop(state, None)
+    flow = request.session.get("oidc_states", {}).pop(state, None)
+    request.session.modified = True
+    sso = services.sso_for_org(org_id) if org_id is not None else None
+    if sso is None or flow is None:
+        return _failure(request, sso, "The sign-in came back with a state this browser did not start.")
+    if request.GET.get("error") or not request.GET.get("code"):
+        reason = request.GET.get("error_description") or request.GET.get("error") or "no authorization code"
+        return _failure(request, sso, f"The identity provider refused the sign-in: {reason}")
+    with tenancy.scope(organization=sso.organization_id):
+        try:
+            secret = Secret.objects.for_org(sso.organization).filter(name=sso.client_secret_name).first()
+            if secret is None:
+                raise SecretMissing(sso.client_secret_name)
+            client_secret = decrypt(secret.ciphertext, name=secret.name)
+            backend = oidc.OrganizationOIDCBackend(sso=sso, client_secret=client_secret, sign_in=services.sso_sign_in)
+        except (SecretMissing, oidc.ProviderError) as e:
+            return _failure(request, sso, str(e))
+        user = backend.authenticate(request, nonce=flow.get("nonce"), code_verifier=flow.get("code_verifier"))
+    if user is None or not user.is_active:
+        return _failure(request, sso, backend.refusal or "The account is not active.")
+    view = OrganizationCallbackView()
+    view.request, view.user = request, user
+    user.backend = MODEL_BACKEND
+    with tenancy.scope(organization=sso.organization_id):
+        audit_log(org=sso.organization, actor=user, verb="identity.sso_login", obj=user, after=request_facts(request))
+    return view.login_success()
+
+
+def _failure(request: HttpRequest, sso: SingleSignOn | None, reason: str) -> HttpResponse:
+    """The refusal, audited under the organization when it is known, and the login page saying why."""
+    facts = {"reason": reason[:500], **request_facts(request)}
+    if sso is not None:
+        with tenancy.scope(organization=sso.organization_id):
+            audit_log(org=sso.organization, actor=None, verb="security.sso_login_refused", after=facts)
+    else:
+        audit_security_event(verb="security.sso_login_refused", user=None, after=facts)
+    return render(request, "identity/sso_failed.html", {"reason": reason, "sso": sso}, status=403)
+
+
+# --- the admins' page -----------------------------------------------------------------------------
+
+
+@admin_required
+@require_http_methods(["GET", "POST"])
+def sso_settings(request: HttpRequest) -> HttpResponse:
+    sso = SingleSignOn.objects.for_org(request.org).first()
+    form = SingleSignOnForm(request.POST or None, initial=SingleSignOnForm.initial_for(sso))
+    if request.method == "POST" and form.is_valid():
+        try:
+            services.sso_configure(org=request.org, actor=request.user, **form.cleaned_data)
+        except ValidationError as e:
+            apply_errors(form, e)
+        else:
+            messages.success(request, "Single sign-on saved.")
+            return redirect("identity:sso_settings", org_slug=request.org.slug)
+    context = {
+        "form": form,
+        "sso": sso,
+        "callback_url": request.build_absolute_uri(reverse("identity:callback")),
+        "secret_set": sso is not None
+        and Secret.objects.for_org(request.org).filter(name=sso.client_secret_name).exists(),
+    }
+    return render(request, "identity/sso_settings.html", context, status=422 if form.errors else 200)
