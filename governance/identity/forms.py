@@ -47,6 +47,7 @@ def _lines(text: str) -> list[str]:
 
 class SingleSignOnForm(forms.Form):
     issuer = forms.URLField(
+        assume_scheme="https",
         max_length=300,
         help_text="The provider's issuer URL; Steerco reads <code>/.well-known/openid-configuration</code> under it.",
     )
