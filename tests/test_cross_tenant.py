@@ -6,6 +6,7 @@ until OBJECT_KWARGS says how to find such an object in an organization.
 
 from __future__ import annotations
 
+import copy
 import re
 from collections.abc import Callable, Iterator
 
@@ -77,13 +78,21 @@ PUBLIC = {
     "organization_create": "creates a new organization",
     "invitation_accept": "secret token bound to one organization",
     "invitation_join": "the invitation whose link the visitor opened (its token in the session)",
+    "identity:start": "authentication (the organization whose single sign-on covers the email's domain)",
+    "identity:callback": "authentication (the organization this session's sign-in state belongs to)",
 }
 
 
-def walk(patterns=None, prefix: str = "") -> Iterator[tuple[str, URLPattern]]:
+def walk(patterns=None, prefix: str = "", namespace: str = "") -> Iterator[tuple[str, URLPattern]]:
+    """Every URL pattern with its full route; a namespaced one's `name` is what `reverse` takes ("ns:name")."""
     for entry in patterns if patterns is not None else get_resolver().url_patterns:
         if isinstance(entry, URLResolver):
-            yield from walk(entry.url_patterns, prefix + str(entry.pattern))
+            inner = f"{namespace}{entry.namespace}:" if entry.namespace else namespace
+            yield from walk(entry.url_patterns, prefix + str(entry.pattern), inner)
+        elif namespace:
+            named = copy.copy(entry)
+            named.name = f"{namespace}{entry.name}"
+            yield prefix + str(entry.pattern), named
         else:
             yield prefix + str(entry.pattern), entry
 
