@@ -70,7 +70,7 @@ def lockout_response(
     return render(request, "registration/login.html", context, status=429)
 
 
-def _within_limit(key: str, limit: int) -> bool:
+def within_limit(key: str, limit: int) -> bool:
     """Counts one more request under `key` for PASSWORD_RESET_WINDOW; whether the count is still within `limit`."""
     window = int(settings.PASSWORD_RESET_WINDOW.total_seconds())
     cache.add(key, 0, window)  # the window starts with the first request, and is not extended by later ones
@@ -90,8 +90,8 @@ class ThrottledPasswordResetView(PasswordResetView):
     def form_valid(self, form):
         email = form.cleaned_data["email"].strip().lower()
         digest = hashlib.sha256(email.encode()).hexdigest()  # no address in the cache's keys
-        by_email = _within_limit(f"password-reset:email:{digest}", settings.PASSWORD_RESET_EMAIL_LIMIT)
-        by_ip = _within_limit(f"password-reset:ip:{client_ip(self.request)}", settings.PASSWORD_RESET_IP_LIMIT)
+        by_email = within_limit(f"password-reset:email:{digest}", settings.PASSWORD_RESET_EMAIL_LIMIT)
+        by_ip = within_limit(f"password-reset:ip:{client_ip(self.request)}", settings.PASSWORD_RESET_IP_LIMIT)
         if by_email and by_ip:
             return super().form_valid(form)
         logger.warning("Password reset throttled for an address from %s", client_ip(self.request))

@@ -78,6 +78,8 @@ PUBLIC = {
     "organization_create": "creates a new organization",
     "invitation_accept": "secret token bound to one organization",
     "invitation_join": "the invitation whose link the visitor opened (its token in the session)",
+    "identity:signup": "creates an account, no organization's rows",
+    "identity:signup_verify": "authentication (signed link naming one account)",
     "identity:start": "authentication (the organization whose single sign-on covers the email's domain)",
     "identity:callback": "authentication (the organization this session's sign-in state belongs to)",
 }

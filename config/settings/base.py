@@ -353,3 +353,5 @@ LOGGING = {
 # organization requires single sign-on, for when its identity provider is down; keep the list short.
 SSO_BREAK_GLASS_EMAILS = [e.strip().lower() for e in env.list("SSO_BREAK_GLASS_EMAILS", default=[])]
 SSO_CLOCK_SKEW_SECONDS = env.int("SSO_CLOCK_SKEW_SECONDS", default=60)
+SIGNUP_VERIFICATION_TTL = timedelta(hours=env.int("SIGNUP_VERIFICATION_HOURS", default=48))
+SIGNUP_EMAIL_LIMIT = env.int("SIGNUP_EMAIL_LIMIT", default=3)  # signup emails per address per PASSWORD_RESET_WINDOW

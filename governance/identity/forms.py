@@ -6,6 +6,7 @@ from __future__ import annotations
 from django import forms
 from django.contrib.auth.forms import AuthenticationForm, PasswordResetForm
 
+from governance.forms import InvitationSignupForm
 from governance.identity.models import domain_validator
 from governance.identity.services import password_refusal
 from governance.models import User, secret_name_validator
@@ -16,6 +17,21 @@ class EmailStepForm(forms.Form):
     email = forms.EmailField(
         label="Work email", widget=forms.EmailInput(attrs={"autocomplete": "username", "autofocus": True})
     )
+
+
+class SignupForm(InvitationSignupForm):
+    """A new account: the invitation's form (name, password twice, Django's password validators) with the email
+    the invitation would have given."""
+
+    field_order = ["email", "name", "password1", "password2"]
+    email = forms.EmailField(label="Work email", widget=forms.EmailInput(attrs={"autocomplete": "email"}))
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, email="", **kwargs)
+
+    def clean(self):
+        self.email = (self.cleaned_data.get("email") or "").strip().lower()
+        return super().clean()
 
 
 class SsoAwareAuthenticationForm(AuthenticationForm):

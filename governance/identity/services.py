@@ -5,13 +5,17 @@ logins and resets that single sign-on requires. Each write records its audit eve
 from __future__ import annotations
 
 from django.conf import settings
+from django.core import signing
 from django.core.exceptions import SuspiciousOperation, ValidationError
+from django.core.mail import send_mail
 from django.db import IntegrityError, transaction
+from django.template.loader import render_to_string
+from django.urls import reverse
 from django.utils import timezone
 
 from governance import tenancy
 from governance.identity.models import SingleSignOn, SsoDomain
-from governance.models import Membership, Organization, Role, Team, User
+from governance.models import Membership, Organization, Role, Team, User, single_line
 from governance.services import audit_log, audit_security_event, snapshot
 
 SSO_FIELDS = ["issuer", "client_id", "client_secret_name", "groups_claim", "group_mapping", "enabled", "require_sso"]
@@ -239,3 +243,78 @@ def password_refusal(*, user: User | None, verb: str, facts: dict) -> str:
     audit_security_event(verb=verb, user=user, after={**facts, "requires_sso": [org.slug for org in required]})
     names = ", ".join(org.name for org in required)
     return f"{names} requires single sign-on: continue with your identity provider instead of a password."
+
+
+# --- starting from zero: self-signup with email verification -------------------------------------
+
+SIGNUP_SALT = "steerco.identity.signup"
+
+
+def _send(*, to: str, subject: str, template: str, context: dict) -> None:
+    transaction.on_commit(
+        lambda: send_mail(
+            subject=single_line(subject),
+            message=render_to_string(template, context),
+            from_email=None,
+            recipient_list=[to],
+        )
+    )
+
+
+@transaction.atomic
+def signup_request(*, email: str, name: str, password: str, base_url: str | None = None) -> None:
+    """Creates an account that stays inactive until its address is verified, and emails the link. An address that
+    already has a working account gets an email saying so instead: the page answers the same either way, so it
+    tells nobody which addresses have accounts. An unverified account's name and password are replaced, so that
+    nobody can hold someone else's address by signing up with it first."""
+    email = email.strip().lower()
+    user = User.objects.filter(email__iexact=email).first()
+    base = base_url or settings.SITE_URL
+    if user is not None and (user.is_active or user.last_login is not None):
+        _send(
+            to=user.email,
+            subject="You already have a Steerco account",
+            template="identity/email/account_exists.txt",
+            context={"user": user, "login_url": base + reverse("login"), "reset_url": base + reverse("password_reset")},
+        )
+        audit_security_event(verb="security.signup_existing_account", user=user, after={"email": email})
+        return
+    if user is None:
+        user = User.objects.create_user(email, password, name=name, is_active=False)
+    else:
+        user.name = name
+        user.set_password(password)
+        user.save(update_fields=["name", "password"])
+    token = signing.dumps({"user": user.pk, "email": user.email}, salt=SIGNUP_SALT)
+    _send(
+        to=user.email,
+        subject="Confirm your email address for Steerco",
+        template="identity/email/verify.txt",
+        context={
+            "user": user,
+            "url": base + reverse("identity:signup_verify", args=[token]),
+            "hours": int(settings.SIGNUP_VERIFICATION_TTL.total_seconds() // 3600),
+        },
+    )
+    audit_security_event(verb="security.signup_requested", user=user, after={"email": email})
+
+
+@transaction.atomic
+def signup_verify(*, token: str) -> User:
+    """Activates the account the emailed link names; the link expires after SIGNUP_VERIFICATION_TTL."""
+    try:
+        data = signing.loads(token, salt=SIGNUP_SALT, max_age=settings.SIGNUP_VERIFICATION_TTL)
+    except signing.SignatureExpired:
+        raise ValidationError("This confirmation link has expired: sign up again to get a new one.") from None
+    except signing.BadSignature:
+        raise ValidationError("This confirmation link is not valid: copy the whole link from the email.") from None
+    user = User.objects.select_for_update().filter(pk=data.get("user"), email=data.get("email")).first()
+    if user is None:
+        raise ValidationError("This confirmation link is not valid: copy the whole link from the email.")
+    if not user.is_active:
+        if user.last_login is not None:  # deactivated by an operator, not waiting for verification
+            raise ValidationError("This account is deactivated; contact your administrator.")
+        user.is_active = True
+        user.save(update_fields=["is_active"])
+        audit_security_event(verb="security.signup_verified", user=user, actor=user, after={"email": user.email})
+    return user

@@ -5,6 +5,8 @@ from governance.identity import views
 app_name = "identity"
 
 urlpatterns = [
+    path("signup/", views.signup, name="signup"),
+    path("signup/verify/<str:token>/", views.signup_verify, name="signup_verify"),
     path("sso/start/", views.sso_start, name="start"),
     path("sso/callback/", views.sso_callback, name="callback"),
     path("o/<slug:org_slug>/single-sign-on/", views.sso_settings, name="sso_settings"),

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 from urllib.parse import parse_qs, urlencode, urlparse
 
+from django.conf import settings
 from django.contrib import messages
+from django.contrib.auth import login
 from django.contrib.auth import views as auth_views
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
@@ -17,11 +20,11 @@ from governance import tenancy
 from governance.access import admin_required
 from governance.forms import apply_errors
 from governance.identity import oidc, services
-from governance.identity.forms import EmailStepForm, SingleSignOnForm, SsoAwareAuthenticationForm
+from governance.identity.forms import EmailStepForm, SignupForm, SingleSignOnForm, SsoAwareAuthenticationForm
 from governance.identity.models import SingleSignOn
 from governance.models import Secret
 from governance.secrets import SecretMissing, decrypt
-from governance.security import request_facts
+from governance.security import client_ip, request_facts, within_limit
 from governance.services import audit_log, audit_security_event
 
 # Where the session remembers which organization a login round trip (its `state`) belongs to.
@@ -163,3 +166,42 @@ def sso_settings(request: HttpRequest) -> HttpResponse:
         and Secret.objects.for_org(request.org).filter(name=sso.client_secret_name).exists(),
     }
     return render(request, "identity/sso_settings.html", context, status=422 if form.errors else 200)
+
+
+# --- starting from zero ---------------------------------------------------------------------------
+
+
+@require_http_methods(["GET", "POST"])
+def signup(request: HttpRequest) -> HttpResponse:
+    """A new account for someone nobody invited; the emailed link activates it and leads to a new organization."""
+    if request.user.is_authenticated:
+        return redirect("organization_create")
+    form = SignupForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        email = form.cleaned_data["email"].strip().lower()
+        if services.sso_for_email(email):
+            messages.info(request, "Your organization signs in through its identity provider: continue there.")
+            return redirect(f"{reverse('login')}?{urlencode({'email': email})}")
+        digest = hashlib.sha256(email.encode()).hexdigest()  # no address in the cache's keys
+        if within_limit(f"signup:email:{digest}", settings.SIGNUP_EMAIL_LIMIT) and within_limit(
+            f"signup:ip:{client_ip(request)}", settings.PASSWORD_RESET_IP_LIMIT
+        ):
+            services.signup_request(
+                email=email,
+                name=form.cleaned_data["name"],
+                password=form.cleaned_data["password1"],
+                base_url=request.build_absolute_uri("/").rstrip("/"),
+            )
+        return render(request, "identity/signup_sent.html", {"email": email})
+    return render(request, "identity/signup.html", {"form": form}, status=422 if form.errors else 200)
+
+
+@require_GET
+def signup_verify(request: HttpRequest, token: str) -> HttpResponse:
+    try:
+        user = services.signup_verify(token=token)
+    except ValidationError as e:
+        return render(request, "identity/signup_invalid.html", {"error": e.messages[0]}, status=410)
+    login(request, user, backend=MODEL_BACKEND)
+    messages.success(request, "Your email address is confirmed. Create your organization to start.")
+    return redirect("organization_create")
