@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from governance import tenancy
 from governance.identity.services import sso_configure
 from governance.models import Role
 from governance.services import secret_set
@@ -66,7 +67,8 @@ def sso_org(db, oidc_provider) -> SsoOrg:
     org = OrganizationFactory(slug="acme-sso", name="Acme SSO")
     admin = MembershipFactory(organization=org, role=Role.ADMIN, user__email="root@acme-sso.test")
     sales = TeamFactory(organization=org, key="sales", name="Sales")
-    secret_set(org=org, actor=admin.user, name="oidc_client_secret", value=CLIENT_SECRET)
+    with tenancy.scope(organization=org.pk):  # an organization's secrets are only ever its own scope's
+        secret_set(org=org, actor=admin.user, name="oidc_client_secret", value=CLIENT_SECRET)
     configure(org, admin.user, oidc_provider.issuer)
     return SsoOrg(org=org, admin=admin, sales=sales)
 
