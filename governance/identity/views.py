@@ -41,7 +41,10 @@ class EmailFirstLoginView(auth_views.LoginView):
 
     def get(self, request, *args, **kwargs):
         email = request.GET.get("email", "").strip()
-        if email and EmailStepForm({"email": email}).is_valid() and services.sso_for_email(email):
+        # `password` asks for the password form even for a covered address: the break-glass admins' way in when
+        # the identity provider is down (anyone else's password is refused where single sign-on is required).
+        wants_sso = not request.GET.get("password")
+        if wants_sso and email and EmailStepForm({"email": email}).is_valid() and services.sso_for_email(email):
             return redirect(
                 f"{reverse('identity:start')}?{urlencode({'email': email, 'next': self.get_redirect_url()})}"
             )
@@ -52,7 +55,7 @@ class EmailFirstLoginView(auth_views.LoginView):
 
     def get_context_data(self, **kwargs):
         context = super().get_context_data(**kwargs)
-        email_given = bool(self.request.GET.get("email")) or self.request.method == "POST"
+        email_given = any(self.request.GET.get(k) for k in ("email", "password")) or self.request.method == "POST"
         context["email_step"] = None if email_given else EmailStepForm()
         return context
 

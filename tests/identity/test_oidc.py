@@ -150,3 +150,15 @@ def test_sso_required_refuses_the_password_form_and_reset_but_not_break_glass(
     settings.SSO_BREAK_GLASS_EMAILS = [sso_org.admin.user.email]
     response = Client().post("/login/", {"username": sso_org.admin.user.email, "password": PASSWORD})
     assert response.status_code == 302
+
+
+def test_a_break_glass_admin_reaches_the_password_form_when_the_provider_is_down(sso_org, settings):
+    configure(sso_org.org, sso_org.admin.user, "http://127.0.0.1:9", require_sso=True)  # nothing listens there
+    settings.SSO_BREAK_GLASS_EMAILS = [sso_org.admin.user.email]
+    client = Client()
+    failed = client.get("/login/", {"email": "root@acme-sso.test"}, follow=True)
+    assert failed.status_code == 403 and "discovery document" in failed.content.decode()
+    assert 'href="/login/?password=1"' in failed.content.decode()
+    form = client.get("/login/", {"password": "1", "email": sso_org.admin.user.email})
+    assert 'name="password"' in form.content.decode()
+    assert client.post("/login/", {"username": sso_org.admin.user.email, "password": PASSWORD}).status_code == 302
