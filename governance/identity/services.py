@@ -85,7 +85,7 @@ def sso_configure(
     old_domains = sorted(SsoDomain.objects.for_org(org).values_list("domain", flat=True))
     sso = existing or SingleSignOn(organization=org)
     for name, value in {
-        "issuer": issuer.rstrip("/") if issuer.count("/") > 2 and issuer.endswith("/") else issuer,
+        "issuer": issuer.strip(),  # as the provider writes it: the ID token's `iss` must match it exactly
         "client_id": client_id,
         "client_secret_name": client_secret_name,
         "groups_claim": groups_claim,
