@@ -297,6 +297,7 @@ class Scope(models.TextChoices):
     READ = "read", "read: KPIs, workstreams, tasks, notifications, decisions, the manifest"
     MANIFEST_WRITE = "manifest:write", "manifest:write: apply a manifest (teams, KPIs, OKRs, ownership)"
     ADMIN = "admin", "admin: a manifest that changes members, roles and invitations"
+    SCIM = "scim", "scim: provision and deactivate members from your identity provider (SCIM 2.0)"
 
 
 class ApiToken(models.Model):

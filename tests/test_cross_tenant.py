@@ -80,6 +80,8 @@ PUBLIC = {
     "invitation_join": "the invitation whose link the visitor opened (its token in the session)",
     "identity:signup": "creates an account, no organization's rows",
     "identity:signup_verify": "authentication (signed link naming one account)",
+    "identity:scim_users": "bearer-token tenancy: the scim token's organization (tests/identity/test_scim.py)",
+    "identity:scim_user": "bearer-token tenancy: the scim token's organization (tests/identity/test_scim.py)",
     "identity:start": "authentication (the organization whose single sign-on covers the email's domain)",
     "identity:callback": "authentication (the organization this session's sign-in state belongs to)",
 }

@@ -4,6 +4,8 @@ logins and resets that single sign-on requires. Each write records its audit eve
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from django.conf import settings
 from django.core import signing
 from django.core.exceptions import SuspiciousOperation, ValidationError
@@ -318,3 +320,87 @@ def signup_verify(*, token: str) -> User:
         user.save(update_fields=["is_active"])
         audit_security_event(verb="security.signup_verified", user=user, actor=user, after={"email": user.email})
     return user
+
+
+# --- SCIM 2.0 provisioning ------------------------------------------------------------------------
+
+# What the layers above do when the identity provider reports a leaver (scorecards: a transfer request for each
+# KPI they own). Registered from their AppConfig.ready, since governance cannot import them.
+LeaverHandler = Callable[..., list[str]]
+LEAVER_HANDLERS: list[LeaverHandler] = []
+
+
+@transaction.atomic
+def scim_user_create(*, org: Organization, actor: User | None, email: str, name: str, active: bool) -> Membership:
+    """A member provisioned by the identity provider: the person (no password: they sign in through the provider)
+    and their membership, role member until their groups say otherwise."""
+    email = email.strip().lower()
+    user = User.objects.filter(email__iexact=email).first()
+    if user is None:
+        user = User.objects.create_user(email, None, name=" ".join(name.split())[:150] or email.split("@")[0])
+    if Membership.objects.for_org(org).filter(user=user).exists():
+        raise ValidationError(f"{email} is already a member of {org.name}.", code="uniqueness")
+    membership = Membership.objects.create(organization=org, user=user, role=Role.MEMBER, is_active=True)
+    audit_log(org=org, actor=actor, verb="identity.scim_provisioned", obj=membership, after={"email": email})
+    if not active:
+        scim_user_deactivate(membership=membership, actor=actor)
+    return membership
+
+
+@transaction.atomic
+def scim_user_update(
+    *, membership: Membership, actor: User | None, name: str | None, active: bool | None
+) -> Membership:
+    user = membership.user
+    if name is not None and " ".join(name.split()) and " ".join(name.split()) != user.name:
+        before = user.name
+        user.name = " ".join(name.split())[:150]
+        user.full_clean(validate_unique=False)
+        user.save(update_fields=["name"])
+        audit_log(
+            org=membership.organization,
+            actor=actor,
+            verb="identity.scim_renamed",
+            obj=membership,
+            before={"name": before},
+            after={"name": user.name},
+        )
+    if active is False and membership.is_active:
+        scim_user_deactivate(membership=membership, actor=actor)
+    elif active is True and not membership.is_active:
+        membership.is_active = True
+        membership.save(update_fields=["is_active"])
+        audit_log(
+            org=membership.organization,
+            actor=actor,
+            verb="member.reactivated",
+            obj=membership,
+            before={"is_active": False},
+            after={"is_active": True, "by": "scim"},
+        )
+    return membership
+
+
+@transaction.atomic
+def scim_user_deactivate(*, membership: Membership, actor: User | None) -> Membership:
+    """A leaver: refused at once (the membership is inactive, their personal tokens revoked), even while they own
+    KPIs or lead teams; what they hold is handed on by request (LEAVER_HANDLERS), never silently reassigned."""
+    membership.is_active = False
+    membership.save(update_fields=["is_active"])
+    revoked = membership.api_tokens.filter(revoked_at=None).update(revoked_at=timezone.now(), revoked_by=actor)
+    handed_on = [entry for handler in LEAVER_HANDLERS for entry in handler(membership=membership, actor=actor)]
+    audit_log(
+        org=membership.organization,
+        actor=actor,
+        verb="member.deactivated",
+        obj=membership,
+        before={"is_active": True},
+        after={
+            "is_active": False,
+            "by": "scim",
+            "api_tokens_revoked": revoked,
+            "leads": sorted(membership.led_teams.values_list("name", flat=True)),
+            "handed_on": handed_on,
+        },
+    )
+    return membership

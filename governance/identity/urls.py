@@ -1,12 +1,14 @@
 from django.urls import path
 
-from governance.identity import views
+from governance.identity import scim, views
 
 app_name = "identity"
 
 urlpatterns = [
     path("signup/", views.signup, name="signup"),
     path("signup/verify/<str:token>/", views.signup_verify, name="signup_verify"),
+    path("scim/v2/Users", scim.users, name="scim_users"),
+    path("scim/v2/Users/<str:user_id>", scim.users, name="scim_user"),
     path("sso/start/", views.sso_start, name="start"),
     path("sso/callback/", views.sso_callback, name="callback"),
     path("o/<slug:org_slug>/single-sign-on/", views.sso_settings, name="sso_settings"),

@@ -1,0 +1,219 @@
+"""SCIM 2.0 (RFC 7643/7644) `/scim/v2/Users` for identity providers (Okta, Entra ID): list with a filter, read,
+create, replace, patch and delete (deactivate) an organization's members.
+
+The provider authenticates with an organization API token carrying the `scim` scope (Administration → API
+tokens); every row read or written is that organization's (governance.tenancy). A user's `id` is their membership's.
+PATCH takes both dialects: Okta's `{"op": "replace", "value": {"active": false}}` and Entra ID's
+`{"op": "Replace", "path": "active", "value": "False"}`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+from django.core.exceptions import ValidationError
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
+
+from governance.identity import services
+from governance.models import Membership, Scope
+from governance.security import client_ip
+from governance.services import api_token_authenticate
+
+USER_SCHEMA = "urn:ietf:params:scim:schemas:core:2.0:User"
+LIST_SCHEMA = "urn:ietf:params:scim:api:messages:2.0:ListResponse"
+PATCH_SCHEMA = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
+ERROR_SCHEMA = "urn:ietf:params:scim:api:messages:2.0:Error"
+CONTENT_TYPE = "application/scim+json"
+MAX_COUNT = 200
+# The filters providers send for users: `userName eq "a@b.c"` (Okta, Entra ID), `externalId eq "..."` is not kept.
+FILTER = re.compile(r'^\s*(userName|emails\.value|emails\[type eq "work"\]\.value)\s+eq\s+"([^"]*)"\s*$', re.I)
+
+
+class ScimError(Exception):
+    def __init__(self, status: int, detail: str, scim_type: str = "") -> None:
+        super().__init__(detail)
+        self.status, self.detail, self.scim_type = status, detail, scim_type
+
+
+def _response(body: dict, status: int = 200) -> JsonResponse:
+    return JsonResponse(body, status=status, content_type=CONTENT_TYPE)
+
+
+def _error(e: ScimError) -> JsonResponse:
+    body = {"schemas": [ERROR_SCHEMA], "status": str(e.status), "detail": e.detail}
+    if e.scim_type:
+        body["scimType"] = e.scim_type
+    return _response(body, e.status)
+
+
+def _resource(request: HttpRequest, membership: Membership) -> dict:
+    user = membership.user
+    given, _, family = user.name.partition(" ")
+    return {
+        "schemas": [USER_SCHEMA],
+        "id": str(membership.pk),
+        "userName": user.email,
+        "name": {"formatted": user.name, "givenName": given, "familyName": family},
+        "displayName": user.name,
+        "emails": [{"value": user.email, "type": "work", "primary": True}],
+        "active": membership.is_active,
+        "meta": {
+            "resourceType": "User",
+            "created": membership.created_at.isoformat(),
+            "location": request.build_absolute_uri(f"/scim/v2/Users/{membership.pk}"),
+        },
+    }
+
+
+def _body(request: HttpRequest) -> dict:
+    try:
+        body = json.loads(request.body or b"{}")
+    except ValueError:
+        raise ScimError(400, "The body is not JSON.", "invalidSyntax") from None
+    if not isinstance(body, dict):
+        raise ScimError(400, "The body must be a JSON object.", "invalidSyntax")
+    return body
+
+
+def _bool(value) -> bool:
+    """`active` as providers send it: true/false, or Entra ID's "True"/"False" strings."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    raise ScimError(400, f"active must be true or false, not {value!r}.", "invalidValue")
+
+
+def _name(body: dict) -> str | None:
+    name = body.get("name") if isinstance(body.get("name"), dict) else {}
+    parts = [name.get("givenName"), name.get("familyName")]
+    return name.get("formatted") or " ".join(p for p in parts if p) or body.get("displayName") or None
+
+
+def _authenticate(request: HttpRequest):
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    api_token = (
+        api_token_authenticate(token.strip(), ip=client_ip(request), path=request.path)
+        if scheme.lower() == "bearer"
+        else None
+    )
+    if api_token is None:
+        raise ScimError(401, "Send an organization API token with the scim scope: Authorization: Bearer stc_...")
+    if api_token.is_personal or not api_token.has_scope(Scope.SCIM):
+        raise ScimError(403, 'This token lacks the "scim" scope; create an organization token with it.')
+    return api_token
+
+
+def _membership(api_token, user_id: str) -> Membership:
+    membership = (
+        Membership.objects.for_org(api_token.organization)
+        .select_related("user", "organization")
+        .filter(pk=int(user_id) if user_id.isdigit() else -1)
+        .first()
+    )
+    if membership is None:
+        raise ScimError(404, f"No user {user_id} in this organization.")
+    return membership
+
+
+def _list(request: HttpRequest, api_token) -> JsonResponse:
+    members = Membership.objects.for_org(api_token.organization).select_related("user").order_by("pk")
+    expression = request.GET.get("filter", "")
+    if expression:
+        match = FILTER.match(expression)
+        if match is None:
+            raise ScimError(400, f'Unsupported filter {expression!r}: use userName eq "...".', "invalidFilter")
+        members = members.filter(user__email__iexact=match.group(2))
+    try:
+        start = max(int(request.GET.get("startIndex", 1)), 1)
+        count = min(max(int(request.GET.get("count", 100)), 0), MAX_COUNT)
+    except ValueError:
+        raise ScimError(400, "startIndex and count must be integers.", "invalidValue") from None
+    page = list(members[start - 1 : start - 1 + count])
+    return _response(
+        {
+            "schemas": [LIST_SCHEMA],
+            "totalResults": members.count(),
+            "startIndex": start,
+            "itemsPerPage": len(page),
+            "Resources": [_resource(request, m) for m in page],
+        }
+    )
+
+
+def _patch(body: dict) -> tuple[str | None, bool | None]:
+    """The name and active state a PatchOp sets, in Okta's and Entra ID's dialects."""
+    if PATCH_SCHEMA not in body.get("schemas", []):
+        raise ScimError(400, f"A PATCH body names the schema {PATCH_SCHEMA}.", "invalidSyntax")
+    name, active = None, None
+    for operation in body.get("Operations") or []:
+        op = str(operation.get("op", "")).lower()
+        if op not in ("replace", "add"):
+            raise ScimError(400, f"Unsupported op {operation.get('op')!r} for a user.", "invalidValue")
+        path, value = operation.get("path"), operation.get("value")
+        changes = value if path is None and isinstance(value, dict) else {path: value}
+        for attribute, new in changes.items():
+            key = str(attribute).lower()
+            if key == "active":
+                active = _bool(new)
+            elif key in ("displayname", "name.formatted"):
+                name = str(new)
+            elif key == "name" and isinstance(new, dict):
+                name = _name({"name": new})
+            # Anything else (name parts, which come with displayName too; the address, which is the account's
+            # identity; title, department, locale) Steerco does not keep: refusing it would stop the provider's
+            # whole sync for one attribute.
+    return name, active
+
+
+def _dispatch(request: HttpRequest, user_id: str | None) -> JsonResponse | HttpResponse:
+    api_token = _authenticate(request)
+    actor = api_token.created_by
+    if user_id is None:
+        if request.method == "GET":
+            return _list(request, api_token)
+        if request.method == "POST":
+            body = _body(request)
+            email = body.get("userName") or next((e.get("value") for e in body.get("emails") or []), "")
+            if not email or "@" not in email:
+                raise ScimError(400, "userName must be the person's email address.", "invalidValue")
+            try:
+                membership = services.scim_user_create(
+                    org=api_token.organization,
+                    actor=actor,
+                    email=email,
+                    name=_name(body) or "",
+                    active=_bool(body.get("active", True)),
+                )
+            except ValidationError as e:
+                raise ScimError(409, " ".join(e.messages), "uniqueness") from None
+            return _response(_resource(request, membership), 201)
+        raise ScimError(405, f"{request.method} is not supported here.")
+    membership = _membership(api_token, user_id)
+    if request.method == "GET":
+        return _response(_resource(request, membership))
+    if request.method == "DELETE":
+        if membership.is_active:
+            services.scim_user_deactivate(membership=membership, actor=actor)
+        return HttpResponse(status=204)
+    if request.method in ("PUT", "PATCH"):
+        body = _body(request)
+        if request.method == "PUT":
+            name, active = _name(body), _bool(body.get("active", True))
+        else:
+            name, active = _patch(body)
+        services.scim_user_update(membership=membership, actor=actor, name=name, active=active)
+        membership.refresh_from_db()
+        return _response(_resource(request, membership))
+    raise ScimError(405, f"{request.method} is not supported here.")
+
+
+@csrf_exempt
+def users(request: HttpRequest, user_id: str | None = None) -> JsonResponse | HttpResponse:
+    try:
+        return _dispatch(request, user_id)
+    except ScimError as e:
+        return _error(e)
