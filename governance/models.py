@@ -390,4 +390,4 @@ class TeamGroupObjectPermission(GroupObjectPermissionBase):
 
 
 # Enterprise identity's models live in their sub-package; imported here so that they belong to this app.
-from governance.identity.models import SingleSignOn, SsoDomain  # noqa: E402, F401
+from governance.identity.models import ScimGroup, SingleSignOn, SsoDomain  # noqa: E402, F401

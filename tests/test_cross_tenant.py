@@ -82,6 +82,8 @@ PUBLIC = {
     "identity:signup_verify": "authentication (signed link naming one account)",
     "identity:scim_users": "bearer-token tenancy: the scim token's organization (tests/identity/test_scim.py)",
     "identity:scim_user": "bearer-token tenancy: the scim token's organization (tests/identity/test_scim.py)",
+    "identity:scim_groups": "bearer-token tenancy: the scim token's organization (tests/identity/test_scim.py)",
+    "identity:scim_group": "bearer-token tenancy: the scim token's organization (tests/identity/test_scim.py)",
     "identity:start": "authentication (the organization whose single sign-on covers the email's domain)",
     "identity:callback": "authentication (the organization this session's sign-in state belongs to)",
 }

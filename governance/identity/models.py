@@ -57,3 +57,24 @@ class SsoDomain(models.Model):
 
     def __str__(self) -> str:
         return self.domain
+
+
+class ScimGroup(models.Model):
+    """A group the identity provider pushes over SCIM, with its members; its name is what the single sign-on's
+    group mapping reads, so membership changes re-sync roles and teams as a sign-in does."""
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
+    display_name = models.CharField(max_length=200)
+    members = models.ManyToManyField("governance.Membership", blank=True, related_name="scim_groups")
+    created_at = models.DateTimeField(default=now)
+
+    objects = TenantQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["display_name"]
+        constraints = [
+            models.UniqueConstraint(fields=["organization", "display_name"], name="scim_group_name_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return self.display_name

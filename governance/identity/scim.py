@@ -1,5 +1,5 @@
-"""SCIM 2.0 (RFC 7643/7644) `/scim/v2/Users` for identity providers (Okta, Entra ID): list with a filter, read,
-create, replace, patch and delete (deactivate) an organization's members.
+"""SCIM 2.0 (RFC 7643/7644) `/scim/v2/Users` and `/Groups` for identity providers (Okta, Entra ID): list with a
+filter, read, create, replace, patch and delete an organization's members (delete deactivates) and groups.
 
 The provider authenticates with an organization API token carrying the `scim` scope (Administration → API
 tokens); every row read or written is that organization's (governance.tenancy). A user's `id` is their membership's.
@@ -17,6 +17,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
 from governance.identity import services
+from governance.identity.models import ScimGroup
 from governance.models import Membership, Scope
 from governance.security import client_ip
 from governance.services import api_token_authenticate
@@ -111,7 +112,7 @@ def _membership(api_token, user_id: str) -> Membership:
     membership = (
         Membership.objects.for_org(api_token.organization)
         .select_related("user", "organization")
-        .filter(pk=int(user_id) if user_id.isdigit() else -1)
+        .filter(pk=int(user_id) if str(user_id).isdigit() else -1)
         .first()
     )
     if membership is None:
@@ -119,27 +120,27 @@ def _membership(api_token, user_id: str) -> Membership:
     return membership
 
 
-def _list(request: HttpRequest, api_token) -> JsonResponse:
-    members = Membership.objects.for_org(api_token.organization).select_related("user").order_by("pk")
+def _list(request: HttpRequest, queryset, *, filters: re.Pattern, field: str, resource) -> JsonResponse:
+    """A ListResponse page (startIndex is 1-based), narrowed by the one `eq` filter the resource supports."""
     expression = request.GET.get("filter", "")
     if expression:
-        match = FILTER.match(expression)
+        match = filters.match(expression)
         if match is None:
-            raise ScimError(400, f'Unsupported filter {expression!r}: use userName eq "...".', "invalidFilter")
-        members = members.filter(user__email__iexact=match.group(2))
+            raise ScimError(400, f'Unsupported filter {expression!r}: use {field} eq "...".', "invalidFilter")
+        queryset = queryset.filter(**{f"{field}__iexact": match.group(2)})
     try:
         start = max(int(request.GET.get("startIndex", 1)), 1)
         count = min(max(int(request.GET.get("count", 100)), 0), MAX_COUNT)
     except ValueError:
         raise ScimError(400, "startIndex and count must be integers.", "invalidValue") from None
-    page = list(members[start - 1 : start - 1 + count])
+    page = list(queryset[start - 1 : start - 1 + count])
     return _response(
         {
             "schemas": [LIST_SCHEMA],
-            "totalResults": members.count(),
+            "totalResults": queryset.count(),
             "startIndex": start,
             "itemsPerPage": len(page),
-            "Resources": [_resource(request, m) for m in page],
+            "Resources": [resource(request, item) for item in page],
         }
     )
 
@@ -174,7 +175,8 @@ def _dispatch(request: HttpRequest, user_id: str | None) -> JsonResponse | HttpR
     actor = api_token.created_by
     if user_id is None:
         if request.method == "GET":
-            return _list(request, api_token)
+            members = Membership.objects.for_org(api_token.organization).select_related("user").order_by("pk")
+            return _list(request, members, filters=FILTER, field="user__email", resource=_resource)
         if request.method == "POST":
             body = _body(request)
             email = body.get("userName") or next((e.get("value") for e in body.get("emails") or []), "")
@@ -215,5 +217,125 @@ def _dispatch(request: HttpRequest, user_id: str | None) -> JsonResponse | HttpR
 def users(request: HttpRequest, user_id: str | None = None) -> JsonResponse | HttpResponse:
     try:
         return _dispatch(request, user_id)
+    except ScimError as e:
+        return _error(e)
+
+
+# --- Groups -----------------------------------------------------------------------------------------
+
+GROUP_SCHEMA = "urn:ietf:params:scim:schemas:core:2.0:Group"
+GROUP_FILTER = re.compile(r'^\s*(displayName)\s+eq\s+"([^"]*)"\s*$', re.I)
+# Okta removes one member by a path filter: members[value eq "42"].
+MEMBER_PATH = re.compile(r'^members\[value eq "([^"]+)"\]$', re.I)
+
+
+def _group_resource(request: HttpRequest, group: ScimGroup) -> dict:
+    return {
+        "schemas": [GROUP_SCHEMA],
+        "id": str(group.pk),
+        "displayName": group.display_name,
+        "members": [{"value": str(m.pk), "display": m.user.email} for m in group.members.select_related("user")],
+        "meta": {
+            "resourceType": "Group",
+            "created": group.created_at.isoformat(),
+            "location": request.build_absolute_uri(f"/scim/v2/Groups/{group.pk}"),
+        },
+    }
+
+
+def _members(api_token, values) -> list[Membership]:
+    if not isinstance(values, list):
+        raise ScimError(400, 'members must be a list of {"value": id}.', "invalidValue")
+    return [_member_or_400(api_token, v.get("value") if isinstance(v, dict) else v) for v in values]
+
+
+def _member_or_400(api_token, member_id) -> Membership:
+    try:
+        return _membership(api_token, str(member_id))
+    except ScimError:
+        raise ScimError(400, f"No user {member_id} in this organization.", "invalidValue") from None
+
+
+def _group_patch(api_token, body: dict) -> dict:
+    """What a PatchOp does to a group (name, members added, removed or replaced), in Okta's and Entra ID's ways."""
+    if PATCH_SCHEMA not in body.get("schemas", []):
+        raise ScimError(400, f"A PATCH body names the schema {PATCH_SCHEMA}.", "invalidSyntax")
+    change = {"display_name": None, "add": [], "remove": [], "replace": None}
+    for operation in body.get("Operations") or []:
+        op, path, value = str(operation.get("op", "")).lower(), operation.get("path") or "", operation.get("value")
+        if path.lower() == "members" and op == "add":
+            change["add"] += _members(api_token, value)
+        elif path.lower() == "members" and op == "replace":
+            change["replace"] = (change["replace"] or []) + _members(api_token, value)
+        elif path.lower() == "members" and op == "remove":
+            change["remove"] += _members(api_token, value or [])
+        elif (match := MEMBER_PATH.match(path)) and op == "remove":
+            change["remove"].append(_member_or_400(api_token, match.group(1)))
+        elif op == "replace" and (path.lower() == "displayname" or (not path and isinstance(value, dict))):
+            name = value if path else value.get("displayName")
+            if name is not None:
+                change["display_name"] = str(name)
+        else:
+            raise ScimError(
+                400, f"Unsupported operation {operation.get('op')!r} on {path or 'the group'}.", "invalidPath"
+            )
+    return change
+
+
+def _group_dispatch(request: HttpRequest, group_id: str | None) -> JsonResponse | HttpResponse:
+    api_token = _authenticate(request)
+    org, actor = api_token.organization, api_token.created_by
+    groups = ScimGroup.objects.for_org(org).order_by("pk")
+    if group_id is None:
+        if request.method == "GET":
+            return _list(request, groups, filters=GROUP_FILTER, field="display_name", resource=_group_resource)
+        if request.method == "POST":
+            body = _body(request)
+            group = _save_group(
+                org,
+                actor,
+                None,
+                display_name=str(body.get("displayName") or ""),
+                replace=_members(api_token, body.get("members") or []),
+            )
+            return _response(_group_resource(request, group), 201)
+        raise ScimError(405, f"{request.method} is not supported here.")
+    group = groups.filter(pk=int(group_id) if group_id.isdigit() else -1).first()
+    if group is None:
+        raise ScimError(404, f"No group {group_id} in this organization.")
+    if request.method == "GET":
+        return _response(_group_resource(request, group))
+    if request.method == "DELETE":
+        services.scim_group_delete(group=group, actor=actor)
+        return HttpResponse(status=204)
+    if request.method == "PUT":
+        body = _body(request)
+        group = _save_group(
+            org,
+            actor,
+            group,
+            display_name=str(body.get("displayName") or group.display_name),
+            replace=_members(api_token, body.get("members") or []),
+        )
+        return _response(_group_resource(request, group))
+    if request.method == "PATCH":
+        group = _save_group(org, actor, group, **_group_patch(api_token, _body(request)))
+        return HttpResponse(status=204)
+    raise ScimError(405, f"{request.method} is not supported here.")
+
+
+def _save_group(org, actor, group, **change) -> ScimGroup:
+    try:
+        return services.scim_group_save(org=org, actor=actor, group=group, **change)
+    except ValidationError as e:
+        raise ScimError(
+            409 if e.code == "uniqueness" else 400, " ".join(e.messages), e.code or "invalidValue"
+        ) from None
+
+
+@csrf_exempt
+def groups(request: HttpRequest, group_id: str | None = None) -> JsonResponse | HttpResponse:
+    try:
+        return _group_dispatch(request, group_id)
     except ScimError as e:
         return _error(e)

@@ -16,7 +16,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from governance import tenancy
-from governance.identity.models import SingleSignOn, SsoDomain
+from governance.identity.models import ScimGroup, SingleSignOn, SsoDomain
 from governance.models import Membership, Organization, Role, Team, User, single_line
 from governance.services import audit_log, audit_security_event, snapshot
 
@@ -156,7 +156,7 @@ def sso_sign_in(*, sso: SingleSignOn, claims: dict) -> User:
     if not SsoDomain.objects.for_org(org).filter(domain=email_domain(email)).exists():
         raise SignInRefused(f"{email_domain(email)} is not a domain {org.name}'s single sign-on covers.")
     groups = _claimed_groups(sso, claims)
-    role, team_keys = _mapped(sso, groups)
+    role, _ = _mapped(sso, groups)
     user = User.objects.filter(email__iexact=email).first()
     if user is None:
         name = str(claims.get("name") or "").strip() or email.split("@")[0]
@@ -173,14 +173,22 @@ def sso_sign_in(*, sso: SingleSignOn, claims: dict) -> User:
             obj=membership,
             after={"role": role, "groups": groups},
         )
-    elif membership.role != role:
+    sync_from_groups(sso=sso, membership=membership, groups=groups, actor=user)
+    return user
+
+
+def sync_from_groups(*, sso: SingleSignOn, membership: Membership, groups: list[str], actor: User | None) -> None:
+    """The member's role and mapped teams as the provider's groups grant them (sign-in and SCIM groups)."""
+    org = sso.organization
+    role, team_keys = _mapped(sso, groups)
+    if membership.role != role:
         if _keeps_an_admin(membership, role):
             before = membership.role
             membership.role = role
             membership.save(update_fields=["role"])
             audit_log(
                 org=org,
-                actor=user,
+                actor=actor,
                 verb="identity.sso_role_synced",
                 obj=membership,
                 before={"role": before},
@@ -189,16 +197,17 @@ def sso_sign_in(*, sso: SingleSignOn, claims: dict) -> User:
         else:
             audit_log(
                 org=org,
-                actor=user,
+                actor=actor,
                 verb="identity.sso_role_kept",
                 obj=membership,
                 after={"role": membership.role, "groups_grant": role, "reason": "the organization's last admin"},
             )
-    _sync_teams(sso, membership, team_keys, groups)
-    return user
+    _sync_teams(sso, membership, team_keys, groups, actor=actor)
 
 
-def _sync_teams(sso: SingleSignOn, membership: Membership, team_keys: set[str], groups: list[str]) -> None:
+def _sync_teams(
+    sso: SingleSignOn, membership: Membership, team_keys: set[str], groups: list[str], *, actor: User | None
+) -> None:
     """Adds the member to the teams their groups map to and takes them off mapped teams their groups no longer
     grant; teams no group maps are the admins' to manage and stay as they are."""
     mapped_keys = {t[len(TEAM_PREFIX) :] for _, t in sso.group_mapping if t.startswith(TEAM_PREFIX)}
@@ -211,7 +220,7 @@ def _sync_teams(sso: SingleSignOn, membership: Membership, team_keys: set[str], 
     membership.teams.remove(*[teams[k] for k in removed])
     audit_log(
         org=sso.organization,
-        actor=membership.user,
+        actor=actor,
         verb="identity.sso_teams_synced",
         obj=membership,
         before={"teams": sorted(current)},
@@ -404,3 +413,70 @@ def scim_user_deactivate(*, membership: Membership, actor: User | None) -> Membe
         },
     )
     return membership
+
+
+def _resync_group_members(org: Organization, memberships, actor: User | None) -> None:
+    """Roles and mapped teams of these members as their SCIM groups now grant them, through the single sign-on's
+    mapping (none configured: groups are only kept)."""
+    sso = SingleSignOn.objects.for_org(org).select_related("organization").first()
+    if sso is None:
+        return
+    for membership in memberships:
+        if membership.is_active:
+            groups = sorted(membership.scim_groups.values_list("display_name", flat=True))
+            sync_from_groups(sso=sso, membership=membership, groups=groups, actor=actor)
+
+
+@transaction.atomic
+def scim_group_save(
+    *,
+    org: Organization,
+    actor: User | None,
+    group: ScimGroup | None,
+    display_name: str | None,
+    add: list[Membership] = (),
+    remove: list[Membership] = (),
+    replace: list[Membership] | None = None,
+) -> ScimGroup:
+    """Creates (group None) or changes a SCIM group; every member whose groups changed is re-synced."""
+    created = group is None
+    group = group or ScimGroup(organization=org)
+    before = (
+        None if created else {"displayName": group.display_name, "members": sorted(m.pk for m in group.members.all())}
+    )
+    if display_name is not None:
+        name = " ".join(display_name.split())
+        if not name:
+            raise ValidationError("displayName must not be empty.", code="invalidValue")
+        if ScimGroup.objects.for_org(org).filter(display_name=name).exclude(pk=group.pk).exists():
+            raise ValidationError(f"A group named {name} exists already.", code="uniqueness")
+        group.display_name = name
+    group.save()
+    old = set(group.members.all())
+    new = set(replace) if replace is not None else (old | set(add)) - set(remove)
+    group.members.set(new)
+    audit_log(
+        org=org,
+        actor=actor,
+        verb="identity.scim_group_created" if created else "identity.scim_group_changed",
+        obj=group,
+        before=before,
+        after={"displayName": group.display_name, "members": sorted(m.pk for m in new)},
+    )
+    # A renamed group may grant another role: all its members; otherwise those who joined or left it.
+    _resync_group_members(org, old | new if display_name is not None else old ^ new, actor)
+    return group
+
+
+@transaction.atomic
+def scim_group_delete(*, group: ScimGroup, actor: User | None) -> None:
+    members = list(group.members.all())
+    audit_log(
+        org=group.organization,
+        actor=actor,
+        verb="identity.scim_group_deleted",
+        obj=group,
+        before={"displayName": group.display_name, "members": sorted(m.pk for m in members)},
+    )
+    group.delete()
+    _resync_group_members(group.organization, members, actor)

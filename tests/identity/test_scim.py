@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 from django.test import Client
 
+from governance.identity.models import ScimGroup
+from governance.identity.services import sso_configure
 from governance.models import AuditEvent, Membership, Role, Scope
 from governance.services import api_token_create
 from scorecards.models import OwnershipTransfer
@@ -18,26 +20,48 @@ pytestmark = pytest.mark.django_db
 RECORDED = Path(__file__).parent / "recorded"
 
 
+def configure(org, actor, issuer: str) -> None:
+    """Single sign-on's group mapping, which SCIM groups feed as the ID token's groups claim does."""
+    team_key = org.teams.order_by("pk").first().key
+    sso_configure(
+        org=org,
+        actor=actor,
+        issuer=issuer,
+        client_id="steerco",
+        client_secret_name="oidc_client_secret",
+        domains=["scim.example.test"],
+        group_mapping=[["steerco-execs", Role.EXECUTIVE], ["steerco-execs", f"team:{team_key}"]],
+    )
+
+
 def scim_token(tenant, scopes=(Scope.SCIM,)) -> str:
     return api_token_create(org=tenant.org, actor=tenant.admin.user, name="Identity provider", scopes=list(scopes))[1]
 
 
-def replay(client: Client, token: str, steps: list[dict], ids: dict) -> None:
+def replay(client: Client, token: str, steps: list[dict], ids: dict, then=lambda moment: None) -> None:
+    """Sends the recorded requests with the ids the earlier answers gave; `then` checks the state a step names."""
+
+    def fill(text: str) -> str:
+        for key, value in ids.items():
+            text = text.replace("{" + key + "}", value)
+        return text
+
     for step in steps:
-        path = step["path"].replace("{id}", ids.get("id", ""))
-        body = json.dumps(step["body"]).replace("{id}", ids.get("id", "")) if "body" in step else None
+        path = fill(step["path"])
+        body = fill(json.dumps(step["body"])) if "body" in step else ""
         response = client.generic(
-            step["method"], path, body or "", content_type="application/scim+json", HTTP_AUTHORIZATION=f"Bearer {token}"
+            step["method"], path, body, content_type="application/scim+json", HTTP_AUTHORIZATION=f"Bearer {token}"
         )
         assert response.status_code == step["status"], (step["method"], path, response.content)
-        if response.status_code == 204:
-            continue
-        assert response["Content-Type"] == "application/scim+json"
-        data = response.json()
-        for key, value in step.get("expect", {}).items():
-            assert data[key] == value, (step["method"], path, key, data)
-        if step["method"] == "POST":
-            ids["id"] = data["id"]
+        if response.status_code != 204:
+            assert response["Content-Type"] == "application/scim+json"
+            data = response.json()
+            for key, value in step.get("expect", {}).items():
+                assert data[key] == value, (step["method"], path, key, data)
+            if step["method"] == "POST":
+                ids[step.get("save_as", "id")] = data["id"]
+        if "then" in step:
+            then(step["then"])
 
 
 @pytest.mark.parametrize(("dialect", "tail"), [("okta", 1), ("entra", 2)])
@@ -113,3 +137,41 @@ def test_a_member_who_leads_nothing_and_owns_nothing_is_simply_deactivated(tenan
     assert Client().delete(f"/scim/v2/Users/{member.pk}", **auth).status_code == 204
     member.refresh_from_db()
     assert not member.is_active and not OwnershipTransfer.objects.filter(from_owner=member).exists()
+
+
+@pytest.mark.parametrize("dialect", ["okta", "entra"])
+def test_group_membership_pushed_by_the_provider_syncs_role_and_team(tenant, dialect):
+    configure(tenant.org, tenant.admin.user, "https://idp.example.test")
+    member = MembershipFactory(organization=tenant.org, role=Role.MEMBER)
+    steps = json.loads((RECORDED / f"{dialect}_groups.json").read_text())
+    seen = {}
+
+    def then(moment: str) -> None:
+        member.refresh_from_db()
+        seen[moment] = (member.role, sorted(member.teams.values_list("key", flat=True)))
+
+    replay(Client(), scim_token(tenant), steps, {"uid": str(member.pk)}, then)
+    assert seen["joined"] == (Role.EXECUTIVE, [tenant.team.key])
+    assert seen["left"] == (Role.MEMBER, [])
+    verbs = list(
+        AuditEvent.objects.filter(organization=tenant.org, verb__startswith="identity.").values_list("verb", flat=True)
+    )
+    assert "identity.scim_group_created" in verbs and verbs.count("identity.sso_role_synced") == 2
+
+
+def test_groups_of_another_organization_and_unknown_members_are_refused(tenant, stranger_tenant):
+    auth = {"HTTP_AUTHORIZATION": f"Bearer {scim_token(tenant)}", "content_type": "application/scim+json"}
+    body = {
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
+        "displayName": "x",
+        "members": [{"value": str(stranger_tenant.member.pk)}],
+    }
+    response = Client().post("/scim/v2/Groups", body, **auth)
+    assert response.status_code == 400 and response.json()["scimType"] == "invalidValue"
+    assert not ScimGroup.objects.exists()
+    created = Client().post("/scim/v2/Groups", {**body, "members": []}, **auth)
+    assert created.status_code == 201
+    duplicate = Client().post("/scim/v2/Groups", {**body, "members": []}, **auth)
+    assert duplicate.status_code == 409
+    other = {"HTTP_AUTHORIZATION": f"Bearer {scim_token(stranger_tenant)}"}
+    assert Client().get(f"/scim/v2/Groups/{created.json()['id']}", **other).status_code == 404
