@@ -44,10 +44,12 @@ class EmailFirstLoginView(auth_views.LoginView):
         # `password` asks for the password form even for a covered address: the break-glass admins' way in when
         # the identity provider is down (anyone else's password is refused where single sign-on is required).
         wants_sso = not request.GET.get("password")
-        if wants_sso and email and EmailStepForm({"email": email}).is_valid() and services.sso_for_email(email):
-            return redirect(
-                f"{reverse('identity:start')}?{urlencode({'email': email, 'next': self.get_redirect_url()})}"
-            )
+        sso = services.sso_for_email(email) if wants_sso and EmailStepForm({"email": email}).is_valid() else None
+        if sso is not None:
+            # A page that moves on by itself, not a redirect: the email step is a form, and the policy's
+            # `form-action 'self'` stops a form's redirects to another origin (the provider's).
+            start = f"{reverse('identity:start')}?{urlencode({'email': email, 'next': self.get_redirect_url()})}"
+            return render(request, "identity/sso_continue.html", {"start": start, "sso": sso})
         return super().get(request, *args, **kwargs)
 
     def get_initial(self):

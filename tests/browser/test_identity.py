@@ -8,6 +8,8 @@ import re
 from playwright.sync_api import expect
 
 from tests.factories import PASSWORD
+from tests.identity.oidc_provider.__main__ import CLIENT_SECRET
+from tests.identity.oidc_provider.launch import running_provider
 
 
 def test_an_admin_configures_single_sign_on_and_a_covered_address_goes_to_the_provider(session, tenant):
@@ -75,3 +77,33 @@ def test_a_new_customer_signs_up_creates_an_organization_and_follows_the_checkli
     expect(s.page.get_by_role("region", name=re.compile("Get started"))).to_be_visible()
     s.screenshot("onboarding-1280")
     s.assert_clean()
+
+
+def test_an_admin_connects_the_provider_and_an_executive_logs_in_through_it(session, tenant, live_server, tmp_path):
+    with running_provider(tmp_path, f"{live_server.url}/sso/callback/") as provider:
+        s = session(width=1280)
+        s.login(tenant.admin.user.email, PASSWORD)
+        page = s.page
+        page.goto(f"/o/{tenant.org.slug}/secrets/?name=oidc_client_secret")
+        page.get_by_label("Value").fill(CLIENT_SECRET)
+        page.get_by_role("button", name="Save secret").click()
+        page.goto(f"/o/{tenant.org.slug}/single-sign-on/")
+        page.get_by_label("Issuer").fill(provider.issuer)
+        page.get_by_label("Client ID").fill("steerco")
+        page.get_by_label("Domains").fill("acme-idp.test")
+        page.get_by_label("Groups to roles and teams").fill("steerco-execs = executive")
+        page.get_by_role("button", name="Save single sign-on").click()
+        expect(page.get_by_text("Single sign-on saved.")).to_be_visible()
+        s.close()
+
+        s = session(width=390)
+        page = s.page
+        page.goto(provider.sign_in_url("cfo@acme-idp.test", "steerco-execs", name="Cora Finance"))  # at the provider
+        page.goto("/login/")
+        page.get_by_label("Email").fill("cfo@acme-idp.test")
+        page.get_by_role("button", name="Continue").click()
+        page.wait_for_url(re.compile(rf"/o/{tenant.org.slug}/$"))
+        expect(page.get_by_text("Cora Finance")).to_be_visible()
+        expect(page.get_by_text("Executive", exact=False).first).to_be_visible()
+        s.screenshot("sso-executive-landed-390")
+        s.assert_clean()

@@ -1,13 +1,8 @@
 from __future__ import annotations
 
-import socket
-import subprocess
-import sys
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
-import requests
 
 from governance import tenancy
 from governance.identity.services import sso_configure
@@ -15,43 +10,16 @@ from governance.models import Role
 from governance.services import secret_set
 from tests.factories import MembershipFactory, OrganizationFactory, TeamFactory
 from tests.identity.oidc_provider.__main__ import CLIENT_SECRET
+from tests.identity.oidc_provider.launch import Provider, running_provider
 
-ROOT = Path(__file__).resolve().parents[2]
 CALLBACK = "http://testserver/sso/callback/"  # the Django test client's host
-
-
-@dataclass
-class Provider:
-    issuer: str
-
-    def signed_in(self, email: str, *groups: str, name: str = "") -> requests.Session:
-        """A browser session at the provider in which `email` (with `groups`) has signed in."""
-        session = requests.Session()
-        response = session.get(f"{self.issuer}/sign-in/", params={"email": email, "group": groups, "name": name})
-        response.raise_for_status()
-        return session
 
 
 @pytest.fixture(scope="session")
 def oidc_provider(tmp_path_factory) -> Provider:
     """django-oauth-toolkit's OpenID Connect provider, in its own process on loopback."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    database = tmp_path_factory.mktemp("oidc-provider") / "provider.sqlite3"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "tests.identity.oidc_provider", str(port), CALLBACK],
-        cwd=ROOT,
-        env={"PATH": "/usr/bin:/bin", "PROVIDER_DATABASE": str(database), "PYTHONPATH": str(ROOT)},
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert process.stdout.readline().strip() == "ready", "the OIDC provider did not start"
-        yield Provider(issuer=f"http://127.0.0.1:{port}")
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
+    with running_provider(tmp_path_factory.mktemp("oidc-provider"), CALLBACK) as provider:
+        yield provider
 
 
 @dataclass
