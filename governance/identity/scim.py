@@ -213,14 +213,6 @@ def _dispatch(request: HttpRequest, user_id: str | None) -> JsonResponse | HttpR
     raise ScimError(405, f"{request.method} is not supported here.")
 
 
-@csrf_exempt
-def users(request: HttpRequest, user_id: str | None = None) -> JsonResponse | HttpResponse:
-    try:
-        return _dispatch(request, user_id)
-    except ScimError as e:
-        return _error(e)
-
-
 # --- Groups -----------------------------------------------------------------------------------------
 
 GROUP_SCHEMA = "urn:ietf:params:scim:schemas:core:2.0:Group"
@@ -333,9 +325,18 @@ def _save_group(org, actor, group, **change) -> ScimGroup:
         ) from None
 
 
-@csrf_exempt
-def groups(request: HttpRequest, group_id: str | None = None) -> JsonResponse | HttpResponse:
-    try:
-        return _group_dispatch(request, group_id)
-    except ScimError as e:
-        return _error(e)
+def _endpoint(dispatch):
+    """A SCIM view: bearer-token authenticated (no CSRF, no session), every refusal a SCIM error body."""
+
+    @csrf_exempt
+    def view(request: HttpRequest, object_id: str | None = None) -> JsonResponse | HttpResponse:
+        try:
+            return dispatch(request, object_id)
+        except ScimError as e:
+            return _error(e)
+
+    return view
+
+
+users = _endpoint(_dispatch)
+groups = _endpoint(_group_dispatch)

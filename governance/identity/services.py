@@ -361,9 +361,10 @@ def scim_user_update(
     *, membership: Membership, actor: User | None, name: str | None, active: bool | None
 ) -> Membership:
     user = membership.user
-    if name is not None and " ".join(name.split()) and " ".join(name.split()) != user.name:
+    name = " ".join((name or "").split())[:150]
+    if name and name != user.name:
         before = user.name
-        user.name = " ".join(name.split())[:150]
+        user.name = name
         user.full_clean(validate_unique=False)
         user.save(update_fields=["name"])
         audit_log(
