@@ -25,8 +25,9 @@ def request_transfers_of_leaver(*, membership: Membership, actor: User | None) -
         if OwnershipTransfer.objects.filter(kpi=kpi, state=OwnershipTransfer.State.PENDING).exists():
             continue
         to_owner = _successor(kpi, membership)
-        if to_owner is None:
-            continue  # no active admin besides the leaver: the deactivation's audit event names the KPI still
+        if to_owner is None:  # the leaver was the last active admin: the deactivation's audit event says so
+            requested.append(f"{kpi.key}: nobody to take it (no other active admin); reactivate an admin")
+            continue
         reason = f"{membership.user.name} left (deactivated by the identity provider); accept ownership of {kpi.name}."
         OwnershipTransfer.objects.create(
             organization=kpi.organization,
