@@ -98,6 +98,8 @@ class Organization(models.Model):
     business_end = models.TimeField(default=time(17))
     # Keys of escalation policies (escalations app); stored as keys so this layer need not import that one.
     default_escalation = models.CharField(max_length=64, blank=True)
+    # Admins and executives who log in with a password confirm with a second factor (governance.identity).
+    require_two_factor = models.BooleanField(default=False)
     created_at = models.DateTimeField(default=now)
 
     class Meta:

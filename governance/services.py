@@ -135,7 +135,16 @@ def snapshot(obj: Model, fields: Iterable[str]) -> dict:
 
 # --- organizations ------------------------------------------------------------------------------
 
-ORG_FIELDS = ["slug", "name", "timezone", "business_days", "business_start", "business_end", "default_escalation"]
+ORG_FIELDS = [
+    "slug",
+    "name",
+    "timezone",
+    "business_days",
+    "business_start",
+    "business_end",
+    "default_escalation",
+    "require_two_factor",
+]
 
 
 @transaction.atomic

@@ -84,6 +84,8 @@ PUBLIC = {
     "identity:scim_user": "bearer-token tenancy: the scim token's organization (tests/identity/test_scim.py)",
     "identity:scim_groups": "bearer-token tenancy: the scim token's organization (tests/identity/test_scim.py)",
     "identity:scim_group": "bearer-token tenancy: the scim token's organization (tests/identity/test_scim.py)",
+    "identity:login_verify": "authentication (the session's own half-done login)",
+    "identity:two_factor": "the signed-in user's own second factor",
     "identity:start": "authentication (the organization whose single sign-on covers the email's domain)",
     "identity:callback": "authentication (the organization this session's sign-in state belongs to)",
 }

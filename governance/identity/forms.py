@@ -129,3 +129,12 @@ class SingleSignOnForm(forms.Form):
             "enabled": sso.enabled,
             "require_sso": sso.require_sso,
         }
+
+
+class CodeForm(forms.Form):
+    code = forms.CharField(
+        max_length=16,
+        label="Code",
+        widget=forms.TextInput(attrs={"autocomplete": "one-time-code", "inputmode": "text", "autofocus": True}),
+        help_text="The six digits your authenticator app shows, or one of your recovery codes.",
+    )

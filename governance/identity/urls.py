@@ -5,6 +5,8 @@ from governance.identity import scim, views
 app_name = "identity"
 
 urlpatterns = [
+    path("login/verify/", views.login_verify, name="login_verify"),
+    path("account/two-factor/", views.two_factor_settings, name="two_factor"),
     path("signup/", views.signup, name="signup"),
     path("signup/verify/<str:token>/", views.signup_verify, name="signup_verify"),
     path("scim/v2/Users", scim.users, name="scim_users"),

@@ -3,24 +3,34 @@
 from __future__ import annotations
 
 import hashlib
+from base64 import b32encode
 from urllib.parse import parse_qs, urlencode, urlparse
 
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import login
 from django.contrib.auth import views as auth_views
+from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_http_methods
+from django_otp import login as otp_login
 from mozilla_django_oidc.views import OIDCAuthenticationCallbackView, OIDCAuthenticationRequestView
 
 from governance import tenancy
 from governance.access import admin_required
 from governance.forms import apply_errors
-from governance.identity import oidc, services
-from governance.identity.forms import EmailStepForm, SignupForm, SingleSignOnForm, SsoAwareAuthenticationForm
+from governance.identity import oidc, services, two_factor
+from governance.identity.forms import (
+    CodeForm,
+    EmailStepForm,
+    SignupForm,
+    SingleSignOnForm,
+    SsoAwareAuthenticationForm,
+)
 from governance.identity.models import SingleSignOn
 from governance.models import Secret
 from governance.secrets import SecretMissing, decrypt
@@ -51,6 +61,14 @@ class EmailFirstLoginView(auth_views.LoginView):
             start = f"{reverse('identity:start')}?{urlencode({'email': email, 'next': self.get_redirect_url()})}"
             return render(request, "identity/sso_continue.html", {"start": start, "sso": sso})
         return super().get(request, *args, **kwargs)
+
+    def form_valid(self, form):
+        """A password that is right is half a login for someone with a second factor: the code comes next."""
+        user = form.get_user()
+        if not two_factor.has_second_factor(user):
+            return super().form_valid(form)
+        two_factor.start_pending(self.request.session, user, self.get_success_url())
+        return redirect("identity:login_verify")
 
     def get_initial(self):
         return {"username": self.request.GET.get("email", "").strip()}
@@ -133,7 +151,9 @@ def sso_callback(request: HttpRequest) -> HttpResponse:
     user.backend = MODEL_BACKEND
     with tenancy.scope(organization=sso.organization_id):
         audit_log(org=sso.organization, actor=user, verb="identity.sso_login", obj=user, after=request_facts(request))
-    return view.login_success()
+    response = view.login_success()
+    request.session[two_factor.SSO_SESSION] = True  # after login, which starts a new session
+    return response
 
 
 def _failure(request: HttpRequest, sso: SingleSignOn | None, reason: str) -> HttpResponse:
@@ -210,3 +230,79 @@ def signup_verify(request: HttpRequest, token: str) -> HttpResponse:
     login(request, user, backend=MODEL_BACKEND)
     messages.success(request, "Your email address is confirmed. Create your organization to start.")
     return redirect("organization_create")
+
+
+# --- two-factor authentication ------------------------------------------------------------------------
+
+
+@require_http_methods(["GET", "POST"])
+def login_verify(request: HttpRequest) -> HttpResponse:
+    """The second half of a password login: a code from the authenticator app or a recovery code."""
+    user = two_factor.pending_user(request.session)
+    if user is None:
+        messages.error(request, "Log in again: the password step was too long ago.")
+        return redirect("login")
+    form = CodeForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            device = two_factor.verify(user, form.cleaned_data["code"], facts=request_facts(request))
+        except two_factor.Throttled as e:
+            form.add_error("code", str(e))
+            return render(request, "identity/login_verify.html", {"form": form}, status=429)
+        if device is not None:
+            next_url = request.session[two_factor.PENDING]["next"]
+            login(request, user, backend=MODEL_BACKEND)
+            otp_login(request, device)
+            if device.persistent_id.startswith("otp_static"):
+                left = device.token_set.count()
+                messages.warning(request, f"You used a recovery code; {left} left. Make new ones under Two-factor.")
+            return redirect(next_url)
+        form.add_error("code", "That code is not right (or was used already). Try the newest one from your app.")
+    return render(request, "identity/login_verify.html", {"form": form}, status=422 if form.errors else 200)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def two_factor_settings(request: HttpRequest) -> HttpResponse:
+    """Set up an authenticator app (its key, shown once it is made), confirm it with a code, and see the recovery
+    codes once; or make new recovery codes, or turn two-factor off."""
+    user, codes = request.user, None
+    form = CodeForm(request.POST or None)
+    enabled = two_factor.has_second_factor(user)
+    action = request.POST.get("action", "")
+    if request.method == "POST" and form.is_valid():
+        if not enabled:
+            codes = two_factor.enable(user, form.cleaned_data["code"])
+            if codes is None:
+                form.add_error("code", "That code is not right: check the phone's clock, and type the newest code.")
+            else:
+                otp_login(request, two_factor.authenticator(user))
+        elif _verified(request, form):
+            if action == "off":
+                two_factor.disable(user)
+                messages.success(request, "Two-factor authentication is off.")
+                return redirect("identity:two_factor")
+            codes = two_factor.new_recovery_codes(user)  # the page's other button
+    enabled = two_factor.has_second_factor(user)
+    device = None if enabled else two_factor.authenticator(user)
+    context = {
+        "form": CodeForm() if codes else form,
+        "enabled": enabled,
+        "codes": codes,
+        "key": b32encode(device.bin_key).decode() if device else "",
+        "config_url": device.config_url if device else "",
+        "next": url_has_allowed_host_and_scheme(request.GET.get("next", ""), allowed_hosts={request.get_host()})
+        and request.GET.get("next"),
+    }
+    return render(request, "identity/two_factor.html", context, status=422 if form.errors else 200)
+
+
+def _verified(request: HttpRequest, form: CodeForm) -> bool:
+    """Whether the form's code is the user's; says why not on the form."""
+    try:
+        if two_factor.verify(request.user, form.cleaned_data["code"], facts=request_facts(request)) is not None:
+            return True
+        form.add_error("code", "That code is not right (or was used already).")
+    except two_factor.Throttled as e:
+        form.add_error("code", str(e))
+    return False
