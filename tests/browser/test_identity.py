@@ -10,6 +10,7 @@ from playwright.sync_api import expect
 from tests.factories import PASSWORD
 from tests.identity.oidc_provider.__main__ import CLIENT_SECRET
 from tests.identity.oidc_provider.launch import running_provider
+from tests.identity.test_two_factor import code
 
 
 def test_an_admin_configures_single_sign_on_and_a_covered_address_goes_to_the_provider(session, tenant):
@@ -107,3 +108,39 @@ def test_an_admin_connects_the_provider_and_an_executive_logs_in_through_it(sess
         expect(page.get_by_text("Executive", exact=False).first).to_be_visible()
         s.screenshot("sso-executive-landed-390")
         s.assert_clean()
+
+
+def test_two_factor_enrolment_login_and_a_recovery_code(session, tenant):
+    s = session(width=390)
+    page = s.page
+    s.login(tenant.admin.user.email, PASSWORD)
+    page.get_by_role("link", name="Two-factor").click()
+    key = page.locator("#totp-key").inner_text()
+    page.get_by_label("Code").fill(code(key))
+    page.get_by_role("button", name="Turn on").click()
+    codes = page.locator("#recovery-codes code").all_inner_texts()
+    assert len(codes) == 10
+    s.screenshot("two-factor-recovery-codes-390")
+
+    def password_step() -> None:
+        page.goto("/login/")
+        page.get_by_label("Email").fill(tenant.admin.user.email)
+        page.get_by_role("button", name="Continue").click()
+        page.get_by_label("Password").fill(PASSWORD)
+        page.get_by_role("button", name="Log in").click()
+        expect(page.get_by_role("heading", name="Confirm it is you")).to_be_visible()
+
+    page.context.clear_cookies()
+    password_step()
+    s.screenshot("two-factor-login-390")
+    page.get_by_label("Code").fill(code(key, 1))
+    page.get_by_role("button", name="Verify").click()
+    page.wait_for_url(re.compile(rf"/o/{tenant.org.slug}/$"))
+
+    page.context.clear_cookies()
+    password_step()
+    page.get_by_label("Code").fill(codes[0])
+    page.get_by_role("button", name="Verify").click()
+    page.wait_for_url(re.compile(rf"/o/{tenant.org.slug}/$"))
+    expect(page.get_by_text("You used a recovery code; 9 left")).to_be_visible()
+    s.assert_clean()
