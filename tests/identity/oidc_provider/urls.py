@@ -17,5 +17,7 @@ def sign_in(request):
 
 urlpatterns = [
     path("sign-in/", sign_in),
+    # Browsers ask every origin for one; a 404 would be the only console error of the browser journey.
+    path("favicon.ico", lambda request: HttpResponse(status=204)),
     path("", include("oauth2_provider.urls")),
 ]
