@@ -2,12 +2,18 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
 from config.api import api, not_found
+from governance.identity.forms import SsoAwarePasswordResetForm
+from governance.identity.views import EmailFirstLoginView
 from governance.security import ThrottledPasswordResetView
 
 urlpatterns = [
-    path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
+    path("login/", EmailFirstLoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
-    path("password-reset/", ThrottledPasswordResetView.as_view(), name="password_reset"),
+    path(
+        "password-reset/",
+        ThrottledPasswordResetView.as_view(form_class=SsoAwarePasswordResetForm),
+        name="password_reset",
+    ),
     path("password-reset/sent/", auth_views.PasswordResetDoneView.as_view(), name="password_reset_done"),
     path(
         "password-reset/<uidb64>/<token>/",
@@ -17,6 +23,7 @@ urlpatterns = [
     path("password-reset/done/", auth_views.PasswordResetCompleteView.as_view(), name="password_reset_complete"),
     path("api/v1/", api.urls),
     path("api/v1/<path:rest>", not_found),
+    path("", include("governance.identity.urls")),
     path("", include("governance.urls")),
     path("o/<slug:org_slug>/", include("scorecards.urls")),
     path("o/<slug:org_slug>/", include("dependencies.urls")),

@@ -85,7 +85,12 @@ class OrganizationSettingsForm(forms.ModelForm):
 
     class Meta:
         model = Organization
-        fields = ["name", "timezone", "business_days", "business_start", "business_end"]
+        fields = ["name", "timezone", "business_days", "business_start", "business_end", "require_two_factor"]
+        labels = {"require_two_factor": "Require two-factor authentication for admins and executives"}
+        help_texts = {
+            "require_two_factor": "Those who log in with a password confirm with an authenticator app; "
+            "single sign-on logins rely on the identity provider's own."
+        }
         widgets = {
             "business_start": forms.TimeInput(attrs={"type": "time"}, format="%H:%M"),
             "business_end": forms.TimeInput(attrs={"type": "time"}, format="%H:%M"),

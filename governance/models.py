@@ -98,6 +98,8 @@ class Organization(models.Model):
     business_end = models.TimeField(default=time(17))
     # Keys of escalation policies (escalations app); stored as keys so this layer need not import that one.
     default_escalation = models.CharField(max_length=64, blank=True)
+    # Admins and executives who log in with a password confirm with a second factor (governance.identity).
+    require_two_factor = models.BooleanField(default=False)
     created_at = models.DateTimeField(default=now)
 
     class Meta:
@@ -297,6 +299,7 @@ class Scope(models.TextChoices):
     READ = "read", "read: KPIs, workstreams, tasks, notifications, decisions, the manifest"
     MANIFEST_WRITE = "manifest:write", "manifest:write: apply a manifest (teams, KPIs, OKRs, ownership)"
     ADMIN = "admin", "admin: a manifest that changes members, roles and invitations"
+    SCIM = "scim", "scim: provision and deactivate members from your identity provider (SCIM 2.0)"
 
 
 class ApiToken(models.Model):
@@ -386,3 +389,7 @@ class TeamUserObjectPermission(UserObjectPermissionBase):
 
 class TeamGroupObjectPermission(GroupObjectPermissionBase):
     content_object = models.ForeignKey(Team, on_delete=models.CASCADE)
+
+
+# Enterprise identity's models live in their sub-package; imported here so that they belong to this app.
+from governance.identity.models import ScimGroup, SingleSignOn, SsoDomain  # noqa: E402, F401

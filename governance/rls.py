@@ -83,6 +83,8 @@ EXTRA_POLICIES = {
     "governance_invitation": [
         "CREATE POLICY presented ON {t} FOR SELECT USING (token_hash = (SELECT steerco_token()))"
     ],
+    # The login page learns which organization's identity provider covers an email by presenting its domain.
+    "governance_ssodomain": ["CREATE POLICY presented ON {t} FOR SELECT USING (domain = (SELECT steerco_token()))"],
 }
 POLICY_NAMES = ["tenant", "own", "presented", "unowned"]
 # Tables read only in their own organization's scope, never in the system scope of the beat's sweeps and the

@@ -70,7 +70,7 @@ def lockout_response(
     return render(request, "registration/login.html", context, status=429)
 
 
-def _within_limit(key: str, limit: int) -> bool:
+def within_limit(key: str, limit: int) -> bool:
     """Counts one more request under `key` for PASSWORD_RESET_WINDOW; whether the count is still within `limit`."""
     window = int(settings.PASSWORD_RESET_WINDOW.total_seconds())
     cache.add(key, 0, window)  # the window starts with the first request, and is not extended by later ones
@@ -90,15 +90,15 @@ class ThrottledPasswordResetView(PasswordResetView):
     def form_valid(self, form):
         email = form.cleaned_data["email"].strip().lower()
         digest = hashlib.sha256(email.encode()).hexdigest()  # no address in the cache's keys
-        by_email = _within_limit(f"password-reset:email:{digest}", settings.PASSWORD_RESET_EMAIL_LIMIT)
-        by_ip = _within_limit(f"password-reset:ip:{client_ip(self.request)}", settings.PASSWORD_RESET_IP_LIMIT)
+        by_email = within_limit(f"password-reset:email:{digest}", settings.PASSWORD_RESET_EMAIL_LIMIT)
+        by_ip = within_limit(f"password-reset:ip:{client_ip(self.request)}", settings.PASSWORD_RESET_IP_LIMIT)
         if by_email and by_ip:
             return super().form_valid(form)
         logger.warning("Password reset throttled for an address from %s", client_ip(self.request))
         return HttpResponseRedirect(self.get_success_url())
 
 
-def _request_facts(request: HttpRequest | None) -> dict:
+def request_facts(request: HttpRequest | None) -> dict:
     if request is None:
         return {}
     return {"ip": client_ip(request), "user_agent": request.META.get("HTTP_USER_AGENT", "")[:200]}
@@ -112,7 +112,7 @@ def _user_for(username: str | None) -> User | None:
 
 @receiver(user_logged_in, dispatch_uid="governance.security.logged_in")
 def audit_login(sender, request: HttpRequest | None, user: User, **kwargs) -> None:
-    audit_security_event(verb="security.login", user=user, actor=user, after=_request_facts(request))
+    audit_security_event(verb="security.login", user=user, actor=user, after=request_facts(request))
 
 
 @receiver(user_login_failed, dispatch_uid="governance.security.login_failed")
@@ -121,7 +121,7 @@ def audit_login_failed(sender, credentials: dict, request: HttpRequest | None = 
     audit_security_event(
         verb="security.login_failed",
         user=_user_for(username),
-        after={"username": username, **_request_facts(request)},
+        after={"username": username, **request_facts(request)},
     )
 
 
@@ -131,5 +131,5 @@ def audit_lockout(sender, request: HttpRequest | None, username: str | None, **k
     audit_security_event(
         verb="security.login_locked_out",
         user=_user_for(username),
-        after={"username": username, "failure_limit": settings.AXES_FAILURE_LIMIT, **_request_facts(request)},
+        after={"username": username, "failure_limit": settings.AXES_FAILURE_LIMIT, **request_facts(request)},
     )

@@ -77,6 +77,16 @@ PUBLIC = {
     "governance:organization_create": "creates a new organization",
     "governance:invitation_accept": "secret token bound to one organization",
     "governance:invitation_join": "the invitation whose link the visitor opened (its token in the session)",
+    "identity:signup": "creates an account, no organization's rows",
+    "identity:signup_verify": "authentication (signed link naming one account)",
+    "identity:scim_users": "bearer-token tenancy: the scim token's organization (tests/identity/test_scim.py)",
+    "identity:scim_user": "bearer-token tenancy: the scim token's organization (tests/identity/test_scim.py)",
+    "identity:scim_groups": "bearer-token tenancy: the scim token's organization (tests/identity/test_scim.py)",
+    "identity:scim_group": "bearer-token tenancy: the scim token's organization (tests/identity/test_scim.py)",
+    "identity:login_verify": "authentication (the session's own half-done login)",
+    "identity:two_factor": "the signed-in user's own second factor",
+    "identity:start": "authentication (the organization whose single sign-on covers the email's domain)",
+    "identity:callback": "authentication (the organization this session's sign-in state belongs to)",
 }
 
 

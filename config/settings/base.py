@@ -34,6 +34,9 @@ INSTALLED_APPS = [
     "django_guid",
     "csp",
     "axes",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
+    "django_otp.plugins.otp_static",
     "governance",
     "scorecards",
     "dependencies",
@@ -51,10 +54,12 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django_otp.middleware.OTPMiddleware",  # request.user.is_verified(): a second factor in this session
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "governance.middleware.TenantMiddleware",
+    "governance.identity.two_factor.TwoFactorRequiredMiddleware",  # after the tenant's: it reads request.membership
     # Last, as its documentation asks: turns a lockout raised by the axes backend into the login page's answer.
     "axes.middleware.AxesMiddleware",
 ]
@@ -353,3 +358,11 @@ LOGGING = {
         "httpx": {"level": "WARNING"},  # one INFO line per webhook delivery or pull; their own rows record them
     },
 }
+
+# Enterprise identity (docs/identity.md). Break-glass admins (emails) may still log in with a password where an
+# organization requires single sign-on, for when its identity provider is down; keep the list short.
+SSO_BREAK_GLASS_EMAILS = [e.strip().lower() for e in env.list("SSO_BREAK_GLASS_EMAILS", default=[])]
+SSO_CLOCK_SKEW_SECONDS = env.int("SSO_CLOCK_SKEW_SECONDS", default=60)
+SIGNUP_VERIFICATION_TTL = timedelta(hours=env.int("SIGNUP_VERIFICATION_HOURS", default=48))
+SIGNUP_EMAIL_LIMIT = env.int("SIGNUP_EMAIL_LIMIT", default=3)  # signup emails per address per PASSWORD_RESET_WINDOW
+OTP_TOTP_ISSUER = "Steerco"

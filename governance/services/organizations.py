@@ -14,7 +14,16 @@ from governance.models import (
 )
 from governance.services.audit import audit_log, snapshot
 
-ORG_FIELDS = ["slug", "name", "timezone", "business_days", "business_start", "business_end", "default_escalation"]
+ORG_FIELDS = [
+    "slug",
+    "name",
+    "timezone",
+    "business_days",
+    "business_start",
+    "business_end",
+    "default_escalation",
+    "require_two_factor",
+]
 
 
 @transaction.atomic

@@ -85,6 +85,7 @@ class Session:
         page = self.page
         page.goto("/login/")
         page.get_by_label("Email").fill(email)
+        page.get_by_role("button", name="Continue").click()  # the email first: single sign-on may take over
         page.get_by_label("Password").fill(password)
         page.get_by_role("button", name="Log in").click()
         page.wait_for_url(re.compile(r"/o/[\w-]+/$"))

@@ -41,6 +41,7 @@ def org_pages(t) -> list[str]:
         f"{o}/audit/",
         f"{o}/api-tokens/",
         f"{o}/settings/",
+        f"{o}/single-sign-on/",
         f"{o}/teams/999999/",  # the 404 page
     ]
 

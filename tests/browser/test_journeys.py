@@ -168,7 +168,7 @@ def test_a_stranger_from_another_organization_is_refused(session, world):
 def test_a_password_guesser_is_locked_out_with_a_clear_message(session, world):
     s = session()
     page = s.page
-    page.goto("/login/")
+    page.goto(f"/login/?email={world.acme.member.user.email}")
     for _ in range(5):
         page.get_by_label("Email").fill(world.acme.member.user.email)
         page.get_by_label("Password").fill("not-the-password")

@@ -55,6 +55,9 @@ NOT_TENANT_OWNED = {
     "governance_user_user_permissions",
     "guardian_groupobjectpermission",  # unused: KPIs and teams have direct-FK permission tables, walled below
     "guardian_userobjectpermission",
+    "otp_static_staticdevice",  # a person's second factor (django-otp), like their login
+    "otp_static_statictoken",
+    "otp_totp_totpdevice",
 }
 
 
