@@ -41,6 +41,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "config.operations.web.request_metrics",  # first: times every request (docs/operations.md)
     "governance.middleware.request_id_guard",  # before django-guid: a malformed X-Request-ID is replaced
     "django_guid.middleware.guid_middleware",
     "django.middleware.security.SecurityMiddleware",
@@ -330,6 +331,11 @@ PULL_ENV_RESERVED = {
     "CACHE_URL",
     "EMAIL_URL",
 }
+
+# Prometheus metrics (docs/operations.md): scrapers send this bearer token; unset, /metrics is off. METRICS_PORT
+# makes each worker serve Steerco's gauges (backlog, sweeps, deliveries) on that port.
+METRICS_TOKEN = env("METRICS_TOKEN", default="")
+METRICS_PORT = env.int("METRICS_PORT", default=0)
 
 # A worker older than this is considered down on the health page.
 HEARTBEAT_STALE_AFTER = timedelta(minutes=3)
