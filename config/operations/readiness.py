@@ -11,6 +11,7 @@ from django.db import DatabaseError, connection
 from django.db.migrations.executor import MigrationExecutor
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.http import require_GET
+from kombu.exceptions import OperationalError as BrokerError
 
 from governance import selectors
 
@@ -52,7 +53,7 @@ CHECKS = {"database": database, "broker": broker, "migrations": migrations, "bea
 def _run(check) -> str:
     try:
         return check()
-    except (DatabaseError, OSError, ConnectionError) as e:
+    except (DatabaseError, BrokerError, OSError) as e:
         return f"down: {type(e).__name__}"  # the class, not the message: it may hold a host name or a user
 
 
