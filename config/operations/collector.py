@@ -117,12 +117,13 @@ class SteercoCollector(Collector):
         yield GaugeMetricFamily("steerco_scrape_timestamp_seconds", "When this scrape was computed", time.time())
 
     def _queues(self):
-        """Messages waiting in the Redis broker's queues (other brokers: not measured)."""
+        """Messages waiting in the Redis broker's queues (other brokers: no samples)."""
         from config.celery import app
 
-        if not app.conf.broker_url.startswith(("redis://", "rediss://")):
-            return
         family = GaugeMetricFamily("steerco_celery_queue_length", "Tasks waiting in the broker", labels=["queue"])
+        if not app.conf.broker_url.startswith(("redis://", "rediss://")):
+            yield family
+            return
         with app.connection_for_read() as conn:
             client = conn.default_channel.client
             for queue in sorted({app.conf.task_default_queue, *(q.name for q in app.amqp.queues.values())}):

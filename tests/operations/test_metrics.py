@@ -8,7 +8,6 @@ from datetime import timedelta
 
 import httpx
 import pytest
-from django.core.cache import cache
 from django.test import Client
 from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
@@ -16,24 +15,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from config.operations.server import serve
 from escalations.tasks import process_status_changes
 from scorecards.models import StatusChange
+from tests.operations.conftest import TOKEN
 from tests.test_platform import celery_worker  # noqa: F401  (the suite's one way to run a real worker)
-
-TOKEN = "scrape-" + "x" * 32
-
-
-@pytest.fixture
-def metrics_on(settings):
-    settings.METRICS_TOKEN = TOKEN
-    cache.clear()  # the sweep figures are counters in the cache
-
-
-@pytest.fixture
-def worker_endpoint(metrics_on, transactional_db):
-    """The endpoint reads the database from its own thread: the test's rows must be committed."""
-    server = serve(address="127.0.0.1", port=0)
-    yield f"http://127.0.0.1:{server.server_port}/metrics"
-    server.shutdown()
-    server.server_close()
 
 
 def samples(text: str) -> dict[tuple, float]:

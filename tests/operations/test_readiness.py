@@ -39,8 +39,8 @@ def test_not_ready_while_a_migration_is_not_applied(beating, monkeypatch):
 
 def test_not_ready_when_the_broker_is_down(beating, monkeypatch):
     nowhere = "redis://127.0.0.1:9/0"  # nothing listens on port 9
+    monkeypatch.setattr(celery_app.conf, "broker_url", nowhere)  # first: it reads the old value to restore
     monkeypatch.setenv("CELERY_BROKER_URL", nowhere)  # Celery prefers the environment's to its configuration's
-    monkeypatch.setattr(celery_app.conf, "broker_url", nowhere)
     response = Client().get("/readyz")
     assert response.status_code == 503
     assert response.json()["broker"].startswith("down")
