@@ -86,7 +86,8 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     # The same backend, writing the tenant scope into every transaction for row-level security (governance.tenancy).
     DATABASES["default"]["ENGINE"] = "governance.postgresql"
 DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=0))
-# Behind PgBouncer's transaction pooling (deploy/pgbouncer): a server-side cursor cannot outlive its transaction there.
+# Behind PgBouncer's transaction pooling (deploy/kubernetes/base/pgbouncer.ini), a server-side cursor cannot outlive
+# its transaction.
 DATABASES["default"]["DISABLE_SERVER_SIDE_CURSORS"] = env.bool("DATABASE_POOLED", default=False)
 # Every web request's transactions stop any statement running longer (PostgreSQL; 0 leaves the role's own), so that no
 # request holds a web worker for long: the caller gets a 503. Tasks and commands keep the role's own timeout.
