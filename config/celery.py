@@ -10,7 +10,7 @@ app = Celery("steerco")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 
-import config.operations.task_metrics  # noqa: E402, F401  (connects the task signals: runs, durations, sweep counts)
+import config.operations.task_signals  # noqa: E402, F401  (connects the task signals: runs, durations, sweep counts)
 
 
 @worker_init.connect

@@ -1,7 +1,7 @@
 """Steerco's own gauges, computed when Prometheus scrapes the workers' metrics endpoint (config.operations.server).
 
 Outbox backlog, escalations due and late, notifications and webhook deliveries pending and failing per channel,
-failing data pulls, Celery queue depth, and the sweeps' runs, durations and counts (config.operations.task_metrics).
+failing data pulls, Celery queue depth, and the sweeps' runs, durations and counts (config.operations.task_signals).
 Every figure is an aggregate over all organizations: no label carries an organization, a person or a value. The
 counts read every organization's rows, as the beat's sweeps do, so they run in the system scope, which only the
 workers' database role may enter (governance.tenancy): that is why this endpoint is served by the worker, not web.
@@ -19,7 +19,7 @@ from django.utils import timezone
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, SummaryMetricFamily
 from prometheus_client.registry import Collector
 
-from config.operations import task_metrics
+from config.operations import task_signals
 from escalations.models import DependencyReview, Notification, WebhookDelivery, Workstream
 from governance import tenancy
 from scorecards.models import DataSource, StatusChange
@@ -97,7 +97,7 @@ class SteercoCollector(Collector):
         from config.celery import app
 
         tasks = sorted(name for name in app.tasks if not name.startswith("celery."))
-        figures = task_metrics.snapshot(tasks)
+        figures = task_signals.snapshot(tasks)
         duration = SummaryMetricFamily("steerco_task_duration_seconds", "Time tasks took to run", labels=["task"])
         failures = CounterMetricFamily("steerco_task_failures", "Tasks that raised", labels=["task"])
         items = CounterMetricFamily(

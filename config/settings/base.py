@@ -42,6 +42,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "config.operations.web.request_metrics",  # first: times every request (docs/operations.md)
+    "config.operations.logs.request_log",  # one log line per request, with what the middleware below learned
     "governance.middleware.request_id_guard",  # before django-guid: a malformed X-Request-ID is replaced
     "django_guid.middleware.guid_middleware",
     "django.middleware.security.SecurityMiddleware",
@@ -343,17 +344,30 @@ METRICS_PORT = env.int("METRICS_PORT", default=0)
 # A worker older than this is considered down on the health page.
 HEARTBEAT_STALE_AFTER = timedelta(minutes=3)
 
+# LOG_FORMAT=json: one JSON object per line, one line per request and per task (config.operations.logs); Compose and
+# the cluster deployment set it. Celery then leaves the root logger to these settings and its own per-task lines out.
+LOG_FORMAT = env("LOG_FORMAT", default="plain")
+CELERY_WORKER_HIJACK_ROOT_LOGGER = LOG_FORMAT != "json"
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "filters": {"correlation_id": {"()": "django_guid.log_filters.CorrelationId"}},
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s [%(correlation_id)s] %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["correlation_id"]}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s [%(correlation_id)s] %(name)s: %(message)s"},
+        "json": {"()": "config.operations.logs.json_formatter"},
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT, "filters": ["correlation_id"]}},
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
     "loggers": {
         "django.db.backends": {"level": "WARNING"},
         "django_guid": {"level": "WARNING"},
         "axes": {"level": "WARNING"},  # its INFO lines repeat what the audit log records
         "httpx": {"level": "WARNING"},  # one INFO line per webhook delivery or pull; their own rows record them
+        # The request line replaces runserver's; the task line Celery's "received" and "succeeded" ones.
+        **(
+            {name: {"level": "WARNING"} for name in ("django.server", "celery.app.trace", "celery.worker.strategy")}
+            if LOG_FORMAT == "json"
+            else {}
+        ),
     },
 }

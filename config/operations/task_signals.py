@@ -1,4 +1,5 @@
-"""Task runs and durations, and what each sweep did, from Celery's task_prerun / task_postrun signals.
+"""Task runs and durations, and what each sweep did, from Celery's task_prerun / task_postrun signals: a log line
+per task (config.operations.logs) and the counters the metrics read.
 
 Prefork workers run tasks in child processes and there may be many worker containers, so the figures are kept as
 counters in the shared cache (CACHE_URL: Redis in production), where the collector (config.operations.collector)
@@ -14,6 +15,8 @@ from time import perf_counter
 
 from celery.signals import task_postrun, task_prerun
 from django.core.cache import cache
+
+from config.operations.logs import log_task
 
 logger = logging.getLogger(__name__)
 PREFIX = "steerco:metrics:task"
@@ -52,12 +55,14 @@ def task_started(task_id: str, **kwargs) -> None:
 
 
 @task_postrun.connect
-def task_finished(task_id: str, task, retval=None, state: str = "", **kwargs) -> None:
+def task_finished(task_id: str, task, args=(), kwargs=None, retval=None, state: str = "", **extra) -> None:
     started = _started.pop(task_id, None)
     if started is None:
         return
+    seconds = perf_counter() - started
+    log_task(task=task, task_id=task_id, state=state, seconds=seconds, args=args, kwargs=kwargs or {})
     try:
-        record(task=task.name, seconds=perf_counter() - started, succeeded=state == "SUCCESS", retval=retval)
+        record(task=task.name, seconds=seconds, succeeded=state == "SUCCESS", retval=retval)
     except Exception:
         # Metrics must never fail the work they measure; the cache being down shows in /readyz and the logs.
         logger.warning("Could not record the metrics of task %s", task.name, exc_info=True)
