@@ -38,6 +38,7 @@ INSTALLED_APPS = [
     "scorecards",
     "dependencies",
     "escalations",
+    "config.operations",  # operators' commands: backup, restore, export and delete an organization
 ]
 
 MIDDLEWARE = [
