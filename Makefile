@@ -54,6 +54,7 @@ chaos: $(BIN)/.installed
 lint: $(BIN)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
+	DJANGO_SETTINGS_MODULE=config.settings.local $(BIN)/python manage.py lintmigrations  # config/operations/migration_linter.py
 
 clean:
 	rm -rf var/broker var/celerybeat-schedule* var/steerco.sqlite3 var/screenshots var/bench var/chaos
