@@ -41,6 +41,7 @@ bench: $(BIN)/.installed
 	$(BIN)/python -m tests.bench.propagation
 	$(BIN)/python -m tests.bench.graph
 	$(BIN)/python -m tests.bench.secrets
+	$(BIN)/python -m tests.bench.observability
 	$(BIN)/python -m tests.bench.report
 
 # gunicorn on PostgreSQL + Redis driven for 60 s (LOAD_SECONDS) from another process: req/s, p50/p99, errors.
