@@ -74,6 +74,8 @@ PUBLIC = {
     "password_reset_complete": "authentication",
     "home": "lists the user's own memberships",
     "healthz": "no tenant data",
+    "readyz": "no tenant data",
+    "metrics": "aggregate counts behind METRICS_TOKEN (tests/operations/test_metrics.py)",
     "organization_create": "creates a new organization",
     "invitation_accept": "secret token bound to one organization",
     "invitation_join": "the invitation whose link the visitor opened (its token in the session)",

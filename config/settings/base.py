@@ -342,6 +342,13 @@ PULL_ENV_RESERVED = {
 METRICS_TOKEN = env("METRICS_TOKEN", default="")
 METRICS_PORT = env.int("METRICS_PORT", default=0)
 
+# Error reports to Sentry, tenants' data scrubbed (config.operations.errors); unset, nothing is sent.
+SENTRY_DSN = env("SENTRY_DSN", default="")
+if SENTRY_DSN:
+    from config.operations.errors import init_sentry
+
+    init_sentry(SENTRY_DSN, environment=env("SENTRY_ENVIRONMENT", default="production"))
+
 # A worker older than this is considered down on the health page.
 HEARTBEAT_STALE_AFTER = timedelta(minutes=3)
 
