@@ -42,6 +42,7 @@ bench: $(BIN)/.installed
 	$(BIN)/python -m tests.perf.bench.graph
 	$(BIN)/python -m tests.perf.bench.secrets
 	$(BIN)/python -m tests.perf.bench.latency
+	$(BIN)/python -m tests.perf.bench.observability
 	$(BIN)/python -m tests.perf.bench.report
 
 # gunicorn on PostgreSQL + Redis driven for 60 s (LOAD_SECONDS) from another process: req/s, p50/p99, errors.
@@ -55,6 +56,7 @@ chaos: $(BIN)/.installed
 lint: $(BIN)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
+	DJANGO_SETTINGS_MODULE=config.settings.local $(BIN)/python manage.py lintmigrations  # config/operations/migration_linter.py
 
 clean:
 	rm -rf var/broker var/celerybeat-schedule* var/steerco.sqlite3 var/screenshots var/bench var/chaos

@@ -10,6 +10,8 @@ app = Celery("steerco")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 
+import config.operations.task_signals  # noqa: E402, F401  (connects the task signals: runs, durations, sweep counts)
+
 
 @worker_init.connect
 @beat_init.connect
@@ -24,3 +26,14 @@ def refuse_privileged_role(**kwargs) -> None:
         # Celery logs and ignores what a signal handler raises; this must stop the process.
         print(f"Refusing to start: {e}", file=sys.stderr)
         raise SystemExit(1) from None
+
+
+@worker_init.connect
+def serve_metrics(**kwargs) -> None:
+    """Steerco's gauges for Prometheus on METRICS_PORT (config.operations.server), from the worker's main process."""
+    from django.conf import settings
+
+    if settings.METRICS_PORT:
+        from config.operations.server import serve
+
+        serve(address="0.0.0.0", port=settings.METRICS_PORT)

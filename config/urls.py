@@ -2,6 +2,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
 from config.api import api, not_found
+from config.operations import readiness, web
 from governance.identity.forms import SsoAwarePasswordResetForm
 from governance.identity.views import EmailFirstLoginView
 from governance.security import ThrottledPasswordResetView
@@ -21,6 +22,8 @@ urlpatterns = [
         name="password_reset_confirm",
     ),
     path("password-reset/done/", auth_views.PasswordResetCompleteView.as_view(), name="password_reset_complete"),
+    path("readyz", readiness.readyz, name="readyz"),
+    path("metrics", web.metrics, name="metrics"),
     path("api/v1/", api.urls),
     path("api/v1/<path:rest>", not_found),
     path("", include("governance.identity.urls")),

@@ -99,7 +99,8 @@ class Organization(models.Model):
     # Keys of escalation policies (escalations app); stored as keys so this layer need not import that one.
     default_escalation = models.CharField(max_length=64, blank=True)
     # Admins and executives who log in with a password confirm with a second factor (governance.identity).
-    require_two_factor = models.BooleanField(default=False)
+    # The database default lets a rolling upgrade's previous release insert organizations without the column.
+    require_two_factor = models.BooleanField(default=False, db_default=False)
     created_at = models.DateTimeField(default=now)
 
     class Meta:

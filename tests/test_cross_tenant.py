@@ -87,6 +87,8 @@ PUBLIC = {
     "identity:two_factor": "the signed-in user's own second factor",
     "identity:start": "authentication (the organization whose single sign-on covers the email's domain)",
     "identity:callback": "authentication (the organization this session's sign-in state belongs to)",
+    "readyz": "no tenant data",
+    "metrics": "aggregate counts behind METRICS_TOKEN (tests/operations/test_metrics.py)",
 }
 
 

@@ -41,9 +41,12 @@ INSTALLED_APPS = [
     "scorecards",
     "dependencies",
     "escalations",
+    "config.operations",  # operators' commands: backup, restore, export and delete an organization
 ]
 
 MIDDLEWARE = [
+    "config.operations.web.request_metrics",  # first: times every request (docs/operations.md)
+    "config.operations.logs.request_log",  # one log line per request, with what the middleware below learned
     "governance.middleware.request_id_guard",  # before django-guid: a malformed X-Request-ID is replaced
     "django_guid.middleware.guid_middleware",
     "django.middleware.security.SecurityMiddleware",
@@ -90,6 +93,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     # The same backend, writing the tenant scope into every transaction for row-level security (governance.tenancy).
     DATABASES["default"]["ENGINE"] = "governance.postgresql"
 DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=0))
+# Behind PgBouncer's transaction pooling (deploy/kubernetes/base/pgbouncer.ini), a server-side cursor cannot outlive
+# its transaction.
+DATABASES["default"]["DISABLE_SERVER_SIDE_CURSORS"] = env.bool("DATABASE_POOLED", default=False)
 # Every web request's transactions stop any statement running longer (PostgreSQL; 0 leaves the role's own), so that no
 # request holds a web worker for long: the caller gets a 503. Tasks and commands keep the role's own timeout.
 WEB_STATEMENT_TIMEOUT = timedelta(seconds=env.float("WEB_STATEMENT_TIMEOUT_SECONDS", default=10))
@@ -341,21 +347,46 @@ PULL_ENV_RESERVED = {
     "EMAIL_URL",
 }
 
+# Prometheus metrics (docs/operations.md): scrapers send this bearer token; unset, /metrics is off. METRICS_PORT
+# makes each worker serve Steerco's gauges (backlog, sweeps, deliveries) on that port.
+METRICS_TOKEN = env("METRICS_TOKEN", default="")
+METRICS_PORT = env.int("METRICS_PORT", default=0)
+
+# Error reports to Sentry, tenants' data scrubbed (config.operations.errors); unset, nothing is sent.
+SENTRY_DSN = env("SENTRY_DSN", default="")
+if SENTRY_DSN:
+    from config.operations.errors import init_sentry
+
+    init_sentry(SENTRY_DSN, environment=env("SENTRY_ENVIRONMENT", default="production"))
+
 # A worker older than this is considered down on the health page.
 HEARTBEAT_STALE_AFTER = timedelta(minutes=3)
 
+# LOG_FORMAT=json: one JSON object per line, one line per request and per task (config.operations.logs); Compose and
+# the cluster deployment set it. Celery then leaves the root logger to these settings and its own per-task lines out.
+LOG_FORMAT = env("LOG_FORMAT", default="plain")
+CELERY_WORKER_HIJACK_ROOT_LOGGER = LOG_FORMAT != "json"
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "filters": {"correlation_id": {"()": "django_guid.log_filters.CorrelationId"}},
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s [%(correlation_id)s] %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["correlation_id"]}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s [%(correlation_id)s] %(name)s: %(message)s"},
+        "json": {"()": "config.operations.logs.json_formatter"},
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT, "filters": ["correlation_id"]}},
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
     "loggers": {
         "django.db.backends": {"level": "WARNING"},
         "django_guid": {"level": "WARNING"},
         "axes": {"level": "WARNING"},  # its INFO lines repeat what the audit log records
         "httpx": {"level": "WARNING"},  # one INFO line per webhook delivery or pull; their own rows record them
+        # The request line replaces runserver's; the task line Celery's "received" and "succeeded" ones.
+        **(
+            {name: {"level": "WARNING"} for name in ("django.server", "celery.app.trace", "celery.worker.strategy")}
+            if LOG_FORMAT == "json"
+            else {}
+        ),
     },
 }
 

@@ -1,11 +1,13 @@
 """Local development and `make run`: the embedded default (SQLite + filesystem broker)."""
 
+from config.operations.migration_linter import OPTIONS as MIGRATION_LINTER_OPTIONS  # noqa: F401  (`make lint`)
+
 from .base import *  # noqa: F403
 from .base import INSTALLED_APPS, env
 
 DEBUG = env.bool("DEBUG", default=True)
 # The demo data (`seed_demo`) is for development and the tests; production settings leave it out.
-INSTALLED_APPS = [*INSTALLED_APPS, "demo"]
+INSTALLED_APPS = [*INSTALLED_APPS, "demo", "django_migration_linter"]  # the linter: `make lint`
 
 # Serve static files straight from the source folders; no collectstatic needed outside production.
 WHITENOISE_AUTOREFRESH = True
