@@ -17,7 +17,7 @@ def evaluate_kpis(org_id: int | None = None) -> dict:
         result = evaluate_due(org_id=org_id)
     if result.changed or result.surges:
         for name in settings.STATUS_CHANGE_FOLLOWUPS:
-            current_app.send_task(name, kwargs={"org_id": org_id})
+            current_app.tasks[name].delay(org_id=org_id)
     return vars(result)
 
 

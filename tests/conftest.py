@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -266,3 +267,24 @@ def tenant(db) -> Tenant:
 def stranger_tenant(db) -> Tenant:
     """Another organization: nobody in it may see or touch anything of `tenant`."""
     return make_tenant("globex")
+
+
+def worker_settled(seconds: float = 120) -> None:
+    """Waits until the in-process test worker has nothing queued or running. A task queues the next one (evaluation
+    the outbox processing, that the delivery), which must not still run when the test's database is torn down."""
+    from celery.worker import state
+
+    from config.celery import app
+
+    deadline, quiet_since = time.monotonic() + seconds, None
+    while True:
+        with app.connection_for_write() as conn:
+            queued = conn.default_channel.queue_declare("celery").message_count
+        if queued or state.reserved_requests:
+            quiet_since = None
+        elif quiet_since is None:
+            quiet_since = time.monotonic()
+        elif time.monotonic() - quiet_since > 0.5:
+            return
+        assert time.monotonic() < deadline, "the worker never settled"
+        time.sleep(0.1)

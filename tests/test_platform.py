@@ -21,6 +21,7 @@ from config.celery import app as celery_app
 from config.settings.base import DEFAULT_SECRETS_KEY
 from governance.models import Heartbeat, Membership, Role
 from governance.tasks import heartbeat
+from tests.conftest import worker_settled
 from tests.test_cross_tenant import _object_kwargs, org_patterns
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -108,6 +109,7 @@ def celery_worker(transactional_db):
     """A real worker thread consuming from the configured broker (Redis in CI)."""
     with start_worker(celery_app, pool="solo", perform_ping_check=False, loglevel="WARNING", shutdown_timeout=10):
         yield
+        worker_settled()
 
 
 def test_a_real_worker_runs_the_heartbeat_sweep(celery_worker):

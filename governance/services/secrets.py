@@ -16,6 +16,7 @@ from governance.secrets import MAX_VALUE_LENGTH, encrypt, fingerprint, reference
 from governance.services.audit import audit_log
 
 
+@transaction.atomic
 def secret_set(*, org: Organization, actor: User | None, name: str, value: str) -> Secret:
     """Creates or replaces the secret `name`; the audit event keeps its name and fingerprints, never the value."""
     name = name.strip()

@@ -23,6 +23,7 @@ from governance.models import Role
 from governance.services.api_tokens import api_token_create
 from scorecards.models import Kpi, StatusChange
 from scorecards.tasks import evaluate_kpis
+from tests.conftest import worker_settled
 from tests.factories import KpiFactory, MembershipFactory, OrganizationFactory, TeamFactory
 from tests.scorecards.evaluation.test_sweep_celery import _subprocess_env, _worker
 
@@ -71,7 +72,7 @@ def test_two_status_change_sweeps_at_once_open_each_episode_once():
     with start_worker(celery_app, pool="threads", concurrency=2, perform_ping_check=False, loglevel="WARNING"):
         process_status_changes.delay(), process_status_changes.delay()
         wait_until(lambda: not StatusChange.objects.filter(processed_at=None).exists(), 60, "every change")
-        time.sleep(1)
+        worker_settled()
     assert Workstream.objects.count() == COUNT
     assert Task.objects.filter(kind="mitigation").count() == COUNT
     assert Notification.objects.filter(kind="mitigation").count() == 2 * COUNT  # in the app and by email
@@ -106,7 +107,7 @@ def test_escalation_sweeps_delivered_twice_at_once_notify_each_level_once():
         for _ in range(2):
             advance_escalations.delay(), advance_escalations.delay()
         wait_until(lambda: Workstream.objects.filter(level=1).count() == COUNT, 90, "every escalation")
-        time.sleep(2)
+        worker_settled()
     # Each workstream told its team lead and its executive once: two tasks, four notifications.
     assert Task.objects.filter(kind="escalation").count() == 2 * COUNT
     keys = Counter(Notification.objects.values_list("dedup_key", "channel"))
@@ -187,6 +188,7 @@ def test_a_breach_reaches_its_owner_by_email_without_waiting_for_beat(mailoutbox
         _post_breach(kpi)
         # No beat runs: evaluation, the outbox and delivery each queue the next step themselves.
         wait_until(lambda: _emailed(kpi), 30, "the owner's email")
+        worker_settled()
     assert time.monotonic() - started < 30
     assert Workstream.objects.get(kpi=kpi).severity == "off_track"
     assert [m.to for m in mailoutbox] == [[kpi.owner.user.email]]
@@ -201,7 +203,7 @@ def test_with_beat_sweeping_alongside_the_chain_nothing_happens_twice(mailoutbox
             evaluate_kpis.delay(), process_status_changes.delay(), deliver_notifications.delay()
             time.sleep(0.2)
         wait_until(lambda: _emailed(kpi), 30, "the owner's email")
-        time.sleep(2)  # let the last sweeps finish their (empty) passes
+        worker_settled()  # the last sweeps finish their (empty) passes
     assert StatusChange.objects.filter(kpi=kpi).count() == 1
     assert Workstream.objects.filter(kpi=kpi).count() == 1
     assert Task.objects.filter(kpi=kpi, kind="mitigation").count() == 1

@@ -31,7 +31,7 @@ from escalations.reporting.digest_slots import slot_at
 from escalations.reporting.digests import send_digests
 from governance.models import Membership, Organization, Role
 from scorecards.models import Kpi, StatusChange
-from tests.conftest import Tenant
+from tests.conftest import Tenant, worker_settled
 from tests.factories import KpiFactory, MembershipFactory, OrganizationFactory, TeamFactory
 
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -442,7 +442,7 @@ def test_two_digest_sweeps_delivered_at_once_to_a_real_worker_send_one_email_per
         time.sleep(1)  # let the slower sweep finish
         deliver_notifications.delay(), deliver_notifications.delay()
         wait_until(lambda: not digests_written.filter(delivered_at=None).exists(), 90, "every email")
-        time.sleep(1)
+        worker_settled()
     keys = Counter(digests_written.values_list("dedup_key", "channel"))
     assert len(keys) == 2 * people and set(keys.values()) == {1}
     assert len(mail.outbox) == people and len({m.to[0] for m in mail.outbox}) == people

@@ -21,6 +21,7 @@ from config.celery import app as celery_app
 from governance.services.api_tokens import api_token_create
 from scorecards.models import Kpi, KpiSchedule, Measurement, StatusChange
 from scorecards.tasks import evaluate_kpis
+from tests.conftest import worker_settled
 from tests.factories import KpiFactory, OrganizationFactory
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -70,7 +71,7 @@ def test_two_sweeps_delivered_at_once_write_each_change_once():
         wait_until(
             lambda: not Kpi.objects.filter(schedule__evaluated_at=None).exists(), 60, "every KPI to be evaluated"
         )
-        time.sleep(1)  # let the second sweep finish its (empty) pass
+        worker_settled()  # the second sweep finishes its (empty) pass, the outbox processing it queued runs
     assert StatusChange.objects.count() == len(kpis)
     assert set(StatusChange.objects.values_list("new", flat=True)) == {"off_track"}
 
@@ -87,6 +88,7 @@ def test_data_sent_through_the_api_is_evaluated_by_a_worker_without_waiting_for_
         assert response.status_code == 200
         # No beat runs here: only the evaluation queued when the data committed can write this row.
         wait_until(lambda: StatusChange.objects.filter(kpi=kpi).exists(), 30, "the queued evaluation")
+        worker_settled()
     change = StatusChange.objects.get(kpi=kpi)
     assert (change.old, change.new, change.value) == ("no_data", "off_track", 500)
 
