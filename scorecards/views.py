@@ -21,8 +21,8 @@ from governance.access import (
 from governance.forms import apply_errors
 from governance.models import Role, Team
 from scorecards import selectors, services
-from scorecards.charts import svg
 from scorecards.charts.kpi import kpi_chart
+from scorecards.charts.sparkline import sparkline
 from scorecards.forms import (
     CheckInForm,
     KeyResultForm,
@@ -125,7 +125,7 @@ def scorecard(request: HttpRequest, scorecard_id: int | None = None) -> HttpResp
     rows = [
         {
             "kpi": k,
-            "spark": svg.sparkline(series.get(k.pk, []), status=k.status, label=f"{k.name}, last 30 days"),
+            "spark": sparkline(series.get(k.pk, []), status=k.status, label=f"{k.name}, last 30 days"),
             "trend": (trend := selectors.trend(series.get(k.pk, []))),
             # Whether the move is good news depends on the direction: falling costs are green.
             "trend_good": trend != "flat" and (trend == "up") == (k.direction == Direction.INCREASE),

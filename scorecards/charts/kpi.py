@@ -13,7 +13,7 @@ from datetime import datetime, time, timedelta, tzinfo
 from django.utils import timezone
 from django.utils.safestring import SafeString
 
-from scorecards.charts import svg
+from scorecards.charts import line_chart
 from scorecards.evaluation import evaluator
 from scorecards.evaluation.aggregate import rolling
 from scorecards.evaluation.sweep import rule_for
@@ -28,7 +28,7 @@ def data_since(kpi: Kpi, now: datetime) -> datetime:
     return now - DAYS - (kpi.aggregate_window or timedelta(0))
 
 
-def bands(kpi: Kpi, tz: tzinfo, now: datetime) -> list[svg.Band]:
+def bands(kpi: Kpi, tz: tzinfo, now: datetime) -> list[line_chart.Band]:
     try:
         spec = parse_thresholds(kpi.direction, kpi.thresholds, has_target=kpi.target_value is not None)
         # Relative thresholds as the evaluator resolves them now (against the pace of a dated target).
@@ -38,22 +38,22 @@ def bands(kpi: Kpi, tz: tzinfo, now: datetime) -> list[svg.Band]:
     if kpi.direction == RANGE:
         (wl, wh), (cl, ch) = t.warning, t.critical
         return [
-            svg.Band(None, cl, "off_track"),
-            svg.Band(cl, wl, "at_risk"),
-            svg.Band(wl, wh, "on_track"),
-            svg.Band(wh, ch, "at_risk"),
-            svg.Band(ch, None, "off_track"),
+            line_chart.Band(None, cl, "off_track"),
+            line_chart.Band(cl, wl, "at_risk"),
+            line_chart.Band(wl, wh, "on_track"),
+            line_chart.Band(wh, ch, "at_risk"),
+            line_chart.Band(ch, None, "off_track"),
         ]
     if kpi.direction == "increase":
         return [
-            svg.Band(None, t.critical, "off_track"),
-            svg.Band(t.critical, t.warning, "at_risk"),
-            svg.Band(t.warning, None, "on_track"),
+            line_chart.Band(None, t.critical, "off_track"),
+            line_chart.Band(t.critical, t.warning, "at_risk"),
+            line_chart.Band(t.warning, None, "on_track"),
         ]
     return [
-        svg.Band(None, t.warning, "on_track"),
-        svg.Band(t.warning, t.critical, "at_risk"),
-        svg.Band(t.critical, None, "off_track"),
+        line_chart.Band(None, t.warning, "on_track"),
+        line_chart.Band(t.warning, t.critical, "at_risk"),
+        line_chart.Band(t.critical, None, "off_track"),
     ]
 
 
@@ -83,9 +83,10 @@ def kpi_chart(
             (datetime.combine(kpi.target_by, time(), tz), kpi.target_value),
         ]
     markers = [
-        svg.Marker(c.changed_at, c.new, f"{c.get_old_display()} → {c.get_new_display()}: {c.reason}") for c in changes
+        line_chart.Marker(c.changed_at, c.new, f"{c.get_old_display()} → {c.get_new_display()}: {c.reason}")
+        for c in changes
     ]
-    return svg.kpi_chart(
+    return line_chart.kpi_chart(
         points=points,
         target=None if target_line else kpi.target_value,
         target_line=target_line,

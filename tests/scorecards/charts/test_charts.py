@@ -12,7 +12,9 @@ import pytest
 from django.db import models
 from django.utils.safestring import SafeString
 
-from scorecards.charts.svg import Band, Marker, kpi_chart, nice_ticks, sparkline
+from scorecards.charts.line_chart import Band, Marker, kpi_chart
+from scorecards.charts.sparkline import sparkline
+from scorecards.charts.svg import nice_ticks
 
 BERLIN = ZoneInfo("Europe/Berlin")
 START = datetime(2025, 3, 3, 9, 0, tzinfo=UTC)

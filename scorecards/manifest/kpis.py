@@ -1,0 +1,265 @@
+"""The `kpis` list.
+
+Defaults when a field is omitted (the export leaves out the fields equal to them): unit "", direction increase,
+aggregate {fn: last}, no target, cadence 1d, stale_after 3 x cadence, evaluate_every 1h, pending_for 0m, keep_for
+0m, no recovery_margin, no surge, forecast false, no escalation (the team's policy applies, else the
+organization's default), no data_source (push via the API).
+
+Decisions where MANIFEST.md is silent:
+- `target` is a number, or {value, by, baseline: {value, at}} with `value` required; a baseline needs `by` and
+  must come before it (as the KPI form says). A mapping with only `value` reads as the number.
+- `recovery_margin` and `surge.change` are amounts (values.py).
+- `surge` needs both `change` and `window`; every window and every cadence-like duration is longer than 0m.
+- A KPI's owner change goes through ownership_transfer_direct, recorded as an approved transfer whose reason
+  carries the manifest's sha256.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from django.utils import timezone
+
+from governance.durations import format_duration, parse_duration
+from governance.manifest.context import Change, Context
+from governance.manifest.fields import Entry, num
+from governance.manifest.sections import KeyedSection
+from governance.models import Organization, Team
+from scorecards.aggregations import AGGREGATIONS, LAST
+from scorecards.evaluation.thresholds import ThresholdError, parse_thresholds
+from scorecards.manifest.values import (
+    day_form,
+    day_value,
+    duration_form,
+    duration_value,
+    read_amount,
+    stored_amount,
+    stored_thresholds,
+    thresholds_form,
+)
+from scorecards.models import DataSource, Direction, Kpi
+from scorecards.services import kpi_create, kpi_update, ownership_transfer_direct
+
+
+def _triple(cadence: str | None) -> str | None:
+    return format_duration(3 * parse_duration(cadence)) if cadence else None
+
+
+class KpisSection(KeyedSection):
+    field, kind, model = "kpis", "kpi", Kpi
+    entry_fields = (
+        "key",
+        "name",
+        "team",
+        "owner",
+        "unit",
+        "direction",
+        "aggregate",
+        "target",
+        "thresholds",
+        "cadence",
+        "stale_after",
+        "evaluate_every",
+        "pending_for",
+        "keep_for",
+        "recovery_margin",
+        "surge",
+        "forecast",
+        "escalation",
+        "data_source",
+    )
+    required = ("key", "name", "team", "owner", "thresholds")
+
+    def normalize(self, entry: Entry, ctx: Context) -> dict:
+        direction = entry.text("direction", default=Direction.INCREASE, choices=Direction.values)
+        target = self._target(entry)
+        cadence = entry.duration("cadence", default="1d", positive=True)
+        return {
+            "key": entry.key(),
+            "name": entry.text("name"),
+            "team": entry.ref("team", ctx, "teams"),
+            "owner": entry.member("owner", ctx),
+            "unit": entry.text("unit", default="", max_length=32),
+            "direction": direction,
+            "aggregate": self._aggregate(entry),
+            "target": target,
+            "thresholds": self._thresholds(entry, direction, target),
+            "cadence": cadence,
+            "stale_after": entry.duration("stale_after", default=_triple(cadence), positive=True),
+            "evaluate_every": entry.duration("evaluate_every", default="1h", positive=True),
+            "pending_for": entry.duration("pending_for", default="0m"),
+            "keep_for": entry.duration("keep_for", default="0m"),
+            "recovery_margin": read_amount(entry, "recovery_margin"),
+            "surge": self._surge(entry),
+            "forecast": entry.boolean("forecast"),
+            "escalation": entry.ref("escalation", ctx, "escalation_policies"),
+            "data_source": entry.ref("data_source", ctx, "data_sources"),
+        }
+
+    def _aggregate(self, entry: Entry) -> dict:
+        aggregate = entry.mapping("aggregate", fields=("fn", "window"), required=("fn",))
+        if aggregate is None:
+            return {"fn": LAST}
+        fn = aggregate.text("fn", default=LAST, choices=list(AGGREGATIONS))
+        window = aggregate.duration("window", positive=True)
+        return {"fn": fn, "window": window} if window else {"fn": fn}
+
+    def _target(self, entry: Entry) -> Any:
+        raw = entry.raw.get("target")
+        if not isinstance(raw, dict):
+            if raw is not None and (isinstance(raw, bool) or not isinstance(raw, int | float)):
+                entry.error("target", f"must be a number or a mapping with value, by and baseline, not {raw!r}")
+                return None
+            return entry.number("target")
+        target = entry.mapping("target", fields=("value", "by", "baseline"), required=("value",))
+        value, by = target.number("value"), target.day("by")
+        base = target.mapping("baseline", fields=("value", "at"), required=("value", "at"))
+        baseline = {"value": base.number("value"), "at": base.day("at")} if base else None
+        if baseline and not target.has("by"):
+            target.error("baseline", "a baseline only makes sense with a dated target (by)")
+        elif baseline and baseline["at"] and by and baseline["at"] >= by:
+            base.error("at", "the baseline must come before the target date (by)")
+        if by is None and baseline is None:
+            return value
+        return {"value": value, "by": by, **({"baseline": baseline} if baseline else {})}
+
+    def _thresholds(self, entry: Entry, direction: str | None, target: Any) -> Any:
+        raw = entry.raw.get("thresholds")
+        if raw is None or direction not in Direction.values:
+            return None
+        try:
+            spec = parse_thresholds(direction, raw, has_target=target is not None)
+        except ThresholdError as e:
+            entry.error("thresholds", str(e))
+            return None
+        return thresholds_form(spec)
+
+    def _surge(self, entry: Entry) -> dict | None:
+        surge = entry.mapping("surge", fields=("change", "window"), required=("change", "window"))
+        if surge is None:
+            return None
+        return {"change": read_amount(surge, "change"), "window": surge.duration("window", positive=True)}
+
+    def stored(self, org: Organization) -> Iterable[Kpi]:
+        return Kpi.objects.for_org(org).select_related("team", "owner__user", "data_source")
+
+    def canonical(self, kpi: Kpi) -> dict:
+        return {
+            "key": kpi.key,
+            "name": kpi.name,
+            "team": kpi.team.key,
+            "owner": kpi.owner.user.email.lower(),
+            "unit": kpi.unit,
+            "direction": kpi.direction,
+            "aggregate": {
+                "fn": kpi.aggregate_fn,
+                **({"window": duration_form(kpi.aggregate_window)} if kpi.aggregate_window else {}),
+            },
+            "target": self._stored_target(kpi),
+            "thresholds": stored_thresholds(kpi.direction, kpi.thresholds),
+            "cadence": duration_form(kpi.cadence),
+            "stale_after": duration_form(kpi.stale_after),
+            "evaluate_every": duration_form(kpi.evaluate_every),
+            "pending_for": duration_form(kpi.pending_for),
+            "keep_for": duration_form(kpi.keep_for),
+            "recovery_margin": stored_amount(kpi.recovery_margin),
+            "surge": (
+                {"change": stored_amount(kpi.surge_change), "window": duration_form(kpi.surge_window)}
+                if kpi.surge_change or kpi.surge_window
+                else None
+            ),
+            "forecast": kpi.forecast,
+            "escalation": kpi.escalation or None,
+            "data_source": kpi.data_source.key if kpi.data_source else None,
+        }
+
+    def _stored_target(self, kpi: Kpi) -> Any:
+        value = num(kpi.target_value) if kpi.target_value is not None else None
+        if kpi.target_by is None and kpi.baseline_value is None and kpi.baseline_at is None:
+            return value
+        target = {"value": value, "by": day_form(kpi.target_by)}
+        if kpi.baseline_value is not None or kpi.baseline_at is not None:
+            baseline_value = num(kpi.baseline_value) if kpi.baseline_value is not None else None
+            target["baseline"] = {"value": baseline_value, "at": day_form(kpi.baseline_at)}
+        return target
+
+    def defaults(self, data: dict) -> dict:
+        return {
+            "unit": "",
+            "direction": Direction.INCREASE,
+            "aggregate": {"fn": LAST},
+            "target": None,
+            "cadence": "1d",
+            "stale_after": _triple(data["cadence"]),
+            "evaluate_every": "1h",
+            "pending_for": "0m",
+            "keep_for": "0m",
+            "recovery_margin": None,
+            "surge": None,
+            "forecast": False,
+            "escalation": None,
+            "data_source": None,
+        }
+
+    def _settings(self, data: dict, ctx: Context) -> dict:
+        """The KPI's fields (as kpi_create and kpi_update take them) from its canonical form."""
+        target = data["target"] if isinstance(data["target"], dict) else {"value": data["target"]}
+        baseline = target.get("baseline") or {}
+        surge = data["surge"] or {}
+        return {
+            "name": data["name"],
+            "team": ctx.get(Team, data["team"]),
+            "unit": data["unit"],
+            "direction": data["direction"],
+            "aggregate_fn": data["aggregate"]["fn"],
+            "aggregate_window": duration_value(data["aggregate"].get("window")),
+            "target_value": target.get("value"),
+            "target_by": day_value(target.get("by")),
+            "baseline_value": baseline.get("value"),
+            "baseline_at": day_value(baseline.get("at")),
+            "thresholds": data["thresholds"],
+            "cadence": duration_value(data["cadence"]),
+            "stale_after": duration_value(data["stale_after"]),
+            "evaluate_every": duration_value(data["evaluate_every"]),
+            "pending_for": duration_value(data["pending_for"]),
+            "keep_for": duration_value(data["keep_for"]),
+            "recovery_margin": "" if data["recovery_margin"] is None else str(data["recovery_margin"]),
+            "surge_change": str(surge["change"]) if surge else "",
+            "surge_window": duration_value(surge.get("window")),
+            "forecast": data["forecast"],
+            "escalation": data["escalation"] or "",
+            "data_source": ctx.get(DataSource, data["data_source"]) if data["data_source"] else None,
+        }
+
+    def create(self, change: Change, ctx: Context) -> None:
+        data = change.data
+        kpi = kpi_create(
+            actor=ctx.actor,
+            organization=ctx.org,
+            key=data["key"],
+            owner=ctx.membership(data["owner"]),
+            **self._settings(data, ctx),
+        )
+        ctx.remember(kpi)
+
+    def update(self, change: Change, ctx: Context) -> None:
+        kpi, data = change.obj, change.data
+        if "owner" in change.changed:
+            # The owner is locked: the manifest changes it as an approved, audited transfer.
+            ownership_transfer_direct(
+                kpi=kpi, to_owner=ctx.membership(data["owner"]), actor=ctx.decider, reason=ctx.reason
+            )
+        rest = [name for name in change.changed if name != "owner"]
+        if not rest:
+            return
+        settings = self._settings(data, ctx)
+        if "archived" in rest:
+            settings["archived_at"] = None
+        kpi_update(kpi=kpi, actor=ctx.actor, **settings)
+        if "archived" in rest:
+            ctx.audit("kpi.restored", kpi)
+
+    def archive(self, change: Change, ctx: Context) -> None:
+        kpi_update(kpi=change.obj, actor=ctx.actor, archived_at=timezone.now())
+        ctx.audit("kpi.archived", change.obj)
