@@ -15,7 +15,8 @@ from django.db import connection
 from django.db.models import F
 from django.utils import timezone
 
-from demo.scorecards import SPECS, quarter_of, seed_scorecards
+from demo.scorecards import quarter_of, seed_scorecards
+from demo.story import SPECS
 from governance.models import Organization, Role
 from scorecards.evaluation.thresholds import parse_thresholds, raw_status
 from scorecards.models import (

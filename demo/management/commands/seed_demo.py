@@ -7,8 +7,9 @@ from datetime import timedelta
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
+from demo.data_sources import seed_data_sources
 from demo.reviews import seed_reviews
-from demo.scorecards import seed_data_sources, seed_scorecards
+from demo.scorecards import seed_scorecards
 from demo.workstreams import seed_workstreams
 from dependencies.models import Dependency
 from escalations.models import EscalationLevel, EscalationPolicy
