@@ -55,13 +55,13 @@ def test_a_run_logs_no_token_secret_or_password(celery_worker, json_log, tenant,
     org = tenant.org.slug
     made: dict[str, str] = {"secret value": "s3cret-value-of-the-crm-Zq81", "new password": "Blue-Harbor-Lantern-93"}
 
-    created = admin.post(reverse("api_tokens", args=[org]), {"name": "Loader", "kind": "personal"})
+    created = admin.post(reverse("governance:api_tokens", args=[org]), {"name": "Loader", "kind": "personal"})
     made["api token"] = created.context["created"][1]
-    assert admin.post(reverse("secrets", args=[org]), {"name": "crm", "value": made["secret value"]}).status_code < 400
+    assert admin.post(reverse("governance:secrets", args=[org]), {"name": "crm", "value": made["secret value"]}).status_code < 400
     assert Client().get("/api/v1/kpis", HTTP_AUTHORIZATION=f"Bearer {made['api token']}").status_code == 200
     assert Client().get("/api/v1/kpis", HTTP_AUTHORIZATION=f"Bearer {made['api token']}x").status_code == 401
 
-    admin.post(reverse("member_list", args=[org]), {"email": "newcomer@acme.test", "role": "member"})
+    admin.post(reverse("governance:member_list", args=[org]), {"email": "newcomer@acme.test", "role": "member"})
     made["invitation token"] = INVITE_LINK.search(mail.outbox[-1].body).group(1)
     assert Client().get(f"/invitations/{made['invitation token']}/").status_code == 302
 

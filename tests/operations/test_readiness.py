@@ -9,7 +9,7 @@ from django.test import Client
 
 from config.celery import app as celery_app
 from config.operations import readiness
-from governance.services import heartbeat_record
+from governance.services.heartbeats import heartbeat_record
 
 
 @pytest.fixture
