@@ -57,7 +57,12 @@ def test_a_run_logs_no_token_secret_or_password(celery_worker, json_log, tenant,
 
     created = admin.post(reverse("governance:api_tokens", args=[org]), {"name": "Loader", "kind": "personal"})
     made["api token"] = created.context["created"][1]
-    assert admin.post(reverse("governance:secrets", args=[org]), {"name": "crm", "value": made["secret value"]}).status_code < 400
+    assert (
+        admin.post(
+            reverse("governance:secrets", args=[org]), {"name": "crm", "value": made["secret value"]}
+        ).status_code
+        < 400
+    )
     assert Client().get("/api/v1/kpis", HTTP_AUTHORIZATION=f"Bearer {made['api token']}").status_code == 200
     assert Client().get("/api/v1/kpis", HTTP_AUTHORIZATION=f"Bearer {made['api token']}x").status_code == 401
 
