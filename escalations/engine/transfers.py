@@ -55,8 +55,9 @@ def advance_transfers(*, now: datetime | None = None, org_id: int | None = None)
     """Closes the tasks of transfers decided elsewhere, then writes every step due of the pending ones; returns how
     many levels were notified."""
     now = now or timezone.now()
-    _close_decided(now, org_id)
-    with transaction.atomic():
+    # The escalation sweep runs this in its last transaction: no savepoint of its own (its constant query budget).
+    with transaction.atomic(savepoint=False):
+        _close_decided(now, org_id)
         pending = OwnershipTransfer.objects.filter(state=OwnershipTransfer.State.PENDING, from_owner__is_active=False)
         if org_id:
             pending = pending.filter(organization_id=org_id)
@@ -197,17 +198,16 @@ def close_tasks(
 
 def _close_decided(now: datetime, org_id: int | None) -> None:
     """The safety net for a transfer decided or withdrawn without the escalations app (the scorecards API)."""
-    with transaction.atomic():
-        stale = Task.objects.filter(kind=KIND, state__in=OPEN)
-        if org_id:
-            stale = stale.filter(organization_id=org_id)
-        keys = {key_of(key) for key in stale.select_for_update(skip_locked=True).values_list("dedup_key", flat=True)}
-        if not keys:
-            return
-        ids = [int(key.split(":")[2].removeprefix("transfer")) for key in keys]
-        decided = OwnershipTransfer.objects.filter(pk__in=ids).exclude(state=OwnershipTransfer.State.PENDING)
-        for transfer in decided.select_related("organization", "kpi", "decided_by"):
-            close_tasks(transfer=transfer, actor=transfer.decided_by, now=now)
+    stale = Task.objects.filter(kind=KIND, state__in=OPEN)
+    if org_id:
+        stale = stale.filter(organization_id=org_id)
+    keys = {key_of(key) for key in stale.select_for_update(skip_locked=True).values_list("dedup_key", flat=True)}
+    if not keys:
+        return
+    ids = [int(key.split(":")[2].removeprefix("transfer")) for key in keys]
+    decided = OwnershipTransfer.objects.filter(pk__in=ids).exclude(state=OwnershipTransfer.State.PENDING)
+    for transfer in decided.select_related("organization", "kpi", "decided_by"):
+        close_tasks(transfer=transfer, actor=transfer.decided_by, now=now)
 
 
 def with_transfers(tasks: list[Task]) -> list[Task]:
