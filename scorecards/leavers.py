@@ -59,8 +59,9 @@ def request_transfers_of_leaver(*, membership: Membership, actor: User | None) -
         if OwnershipTransfer.objects.filter(kpi=kpi, state=OwnershipTransfer.State.PENDING).exists():
             continue
         to_owner = _successor(kpi, membership)
-        if to_owner is None:  # the leaver was the last active admin: the deactivation's audit event says so
-            requested.append(f"{kpi.key}: nobody to take it (no other active admin); reactivate an admin")
+        # None: the leaver was the last active admin or executive; the deactivation's audit event says so.
+        if to_owner is None:
+            requested.append(f"{kpi.key}: nobody to take it (no other active admin or executive); reactivate an admin")
             continue
         reason = f"{membership.user.name} left (deactivated by the identity provider); accept ownership of {kpi.name}."
         _request(kpi, membership, to_owner, actor, reason)

@@ -208,6 +208,8 @@ def ownership_transfer_decide(
 def ownership_transfer_cancel(*, transfer: OwnershipTransfer, actor: Membership) -> OwnershipTransfer:
     if transfer.state != OwnershipTransfer.State.PENDING:
         raise ValidationError(f"This transfer is already {transfer.get_state_display().lower()}.")
+    if not transfer.from_owner.is_active:  # withdrawn, it would leave the KPI with an owner who left
+        raise ValidationError("The owner left: decline the transfer instead, and the next admin is asked.")
     if actor.user_id != transfer.requested_by_id and not decision_authority(kind="transfer_decide", by=actor):
         raise PermissionDenied("Only the requester, an admin or an executive may cancel a transfer.")
     transfer.state = OwnershipTransfer.State.CANCELLED

@@ -204,3 +204,11 @@ def test_the_inbox_shows_the_kpi_the_leaver_and_accept_and_decline(leaver):
     escalated = inbox(leaver, leaver.admin)
     assert "Escalated to you (level 1)" in escalated and "Take ownership yourself" in escalated
     assert action in escalated
+
+
+def test_a_leavers_transfer_is_not_withdrawn_so_the_kpi_keeps_someone_asked(leaver):
+    transfer = OwnershipTransfer.objects.get(kpi=leaver.orphan, state="pending")
+    url = reverse("scorecards:transfer_cancel", args=[leaver.org.slug, transfer.pk])
+    response = leaver.client(leaver.admin).post(url, follow=True)
+    assert "decline the transfer instead" in response.content.decode()
+    assert OwnershipTransfer.objects.get(pk=transfer.pk).state == "pending"
