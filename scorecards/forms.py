@@ -179,7 +179,8 @@ class TransferRequestForm(forms.Form):
 
 
 class TransferDecisionForm(forms.Form):
-    decision = forms.ChoiceField(choices=[("approve", "Approve"), ("reject", "Reject")])
+    # "take": a leaver's KPI accepted from an inbox task, by its addressee or by someone it was escalated to.
+    decision = forms.ChoiceField(choices=[("approve", "Approve"), ("reject", "Reject"), ("take", "Accept ownership")])
     note = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
 
 

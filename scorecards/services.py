@@ -9,6 +9,7 @@ from django.utils import timezone
 from governance.access import Authority, decision_authority, decision_reason
 from governance.models import Membership, User
 from governance.services.audit import audit_log, snapshot
+from scorecards.leavers import readdress_declined
 from scorecards.models import CheckIn, KeyResult, Kpi, KpiSchedule, Objective, OwnershipTransfer
 
 # Fields an admin or the owner may change on the KPI page; `owner` is deliberately absent.
@@ -105,7 +106,11 @@ def kpi_schedule_evaluation(*, kpi: Kpi) -> None:
 
 
 def transfer_authority(transfer: OwnershipTransfer, membership: Membership) -> Authority:
-    """May `membership` approve or refuse the transfer? Another admin or executive than the requester."""
+    """May `membership` approve or refuse the transfer? Another admin or executive than the requester; for a
+    leaver's KPI (scorecards.leavers), also the person it is addressed to, who accepts or declines the ownership."""
+    if not transfer.from_owner.is_active:
+        # The identity provider asked, not the admin whose token it used: nobody deciding has an interest in it.
+        return decision_authority(kind="transfer_decide", by=membership, also={transfer.to_owner_id})
     return decision_authority(kind="transfer_decide", by=membership, interested={transfer.requested_by_id})
 
 
@@ -194,6 +199,8 @@ def ownership_transfer_decide(
             obj=transfer.kpi,
             after={"to_owner": str(transfer.to_owner), "note": transfer.decision_note},
         )
+        if not transfer.from_owner.is_active:
+            readdress_declined(transfer=transfer, actor=decider.user)
     return transfer
 
 
@@ -201,6 +208,8 @@ def ownership_transfer_decide(
 def ownership_transfer_cancel(*, transfer: OwnershipTransfer, actor: Membership) -> OwnershipTransfer:
     if transfer.state != OwnershipTransfer.State.PENDING:
         raise ValidationError(f"This transfer is already {transfer.get_state_display().lower()}.")
+    if not transfer.from_owner.is_active:  # withdrawn, it would leave the KPI with an owner who left
+        raise ValidationError("The owner left: decline the transfer instead, and the next admin is asked.")
     if actor.user_id != transfer.requested_by_id and not decision_authority(kind="transfer_decide", by=actor):
         raise PermissionDenied("Only the requester, an admin or an executive may cancel a transfer.")
     transfer.state = OwnershipTransfer.State.CANCELLED

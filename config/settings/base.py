@@ -221,6 +221,9 @@ API_MEASUREMENTS_PAGE_SIZE = 1000
 CACHES = {"default": env.cache("CACHE_URL", default="locmemcache://")}
 
 INVITATION_TTL = timedelta(days=env.int("INVITATION_TTL_DAYS", default=7))
+# A leaver's KPI waits this many of its organization's business days for the person asked to accept ownership,
+# then as many again for the admins, before the executives are escalated to (escalations.engine.transfers).
+LEAVER_TRANSFER_WAIT_BUSINESS_DAYS = env.int("LEAVER_TRANSFER_WAIT_BUSINESS_DAYS", default=2)
 
 # CSV imports of measurements: the largest upload accepted, and the largest file imported inside the request
 # (bigger ones go to a worker, so the request stays short and the page shows progress).

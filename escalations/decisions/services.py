@@ -22,6 +22,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
+from escalations.engine import transfers
 from escalations.engine.authority import authority, decision_record, expected_day, require
 from escalations.engine.blocks import event, mitigated, workstream_url
 from escalations.models import (
@@ -38,6 +39,7 @@ from governance import formats
 from governance.access import DECISION_ROLES, decision_reason
 from governance.models import Membership
 from governance.services.audit import audit_log, snapshot
+from scorecards import leavers
 from scorecards import services as scorecard_services
 from scorecards.evaluation.thresholds import settings_errors
 from scorecards.models import Kpi, OwnershipTransfer
@@ -258,6 +260,7 @@ def decision_transfer(*, transfer: OwnershipTransfer, by: Membership, approve: b
     )
     allowed = require(scorecard_services.transfer_authority(stored, by))
     decided = scorecard_services.ownership_transfer_decide(transfer=stored, decider=by, approve=approve, note=reason)
+    transfers.close_tasks(transfer=decided, actor=by.user, now=decided.decided_at)
     return decision_record(
         kind=Decision.Kind.TRANSFER_DECIDED,
         kpi=stored.kpi,
@@ -269,6 +272,18 @@ def decision_transfer(*, transfer: OwnershipTransfer, by: Membership, approve: b
         payload={"approved": approve, "from_owner": str(stored.from_owner), "to_owner": str(stored.to_owner)},
         now=decided.decided_at,
     )
+
+
+@transaction.atomic
+def decision_take_transfer(*, transfer: OwnershipTransfer, by: Membership, reason: str) -> Decision:
+    """A leaver's KPI accepted from an inbox task (escalations.engine.transfers): its addressee approves the
+    transfer; an admin or executive it was escalated to takes the KPI themselves. Its tasks are done either way."""
+    stored = OwnershipTransfer.objects.select_related("kpi", "organization", "from_owner__user").get(pk=transfer.pk)
+    require(scorecard_services.transfer_authority(stored, by))
+    taken = leavers.take_over(transfer=stored, by=by)
+    if taken.pk != stored.pk:
+        transfers.close_tasks(transfer=stored, actor=by.user, state=Task.State.DONE)
+    return decision_transfer(transfer=taken, by=by, approve=True, reason=reason)
 
 
 def action_path(ws: Workstream) -> MitigationPath | None:

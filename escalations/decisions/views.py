@@ -416,7 +416,7 @@ def workstream_decisions(request: HttpRequest, workstream_id: int) -> HttpRespon
     return _log_page(request, context, log, panel=bool(request.htmx))
 
 
-# --- an ownership transfer, decided from the KPI page ---------------------------------------------------------
+# --- an ownership transfer, decided from the KPI page or its inbox task ------------------------------------------
 
 
 @require_POST
@@ -426,17 +426,21 @@ def transfer_decide(request: HttpRequest, transfer_id: int) -> HttpResponse:
     if not form.is_valid():
         messages.error(request, "Approve or reject the transfer.")
     else:
+        decision, reason = form.cleaned_data["decision"], form.cleaned_data["note"]
         try:
-            services.decision_transfer(
-                transfer=transfer,
-                by=request.membership,
-                approve=form.cleaned_data["decision"] == "approve",
-                reason=form.cleaned_data["note"],
-            )
+            if decision == "take":
+                services.decision_take_transfer(transfer=transfer, by=request.membership, reason=reason)
+            else:
+                services.decision_transfer(
+                    transfer=transfer, by=request.membership, approve=decision == "approve", reason=reason
+                )
         except PermissionDenied as e:
             raise refuse(request, str(e)) from e
         except ValidationError as e:
             messages.error(request, " ".join(e.messages))
         else:
-            messages.success(request, f"Transfer {form.cleaned_data['decision']}d; the decision log records it.")
+            done = {"approve": "Transfer approved", "reject": "Transfer rejected", "take": "You own it now"}[decision]
+            messages.success(request, f"{done}; the decision log records it.")
+    if request.POST.get("next") == "inbox":  # decided from its task in the inbox
+        return redirect("escalations:task_inbox", org_slug=request.org.slug)
     return redirect("scorecards:kpi_detail", org_slug=request.org.slug, kpi_id=transfer.kpi_id)

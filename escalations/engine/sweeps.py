@@ -24,6 +24,7 @@ from escalations.engine.escalation import Escalation
 from escalations.engine.reviews import propagation
 from escalations.engine.reviews.escalation import advance_reviews
 from escalations.engine.reviews.signals import signals_from_changes, signals_from_surges
+from escalations.engine.transfers import advance_transfers
 from escalations.models import (
     MitigationAction,
     MitigationPath,
@@ -125,7 +126,8 @@ def _move_owner_tasks(now: datetime, org_id: int | None) -> None:
 
 def advance_escalations(*, now: datetime | None = None, org_id: int | None = None) -> Counts:
     """Flags overdue actions, then advances every workstream whose next escalation step is due, a batch at a time:
-    what a batch needs is read in a few queries, and its events, tasks and notifications are written in bulk."""
+    what a batch needs is read in a few queries, and its events, tasks and notifications are written in bulk; then
+    the dependency reviews and the leavers' ownership transfers."""
     now = now or timezone.now()
     counts = Counts()
     _flag_overdue_actions(now, org_id)
@@ -141,7 +143,7 @@ def advance_escalations(*, now: datetime | None = None, org_id: int | None = Non
                 )[:BATCH_SIZE]
             )
             if not batch:
-                counts.escalated += advance_reviews(now=now, org_id=org_id)
+                counts.escalated += advance_reviews(now=now, org_id=org_id) + advance_transfers(now=now, org_id=org_id)
                 return counts
             escalation = Escalation(batch, now)
             held = _held_by_upstream(batch, now, escalation.journal)

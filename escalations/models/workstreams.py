@@ -140,6 +140,7 @@ class Task(models.Model):
         DEPENDENCY_REVIEW = "dependency_review", "Dependency review"
         ACTION = "action", "Overdue action"
         DATA_FRESHNESS = "data_freshness", "Restore data"
+        OWNERSHIP_TRANSFER = "ownership_transfer", "Accept ownership"
 
     class State(models.TextChoices):
         OPEN = "open", "Open"

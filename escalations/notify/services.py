@@ -25,6 +25,7 @@ NOTIFICATION_KINDS: dict[str, str] = {
     Task.Kind.ESCALATION: "An episode is escalated to you",
     Task.Kind.DEPENDENCY_REVIEW: "An upstream KPI changed: review the impact",
     Task.Kind.ACTION: "An action you own is overdue",
+    Task.Kind.OWNERSHIP_TRANSFER: "A leaver's KPI waits for someone to accept ownership",
     "path_filed": "A mitigation path awaits review",
     "path_approved": "Your mitigation path was approved",
     "path_rejected": "Your mitigation path was rejected",

@@ -24,6 +24,7 @@ from escalations.engine import timing
 from escalations.engine.blocks import business_hours, paths_among
 from escalations.engine.resolver import Resolver, and_names, four_eyes
 from escalations.engine.timing import BusinessHours, Policy, Position
+from escalations.engine.transfers import with_transfers
 from escalations.models import (
     DependencyReview,
     DependencyReviewSignal,
@@ -133,14 +134,14 @@ REVIEW_PARTS = ESCALATED_REVIEW + LISTED_REVIEWS
 def inbox(*, membership: Membership) -> list[Task]:
     """open_tasks with what the inbox acts on: the overdue action, whether a path awaits review, the reviews, and
     what happens next in each task's episode."""
-    tasks = _with_listed_reviews(list(_as_inbox_shows(open_tasks(membership=membership))))
+    tasks = with_transfers(_with_listed_reviews(list(_as_inbox_shows(open_tasks(membership=membership)))))
     return with_next(tasks, membership.organization)
 
 
 def inbox_task(*, membership: Membership, task_id: int) -> Task | None:
     """One of the member's tasks as the inbox shows it, whatever its state (just answered in place, say)."""
     mine = Task.objects.for_org(membership.organization).filter(assignee=membership, pk=task_id)
-    tasks = _with_listed_reviews(list(_as_inbox_shows(mine.select_related("kpi", "workstream"))))
+    tasks = with_transfers(_with_listed_reviews(list(_as_inbox_shows(mine.select_related("kpi", "workstream")))))
     return next(iter(with_next(tasks, membership.organization)), None)
 
 

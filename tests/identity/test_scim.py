@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 from django.test import Client
 
+from escalations.engine.sweeps import advance_escalations
+from escalations.models import Task
 from governance.identity.models import ScimGroup
 from governance.identity.services import sso_configure
 from governance.models import AuditEvent, Membership, Role, Scope
@@ -95,6 +97,9 @@ def test_a_leaver_who_owns_kpis_is_refused_at_once_and_each_kpi_gets_a_transfer_
         event.after["by"] == "scim" and event.after["leads"] == [led_team.name] and len(event.after["handed_on"]) == 2
     )
     assert AuditEvent.objects.filter(organization=tenant.org, verb="kpi.transfer_requested").count() >= 2
+    advance_escalations()  # the beat's sweep: each request is a task in the inbox of the person asked
+    asked = Task.objects.filter(kind=Task.Kind.OWNERSHIP_TRANSFER).values_list("kpi_id", "assignee_id")
+    assert set(asked) == {(kpi, transfer.to_owner_id) for kpi, transfer in transfers.items()}
 
 
 def test_a_token_without_the_scim_scope_or_no_token_is_refused(tenant):
