@@ -101,7 +101,7 @@ def test_a_run_logs_no_token_secret_or_password(celery_worker, json_log, tenant,
     records = lines(json_log)
     requests = [r for r in records if r["event"] == "request"]
     assert len(requests) >= 9 and all(r["request_id"] and r["view"] and r["duration_ms"] >= 0 for r in requests)
-    token_view = next(r for r in requests if r["view"] == "api_tokens")
+    token_view = next(r for r in requests if r["view"] == "governance:api_tokens")
     assert (token_view["organization_id"], token_view["user_id"]) == (tenant.org.pk, tenant.admin.user.pk)
     tasks = {r["task"]: r for r in records if r["event"] == "task"}
     assert tasks["scorecards.tasks.evaluate_kpis"]["organization_id"] == tenant.org.pk
