@@ -8,7 +8,6 @@ from datetime import datetime
 from django.db.models import (
     Case,
     Count,
-    Exists,
     F,
     IntegerField,
     OuterRef,
@@ -131,10 +130,107 @@ REVIEW_PARTS = ESCALATED_REVIEW + LISTED_REVIEWS
 
 
 def inbox(*, membership: Membership) -> list[Task]:
-    """open_tasks with what the inbox acts on: the overdue action, whether a path awaits review, the reviews, and
+    """open_tasks with what the inbox acts on: the overdue action, the path that awaits review, the reviews, and
     what happens next in each task's episode."""
     tasks = _with_listed_reviews(list(_as_inbox_shows(open_tasks(membership=membership))))
     return with_next(tasks, membership.organization)
+
+
+@dataclass
+class Decision:
+    """One row of the executive's decision queue: a KPI that waits for me, with my open tasks on it (the one the row
+    acts on first), what is asked of me in words, and when it was due. A review task that lists several KPIs is a
+    row of its own."""
+
+    kpi: Kpi
+    tasks: list[Task]
+    asks: list[str]
+    due_at: datetime
+
+    @property
+    def task(self) -> Task:
+        return self.tasks[0]
+
+    @property
+    def key(self) -> str:
+        return f"t{self.task.pk}" if _shared_review(self.task) else f"k{self.kpi.pk}"
+
+
+# Which of my tasks on one KPI the row acts on first: what only I can do, then the decisions asked of me.
+_LEAD = {
+    Task.Kind.MITIGATION: 0,
+    Task.Kind.ACTION: 1,
+    Task.Kind.DATA_FRESHNESS: 2,
+    Task.Kind.DEPENDENCY_REVIEW: 3,
+    Task.Kind.ESCALATION: 4,
+}
+
+
+def decision_queue(*, membership: Membership) -> list[Decision]:
+    """The inbox as decisions: one row per KPI that waits for me (inbox's tasks grouped), the most overdue first."""
+    return _decisions(inbox(membership=membership))
+
+
+def decision_of(*, membership: Membership, task_id: int) -> Decision | None:
+    """The row of the task just acted on in place, whatever its state now, with my other open tasks on its KPI."""
+    task = inbox_task(membership=membership, task_id=task_id)
+    if task is None:
+        return None
+    others = [] if _shared_review(task) else [t for t in inbox(membership=membership) if t.kpi_id == task.kpi_id]
+    rows = _decisions([task, *(t for t in others if t.pk != task.pk and not _shared_review(t))])
+    return next((row for row in rows if task in row.tasks), None)
+
+
+def _shared_review(task: Task) -> bool:
+    return task.kind == Task.Kind.DEPENDENCY_REVIEW and len(task.review_parts) > 1
+
+
+def _decisions(tasks: list[Task]) -> list[Decision]:
+    groups: dict[str, list[Task]] = {}
+    for task in tasks:
+        groups.setdefault(f"t{task.pk}" if _shared_review(task) else f"k{task.kpi_id}", []).append(task)
+    rows = []
+    for group in groups.values():
+        group.sort(key=lambda t: (not t.is_open, _LEAD[t.kind], t.due_at, t.pk))
+        asks = list(dict.fromkeys(ask(t) for t in group))
+        rows.append(Decision(group[0].kpi, group, asks, min(_due(t) for t in group)))
+    return sorted(rows, key=lambda row: (row.due_at, row.task.pk))
+
+
+def _due(task: Task) -> datetime:
+    """When what is asked was due: an escalation's is its owner's (the review's answer, the path's filing), not the
+    time the next level hears of it."""
+    if task.kind == Task.Kind.ESCALATION and task.review_id:
+        return task.review.due_at
+    if task.kind == Task.Kind.ESCALATION and not task.waiting_path_id and task.filing_due_at:
+        return task.filing_due_at
+    return task.due_at
+
+
+def ask(task: Task) -> str:
+    """What the task asks of its assignee, in plain words."""
+    owner = task.kpi.owner.user.name
+    if not task.is_open:  # just decided in place: the row's notice says what happened
+        return "Nothing more is asked of you here."
+    if task.kind == Task.Kind.MITIGATION:
+        return "File your mitigation path: the root cause, actions with owners and dates, and when it recovers."
+    if task.kind == Task.Kind.ACTION:
+        return f"Finish your action: {task.action.description}" if task.action_id else "Finish your overdue action."
+    if task.kind == Task.Kind.DATA_FRESHNESS:
+        return "Restore the data feed: no fresh value has arrived."
+    if task.kind == Task.Kind.DEPENDENCY_REVIEW:
+        n = len(task.review_parts)
+        which = f"{n} of your KPIs" if n > 1 else "this KPI"
+        return f"Say whether an upstream change affects {which}."
+    if task.review_id:
+        return f"{owner} has not answered the dependency review of this KPI: answer it here or push for it."
+    if task.waiting_path_id:
+        return f"Approve or reject {owner}'s mitigation path."
+    if task.path_state == MitigationPath.State.REJECTED:
+        return f"{owner} has filed no new path since the last one was rejected."
+    if task.path_state == MitigationPath.State.APPROVED:
+        return f"Actions of {owner}'s approved path are overdue."
+    return f"{owner} has filed no mitigation path yet."
 
 
 def inbox_task(*, membership: Membership, task_id: int) -> Task | None:
@@ -146,10 +242,16 @@ def inbox_task(*, membership: Membership, task_id: int) -> Task | None:
 
 def _as_inbox_shows(tasks: QuerySet[Task]) -> QuerySet[Task]:
     waiting = MitigationPath.objects.filter(workstream=OuterRef("workstream"), state=MitigationPath.State.SUBMITTED)
+    latest = MitigationPath.objects.filter(workstream=OuterRef("workstream")).order_by("-filed_at", "-id")
+    filing_due = Task.objects.filter(workstream=OuterRef("workstream"), kind=Task.Kind.MITIGATION).order_by("due_at")
     return (
-        tasks.select_related("action", "review__kpi")
+        tasks.select_related("action", "review__kpi", "kpi__owner__user")
         .prefetch_related(*ESCALATED_REVIEW)
-        .annotate(path_waiting=Exists(waiting))
+        .annotate(
+            waiting_path_id=Subquery(waiting.values("pk")[:1]),
+            path_state=Subquery(latest.values("state")[:1]),
+            filing_due_at=Subquery(filing_due.values("due_at")[:1]),
+        )
     )
 
 
@@ -356,3 +458,13 @@ def _next_level(
         if people:
             return Upcoming("escalation", step.at, _names(people), step.level, step.pass_)
         position, due = Position(step.level, step.pass_), step.at
+
+
+_ROUNDS = ["first", "second", "third", "fourth", "fifth"]
+
+
+def round_words(level: int, pass_: int, levels: int = 0) -> str:
+    """An escalation step as people say it: "second round, level 2 of 2" (a pass is a round of the policy)."""
+    which = _ROUNDS[pass_ - 1] if 0 < pass_ <= len(_ROUNDS) else f"round {pass_}"
+    of = f" of {levels}" if levels else ""
+    return f"{which} round, level {level}{of}"

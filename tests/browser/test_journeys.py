@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from datetime import date, timedelta
 
 import pytest
 from django.utils import timezone
 
-from escalations.models import EscalationPolicy, MitigationPath, Workstream
+from escalations.models import EscalationPolicy, MitigationPath, Task, Workstream
 from scorecards.models import Kpi
 from tests.conftest import Tenant
 from tests.factories import PASSWORD, KpiFactory
@@ -188,4 +189,44 @@ def test_the_api_docs_work_under_the_policy(session, world):
     s.login(world.acme.admin.user.email, PASSWORD)
     s.page.goto("/api/v1/docs")
     expect(s.page.locator(".swagger-ui .opblock").first).to_be_visible()
+    s.assert_clean()
+
+
+def test_an_executive_approves_a_path_in_place_in_the_decision_queue(session, world):
+    t = world.acme
+    path = MitigationPath.objects.create(
+        organization=t.org,
+        workstream=world.workstream,
+        root_cause="The supplier's line stopped for two days.",
+        expected_recovery=date(2030, 6, 30),
+        filed_by=t.lead.user,
+    )
+    Task.objects.create(
+        organization=t.org,
+        kind="escalation",
+        assignee=t.executive,
+        kpi=t.kpi,
+        workstream=world.workstream,
+        level=2,
+        escalation_pass=1,
+        due_at=timezone.now() + timedelta(days=1),
+        dedup_key="executive-decision",
+    )
+    s = session()
+    s.login(t.executive.user.email, PASSWORD)
+    page = s.page
+    page.goto("/o/acme/inbox/")
+    row = page.locator(f"#decision-k{t.kpi.pk}")
+    expect(row).to_contain_text(f"Approve or reject {t.lead.user.name}'s mitigation path.")
+    expect(row.locator(".status")).to_contain_text("Off track")
+    expect(row).to_contain_text("/ target")
+    expect(row).not_to_contain_text("pass 1")  # levels and passes are detail, folded away
+    row.get_by_label(f"Your reason, on the record, for {t.kpi.name}").fill("Sound plan, dates are credible.")
+    row.get_by_role("button", name="Approve", exact=True).click()
+    expect(row).to_contain_text("Mitigation path approved: escalation stops.")
+    expect(row).to_contain_text("Nothing more is asked of you here.")
+    expect(page).to_have_url(re.compile(r"/o/acme/inbox/$"))  # decided in place, no page change
+    path.refresh_from_db()
+    assert path.state == "approved" and path.reviewed_by == t.executive.user
+    s.screenshot("executive-decision-queue")
     s.assert_clean()

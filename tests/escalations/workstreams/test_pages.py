@@ -12,6 +12,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from escalations.models import (
+    DependencyReview,
     EscalationLevel,
     EscalationPolicy,
     MitigationAction,
@@ -21,6 +22,7 @@ from escalations.models import (
     Task,
     Workstream,
 )
+from escalations.workstreams.selectors import decision_queue
 from escalations.workstreams.services import ActionDraft, mitigation_path_file, mitigation_path_review
 from governance.models import AuditEvent, Membership, Role
 from scorecards.models import Kpi
@@ -412,7 +414,11 @@ def test_an_escalation_task_is_acknowledged_in_place(tenant, episode):
     assert "Acknowledge</button>" in client.get(url("escalations:task_inbox", tenant)).content.decode()
     response = htmx(client, url("escalations:task_acknowledge", tenant, task_id=task.pk), {"next": "inbox"})
     html = response.content.decode()
-    assert response.status_code == 200 and "<html" not in html and html.lstrip().startswith(f'<li id="task-{task.pk}"')
+    assert (
+        response.status_code == 200
+        and "<html" not in html
+        and html.lstrip().startswith(f'<li id="decision-k{task.kpi_id}"')
+    )
     assert "Acknowledged" in html and "Acknowledge</button>" not in html and 'hx-swap-oob="true"' in html
     task.refresh_from_db()
     assert task.state == "acknowledged"
@@ -426,7 +432,7 @@ def test_an_escalation_task_is_acknowledged_in_place(tenant, episode):
 def test_the_inbox_offers_the_review_once_a_path_waits(tenant, episode):
     file_path(tenant, episode)
     html = tenant.client(tenant.target).get(url("escalations:task_inbox", tenant)).content.decode()
-    assert "a mitigation path awaits your review" in html and "#review" in html
+    assert "Approve or reject" in html and "mitigation path." in html and "#review" in html
 
 
 def test_an_overdue_action_is_marked_done_from_the_inbox(tenant, episode):
@@ -444,10 +450,54 @@ def test_an_overdue_action_is_marked_done_from_the_inbox(tenant, episode):
     assert task.state == "done" and action.done_at is not None
 
 
+def test_the_decision_queue_has_one_row_per_kpi_saying_what_is_asked(tenant, episode):
+    """The target's escalation and an escalated review of the same KPI are one row, with the KPI's status, value
+    against target and owner; the headline is the ask in words, the level and pass are detail."""
+    now = timezone.now()
+    review = DependencyReview.objects.create(
+        organization=tenant.org, kpi=tenant.kpi, opened_at=now - 5 * DAY, due_at=now - 3 * DAY
+    )
+    _task(tenant, tenant.target, "escalation", now + DAY, "review-esc", review=review, level=1, escalation_pass=1)
+    other = KpiFactory(organization=tenant.org, team=tenant.team, owner=tenant.lead, name="Backlog")
+    fresh = _task(tenant, tenant.target, "data_freshness", now + DAY, "fresh")
+    Task.objects.filter(pk=fresh.pk).update(kpi=other)
+
+    rows = decision_queue(membership=tenant.target)
+    assert [row.kpi for row in rows] == [tenant.kpi, other]  # the review was due 3 days ago: most overdue first
+    first = rows[0]
+    assert len(first.tasks) == 2 and first.due_at == review.due_at
+    owner = tenant.lead.user.name
+    assert first.asks == [
+        f"{owner} has filed no mitigation path yet.",
+        f"{owner} has not answered the dependency review of this KPI: answer it here or push for it.",
+    ]
+    html = tenant.client(tenant.target).get(url("escalations:task_inbox", tenant)).content.decode()
+    assert html.count('<li id="decision-') == 2
+    row = html[html.index(f'id="decision-k{tenant.kpi.pk}"') : html.index('id="decision-k' + str(other.pk))]
+    assert "3 d overdue" in row and f"Owner {owner}" in row and "status-" in row and "/ target" in row
+    assert row.index(f"{owner} has filed no mitigation path yet.") < row.index("first round, level 1")
+
+
+def test_an_executive_approves_a_path_in_place_in_the_queue(tenant, episode):
+    path = file_path(tenant, episode)
+    client = tenant.client(tenant.target)
+    review = url("escalations:mitigation_path_review", tenant, path_id=path.pk)
+    refused = htmx(client, review, {"decision": "approve", "reason": "", "next": "inbox"}).content.decode()
+    path.refresh_from_db()
+    assert path.state == "submitted" and 'role="alert"' in refused and f'id="decision-k{tenant.kpi.pk}"' in refused
+
+    response = htmx(client, review, {"decision": "approve", "reason": "Sound plan.", "next": "inbox"})
+    html = response.content.decode()
+    assert response.status_code == 200 and html.lstrip().startswith(f'<li id="decision-k{tenant.kpi.pk}"')
+    assert "Mitigation path approved: escalation stops." in html and 'hx-swap-oob="true"' in html
+    path.refresh_from_db()
+    assert path.state == "approved" and path.reviewed_by == tenant.target.user
+
+
 def test_a_dependency_review_task_is_listed_with_its_workstream(tenant, episode):
     _task(tenant, tenant.member, "dependency_review", timezone.now() + DAY, "review", workstream=episode)
     html = tenant.client(tenant.member).get(url("escalations:task_inbox", tenant)).content.decode()
-    assert "Dependency review" in html and "assess the impact" in html
+    assert "Dependency review" in html and "Say whether an upstream change affects this KPI." in html
     assert f'href="{url("escalations:workstream_detail", tenant, workstream_id=episode.pk)}">Open workstream' in html
 
 
