@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django.db.models import (
     Case,
@@ -72,9 +72,9 @@ def latest_path(workstream: Workstream) -> MitigationPath | None:
     return workstream.paths.select_related("filed_by", "reviewed_by").prefetch_related("actions__owner__user").first()
 
 
-def escalation_state(workstream: Workstream, *, skipped: str = "") -> str:
-    """Where the escalation stands, in words; `skipped` is the timeline's reason when the level reached told
-    nobody (`level_skipped`)."""
+def escalation_state(workstream: Workstream, *, skipped: str = "", told: str = "") -> str:
+    """Where the escalation stands, in words ("Second round, level 2 of 2"); `skipped` is the timeline's reason
+    when the level reached told nobody (`level_skipped`), `told` who it told and when (`level_told`)."""
     levels = len(Policy.from_json(workstream.policy).levels) if workstream.policy else 0
     if not workstream.is_open:
         return "Resolved"
@@ -91,7 +91,24 @@ def escalation_state(workstream: Workstream, *, skipped: str = "") -> str:
         return "Not escalated yet: the owner's mitigation task runs"
     if skipped:
         return skipped
-    return f"Escalated to level {workstream.level} of {levels}, pass {workstream.escalation_pass}"
+    step = round_words(workstream.level, workstream.escalation_pass, levels).capitalize()
+    return f"{step}: {told}" if told else step
+
+
+def level_told(workstream: Workstream) -> str:
+    """Who the level the episode stands at told, and when: "Claire Chen and Omar Okafor told on Thu 3 Dec"."""
+    tasks = list(
+        workstream.tasks.filter(
+            kind=Task.Kind.ESCALATION, level=workstream.level, escalation_pass=workstream.escalation_pass
+        )
+        .select_related("assignee__user")
+        .order_by("created_at", "id")
+    )
+    if not tasks:
+        return ""
+    names = list(dict.fromkeys(t.assignee.user.name for t in tasks))
+    on = formats.day(tasks[0].created_at, workstream.organization.tzinfo, year=False, weekday=True)
+    return f"{and_names(names)} told on {on}"
 
 
 def level_skipped(workstream: Workstream) -> str:
@@ -106,6 +123,45 @@ def level_skipped(workstream: Workstream) -> str:
         return ""
     skip = workstream.events.filter(verb="level_skipped").order_by("-at", "-id").first()
     return skip.text if skip else ""
+
+
+@dataclass(frozen=True)
+class NextMove:
+    """The one thing that must happen next in an episode: who, what, and by when (`due`, None when nothing is
+    due), for the head of the workstream page."""
+
+    who: str
+    what: str
+    due: datetime | None = None
+
+
+def next_move(ws: Workstream, path: MitigationPath | None, tasks: list[Task]) -> NextMove | None:
+    """From what the page has read (the latest path with its actions, the episode's tasks): the owner's filing,
+    the reviewers' decision, the most overdue action, or the wait for recovery. None once resolved."""
+    if not ws.is_open:
+        return None
+    owner = ws.kpi.owner.user.name
+    filing = [t.due_at for t in tasks if t.kind == Task.Kind.MITIGATION]
+    if path is None or path.state == MitigationPath.State.REJECTED:
+        what = "file the mitigation path" if path is None else "file a revised path: the last one was rejected"
+        return NextMove(owner, what, max(filing, default=None))
+    if path.state == MitigationPath.State.SUBMITTED:
+        deciding = [t for t in tasks if t.kind == Task.Kind.ESCALATION and t.is_open]
+        names = list(dict.fromkeys(t.assignee.user.name for t in deciding))
+        who = and_names(names) if names else "An executive"  # not escalated yet: any executive may decide
+        return NextMove(
+            who, f"approve or reject {path.filed_by.name}'s path", min((t.due_at for t in deciding), default=None)
+        )
+    tz = ws.organization.tzinfo
+    pending = sorted((a for a in path.actions.all() if not a.done_at), key=lambda a: (a.due, a.pk))
+    if not pending:
+        return NextMove(
+            owner, "watch the recovery: every action is done; the episode resolves when the KPI is back on track"
+        )
+    first = pending[0]
+    return NextMove(
+        first.owner.user.name, f"finish “{first.description}”", formats.midnight(first.due + timedelta(days=1), tz)
+    )
 
 
 def open_tasks(*, membership: Membership) -> QuerySet[Task]:

@@ -70,15 +70,20 @@ def _workstream_page(
     paths = list(selectors.path_history(ws))
     path = paths[0] if paths else None
     is_open, awaiting = ws.is_open, path is not None and path.state == MitigationPath.State.SUBMITTED
+    tasks = list(ws.tasks.select_related("assignee__user").order_by("-created_at", "-id"))
+    skipped = selectors.level_skipped(ws)
     context = {
         "ws": ws,
         "path": path,
         "earlier_paths": paths[1:],
         "awaiting": awaiting,
-        "escalation": selectors.escalation_state(ws, skipped=selectors.level_skipped(ws)),
+        "move": selectors.next_move(ws, path, tasks),
+        "escalation": selectors.escalation_state(ws, skipped=skipped, told="" if skipped else selectors.level_told(ws)),
         "next": selectors.what_next(ws),
         "events": ws.events.select_related("actor"),
-        "tasks": ws.tasks.select_related("assignee__user").order_by("-created_at", "-id"),
+        # Who is on it now; done and cancelled tasks are history, folded into the timeline.
+        "tasks": sorted((t for t in tasks if t.is_open), key=lambda t: (t.due_at, t.pk)),
+        "past_tasks": [t for t in tasks if not t.is_open],
         # A rejected path's actions are not being carried out: nobody reports on them.
         "may_update": {
             a.pk

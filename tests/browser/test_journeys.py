@@ -230,3 +230,30 @@ def test_an_executive_approves_a_path_in_place_in_the_decision_queue(session, wo
     assert path.state == "approved" and path.reviewed_by == t.executive.user
     s.screenshot("executive-decision-queue")
     s.assert_clean()
+
+
+def test_the_owner_sees_the_overdue_path_first_on_the_workstream(session, world):
+    t = world.acme
+    Task.objects.create(
+        organization=t.org,
+        kind="mitigation",
+        assignee=t.lead,
+        kpi=t.kpi,
+        workstream=world.workstream,
+        due_at=timezone.now() - timedelta(days=13),
+        dedup_key="owner-filing",
+    )
+    s = session()
+    s.login(t.lead.user.email, PASSWORD)  # the lead owns Throughput
+    page = s.page
+    page.goto(f"/o/acme/workstreams/{world.workstream.pk}/")
+    lead = page.locator("#next")
+    expect(lead).to_contain_text(f"{t.lead.user.name} must file the mitigation path · 13 d overdue")
+    expect(lead.locator(".status")).to_have_text("None filed")
+    top = lead.bounding_box()["y"]
+    for later in ("#file-path", "#tasks", "#timeline"):
+        assert page.locator(later).bounding_box()["y"] > top, later
+    lead.get_by_role("link", name="File the path").click()
+    expect(page.locator("#file-path").get_by_label("Root cause")).to_be_in_viewport()
+    s.screenshot("owner-workstream-overdue")
+    s.assert_clean()

@@ -370,10 +370,14 @@ def test_the_page_shows_state_tasks_timeline_and_earlier_paths(tenant, episode):
     second = file_path(tenant, episode)
     page = tenant.client(tenant.executive).get(url("escalations:workstream_detail", tenant, workstream_id=episode.pk))
     html = page.content.decode()
-    assert "Escalated to level 1 of 2, pass 1" in html and "(Europe/Berlin)" in html
+    told = timezone.localtime(Task.objects.get(kind="escalation").created_at, tenant.org.tzinfo)
+    told_on = f"{told:%a} {told.day} {told:%b}"
+    assert f"First round, level 1 of 2: {tenant.target.user.name} told on {told_on}" in html
+    assert "(Europe/Berlin)" in html
+    assert f"{tenant.target.user.name}</span> must approve or reject {tenant.lead.user.name}&#x27;s path" in html
     local = timezone.localtime(episode.next_escalation_at, tenant.org.tzinfo)
     assert local.strftime("%H:%M") in html  # the next step in the organization's time
-    assert "Earlier paths" in html and "Needs owners" in html and "A mitigation path awaits review" in html
+    assert "Earlier paths" in html and "Needs owners" in html and "Awaiting review</span>" in html
     assert "Escalated to level 1 (pass 1)" in html  # the timeline
     assert f"/paths/{second.pk}/review/" in html
 
@@ -627,7 +631,7 @@ def test_the_workstream_list_shows_open_ones_first_and_filters(tenant, episode):
     client = tenant.client(tenant.member)
     html = client.get(url("escalations:workstream_list", tenant)).content.decode()
     assert "Throughput" in html and "Old episode" not in html and "Awaiting review" in html
-    assert "Level 1 of 2, pass 1" in html
+    assert "First round, level 1 of 2" in html
     html = client.get(url("escalations:workstream_list", tenant), {"state": "all"}).content.decode()
     assert html.index("Throughput") < html.index("Old episode")
     response = client.get(url("escalations:workstream_list", tenant), {"state": "resolved"}, HTTP_HX_REQUEST="true")
@@ -694,6 +698,29 @@ def test_the_notifications_page_needs_a_constant_number_of_queries(tenant, episo
     with django_assert_max_num_queries(NOTIFICATION_LIST_QUERIES):
         response = client.get(url("escalations:notification_list", tenant))
     assert response.content.decode().count('class="notification ') == 41
+
+
+def test_the_page_leads_with_the_overdue_filing_and_folds_finished_tasks(tenant, episode):
+    Task.objects.filter(kind="escalation").update(state="cancelled")
+    html = tenant.client(tenant.lead).get(url("escalations:workstream_detail", tenant, workstream_id=episode.pk))
+    html = html.content.decode()
+    head = html[html.index('id="next"') : html.index('id="file-path"')]
+    assert f"{tenant.lead.user.name}</span> must file the mitigation path" in head and "overdue" in head
+    who = html[html.index('id="tasks"') : html.index('id="close"') if 'id="close"' in html else None]
+    assert "Cancelled" not in who and "File a mitigation path" in who  # the lead's own task, still open
+    timeline = html[html.index('id="timeline"') : html.index('id="tasks"')]
+    assert "Finished and cancelled tasks" in timeline and "(first round, level 1)" in timeline
+
+
+def test_the_close_form_preselects_no_resolution(tenant, episode):
+    html = tenant.client(tenant.executive).get(url("escalations:workstream_detail", tenant, workstream_id=episode.pk))
+    form = html.content.decode().split('id="close"')[1]
+    assert '<option value="" selected>Choose how it ends</option>' in form
+    response = tenant.client(tenant.executive).post(
+        url("escalations:workstream_close", tenant, workstream_id=episode.pk), {"resolution": "", "reason": "x"}
+    )
+    episode.refresh_from_db()
+    assert response.status_code == 422 and episode.is_open
 
 
 def test_the_kpi_page_shows_the_open_workstream(tenant, episode):
