@@ -5,7 +5,7 @@ from datetime import timedelta
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
-from django.db.models import Count, OuterRef, Subquery
+from django.db.models import Count
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
@@ -42,7 +42,8 @@ from scorecards.models import (
 
 STATUS_CHOICES = Status.choices
 SORT_COLUMNS = [("name", "KPI"), ("team", "Team"), ("owner", "Owner"), ("status", "Status"), ("age", "Data age")]
-NARROW_HIDDEN = {"team", "owner"}  # phones show them on the KPI page instead
+NARROW_HIDDEN = {"team", "owner", "age"}  # phones show them on the KPI page instead
+WIDE_ONLY = {"team"}  # below 1440 px the owner's cell names the team in its tooltip, so each KPI keeps one line
 
 
 def _filters(request: HttpRequest) -> selectors.KpiFilters:
@@ -92,16 +93,27 @@ def _sort_links(request: HttpRequest, filters: selectors.KpiFilters) -> list[dic
                 "active": active,
                 "descending": filters.descending,
                 "narrow_hide": column in NARROW_HIDDEN,
+                "wide_only": column in WIDE_ONLY,
             }
         )
     return links
 
 
-def _open_workstream_id() -> Subquery:
-    """The KPI's open workstream, if any. Escalations sits above scorecards, so its model is reached through
-    the reverse relation instead of an import."""
-    workstream = Kpi.workstreams.field.model
-    return Subquery(workstream._default_manager.filter(kpi=OuterRef("pk"), resolved_at=None).values("pk")[:1])
+DENSITIES = ("comfortable", "compact")
+
+
+def _density(request: HttpRequest) -> dict:
+    """The table's row spacing: `?density=` switches it, and the session remembers the choice for this person.
+    Each choice links to the same filters with that density."""
+    chosen = request.GET.get("density")
+    if chosen in DENSITIES:
+        request.session["scorecard_density"] = chosen
+    links = []
+    for density in DENSITIES:
+        query = request.GET.copy()
+        query["density"] = density
+        links.append({"name": density, "label": density.capitalize(), "query": query.urlencode()})
+    return {"current": request.session.get("scorecard_density", DENSITIES[0]), "links": links}
 
 
 @require_GET
@@ -115,8 +127,8 @@ def scorecard(request: HttpRequest, scorecard_id: int | None = None) -> HttpResp
     filters = _filters(request)
     counts = selectors.status_counts(selectors.kpi_list(org=request.org, viewer=request.membership, scorecard=card))
     kpis = list(
-        selectors.kpi_list(org=request.org, viewer=request.membership, filters=filters, scorecard=card).annotate(
-            open_workstream_id=_open_workstream_id()
+        selectors.with_workstream_state(
+            selectors.kpi_list(org=request.org, viewer=request.membership, filters=filters, scorecard=card)
         )
     )
     now = timezone.now()
@@ -129,11 +141,13 @@ def scorecard(request: HttpRequest, scorecard_id: int | None = None) -> HttpResp
             "trend": (trend := selectors.trend(series.get(k.pk, []))),
             # Whether the move is good news depends on the direction: falling costs are green.
             "trend_good": trend != "flat" and (trend == "up") == (k.direction == Direction.INCREASE),
+            "workstream": selectors.WORKSTREAM_STATES.get(k.workstream_state, ""),
         }
         for k in kpis
     ]
     context = {
         "card": card,
+        "density": _density(request),
         "cards": selectors.scorecards_for(membership=request.membership),
         "rows": rows,
         "counts": [(value, label, counts[value]) for value, label in STATUS_CHOICES],

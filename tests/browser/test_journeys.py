@@ -257,3 +257,33 @@ def test_the_owner_sees_the_overdue_path_first_on_the_workstream(session, world)
     expect(page.locator("#file-path").get_by_label("Root cause")).to_be_in_viewport()
     s.screenshot("owner-workstream-overdue")
     s.assert_clean()
+
+
+def test_the_scorecard_has_one_line_per_kpi_at_1280_px(session, world):
+    t = world.acme
+    Kpi.objects.filter(pk=world.revenue.pk).update(name="Revenue from new enterprise customers per quarter")
+    s = session(width=1280)
+    s.login(t.executive.user.email, PASSWORD)
+    page = s.page
+    page.goto(f"/o/acme/scorecards/{t.scorecard.pk}/")
+    rows = page.locator("#kpi-table tbody tr")
+    expect(rows).to_have_count(3)
+    expect(page.locator(".ws-chip")).to_have_text("No path yet")  # Throughput's open workstream, in words
+
+    def heights() -> list[float]:
+        return [rows.nth(i).bounding_box()["height"] for i in range(rows.count())]
+
+    comfortable = heights()
+    assert max(comfortable) < 48 and max(comfortable) - min(comfortable) < 1, comfortable  # one line each
+    wrap = page.locator("#kpi-table .table-wrap")
+    assert wrap.evaluate("w => w.scrollWidth <= w.clientWidth")  # nothing hidden to the right
+    expect(page.get_by_role("link", name=re.compile("^Revenue from new"))).to_have_attribute(
+        "title", re.compile(r"key sales\.revenue")
+    )
+    page.get_by_role("link", name="Compact").click()
+    expect(page.locator("table.density-compact")).to_have_count(1)
+    assert max(heights()) < min(comfortable) - 4
+    page.reload()  # remembered for this person
+    expect(page.locator("table.density-compact")).to_have_count(1)
+    s.screenshot("scorecard-1280")
+    s.assert_clean()

@@ -26,6 +26,7 @@ from escalations.workstreams.selectors import decision_queue
 from escalations.workstreams.services import ActionDraft, mitigation_path_file, mitigation_path_review
 from governance.models import AuditEvent, Membership, Role
 from scorecards.models import Kpi
+from scorecards.selectors import with_workstream_state
 from tests.conftest import Tenant
 from tests.escalations.engine.test_engine import change, sweep
 from tests.factories import KpiFactory, MembershipFactory
@@ -741,8 +742,34 @@ def test_the_scorecard_marks_kpis_with_an_open_workstream(tenant, episode, djang
     client = tenant.client(tenant.member)
     with django_assert_max_num_queries(15):  # the scorecard's pinned budget (tests/scorecards/test_kpi_pages.py)
         html = client.get(url("scorecards:kpi_list", tenant)).content.decode()
-    assert html.count('class="ws-marker"') == 31
+    assert html.count('class="ws-chip ws-chip-none"') == 31
     assert url("escalations:workstream_detail", tenant, workstream_id=episode.pk) in html
+
+
+def test_the_workstream_chip_says_where_the_mitigation_stands(tenant, episode, django_assert_num_queries):
+    """No path yet, awaiting review, approved, rejected, actions overdue: one annotated query, whatever the rows."""
+
+    def chips() -> dict[str, str | None]:
+        with django_assert_num_queries(1):
+            return {k.name: k.workstream_state for k in with_workstream_state(Kpi.objects.for_org(tenant.org))}
+
+    assert chips()[tenant.kpi.name] == "none"
+    path = file_path(tenant, episode)
+    assert chips()[tenant.kpi.name] == "submitted"
+    mitigation_path_review(path=path, by=tenant.executive, approve=True, comment="Go")
+    assert chips()[tenant.kpi.name] == "approved"
+    MitigationAction.objects.filter(path=path).update(overdue_at=timezone.now())
+    states = chips()
+    assert states[tenant.kpi.name] == "overdue"
+    quiet = KpiFactory(organization=tenant.org, team=tenant.team, owner=tenant.lead, name="Quiet")
+    assert chips()[quiet.name] is None  # no open episode, no chip
+    MitigationAction.objects.filter(path=path).update(done_at=timezone.now())
+    assert chips()[tenant.kpi.name] == "approved"  # done actions are no longer overdue
+    second = file_path(tenant, episode)
+    mitigation_path_review(path=second, by=tenant.executive, approve=False, comment="No owners")
+    assert chips()[tenant.kpi.name] == "rejected"
+    html = tenant.client(tenant.member).get(url("scorecards:kpi_list", tenant)).content.decode()
+    assert 'class="ws-chip ws-chip-rejected"' in html and ">Path rejected</a>" in html
 
 
 # session, user, membership, the switcher, the navigation's counts, the tasks: none grows with the rows
