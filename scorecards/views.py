@@ -8,8 +8,10 @@ from django.core.paginator import Paginator
 from django.db.models import Count
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django_htmx.http import HttpResponseClientRedirect
 
 from governance import selectors as governance_selectors
 from governance.access import (
@@ -120,6 +122,14 @@ def _density(request: HttpRequest) -> dict:
 def scorecard(request: HttpRequest, scorecard_id: int | None = None) -> HttpResponse:
     """All KPIs, or one scorecard's: filters and sorting swap the table partial and stay in the URL."""
     card = None
+    if scorecard_id is None and "scorecard" in request.GET:  # the phone's scorecard select
+        picked = request.GET["scorecard"]
+        target = (
+            reverse("scorecards:scorecard", args=[request.org.slug, int(picked)])
+            if picked.isdigit()
+            else reverse("scorecards:kpi_list", args=[request.org.slug])
+        )
+        return HttpResponseClientRedirect(target) if request.htmx else redirect(target)
     if scorecard_id is not None:
         card = get_for_org_or_404(request, Scorecard, scorecard_id)
         if not selectors.scorecard_visible(card, request.membership):

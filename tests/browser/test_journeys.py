@@ -287,3 +287,36 @@ def test_the_scorecard_has_one_line_per_kpi_at_1280_px(session, world):
     expect(page.locator("table.density-compact")).to_have_count(1)
     s.screenshot("scorecard-1280")
     s.assert_clean()
+
+
+def test_on_a_phone_the_navigation_folds_and_the_scorecard_keeps_value_target_and_trend(session, world):
+    t = world.acme
+    Kpi.objects.filter(pk=world.revenue.pk).update(last_value=1234.5, target_value=1500)
+    s = session(width=390)
+    s.login(t.executive.user.email, PASSWORD)
+    page = s.page
+    page.goto(f"/o/acme/scorecards/{t.scorecard.pk}/")
+    nav = page.get_by_role("navigation", name="Organization")
+    expect(nav).to_be_hidden()  # folded: the first screen is the page, not fifteen links
+    menu = page.locator("label[for=nav-toggle]")
+    expect(menu).to_be_visible()
+    expect(page.get_by_role("heading", level=1)).to_be_in_viewport()
+    expect(page.locator(".tabs-wide")).to_be_hidden()
+    expect(page.get_by_label("Scorecard", exact=True)).to_be_visible()  # the tabs as a select
+
+    row = page.locator("#kpi-table tbody tr", has_text="Revenue")
+    for part in (row.locator(".status"), row.locator(".trend"), row.locator(".figures")):
+        expect(part).to_be_visible()
+        box = part.bounding_box()
+        assert box["x"] >= 0 and box["x"] + box["width"] <= 390, box  # on screen, not scrolled away
+    expect(row.locator(".figures")).to_contain_text("1,234 / 1,500 leads")
+
+    menu.click()
+    expect(nav).to_be_visible()
+    expect(nav.get_by_role("link", name=re.compile("^Inbox"))).to_be_visible()
+    for group in ("My work", "Scorecards", "Workstreams", "Reviews", "Administration"):
+        expect(nav.get_by_text(group, exact=True)).to_be_visible()
+    page.get_by_label("Scorecard", exact=True).select_option(label="All KPIs")
+    expect(page).to_have_url(re.compile(r"/o/acme/kpis/$"))
+    s.screenshot("phone-scorecard")
+    s.assert_clean()
