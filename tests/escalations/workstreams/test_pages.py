@@ -537,6 +537,13 @@ def test_the_inbox_needs_a_constant_number_of_queries(tenant, episode, django_as
 def test_my_work_shows_the_open_tasks(tenant, episode):
     html = tenant.client(tenant.lead).get(url("scorecards:my_work", tenant)).content.decode()
     assert "File a mitigation path" in html and url("escalations:task_inbox", tenant) in html
+    assert "No open task." not in html
+
+
+def test_my_work_without_tasks_says_what_would_appear_there(tenant):
+    html = tenant.client(tenant.member).get(url("scorecards:my_work", tenant)).content.decode()
+    assert "No open task. When a KPI you own goes off track" in html
+    assert url("escalations:task_inbox", tenant) in html
 
 
 # --- notifications --------------------------------------------------------------------------------
