@@ -247,7 +247,7 @@ def _decisions(tasks: list[Task]) -> list[Decision]:
         groups.setdefault(f"t{task.pk}" if _shared_review(task) else f"k{task.kpi_id}", []).append(task)
     rows = []
     for group in groups.values():
-        group.sort(key=lambda t: (not t.is_open, _LEAD[t.kind], t.due_at, t.pk))
+        group.sort(key=lambda t: (not t.is_open, _LEAD.get(t.kind, len(_LEAD)), t.due_at, t.pk))
         asks = list(dict.fromkeys(ask(t) for t in group))
         rows.append(Decision(group[0].kpi, group, asks, min(_due(t) for t in group)))
     return sorted(rows, key=lambda row: (row.due_at, row.task.pk))
@@ -278,6 +278,8 @@ def ask(task: Task) -> str:
         n = len(task.review_parts)
         which = f"{n} of your KPIs" if n > 1 else "this KPI"
         return f"Say whether an upstream change affects {which}."
+    if task.kind != Task.Kind.ESCALATION:  # a kind this queue has no words for yet
+        return f"{task.get_kind_display()}."
     if task.review_id:
         return f"{owner} has not answered the dependency review of this KPI: answer it here or push for it."
     if task.waiting_path_id:
