@@ -8,7 +8,8 @@ from datetime import date, datetime, timedelta
 
 from django.conf import settings
 from django.db import connection
-from django.db.models import Case, Count, IntegerField, Q, QuerySet, Value, When
+from django.db.models import Case, CharField, Count, Exists, IntegerField, OuterRef, Q, QuerySet, Subquery, Value, When
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from governance.models import Membership, Organization
@@ -73,6 +74,42 @@ def kpi_list(
         qs = qs.filter(Q(name__icontains=filters.text) | Q(key__icontains=filters.text))
     order = SORTS.get(filters.sort, SORTS["status"])
     return qs.order_by(*(f"-{f}" if filters.descending else f for f in order))
+
+
+# The scorecard's workstream chip: what the open episode's mitigation stands at, worst news first.
+WORKSTREAM_STATES = {
+    "overdue": "Actions overdue",
+    "none": "No path yet",
+    "rejected": "Path rejected",
+    "submitted": "Path awaiting review",
+    "approved": "Path approved",
+}
+
+
+def with_workstream_state(kpis: QuerySet[Kpi]) -> QuerySet[Kpi]:
+    """Annotates each KPI with its open workstream (`open_workstream_id`) and that episode's state for the chip
+    (`workstream_state`, a WORKSTREAM_STATES key, None without an open episode), as subqueries of the same query.
+    Escalations sits above scorecards, so its models are reached through the reverse relations, not imported."""
+    workstream = Kpi.workstreams.field.model
+    path = workstream.paths.field.model
+    action = path.actions.field.model
+    episode = {"workstream__kpi": OuterRef("pk"), "workstream__resolved_at": None}
+    latest = path._default_manager.filter(**episode).order_by("-filed_at", "-id").values("state")[:1]
+    overdue = action._default_manager.filter(
+        path__workstream__kpi=OuterRef("pk"),
+        path__workstream__resolved_at=None,
+        path__state=path.State.APPROVED,
+        done_at=None,
+        overdue_at__isnull=False,
+    )
+    open_id = Subquery(workstream._default_manager.filter(kpi=OuterRef("pk"), resolved_at=None).values("pk")[:1])
+    state = Case(
+        When(open_workstream_id=None, then=Value(None)),
+        When(Exists(overdue), then=Value("overdue")),
+        default=Coalesce(Subquery(latest), Value("none")),
+        output_field=CharField(),
+    )
+    return kpis.annotate(open_workstream_id=open_id).annotate(workstream_state=state)
 
 
 def status_counts(kpis: QuerySet[Kpi]) -> dict[str, int]:

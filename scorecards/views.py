@@ -5,11 +5,13 @@ from datetime import timedelta
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
-from django.db.models import Count, OuterRef, Subquery
+from django.db.models import Count
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django_htmx.http import HttpResponseClientRedirect
 
 from governance import selectors as governance_selectors
 from governance.access import (
@@ -42,7 +44,8 @@ from scorecards.models import (
 
 STATUS_CHOICES = Status.choices
 SORT_COLUMNS = [("name", "KPI"), ("team", "Team"), ("owner", "Owner"), ("status", "Status"), ("age", "Data age")]
-NARROW_HIDDEN = {"team", "owner"}  # phones show them on the KPI page instead
+NARROW_HIDDEN = {"team", "owner", "age"}  # phones show them on the KPI page instead
+WIDE_ONLY = {"team"}  # below 1440 px the owner's cell names the team in its tooltip, so each KPI keeps one line
 
 
 def _filters(request: HttpRequest) -> selectors.KpiFilters:
@@ -92,22 +95,41 @@ def _sort_links(request: HttpRequest, filters: selectors.KpiFilters) -> list[dic
                 "active": active,
                 "descending": filters.descending,
                 "narrow_hide": column in NARROW_HIDDEN,
+                "wide_only": column in WIDE_ONLY,
             }
         )
     return links
 
 
-def _open_workstream_id() -> Subquery:
-    """The KPI's open workstream, if any. Escalations sits above scorecards, so its model is reached through
-    the reverse relation instead of an import."""
-    workstream = Kpi.workstreams.field.model
-    return Subquery(workstream._default_manager.filter(kpi=OuterRef("pk"), resolved_at=None).values("pk")[:1])
+DENSITIES = ("comfortable", "compact")
+
+
+def _density(request: HttpRequest) -> dict:
+    """The table's row spacing: `?density=` switches it, and the session remembers the choice for this person.
+    Each choice links to the same filters with that density."""
+    chosen = request.GET.get("density")
+    if chosen in DENSITIES:
+        request.session["scorecard_density"] = chosen
+    links = []
+    for density in DENSITIES:
+        query = request.GET.copy()
+        query["density"] = density
+        links.append({"name": density, "label": density.capitalize(), "query": query.urlencode()})
+    return {"current": request.session.get("scorecard_density", DENSITIES[0]), "links": links}
 
 
 @require_GET
 def scorecard(request: HttpRequest, scorecard_id: int | None = None) -> HttpResponse:
     """All KPIs, or one scorecard's: filters and sorting swap the table partial and stay in the URL."""
     card = None
+    if scorecard_id is None and "scorecard" in request.GET:  # the phone's scorecard select
+        picked = request.GET["scorecard"]
+        target = (
+            reverse("scorecards:scorecard", args=[request.org.slug, int(picked)])
+            if picked.isdigit()
+            else reverse("scorecards:kpi_list", args=[request.org.slug])
+        )
+        return HttpResponseClientRedirect(target) if request.htmx else redirect(target)
     if scorecard_id is not None:
         card = get_for_org_or_404(request, Scorecard, scorecard_id)
         if not selectors.scorecard_visible(card, request.membership):
@@ -115,8 +137,8 @@ def scorecard(request: HttpRequest, scorecard_id: int | None = None) -> HttpResp
     filters = _filters(request)
     counts = selectors.status_counts(selectors.kpi_list(org=request.org, viewer=request.membership, scorecard=card))
     kpis = list(
-        selectors.kpi_list(org=request.org, viewer=request.membership, filters=filters, scorecard=card).annotate(
-            open_workstream_id=_open_workstream_id()
+        selectors.with_workstream_state(
+            selectors.kpi_list(org=request.org, viewer=request.membership, filters=filters, scorecard=card)
         )
     )
     now = timezone.now()
@@ -129,11 +151,13 @@ def scorecard(request: HttpRequest, scorecard_id: int | None = None) -> HttpResp
             "trend": (trend := selectors.trend(series.get(k.pk, []))),
             # Whether the move is good news depends on the direction: falling costs are green.
             "trend_good": trend != "flat" and (trend == "up") == (k.direction == Direction.INCREASE),
+            "workstream": selectors.WORKSTREAM_STATES.get(k.workstream_state, ""),
         }
         for k in kpis
     ]
     context = {
         "card": card,
+        "density": _density(request),
         "cards": selectors.scorecards_for(membership=request.membership),
         "rows": rows,
         "counts": [(value, label, counts[value]) for value, label in STATUS_CHOICES],

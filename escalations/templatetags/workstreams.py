@@ -27,6 +27,12 @@ def overdue(value: datetime | None) -> bool:
 
 
 @register.filter
+def round_words(level: int, pass_: int) -> str:
+    """`{{ task.level|round_words:task.escalation_pass }}`: "second round, level 2"."""
+    return selectors.round_words(level, pass_)
+
+
+@register.filter
 def escalation_summary(workstream) -> str:
     """selectors.escalation_state without its explanation, for a table cell."""
     return escalation_state(workstream).split(":")[0].replace("Escalated to level", "Level")

@@ -115,7 +115,11 @@ class ActionUpdateForm(forms.Form):
 
 class CloseForm(forms.Form):
     resolution = forms.ChoiceField(
-        choices=[c for c in Workstream.Resolution.choices if c[0] != Workstream.Resolution.RECOVERED],
+        # Nothing preselected: how an episode ends is a decision, never a default.
+        choices=[
+            ("", "Choose how it ends"),
+            *(c for c in Workstream.Resolution.choices if c[0] != Workstream.Resolution.RECOVERED),
+        ],
         label="How the episode ends",
         help_text="Recovery is recorded by the evaluator when the KPI is on track again; this is a decision.",
     )

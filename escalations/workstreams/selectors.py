@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django.db.models import (
     Case,
     Count,
-    Exists,
     F,
     IntegerField,
     OuterRef,
@@ -74,9 +73,9 @@ def latest_path(workstream: Workstream) -> MitigationPath | None:
     return workstream.paths.select_related("filed_by", "reviewed_by").prefetch_related("actions__owner__user").first()
 
 
-def escalation_state(workstream: Workstream, *, skipped: str = "") -> str:
-    """Where the escalation stands, in words; `skipped` is the timeline's reason when the level reached told
-    nobody (`level_skipped`)."""
+def escalation_state(workstream: Workstream, *, skipped: str = "", told: str = "") -> str:
+    """Where the escalation stands, in words ("Second round, level 2 of 2"); `skipped` is the timeline's reason
+    when the level reached told nobody (`level_skipped`), `told` who it told and when (`level_told`)."""
     levels = len(Policy.from_json(workstream.policy).levels) if workstream.policy else 0
     if not workstream.is_open:
         return "Resolved"
@@ -93,7 +92,24 @@ def escalation_state(workstream: Workstream, *, skipped: str = "") -> str:
         return "Not escalated yet: the owner's mitigation task runs"
     if skipped:
         return skipped
-    return f"Escalated to level {workstream.level} of {levels}, pass {workstream.escalation_pass}"
+    step = round_words(workstream.level, workstream.escalation_pass, levels).capitalize()
+    return f"{step}: {told}" if told else step
+
+
+def level_told(workstream: Workstream) -> str:
+    """Who the level the episode stands at told, and when: "Claire Chen and Omar Okafor told on Thu 3 Dec"."""
+    tasks = list(
+        workstream.tasks.filter(
+            kind=Task.Kind.ESCALATION, level=workstream.level, escalation_pass=workstream.escalation_pass
+        )
+        .select_related("assignee__user")
+        .order_by("created_at", "id")
+    )
+    if not tasks:
+        return ""
+    names = list(dict.fromkeys(t.assignee.user.name for t in tasks))
+    on = formats.day(tasks[0].created_at, workstream.organization.tzinfo, year=False, weekday=True)
+    return f"{and_names(names)} told on {on}"
 
 
 def level_skipped(workstream: Workstream) -> str:
@@ -108,6 +124,45 @@ def level_skipped(workstream: Workstream) -> str:
         return ""
     skip = workstream.events.filter(verb="level_skipped").order_by("-at", "-id").first()
     return skip.text if skip else ""
+
+
+@dataclass(frozen=True)
+class NextMove:
+    """The one thing that must happen next in an episode: who, what, and by when (`due`, None when nothing is
+    due), for the head of the workstream page."""
+
+    who: str
+    what: str
+    due: datetime | None = None
+
+
+def next_move(ws: Workstream, path: MitigationPath | None, tasks: list[Task]) -> NextMove | None:
+    """From what the page has read (the latest path with its actions, the episode's tasks): the owner's filing,
+    the reviewers' decision, the most overdue action, or the wait for recovery. None once resolved."""
+    if not ws.is_open:
+        return None
+    owner = ws.kpi.owner.user.name
+    filing = [t.due_at for t in tasks if t.kind == Task.Kind.MITIGATION]
+    if path is None or path.state == MitigationPath.State.REJECTED:
+        what = "file the mitigation path" if path is None else "file a revised path: the last one was rejected"
+        return NextMove(owner, what, max(filing, default=None))
+    if path.state == MitigationPath.State.SUBMITTED:
+        deciding = [t for t in tasks if t.kind == Task.Kind.ESCALATION and t.is_open]
+        names = list(dict.fromkeys(t.assignee.user.name for t in deciding))
+        who = and_names(names) if names else "An executive"  # not escalated yet: any executive may decide
+        return NextMove(
+            who, f"approve or reject {path.filed_by.name}'s path", min((t.due_at for t in deciding), default=None)
+        )
+    tz = ws.organization.tzinfo
+    pending = sorted((a for a in path.actions.all() if not a.done_at), key=lambda a: (a.due, a.pk))
+    if not pending:
+        return NextMove(
+            owner, "watch the recovery: every action is done; the episode resolves when the KPI is back on track"
+        )
+    first = pending[0]
+    return NextMove(
+        first.owner.user.name, f"finish “{first.description}”", formats.midnight(first.due + timedelta(days=1), tz)
+    )
 
 
 def open_tasks(*, membership: Membership) -> QuerySet[Task]:
@@ -132,10 +187,113 @@ REVIEW_PARTS = ESCALATED_REVIEW + LISTED_REVIEWS
 
 
 def inbox(*, membership: Membership) -> list[Task]:
-    """open_tasks with what the inbox acts on: the overdue action, whether a path awaits review, the reviews, and
+    """open_tasks with what the inbox acts on: the overdue action, the path that awaits review, the reviews, and
     what happens next in each task's episode."""
     tasks = with_transfers(_with_listed_reviews(list(_as_inbox_shows(open_tasks(membership=membership)))))
     return with_next(tasks, membership.organization)
+
+
+@dataclass
+class Decision:
+    """One row of the executive's decision queue: a KPI that waits for me, with my open tasks on it (the one the row
+    acts on first), what is asked of me in words, and when it was due. A review task that lists several KPIs is a
+    row of its own."""
+
+    kpi: Kpi
+    tasks: list[Task]
+    asks: list[str]
+    due_at: datetime
+
+    @property
+    def task(self) -> Task:
+        return self.tasks[0]
+
+    @property
+    def key(self) -> str:
+        return f"t{self.task.pk}" if _shared_review(self.task) else f"k{self.kpi.pk}"
+
+
+# Which of my tasks on one KPI the row acts on first: what only I can do, then the decisions asked of me.
+_LEAD = {
+    Task.Kind.MITIGATION: 0,
+    Task.Kind.ACTION: 1,
+    Task.Kind.DATA_FRESHNESS: 2,
+    Task.Kind.DEPENDENCY_REVIEW: 3,
+    Task.Kind.ESCALATION: 4,
+}
+
+
+def decision_queue(*, membership: Membership) -> list[Decision]:
+    """The inbox as decisions: one row per KPI that waits for me (inbox's tasks grouped), the most overdue first."""
+    return _decisions(inbox(membership=membership))
+
+
+def decision_of(*, membership: Membership, task_id: int) -> Decision | None:
+    """The row of the task just acted on in place, whatever its state now, with my other open tasks on its KPI."""
+    task = inbox_task(membership=membership, task_id=task_id)
+    if task is None:
+        return None
+    others = [] if _shared_review(task) else [t for t in inbox(membership=membership) if t.kpi_id == task.kpi_id]
+    rows = _decisions([task, *(t for t in others if t.pk != task.pk and not _shared_review(t))])
+    return next((row for row in rows if task in row.tasks), None)
+
+
+def _shared_review(task: Task) -> bool:
+    return task.kind == Task.Kind.DEPENDENCY_REVIEW and len(task.review_parts) > 1
+
+
+def _decisions(tasks: list[Task]) -> list[Decision]:
+    groups: dict[str, list[Task]] = {}
+    for task in tasks:
+        groups.setdefault(f"t{task.pk}" if _shared_review(task) else f"k{task.kpi_id}", []).append(task)
+    rows = []
+    for group in groups.values():
+        group.sort(key=lambda t: (not t.is_open, _LEAD.get(t.kind, len(_LEAD)), t.due_at, t.pk))
+        asks = list(dict.fromkeys(ask(t) for t in group))
+        rows.append(Decision(group[0].kpi, group, asks, min(_due(t) for t in group)))
+    return sorted(rows, key=lambda row: (row.due_at, row.task.pk))
+
+
+def _due(task: Task) -> datetime:
+    """When what is asked was due: an escalation's is its owner's (the review's answer, the path's filing), not the
+    time the next level hears of it."""
+    if task.kind == Task.Kind.ESCALATION and task.review_id:
+        return task.review.due_at
+    if task.kind == Task.Kind.ESCALATION and not task.waiting_path_id and task.filing_due_at:
+        return task.filing_due_at
+    return task.due_at
+
+
+def ask(task: Task) -> str:
+    """What the task asks of its assignee, in plain words."""
+    owner = task.kpi.owner.user.name
+    if not task.is_open:  # just decided in place: the row's notice says what happened
+        return "Nothing more is asked of you here."
+    if task.kind == Task.Kind.MITIGATION:
+        return "File your mitigation path: the root cause, actions with owners and dates, and when it recovers."
+    if task.kind == Task.Kind.ACTION:
+        return f"Finish your action: {task.action.description}" if task.action_id else "Finish your overdue action."
+    if task.kind == Task.Kind.DATA_FRESHNESS:
+        return "Restore the data feed: no fresh value has arrived."
+    if task.kind == Task.Kind.DEPENDENCY_REVIEW:
+        n = len(task.review_parts)
+        which = f"{n} of your KPIs" if n > 1 else "this KPI"
+        return f"Say whether an upstream change affects {which}."
+    if task.kind == Task.Kind.OWNERSHIP_TRANSFER:
+        transfer = getattr(task, "transfer", None)
+        leaver = transfer.from_owner.user.name if transfer else "Its owner"
+        return f"{leaver} has left: accept ownership of this KPI, or decline it with a reason."
+    if task.kind != Task.Kind.ESCALATION:  # a kind this queue has no words for yet
+        return f"{task.get_kind_display()}."
+    if task.review_id:
+        return f"{owner} has not answered the dependency review of this KPI: answer it here or push for it."
+    if task.waiting_path_id:
+        return f"Approve or reject {owner}'s mitigation path."
+    if task.path_state == MitigationPath.State.REJECTED:
+        return f"{owner} has filed no new path since the last one was rejected."
+    if task.path_state == MitigationPath.State.APPROVED:
+        return f"Actions of {owner}'s approved path are overdue."
+    return f"{owner} has filed no mitigation path yet."
 
 
 def inbox_task(*, membership: Membership, task_id: int) -> Task | None:
@@ -147,10 +305,16 @@ def inbox_task(*, membership: Membership, task_id: int) -> Task | None:
 
 def _as_inbox_shows(tasks: QuerySet[Task]) -> QuerySet[Task]:
     waiting = MitigationPath.objects.filter(workstream=OuterRef("workstream"), state=MitigationPath.State.SUBMITTED)
+    latest = MitigationPath.objects.filter(workstream=OuterRef("workstream")).order_by("-filed_at", "-id")
+    filing_due = Task.objects.filter(workstream=OuterRef("workstream"), kind=Task.Kind.MITIGATION).order_by("due_at")
     return (
-        tasks.select_related("action", "review__kpi")
+        tasks.select_related("action", "review__kpi", "kpi__owner__user")
         .prefetch_related(*ESCALATED_REVIEW)
-        .annotate(path_waiting=Exists(waiting))
+        .annotate(
+            waiting_path_id=Subquery(waiting.values("pk")[:1]),
+            path_state=Subquery(latest.values("state")[:1]),
+            filing_due_at=Subquery(filing_due.values("due_at")[:1]),
+        )
     )
 
 
@@ -357,3 +521,13 @@ def _next_level(
         if people:
             return Upcoming("escalation", step.at, _names(people), step.level, step.pass_)
         position, due = Position(step.level, step.pass_), step.at
+
+
+_ROUNDS = ["first", "second", "third", "fourth", "fifth"]
+
+
+def round_words(level: int, pass_: int, levels: int = 0) -> str:
+    """An escalation step as people say it: "second round, level 2 of 2" (a pass is a round of the policy)."""
+    which = _ROUNDS[pass_ - 1] if 0 < pass_ <= len(_ROUNDS) else f"round {pass_}"
+    of = f" of {levels}" if levels else ""
+    return f"{which} round, level {level}{of}"

@@ -70,15 +70,20 @@ def _workstream_page(
     paths = list(selectors.path_history(ws))
     path = paths[0] if paths else None
     is_open, awaiting = ws.is_open, path is not None and path.state == MitigationPath.State.SUBMITTED
+    tasks = list(ws.tasks.select_related("assignee__user").order_by("-created_at", "-id"))
+    skipped = selectors.level_skipped(ws)
     context = {
         "ws": ws,
         "path": path,
         "earlier_paths": paths[1:],
         "awaiting": awaiting,
-        "escalation": selectors.escalation_state(ws, skipped=selectors.level_skipped(ws)),
+        "move": selectors.next_move(ws, path, tasks),
+        "escalation": selectors.escalation_state(ws, skipped=skipped, told="" if skipped else selectors.level_told(ws)),
         "next": selectors.what_next(ws),
         "events": ws.events.select_related("actor"),
-        "tasks": ws.tasks.select_related("assignee__user").order_by("-created_at", "-id"),
+        # Who is on it now; done and cancelled tasks are history, folded into the timeline.
+        "tasks": sorted((t for t in tasks if t.is_open), key=lambda t: (t.due_at, t.pk)),
+        "past_tasks": [t for t in tasks if not t.is_open],
         # A rejected path's actions are not being carried out: nobody reports on them.
         "may_update": {
             a.pk
@@ -210,8 +215,20 @@ def mitigation_path_review(request: HttpRequest, path_id: int) -> HttpResponse:
             apply_errors(form, e)
         else:
             verdict = "approved: escalation stops" if approve else "rejected: it goes back to the owner"
-            return _done(request, ws, f"Mitigation path {verdict}.")
+            notice = f"Mitigation path {verdict}."
+            task = _my_task(request, ws) if _from_inbox(request) else None
+            return _inbox_row(request, task, notice) if task else _done(request, ws, notice)
+    task = _my_task(request, ws) if _from_inbox(request) else None
+    if task is not None:
+        return _inbox_row(request, task, error=" ".join(m for ms in form.errors.values() for m in ms))
     return _workstream_page(request, ws, {"review_form": form}, failed=True)
+
+
+def _my_task(request: HttpRequest, ws: Workstream) -> Task | None:
+    """The escalation task that put the decision in my inbox (the decision may just have closed it)."""
+    return (
+        ws.tasks.filter(assignee=request.membership, kind=Task.Kind.ESCALATION).order_by("-created_at", "-id").first()
+    )
 
 
 @require_POST
@@ -238,13 +255,13 @@ def _from_inbox(request: HttpRequest) -> bool:
 def _inbox_row(
     request: HttpRequest, task: Task, notice: str = "", error: str = "", part: int | None = None
 ) -> HttpResponse:
-    """The task's inbox row after it was answered in place (htmx), or back to the inbox. `part`: the review of the
-    task the notice or error is about (a review task lists one per KPI)."""
-    if request.htmx:
-        task = selectors.inbox_task(membership=request.membership, task_id=task.pk) or task
-        _mark_no_impact([task], request.membership)
-        context = {"t": task, "now": timezone.now(), "notice": notice, "error": error, "part": part}
-        return render(request, "escalations/inbox.html#task-row", context | {"oob_counts": True})
+    """The task's decision row after it was answered in place (htmx), or back to the inbox. `part`: the review of
+    the task the notice or error is about (a review task lists one per KPI)."""
+    row = selectors.decision_of(membership=request.membership, task_id=task.pk) if request.htmx else None
+    if row is not None:
+        _mark_no_impact(row.tasks, request.membership)
+        context = {"d": row, "now": timezone.now(), "notice": notice, "error": error, "part": part}
+        return render(request, "escalations/inbox.html#decision-row", context | {"oob_counts": True})
     if error:
         messages.error(request, error)
     else:
@@ -360,10 +377,10 @@ def workstream_list(request: HttpRequest) -> HttpResponse:
 
 @require_GET
 def task_inbox(request: HttpRequest) -> HttpResponse:
-    """What waits for me: open and acknowledged tasks, overdue first, each answered in place."""
-    tasks = list(selectors.inbox(membership=request.membership))
-    _mark_no_impact(tasks, request.membership)
-    return render(request, "escalations/inbox.html", {"tasks": tasks, "now": timezone.now()})
+    """What waits for me as a decision queue: one row per KPI, the most overdue first, each decided in place."""
+    decisions = selectors.decision_queue(membership=request.membership)
+    _mark_no_impact([t for row in decisions for t in row.tasks], request.membership)
+    return render(request, "escalations/inbox.html", {"decisions": decisions, "now": timezone.now()})
 
 
 def _mark_no_impact(tasks: list[Task], membership: Membership) -> None:

@@ -23,6 +23,12 @@ def kpi_value(value: float | None, unit: str = "") -> str:
 
 
 @register.filter
+def kpi_value_short(value: float | None, unit: str = "") -> str:
+    """A value where a table keeps one line per KPI: 1.1M EUR (the exact one goes in a tooltip)."""
+    return formats.value(value, unit, short=True)
+
+
+@register.filter
 def duration(value: timedelta | None) -> str:
     return format_duration(value) if value is not None else "—"
 
@@ -78,7 +84,8 @@ def status_chip(kpi) -> str:
     if not kpi.pending_status:
         return chip
     return format_html(
-        '{} <span class="pending" title="The status changes once this has held {}">pending → {}</span>',
+        '{} <span class="pending" title="The status changes once this has held {}">'
+        '<span class="pending-word">pending </span>→ {}</span>',
         chip,
         duration(kpi.pending_wait),
         kpi.get_pending_status_display(),

@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from datetime import date, timedelta
 
 import pytest
 from django.utils import timezone
 
-from escalations.models import EscalationPolicy, MitigationPath, Workstream
+from escalations.models import EscalationPolicy, MitigationPath, Task, Workstream
 from scorecards.models import Kpi
 from tests.conftest import Tenant
 from tests.factories import PASSWORD, KpiFactory
@@ -188,4 +189,134 @@ def test_the_api_docs_work_under_the_policy(session, world):
     s.login(world.acme.admin.user.email, PASSWORD)
     s.page.goto("/api/v1/docs")
     expect(s.page.locator(".swagger-ui .opblock").first).to_be_visible()
+    s.assert_clean()
+
+
+def test_an_executive_approves_a_path_in_place_in_the_decision_queue(session, world):
+    t = world.acme
+    path = MitigationPath.objects.create(
+        organization=t.org,
+        workstream=world.workstream,
+        root_cause="The supplier's line stopped for two days.",
+        expected_recovery=date(2030, 6, 30),
+        filed_by=t.lead.user,
+    )
+    Task.objects.create(
+        organization=t.org,
+        kind="escalation",
+        assignee=t.executive,
+        kpi=t.kpi,
+        workstream=world.workstream,
+        level=2,
+        escalation_pass=1,
+        due_at=timezone.now() + timedelta(days=1),
+        dedup_key="executive-decision",
+    )
+    s = session()
+    s.login(t.executive.user.email, PASSWORD)
+    page = s.page
+    page.goto("/o/acme/inbox/")
+    row = page.locator(f"#decision-k{t.kpi.pk}")
+    expect(row).to_contain_text(f"Approve or reject {t.lead.user.name}'s mitigation path.")
+    expect(row.locator(".status")).to_contain_text("Off track")
+    expect(row).to_contain_text("/ target")
+    expect(row).not_to_contain_text("pass 1")  # levels and passes are detail, folded away
+    row.get_by_label(f"Your reason, on the record, for {t.kpi.name}").fill("Sound plan, dates are credible.")
+    row.get_by_role("button", name="Approve", exact=True).click()
+    expect(row).to_contain_text("Mitigation path approved: escalation stops.")
+    expect(row).to_contain_text("Nothing more is asked of you here.")
+    expect(page).to_have_url(re.compile(r"/o/acme/inbox/$"))  # decided in place, no page change
+    path.refresh_from_db()
+    assert path.state == "approved" and path.reviewed_by == t.executive.user
+    s.screenshot("executive-decision-queue")
+    s.assert_clean()
+
+
+def test_the_owner_sees_the_overdue_path_first_on_the_workstream(session, world):
+    t = world.acme
+    Task.objects.create(
+        organization=t.org,
+        kind="mitigation",
+        assignee=t.lead,
+        kpi=t.kpi,
+        workstream=world.workstream,
+        due_at=timezone.now() - timedelta(days=13),
+        dedup_key="owner-filing",
+    )
+    s = session()
+    s.login(t.lead.user.email, PASSWORD)  # the lead owns Throughput
+    page = s.page
+    page.goto(f"/o/acme/workstreams/{world.workstream.pk}/")
+    lead = page.locator("#next")
+    expect(lead).to_contain_text(f"{t.lead.user.name} must file the mitigation path · 13 d overdue")
+    expect(lead.locator(".status")).to_have_text("None filed")
+    top = lead.bounding_box()["y"]
+    for later in ("#file-path", "#tasks", "#timeline"):
+        assert page.locator(later).bounding_box()["y"] > top, later
+    lead.get_by_role("link", name="File the path").click()
+    expect(page.locator("#file-path").get_by_label("Root cause")).to_be_in_viewport()
+    s.screenshot("owner-workstream-overdue")
+    s.assert_clean()
+
+
+def test_the_scorecard_has_one_line_per_kpi_at_1280_px(session, world):
+    t = world.acme
+    Kpi.objects.filter(pk=world.revenue.pk).update(name="Revenue from new enterprise customers per quarter")
+    s = session(width=1280)
+    s.login(t.executive.user.email, PASSWORD)
+    page = s.page
+    page.goto(f"/o/acme/scorecards/{t.scorecard.pk}/")
+    rows = page.locator("#kpi-table tbody tr")
+    expect(rows).to_have_count(3)
+    expect(page.locator(".ws-chip")).to_have_text("No path yet")  # Throughput's open workstream, in words
+
+    def heights() -> list[float]:
+        return [rows.nth(i).bounding_box()["height"] for i in range(rows.count())]
+
+    comfortable = heights()
+    assert max(comfortable) < 48 and max(comfortable) - min(comfortable) < 1, comfortable  # one line each
+    wrap = page.locator("#kpi-table .table-wrap")
+    assert wrap.evaluate("w => w.scrollWidth <= w.clientWidth")  # nothing hidden to the right
+    expect(page.get_by_role("link", name=re.compile("^Revenue from new"))).to_have_attribute(
+        "title", re.compile(r"key sales\.revenue")
+    )
+    page.get_by_role("link", name="Compact").click()
+    expect(page.locator("table.density-compact")).to_have_count(1)
+    assert max(heights()) < min(comfortable) - 4
+    page.reload()  # remembered for this person
+    expect(page.locator("table.density-compact")).to_have_count(1)
+    s.screenshot("scorecard-1280")
+    s.assert_clean()
+
+
+def test_on_a_phone_the_navigation_folds_and_the_scorecard_keeps_value_target_and_trend(session, world):
+    t = world.acme
+    Kpi.objects.filter(pk=world.revenue.pk).update(last_value=1234.5, target_value=1500)
+    s = session(width=390)
+    s.login(t.executive.user.email, PASSWORD)
+    page = s.page
+    page.goto(f"/o/acme/scorecards/{t.scorecard.pk}/")
+    nav = page.get_by_role("navigation", name="Organization")
+    expect(nav).to_be_hidden()  # folded: the first screen is the page, not fifteen links
+    menu = page.locator("label[for=nav-toggle]")
+    expect(menu).to_be_visible()
+    expect(page.get_by_role("heading", level=1)).to_be_in_viewport()
+    expect(page.locator(".tabs-wide")).to_be_hidden()
+    expect(page.get_by_label("Scorecard", exact=True)).to_be_visible()  # the tabs as a select
+
+    row = page.locator("#kpi-table tbody tr", has_text="Revenue")
+    for part in (row.locator(".status"), row.locator(".trend"), row.locator(".figures")):
+        expect(part).to_be_visible()
+        box = part.bounding_box()
+        assert box["x"] >= 0 and box["x"] + box["width"] <= 390, box  # on screen, not scrolled away
+    expect(row.locator(".figures")).to_contain_text("1,234 / 1,500 leads")
+
+    menu.click()
+    expect(nav).to_be_visible()
+    expect(nav.get_by_role("link", name=re.compile("^Inbox"))).to_be_visible()
+    for group in ("My work", "Scorecards", "Workstreams", "Reviews", "Administration"):
+        expect(nav.get_by_text(group, exact=True)).to_be_visible()
+    page.get_by_label("Scorecard", exact=True).select_option(label="All KPIs")
+    expect(page).to_have_url(re.compile(r"/o/acme/kpis/$"))
+    s.screenshot("phone-scorecard")
     s.assert_clean()

@@ -47,6 +47,18 @@ def test_the_scorecard_is_built_with_a_constant_number_of_queries(tenant, many_k
     assert response.content.count(b'class="spark spark-') == 41
 
 
+def test_the_density_chosen_is_remembered_for_the_person(tenant, many_kpis):
+    client = tenant.client(tenant.executive)
+    url = reverse("scorecards:kpi_list", kwargs={"org_slug": tenant.org.slug})
+    assert 'class="table kpi-table density-comfortable"' in client.get(url).content.decode()
+    html = client.get(url, {"density": "compact", "status": "off_track"}, HTTP_HX_REQUEST="true").content.decode()
+    assert "density-compact" in html and '?density=comfortable&amp;status=off_track"' in html  # filters kept
+    assert 'class="table kpi-table density-compact"' in client.get(url).content.decode()  # remembered
+    other = tenant.client(tenant.member).get(url).content.decode()
+    assert "density-comfortable" in other  # per person
+    assert "density-sideways" not in client.get(url, {"density": "sideways"}).content.decode()
+
+
 def test_it_filters_by_status_and_text_and_returns_only_the_table_to_htmx(tenant, many_kpis):
     client = tenant.client(tenant.executive)
     url = reverse("scorecards:kpi_list", kwargs={"org_slug": tenant.org.slug})
@@ -89,7 +101,7 @@ def test_the_kpi_page_shows_chart_reason_and_measurements(tenant):
     detail = reverse("scorecards:kpi_detail", args=[tenant.org.slug, kpi.pk])
     html = tenant.client(tenant.member).get(detail).content.decode()
     assert "950 leads &lt; warning 1000" in html or "950 leads < warning 1000" in html
-    assert "pending → Off track" in html
+    assert '<span class="pending-word">pending </span>→ Off track' in html
     assert "held 40 min of 2h" in html  # pending_for 2h: a worsening waits pending_for, not keep_for
     assert 'role="img"' in html and "<desc>" in html
     assert "1,010 leads" in html

@@ -12,6 +12,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from escalations.models import (
+    DependencyReview,
     EscalationLevel,
     EscalationPolicy,
     MitigationAction,
@@ -21,9 +22,11 @@ from escalations.models import (
     Task,
     Workstream,
 )
+from escalations.workstreams.selectors import decision_queue
 from escalations.workstreams.services import ActionDraft, mitigation_path_file, mitigation_path_review
 from governance.models import AuditEvent, Membership, Role
 from scorecards.models import Kpi
+from scorecards.selectors import with_workstream_state
 from tests.conftest import Tenant
 from tests.escalations.engine.test_engine import change, sweep
 from tests.factories import KpiFactory, MembershipFactory
@@ -368,10 +371,14 @@ def test_the_page_shows_state_tasks_timeline_and_earlier_paths(tenant, episode):
     second = file_path(tenant, episode)
     page = tenant.client(tenant.executive).get(url("escalations:workstream_detail", tenant, workstream_id=episode.pk))
     html = page.content.decode()
-    assert "Escalated to level 1 of 2, pass 1" in html and "(Europe/Berlin)" in html
+    told = timezone.localtime(Task.objects.get(kind="escalation").created_at, tenant.org.tzinfo)
+    told_on = f"{told:%a} {told.day} {told:%b}"
+    assert f"First round, level 1 of 2: {tenant.target.user.name} told on {told_on}" in html
+    assert "(Europe/Berlin)" in html
+    assert f"{tenant.target.user.name}</span> must approve or reject {tenant.lead.user.name}&#x27;s path" in html
     local = timezone.localtime(episode.next_escalation_at, tenant.org.tzinfo)
     assert local.strftime("%H:%M") in html  # the next step in the organization's time
-    assert "Earlier paths" in html and "Needs owners" in html and "A mitigation path awaits review" in html
+    assert "Earlier paths" in html and "Needs owners" in html and "Awaiting review</span>" in html
     assert "Escalated to level 1 (pass 1)" in html  # the timeline
     assert f"/paths/{second.pk}/review/" in html
 
@@ -412,7 +419,11 @@ def test_an_escalation_task_is_acknowledged_in_place(tenant, episode):
     assert "Acknowledge</button>" in client.get(url("escalations:task_inbox", tenant)).content.decode()
     response = htmx(client, url("escalations:task_acknowledge", tenant, task_id=task.pk), {"next": "inbox"})
     html = response.content.decode()
-    assert response.status_code == 200 and "<html" not in html and html.lstrip().startswith(f'<li id="task-{task.pk}"')
+    assert (
+        response.status_code == 200
+        and "<html" not in html
+        and html.lstrip().startswith(f'<li id="decision-k{task.kpi_id}"')
+    )
     assert "Acknowledged" in html and "Acknowledge</button>" not in html and 'hx-swap-oob="true"' in html
     task.refresh_from_db()
     assert task.state == "acknowledged"
@@ -426,7 +437,7 @@ def test_an_escalation_task_is_acknowledged_in_place(tenant, episode):
 def test_the_inbox_offers_the_review_once_a_path_waits(tenant, episode):
     file_path(tenant, episode)
     html = tenant.client(tenant.target).get(url("escalations:task_inbox", tenant)).content.decode()
-    assert "a mitigation path awaits your review" in html and "#review" in html
+    assert "Approve or reject" in html and "mitigation path." in html and "#review" in html
 
 
 def test_an_overdue_action_is_marked_done_from_the_inbox(tenant, episode):
@@ -444,10 +455,54 @@ def test_an_overdue_action_is_marked_done_from_the_inbox(tenant, episode):
     assert task.state == "done" and action.done_at is not None
 
 
+def test_the_decision_queue_has_one_row_per_kpi_saying_what_is_asked(tenant, episode):
+    """The target's escalation and an escalated review of the same KPI are one row, with the KPI's status, value
+    against target and owner; the headline is the ask in words, the level and pass are detail."""
+    now = timezone.now()
+    review = DependencyReview.objects.create(
+        organization=tenant.org, kpi=tenant.kpi, opened_at=now - 5 * DAY, due_at=now - 3 * DAY
+    )
+    _task(tenant, tenant.target, "escalation", now + DAY, "review-esc", review=review, level=1, escalation_pass=1)
+    other = KpiFactory(organization=tenant.org, team=tenant.team, owner=tenant.lead, name="Backlog")
+    fresh = _task(tenant, tenant.target, "data_freshness", now + DAY, "fresh")
+    Task.objects.filter(pk=fresh.pk).update(kpi=other)
+
+    rows = decision_queue(membership=tenant.target)
+    assert [row.kpi for row in rows] == [tenant.kpi, other]  # the review was due 3 days ago: most overdue first
+    first = rows[0]
+    assert len(first.tasks) == 2 and first.due_at == review.due_at
+    owner = tenant.lead.user.name
+    assert first.asks == [
+        f"{owner} has filed no mitigation path yet.",
+        f"{owner} has not answered the dependency review of this KPI: answer it here or push for it.",
+    ]
+    html = tenant.client(tenant.target).get(url("escalations:task_inbox", tenant)).content.decode()
+    assert html.count('<li id="decision-') == 2
+    row = html[html.index(f'id="decision-k{tenant.kpi.pk}"') : html.index('id="decision-k' + str(other.pk))]
+    assert "3 d overdue" in row and f"Owner {owner}" in row and "status-" in row and "/ target" in row
+    assert row.index(f"{owner} has filed no mitigation path yet.") < row.index("first round, level 1")
+
+
+def test_an_executive_approves_a_path_in_place_in_the_queue(tenant, episode):
+    path = file_path(tenant, episode)
+    client = tenant.client(tenant.target)
+    review = url("escalations:mitigation_path_review", tenant, path_id=path.pk)
+    refused = htmx(client, review, {"decision": "approve", "reason": "", "next": "inbox"}).content.decode()
+    path.refresh_from_db()
+    assert path.state == "submitted" and 'role="alert"' in refused and f'id="decision-k{tenant.kpi.pk}"' in refused
+
+    response = htmx(client, review, {"decision": "approve", "reason": "Sound plan.", "next": "inbox"})
+    html = response.content.decode()
+    assert response.status_code == 200 and html.lstrip().startswith(f'<li id="decision-k{tenant.kpi.pk}"')
+    assert "Mitigation path approved: escalation stops." in html and 'hx-swap-oob="true"' in html
+    path.refresh_from_db()
+    assert path.state == "approved" and path.reviewed_by == tenant.target.user
+
+
 def test_a_dependency_review_task_is_listed_with_its_workstream(tenant, episode):
     _task(tenant, tenant.member, "dependency_review", timezone.now() + DAY, "review", workstream=episode)
     html = tenant.client(tenant.member).get(url("escalations:task_inbox", tenant)).content.decode()
-    assert "Dependency review" in html and "assess the impact" in html
+    assert "Dependency review" in html and "Say whether an upstream change affects this KPI." in html
     assert f'href="{url("escalations:workstream_detail", tenant, workstream_id=episode.pk)}">Open workstream' in html
 
 
@@ -482,6 +537,13 @@ def test_the_inbox_needs_a_constant_number_of_queries(tenant, episode, django_as
 def test_my_work_shows_the_open_tasks(tenant, episode):
     html = tenant.client(tenant.lead).get(url("scorecards:my_work", tenant)).content.decode()
     assert "File a mitigation path" in html and url("escalations:task_inbox", tenant) in html
+    assert "No open task." not in html
+
+
+def test_my_work_without_tasks_says_what_would_appear_there(tenant):
+    html = tenant.client(tenant.member).get(url("scorecards:my_work", tenant)).content.decode()
+    assert "No open task. When a KPI you own goes off track" in html
+    assert url("escalations:task_inbox", tenant) in html
 
 
 # --- notifications --------------------------------------------------------------------------------
@@ -577,7 +639,7 @@ def test_the_workstream_list_shows_open_ones_first_and_filters(tenant, episode):
     client = tenant.client(tenant.member)
     html = client.get(url("escalations:workstream_list", tenant)).content.decode()
     assert "Throughput" in html and "Old episode" not in html and "Awaiting review" in html
-    assert "Level 1 of 2, pass 1" in html
+    assert "First round, level 1 of 2" in html
     html = client.get(url("escalations:workstream_list", tenant), {"state": "all"}).content.decode()
     assert html.index("Throughput") < html.index("Old episode")
     response = client.get(url("escalations:workstream_list", tenant), {"state": "resolved"}, HTTP_HX_REQUEST="true")
@@ -646,6 +708,29 @@ def test_the_notifications_page_needs_a_constant_number_of_queries(tenant, episo
     assert response.content.decode().count('class="notification ') == 41
 
 
+def test_the_page_leads_with_the_overdue_filing_and_folds_finished_tasks(tenant, episode):
+    Task.objects.filter(kind="escalation").update(state="cancelled")
+    html = tenant.client(tenant.lead).get(url("escalations:workstream_detail", tenant, workstream_id=episode.pk))
+    html = html.content.decode()
+    head = html[html.index('id="next"') : html.index('id="file-path"')]
+    assert f"{tenant.lead.user.name}</span> must file the mitigation path" in head and "overdue" in head
+    who = html[html.index('id="tasks"') : html.index('id="close"') if 'id="close"' in html else None]
+    assert "Cancelled" not in who and "File a mitigation path" in who  # the lead's own task, still open
+    timeline = html[html.index('id="timeline"') : html.index('id="tasks"')]
+    assert "Finished and cancelled tasks" in timeline and "(first round, level 1)" in timeline
+
+
+def test_the_close_form_preselects_no_resolution(tenant, episode):
+    html = tenant.client(tenant.executive).get(url("escalations:workstream_detail", tenant, workstream_id=episode.pk))
+    form = html.content.decode().split('id="close"')[1]
+    assert '<option value="" selected>Choose how it ends</option>' in form
+    response = tenant.client(tenant.executive).post(
+        url("escalations:workstream_close", tenant, workstream_id=episode.pk), {"resolution": "", "reason": "x"}
+    )
+    episode.refresh_from_db()
+    assert response.status_code == 422 and episode.is_open
+
+
 def test_the_kpi_page_shows_the_open_workstream(tenant, episode):
     html = tenant.client(tenant.member).get(url("scorecards:kpi_detail", tenant, kpi_id=tenant.kpi.pk)).content.decode()
     assert url("escalations:workstream_detail", tenant, workstream_id=episode.pk) in html
@@ -664,8 +749,34 @@ def test_the_scorecard_marks_kpis_with_an_open_workstream(tenant, episode, djang
     client = tenant.client(tenant.member)
     with django_assert_max_num_queries(15):  # the scorecard's pinned budget (tests/scorecards/test_kpi_pages.py)
         html = client.get(url("scorecards:kpi_list", tenant)).content.decode()
-    assert html.count('class="ws-marker"') == 31
+    assert html.count('class="ws-chip ws-chip-none"') == 31
     assert url("escalations:workstream_detail", tenant, workstream_id=episode.pk) in html
+
+
+def test_the_workstream_chip_says_where_the_mitigation_stands(tenant, episode, django_assert_num_queries):
+    """No path yet, awaiting review, approved, rejected, actions overdue: one annotated query, whatever the rows."""
+
+    def chips() -> dict[str, str | None]:
+        with django_assert_num_queries(1):
+            return {k.name: k.workstream_state for k in with_workstream_state(Kpi.objects.for_org(tenant.org))}
+
+    assert chips()[tenant.kpi.name] == "none"
+    path = file_path(tenant, episode)
+    assert chips()[tenant.kpi.name] == "submitted"
+    mitigation_path_review(path=path, by=tenant.executive, approve=True, comment="Go")
+    assert chips()[tenant.kpi.name] == "approved"
+    MitigationAction.objects.filter(path=path).update(overdue_at=timezone.now())
+    states = chips()
+    assert states[tenant.kpi.name] == "overdue"
+    quiet = KpiFactory(organization=tenant.org, team=tenant.team, owner=tenant.lead, name="Quiet")
+    assert chips()[quiet.name] is None  # no open episode, no chip
+    MitigationAction.objects.filter(path=path).update(done_at=timezone.now())
+    assert chips()[tenant.kpi.name] == "approved"  # done actions are no longer overdue
+    second = file_path(tenant, episode)
+    mitigation_path_review(path=second, by=tenant.executive, approve=False, comment="No owners")
+    assert chips()[tenant.kpi.name] == "rejected"
+    html = tenant.client(tenant.member).get(url("scorecards:kpi_list", tenant)).content.decode()
+    assert 'class="ws-chip ws-chip-rejected"' in html and ">Path rejected</a>" in html
 
 
 # session, user, membership, the switcher, the navigation's counts, the tasks: none grows with the rows
