@@ -52,15 +52,19 @@ def stop(process: subprocess.Popen, sig: int = signal.SIGTERM) -> str:
     return process.communicate(timeout=30)[1]
 
 
-@pytest.fixture
-def clean_beat_state():
+def forget_beat_state() -> None:
+    """The lock and the schedule's last runs, which redbeat keeps in Redis, and what the beats sent."""
     redis = get_redis(celery_app)
-    prefix = celery_app.conf.redbeat_key_prefix
-    for key in redis.scan_iter(f"{prefix}*"):
+    for key in redis.scan_iter(f"{celery_app.conf.redbeat_key_prefix}*"):
         redis.delete(key)
     purge_queue()
+
+
+@pytest.fixture
+def clean_beat_state():
+    forget_beat_state()
     yield
-    purge_queue()
+    forget_beat_state()
 
 
 def test_two_beats_send_each_sweep_once_and_the_second_takes_over_when_the_first_dies(tmp_path, clean_beat_state):
