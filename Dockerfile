@@ -30,7 +30,7 @@ RUN pip install --no-cache-dir . \
 COPY . .
 RUN pip install --no-cache-dir --no-deps --force-reinstall . \
     && rm -rf build *.egg-info \
-    && install -d -o app -g app /app/var /app/var/beat
+    && install -d -o app -g app /app/var
 
 USER app
 

@@ -9,6 +9,8 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.local")
 app = Celery("steerco")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+# celery-redbeat (the beat's leader lock) looks its settings up by their bare names, which the namespace hides.
+app.conf.update({k.removeprefix("CELERY_").lower(): v for k, v in app.conf.items() if k.startswith("CELERY_REDBEAT_")})
 
 import config.operations.task_signals  # noqa: E402, F401  (connects the task signals: runs, durations, sweep counts)
 

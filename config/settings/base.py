@@ -269,6 +269,16 @@ CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=300)
 CELERY_TIMEZONE = "UTC"
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
+# One beat sends the sweeps, however many run. With Redis as the broker the beat is celery-redbeat's: it sends only
+# while it holds a lock in Redis, renewed every tick and expiring after five ticks (BEAT_TICK_SECONDS); another beat
+# waits for the lock and takes over once a dead holder's lock expires, from the schedule's state kept in Redis. The
+# embedded default (`make run`, no Redis) keeps Celery's own file scheduler: one process, nothing to lock.
+if CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
+    CELERY_BEAT_SCHEDULER = "redbeat.RedBeatScheduler"
+    CELERY_REDBEAT_REDIS_URL = CELERY_BROKER_URL
+    CELERY_REDBEAT_KEY_PREFIX = "steerco:beat:"
+    CELERY_REDBEAT_REDIS_OPTIONS = {"health_check_interval": 30}  # its own, not the broker's transport options
+    CELERY_BEAT_MAX_LOOP_INTERVAL = env.int("BEAT_TICK_SECONDS", default=5)  # the lock lives 5 ticks (25 s)
 # Data to decision in seconds: an evaluation that wrote status changes or surges queues these at once (by name, as
 # scorecards may not import escalations), and processing them queues the delivery of what it notified. The beat
 # sweeps below stay the safety net: they catch whatever a lost message left behind.

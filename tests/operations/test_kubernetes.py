@@ -84,7 +84,8 @@ def test_the_deployment_has_the_promised_shape(overlay):
     deployments = by_kind(docs, "Deployment")
     assert set(deployments) == {"steerco-web", "steerco-worker", "steerco-beat", "pgbouncer"}
     beat = deployments["steerco-beat"]["spec"]
-    assert beat["replicas"] == 1 and beat["strategy"]["type"] == "Recreate"
+    assert beat["replicas"] == 1 and beat["strategy"]["rollingUpdate"]["maxUnavailable"] == 0  # never without one
+    assert "redbeat.RedBeatScheduler" in beat["template"]["spec"]["containers"][0]["command"]  # the leader lock
     web = deployments["steerco-web"]["spec"]["template"]["spec"]["containers"][0]
     assert web["readinessProbe"]["httpGet"]["path"] == "/readyz"
     assert web["livenessProbe"]["httpGet"]["path"] == "/healthz"
