@@ -76,7 +76,7 @@ def sample(client: Client, token: str, kpi) -> float:
 
 def main() -> None:
     setup_test_environment()
-    runner = DiscoverRunner(verbosity=0)
+    runner = DiscoverRunner(verbosity=0, interactive=False)  # a test database left by a killed run is replaced
     old = runner.setup_databases()
     workers: list[subprocess.Popen] = []
     try:
