@@ -33,8 +33,9 @@ from governance.identity.forms import (
 )
 from governance.identity.models import SingleSignOn
 from governance.models import Secret
-from governance.secrets import SecretMissing, decrypt
+from governance.secrets import SecretMissing
 from governance.security import client_ip, request_facts, within_limit
+from governance.selectors import secret_value
 from governance.services.audit import audit_log, audit_security_event
 
 # Where the session remembers which organization a login round trip (its `state`) belongs to.
@@ -136,10 +137,7 @@ def sso_callback(request: HttpRequest) -> HttpResponse:
         return _failure(request, sso, f"The identity provider refused the sign-in: {reason}")
     with tenancy.scope(organization=sso.organization_id):
         try:
-            secret = Secret.objects.for_org(sso.organization).filter(name=sso.client_secret_name).first()
-            if secret is None:
-                raise SecretMissing(sso.client_secret_name)
-            client_secret = decrypt(secret.ciphertext, name=secret.name)
+            client_secret = secret_value(org=sso.organization, name=sso.client_secret_name)
             backend = oidc.OrganizationOIDCBackend(sso=sso, client_secret=client_secret, sign_in=services.sso_sign_in)
         except (SecretMissing, oidc.ProviderError) as e:
             return _failure(request, sso, str(e))
