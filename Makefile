@@ -12,13 +12,17 @@ $(BIN)/.installed: pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	@touch $@
 
+# Links in emails (the demo's invitations included) point at the server this starts.
+run: export SITE_URL ?= http://$(or $(HOST),127.0.0.1):$(or $(PORT),8000)
 run: $(BIN)/.installed
 	$(BIN)/python manage.py migrate --noinput
 	$(BIN)/python manage.py seed_demo
 	@echo
 	@echo "  Steerco is starting on http://$${HOST:-127.0.0.1}:$${PORT:-8000}/  (Ctrl-C stops web, worker and beat)"
 	@echo
-	$(BIN)/honcho start -f Procfile -p $${PORT:-8000}
+	@# honcho answers Ctrl-C with 130 once web, worker and beat have stopped: that is the normal way out.
+	$(BIN)/honcho start -f Procfile -p $${PORT:-8000} \
+	  || [ $$? -eq 130 ]
 
 # axe-core, which the browser tests (tests/browser) load into Chromium; the lockfile pins it, with no addresses.
 node_modules/.installed: package.json package-lock.json

@@ -1,3 +1,4 @@
+from django.conf import settings
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
@@ -32,3 +33,6 @@ urlpatterns = [
     path("o/<slug:org_slug>/", include("dependencies.urls")),
     path("o/<slug:org_slug>/", include("escalations.urls")),
 ]
+
+if "demo" in settings.INSTALLED_APPS:  # development only: the mailbox of the embedded default (demo/mailbox.py)
+    urlpatterns.append(path("dev/mail/", include("demo.urls")))

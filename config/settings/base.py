@@ -92,6 +92,12 @@ DATABASES["default"]["ATOMIC_REQUESTS"] = False
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     # The same backend, writing the tenant scope into every transaction for row-level security (governance.tenancy).
     DATABASES["default"]["ENGINE"] = "governance.postgresql"
+elif DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # `make run` writes from web, worker and beat at once: WAL lets readers go on beside the writer, IMMEDIATE takes
+    # the write lock when a transaction starts (no "database is locked" halfway through) and waits up to 20 s for it.
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        init_command="PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;", transaction_mode="IMMEDIATE", timeout=20
+    )
 DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=0))
 # Behind PgBouncer's transaction pooling (deploy/kubernetes/base/pgbouncer.ini), a server-side cursor cannot outlive
 # its transaction.
