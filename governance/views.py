@@ -265,20 +265,19 @@ def member_list(request: HttpRequest) -> HttpResponse:
     return _members_page(request, form, status=422)
 
 
-def _member_row(request: HttpRequest, membership, error: str = "") -> HttpResponse:
+def _member_row(request: HttpRequest, membership, error: str = "", notice: str = "") -> HttpResponse:
+    """The member's row again, saying what changed (or why nothing did)."""
     membership.refresh_from_db()
     if request.htmx:
         return render(
             request,
             "governance/members.html#member-row",
-            {
-                "m": membership,
-                "roles": Role.choices,
-                "row_error": error,
-            },
+            {"m": membership, "roles": Role.choices, "row_error": error, "row_notice": notice},
         )
     if error:
         messages.error(request, error)
+    elif notice:
+        messages.success(request, notice)
     return redirect("governance:member_list", org_slug=request.org.slug)
 
 
@@ -287,15 +286,19 @@ def _member_row(request: HttpRequest, membership, error: str = "") -> HttpRespon
 def member_role(request: HttpRequest, membership_id: int) -> HttpResponse:
     membership = get_membership_for_member_or_404(request, membership_id)
     form = RoleForm(request.POST)
-    error = ""
     if not form.is_valid():
-        error = "Pick a role."
-    else:
-        try:
-            members.membership_change_role(membership=membership, actor=request.user, role=form.cleaned_data["role"])
-        except ValidationError as e:
-            error = " ".join(e.messages)
-    return _member_row(request, membership, error)
+        return _member_row(request, membership, "Pick a role.")
+    before = membership.get_role_display()
+    try:
+        members.membership_change_role(membership=membership, actor=request.user, role=form.cleaned_data["role"])
+    except ValidationError as e:
+        return _member_row(request, membership, " ".join(e.messages))
+    membership.refresh_from_db()
+    if membership.get_role_display() == before:
+        return _member_row(request, membership, notice=f"{membership.user.name} stays {before.lower()}.")
+    return _member_row(
+        request, membership, notice=f"{membership.user.name} is now {membership.get_role_display().lower()} (was {before.lower()})."
+    )
 
 
 @admin_required
@@ -308,7 +311,7 @@ def member_deactivate(request: HttpRequest, membership_id: int) -> HttpResponse:
         members.membership_set_active(membership=membership, actor=request.user, active=False)
     except ValidationError as e:
         return _member_row(request, membership, " ".join(e.messages))
-    return _member_row(request, membership)
+    return _member_row(request, membership, notice=f"{membership.user.name} is deactivated and can no longer sign in here.")
 
 
 @admin_required
@@ -316,7 +319,7 @@ def member_deactivate(request: HttpRequest, membership_id: int) -> HttpResponse:
 def member_reactivate(request: HttpRequest, membership_id: int) -> HttpResponse:
     membership = get_membership_for_member_or_404(request, membership_id)
     members.membership_set_active(membership=membership, actor=request.user, active=True)
-    return _member_row(request, membership)
+    return _member_row(request, membership, notice=f"{membership.user.name} is active again.")
 
 
 @admin_required

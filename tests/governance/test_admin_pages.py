@@ -392,6 +392,21 @@ def test_changing_a_role_with_htmx_returns_only_the_row_and_is_audited(tenant):
     event = AuditEvent.objects.get(verb="member.role_changed")
     assert (event.actor, event.object_id) == (tenant.admin.user, str(tenant.member.pk))
     assert (event.before, event.after) == ({"role": Role.MEMBER}, {"role": Role.EXECUTIVE})
+    assert f"{tenant.member.user.name} is now executive (was member)." in body  # said where the admin looks
+
+
+def test_a_role_change_asks_first_and_says_what_changed_without_htmx(tenant):
+    client = tenant.client(tenant.admin)
+    page = client.get(url(tenant, "governance:member_list")).content.decode()
+    assert 'hx-trigger="change"' not in page  # moving the dropdown alone changes nothing
+    assert f'hx-confirm="Change the role of {tenant.member.user.name}?' in page
+
+    response = client.post(
+        url(tenant, "governance:member_role", membership_id=tenant.member.pk), {"role": Role.EXECUTIVE}, follow=True
+    )
+    assert f"{tenant.member.user.name} is now executive (was member)." in response.content.decode()
+    deactivated = client.post(url(tenant, "governance:member_deactivate", membership_id=tenant.member.pk), follow=True)
+    assert f"{tenant.member.user.name} is deactivated and can no longer sign in here." in deactivated.content.decode()
 
 
 def test_the_last_admin_cannot_be_demoted(tenant):
