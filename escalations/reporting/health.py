@@ -144,7 +144,7 @@ def time_to_approval(org: Organization, weeks: list[Week]) -> Metric:
         values=values,
         cells=cells,
         headline=_format_days(overall) if overall is not None else "—",
-        headline_label=f"median time to an approved path ({len(every)} approval{'s' if len(every) != 1 else ''})",
+        headline_label=f"median breach to approval, {len(weeks)} weeks ({len(every)} approval{'s' if len(every) != 1 else ''})",
         tone="" if overall is None else "ok" if overall <= 3 else "warn" if overall <= 7 else "bad",
         empty="" if every else "No mitigation path was approved in these weeks.",
     )
@@ -285,7 +285,7 @@ def decisions_per_review(org: Organization, weeks: list[Week]) -> Metric:
         values=values,
         cells=cells,
         headline=f"{overall:.1f}" if overall is not None else "—",
-        headline_label=f"decisions per review ({len(every)} session{'s' if len(every) != 1 else ''} closed)",
+        headline_label=f"decisions per review, {len(weeks)} weeks ({len(every)} session{'s' if len(every) != 1 else ''})",
         tone="" if overall is None else "bad" if overall == 0 else "ok",
         empty="" if every else "No review session was closed in these weeks.",
     )

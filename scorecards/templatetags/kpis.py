@@ -12,7 +12,7 @@ from governance.durations import format_duration
 from scorecards.connectors.registry import connector_kind
 from scorecards.ingestion.pulls import run_lost_after
 from scorecards.models import DataSourceRun, Status
-from scorecards.selectors import key_result_progress
+from scorecards.selectors import key_result_actual, key_result_progress
 
 register = template.Library()
 
@@ -60,8 +60,19 @@ def bar_width(value: float | None) -> int:
 
 
 @register.filter
+def progress_label(value: float | None) -> str:
+    """A negative share reads as nonsense ("-581%"): below the start is what it means."""
+    return "below the starting value" if value is not None and value < 0 else percent(value)
+
+
+@register.filter
 def kr_progress(key_result) -> float | None:
     return key_result_progress(key_result)
+
+
+@register.filter
+def kr_actual(key_result) -> float | None:
+    return key_result_actual(key_result)
 
 
 @register.filter

@@ -187,6 +187,14 @@ def test_okr_progress_rolls_up_and_owners_check_in(tenant):
     assert kr.current == 5 and kr.check_ins.count() == 2
 
 
+def test_a_key_result_below_its_start_says_so_with_the_numbers(tenant):
+    key_result_check_in(key_result=tenant.key_result, by=tenant.member, value=-48)  # start 0, target 10: -480%
+    html = tenant.client(tenant.executive).get(reverse("scorecards:okr_tree", args=[tenant.org.slug])).content.decode()
+    assert "-480%" not in html
+    assert "below the starting value" in html
+    assert "−48" in html or "-48" in html  # the value itself, beside start and target
+
+
 def test_my_work_lists_what_i_own_and_what_waits_for_me(tenant):
     html = tenant.client(tenant.lead).get(reverse("scorecards:my_work", args=[tenant.org.slug])).content.decode()
     assert "Throughput" in html
