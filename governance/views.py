@@ -296,9 +296,8 @@ def member_role(request: HttpRequest, membership_id: int) -> HttpResponse:
     membership.refresh_from_db()
     if membership.get_role_display() == before:
         return _member_row(request, membership, notice=f"{membership.user.name} stays {before.lower()}.")
-    return _member_row(
-        request, membership, notice=f"{membership.user.name} is now {membership.get_role_display().lower()} (was {before.lower()})."
-    )
+    after = membership.get_role_display().lower()
+    return _member_row(request, membership, notice=f"{membership.user.name} is now {after} (was {before.lower()}).")
 
 
 @admin_required
@@ -311,7 +310,8 @@ def member_deactivate(request: HttpRequest, membership_id: int) -> HttpResponse:
         members.membership_set_active(membership=membership, actor=request.user, active=False)
     except ValidationError as e:
         return _member_row(request, membership, " ".join(e.messages))
-    return _member_row(request, membership, notice=f"{membership.user.name} is deactivated and can no longer sign in here.")
+    name = membership.user.name
+    return _member_row(request, membership, notice=f"{name} is deactivated and can no longer sign in here.")
 
 
 @admin_required

@@ -107,6 +107,10 @@ def _days(delta: timedelta) -> float:
     return delta.total_seconds() / 86400
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'s' if n != 1 else ''}"
+
+
 def _format_days(days: float) -> str:
     if days < 1:
         return f"{round(days * 24):g} h"
@@ -144,7 +148,7 @@ def time_to_approval(org: Organization, weeks: list[Week]) -> Metric:
         values=values,
         cells=cells,
         headline=_format_days(overall) if overall is not None else "—",
-        headline_label=f"median breach to approval, {len(weeks)} weeks ({len(every)} approval{'s' if len(every) != 1 else ''})",
+        headline_label=f"median breach to approval, {len(weeks)} weeks ({_count(len(every), 'approval')})",
         tone="" if overall is None else "ok" if overall <= 3 else "warn" if overall <= 7 else "bad",
         empty="" if every else "No mitigation path was approved in these weeks.",
     )
@@ -285,7 +289,7 @@ def decisions_per_review(org: Organization, weeks: list[Week]) -> Metric:
         values=values,
         cells=cells,
         headline=f"{overall:.1f}" if overall is not None else "—",
-        headline_label=f"decisions per review, {len(weeks)} weeks ({len(every)} session{'s' if len(every) != 1 else ''})",
+        headline_label=f"decisions per review, {len(weeks)} weeks ({_count(len(every), 'session')})",
         tone="" if overall is None else "bad" if overall == 0 else "ok",
         empty="" if every else "No review session was closed in these weeks.",
     )
