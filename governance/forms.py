@@ -7,6 +7,7 @@ import zoneinfo
 from django import forms
 from django.contrib.auth import password_validation
 
+from governance.audit_entries import KINDS
 from governance.models import (
     WEEKDAYS,
     Membership,
@@ -148,19 +149,15 @@ class RoleForm(forms.Form):
 
 
 class AuditFilterForm(forms.Form):
-    VERBS = [
-        ("", "All events"),
-        ("organization.", "Organization"),
-        ("team.", "Teams"),
-        ("member.", "Members"),
-        ("invitation.", "Invitations"),
-        ("security.", "Security"),
-    ]
-    verb = forms.ChoiceField(choices=VERBS, required=False, label="Kind")
-    actor = forms.ModelChoiceField(queryset=Membership.objects.none(), required=False, empty_label="Anyone")
+    verb = forms.ChoiceField(choices=[("", "All events"), *KINDS.items()], required=False, label="Kind")
+    actor = forms.ModelChoiceField(
+        queryset=Membership.objects.none(), required=False, empty_label="Anyone", label="Who"
+    )
     q = forms.CharField(required=False, label="Search")
     since = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
     until = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}), label="Until (incl.)")
+    # One object's history ("scorecards.kpi:12"), set by the object links of the log itself.
+    object = forms.RegexField(regex=r"^[a-z_]+\.[a-z_]+:[0-9A-Za-z_-]{1,64}$", required=False, widget=forms.HiddenInput)
 
     def __init__(self, *args, org: Organization, **kwargs):
         super().__init__(*args, **kwargs)

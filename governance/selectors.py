@@ -71,8 +71,12 @@ def audit_event_list(
     since: datetime | None = None,
     until: datetime | None = None,
     text: str = "",
+    object_type: str = "",
+    object_id: str = "",
 ) -> QuerySet[AuditEvent]:
     qs = AuditEvent.objects.for_org(org).select_related("actor", "repeat")
+    if object_type:
+        qs = qs.filter(object_type=object_type, object_id=object_id)
     if verb_prefix:
         qs = qs.filter(verb__startswith=verb_prefix)
     if actor_id:

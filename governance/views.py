@@ -12,7 +12,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import HttpResponseClientRefresh
 
-from governance import selectors
+from governance import audit_entries, selectors
 from governance.access import (
     admin_required,
     can_manage_team,
@@ -354,11 +354,16 @@ def invitation_resend(request: HttpRequest, invitation_id: int) -> HttpResponse:
 @require_GET
 def audit_list(request: HttpRequest) -> HttpResponse:
     form = AuditFilterForm(request.GET or None, org=request.org)
-    filters = {}
+    filters, one_object = {}, ""
     if form.is_valid():
         tz = request.org.tzinfo
         data = form.cleaned_data
+        object_type, _, object_id = data["object"].partition(":")
+        if object_type:
+            one_object = audit_entries.object_filter_label(request.org, object_type, object_id)
         filters = {
+            "object_type": object_type,
+            "object_id": object_id,
             "verb_prefix": data["verb"],
             "actor_id": data["actor"].user_id if data["actor"] else None,
             "text": data["q"],
@@ -368,12 +373,21 @@ def audit_list(request: HttpRequest) -> HttpResponse:
         }
     page = Paginator(selectors.audit_event_list(org=request.org, **filters), 50).get_page(request.GET.get("page"))
     template = "governance/audit.html#results" if request.htmx else "governance/audit.html"
-    return render(request, template, {"form": form, "page": page, "query": _query_without_page(request)})
+    context = {
+        "form": form,
+        "page": page,
+        "entries": audit_entries.entries(list(page.object_list), org=request.org),
+        "one_object": one_object,
+        "query": _query_without_page(request),
+        "without_object": _query_without_page(request, "object"),
+    }
+    return render(request, template, context)
 
 
-def _query_without_page(request: HttpRequest) -> str:
+def _query_without_page(request: HttpRequest, *also: str) -> str:
     query = request.GET.copy()
-    query.pop("page", None)
+    for name in ("page", *also):
+        query.pop(name, None)
     return query.urlencode()
 
 

@@ -119,3 +119,6 @@ class Decision(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()} on {self.kpi_id} at {self.decided_at:%Y-%m-%d %H:%M}"
+
+    def audit_repr(self) -> str:
+        return self.kpi.name

@@ -103,6 +103,9 @@ class DependencyReview(models.Model):
     def __str__(self) -> str:
         return f"dependency review of {self.kpi_id} opened {self.opened_at:%Y-%m-%d %H:%M}"
 
+    def audit_repr(self) -> str:
+        return f"dependency review of {self.kpi.name}"
+
     @property
     def is_open(self) -> bool:
         return self.answered_at is None

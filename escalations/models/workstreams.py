@@ -79,6 +79,9 @@ class Workstream(models.Model):
     def __str__(self) -> str:
         return f"{self.get_kind_display()} of {self.kpi_id} opened {self.opened_at:%Y-%m-%d %H:%M}"
 
+    def audit_repr(self) -> str:
+        return f"{self.get_kind_display().lower()} workstream of {self.kpi.name}"
+
     @property
     def is_open(self) -> bool:
         return self.resolved_at is None
@@ -110,6 +113,9 @@ class MitigationPath(models.Model):
 
     def __str__(self) -> str:
         return f"mitigation path of {self.workstream_id} ({self.state})"
+
+    def audit_repr(self) -> str:
+        return f"mitigation path for {self.workstream.kpi.name}"
 
 
 class MitigationAction(models.Model):
@@ -177,6 +183,9 @@ class Task(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()} for {self.assignee_id} due {self.due_at:%Y-%m-%d %H:%M}"
+
+    def audit_repr(self) -> str:
+        return f"task “{self.get_kind_display()}” on {self.kpi.name}"
 
     @property
     def is_open(self) -> bool:

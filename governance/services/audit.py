@@ -38,12 +38,17 @@ def audit_log(
             verb=verb,
             object_type=obj._meta.label_lower if obj is not None else "",
             object_id=str(obj.pk) if obj is not None else "",
-            object_repr=str(obj)[:200] if obj is not None else "",
+            object_repr=_name(obj)[:200] if obj is not None else "",
             before=before,
             after=after,
             request_id=get_guid() or "",
         )
     )
+
+
+def _name(obj: Model) -> str:
+    """How the audit log names an object: its `audit_repr()` where its str() is made for logs, not for people."""
+    return obj.audit_repr() if hasattr(obj, "audit_repr") else str(obj)
 
 
 def audit_security_event(*, verb: str, user: User | None, actor: User | None = None, after: dict) -> None:

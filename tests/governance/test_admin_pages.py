@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, time
+from pathlib import Path
 
 import pytest
 from django.core import mail
 from django.urls import reverse
 from django.utils import timezone
 
+from governance.audit_entries import KINDS
 from governance.models import AuditEvent, Invitation, Membership, Organization, Role, Team
+from governance.services.audit import audit_log
 from governance.services.teams import team_create, team_update
 from tests.conftest import Tenant
 from tests.factories import MembershipFactory, TeamFactory
@@ -640,3 +644,40 @@ def test_the_team_list_query_count_does_not_grow_with_members(crowded, django_as
     counts = {node.team.key: node.member_count for node in response.context["teams"]}
     assert counts == {"ops": 2 + EXTRA, **{f"extra-{n}": 1 for n in range(5)}}
     assert response.content.decode().count("<option") >= 4 + EXTRA
+
+
+def test_the_audit_page_writes_sentences_that_link_to_their_object(tenant):
+    path = tenant.episode.path
+    audit_log(
+        org=tenant.org, actor=tenant.executive.user, verb="mitigation_path.approved", obj=path, after={"ok": True}
+    )
+    response = tenant.client(tenant.admin).get(url(tenant, "governance:audit_list"), {"verb": "mitigation_path."})
+    body = response.content.decode()
+    workstream_url = reverse(
+        "escalations:workstream_detail", kwargs={"org_slug": tenant.org.slug, "workstream_id": path.workstream_id}
+    )
+    name = tenant.executive.user.name
+    assert f'{name} approved the <a href="{workstream_url}">mitigation path for {tenant.kpi.name}</a>.' in body
+    assert "<dt>Ok</dt><dd><ins>yes</ins></dd>" in body  # a field in words, not a JSON dump
+
+
+def test_the_audit_page_shows_one_objects_history(tenant, history):
+    team = tenant.team
+    audit_log(org=tenant.org, actor=tenant.admin.user, verb="team.updated", obj=team, before={"name": "A"}, after={})
+    response = tenant.client(tenant.admin).get(
+        url(tenant, "governance:audit_list"), {"object": f"governance.team:{team.pk}"}
+    )
+    assert listed(response) == {str(team)}
+    assert f"Events of <strong>{team}</strong>" in response.content.decode()
+    refused = tenant.client(tenant.admin).get(url(tenant, "governance:audit_list"), {"object": "x; drop"})
+    assert refused.status_code == 200 and "Some filters are not valid" in refused.content.decode()
+
+
+def test_every_kind_of_event_written_by_the_code_is_a_filter_choice():
+    source = "\n".join(
+        p.read_text()
+        for app in ("governance", "scorecards", "dependencies", "escalations")
+        for p in Path(app).rglob("*.py")
+    )
+    prefixes = set(re.findall(r'verb=f?"([a-z_]+)\.', source))
+    assert prefixes and prefixes <= {prefix.rstrip(".") for prefix in KINDS}
