@@ -90,3 +90,37 @@ class WebhookForm(forms.ModelForm):
         super().__init__(*args, **kwargs)
         if not editing:
             del self.fields["is_active"]
+
+
+class TeamsForm(forms.Form):
+    url = forms.URLField(
+        max_length=2000,
+        assume_scheme="https",
+        label="Webhook or Workflows URL",
+        widget=forms.PasswordInput(attrs={"autocomplete": "off"}),
+        help_text="In Teams: a channel's Workflows “Post to a channel when a webhook request is received”, or an "
+        "incoming webhook. The address is a credential: it is stored encrypted and never shown again.",
+    )
+
+
+class DeliveryLogForm(forms.Form):
+    """The delivery log's filters; the channel's choices are the organization's own (a foreign webhook id is no
+    choice)."""
+
+    channel = forms.ChoiceField(label="Channel")
+    state = forms.ChoiceField(
+        label="State",
+        required=False,
+        choices=[
+            ("", "Any state"),
+            ("failed", "Failed (given up)"),
+            ("retrying", "Retrying"),
+            ("pending", "Pending"),
+            ("held", "Held for the daily digest"),
+            ("delivered", "Delivered"),
+        ],
+    )
+
+    def __init__(self, *args, channels: list[tuple[str, str]], **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["channel"].choices = channels

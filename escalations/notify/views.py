@@ -93,6 +93,7 @@ def notification_settings(request: HttpRequest) -> HttpResponse:
 def _webhook_list_page(request: HttpRequest, form: WebhookForm, status: int = 200) -> HttpResponse:
     hooks = (
         Webhook.objects.for_org(request.org)
+        .filter(teams=False)  # Teams has its own page
         .annotate(
             delivered=Count("deliveries", filter=Q(deliveries__delivered_at__isnull=False)),
             failed=Count("deliveries", filter=Q(deliveries__delivered_at=None, deliveries__attempts__gt=0)),
@@ -124,7 +125,7 @@ def webhook_list(request: HttpRequest) -> HttpResponse:
 @require_http_methods(["GET", "POST"])
 def webhook_detail(request: HttpRequest, webhook_id: int) -> HttpResponse:
     """Edit and (de)activate, rotate the secret, send a test event, and the latest deliveries."""
-    hook = get_for_org_or_404(request, Webhook, webhook_id)
+    hook = get_for_org_or_404(request, Webhook.objects.filter(teams=False), webhook_id)
     initial = {name: getattr(hook, name) for name in WebhookForm.Meta.fields}
     form, status = WebhookForm(initial=initial, editing=True), 200
     action = request.POST.get("action")

@@ -1,5 +1,5 @@
-"""Email: sent by the delivery sweep, as text and HTML; a kind with its own format (the weekly digest) renders its
-stored payload (escalations.notify.formats)."""
+"""Email: sent by the delivery sweep, as text and HTML; a kind with its own format (the weekly and daily digests)
+renders its stored payload (escalations.notify.formats)."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ def send(notification: Notification) -> None:
 
 
 def _render(notification: Notification) -> tuple[str, str]:
-    if notification.kind == formats.DIGEST_KIND:  # its own layout, from its stored payload
+    if notification.kind in formats.LAYOUTS:  # its own layout, from its stored payload
         return formats.render_email(notification)
     context = {
         "notification": notification,
