@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 6
 BATCH_SIZE = 200
+LEASE = timedelta(minutes=5)  # longer than a batch of sends takes; a crash mid-batch retries its rest after it
 PRUNE_SLICE = 5_000
 
 
@@ -144,33 +145,46 @@ def _row(a: Announcement, recipient: Membership, channel: ModuleType, now: datet
 
 def deliver_due(*, now: datetime | None = None, org_id: int | None = None) -> int:
     """Sends what is due on the channels that send (email), batch by batch; a failure is recorded and retried
-    later, doubling the wait, and no sooner than a channel's RetryLater asked."""
+    later, doubling the wait, and no sooner than a channel's RetryLater asked.
+
+    A batch is leased first (next_attempt_at moves past the lease, in a short transaction) and each outcome is saved
+    as soon as it is known, so a worker killed mid-batch leaves only the message in flight to be sent again after the
+    lease (with the same Message-ID, which the receiving side may drop), never the ones before it, and no lock is
+    held while a mail server answers."""
     now = now or timezone.now()
     sent = 0
-    while True:
-        with transaction.atomic():
-            due = Notification.objects.filter(delivered_at=None, next_attempt_at__lte=now)
-            if org_id:
-                due = due.filter(organization_id=org_id)
-            batch = list(
-                due.select_related("recipient__user", "organization").select_for_update(skip_locked=True, of=("self",))[
-                    :BATCH_SIZE
-                ]
-            )
-            if not batch:
-                return sent
-            for notification in batch:
-                notification.attempts += 1
-                try:
-                    CHANNELS[notification.channel].send(notification)
-                except RetryLater as later:
-                    _failed(notification, now, f"RetryLater: {later.reason or later}", later.seconds)
-                except Exception as error:  # an unreachable mail server must not stop the other messages
-                    _failed(notification, now, f"{type(error).__name__}: {error}")
-                else:
-                    notification.delivered_at, notification.next_attempt_at, notification.error = now, None, ""
-                    sent += 1
-            Notification.objects.bulk_update(batch, ["attempts", "error", "next_attempt_at", "delivered_at"])
+    while batch := _lease(now, org_id):
+        for notification in batch:
+            sent += _attempt(notification, now)
+    return sent
+
+
+def _lease(now: datetime, org_id: int | None) -> list[Notification]:
+    with transaction.atomic():
+        due = Notification.objects.filter(delivered_at=None, next_attempt_at__lte=now)
+        if org_id:
+            due = due.filter(organization_id=org_id)
+        batch = list(
+            due.select_related("recipient__user", "organization")
+            .order_by("next_attempt_at", "id")
+            .select_for_update(skip_locked=True, of=("self",))[:BATCH_SIZE]
+        )
+        Notification.objects.filter(pk__in=[n.pk for n in batch]).update(next_attempt_at=now + LEASE)
+    return batch
+
+
+def _attempt(notification: Notification, now: datetime) -> int:
+    notification.attempts += 1
+    try:
+        CHANNELS[notification.channel].send(notification)
+    except RetryLater as later:
+        _failed(notification, now, f"RetryLater: {later.reason or later}", later.seconds)
+    except Exception as error:  # an unreachable mail server must not stop the other messages
+        _failed(notification, now, f"{type(error).__name__}: {error}")
+    else:
+        notification.delivered_at, notification.next_attempt_at, notification.error = now, None, ""
+    notification.save(update_fields=["attempts", "error", "next_attempt_at", "delivered_at"])
+    return 1 if notification.delivered_at else 0
 
 
 def _failed(notification: Notification, now: datetime, error: str, at_least: float = 0) -> None:
