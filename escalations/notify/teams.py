@@ -23,7 +23,7 @@ from governance.services.audit import audit_log
 from governance.services.secrets import secret_delete, secret_set
 from scorecards.models import Status
 
-SECRET_NAME = "TEAMS_WEBHOOK_URL"
+SECRET_NAME = "teams_webhook_url"
 CONTENT_TYPE = "application/vnd.microsoft.card.adaptive"
 CARD_VERSION = "1.4"  # what Teams renders in incoming-webhook and Workflows posts
 STATUS_COLORS = {Status.ON_TRACK: "Good", Status.AT_RISK: "Warning", Status.OFF_TRACK: "Attention"}
