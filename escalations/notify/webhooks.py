@@ -26,7 +26,7 @@ from django.utils import timezone
 from escalations.models import Webhook, WebhookDelivery, Workstream
 from escalations.notify import teams
 from escalations.notify.channels import retry_after_seconds
-from governance import outbound
+from governance import outbound, tenancy
 from governance.secrets import SecretMissing
 from governance.selectors import secret_value
 
@@ -285,10 +285,12 @@ def attempt(delivery: WebhookDelivery, client: httpx.Client, now: datetime) -> b
 
 
 def _address(webhook: Webhook) -> str:
-    """Where to post: a Teams webhook's URL is a credential, read from the organization's secret at each post."""
-    if webhook.teams:
+    """Where to post: a Teams webhook's URL is a credential, read from the organization's secret at each post (in
+    the organization's own scope, the only one that sees its secrets, as a pull reads its source's)."""
+    if not webhook.teams:
+        return webhook.url
+    with tenancy.scope(organization=webhook.organization_id):
         return secret_value(org=webhook.organization, name=teams.SECRET_NAME)
-    return webhook.url
 
 
 def backoff(attempts: int) -> timedelta:

@@ -89,7 +89,12 @@ def log_url(**query) -> str:
 def test_the_log_shows_a_banner_states_attempts_and_plain_errors(tenant, django_assert_max_num_queries):
     failed_emails(tenant, FAILURES_IN_A_ROW, T0, given_up=True)
     NotificationFactory(
-        recipient=tenant.member, channel="email", subject="All good", attempts=1, created_at=T0 - MINUTE, delivered_at=T0
+        recipient=tenant.member,
+        channel="email",
+        subject="All good",
+        attempts=1,
+        created_at=T0 - MINUTE,
+        delivered_at=T0,
     )
     client = tenant.client(tenant.admin)
     with django_assert_max_num_queries(30):

@@ -18,6 +18,7 @@ from escalations.engine.sweeps import advance_escalations, process_status_change
 from escalations.models import EscalationLevel, EscalationPolicy, Webhook, WebhookDelivery, Workstream
 from escalations.notify import teams
 from escalations.notify.webhooks import deliver_webhooks
+from governance import tenancy
 from governance.models import AuditEvent, Secret
 from governance.selectors import secret_value
 from governance.services.secrets import secret_delete
@@ -51,8 +52,14 @@ def connected(tenant, remote):
     )
     EscalationLevel.objects.create(organization=tenant.org, policy=policy, position=1, targets=["team_lead"], wait=DAY)
     Kpi.objects.filter(pk=tenant.kpi.pk).update(escalation="standard", status="off_track", last_value=700)
-    teams.teams_connect(org=tenant.org, actor=tenant.admin.user, url=remote.url)
+    with in_org(tenant):
+        teams.teams_connect(org=tenant.org, actor=tenant.admin.user, url=remote.url)
     return tenant
+
+
+def in_org(tenant):
+    """The organization's own scope, as its admin's request has: the only one that sees (and writes) its secrets."""
+    return tenancy.scope(organization=tenant.org.pk)
 
 
 def open_episode(tenant) -> Workstream:
@@ -96,20 +103,22 @@ def test_the_schema_refuses_a_broken_card():
 
 def test_connecting_keeps_the_url_in_a_secret_and_audits_only_its_host(connected, remote):
     hook = Webhook.objects.get(organization=connected.org, teams=True)
-    assert secret_value(org=connected.org, name=teams.SECRET_NAME) == remote.url
+    with in_org(connected):
+        assert secret_value(org=connected.org, name=teams.SECRET_NAME) == remote.url
     assert hook.url == remote.url.split("/webhookb2")[0] + "/" and hook.is_active
     event = AuditEvent.objects.get(verb="teams.connected")
     assert event.after == {"host": remote.url.split("/")[2]}
     assert not any("IncomingWebhook" in json.dumps([e.before, e.after]) for e in AuditEvent.objects.all())
-    with pytest.raises(ValidationError):  # the secret is in use while Teams is connected
+    with in_org(connected), pytest.raises(ValidationError):  # the secret is in use while Teams is connected
         secret_delete(secret=Secret.objects.get(organization=connected.org, name=teams.SECRET_NAME), actor=None)
 
 
 def test_a_bad_url_is_refused_and_changes_nothing(tenant):
-    with pytest.raises(ValidationError) as error:
+    with in_org(tenant), pytest.raises(ValidationError) as error:
         teams.teams_connect(org=tenant.org, actor=tenant.admin.user, url="teams channel please")
     assert "url" in error.value.message_dict
-    assert not Webhook.objects.filter(teams=True).exists() and not Secret.objects.filter(name="teams_webhook_url")
+    with in_org(tenant):
+        assert not Webhook.objects.filter(teams=True).exists() and not Secret.objects.filter(name="teams_webhook_url")
 
 
 def test_a_429_waits_as_long_as_retry_after_says_and_still_counts_the_attempt(connected, remote):
@@ -127,19 +136,21 @@ def test_a_429_waits_as_long_as_retry_after_says_and_still_counts_the_attempt(co
 
 
 def test_a_missing_secret_is_a_failure_in_plain_words_not_a_crash(connected, remote):
-    Secret.objects.filter(organization=connected.org, name=teams.SECRET_NAME).delete()
+    with in_org(connected):
+        Secret.objects.filter(organization=connected.org, name=teams.SECRET_NAME).delete()
     open_episode(connected)
     assert deliver_webhooks(now=T0) == 0 and not remote.requests
     assert "teams_webhook_url" in WebhookDelivery.objects.get(webhook__teams=True).error
 
 
 def test_disconnecting_stops_the_cards_and_deletes_the_url(connected, remote):
-    teams.teams_disconnect(org=connected.org, actor=connected.admin.user)
-    assert not Secret.objects.filter(organization=connected.org, name=teams.SECRET_NAME).exists()
+    with in_org(connected):
+        teams.teams_disconnect(org=connected.org, actor=connected.admin.user)
+        assert not Secret.objects.filter(organization=connected.org, name=teams.SECRET_NAME).exists()
     open_episode(connected)
     assert not WebhookDelivery.objects.exists()  # an inactive webhook hears nothing
     assert AuditEvent.objects.filter(verb="teams.disconnected").count() == 1
-    with pytest.raises(ValidationError):
+    with in_org(connected), pytest.raises(ValidationError):
         teams.teams_disconnect(org=connected.org, actor=connected.admin.user)
 
 
