@@ -2,7 +2,9 @@ from celery import shared_task
 
 from escalations.engine.sweeps import advance_escalations as advance
 from escalations.engine.sweeps import process_status_changes as process
+from escalations.notify.daily_digest import send_daily_digests as send_due_daily_digests
 from escalations.notify.fanout import deliver_due, prune
+from escalations.notify.health import flag_failing
 from escalations.notify.webhooks import deliver_webhooks
 from escalations.reporting.digests import send_digests as send_due_digests
 from governance import tenancy
@@ -28,9 +30,19 @@ def advance_escalations(org_id: int | None = None) -> dict:
 
 @shared_task
 def deliver_notifications(org_id: int | None = None) -> dict:
-    # One beat entry sends both: emails, then webhook posts (each failure is recorded and retried on its own).
+    # One beat entry sends both: emails, then webhook posts (each failure is recorded and retried on its own); then
+    # a channel that keeps failing is flagged to the admins (once per failing period).
     with tenancy.for_sweep(org_id):
-        return {"emails": deliver_due(org_id=org_id), "webhooks": deliver_webhooks(org_id=org_id)}
+        counts = {"emails": deliver_due(org_id=org_id), "webhooks": deliver_webhooks(org_id=org_id)}
+        counts["failing_channels"] = flag_failing(org_id=org_id)
+    return counts
+
+
+@shared_task
+def send_daily_digests(org_id: int | None = None) -> dict:
+    # Writes the daily digests due now; deliver_notifications sends their emails on its next beat.
+    with tenancy.for_sweep(org_id):
+        return {"daily_digests": send_due_daily_digests(org_id=org_id)}
 
 
 @shared_task

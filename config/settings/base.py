@@ -335,6 +335,12 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": 5 * SWEEP_EVERY,
         "options": {"expires": 50},
     },
+    # Daily digests go out when each organization's business hours open (escalations.notify.daily_digest).
+    "send-daily-digests": {
+        "task": "escalations.tasks.send_daily_digests",
+        "schedule": 5 * SWEEP_EVERY,
+        "options": {"expires": 50},
+    },
 }
 # How long delivered notifications and finished webhook deliveries are kept (their workstreams keep the timeline).
 NOTIFICATION_RETENTION = timedelta(days=env.int("NOTIFICATION_RETENTION_DAYS", default=180))

@@ -8,6 +8,11 @@ DEBUG = False
 INSTALLED_APPS = [*INSTALLED_APPS, "demo"]
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # speed; tests never store real passwords
 EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+# A worker process of a real-worker test sends to that test's SMTP sink on loopback, the only way to count what a
+# killed process sent (tests/escalations/notify/test_redelivery.py); never set outside it.
+if TEST_SMTP_PORT := env.int("TEST_SMTP_PORT", default=0):
+    EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    EMAIL_HOST, EMAIL_PORT, EMAIL_USE_TLS, EMAIL_USE_SSL = "127.0.0.1", TEST_SMTP_PORT, False, False
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},

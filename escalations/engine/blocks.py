@@ -12,7 +12,6 @@ from functools import partial
 from django.db.models import Case, Model, Value, When
 from django.urls import reverse
 
-from escalations.engine.timing import BusinessHours
 from escalations.models import (
     MitigationAction,
     MitigationPath,
@@ -22,7 +21,7 @@ from escalations.models import (
 )
 from escalations.notify import webhooks
 from escalations.notify.fanout import Announcement, Message, notify_all
-from governance.models import Membership, Organization, User
+from governance.models import Membership, User
 from scorecards.models import Status
 
 BREACH = {Status.AT_RISK, Status.OFF_TRACK}
@@ -37,10 +36,6 @@ OWNER_TASKS = {Task.Kind.MITIGATION, Task.Kind.DATA_FRESHNESS}
 
 
 OPEN = [Task.State.OPEN, Task.State.ACKNOWLEDGED]
-
-
-def business_hours(org: Organization) -> BusinessHours:
-    return BusinessHours.of(org.tzinfo, org.business_days, org.business_start, org.business_end)
 
 
 def workstream_url(ws: Workstream) -> str:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime
 
-from escalations.engine.blocks import OPEN, Journal, business_hours, new_task, paths_among, without_overdue
+from escalations.engine.blocks import OPEN, Journal, new_task, paths_among, without_overdue
 from escalations.engine.resolver import Resolved, Resolver, admins, four_eyes, target_words
 from escalations.engine.timing import Policy, Position, Step, next_step, renotify
 from escalations.models import (
@@ -15,6 +15,7 @@ from escalations.models import (
     Workstream,
 )
 from governance import formats
+from governance.hours import business_hours
 from governance.models import Membership
 from scorecards.models import Kpi
 

@@ -7,50 +7,9 @@ organization's zone, one local day at a time, so a DST change never shifts an op
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time, timedelta, tzinfo
+from datetime import UTC, datetime, timedelta
 
-WEEKDAYS = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
-
-
-@dataclass(frozen=True)
-class BusinessHours:
-    tz: tzinfo
-    days: frozenset[int]  # 0 = Monday
-    start: time
-    end: time
-
-    @classmethod
-    def of(cls, tz: tzinfo, days: list[str], start: time, end: time) -> BusinessHours:
-        return cls(tz, frozenset(WEEKDAYS.index(day) for day in days), start, end)
-
-    def _bounds(self, day: date) -> tuple[datetime, datetime]:
-        # In UTC, so that every subtraction and addition below is real elapsed time.
-        return (
-            datetime.combine(day, self.start, tzinfo=self.tz).astimezone(UTC),
-            datetime.combine(day, self.end, tzinfo=self.tz).astimezone(UTC),
-        )
-
-    def next_opening(self, at: datetime) -> datetime:
-        """`at` itself when the hours are open then (end excluded), else the next moment they open."""
-        day = at.astimezone(self.tz).date()
-        for offset in range(8):
-            current = day + timedelta(days=offset)
-            if current.weekday() not in self.days:
-                continue
-            opens, closes = self._bounds(current)
-            if at < closes:
-                return max(at, opens)
-        raise ValueError("business hours without any open day")
-
-    def add(self, at: datetime, wait: timedelta) -> datetime:
-        """The moment `wait` of open time has passed after `at` (open time only counts)."""
-        moment, left = self.next_opening(at), wait
-        while True:
-            closes = self._bounds(moment.astimezone(self.tz).date())[1]
-            if left < closes - moment:
-                return moment + left
-            left -= closes - moment
-            moment = self.next_opening(closes)
+from governance.hours import BusinessHours
 
 
 @dataclass(frozen=True)

@@ -18,10 +18,11 @@ from django.db import transaction
 from django.urls import reverse
 from django.utils import timezone
 
-from escalations.engine.blocks import OPEN, business_hours
+from escalations.engine.blocks import OPEN
 from escalations.models import Task
 from escalations.notify.fanout import Announcement, Message, notify_all
 from governance import formats
+from governance.hours import business_hours
 from governance.models import Membership, Organization, Role, User
 from governance.services.audit import audit_log
 from scorecards.models import OwnershipTransfer

@@ -1,7 +1,13 @@
 """The escalations app's models, one module per feature; the app's code imports them from here."""
 
 from escalations.models.decisions import Decision, ReviewAttendee, ReviewSession
-from escalations.models.notifications import Notification, NotificationPreference, Webhook, WebhookDelivery
+from escalations.models.notifications import (
+    Notification,
+    NotificationPreference,
+    NotificationSettings,
+    Webhook,
+    WebhookDelivery,
+)
 from escalations.models.policies import EscalationLevel, EscalationPolicy
 from escalations.models.reviews import DependencyReview, DependencyReviewSignal, DependencySignal
 from escalations.models.workstreams import MitigationAction, MitigationPath, Task, Workstream, WorkstreamEvent
@@ -17,6 +23,7 @@ __all__ = [
     "MitigationPath",
     "Notification",
     "NotificationPreference",
+    "NotificationSettings",
     "ReviewAttendee",
     "ReviewSession",
     "Task",

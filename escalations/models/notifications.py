@@ -49,6 +49,9 @@ class Notification(models.Model):
     attempts = models.PositiveSmallIntegerField(default=0)
     next_attempt_at = models.DateTimeField(null=True, blank=True)
     error = models.TextField(blank=True)
+    # Held for the member's daily digest (NotificationSettings.digest_kinds): never sent alone; the digest sweep
+    # marks it delivered in the transaction that writes the digest which lists it.
+    in_digest = models.BooleanField(default=False, db_default=False)
 
     objects = TenantQuerySet.as_manager()
 
@@ -56,6 +59,11 @@ class Notification(models.Model):
         ordering = ["-created_at", "-id"]
         constraints = [models.UniqueConstraint(fields=["dedup_key", "channel"], name="notification_once_per_channel")]
         indexes = [
+            models.Index(
+                fields=["organization", "recipient"],
+                condition=Q(in_digest=True, delivered_at__isnull=True),
+                name="notification_held_for_digest",
+            ),
             models.Index(
                 fields=["next_attempt_at"], condition=Q(delivered_at__isnull=True), name="notification_undelivered"
             ),
@@ -65,6 +73,16 @@ class Notification(models.Model):
 
     def __str__(self) -> str:
         return f"{self.channel} to {self.recipient_id}: {self.subject}"
+
+    @property
+    def state(self) -> str:
+        if self.delivered_at:
+            return "delivered"
+        if self.in_digest:
+            return "held"
+        if self.next_attempt_at is None:
+            return "failed"
+        return "retrying" if self.attempts else "pending"
 
     @property
     def email_subject(self) -> str:
@@ -93,6 +111,22 @@ class NotificationPreference(models.Model):
         return f"{self.membership_id} {self.kind}/{self.channel}: {'on' if self.enabled else 'off'}"
 
 
+class NotificationSettings(models.Model):
+    """When a member hears (which channels: NotificationPreference): quiet hours and the daily digest."""
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
+    membership = models.OneToOneField(Membership, on_delete=models.CASCADE, related_name="notification_settings")
+    # Non-urgent messages outside the organization's business hours wait for the next opening (in the app at once).
+    quiet_hours = models.BooleanField(default=False)
+    # Low-severity kinds (escalations.notify.kinds.DIGESTIBLE) sent in one email a day instead of one by one.
+    digest_kinds = models.JSONField(default=list, blank=True)
+
+    objects = TenantQuerySet.as_manager()
+
+    def __str__(self) -> str:
+        return f"{self.membership_id}: quiet hours {'on' if self.quiet_hours else 'off'}, digest {self.digest_kinds}"
+
+
 class Webhook(models.Model):
     """An endpoint that hears about workstream events (opened, escalated, resolved, ...), signed with its secret.
 
@@ -104,6 +138,9 @@ class Webhook(models.Model):
     name = models.CharField(max_length=100, validators=[single_line_validator])
     url = models.URLField(max_length=500, validators=[URLValidator(schemes=["http", "https"])])
     slack_format = models.BooleanField(default=False, help_text='Send {"text": ...} for a Slack incoming webhook')
+    # A Microsoft Teams incoming webhook or Workflows URL, sent Adaptive Cards (escalations.notify.teams). Its URL is
+    # a credential, so it lives in the organization secret teams.SECRET_NAME; `url` keeps only its scheme and host.
+    teams = models.BooleanField(default=False, db_default=False)
     is_active = models.BooleanField(default=True)
     secret_version = models.PositiveIntegerField(default=1)
     created_by = models.ForeignKey(User, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
@@ -113,6 +150,9 @@ class Webhook(models.Model):
 
     class Meta:
         ordering = ["name", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["organization"], condition=Q(teams=True), name="one_teams_webhook_per_org")
+        ]
 
     def __str__(self) -> str:
         return self.name

@@ -1,5 +1,6 @@
-"""Formats of kinds with a layout of their own: the weekly digest's email, rendered by the email channel from the
-payload stored when the digest was written (escalations.reporting.digest_content). Here, in notify, because sending
+"""Formats of kinds with a layout of their own: the weekly digest's and the daily digest's emails, rendered by the
+email channel from the payload stored when the digest was written (escalations.reporting.digest_content,
+escalations.notify.daily_digest). Here, in notify, because sending
 sits below the reports it sends: reporting hands notify a message and its payload, and never the other way round."""
 
 from __future__ import annotations
@@ -10,9 +11,12 @@ from django.conf import settings
 from django.template.loader import render_to_string
 
 from escalations.models import Notification
+from escalations.notify.kinds import DAILY_DIGEST
 from scorecards.models import Status
 
-DIGEST_KIND = "weekly_digest"  # NotificationPreference.kind; listed in notify.services.NOTIFICATION_KINDS
+DIGEST_KIND = "weekly_digest"  # NotificationPreference.kind; listed in notify.kinds.NOTIFICATION_KINDS
+# The kinds with an email layout of their own, and its templates (text, HTML) under escalations/email/.
+LAYOUTS = {DIGEST_KIND: "digest_email", DAILY_DIGEST: "daily_digest"}
 
 # Status colours of static/css/app.css.
 COLORS = {
@@ -73,13 +77,14 @@ def _inline_styles(html: str) -> str:
 
 
 def render_email(notification: Notification) -> tuple[str, str]:
-    """The text and HTML parts of a digest email, from the payload stored when it was written."""
+    """The text and HTML parts of an email with a layout (LAYOUTS), from the payload stored when it was written."""
+    template = f"escalations/email/{LAYOUTS[notification.kind]}"
     context = {
         "d": notification.payload,
         "site": settings.SITE_URL,
         "subject": notification.email_subject,
     }
     return (
-        render_to_string("escalations/email/digest_email.txt", context),
-        _inline_styles(render_to_string("escalations/email/digest_email.html", context)),
+        render_to_string(f"{template}.txt", context),
+        _inline_styles(render_to_string(f"{template}.html", context)),
     )

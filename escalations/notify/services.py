@@ -10,29 +10,15 @@ from django.utils import timezone
 from escalations.models import (
     Notification,
     NotificationPreference,
-    Task,
+    NotificationSettings,
     Webhook,
     WebhookDelivery,
 )
 from escalations.notify import webhooks
+from escalations.notify.channels import CHANNELS
+from escalations.notify.kinds import DIGESTIBLE, NOTIFICATION_KINDS, URGENT
 from governance.models import Membership, Organization, User
 from governance.services.audit import audit_log, snapshot
-
-# Every kind a notification may have, as a member switches them on and off (NotificationPreference.kind).
-NOTIFICATION_KINDS: dict[str, str] = {
-    Task.Kind.MITIGATION: "A KPI you own needs a mitigation path",
-    Task.Kind.DATA_FRESHNESS: "A KPI you own has no fresh data",
-    Task.Kind.ESCALATION: "An episode is escalated to you",
-    Task.Kind.DEPENDENCY_REVIEW: "An upstream KPI changed: review the impact",
-    Task.Kind.ACTION: "An action you own is overdue",
-    Task.Kind.OWNERSHIP_TRANSFER: "A leaver's KPI waits for someone to accept ownership",
-    "path_filed": "A mitigation path awaits review",
-    "path_approved": "Your mitigation path was approved",
-    "path_rejected": "Your mitigation path was rejected",
-    "resolved": "An episode you were told about ended",
-    "exhausted": "Escalation exhausted (admins)",
-    "weekly_digest": "Weekly digest, Mondays 08:00: the scorecard's week (executives) and your open items",
-}
 
 
 def notification_mark_read(*, membership: Membership, notification: Notification | None = None) -> int:
@@ -46,19 +32,31 @@ def notification_mark_read(*, membership: Membership, notification: Notification
 
 
 @transaction.atomic
-def notification_preferences_set(*, membership: Membership, off: set[tuple[str, str]]) -> None:
-    """Every kind on every channel, on unless (kind, channel) is in `off`. Audited: whether someone could have
-    heard of an escalation is part of the record."""
+def notification_preferences_set(
+    *,
+    membership: Membership,
+    off: set[tuple[str, str]],
+    quiet_hours: bool | None = None,
+    digest_kinds: set[str] | None = None,
+) -> None:
+    """Every kind on every registered channel, on unless (kind, channel) is in `off`; an urgent kind keeps at least
+    one channel. Quiet hours and the digest's kinds when given (None keeps them). Audited: whether someone could
+    have heard of an escalation is part of the record."""
+    channels = set(CHANNELS)
     unknown = {kind for kind, _ in off} - set(NOTIFICATION_KINDS)
-    unknown |= {channel for _, channel in off} - set(Notification.Channel.values)
+    unknown |= {channel for _, channel in off} - channels
     if unknown:
         raise ValidationError(f"Unknown notification kind or channel: {', '.join(sorted(unknown))}.")
-    before = sorted(
-        f"{kind}/{channel}"
-        for kind, channel in NotificationPreference.objects.filter(membership=membership, enabled=False).values_list(
-            "kind", "channel"
+    silenced = sorted(kind for kind in URGENT if all((kind, channel) in off for channel in channels))
+    if silenced:
+        raise ValidationError(
+            "Keep at least one channel for "
+            + ", ".join(f"“{NOTIFICATION_KINDS[kind]}”" for kind in silenced)
+            + ": someone must hear of it in time."
         )
-    )
+    if digest_kinds is not None and (wrong := set(digest_kinds) - DIGESTIBLE):
+        raise ValidationError(f"Only low-severity kinds go in the daily digest, not {', '.join(sorted(wrong))}.")
+    before = _preferences_record(membership)
     NotificationPreference.objects.bulk_create(
         [
             NotificationPreference(
@@ -69,22 +67,41 @@ def notification_preferences_set(*, membership: Membership, off: set[tuple[str, 
                 enabled=(kind, channel) not in off,
             )
             for kind in NOTIFICATION_KINDS
-            for channel in Notification.Channel.values
+            for channel in channels
         ],
         update_conflicts=True,
         unique_fields=["membership", "kind", "channel"],
         update_fields=["enabled"],
     )
-    after = sorted(f"{kind}/{channel}" for kind, channel in off)
+    if quiet_hours is not None or digest_kinds is not None:
+        chosen, _ = NotificationSettings.objects.get_or_create(
+            membership=membership, defaults={"organization_id": membership.organization_id}
+        )
+        if quiet_hours is not None:
+            chosen.quiet_hours = quiet_hours
+        if digest_kinds is not None:
+            chosen.digest_kinds = sorted(digest_kinds)
+        chosen.save(update_fields=["quiet_hours", "digest_kinds"])
+    after = _preferences_record(membership)
     if before != after:
         audit_log(
             org=membership.organization,
             actor=membership.user,
             verb="notification_preferences.updated",
             obj=membership,
-            before={"off": before},
-            after={"off": after},
+            before=before,
+            after=after,
         )
+
+
+def _preferences_record(membership: Membership) -> dict:
+    off = NotificationPreference.objects.filter(membership=membership, enabled=False).values_list("kind", "channel")
+    chosen = NotificationSettings.objects.filter(membership=membership).first()
+    return {
+        "off": sorted(f"{kind}/{channel}" for kind, channel in off),
+        "quiet_hours": bool(chosen and chosen.quiet_hours),
+        "digest": sorted(chosen.digest_kinds) if chosen else [],
+    }
 
 
 WEBHOOK_FIELDS = ["name", "url", "slack_format", "is_active"]

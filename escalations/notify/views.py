@@ -13,6 +13,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from escalations.models import (
     Notification,
     NotificationPreference,
+    NotificationSettings,
     Webhook,
 )
 from escalations.notify import selectors, services, webhooks
@@ -59,33 +60,40 @@ def notification_read_all(request: HttpRequest) -> HttpResponse:
 
 @require_http_methods(["GET", "POST"])
 def notification_settings(request: HttpRequest) -> HttpResponse:
-    """Which kinds reach me on which channel; everything is on until switched off."""
+    """Which kinds reach me on which channel, quiet hours, and the daily digest; everything is on until switched
+    off."""
+    membership = request.membership
     off = set(
-        NotificationPreference.objects.filter(membership=request.membership, enabled=False).values_list(
-            "kind", "channel"
-        )
+        NotificationPreference.objects.filter(membership=membership, enabled=False).values_list("kind", "channel")
     )
-    form = NotificationPreferencesForm(request.POST or None, off=off)
+    chosen = NotificationSettings.objects.filter(membership=membership).first()
+    form = NotificationPreferencesForm(
+        request.POST or None,
+        off=off,
+        digest_kinds=set(chosen.digest_kinds) if chosen else set(),
+        initial={"quiet_hours": bool(chosen and chosen.quiet_hours)},
+    )
     if request.method == "POST" and form.is_valid():
         try:
-            services.notification_preferences_set(membership=request.membership, off=form.off())
+            services.notification_preferences_set(
+                membership=membership,
+                off=form.off(),
+                quiet_hours=form.cleaned_data["quiet_hours"],
+                digest_kinds=form.digest_kinds(),
+            )
         except ValidationError as e:
             apply_errors(form, e)
         else:
             messages.success(request, "Notification settings saved.")
             return redirect("escalations:notification_settings", org_slug=request.org.slug)
     status = 422 if form.errors else 200
-    return render(
-        request,
-        "escalations/notification_settings.html",
-        {"form": form, "channels": Notification.Channel.choices},
-        status=status,
-    )
+    return render(request, "escalations/notification_settings.html", {"form": form}, status=status)
 
 
 def _webhook_list_page(request: HttpRequest, form: WebhookForm, status: int = 200) -> HttpResponse:
     hooks = (
         Webhook.objects.for_org(request.org)
+        .filter(teams=False)  # Teams has its own page
         .annotate(
             delivered=Count("deliveries", filter=Q(deliveries__delivered_at__isnull=False)),
             failed=Count("deliveries", filter=Q(deliveries__delivered_at=None, deliveries__attempts__gt=0)),
@@ -117,7 +125,7 @@ def webhook_list(request: HttpRequest) -> HttpResponse:
 @require_http_methods(["GET", "POST"])
 def webhook_detail(request: HttpRequest, webhook_id: int) -> HttpResponse:
     """Edit and (de)activate, rotate the secret, send a test event, and the latest deliveries."""
-    hook = get_for_org_or_404(request, Webhook, webhook_id)
+    hook = get_for_org_or_404(request, Webhook.objects.filter(teams=False), webhook_id)
     initial = {name: getattr(hook, name) for name in WebhookForm.Meta.fields}
     form, status = WebhookForm(initial=initial, editing=True), 200
     action = request.POST.get("action")

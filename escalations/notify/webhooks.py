@@ -24,7 +24,11 @@ from django.urls import reverse
 from django.utils import timezone
 
 from escalations.models import Webhook, WebhookDelivery, Workstream
-from governance import outbound
+from escalations.notify import teams
+from escalations.notify.channels import retry_after_seconds
+from governance import outbound, tenancy
+from governance.secrets import SecretMissing
+from governance.selectors import secret_value
 
 log = logging.getLogger(__name__)
 
@@ -51,13 +55,26 @@ class Occurrence:
     level: int
     escalation_pass: int
     resolution: str
+    due: datetime | None  # when the next escalation step comes: the "by when" of what is asked
+
+
+# What a webhook's reader is asked to see to, per verb (the others ask nothing).
+ASKS = {
+    "opened": "The owner files a mitigation path: root cause, actions and expected recovery",
+    "escalated": "See that a mitigation path is filed and approved",
+    "path_filed": "Review the mitigation path: approve or reject it, with a reason",
+    "path_rejected": "The owner files a better mitigation path",
+    "exhausted": "Decide how this episode ends: escalation has run out of levels",
+}
 
 
 def heard(ws: Workstream, at: datetime, verb: str, text: str) -> Occurrence | None:
     """The event as webhooks hear of it, or None when its verb is for the timeline only."""
     if verb not in VERBS:
         return None
-    return Occurrence(ws, at, verb, text, ws.kind, ws.severity, ws.level, ws.escalation_pass, ws.resolution)
+    return Occurrence(
+        ws, at, verb, text, ws.kind, ws.severity, ws.level, ws.escalation_pass, ws.resolution, ws.next_escalation_at
+    )
 
 
 def announce(ws: Workstream, at: datetime, verb: str, text: str) -> None:
@@ -102,12 +119,23 @@ def announce_all(occurrences: list[Occurrence]) -> None:
 def _payload(o: Occurrence) -> dict:
     ws = o.workstream
     kpi, org = ws.kpi, ws.organization
+    ask = ASKS.get(o.verb)
     return {
         "event": f"workstream.{o.verb}",
         "occurred_at": o.at.isoformat(),
         "text": o.text,
-        "organization": {"slug": org.slug, "name": org.name},
-        "kpi": {"key": kpi.key, "name": kpi.name, "owner": kpi.owner.user.email},
+        "organization": {"slug": org.slug, "name": org.name, "timezone": org.timezone},
+        "kpi": {
+            "key": kpi.key,
+            "name": kpi.name,
+            "owner": kpi.owner.user.email,
+            "owner_name": kpi.owner.user.name or kpi.owner.user.email,
+            "status": kpi.status,
+            "value": kpi.last_value,
+            "target": kpi.target_value,
+            "unit": kpi.unit,
+        },
+        "ask": {"what": ask, "due_at": o.due.isoformat() if o.due and o.verb != "exhausted" else None} if ask else None,
         "workstream": {
             "id": ws.pk,
             "kind": o.kind,
@@ -133,7 +161,7 @@ def ping(webhook: Webhook, actor_name: str) -> WebhookDelivery:
             "event": "ping",
             "occurred_at": now.isoformat(),
             "text": f"Test event from Steerco, sent by {actor_name}. This endpoint will hear about workstreams.",
-            "organization": {"slug": org.slug, "name": org.name},
+            "organization": {"slug": org.slug, "name": org.name, "timezone": org.timezone},
         },
         dedup_key=f"ping:{uuid.uuid4().hex}",
         created_at=now,
@@ -142,9 +170,11 @@ def ping(webhook: Webhook, actor_name: str) -> WebhookDelivery:
 
 
 def body_of(delivery: WebhookDelivery) -> bytes:
-    """The exact bytes posted (and signed): the payload, or Slack's {"text": ...} when the webhook asks for it."""
+    """The exact bytes posted (and signed): the payload, Slack's {"text": ...}, or a Teams card, as the webhook asks."""
     data = delivery.payload
-    if delivery.webhook.slack_format:
+    if delivery.webhook.teams:
+        data = teams.message(data)
+    elif delivery.webhook.slack_format:
         data = {"text": slack_text(data)}
     return json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode()
 
@@ -194,7 +224,7 @@ def _lease(now: datetime, org_id: int | None) -> list[WebhookDelivery]:
         if org_id:
             due = due.filter(organization_id=org_id)
         batch = list(
-            due.select_related("webhook")
+            due.select_related("webhook__organization")
             .order_by("next_attempt_at", "id")
             .select_for_update(skip_locked=True, of=("self",))[:BATCH_SIZE]
         )
@@ -217,9 +247,11 @@ def attempt(delivery: WebhookDelivery, client: httpx.Client, now: datetime) -> b
         "X-Steerco-Delivery": str(delivery.pk),
         "X-Steerco-Signature": delivery.webhook.sign(body),
     }
-    started, status, error = time.monotonic(), None, ""
+    started, status, error, wait = time.monotonic(), None, "", None
     try:
-        response = client.post(delivery.webhook.url, content=body, headers=headers)
+        response = client.post(_address(delivery.webhook), content=body, headers=headers)
+    except SecretMissing as e:
+        error = str(e)
     except outbound.Refused as e:
         error = f"Refused: {e}"
     except httpx.TimeoutException as e:
@@ -230,6 +262,8 @@ def attempt(delivery: WebhookDelivery, client: httpx.Client, now: datetime) -> b
         status = response.status_code
         if not 200 <= status < 300:
             error = f"HTTP {status}: {response.text[:300]}".strip()
+        if status == 429 or status >= 500:  # the receiver may say how long to wait; never sooner than that
+            wait = retry_after_seconds(response.headers.get("Retry-After"))
     ms = int((time.monotonic() - started) * 1000)
     delivery.attempts += 1
     delivery.status_code, delivery.error = status, error
@@ -240,12 +274,23 @@ def attempt(delivery: WebhookDelivery, client: httpx.Client, now: datetime) -> b
     if error:
         log.warning("webhook delivery %s to webhook %s failed: %s", delivery.pk, delivery.webhook_id, error)
         delivery.next_attempt_at = (
-            None if delivery.attempts >= settings.WEBHOOK_MAX_ATTEMPTS else now + backoff(delivery.attempts)
+            None
+            if delivery.attempts >= settings.WEBHOOK_MAX_ATTEMPTS
+            else now + max(backoff(delivery.attempts), timedelta(seconds=wait or 0))
         )
     else:
         delivery.delivered_at, delivery.next_attempt_at = now, None
     delivery.save(update_fields=["attempts", "status_code", "error", "attempt_log", "next_attempt_at", "delivered_at"])
     return not error
+
+
+def _address(webhook: Webhook) -> str:
+    """Where to post: a Teams webhook's URL is a credential, read from the organization's secret at each post (in
+    the organization's own scope, the only one that sees its secrets, as a pull reads its source's)."""
+    if not webhook.teams:
+        return webhook.url
+    with tenancy.scope(organization=webhook.organization_id):
+        return secret_value(org=webhook.organization, name=teams.SECRET_NAME)
 
 
 def backoff(attempts: int) -> timedelta:

@@ -8,12 +8,12 @@ from datetime import datetime, timedelta
 
 from django.db.models import Count
 
-from escalations.engine.blocks import business_hours
 from escalations.engine.resolver import Resolver, admins, four_eyes, policy_for
 from escalations.engine.timing import Level, Policy, plan
 from escalations.models import EscalationPolicy
 from governance import formats
 from governance.durations import format_duration
+from governance.hours import business_hours
 from governance.models import Membership, Organization, Role, Team
 from scorecards.models import Kpi
 

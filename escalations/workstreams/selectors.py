@@ -20,7 +20,7 @@ from django.db.models import (
 from django.db.models.functions import Coalesce
 
 from escalations.engine import timing
-from escalations.engine.blocks import business_hours, paths_among
+from escalations.engine.blocks import paths_among
 from escalations.engine.resolver import Resolver, and_names, four_eyes
 from escalations.engine.timing import BusinessHours, Policy, Position
 from escalations.engine.transfers import with_transfers
@@ -33,6 +33,7 @@ from escalations.models import (
     Workstream,
 )
 from governance import formats
+from governance.hours import business_hours
 from governance.models import Membership, Organization
 from scorecards.models import Kpi, Status
 

@@ -13,7 +13,7 @@ from django.utils import timezone
 from escalations.engine import authority as deciding
 from escalations.engine import timing
 from escalations.engine.authority import expected_day
-from escalations.engine.blocks import add_task, business_hours, event, mitigated, workstream_url
+from escalations.engine.blocks import add_task, event, mitigated, workstream_url
 from escalations.engine.episodes import resolve
 from escalations.engine.reviews import answers
 from escalations.engine.timing import Policy
@@ -29,6 +29,7 @@ from escalations.models import (
 from escalations.notify.fanout import Message, notify
 from governance import formats
 from governance.access import SELF_APPROVED, decision_reason
+from governance.hours import business_hours
 from governance.models import Membership, Role
 from governance.services.audit import audit_log
 from scorecards.models import Kpi

@@ -8,6 +8,7 @@ SWEEPS = [
     "process_status_changes",
     "advance_escalations",
     "send_digests",  # before delivery, so that one tick also sends the digests' emails
+    "send_daily_digests",
     "deliver_notifications",
 ]
 

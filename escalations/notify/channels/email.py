@@ -1,7 +1,10 @@
-"""Email: sent by the delivery sweep, as text and HTML; a kind with its own format (the weekly digest) renders its
-stored payload (escalations.notify.formats)."""
+"""Email: sent by the delivery sweep, as text and HTML; a kind with its own format (the weekly and daily digests)
+renders its stored payload (escalations.notify.formats)."""
 
 from __future__ import annotations
+
+import hashlib
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives
@@ -21,13 +24,20 @@ def send(notification: Notification) -> None:
         subject=notification.email_subject,
         body=text,
         to=[notification.recipient.user.email],
+        # The same message-id on a retry after a crash lets the receiving side drop the copy.
+        headers={"Message-ID": message_id(notification)},
     )
     email.attach_alternative(html, "text/html")
     email.send()
 
 
+def message_id(notification: Notification) -> str:
+    digest = hashlib.sha256(f"{notification.dedup_key}:{notification.channel}".encode()).hexdigest()[:32]
+    return f"<{digest}@{urlsplit(settings.SITE_URL).hostname or 'steerco'}>"
+
+
 def _render(notification: Notification) -> tuple[str, str]:
-    if notification.kind == formats.DIGEST_KIND:  # its own layout, from its stored payload
+    if notification.kind in formats.LAYOUTS:  # its own layout, from its stored payload
         return formats.render_email(notification)
     context = {
         "notification": notification,

@@ -129,7 +129,15 @@ def test_each_workstream_event_creates_one_delivery_per_active_webhook(breach, r
         assert list(webhook.deliveries.order_by("id").values_list("event", flat=True)) == events
     assert not WebhookDelivery.objects.filter(webhook__name="Off").exists()
     opened = active.deliveries.get(event="workstream.opened").payload
-    assert opened["kpi"] == {"key": "ops.throughput", "name": "Throughput", "owner": "lead@acme.test"}
+    assert {k: opened["kpi"][k] for k in ("key", "name", "owner", "target", "unit")} == {
+        "key": "ops.throughput",
+        "name": "Throughput",
+        "owner": "lead@acme.test",
+        "target": 1200.0,
+        "unit": "leads",
+    }
+    assert opened["ask"]["what"].startswith("The owner files a mitigation path")
+    assert opened["ask"]["due_at"] == (T0 + 2 * DAY).isoformat()  # the policy's mitigation_due
     assert opened["workstream"]["id"] == ws.pk and opened["workstream"]["severity"] == "off_track"
     assert opened["occurred_at"] == T0.isoformat() and opened["organization"]["slug"] == "acme"
     assert opened["workstream"]["url"].endswith(f"/o/acme/workstreams/{ws.pk}/")

@@ -25,7 +25,8 @@ from escalations.management.commands.tick import SWEEPS
 from escalations.models import MitigationAction, MitigationPath, Notification, Task, Workstream
 from escalations.notify.fanout import deliver_due
 from escalations.notify.formats import DIGEST_KIND
-from escalations.notify.services import NOTIFICATION_KINDS, notification_preferences_set
+from escalations.notify.kinds import NOTIFICATION_KINDS
+from escalations.notify.services import notification_preferences_set
 from escalations.reporting import digests
 from escalations.reporting.digest_slots import slot_at
 from escalations.reporting.digests import send_digests
