@@ -12,7 +12,7 @@ from django.utils import timezone
 from collaboration.markdown import mentioned_emails
 from collaboration.models import Comment
 from collaboration.targets import target_of
-from escalations.notify.fanout import Announcement, Message, notify_all
+from escalations.notify.fanout import Message, notify
 from governance.models import Membership
 from governance.services.audit import audit_log
 
@@ -114,5 +114,5 @@ def _notify_mentions(comment: Comment, target: Model) -> None:
         body=f"{author} mentioned you in a comment on {about}:\n\n{comment.body}\n\n{url}",
         url=url,
     )
-    # The key names the comment and the member: an edit that keeps a mention notifies nobody again.
-    notify_all([Announcement([m], message, f"comment:{comment.pk}:mention:{m.pk}") for m in mentioned])
+    # The key names the comment, and fanout adds the member: an edit that keeps a mention notifies nobody again.
+    notify(recipients=list(mentioned), message=message, dedup_key=f"comment:{comment.pk}:mention")

@@ -81,6 +81,7 @@ class Refused(Exception):
 class Opening:
     link: ShareLink
     needs_passcode: bool  # the link has one and this visitor has not given it yet
+    unlocked_now: bool = False  # the right passcode was just given: remember it, then show the page
 
 
 def share_link_open(*, token: str, passcode: str | None, unlocked: bool, ip: str, user: User | None) -> Opening:
@@ -108,6 +109,8 @@ def share_link_open(*, token: str, passcode: str | None, unlocked: bool, ip: str
         outcome, refusal = ShareLinkView.Outcome.WRONG_PASSCODE, "That passcode is not right. Try again."
     if refusal is None and link.passcode_hash and not unlocked and passcode is None:
         return Opening(link, needs_passcode=True)  # the passcode page: nothing shown yet, nothing to log
+    if refusal is None and passcode is not None:
+        return Opening(link, needs_passcode=False, unlocked_now=True)  # the page that follows is the view logged
     ShareLinkView.objects.create(
         organization=link.organization,
         link=link,

@@ -230,13 +230,12 @@ def share(request: HttpRequest, token: str, tv: bool = False) -> HttpResponse:
         return render(request, "collaboration/share_refused.html", {"message": exc.messages[0]}, status=404)
     except sharing.Refused as refused:
         if refused.outcome == "wrong_passcode":
-            form = PasscodeForm()
-            form.add_error("passcode", refused.message)
-            return render(request, "collaboration/share_passcode.html", {"form": form}, status=403)
+            context = {"form": PasscodeForm(), "error": refused.message}
+            return render(request, "collaboration/share_passcode.html", context, status=403)
         return render(request, "collaboration/share_refused.html", {"message": refused.message}, status=410)
     if opening.needs_passcode:
         return render(request, "collaboration/share_passcode.html", {"form": form})
-    if passcode is not None:
+    if opening.unlocked_now:
         request.session[session_key] = True
         return redirect(request.path)
     link = opening.link
