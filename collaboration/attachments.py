@@ -31,9 +31,8 @@ def _size_text(n: int) -> str:
 def attachment_add(*, by: Membership, target: Model, upload: UploadedFile) -> Attachment:
     name = (upload.name or "file").replace("/", "_").replace("\\", "_")[-200:]
     if upload.size > settings.ATTACHMENT_MAX_BYTES:
-        raise ValidationError(
-            f"{name} is {_size_text(upload.size)}; attachments may be at most {_size_text(settings.ATTACHMENT_MAX_BYTES)}."
-        )
+        limit = _size_text(settings.ATTACHMENT_MAX_BYTES)
+        raise ValidationError(f"{name} is {_size_text(upload.size)}; attachments may be at most {limit}.")
     if upload.size == 0:
         raise ValidationError(f"{name} is empty.")
     upload.seek(0)

@@ -33,7 +33,10 @@ def sniff(name: str, head: bytes) -> str:
             raise ValueError(f"{name} is a {kind.extension.upper()} file; attach a {ALLOWED_NAMES} file.")
         mime, extensions = ALLOWED[kind.extension]
         if extension not in extensions:
-            raise ValueError(f"{name} holds a {kind.extension.upper()} file but is named {extension or 'without an extension'}; rename it to {sorted(extensions)[0]}.")
+            named = f"named {extension}" if extension else "named without an extension"
+            raise ValueError(
+                f"{name} holds a {kind.extension.upper()} file but is {named}; rename it to {sorted(extensions)[0]}."
+            )
         return mime
     if extension in TEXT and b"\x00" not in head:
         try:

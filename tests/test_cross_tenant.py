@@ -7,8 +7,8 @@ until OBJECT_KWARGS says how to find such an object in an organization.
 from __future__ import annotations
 
 import re
-from datetime import timedelta
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 
 import pytest
 from django.test import Client

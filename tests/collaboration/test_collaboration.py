@@ -9,7 +9,7 @@ from datetime import timedelta
 
 import pytest
 import time_machine
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import PermissionDenied
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 from django.urls import reverse
@@ -72,7 +72,9 @@ def test_a_mention_notifies_once_also_after_an_edit(tenant):
             comment=comment, by=tenant.member, body=f"@{tenant.lead.user.email} could you look, please?"
         )
     assert set(_mentions(tenant).values_list("pk", flat=True)) == first
-    assert set(_mentions(tenant).values_list("dedup_key", flat=True)) == {f"comment:{comment.pk}:mention:{tenant.lead.pk}"}
+    assert set(_mentions(tenant).values_list("dedup_key", flat=True)) == {
+        f"comment:{comment.pk}:mention:{tenant.lead.pk}"
+    }
 
 
 def test_a_mention_of_a_stranger_notifies_nobody(tenant, stranger_tenant):
@@ -110,7 +112,9 @@ def test_a_deleted_comment_leaves_a_tombstone_and_the_audit_keeps_it(tenant):
     html = client.get(_comments_url(tenant)).content.decode()
     assert f"Comment deleted by {tenant.member.user.name}" in html
     assert "Wrong number" not in html
-    verbs = list(AuditEvent.objects.filter(organization=tenant.org, verb__startswith="comment.").values_list("verb", "before"))
+    verbs = list(
+        AuditEvent.objects.filter(organization=tenant.org, verb__startswith="comment.").values_list("verb", "before")
+    )
     assert verbs == [("comment.created", None), ("comment.deleted", {"body": "Wrong number, sorry"})] or {
         v for v, _ in verbs
     } == {"comment.created", "comment.deleted"}
@@ -158,7 +162,7 @@ def _xlsx() -> bytes:
     [
         ("evidence.pdf", b"%PDF-1.7\n1 0 obj\n", "application/pdf"),
         ("chart.png", b"\x89PNG\r\n\x1a\n" + b"\x00" * 32, "image/png"),
-        ("data.csv", "kpi,at,value\nthroughput,2026-01-01,3\n".encode(), "text/csv"),
+        ("data.csv", b"kpi,at,value\nthroughput,2026-01-01,3\n", "text/csv"),
         ("model.xlsx", _xlsx(), "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"),
     ],
 )
@@ -210,9 +214,11 @@ def test_members_download_through_the_app_and_strangers_get_404(tenant, stranger
 def test_evidence_on_a_mitigation_path(tenant):
     response = _upload(tenant, "plan.pdf", b"%PDF-1.7\n", target="path", pk=tenant.episode.path.pk)
     assert "Attached plan.pdf" in response.content.decode()
-    html = tenant.client(tenant.member).get(
-        reverse("collaboration:attachment_list", args=[tenant.org.slug, "path", tenant.episode.path.pk])
-    ).content.decode()
+    html = (
+        tenant.client(tenant.member)
+        .get(reverse("collaboration:attachment_list", args=[tenant.org.slug, "path", tenant.episode.path.pk]))
+        .content.decode()
+    )
     assert "Evidence" in html and "plan.pdf" in html
 
 
