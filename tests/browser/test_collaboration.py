@@ -58,3 +58,27 @@ def test_a_member_mentions_a_colleague_with_the_autocompletion(session, tenant):
     assert Notification.objects.filter(recipient=t.lead, kind="mention").exists()
     s.screenshot("kpi-comments")
     s.assert_clean()
+
+
+def test_an_executive_shares_a_scorecard_revokes_it_and_the_office_screen_rotates(session, tenant):
+    t = tenant
+    t.scorecard.kpis.add(t.kpi)
+    s = session()
+    s.login(t.executive.user.email, PASSWORD)
+    s.page.goto(f"/o/{t.org.slug}/share-links/")
+    s.page.get_by_label("Scorecard", exact=True).select_option(label=t.scorecard.name)
+    s.page.get_by_label("Label").fill("Board, March meeting")
+    s.page.get_by_role("button", name="Create link").click()
+    url = s.page.locator(".share-url").input_value()
+    expect(s.page.locator("tbody tr")).to_have_count(1)
+    s.screenshot("share-links")
+    s.page.goto(f"/o/{t.org.slug}/tv/")
+    expect(s.page.get_by_role("heading", name=t.scorecard.name)).to_be_visible()
+    s.screenshot("tv-mode")
+    s.page.goto(f"/o/{t.org.slug}/share-links/")
+    s.page.get_by_role("button", name="Revoke").click()
+    expect(s.page.get_by_text("Revoked", exact=False).first).to_be_visible()
+    s.page.goto(url)
+    expect(s.page.get_by_role("heading", name="This link does not open")).to_be_visible()
+    s.screenshot("share-refused")
+    s.assert_clean(allow=("status of 410",))
