@@ -52,7 +52,10 @@ def _thread(request: HttpRequest, target, obj, form: CommentForm | None = None, 
         "form": form or CommentForm(auto_id=f"c-{target.name}-{obj.pk}-%s"),
         "edit_minutes": int(settings.COMMENT_EDIT_WINDOW.total_seconds() // 60),
     }
-    return render(request, "collaboration/_thread.html#comments", context, status=status)
+    if request.htmx:
+        return render(request, "collaboration/_thread.html#comments", context, status=status)
+    context.update(heading="Comments", about=target.describe(obj), back=target.page(obj))
+    return render(request, "collaboration/thread.html", context, status=status)
 
 
 def _files(request: HttpRequest, target, obj) -> HttpResponse:
@@ -64,7 +67,10 @@ def _files(request: HttpRequest, target, obj) -> HttpResponse:
         "form": AttachmentForm(auto_id=f"a-{target.name}-{obj.pk}-%s"),
         "max_mb": settings.ATTACHMENT_MAX_BYTES // (1024 * 1024),
     }
-    return render(request, "collaboration/_thread.html#attachments", context)
+    if request.htmx:
+        return render(request, "collaboration/_thread.html#attachments", context)
+    context.update(heading="Attachments", about=target.describe(obj), back=target.page(obj))
+    return render(request, "collaboration/thread.html", context)
 
 
 @require_http_methods(["GET", "POST"])
@@ -119,7 +125,10 @@ def mention_suggestions(request: HttpRequest) -> HttpResponse:
     """Members of this organization whose email or name starts the "@..." being typed at the end of the text."""
     match = MENTION_PREFIX.search(request.GET.get("body", ""))
     members = mention_candidates(org=request.org, prefix=match.group(1)) if match else []
-    return render(request, "collaboration/_thread.html#mentions", {"members": members})
+    if request.htmx:
+        return render(request, "collaboration/_thread.html#mentions", {"members": members})
+    context = {"members": members, "heading": "Members to mention", "about": "this organization", "back": "../"}
+    return render(request, "collaboration/thread.html", context)
 
 
 @require_http_methods(["GET", "POST"])

@@ -115,7 +115,7 @@ def collaboration_rows(t: Tenant) -> dict:
                 by=t.executive, scorecard=t.scorecard, label="Board", valid_for=timedelta(days=7)
             )
             t._collaboration = {
-                "comment": comments.comment_create(author=t.member, target=t.kpi, body="Looks late"),
+                "comment": comments.comment_create(author=t.admin, target=t.kpi, body="Looks late"),
                 "attachment": attachments.attachment_add(
                     by=t.member, target=t.kpi, upload=SimpleUploadedFile("notes.txt", b"evidence")
                 ),
