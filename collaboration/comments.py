@@ -99,13 +99,15 @@ def _notify_mentions(comment: Comment, target: Model) -> None:
     if not emails:
         return
     # Members of this organization only: an address of anybody else is just text.
-    mentioned = (
+    candidates = (
         Membership.objects.filter(organization=comment.organization, is_active=True, user__email__in=emails)
         .exclude(pk=comment.author_id)
         .select_related("user")
     )
-    author = comment.author.user.name or comment.author.user.email
     kind = target_of(target)
+    # Nor anyone who may not see the target (a KPI shown to its viewers only): the text would tell them of it.
+    mentioned = [m for m in candidates if kind.visible(m).filter(pk=target.pk).exists()]
+    author = comment.author.user.name or comment.author.user.email
     url = f"{settings.SITE_URL}{kind.page(target)}#comment-{comment.pk}"
     about = kind.describe(target)
     message = Message(
@@ -115,4 +117,4 @@ def _notify_mentions(comment: Comment, target: Model) -> None:
         url=url,
     )
     # The key names the comment, and fanout adds the member: an edit that keeps a mention notifies nobody again.
-    notify(recipients=list(mentioned), message=message, dedup_key=f"comment:{comment.pk}:mention")
+    notify(recipients=mentioned, message=message, dedup_key=f"comment:{comment.pk}:mention")

@@ -98,7 +98,8 @@ def comment_edit(request: HttpRequest, comment_id: int) -> HttpResponse:
     comment = get_for_org_or_404(request, Comment.objects.select_related("author__user"), comment_id)
     kind, obj = _visible_parent(request, comment)
     if not comments.may_edit(comment, request.membership):
-        raise PermissionDenied("Only its author may edit a comment, within 15 minutes of writing it.")
+        minutes = int(settings.COMMENT_EDIT_WINDOW.total_seconds() // 60)
+        raise PermissionDenied(f"Only its author may edit a comment, within {minutes} minutes of writing it.")
     form = CommentForm(request.POST or None, initial={"body": comment.body})
     if request.method == "POST" and form.is_valid():
         try:

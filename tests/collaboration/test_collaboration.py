@@ -83,6 +83,18 @@ def test_a_mention_of_a_stranger_notifies_nobody(tenant, stranger_tenant):
     assert not Notification.objects.filter(kind="mention").exists()
 
 
+def test_a_mention_of_someone_who_may_not_see_the_kpi_notifies_nobody(tenant):
+    tenant.scorecard.kpis.add(tenant.kpi)
+    tenant.scorecard.viewers = ["role:executive"]
+    tenant.scorecard.save()
+    assert tenant.kpi.owner != tenant.member
+    with tenancy.scope(organization=tenant.org.pk):
+        comments.comment_create(
+            author=tenant.executive, target=tenant.kpi, body=f"@{tenant.member.user.email} @{tenant.admin.user.email}"
+        )
+    assert set(Notification.objects.filter(kind="mention").values_list("recipient", flat=True)) == {tenant.admin.pk}
+
+
 def test_an_edit_after_the_window_is_refused(tenant):
     with tenancy.scope(organization=tenant.org.pk):
         comment = comments.comment_create(author=tenant.member, target=tenant.kpi, body="first")
