@@ -39,7 +39,19 @@ def test_a_board_member_reads_the_shared_scorecard_and_can_do_nothing_else(sessi
     expect(s.page.locator("svg").first).to_be_visible()
     assert s.page.locator("form, [hx-post], nav, a[href^='/o/']").count() == 0
     s.screenshot("share-scorecard")
-    s.assert_clean()
+    with tenancy.scope(organization=t.org.pk):
+        _, locked = share_link_create(
+            by=t.executive, scorecard=t.scorecard, label="Board", valid_for=timedelta(days=7), passcode="board-2026"
+        )
+    s.page.goto(f"/share/{locked}/")
+    s.page.get_by_label("Passcode").fill("guess")
+    s.page.get_by_role("button", name="Open").click()
+    expect(s.page.get_by_text("That passcode is not right")).to_be_visible()
+    s.screenshot("share-passcode")
+    s.page.get_by_label("Passcode").fill("board-2026")
+    s.page.get_by_role("button", name="Open").click()
+    expect(s.page.locator("tbody tr")).to_have_count(2)
+    s.assert_clean(allow=("status of 403",))
 
 
 def test_a_member_mentions_a_colleague_with_the_autocompletion(session, tenant):
@@ -57,6 +69,13 @@ def test_a_member_mentions_a_colleague_with_the_autocompletion(session, tenant):
     expect(s.page.locator(".comment-body strong")).to_have_text("today")
     assert Notification.objects.filter(recipient=t.lead, kind="mention").exists()
     s.screenshot("kpi-comments")
+    s.page.get_by_role("link", name="Edit").click()
+    expect(s.page.get_by_role("heading", name="Edit your comment")).to_be_visible()
+    s.screenshot("comment-edit")
+    decision = t.review_session.decisions.get()
+    s.page.goto(f"/o/{t.org.slug}/decisions/{decision.pk}/")
+    expect(s.page.get_by_role("textbox", name="Comment")).to_be_visible()
+    s.screenshot("decision-discussion")
     s.assert_clean()
 
 
