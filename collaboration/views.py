@@ -20,7 +20,7 @@ from collaboration.selectors import attachments_on, comments_on, mention_candida
 from collaboration.targets import TARGETS, get_target_or_404
 from governance.access import get_for_org_or_404, role_required
 from governance.models import Role
-from governance.security import client_ip
+from governance.security import client_ip, within_limit
 from scorecards.models import Scorecard
 
 MENTION_PREFIX = re.compile(r"(?:^|\s)@([\w.+@-]*)$")
@@ -227,6 +227,10 @@ def share(request: HttpRequest, token: str, tv: bool = False) -> HttpResponse:
     session_key = f"share:{sharing.hash_token(token)[:16]}"
     form = PasscodeForm(request.POST or None)
     passcode = form.cleaned_data["passcode"] if request.method == "POST" and form.is_valid() else None
+    # Guessing a passcode: a few tries per link and address per window (the password reset's), then a pause.
+    if passcode is not None and not within_limit(f"share-passcode:{session_key}:{client_ip(request)}", 10):
+        context = {"form": PasscodeForm(), "error": "Too many tries. Wait an hour, or ask for the passcode again."}
+        return render(request, "collaboration/share_passcode.html", context, status=429)
     try:
         opening = sharing.share_link_open(
             token=token,

@@ -335,6 +335,14 @@ def test_a_passcode_is_asked_and_a_wrong_one_refused(tenant):
     assert link.passcode_hash != "board-2026" and "board-2026" not in link.passcode_hash
 
 
+def test_passcode_guessing_is_throttled(tenant):
+    _, token = _link(tenant, passcode="board-2026")
+    visitor = Client(REMOTE_ADDR="198.51.100.7")
+    url = reverse("share", args=[token])
+    assert [visitor.post(url, {"passcode": f"guess-{i}"}).status_code for i in range(11)] == [403] * 10 + [429]
+    assert visitor.post(url, {"passcode": "board-2026"}).status_code == 429  # even the right one, until the pause ends
+
+
 def test_tv_mode_rotates_and_refreshes(tenant):
     response = tenant.client(tenant.member).get(reverse("collaboration:tv", args=[tenant.org.slug]))
     html = response.content.decode()
