@@ -11,6 +11,7 @@ import pytest
 import time_machine
 from django.core.exceptions import PermissionDenied
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.core.management import call_command
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
@@ -251,6 +252,19 @@ def test_deleted_attachments_and_those_of_deleted_parents_are_purged_after_the_r
     assert attachments.attachments_purge(now=later) == 2
     assert list(Attachment.objects.all()) == [kept]
     assert not storage.exists(deleted.file.name) and not storage.exists(orphan.file.name)
+
+
+def test_an_organization_that_leaves_takes_its_files_along(tenant, stranger_tenant, django_capture_on_commit_callbacks):
+    with tenancy.scope(organization=tenant.org.pk):
+        attachment = attachments.attachment_add(
+            by=tenant.member, target=tenant.kpi, upload=SimpleUploadedFile("a.txt", b"a")
+        )
+        comments.comment_create(author=tenant.member, target=tenant.kpi, body="bye")
+        _link(tenant)
+    with django_capture_on_commit_callbacks(execute=True):
+        call_command("delete_organization", org=tenant.org.slug, confirm=tenant.org.slug)
+    assert not attachment.file.storage.exists(attachment.file.name)
+    assert not Attachment.objects.exists() and not Comment.objects.exists()
 
 
 # --- share links ---------------------------------------------------------------------------------------------
