@@ -152,7 +152,7 @@ if env("ATTACHMENT_STORAGE", default="filesystem") == "s3":
 else:
     ATTACHMENTS_STORAGE = {
         "BACKEND": "django.core.files.storage.FileSystemStorage",
-        "OPTIONS": {"location": MEDIA_ROOT / "attachments", "base_url": None},
+        "OPTIONS": {"location": MEDIA_ROOT, "base_url": None},  # files under MEDIA_ROOT/attachments/
     }
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
