@@ -1,9 +1,9 @@
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
-from collaboration import views as collaboration_views
 from config.api import api, not_found
 from config.operations import readiness, web
+from escalations.collaboration import views as collaboration_views
 from governance.identity.forms import SsoAwarePasswordResetForm
 from governance.identity.views import EmailFirstLoginView
 from governance.security import ThrottledPasswordResetView
@@ -32,7 +32,7 @@ urlpatterns = [
     path("o/<slug:org_slug>/", include("scorecards.urls")),
     path("o/<slug:org_slug>/", include("dependencies.urls")),
     path("o/<slug:org_slug>/", include("escalations.urls")),
-    path("o/<slug:org_slug>/", include("collaboration.urls")),
+    path("o/<slug:org_slug>/", include("escalations.collaboration.urls")),
     # Read-only share links: the token in the path is the only credential (collaboration.sharing).
     path("share/<str:token>/", collaboration_views.share, name="share"),
     path("share/<str:token>/tv/", collaboration_views.share, {"tv": True}, name="share_tv"),

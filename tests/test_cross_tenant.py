@@ -14,8 +14,8 @@ import pytest
 from django.test import Client
 from django.urls import URLResolver, get_resolver, reverse
 
-from collaboration.models import Attachment, Comment, ShareLink
 from dependencies.models import Dependency
+from escalations.collaboration.models import Attachment, Comment, ShareLink
 from escalations.models import (
     Decision,
     DependencyReview,
@@ -98,8 +98,8 @@ PUBLIC = {
     "identity:callback": "authentication (the organization this session's sign-in state belongs to)",
     "readyz": "no tenant data",
     "metrics": "aggregate counts behind METRICS_TOKEN (tests/operations/test_metrics.py)",
-    "share": "secret token bound to one scorecard of one organization (tests/collaboration)",
-    "share_tv": "secret token bound to one scorecard of one organization (tests/collaboration)",
+    "share": "secret token bound to one scorecard of one organization (tests/escalations/collaboration)",
+    "share_tv": "secret token bound to one scorecard of one organization (tests/escalations/collaboration)",
 }
 
 
@@ -108,7 +108,7 @@ def collaboration_rows(t: Tenant) -> dict:
     if not hasattr(t, "_collaboration"):
         from django.core.files.uploadedfile import SimpleUploadedFile
 
-        from collaboration import attachments, comments, sharing
+        from escalations.collaboration import attachments, comments, sharing
 
         with tenancy.scope(organization=t.org.pk):
             link, _ = sharing.share_link_create(

@@ -12,7 +12,7 @@ from django.core import serializers
 from django.db import transaction
 from django.db.models import Model, ProtectedError, RestrictedError
 
-from collaboration.models import Attachment
+from escalations.collaboration.models import Attachment
 from governance.models import AuditEvent, Membership, Organization, User
 
 

@@ -41,7 +41,7 @@ INSTALLED_APPS = [
     "scorecards",
     "dependencies",
     "escalations",
-    "collaboration",
+    "escalations.collaboration",
     "config.operations",  # operators' commands: backup, restore, export and delete an organization
 ]
 
@@ -364,7 +364,7 @@ CELERY_BEAT_SCHEDULE = {
     },
     # Attachments deleted (or whose parent was) longer than ATTACHMENT_RETENTION ago lose their files.
     "purge-attachments": {
-        "task": "collaboration.tasks.purge_attachments",
+        "task": "escalations.collaboration.tasks.purge_attachments",
         "schedule": timedelta(hours=1),
         "options": {"expires": 50 * 60},
     },

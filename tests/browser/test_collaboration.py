@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from collaboration.sharing import share_link_create
+from escalations.collaboration.sharing import share_link_create
 from escalations.models import Notification
 from governance import tenancy
 from scorecards.models import Kpi, Measurement

@@ -23,8 +23,8 @@ from django.test import Client  # noqa: E402
 from django.test.runner import DiscoverRunner  # noqa: E402
 from django.test.utils import CaptureQueriesContext, setup_test_environment  # noqa: E402
 
-from collaboration.models import ShareLinkView  # noqa: E402
-from collaboration.sharing import share_link_create  # noqa: E402
+from escalations.collaboration.models import ShareLinkView  # noqa: E402
+from escalations.collaboration.sharing import share_link_create  # noqa: E402
 from governance import tenancy  # noqa: E402
 from scorecards.models import Kpi, Scorecard  # noqa: E402
 from tests.perf.bench.report import record  # noqa: E402

@@ -9,9 +9,9 @@ from django.db import transaction
 from django.db.models import Model
 from django.utils import timezone
 
-from collaboration.markdown import mentioned_emails
-from collaboration.models import Comment
-from collaboration.targets import target_of
+from escalations.collaboration.markdown import mentioned_emails
+from escalations.collaboration.models import Comment
+from escalations.collaboration.targets import target_of
 from escalations.notify.fanout import Message, notify
 from governance.models import Membership
 from governance.services.audit import audit_log

@@ -16,8 +16,8 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from collaboration import attachments, comments, sharing
-from collaboration.models import Attachment, Comment, ShareLinkView
+from escalations.collaboration import attachments, comments, sharing
+from escalations.collaboration.models import Attachment, Comment, ShareLinkView
 from escalations.models import Notification
 from escalations.notify.channels import CHANNELS
 from governance import tenancy

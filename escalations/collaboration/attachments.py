@@ -12,9 +12,9 @@ from django.db import transaction
 from django.db.models import Model
 from django.utils import timezone
 
-from collaboration.filetypes import HEAD_BYTES, sniff
-from collaboration.models import Attachment
-from collaboration.targets import TARGETS, target_of
+from escalations.collaboration.filetypes import HEAD_BYTES, sniff
+from escalations.collaboration.models import Attachment
+from escalations.collaboration.targets import TARGETS, target_of
 from governance.durations import format_duration
 from governance.models import Membership
 from governance.services.audit import audit_log

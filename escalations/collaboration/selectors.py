@@ -7,8 +7,8 @@ from datetime import timedelta
 from django.db.models import Model, QuerySet
 from django.utils import timezone
 
-from collaboration.models import Attachment, Comment
-from collaboration.targets import target_of
+from escalations.collaboration.models import Attachment, Comment
+from escalations.collaboration.targets import target_of
 from governance.models import Membership, Organization
 from scorecards import selectors as scorecard_selectors
 from scorecards.charts.sparkline import sparkline

@@ -15,7 +15,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.utils import timezone
 
-from collaboration.models import ShareLink, ShareLinkView
+from escalations.collaboration.models import ShareLink, ShareLinkView
 from governance import tenancy
 from governance.models import Membership, User
 from governance.services.audit import audit_log

@@ -12,12 +12,18 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from collaboration import attachments, comments, sharing
-from collaboration.forms import AttachmentForm, CommentForm, PasscodeForm, ShareLinkForm
-from collaboration.markdown import render as render_markdown
-from collaboration.models import Attachment, Comment, ShareLink, ShareLinkView
-from collaboration.selectors import attachments_on, comments_on, mention_candidates, scorecard_rows, status_counts
-from collaboration.targets import TARGETS, get_target_or_404
+from escalations.collaboration import attachments, comments, sharing
+from escalations.collaboration.forms import AttachmentForm, CommentForm, PasscodeForm, ShareLinkForm
+from escalations.collaboration.markdown import render as render_markdown
+from escalations.collaboration.models import Attachment, Comment, ShareLink, ShareLinkView
+from escalations.collaboration.selectors import (
+    attachments_on,
+    comments_on,
+    mention_candidates,
+    scorecard_rows,
+    status_counts,
+)
+from escalations.collaboration.targets import TARGETS, get_target_or_404
 from governance.access import get_for_org_or_404, role_required
 from governance.models import Role
 from governance.security import client_ip, within_limit

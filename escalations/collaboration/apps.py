@@ -2,5 +2,6 @@ from django.apps import AppConfig
 
 
 class CollaborationConfig(AppConfig):
-    name = "collaboration"
+    name = "escalations.collaboration"
+    label = "collaboration"  # its tables and row-level security policies are collaboration_*
     verbose_name = "Comments, attachments and share links"

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from collaboration import views
+from escalations.collaboration import views
 
 app_name = "collaboration"
 

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from collaboration.attachments import attachments_purge
+from escalations.collaboration.attachments import attachments_purge
 from governance import tenancy
 
 
