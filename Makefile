@@ -39,6 +39,7 @@ bench: export CELERY_BROKER_URL ?= redis://127.0.0.1:6379/14
 bench: $(BIN)/.installed
 	rm -f var/bench/figures.jsonl
 	$(BIN)/python -m tests.perf.bench.scorecard
+	$(BIN)/python -m tests.perf.bench.share
 	$(BIN)/python -m tests.perf.bench.evaluation
 	$(BIN)/python -m tests.perf.bench.ingestion
 	$(BIN)/python -m tests.perf.bench.escalation

@@ -4,6 +4,7 @@ from django.urls import include, path
 
 from config.api import api, not_found
 from config.operations import readiness, web
+from escalations.collaboration import views as collaboration_views
 from governance.identity.forms import SsoAwarePasswordResetForm
 from governance.identity.views import EmailFirstLoginView
 from governance.security import ThrottledPasswordResetView
@@ -32,6 +33,10 @@ urlpatterns = [
     path("o/<slug:org_slug>/", include("scorecards.urls")),
     path("o/<slug:org_slug>/", include("dependencies.urls")),
     path("o/<slug:org_slug>/", include("escalations.urls")),
+    path("o/<slug:org_slug>/", include("escalations.collaboration.urls")),
+    # Read-only share links: the token in the path is the only credential (collaboration.sharing).
+    path("share/<str:token>/", collaboration_views.share, name="share"),
+    path("share/<str:token>/tv/", collaboration_views.share, {"tv": True}, name="share_tv"),
 ]
 
 if "demo" in settings.INSTALLED_APPS:  # development only: the mailbox of the embedded default (demo/mailbox.py)

@@ -83,6 +83,10 @@ EXTRA_POLICIES = {
     "governance_invitation": [
         "CREATE POLICY presented ON {t} FOR SELECT USING (token_hash = (SELECT steerco_token()))"
     ],
+    # A share link is opened by presenting its token's digest, before its organization is known.
+    "collaboration_sharelink": [
+        "CREATE POLICY presented ON {t} FOR SELECT USING (token_hash = (SELECT steerco_token()))"
+    ],
     # The login page learns which organization's identity provider covers an email by presenting its domain.
     "governance_ssodomain": ["CREATE POLICY presented ON {t} FOR SELECT USING (domain = (SELECT steerco_token()))"],
 }

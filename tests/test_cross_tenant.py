@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 
 import pytest
 from django.test import Client
 from django.urls import URLResolver, get_resolver, reverse
 
 from dependencies.models import Dependency
+from escalations.collaboration.models import Attachment, Comment, ShareLink
 from escalations.models import (
     Decision,
     DependencyReview,
@@ -61,7 +63,14 @@ OBJECT_KWARGS: dict[str, Callable[[Tenant], object]] = {
     "webhook_id": lambda t: t.webhook.pk,
     "dependency_id": lambda t: t.dependency.pk,
     "session_id": lambda t: t.review_session.pk,
-    "name": lambda t: t.secret.name,  # a secret's, in its organization's own namespace
+    "name": lambda t: t.secret.name,
+    # collaboration: a target's kind and id, and the rows hung on it (made on first use)
+    "target": lambda t: "kpi",
+    "object_id": lambda t: t.kpi.pk,
+    "comment_id": lambda t: collaboration_rows(t)["comment"].pk,
+    "attachment_id": lambda t: collaboration_rows(t)["attachment"].pk,
+    "link_id": lambda t: collaboration_rows(t)["link"].pk,
+    "decision_id": lambda t: t.review_session.decisions.first().pk,  # a secret's, in its organization's own namespace
 }
 
 # Views outside /o/<slug>/, with the reason they need no tenant check.
@@ -89,7 +98,30 @@ PUBLIC = {
     "identity:callback": "authentication (the organization this session's sign-in state belongs to)",
     "readyz": "no tenant data",
     "metrics": "aggregate counts behind METRICS_TOKEN (tests/operations/test_metrics.py)",
+    "share": "secret token bound to one scorecard of one organization (tests/escalations/collaboration)",
+    "share_tv": "secret token bound to one scorecard of one organization (tests/escalations/collaboration)",
 }
+
+
+def collaboration_rows(t: Tenant) -> dict:
+    """A comment, an attachment and a share link of the tenant's, made once per tenant."""
+    if not hasattr(t, "_collaboration"):
+        from django.core.files.uploadedfile import SimpleUploadedFile
+
+        from escalations.collaboration import attachments, comments, sharing
+
+        with tenancy.scope(organization=t.org.pk):
+            link, _ = sharing.share_link_create(
+                by=t.executive, scorecard=t.scorecard, label="Board", valid_for=timedelta(days=7)
+            )
+            t._collaboration = {
+                "comment": comments.comment_create(author=t.admin, target=t.kpi, body="Looks late"),
+                "attachment": attachments.attachment_add(
+                    by=t.member, target=t.kpi, upload=SimpleUploadedFile("notes.txt", b"evidence")
+                ),
+                "link": link,
+            }
+    return t._collaboration
 
 
 def walk(patterns=None, prefix: str = "", namespace: str = "") -> Iterator[tuple[str, str]]:
@@ -113,6 +145,7 @@ def route_kwargs(route: str) -> set[str]:
 def tenant_rows(t: Tenant) -> list:
     """Everything of a tenant that a stranger's request could try to change."""
     assert t.episode and t.dependency and t.review_session  # made before the first snapshot, not by the URLs
+    collaboration_rows(t)
     return [
         list(Team.objects.filter(organization=t.org).values().order_by("pk")),
         list(Membership.objects.filter(organization=t.org).values().order_by("pk")),
@@ -147,6 +180,9 @@ def tenant_rows(t: Tenant) -> list:
                 ReviewSession,
                 ReviewAttendee,
                 Decision,
+                Comment,
+                Attachment,
+                ShareLink,
             )
         ),
     ]

@@ -12,6 +12,7 @@ from django.core import serializers
 from django.db import transaction
 from django.db.models import Model, ProtectedError, RestrictedError
 
+from escalations.collaboration.models import Attachment
 from governance.models import AuditEvent, Membership, Organization, User
 
 
@@ -36,6 +37,10 @@ def export_organization(org: Organization) -> str:
 def delete_organization(org: Organization) -> dict[str, int]:
     """Deletes every row the organization owns except its audit log; returns the counts by model."""
     people = set(Membership.objects.filter(organization=org).values_list("user_id", flat=True))
+    # Stored files go with their rows (a queryset's delete leaves them in the storage); after the commit, so that a
+    # failed deletion keeps them.
+    files = [a.file for a in Attachment.objects.filter(organization=org)]
+    transaction.on_commit(lambda: [f.delete(save=False) for f in files])
     remaining = [model for model in tenant_models() if model is not AuditEvent]
     deleted: dict[str, int] = {}
     while remaining:

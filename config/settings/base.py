@@ -41,6 +41,7 @@ INSTALLED_APPS = [
     "scorecards",
     "dependencies",
     "escalations",
+    "escalations.collaboration",
     "config.operations",  # operators' commands: backup, restore, export and delete an organization
 ]
 
@@ -137,8 +138,31 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = VAR_DIR / "staticfiles"
+MEDIA_ROOT = Path(env("MEDIA_ROOT", default=str(VAR_DIR / "media")))
+# Attachments (collaboration): on the filesystem under MEDIA_ROOT by default; ATTACHMENT_STORAGE=s3 keeps them in an
+# S3-compatible bucket (MinIO in docker-compose.yml). Either way they are served only through the app, to members.
+if env("ATTACHMENT_STORAGE", default="filesystem") == "s3":
+    ATTACHMENTS_STORAGE = {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {
+            "bucket_name": env("ATTACHMENT_S3_BUCKET", default="steerco-attachments"),
+            "endpoint_url": env("ATTACHMENT_S3_ENDPOINT_URL", default=None),
+            "access_key": env("ATTACHMENT_S3_ACCESS_KEY", default=None),
+            "secret_key": env("ATTACHMENT_S3_SECRET_KEY", default=None),
+            "region_name": env("ATTACHMENT_S3_REGION", default=None),
+            "default_acl": "private",
+            "file_overwrite": False,
+            "querystring_auth": True,  # no URL of the bucket is ever handed out; signed if one were
+        },
+    }
+else:
+    ATTACHMENTS_STORAGE = {
+        "BACKEND": "django.core.files.storage.FileSystemStorage",
+        "OPTIONS": {"location": MEDIA_ROOT, "base_url": None},  # files under MEDIA_ROOT/attachments/
+    }
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "attachments": ATTACHMENTS_STORAGE,
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
 }
 
@@ -225,6 +249,15 @@ API_PAGE_SIZE = 100
 API_MEASUREMENTS_PAGE_SIZE = 1000
 # The rate limit's counters; Redis when several web processes share them (CACHE_URL=redis://...).
 CACHES = {"default": env.cache("CACHE_URL", default="locmemcache://")}
+
+# Collaboration (docs/collaboration.md): how long an author may edit a comment; the largest attachment; how long a
+# deleted attachment's file is kept before the purge sweep removes it; the longest a share link may be valid; how
+# often an office screen moves to the next scorecard.
+COMMENT_EDIT_WINDOW = timedelta(minutes=env.int("COMMENT_EDIT_MINUTES", default=15))
+ATTACHMENT_MAX_BYTES = env.int("ATTACHMENT_MAX_BYTES", default=20 * 1024 * 1024)
+ATTACHMENT_RETENTION = timedelta(days=env.int("ATTACHMENT_RETENTION_DAYS", default=30))
+SHARE_LINK_MAX_VALIDITY = timedelta(days=env.int("SHARE_LINK_MAX_DAYS", default=90))
+TV_ROTATE_SECONDS = env.int("TV_ROTATE_SECONDS", default=30)
 
 INVITATION_TTL = timedelta(days=env.int("INVITATION_TTL_DAYS", default=7))
 # A leaver's KPI waits this many of its organization's business days for the person asked to accept ownership,
@@ -340,6 +373,12 @@ CELERY_BEAT_SCHEDULE = {
         "task": "escalations.tasks.send_daily_digests",
         "schedule": 5 * SWEEP_EVERY,
         "options": {"expires": 50},
+    },
+    # Attachments deleted (or whose parent was) longer than ATTACHMENT_RETENTION ago lose their files.
+    "purge-attachments": {
+        "task": "escalations.collaboration.tasks.purge_attachments",
+        "schedule": timedelta(hours=1),
+        "options": {"expires": 50 * 60},
     },
 }
 # How long delivered notifications and finished webhook deliveries are kept (their workstreams keep the timeline).

@@ -16,6 +16,7 @@ if TEST_SMTP_PORT := env.int("TEST_SMTP_PORT", default=0):
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    "attachments": {"BACKEND": "django.core.files.storage.InMemoryStorage"},  # nothing left on disk
 }
 
 # Serve static files straight from the source folders; no collectstatic needed outside production.

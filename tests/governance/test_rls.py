@@ -161,6 +161,7 @@ def test_the_system_scope_is_asked_for_in_the_pinned_places_only():
         "manage.py",  # operators' commands
         "escalations/tasks.py",  # the beat's sweeps (tenancy.for_sweep without an organization)
         "scorecards/tasks.py",
+        "escalations/collaboration/tasks.py",  # the attachments' retention sweep
         "config/operations/collector.py",  # the workers' metrics endpoint: aggregate counts over every organization
         "config/operations/backups.py",  # manage.py backup/restore: pg_dump and pg_restore as the owner
     }
