@@ -4,6 +4,7 @@ from escalations.models.decisions import Decision, ReviewAttendee, ReviewSession
 from escalations.models.notifications import Notification, NotificationPreference, Webhook, WebhookDelivery
 from escalations.models.policies import EscalationLevel, EscalationPolicy
 from escalations.models.reviews import DependencyReview, DependencyReviewSignal, DependencySignal
+from escalations.models.slack import SlackActionReceipt, SlackInstallation, SlackLink, SlackMessage
 from escalations.models.workstreams import MitigationAction, MitigationPath, Task, Workstream, WorkstreamEvent
 
 __all__ = [
@@ -19,6 +20,10 @@ __all__ = [
     "NotificationPreference",
     "ReviewAttendee",
     "ReviewSession",
+    "SlackActionReceipt",
+    "SlackInstallation",
+    "SlackLink",
+    "SlackMessage",
     "Task",
     "Webhook",
     "WebhookDelivery",

@@ -69,12 +69,16 @@ def notify_all(announcements: list[Announcement], *, now: datetime | None = None
             enabled=False,
         ).values_list("membership_id", "kind", "channel")
     )
+    everyone = {r.pk for a in announcements for r in a.recipients}
+    # A channel that reaches only some members (Slack: the linked ones) says which, once per call.
+    reach = {c.NAME: c.available_to(everyone) for c in CHANNELS.values() if hasattr(c, "available_to")}
     rows = [
         _row(a, recipient, channel, now)
         for a in announcements
         for recipient in a.recipients
         for channel in CHANNELS.values()
         if (recipient.pk, a.message.kind, channel.NAME) not in off
+        and (channel.NAME not in reach or recipient.pk in reach[channel.NAME])
     ]
     Notification.objects.bulk_create(rows, ignore_conflicts=True)
 
