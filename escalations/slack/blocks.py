@@ -82,10 +82,11 @@ def message_blocks(message: SlackMessage) -> list:
     blocks: list = [SectionBlock(text=MarkdownTextObject(text=f"*{_escape(message.subject)}*"))]
     kpi = kpi_of(message)
     if kpi is not None:
+        value, target = formats.value(kpi.last_value, kpi.unit), formats.value(kpi.target_value, kpi.unit)
         fields = [
             f"*KPI*\n{_escape(kpi.name)}",
             f"*Status*\n{kpi.get_status_display()}",
-            f"*Value / target*\n{formats.value(kpi.last_value, kpi.unit)} / {formats.value(kpi.target_value, kpi.unit)}",
+            f"*Value / target*\n{value} / {target}",
             f"*Owner*\n{_escape(kpi.owner.user.name)}",
         ]
         blocks.append(SectionBlock(fields=[MarkdownTextObject(text=f) for f in fields]))

@@ -34,12 +34,16 @@ def _message_about(n: Notification) -> SlackMessage:
     task = path = review = None
     if n.workstream_id:
         task = mine.filter(workstream_id=n.workstream_id).order_by("-created_at", "-id").first()
-        path = MitigationPath.objects.filter(workstream_id=n.workstream_id, state=MitigationPath.State.SUBMITTED).first()
+        path = MitigationPath.objects.filter(
+            workstream_id=n.workstream_id, state=MitigationPath.State.SUBMITTED
+        ).first()
     elif n.kind in (Task.Kind.DEPENDENCY_REVIEW, Task.Kind.ESCALATION):
         task = mine.filter(kind=n.kind, workstream=None).order_by("-created_at", "-id").first()
         if task is not None:
             mine_reviews = DependencyReview.objects.filter(answered_at=None)
-            review = (mine_reviews.filter(task=task) if task.review_id is None else mine_reviews.filter(pk=task.review_id)).first()
+            review = (
+                mine_reviews.filter(task=task) if task.review_id is None else mine_reviews.filter(pk=task.review_id)
+            ).first()
     return SlackMessage(
         organization_id=n.organization_id,
         organization=n.organization,

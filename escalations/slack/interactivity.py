@@ -46,13 +46,17 @@ def _verified(request: HttpRequest, team_id: str) -> tuple[SlackInstallation | N
     tenancy.switch(organization=installation.organization_id)
     verifier = SignatureVerifier(signing_secret(installation.organization))
     if not verifier.is_valid(request.body, stamp, request.headers.get("X-Slack-Signature", "")):
-        return None, HttpResponse("Refused: the request's signature does not match the app's signing secret.", status=401)
+        return None, HttpResponse(
+            "Refused: the request's signature does not match the app's signing secret.", status=401
+        )
     return installation, None
 
 
 def _member(installation: SlackInstallation, user_id: str) -> Membership | None:
     link = (
-        SlackLink.objects.filter(organization_id=installation.organization_id, team_id=installation.team_id, user_id=user_id)
+        SlackLink.objects.filter(
+            organization_id=installation.organization_id, team_id=installation.team_id, user_id=user_id
+        )
         .select_related("membership__user", "membership__organization")
         .first()
     )
@@ -120,7 +124,12 @@ def _clicked(request: HttpRequest, installation, member: Membership | None, payl
         return HttpResponse(status=200)
     # The trigger id lives 3 seconds: the modal is opened now, the decision waits for its submission.
     try:
-        call(bot(installation.organization), "views_open", trigger_id=payload["trigger_id"], view=blocks.reason_modal(message, action["action_id"]))
+        call(
+            bot(installation.organization),
+            "views_open",
+            trigger_id=payload["trigger_id"],
+            view=blocks.reason_modal(message, action["action_id"]),
+        )
     except SlackApiError:
         return _ephemeral("Slack did not open the form; try the button again, or decide in Steerco.")
     return HttpResponse(status=200)
@@ -154,9 +163,11 @@ def _submitted(request: HttpRequest, installation, member: Membership | None, pa
     reason = ((values.get(blocks.REASON_BLOCK) or {}).get(blocks.REASON_INPUT) or {}).get("value") or ""
     action, impact = meta.get("action"), False
     if action == blocks.ANSWER:
-        chosen = (((values.get(blocks.IMPACT_BLOCK) or {}).get(blocks.IMPACT_INPUT) or {}).get("selected_option") or {})
+        chosen = ((values.get(blocks.IMPACT_BLOCK) or {}).get(blocks.IMPACT_INPUT) or {}).get("selected_option") or {}
         if chosen.get("value") not in ("impact", "no_impact"):
-            return JsonResponse({"response_action": "errors", "errors": {blocks.IMPACT_BLOCK: "Say whether your KPI is affected."}})
+            return JsonResponse(
+                {"response_action": "errors", "errors": {blocks.IMPACT_BLOCK: "Say whether your KPI is affected."}}
+            )
         impact = chosen["value"] == "impact"
     elif action not in (blocks.APPROVE, blocks.REJECT):
         return HttpResponse("Refused: unknown decision.", status=400)
@@ -177,7 +188,9 @@ def command(request: HttpRequest) -> HttpResponse:
     words = request.POST.get("text", "").split()
     if len(words) == 2 and words[0] == "link":
         try:
-            member = services.link_by_code(installation=installation, user_id=request.POST.get("user_id", ""), code=words[1])
+            member = services.link_by_code(
+                installation=installation, user_id=request.POST.get("user_id", ""), code=words[1]
+            )
         except ValidationError as e:
             return _ephemeral(" ".join(e.messages))
         return _ephemeral(f"Linked: you are {member.user.name} in {member.organization.name} on Steerco.")

@@ -132,7 +132,11 @@ def _link(membership: Membership, team_id: str, user_id: str, how: str, actor: U
     try:
         with transaction.atomic():
             link = SlackLink.objects.create(
-                organization_id=membership.organization_id, membership=membership, team_id=team_id, user_id=user_id, how=how
+                organization_id=membership.organization_id,
+                membership=membership,
+                team_id=team_id,
+                user_id=user_id,
+                how=how,
             )
     except IntegrityError:
         return None
@@ -151,7 +155,13 @@ def unlink(*, membership: Membership, actor: User) -> None:
     link = SlackLink.objects.filter(membership=membership).first()
     if link is None:
         return
-    audit_log(org=membership.organization, actor=actor, verb="slack.unlinked", obj=membership, before={"slack_user": link.user_id})
+    audit_log(
+        org=membership.organization,
+        actor=actor,
+        verb="slack.unlinked",
+        obj=membership,
+        before={"slack_user": link.user_id},
+    )
     link.delete()
 
 

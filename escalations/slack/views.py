@@ -85,7 +85,9 @@ def slack_callback(request: HttpRequest) -> HttpResponse:
         messages.error(request, " ".join(e.messages))
         return back
     linked = SlackLink.objects.for_org(request.org).count()
-    messages.success(request, f"Connected to {installation.team_name or installation.team_id}; {linked} member(s) linked.")
+    messages.success(
+        request, f"Connected to {installation.team_name or installation.team_id}; {linked} member(s) linked."
+    )
     return back
 
 

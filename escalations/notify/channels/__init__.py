@@ -15,7 +15,6 @@ from __future__ import annotations
 from types import ModuleType
 
 
-
 class RetryLater(Exception):
     """The remote side is rate limiting us: try this row again after `seconds` (Slack's Retry-After)."""
 
