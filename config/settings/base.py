@@ -213,7 +213,7 @@ WEBHOOK_MAX_ATTEMPTS = env.int("WEBHOOK_MAX_ATTEMPTS", default=8)  # backoff 2, 
 WEBHOOK_ALLOW_PRIVATE_NETWORKS = env.bool("WEBHOOK_ALLOW_PRIVATE_NETWORKS", default=False)
 
 # Slack (docs/slack.md): one Slack app, installed into each organization's workspace with OAuth v2. The signing
-# secret here is the app's; an organization may store its own (secret SLACK_SIGNING_SECRET), which wins. The API
+# secret here is the app's; an organization may store its own (secret slack_signing_secret), which wins. The API
 # and authorize URLs are Slack's unless a test points them at a fake on loopback.
 SLACK_CLIENT_ID = env("SLACK_CLIENT_ID", default="")
 SLACK_CLIENT_SECRET = env("SLACK_CLIENT_SECRET", default="")

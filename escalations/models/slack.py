@@ -1,6 +1,6 @@
 """Slack: one workspace per organization, its members' Slack identities, the messages sent and the actions heard.
 
-The bot token and the signing secret are organization secrets (SLACK_BOT_TOKEN, SLACK_SIGNING_SECRET), never fields.
+The bot token and the signing secret are organization secrets (slack_bot_token, slack_signing_secret), never fields.
 """
 
 from __future__ import annotations

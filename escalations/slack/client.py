@@ -11,8 +11,8 @@ from governance.models import Organization
 from governance.secrets import SecretMissing
 from governance.selectors import secret_value
 
-BOT_TOKEN = "SLACK_BOT_TOKEN"
-SIGNING_SECRET = "SLACK_SIGNING_SECRET"
+BOT_TOKEN = "slack_bot_token"
+SIGNING_SECRET = "slack_signing_secret"
 TIMEOUT = 10  # seconds; a delivery sweep must not hang on one workspace
 
 

@@ -45,4 +45,4 @@ def refresh_on_commit(
     about = Q(task__in=tasks) | Q(path__in=paths) | Q(review__in=reviews)
     ids = list(SlackMessage.objects.filter(about, organization_id=org_id).values_list("pk", flat=True))
     if ids:
-        transaction.on_commit(lambda: current_app.send_task(REFRESH_TASK, args=[org_id, ids]))
+        transaction.on_commit(lambda: current_app.signature(REFRESH_TASK, args=[org_id, ids]).delay())
