@@ -7,6 +7,7 @@ from django.db.models import QuerySet
 from escalations.models import DependencyReview, MitigationPath, Notification, SlackLink, SlackMessage, Task
 from escalations.slack import blocks
 from escalations.slack.client import bot, call
+from governance import tenancy
 
 OPEN = [Task.State.OPEN, Task.State.ACKNOWLEDGED]
 
@@ -14,6 +15,12 @@ OPEN = [Task.State.OPEN, Task.State.ACKNOWLEDGED]
 def send(notification: Notification) -> None:
     """The delivery sweep's call (escalations.notify.channels.slack): one DM to the linked member, kept for later
     updates. A member unlinked since the row was written gets nothing (and the row counts as delivered)."""
+    # The bot token is an organization secret, readable in the organization's own scope only (not the sweep's).
+    with tenancy.scope(organization=notification.organization_id):
+        _send(notification)
+
+
+def _send(notification: Notification) -> None:
     link = SlackLink.objects.filter(membership_id=notification.recipient_id).first()
     if link is None:
         return
