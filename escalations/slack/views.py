@@ -47,7 +47,7 @@ def slack_settings(request: HttpRequest) -> HttpResponse:
 
 
 @admin_required
-@require_POST
+@require_GET  # a link, not a form: the page's CSP (form-action 'self') would stop a form redirected to Slack
 def slack_connect(request: HttpRequest) -> HttpResponse:
     if not settings.SLACK_CLIENT_ID:
         messages.error(request, "Set SLACK_CLIENT_ID and SLACK_CLIENT_SECRET on the server first (docs/slack.md).")

@@ -261,7 +261,7 @@ def test_the_admin_pages_and_the_stranger(tenant, stranger_tenant, fake_slack):
 
 def test_connecting_checks_the_oauth_state(tenant, fake_slack):
     client = tenant.client(tenant.admin)
-    start = client.post(reverse("escalations:slack_connect", args=[tenant.org.slug]))
+    start = client.get(reverse("escalations:slack_connect", args=[tenant.org.slug]))
     assert start.url.startswith(fake_slack.url + "/oauth/v2/authorize?")
     callback = reverse("escalations:slack_callback", args=[tenant.org.slug])
     forged = client.get(callback, {"code": "good-code", "state": "forged"}, follow=True)
