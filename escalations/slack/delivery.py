@@ -37,13 +37,14 @@ def _send(notification: Notification) -> None:
 def _message_about(n: Notification) -> SlackMessage:
     """What the notification asks the member: their open task on its workstream (or their review task), the path
     awaiting review, the review to answer. The message is unsaved until Slack has it."""
-    mine = Task.objects.filter(organization_id=n.organization_id, assignee_id=n.recipient_id, state__in=OPEN)
+    mine = Task.objects.filter(
+        organization_id=n.organization_id, assignee_id=n.recipient_id, state__in=OPEN
+    ).select_related("kpi__owner__user", "assignee__user")
     task = path = review = None
     if n.workstream_id:
         task = mine.filter(workstream_id=n.workstream_id).order_by("-created_at", "-id").first()
-        path = MitigationPath.objects.filter(
-            workstream_id=n.workstream_id, state=MitigationPath.State.SUBMITTED
-        ).first()
+        submitted = MitigationPath.objects.filter(workstream_id=n.workstream_id, state=MitigationPath.State.SUBMITTED)
+        path = submitted.select_related("workstream__organization", "workstream__kpi__owner__user").first()
     elif n.kind in (Task.Kind.DEPENDENCY_REVIEW, Task.Kind.ESCALATION):
         task = mine.filter(kind=n.kind, workstream=None).order_by("-created_at", "-id").first()
         if task is not None:
