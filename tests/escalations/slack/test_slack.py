@@ -7,9 +7,21 @@ from datetime import timedelta
 
 import pytest
 from django.urls import reverse
+from django.utils import timezone
 
 from escalations.engine.timing import Policy
-from escalations.models import Decision, MitigationPath, Notification, SlackLink, SlackMessage, Task, Workstream
+from escalations.models import (
+    Decision,
+    DependencyReview,
+    DependencyReviewSignal,
+    DependencySignal,
+    MitigationPath,
+    Notification,
+    SlackLink,
+    SlackMessage,
+    Task,
+    Workstream,
+)
 from escalations.notify.channels import RetryLater
 from escalations.notify.fanout import Message, deliver_due, notify
 from escalations.slack import services as slack_services
@@ -17,6 +29,7 @@ from escalations.workstreams import services
 from governance import tenancy
 from governance.models import AuditEvent, Secret
 from tests.escalations.slack.conftest import click, connect, payload_body, signed, submission
+from tests.factories import KpiFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -266,3 +279,42 @@ def test_connecting_checks_the_oauth_state(tenant, fake_slack):
     callback = reverse("escalations:slack_callback", args=[tenant.org.slug])
     forged = client.get(callback, {"code": "good-code", "state": "forged"}, follow=True)
     assert b"does not match" in forged.content and not fake_slack.called("oauth.v2.access")
+
+
+def test_a_dependency_review_is_answered_from_slack(tenant, fake_slack, eager, django_capture_on_commit_callbacks):
+    connect(tenant, fake_slack)
+    now = timezone.now()
+    upstream = KpiFactory(organization=tenant.org, team=tenant.team, owner=tenant.member, key="ops.backlog")
+    signal = DependencySignal.objects.create(organization=tenant.org, kpi=upstream, kind="status", at=now, cause="Off")
+    task = Task.objects.create(
+        organization=tenant.org,
+        kind=Task.Kind.DEPENDENCY_REVIEW,
+        assignee=tenant.lead,
+        kpi=tenant.kpi,
+        due_at=now + timedelta(days=1),
+        dedup_key="acme:review",
+    )
+    review = DependencyReview.objects.create(
+        organization=tenant.org, kpi=tenant.kpi, task=task, opened_at=now, due_at=now + timedelta(days=1)
+    )
+    DependencyReviewSignal.objects.create(
+        organization=tenant.org, signal=signal, review=review, kpi=tenant.kpi, upstream=upstream, at=now
+    )
+    notify(
+        recipients=[tenant.lead],
+        message=Message(kind=Task.Kind.DEPENDENCY_REVIEW, subject="Review Throughput", body="Backlog is off"),
+        dedup_key="review",
+    )
+    deliver_due()
+    message = _message(tenant, tenant.lead)
+    assert (message.task_id, message.review_id) == (task.pk, review.pk)
+    assert "answer" in _buttons(fake_slack.called("chat.postMessage")[-1]["blocks"])
+    signed(INTERACTIVITY, payload_body(click("T0ACME", "UT0ACMELEAD", "answer", message.pk)))
+    assert fake_slack.called("views.open")[-1]["view"]["title"]["text"] == "Answer review"
+    answer = submission("T0ACME", "UT0ACMELEAD", "answer", message.pk, "Separate queue", impact="no_impact")
+    with django_capture_on_commit_callbacks(execute=True):
+        signed(INTERACTIVITY, payload_body(answer))
+    review.refresh_from_db()
+    assert review.answer == DependencyReview.Answer.NO_IMPACT and review.answer_reason == "Separate queue"
+    assert Decision.objects.filter(organization=tenant.org, kind=Decision.Kind.REVIEW_NO_IMPACT).exists()
+    assert "no impact: Separate queue" in str(fake_slack.called("chat.update")[-1]["blocks"])
