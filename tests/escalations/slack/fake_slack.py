@@ -1,6 +1,7 @@
 """A small Slack Web API on 127.0.0.1 for the tests and the bench: the methods Steerco calls, answered in Slack's
-JSON shapes (form or JSON bodies, `ok`/`error`), every call recorded; `rate_limit` makes the next calls answer 429
-with Retry-After, as Slack does. It also serves /oauth/v2/authorize, which sends the browser back with a code."""
+JSON shapes (users.list paginated with cursors; form or JSON bodies, `ok`/`error`), every call recorded;
+`rate_limit` makes the next calls answer 429 with Retry-After, as Slack does. It also serves /oauth/v2/authorize,
+which sends the browser back with a code."""
 
 from __future__ import annotations
 
@@ -62,6 +63,15 @@ class FakeSlack:
                 return 200, {"ok": False, "error": "users_not_found"}
             profile = {"email": params["email"], "real_name": params["email"].split("@")[0]}
             return 200, {"ok": True, "user": {"id": user_id, "team_id": self.team["id"], "profile": profile}}
+        if method == "users.list":  # two pages when there are more than `limit` users, as Slack paginates
+            everyone = [
+                {"id": uid, "team_id": self.team["id"], "deleted": False, "is_bot": False, "profile": {"email": email}}
+                for email, uid in self.users_by_email.items()
+            ] + [{"id": "UBOT", "team_id": self.team["id"], "is_bot": True, "profile": {}}]
+            start, limit = int(params.get("cursor") or 0), int(params.get("limit") or 200)
+            following = str(start + limit) if start + limit < len(everyone) else ""
+            metadata = {"next_cursor": following}
+            return 200, {"ok": True, "members": everyone[start : start + limit], "response_metadata": metadata}
         if method == "conversations.open":
             return 200, {"ok": True, "channel": {"id": "D" + params.get("users", "")}}
         if method in ("chat.postMessage", "chat.update"):

@@ -56,7 +56,9 @@ def _buttons(blocks: list) -> list[str]:
 
 
 def test_it_connects_with_oauth_and_links_members_by_email(tenant, fake_slack):
+    fake_slack.users_by_email |= {f"someone{i}@elsewhere.test": f"UX{i}" for i in range(250)}  # two pages
     installation = connect(tenant, fake_slack)
+    assert len(fake_slack.called("users.list")) == 2
     assert installation.team_id == "T0ACME"
     exchange = fake_slack.called("oauth.v2.access")[0]
     assert exchange["code"] == "good-code" and exchange["_token"].startswith("Basic ")  # client id and secret
