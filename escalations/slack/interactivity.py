@@ -84,12 +84,13 @@ def interactivity(request: HttpRequest) -> HttpResponse:
     try:
         payload = json.loads(request.POST["payload"])
         team_id = (payload.get("team") or {}).get("id") or payload["user"]["team_id"]
-    except (KeyError, TypeError, ValueError):
+        user_id = str(payload["user"]["id"])
+    except (KeyError, TypeError, ValueError, AttributeError):
         return HttpResponse("Refused: not a Slack interactivity payload.", status=400)
     installation, refusal = _verified(request, team_id)
     if refusal:
         return refusal
-    member = _member(installation, payload["user"]["id"])
+    member = _member(installation, user_id)
     if payload.get("type") == "block_actions":
         return _clicked(request, installation, member, payload)
     if payload.get("type") == "view_submission":
@@ -106,7 +107,7 @@ def _message(installation: SlackInstallation, member: Membership, message_id) ->
 
 
 def _clicked(request: HttpRequest, installation, member: Membership | None, payload: dict) -> HttpResponse:
-    action = payload["actions"][0]
+    action = (payload.get("actions") or [{}])[0]
     if action.get("action_id") not in (blocks.ACKNOWLEDGE, blocks.APPROVE, blocks.REJECT, blocks.ANSWER):
         return HttpResponse(status=200)  # "Open in Steerco" is a link: nothing to do
     message = _message(installation, member, action.get("value")) if member else None

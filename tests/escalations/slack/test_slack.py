@@ -320,3 +320,12 @@ def test_a_dependency_review_is_answered_from_slack(tenant, fake_slack, eager, d
     assert review.answer == DependencyReview.Answer.NO_IMPACT and review.answer_reason == "Separate queue"
     assert Decision.objects.filter(organization=tenant.org, kind=Decision.Kind.REVIEW_NO_IMPACT).exists()
     assert "no impact: Separate queue" in str(fake_slack.called("chat.update")[-1]["blocks"])
+
+
+def test_a_payload_that_is_not_slacks_is_refused_with_a_reason(tenant, fake_slack):
+    connect(tenant, fake_slack)
+    for body in ("payload=not-json", "nothing=here", payload_body({"type": "block_actions", "team": {"id": "T0ACME"}})):
+        response = signed(INTERACTIVITY, body)
+        assert response.status_code == 400 and b"not a Slack interactivity payload" in response.content
+    unknown = signed(INTERACTIVITY, payload_body(click("T0NOBODY", "U1", "acknowledge", 1)))
+    assert unknown.status_code == 403 and b"not connected" in unknown.content
