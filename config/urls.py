@@ -26,6 +26,7 @@ urlpatterns = [
     path("password-reset/done/", auth_views.PasswordResetCompleteView.as_view(), name="password_reset_complete"),
     path("readyz", readiness.readyz, name="readyz"),
     path("metrics", web.metrics, name="metrics"),
+    path("slack/", include("escalations.slack.public_urls")),
     path("api/v1/", api.urls),
     path("api/v1/<path:rest>", not_found),
     path("", include("governance.identity.urls")),

@@ -6,6 +6,7 @@ app_name = "escalations"
 urlpatterns = [
     path("", include("escalations.workstreams.urls")),
     path("", include("escalations.notify.urls")),
+    path("", include("escalations.slack.urls")),
     path("", include("escalations.policies.urls")),
     path("", include("escalations.decisions.urls")),
     path("", include("escalations.reporting.urls")),

@@ -88,6 +88,10 @@ EXTRA_POLICIES = {
         "CREATE POLICY presented ON {t} FOR SELECT USING (token_hash = (SELECT steerco_token()))"
     ],
     # The login page learns which organization's identity provider covers an email by presenting its domain.
+    # Slack's requests name their workspace before the organization is known (escalations.notify.slack).
+    "escalations_slackinstallation": [
+        "CREATE POLICY presented ON {t} FOR SELECT USING (team_id = (SELECT steerco_token()))"
+    ],
     "governance_ssodomain": ["CREATE POLICY presented ON {t} FOR SELECT USING (domain = (SELECT steerco_token()))"],
 }
 POLICY_NAMES = ["tenant", "own", "presented", "unowned"]

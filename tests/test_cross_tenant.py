@@ -96,6 +96,8 @@ PUBLIC = {
     "identity:two_factor": "the signed-in user's own second factor",
     "identity:start": "authentication (the organization whose single sign-on covers the email's domain)",
     "identity:callback": "authentication (the organization this session's sign-in state belongs to)",
+    "slack_interactivity": "Slack-signed; the workspace names the organization (tests/escalations/slack, cross-tenant)",
+    "slack_command": "Slack-signed; the workspace names the organization (tests/escalations/slack)",
     "readyz": "no tenant data",
     "metrics": "aggregate counts behind METRICS_TOKEN (tests/operations/test_metrics.py)",
     "share": "secret token bound to one scorecard of one organization (tests/escalations/collaboration)",

@@ -242,6 +242,15 @@ WEBHOOK_MAX_ATTEMPTS = env.int("WEBHOOK_MAX_ATTEMPTS", default=8)  # backoff 2, 
 # to loopback, private or link-local networks (the cloud metadata service, internal admin pages).
 WEBHOOK_ALLOW_PRIVATE_NETWORKS = env.bool("WEBHOOK_ALLOW_PRIVATE_NETWORKS", default=False)
 
+# Slack (docs/slack.md): one Slack app, installed into each organization's workspace with OAuth v2. The signing
+# secret here is the app's; an organization may store its own (secret slack_signing_secret), which wins. The API
+# and authorize URLs are Slack's unless a test points them at a fake on loopback.
+SLACK_CLIENT_ID = env("SLACK_CLIENT_ID", default="")
+SLACK_CLIENT_SECRET = env("SLACK_CLIENT_SECRET", default="")
+SLACK_SIGNING_SECRET = env("SLACK_SIGNING_SECRET", default="")
+SLACK_API_URL = env("SLACK_API_URL", default="https://slack.com/api/")
+SLACK_OAUTH_AUTHORIZE_URL = env("SLACK_OAUTH_AUTHORIZE_URL", default="https://slack.com/oauth/v2/authorize")
+
 # The measurements API: 10,000 items of ~100 bytes fit; forms never come close to this.
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("API_MAX_BODY_BYTES", default=5 * 1024 * 1024)
 API_RATE_LIMIT = env("API_RATE_LIMIT", default="600/m")  # requests per token

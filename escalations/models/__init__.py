@@ -10,6 +10,7 @@ from escalations.models.notifications import (
 )
 from escalations.models.policies import EscalationLevel, EscalationPolicy
 from escalations.models.reviews import DependencyReview, DependencyReviewSignal, DependencySignal
+from escalations.models.slack import SlackActionReceipt, SlackInstallation, SlackLink, SlackMessage
 from escalations.models.workstreams import MitigationAction, MitigationPath, Task, Workstream, WorkstreamEvent
 
 __all__ = [
@@ -26,6 +27,10 @@ __all__ = [
     "NotificationSettings",
     "ReviewAttendee",
     "ReviewSession",
+    "SlackActionReceipt",
+    "SlackInstallation",
+    "SlackLink",
+    "SlackMessage",
     "Task",
     "Webhook",
     "WebhookDelivery",

@@ -28,6 +28,7 @@ class Notification(models.Model):
     class Channel(models.TextChoices):
         IN_APP = "in_app", "In the app"
         EMAIL = "email", "Email"
+        SLACK = "slack", "Slack"
 
     organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
     recipient = models.ForeignKey(Membership, on_delete=models.CASCADE, related_name="notifications")

@@ -37,6 +37,7 @@ from escalations.models import (
     MitigationAction,
     Notification,
     NotificationPreference,
+    SlackLink,
     Task,
     Workstream,
 )
@@ -103,7 +104,11 @@ def _candidates(slots: dict[str, Slot]) -> QuerySet[Membership]:
     episodes = Workstream.objects.filter(kpi__owner=OuterRef("pk"), resolved_at=None, opened_at__lte=send_at)
     sent = Notification.objects.filter(dedup_key=OuterRef("digest_key"), kind=DIGEST_KIND)
     off = NotificationPreference.objects.filter(membership=OuterRef("pk"), kind=DIGEST_KIND, enabled=False)
-    all_off = reduce(and_, (Q(Exists(off.filter(channel=c))) for c in CHANNELS))
+    # Slack reaches linked members only (its available_to): for the others it is as good as switched off.
+    unlinked = ~Exists(SlackLink.objects.filter(membership=OuterRef("pk")))
+    channel_off = {c: Q(Exists(off.filter(channel=c))) for c in CHANNELS}
+    channel_off[Notification.Channel.SLACK] |= Q(unlinked)
+    all_off = reduce(and_, channel_off.values())
     key = Concat(
         Cast("organization_id", CharField()),
         Value(":digest:"),

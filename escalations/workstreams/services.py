@@ -26,6 +26,7 @@ from escalations.models import (
     Task,
     Workstream,
 )
+from escalations.notify.channels import slack
 from escalations.notify.fanout import Message, notify
 from governance import formats
 from governance.access import SELF_APPROVED, decision_reason
@@ -225,6 +226,7 @@ def mitigation_path_review(
         org=ws.organization, actor=by.user, verb=f"mitigation_path.{verdict}", obj=path, after={"comment": comment}
     )
     _follow_review(ws, path, approve, now)
+    slack.refresh_on_commit(org_id=ws.organization_id, paths=[path.pk], tasks=ws.tasks.values("pk"))
     notify(
         recipients=[ws.kpi.owner],
         message=Message(
@@ -270,6 +272,7 @@ def task_acknowledge(*, task: Task, by: Membership) -> Task:
             review.save(update_fields=["next_escalation_at", "renotify"])
             _due_with_the_next_level(review.tasks, review)
     audit_log(org=by.organization, actor=by.user, verb="task.acknowledged", obj=task)
+    slack.refresh_on_commit(org_id=task.organization_id, tasks=[task.pk])
     return task
 
 
@@ -365,6 +368,7 @@ def dependency_review_answer(
         obj=review,
         after={"impact": impact, "reason": reason, "workstream": review.workstream_id},
     )
+    slack.refresh_on_commit(org_id=review.organization_id, reviews=[review.pk], tasks=[task.pk])
     if allowed is not None:
         deciding.decision_record(
             kind=Decision.Kind.REVIEW_NO_IMPACT,

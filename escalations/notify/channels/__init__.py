@@ -17,8 +17,6 @@ from types import ModuleType
 
 from django.utils import timezone
 
-from escalations.notify.channels import email, in_app
-
 
 class RetryLater(Exception):
     """The remote asked us to wait (HTTP 429 or 503 with Retry-After): the next attempt comes no sooner than
@@ -44,7 +42,10 @@ def retry_after_seconds(header: str | None) -> float | None:
         return None
 
 
+from escalations.notify.channels import email, in_app, slack  # noqa: E402  (they import RetryLater from here)
+
 CHANNELS: dict[str, ModuleType] = {
     in_app.NAME: in_app,
     email.NAME: email,
+    slack.NAME: slack,
 }

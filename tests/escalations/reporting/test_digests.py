@@ -222,7 +222,7 @@ def test_the_settings_page_offers_the_weekly_digest(acme):
     client = acme.client(acme.member)
     url = reverse("escalations:notification_settings", args=[acme.org.slug])
     assert "Weekly digest, Mondays 08:00" in client.get(url).content.decode()
-    form = {f"{kind}__{channel}": "on" for kind in NOTIFICATION_KINDS for channel in ("in_app", "email")}
+    form = {f"{kind}__{channel}": "on" for kind in NOTIFICATION_KINDS for channel in Notification.Channel.values}
     del form[f"{DIGEST_KIND}__email"]
     assert client.post(url, form).status_code == 302
     assert set(acme.member.notification_preferences.filter(enabled=False).values_list("kind", "channel")) == {
