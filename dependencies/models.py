@@ -15,6 +15,8 @@ class Dependency(models.Model):
         CONSUMES_CAPACITY = "consumes_capacity", "Consumes capacity"
         BLOCKS = "blocks", "Blocks"
         INFORMS = "informs", "Informs"
+        # Kept by the formula of the downstream KPI (dependencies.formulas), never declared by hand.
+        COMPUTED_FROM = "computed_from", "Computed from"
 
     organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
     upstream = models.ForeignKey(Kpi, on_delete=models.CASCADE, related_name="downstream_edges")
