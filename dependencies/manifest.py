@@ -95,7 +95,11 @@ class DependenciesSection(KeyedSection):
         document's formulas, and the stored edges of KPIs the document leaves alone (unless pruned)."""
         kpis = ctx.parsed.get("kpis", {})
         raw = ctx.doc.get("kpis") if isinstance(ctx.doc.get("kpis"), list) else []
-        paths = {item["key"].strip(): f"kpis[{i}]" for i, item in enumerate(raw) if isinstance(item, dict) and isinstance(item.get("key"), str)}
+        paths = {
+            item["key"].strip(): f"kpis[{i}]"
+            for i, item in enumerate(raw)
+            if isinstance(item, dict) and isinstance(item.get("key"), str)
+        }
         edges = {}
         for key, data in kpis.items():
             try:

@@ -78,9 +78,7 @@ class _Source:
             last = match.end()
         parts.append(text[last:])
         self.python = "".join(parts)
-        self.quoted = {
-            f"__q{i}": m["quoted"] for i, (_, _, _, m) in enumerate(self._shifts) if m["quoted"] is not None
-        }
+        self.quoted = {f"__q{i}": m["quoted"] for i, (_, _, _, m) in enumerate(self._shifts) if m["quoted"] is not None}
 
     def column(self, offset: int) -> int:
         """The 1-based column in the text of a 0-based offset in the rewritten source."""
@@ -195,7 +193,8 @@ class _Checker(ast.NodeTransformer):
 def _unit(node: ast.AST, keys: Mapping[str, str], terms: dict[str, Term], source: _Source) -> str | None:
     """The unit of a node (None: a plain number, which takes the unit it meets); refuses adding unlike units.
 
-    A ratio of the same unit is unitless (""); other products and ratios get a compound unit ("EUR/h")."""
+    A ratio of the same unit is unitless (""), and so is a percentage ("%") when added to one; other products and
+    ratios get a compound unit ("EUR/h")."""
     if isinstance(node, ast.Name):
         return keys[terms[node.id].key]
     if isinstance(node, ast.Constant):
@@ -204,13 +203,14 @@ def _unit(node: ast.AST, keys: Mapping[str, str], terms: dict[str, Term], source
         return _unit(node.operand, keys, terms, source)
     left, right = _unit(node.left, keys, terms, source), _unit(node.right, keys, terms, source)
     if isinstance(node.op, ast.Add | ast.Sub):
-        if left is not None and right is not None and left != right:
+        if left is not None and right is not None and left != right and {left, right} != {"", "%"}:
             verb, word = ("add", "to") if isinstance(node.op, ast.Add) else ("subtract", "from")
             raise FormulaError(
                 f'cannot {verb} "{right}" ({source.segment(node.right)}) {word} "{left}" ({source.segment(node.left)})',
                 source.column(node.col_offset),
             )
-        return left if left is not None else right
+        # A percentage is a unitless number too: a ratio times 100 may be added to one.
+        return "%" if "%" in (left, right) else left if left is not None else right
     if left is None and right is None:
         return None
     if isinstance(node.op, ast.Mult):
