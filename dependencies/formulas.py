@@ -1,7 +1,10 @@
 """Calculated KPIs in the graph: a formula's inputs are "computed from" edges, and new input data recomputes the
 KPIs computed from it, in topological order (docs/manifest.md, "Formulas"; the formula itself is
-scorecards.formulas). Here rather than in scorecards because the edges are the graph's: a breach of a calculated
-KPI reaches its inputs' owners as any dependency does, and a formula may not close a cycle with declared edges.
+scorecards.formulas). Here rather than in scorecards because the edges are the graph's.
+
+A "computed from" edge runs from the calculated KPI (upstream) to each of its inputs (downstream), so that the
+arrow reads "margin computed from revenue" and a breach of the calculated KPI reaches the inputs' owners as a
+dependency review, as any upstream breach does (SEMANTICS.md 4). Recomputation follows the edges the other way.
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ def formula_edges_sync(*, org: Organization, actor: User | None) -> tuple[int, i
     A pair that already has a declared edge keeps it (it already carries the breach to the input's owner)."""
     ids = dict(Kpi.objects.for_org(org).filter(archived_at=None).values_list("key", "pk"))
     calculated = Kpi.objects.for_org(org).filter(archived_at=None).exclude(formula="").values_list("pk", "formula")
-    desired = {(ids[key], pk) for pk, text in calculated for key in formula_keys(text) if key in ids}
+    desired = {(pk, ids[key]) for pk, text in calculated for key in formula_keys(text) if key in ids}
     edges = Dependency.objects.for_org(org).values_list("pk", "upstream_id", "downstream_id", "kind")
     computed = {(up, down): pk for pk, up, down, kind in edges if kind == COMPUTED_FROM}
     declared = {(up, down) for _, up, down, kind in edges if kind != COMPUTED_FROM}
@@ -69,18 +72,19 @@ class RecomputeResult:
 
 
 def formulas_recompute(*, org: Organization, kpi_ids: list[int]) -> RecomputeResult:
-    """Recomputes every calculated KPI downstream of `kpi_ids` through "computed from" edges, once each and
+    """Recomputes every KPI calculated from `kpi_ids` (directly or through other formulas), once each and
     inputs first, and stores their values in one write (which queues their evaluation as any data does).
 
     A calculated value stands at the newest moment all its inputs have data: the oldest of its inputs' newest
     measurements. So a stale input makes the calculated KPI stale too, and no value mixes two moments' data."""
     result = RecomputeResult()
-    edges = list(Dependency.objects.for_org(org).filter(kind=COMPUTED_FROM).values_list("upstream_id", "downstream_id"))
-    order = _downstream_in_order(edges, set(kpi_ids))
+    # (input, calculated KPI) pairs: each computed-from edge read from its downstream end.
+    feeds = list(Dependency.objects.for_org(org).filter(kind=COMPUTED_FROM).values_list("downstream_id", "upstream_id"))
+    order = _fed_in_order(feeds, set(kpi_ids))
     if not order:
         return result
     inputs_of: dict[int, set[int]] = defaultdict(set)
-    for up, down in edges:
+    for up, down in feeds:
         inputs_of[down].add(up)
     inputs = {up for pk in order for up in inputs_of[pk]}
     wanted = set(order) | inputs
@@ -140,8 +144,9 @@ def formulas_recompute(*, org: Organization, kpi_ids: list[int]) -> RecomputeRes
 _FIELDS = ("pk", "key", "formula", "formula_reason", "last_measured_at", "archived_at")
 
 
-def _downstream_in_order(edges: list[tuple[int, int]], changed: set[int]) -> list[int]:
-    """The KPIs computed (directly or through other calculated KPIs) from `changed`, each after its inputs."""
+def _fed_in_order(edges: list[tuple[int, int]], changed: set[int]) -> list[int]:
+    """The KPIs computed (directly or through other calculated KPIs) from `changed`, each after its inputs;
+    `edges` are (input, calculated KPI) pairs."""
     downstream: dict[int, list[int]] = defaultdict(list)
     for up, down in edges:
         downstream[up].append(down)

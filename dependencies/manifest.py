@@ -5,9 +5,9 @@ stays acyclic: an edge to itself and an edge that closes a cycle (with the edges
 errors that name the cycle. Edges have no archive: under prune the ones missing from the manifest are deleted
 (and audited), as are the edges of KPIs a prune archives. The export leaves out edges whose KPIs are archived.
 
-"Computed from" edges are not listed here: they follow the KPIs' formulas (dependencies.formulas), are kept in
-step after every apply, and count in the cycle check. A declared edge between a formula's input and its KPI
-replaces the computed one.
+"Computed from" edges (a calculated KPI -> each of its inputs) are not listed here: they follow the KPIs'
+formulas (dependencies.formulas), are kept in step after every apply, and count in the cycle check. A declared
+edge from a calculated KPI to one of its inputs replaces the computed one.
 """
 
 from __future__ import annotations
@@ -106,12 +106,12 @@ class DependenciesSection(KeyedSection):
                 inputs = formula_keys(data["formula"]) if data.get("formula") else set()
             except FormulaError:
                 continue  # reported by the kpis section
-            for upstream in sorted(inputs):
-                edges[edge(upstream, key)] = (f"{paths.get(key, 'kpis')}.formula", (upstream, key))
+            for downstream in sorted(inputs):  # the calculated KPI is upstream of its inputs (dependencies.formulas)
+                edges[edge(key, downstream)] = (f"{paths.get(key, 'kpis')}.formula", (key, downstream))
         if ctx.org is not None and not ctx.prune:
-            stored = Dependency.objects.for_org(ctx.org).filter(kind=COMPUTED_FROM).exclude(downstream__key__in=kpis)
+            stored = Dependency.objects.for_org(ctx.org).filter(kind=COMPUTED_FROM).exclude(upstream__key__in=kpis)
             for obj in stored.select_related("upstream", "downstream"):
-                path = f'KPI "{obj.downstream.key}" formula'
+                path = f'kpis: the formula of "{obj.upstream.key}"'
                 edges[edge(obj.upstream.key, obj.downstream.key)] = (path, (obj.upstream.key, obj.downstream.key))
         return edges
 

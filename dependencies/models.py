@@ -15,7 +15,7 @@ class Dependency(models.Model):
         CONSUMES_CAPACITY = "consumes_capacity", "Consumes capacity"
         BLOCKS = "blocks", "Blocks"
         INFORMS = "informs", "Informs"
-        # Kept by the formula of the downstream KPI (dependencies.formulas), never declared by hand.
+        # From a calculated KPI (upstream) to each input of its formula (dependencies.formulas), never by hand.
         COMPUTED_FROM = "computed_from", "Computed from"
 
     organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
