@@ -196,7 +196,7 @@ def _unit(node: ast.AST, keys: Mapping[str, str], terms: dict[str, Term], source
     A ratio of the same unit is unitless (""), and so is a percentage ("%") when added to one; other products and
     ratios get a compound unit ("EUR/h")."""
     if isinstance(node, ast.Name):
-        return keys[terms[node.id].key]
+        return keys[terms[node.id].key] or None  # a KPI without a unit takes the one it meets, as a number does
     if isinstance(node, ast.Constant):
         return None
     if isinstance(node, ast.UnaryOp):
@@ -224,8 +224,9 @@ def _unit(node: ast.AST, keys: Mapping[str, str], terms: dict[str, Term], source
 
 
 def check_unit(formula: Formula, unit: str) -> None:
-    """A formula whose result has a unit may not feed a KPI of another unit; a unitless one may feed any."""
-    if formula.units and unit != formula.units:
+    """A formula whose result has a unit may not feed a KPI of another unit; a unitless one may feed any, and a
+    KPI without a unit takes any result."""
+    if formula.units and unit and unit != formula.units:
         raise FormulaError(f'gives "{formula.units}" but the KPI\'s unit is "{unit}"')
 
 
@@ -245,10 +246,10 @@ class _Evaluator(SimpleEval):
 
     def _eval_binop(self, node: ast.BinOp) -> float:
         if isinstance(node.op, ast.Div):
-            divisor = self._eval(node.right)
+            dividend, divisor = self._eval(node.left), self._eval(node.right)  # left first: its reason first
             if divisor == 0:
                 raise NoValue(f"{self.source.segment(node.right)} is 0")
-            return self._eval(node.left) / divisor
+            return dividend / divisor
         return super()._eval_binop(node)
 
 
