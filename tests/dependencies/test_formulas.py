@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from celery.contrib.testing.worker import start_worker
 from django.core.exceptions import ValidationError
+from django.urls import reverse
 
 from config.celery import app as celery_app
 from dependencies.formulas import formulas_recompute
@@ -266,3 +267,24 @@ def test_a_real_worker_recomputes_and_evaluates_after_new_input_data(celery_work
     margin = Kpi.objects.get(key="fin.margin")
     assert values("fin.margin") == [(at, 0.05)]
     assert (margin.last_value, margin.status) == (pytest.approx(0.05), Status.OFF_TRACK)
+
+
+def test_the_kpi_page_shows_the_formula_the_reason_and_the_edges(org, stranger_tenant):
+    applied(manifest(org, calculated(org, "fin.margin", "(fin.revenue - fin.cogs) / fin.revenue")))
+    store(org, ("fin.revenue", T0, 0), ("fin.cogs", T0, 150))
+    formulas_recompute(org=org.org, kpi_ids=[Kpi.objects.get(key="fin.revenue").pk])
+    margin, revenue = Kpi.objects.get(key="fin.margin"), Kpi.objects.get(key="fin.revenue")
+    client = org.client(org.member)
+    html = client.get(reverse("scorecards:kpi_detail", args=[org.org.slug, margin.pk])).content.decode()
+    assert "<code>(fin.revenue - fin.cogs) / fin.revenue</code>" in html
+    assert "No value: fin.revenue is 0" in html
+    panel = client.get(reverse("dependencies:dependency_neighbourhood", args=[org.org.slug, margin.pk]))
+    assert panel.content.decode().count("input of the formula") == 2
+    panel = client.get(reverse("dependencies:dependency_neighbourhood", args=[org.org.slug, revenue.pk]))
+    assert "calculated from this KPI" in panel.content.decode()
+    graph = org.client(org.admin).get(reverse("dependencies:dependency_graph", args=[org.org.slug])).content.decode()
+    assert "Computed from" in graph and "computed from" in graph.lower()
+
+    stranger = stranger_tenant.client(stranger_tenant.admin)
+    assert stranger.get(reverse("scorecards:kpi_detail", args=[org.org.slug, margin.pk])).status_code == 404
+    assert stranger.get(reverse("scorecards:kpi_detail", args=[stranger_tenant.org.slug, margin.pk])).status_code == 404
