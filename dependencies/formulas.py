@@ -29,7 +29,7 @@ COMPUTED_FROM = Dependency.Kind.COMPUTED_FROM
 
 def formula_keys(text: str) -> set[str]:
     """The KPI keys a stored (already validated) formula reads."""
-    return formulas.parse(text).keys
+    return formulas.parsed(text).keys
 
 
 @transaction.atomic
@@ -90,11 +90,7 @@ def formulas_recompute(*, org: Organization, kpi_ids: list[int]) -> RecomputeRes
     wanted = set(order) | inputs
     kpis = {k.pk: k for k in Kpi.objects.filter(organization=org, pk__in=wanted).only(*_FIELDS)}
     ids = {k.key: k.pk for k in kpis.values()}
-    parsed: dict[str, formulas.Formula] = {}  # many KPIs may share one formula text
-    for pk in order:
-        text = kpis[pk].formula if pk in kpis else ""
-        if text and text not in parsed:
-            parsed[text] = formulas.parse(text)
+    parsed = {kpis[pk].formula: formulas.parsed(kpis[pk].formula) for pk in order if pk in kpis and kpis[pk].formula}
     window = max((t.window for f in parsed.values() for t in f.terms.values() if t.window), default=timedelta(0))
     newest = {pk: k.last_measured_at for pk, k in kpis.items()}
     series = _series(org, sorted(inputs), newest, window)

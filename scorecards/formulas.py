@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import ast
 import re
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import lru_cache
 
 from simpleeval import SimpleEval
 
@@ -52,7 +54,7 @@ class Formula:
     text: str
     tree: ast.Expression
     terms: dict[str, Term]  # the tree's placeholder names -> what they read
-    columns: dict[str, int]  # the tree's placeholder names -> where they stand in the text
+    source: _Source
     units: str | None = None  # the result's unit once checked; None when it adapts (a plain number)
 
     @property
@@ -61,7 +63,10 @@ class Formula:
 
     def evaluate(self, value_of: Callable[[Term], float | None]) -> float:
         """The value, given each term's value (None: no data); raises NoValue with the reason."""
-        return _Evaluator(self, value_of).eval(self.text, previously_parsed=self.tree.body)
+        evaluator = getattr(_local, "evaluator", None) or _Evaluator()
+        _local.evaluator = evaluator  # one per thread: building simpleeval's tables costs more than most formulas
+        evaluator.formula, evaluator.value_of = self, value_of
+        return evaluator.eval(self.text, previously_parsed=self.tree.body)
 
 
 class _Source:
@@ -114,25 +119,35 @@ def parse(text: str, *, keys: Mapping[str, str] | None = None) -> Formula:
         raise FormulaError(f"is not a formula ({e.msg})", source.column((e.offset or 1) - 1)) from None
     checker = _Checker(source)
     tree.body = checker.visit(tree.body)
-    formula = Formula(text=text, tree=tree, terms=checker.terms, columns=checker.columns)
+    formula = Formula(text=text, tree=tree, terms=checker.terms, source=source)
     if keys is not None:
         for name, term in formula.terms.items():
             if term.key not in keys:
-                raise FormulaError(f'unknown KPI "{term.key}" (not a KPI of this organization)', formula.columns[name])
+                column = source.column(checker.offsets[name])
+                raise FormulaError(f'unknown KPI "{term.key}" (not a KPI of this organization)', column)
         formula.units = _unit(tree.body, keys, formula.terms, source)
     return formula
+
+
+@lru_cache(maxsize=50_000)
+def parsed(text: str) -> Formula:
+    """A stored formula (validated when it was set), parsed once per process; treat it as read-only."""
+    return parse(text)
 
 
 class _Checker(ast.NodeTransformer):
     """Accepts only the node kinds of a formula and replaces every KPI reading by a placeholder name."""
 
     def __init__(self, source: _Source):
-        self.source, self.terms, self.columns = source, {}, {}
+        self.source, self.terms, self.offsets = source, {}, {}
 
     def _term(self, node: ast.AST, term: Term) -> ast.Name:
         name = f"_t{len(self.terms)}"
-        self.terms[name], self.columns[name] = term, self.source.column(node.col_offset)
+        self.terms[name], self.offsets[name] = term, node.col_offset
         return ast.copy_location(ast.Name(id=name, ctx=ast.Load()), node)
+
+    def _at(self, node: ast.AST) -> int:
+        return self.source.column(getattr(node, "col_offset", 0))
 
     def _key(self, node: ast.AST) -> str | None:
         if isinstance(node, ast.Name):
@@ -142,49 +157,48 @@ class _Checker(ast.NodeTransformer):
         return None
 
     def generic_visit(self, node: ast.AST) -> ast.AST:
-        column = self.source.column(getattr(node, "col_offset", 0))
         if isinstance(node, ast.Name | ast.Attribute):
             key = self._key(node)
             if key is None:
-                raise FormulaError(f'"{self.source.segment(node)}" is not a KPI key', column)
+                raise FormulaError(f'"{self.source.segment(node)}" is not a KPI key', self._at(node))
             return self._term(node, Term(key))
         if isinstance(node, ast.Constant):
             if isinstance(node.value, bool) or not isinstance(node.value, int | float):
-                raise FormulaError(f"{self.source.segment(node)} is not a number", column)
+                raise FormulaError(f"{self.source.segment(node)} is not a number", self._at(node))
             return node
         if isinstance(node, ast.BinOp):
             if type(node.op) not in _OPERATORS:
-                raise FormulaError("only +, -, * and / are allowed", column)
+                raise FormulaError("only +, -, * and / are allowed", self._at(node))
             node.left, node.right = self.visit(node.left), self.visit(node.right)
             return node
         if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub | ast.UAdd):
             node.operand = self.visit(node.operand)
             return node
         if isinstance(node, ast.Call):
-            return self._call(node, column)
-        raise FormulaError(f'"{self.source.segment(node)}" is not allowed in a formula', column)
+            return self._call(node)
+        raise FormulaError(f'"{self.source.segment(node)}" is not allowed in a formula', self._at(node))
 
-    def _call(self, node: ast.Call, column: int) -> ast.Name:
+    def _call(self, node: ast.Call) -> ast.Name:
         fn = node.func.id if isinstance(node.func, ast.Name) else None
         if fn not in AGGREGATIONS:
-            raise FormulaError(f"unknown function; use one of {', '.join(AGGREGATIONS)}", column)
+            raise FormulaError(f"unknown function; use one of {', '.join(AGGREGATIONS)}", self._at(node))
         if node.keywords or not 1 <= len(node.args) <= 2:
-            raise FormulaError(f"{fn}() takes a KPI key and an optional window: {fn}(key, 7d)", column)
+            raise FormulaError(f"{fn}() takes a KPI key and an optional window: {fn}(key, 7d)", self._at(node))
         key = self._key(node.args[0])
         if key is None:
-            raise FormulaError(f"the first argument of {fn}() must be a KPI key", column)
+            raise FormulaError(f"the first argument of {fn}() must be a KPI key", self._at(node))
         window = None
         if len(node.args) == 2:
             arg = node.args[1]
             if not (isinstance(arg, ast.Constant) and isinstance(arg.value, str)):
-                raise FormulaError(f"the window of {fn}() is a duration such as 7d or 4w", column)
+                raise FormulaError(f"the window of {fn}() is a duration such as 7d or 4w", self._at(node))
             window = parse_duration(arg.value)
             if not window:
                 raise FormulaError("a window must be longer than 0m", self.source.column(arg.col_offset))
         if fn == LAST and window is not None:
-            raise FormulaError("last() takes no window", column)
+            raise FormulaError("last() takes no window", self._at(node))
         if fn != LAST and window is None:
-            raise FormulaError(f"{fn}() needs a window: {fn}({key}, 7d)", column)
+            raise FormulaError(f"{fn}() needs a window: {fn}({key}, 7d)", self._at(node))
         return self._term(node, Term(key, fn, window))
 
     visit_Expression = generic_visit  # noqa: N815 - NodeTransformer's naming
@@ -230,10 +244,15 @@ def check_unit(formula: Formula, unit: str) -> None:
         raise FormulaError(f'gives "{formula.units}" but the KPI\'s unit is "{unit}"')
 
 
+_local = threading.local()
+
+
 class _Evaluator(SimpleEval):
-    def __init__(self, formula: Formula, value_of: Callable[[Term], float | None]):
+    formula: Formula
+    value_of: Callable[[Term], float | None]
+
+    def __init__(self):
         super().__init__(names=self._name)
-        self.formula, self.value_of, self.source = formula, value_of, _Source(formula.text)
         self.operators = {ast.Add: _add, ast.Sub: _sub, ast.Mult: _mul, ast.Div: _div, ast.USub: _neg, ast.UAdd: _pos}
 
     def _name(self, node: ast.Name) -> float:
@@ -248,7 +267,7 @@ class _Evaluator(SimpleEval):
         if isinstance(node.op, ast.Div):
             dividend, divisor = self._eval(node.left), self._eval(node.right)  # left first: its reason first
             if divisor == 0:
-                raise NoValue(f"{self.source.segment(node.right)} is 0")
+                raise NoValue(f"{self.formula.source.segment(node.right)} is 0")
             return dividend / divisor
         return super()._eval_binop(node)
 

@@ -120,9 +120,7 @@ def test_the_dry_run_shows_the_formula_change(org):
     ],
 )
 def test_the_manifest_refuses_a_bad_formula_by_path(org, formula, unit, message):
-    assert errors(manifest(org, calculated(org, "fin.margin", formula, unit=unit))) == [
-        ("kpis[0].formula", message)
-    ]
+    assert errors(manifest(org, calculated(org, "fin.margin", formula, unit=unit))) == [("kpis[0].formula", message)]
     assert not Kpi.objects.filter(key="fin.margin").exists()
 
 
