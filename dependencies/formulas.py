@@ -123,7 +123,8 @@ def formulas_recompute(*, org: Organization, kpi_ids: list[int]) -> RecomputeRes
             continue
         reasons[pk] = ""
         rows.append((pk, at, value))
-        _put(series[pk], at, value)
+        if pk in inputs:  # another formula of this run reads it
+            _put(series[pk], at, value)
         newest[pk] = max(filter(None, [newest[pk], at]))
     with transaction.atomic():
         measurements_store(org=org, rows=rows, source=FORMULA)

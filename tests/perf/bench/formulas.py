@@ -4,7 +4,8 @@ Builds a throwaway test database with one organization, one input KPI with 60 da
 calculated KPIs over it (four shapes of formula: a product, a 7-day sum, a 4-week average, a ratio; every text
 different, so each is parsed), keeps their "computed from" edges, then stores one new input point and times the
 recomputation that follows it (dependencies.formulas.formulas_recompute: the reads, the evaluation of every
-formula and the one write of 10,000 values), with its queries counted. Figures are only comparable within one run.
+formula and the one write of 10,000 values), with its queries counted, next to the time the write alone takes.
+Figures are only comparable within one run.
 """
 
 from __future__ import annotations
@@ -93,6 +94,14 @@ def main() -> None:
                 queries = len(captured)
                 assert result.computed == CALCULATED, result
             assert Measurement.objects.filter(kpi__formula__gt="", at=at).count() == CALCULATED
+            # Side by side: the one write alone (the same 10,000 values at a new moment), which every way in shares.
+            ids = list(Kpi.objects.filter(organization=org).exclude(formula="").values_list("pk", flat=True))
+            store_only = []
+            for r in range(ROUNDS):
+                at = start + timedelta(days=DAYS + ROUNDS + r)
+                began = time.perf_counter()
+                measurements_store(org=org, rows=[(pk, at, 1.0 + r) for pk in ids], source="formula")
+                store_only.append(time.perf_counter() - began)
 
         seconds = statistics.median(timings)
         print(f"calculated KPIs, {connection.vendor}, median of {ROUNDS} recomputations:")
@@ -106,6 +115,9 @@ def main() -> None:
             met=seconds < 10,
         )
         record("formulas", "recomputed KPIs per second", CALCULATED / seconds, "KPIs/s")
+        stored = statistics.median(store_only)
+        record("formulas", f"storing {CALCULATED:,} values alone (measurements_store)", stored, "s")
+        record("formulas", "recomputation / storing alone", seconds / stored, "x")
         record("formulas", "queries for one recomputation", queries, "queries", goal="< 25", met=queries < 25)
         assert created == CALCULATED
     finally:
