@@ -7,11 +7,9 @@ import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from celery.contrib.testing.worker import start_worker
 from django.core.exceptions import ValidationError
 from django.urls import reverse
 
-from config.celery import app as celery_app
 from dependencies.formulas import formulas_recompute
 from dependencies.models import Dependency
 from dependencies.services import dependency_create, dependency_delete
@@ -20,6 +18,7 @@ from scorecards.ingestion.store import measurements_store
 from scorecards.models import Kpi, Measurement, Status
 from tests.conftest import make_tenant, worker_settled
 from tests.factories import KpiFactory
+from tests.test_platform import celery_worker  # noqa: F401  (the suite's one way to run a real worker)
 
 T0 = datetime(2026, 11, 2, 9, tzinfo=UTC)
 
@@ -240,15 +239,8 @@ def test_a_stale_input_makes_the_calculated_kpi_stale(org):
     assert values("fin.margin") == [(old, 0.25)]
 
 
-@pytest.fixture
-def celery_worker(transactional_db):
-    with start_worker(celery_app, pool="solo", perform_ping_check=False, loglevel="WARNING", shutdown_timeout=10):
-        yield
-        worker_settled()
-
-
 @pytest.mark.celery_worker
-def test_a_real_worker_recomputes_and_evaluates_after_new_input_data(celery_worker):
+def test_a_real_worker_recomputes_and_evaluates_after_new_input_data(celery_worker):  # noqa: F811
     tenant = make_tenant("acme")
     for key in ("fin.revenue", "fin.cogs"):
         KpiFactory(organization=tenant.org, team=tenant.team, owner=tenant.member, key=key, unit="EUR")
@@ -258,10 +250,12 @@ def test_a_real_worker_recomputes_and_evaluates_after_new_input_data(celery_work
     store(tenant, ("fin.cogs", at, 190))
     store(tenant, ("fin.revenue", at, 200))
     deadline = time.monotonic() + 60
+    # Read only while the worker is idle: SQLite's shared test database refuses a read during its writes.
+    worker_settled()
     while Kpi.objects.get(key="fin.margin").status == Status.NO_DATA:
         assert time.monotonic() < deadline, "the worker never recomputed and evaluated fin.margin"
-        time.sleep(0.1)
-    worker_settled()
+        time.sleep(0.2)
+        worker_settled()
     margin = Kpi.objects.get(key="fin.margin")
     assert values("fin.margin") == [(at, 0.05)]
     assert (margin.last_value, margin.status) == (pytest.approx(0.05), Status.OFF_TRACK)
