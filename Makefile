@@ -45,6 +45,7 @@ bench: $(BIN)/.installed
 	$(BIN)/python -m tests.perf.bench.escalation
 	$(BIN)/python -m tests.perf.bench.propagation
 	$(BIN)/python -m tests.perf.bench.graph
+	$(BIN)/python -m tests.perf.bench.formulas
 	$(BIN)/python -m tests.perf.bench.secrets
 	$(BIN)/python -m tests.perf.bench.latency
 	$(BIN)/python -m tests.perf.bench.observability

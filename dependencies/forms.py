@@ -23,7 +23,7 @@ class DependencyForm(forms.Form):
         label="This KPI", choices=[(UPSTREAM, "depends on"), (DOWNSTREAM, "drives")], initial=UPSTREAM
     )
     other = KpiChoiceField(label="KPI", queryset=Kpi.objects.none(), empty_label="Pick a KPI")
-    kind = forms.ChoiceField(choices=Dependency.Kind.choices)
+    kind = forms.ChoiceField(choices=[c for c in Dependency.Kind.choices if c[0] != Dependency.Kind.COMPUTED_FROM])
     lag = DurationField(required=False, help_text="Optional: how long a change takes to show downstream, e.g. 2w")
     note = forms.CharField(required=False, max_length=2000, widget=forms.Textarea(attrs={"rows": 2}))
 

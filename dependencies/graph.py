@@ -36,7 +36,13 @@ STATUS_LABELS = {
     "no_data": "No data",
 }
 RED = frozenset({"at_risk", "off_track"})
-KIND_SHORT = {"drives_demand": "demand", "consumes_capacity": "capacity", "blocks": "blocks", "informs": "informs"}
+KIND_SHORT = {
+    "drives_demand": "demand",
+    "consumes_capacity": "capacity",
+    "blocks": "blocks",
+    "informs": "informs",
+    "computed_from": "computed from",
+}
 
 NODE_W, NODE_H = 172.0, 40.0
 ROW_PITCH = NODE_H + 14  # a KPI's slot in its column

@@ -15,6 +15,8 @@ class Dependency(models.Model):
         CONSUMES_CAPACITY = "consumes_capacity", "Consumes capacity"
         BLOCKS = "blocks", "Blocks"
         INFORMS = "informs", "Informs"
+        # From a calculated KPI (upstream) to each input of its formula (dependencies.formulas), never by hand.
+        COMPUTED_FROM = "computed_from", "Computed from"
 
     organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
     upstream = models.ForeignKey(Kpi, on_delete=models.CASCADE, related_name="downstream_edges")

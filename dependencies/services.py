@@ -27,7 +27,8 @@ def dependency_create(
         raise ValidationError({"downstream": "Pick a KPI of this organization."})
     if upstream.pk == downstream.pk:
         raise ValidationError({"downstream": "A KPI cannot depend on itself."})
-    if kind not in Dependency.Kind.values:
+    if kind not in Dependency.Kind.values or kind == Dependency.Kind.COMPUTED_FROM:
+        # "Computed from" edges follow the formulas (dependencies.formulas), never a hand.
         raise ValidationError({"kind": "Pick a kind of dependency."})
     # Graph writes take the organization's row lock (as a manifest apply does), so two edges that together
     # would close a cycle cannot both pass the check.
@@ -48,6 +49,8 @@ def dependency_create(
 
 @transaction.atomic
 def dependency_delete(*, dependency: Dependency, actor: User | None) -> None:
+    if dependency.kind == Dependency.Kind.COMPUTED_FROM:
+        raise ValidationError("This edge comes from the KPI's formula; change the formula in the manifest instead.")
     before = _snapshot(dependency)
     org = dependency.upstream.organization
     dependency.delete()

@@ -304,7 +304,14 @@ def dependency_delete(request: HttpRequest, dependency_id: int) -> HttpResponse:
     kpi = ends.get(int(page_id)) if page_id.isdigit() else None
     kpi = kpi or edge.downstream
     notice = f"{edge.downstream.name} no longer depends on {edge.upstream.name}."
-    services.dependency_delete(dependency=edge, actor=request.user)
+    try:
+        services.dependency_delete(dependency=edge, actor=request.user)
+    except ValidationError as e:
+        notice = " ".join(e.messages)
+        if request.htmx:
+            return _panel(request, kpi, notice=notice)
+        messages.error(request, notice)
+        return redirect("dependencies:dependency_neighbourhood", org_slug=request.org.slug, kpi_id=kpi.pk)
     if request.htmx:
         return _panel(request, kpi, notice=notice)
     messages.success(request, notice)

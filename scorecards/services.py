@@ -21,6 +21,7 @@ KPI_SETTINGS = [
     "direction",
     "aggregate_fn",
     "aggregate_window",
+    "formula",
     "target_value",
     "target_by",
     "baseline_value",

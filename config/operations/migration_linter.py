@@ -30,6 +30,7 @@ ACCEPTED = {
     # SQLite reading wants "NOT NULL DEFAULT" and misreads SQLite's "DEFAULT 0 NOT NULL".
     "0014_organization_require_two_factor": "a database default covers the previous release's inserts",
     "0012_quiet_hours_digest_teams": "a database default covers the previous release's inserts",
+    "0012_calculated_kpis": "database defaults cover the previous release's inserts",
 }
 
 OPTIONS = {

@@ -12,6 +12,7 @@ from django.utils import timezone
 from governance.models import Organization
 from scorecards.models import Kpi, KpiSchedule, Measurement, MeasurementRevision
 
+FORMULA = "formula"  # the source of a calculated KPI's values
 PORTABLE_CHUNK = 500  # SQLite limits the parameters of one statement
 
 
@@ -35,6 +36,10 @@ def measurements_store(
         else:
             _upsert_portable(org, rows, source, now)
         transaction.on_commit(lambda: _queue_evaluation(org.pk), robust=True)
+        # Calculated KPIs store their own values after computing every one they feed (dependencies.formulas).
+        if source != FORMULA and Kpi.objects.filter(organization=org).exclude(formula="").exists():
+            kpi_ids = sorted({kpi_id for kpi_id, _, _ in rows})
+            transaction.on_commit(lambda: _queue_recompute(org.pk, kpi_ids), robust=True)
     return len(rows)
 
 
@@ -42,6 +47,11 @@ def _queue_evaluation(org_id: int) -> None:
     # Without a worker the beat sweep still finds these KPIs (KpiSchedule.needs_evaluation); this only makes it sooner.
     # By name: scorecards.tasks imports this module (ScorecardsConfig.ready registers the tasks).
     current_app.tasks["scorecards.tasks.evaluate_kpis"].delay(org_id=org_id)
+
+
+def _queue_recompute(org_id: int, kpi_ids: list[int]) -> None:
+    # One task per delivery, whatever the number of rows: it recomputes each dependent KPI once.
+    current_app.tasks["dependencies.tasks.recompute_formulas"].delay(org_id=org_id, kpi_ids=kpi_ids)
 
 
 def _upsert_postgresql(org: Organization, rows: list, source: str, now: datetime) -> None:

@@ -10,6 +10,9 @@ Decisions where MANIFEST.md is silent:
   must come before it (as the KPI form says). A mapping with only `value` reads as the number.
 - `recovery_margin` and `surge.change` are amounts (values.py).
 - `surge` needs both `change` and `window`; every window and every cadence-like duration is longer than 0m.
+- `formula` makes a calculated KPI (scorecards.formulas): its names must be live KPIs of this organization, its
+  units must agree, it may not name its own KPI and takes no data_source. Cycles through formulas and declared
+  edges are the dependencies section's check (dependencies.manifest), which also keeps the "computed from" edges.
 - A KPI's owner change goes through ownership_transfer_direct, recorded as an approved transfer whose reason
   carries the manifest's sha256.
 """
@@ -26,6 +29,7 @@ from governance.manifest.context import Change, Context
 from governance.manifest.fields import Entry, num
 from governance.manifest.sections import KeyedSection
 from governance.models import Organization, Team
+from scorecards import formulas
 from scorecards.aggregations import AGGREGATIONS, LAST
 from scorecards.evaluation.thresholds import ThresholdError, parse_thresholds
 from scorecards.manifest.values import (
@@ -68,6 +72,7 @@ class KpisSection(KeyedSection):
         "forecast",
         "escalation",
         "data_source",
+        "formula",
     )
     required = ("key", "name", "team", "owner", "thresholds")
 
@@ -95,7 +100,31 @@ class KpisSection(KeyedSection):
             "forecast": entry.boolean("forecast"),
             "escalation": entry.ref("escalation", ctx, "escalation_policies"),
             "data_source": entry.ref("data_source", ctx, "data_sources"),
+            "formula": entry.text("formula", max_length=formulas.MAX_LENGTH),
         }
+
+    def check(self, desired: dict[str, dict], ctx: Context) -> None:
+        """Formulas against every KPI a formula may name: the document's and, unless pruned, the stored ones."""
+        if not any(data["formula"] for data in desired.values()):
+            return
+        units = {}
+        if ctx.org is not None and not ctx.prune:
+            units = dict(Kpi.objects.for_org(ctx.org).filter(archived_at=None).values_list("key", "unit"))
+        units.update({key: data["unit"] for key, data in desired.items()})
+        for key, data in desired.items():
+            if not data["formula"]:
+                continue
+            path = f"{self.paths[key]}.formula"
+            try:
+                formula = formulas.parse(data["formula"], keys=units)
+                formulas.check_unit(formula, data["unit"] or "")
+            except formulas.FormulaError as e:
+                ctx.errors.add(path, str(e))
+                continue
+            if key in formula.keys:
+                ctx.errors.add(path, "a formula cannot use its own KPI")
+            if data["data_source"]:
+                ctx.errors.add(path, "a calculated KPI takes its values from its formula, not from a data_source")
 
     def _aggregate(self, entry: Entry) -> dict:
         aggregate = entry.mapping("aggregate", fields=("fn", "window"), required=("fn",))
@@ -172,6 +201,7 @@ class KpisSection(KeyedSection):
             "forecast": kpi.forecast,
             "escalation": kpi.escalation or None,
             "data_source": kpi.data_source.key if kpi.data_source else None,
+            "formula": kpi.formula or None,
         }
 
     def _stored_target(self, kpi: Kpi) -> Any:
@@ -200,6 +230,7 @@ class KpisSection(KeyedSection):
             "forecast": False,
             "escalation": None,
             "data_source": None,
+            "formula": None,
         }
 
     def _settings(self, data: dict, ctx: Context) -> dict:
@@ -230,6 +261,7 @@ class KpisSection(KeyedSection):
             "forecast": data["forecast"],
             "escalation": data["escalation"] or "",
             "data_source": ctx.get(DataSource, data["data_source"]) if data["data_source"] else None,
+            "formula": data["formula"] or "",
         }
 
     def create(self, change: Change, ctx: Context) -> None:

@@ -79,6 +79,10 @@ class Kpi(models.Model):
     data_source = models.ForeignKey(
         DataSource, null=True, blank=True, on_delete=models.SET_NULL, related_name="kpis", db_index=False
     )
+    # A calculated KPI: its measurements come from this formula over other KPIs (scorecards.formulas), set only by
+    # the manifest; formula_reason says why it has no value now ("fin.revenue is 0"), empty while it has one.
+    formula = models.TextField(blank=True, default="", db_default="")
+    formula_reason = models.TextField(blank=True, default="", db_default="")
     archived_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(default=now)
 

@@ -8,6 +8,7 @@ from django.core.management.base import BaseCommand
 from django.db import transaction
 
 from demo.data_sources import seed_data_sources
+from demo.formulas import seed_formulas
 from demo.reviews import seed_reviews
 from demo.scorecards import seed_scorecards
 from demo.workstreams import seed_workstreams
@@ -82,6 +83,7 @@ class Command(BaseCommand):
         seed_scorecards(acme)
         seed_data_sources(acme)
         self._seed_dependencies(acme)
+        seed_formulas(acme)  # demo.formulas: a calculated KPI over two of Finance's margins
         seed_workstreams(acme)
         seed_reviews(acme)  # demo.reviews: a closed review session, its decisions, an open agenda
 
