@@ -43,7 +43,11 @@ def measurement_import(request: HttpRequest) -> HttpResponse:
     if form.is_valid():
         upload = form.cleaned_data["file"]
         job = csv_import.measurement_import_create(
-            org=request.org, actor=request.user, filename=upload.name, content=upload.read()
+            org=request.org,
+            actor=request.user,
+            filename=upload.name,
+            content=upload.read(),
+            sheet=form.cleaned_data["sheet"].strip(),
         )
         if job.rows_total <= settings.IMPORT_INLINE_MAX_ROWS:
             csv_import.measurement_import_run(job=job)

@@ -78,6 +78,7 @@ class ImportJob(models.Model):
     organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
     created_by = models.ForeignKey(User, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     filename = models.CharField(max_length=255)
+    sheet = models.CharField(max_length=100, blank=True, default="", db_default="")  # of a workbook; "" the first
     # The file itself, so a worker on another machine can read it; emptied once the import has finished.
     content = models.BinaryField(blank=True)
     state = models.CharField(max_length=10, choices=State.choices, default=State.QUEUED)

@@ -1,0 +1,18 @@
+# The database default lets the previous release, still running during a rolling upgrade, insert import jobs.
+
+from django.db import migrations, models
+
+
+class Migration(migrations.Migration):
+
+    dependencies = [
+        ('scorecards', '0011_kinds_and_aggregations_from_registries'),
+    ]
+
+    operations = [
+        migrations.AddField(
+            model_name='importjob',
+            name='sheet',
+            field=models.CharField(blank=True, db_default='', default='', max_length=100),
+        ),
+    ]
