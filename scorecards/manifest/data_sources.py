@@ -4,14 +4,15 @@ Defaults when a field is omitted (the export leaves out the fields equal to them
 headers_env {}, pulls []; a pull's items absent (the JSON answer itself is the list).
 
 Decisions where MANIFEST.md is silent: a data source of kind sql names its database's SQLAlchemy URL: an
-organization secret (`dsn_secret`) or, only when the operator granted the variable to the organization (PULL_ENV_GRANTS), an
-environment variable (`dsn_env`); exactly one of them, and no url. http_json names a `url` without credentials
-and optional headers, each from a secret (`headers_secret` {header: secret}) or a granted variable (`headers_env`
-{header: variable}). spreadsheet names a published CSV/TSV `url` (the same check as http_json's; a field kinds
-share reports its problem once). A secret need not be set yet when the manifest is applied: the source's runs say which one
-to set. Pulls of sql sources are {kpi, query}; of http_json sources {kpi, items (optional dotted path), at,
-value}. A field of the other kind is an error. Everything but kind and every is kept in DataSource.config; a
-created or changed source is pulled at the next sweep (its backoff forgotten).
+organization secret (`dsn_secret`) or, only when the operator granted the variable to the organization
+(PULL_ENV_GRANTS), an environment variable (`dsn_env`); exactly one of them, and no url. http_json names a `url`
+without credentials and optional headers, each from a secret (`headers_secret` {header: secret}) or a granted
+variable (`headers_env` {header: variable}). spreadsheet names a published CSV/TSV `url`, checked as http_json's
+(a field several kinds share reports its problem once). A secret need not be set yet when the manifest is
+applied: the source's runs say which one to set. Pulls of sql sources are {kpi, query}; of http_json sources
+{kpi, items (optional dotted path), at, value}; of spreadsheet sources {kpi, at, value, kpi_column (optional)},
+the names of columns. A field of another kind is an error. Everything but kind and every is kept in
+DataSource.config; a created or changed source is pulled at the next sweep (its backoff forgotten).
 """
 
 from __future__ import annotations
