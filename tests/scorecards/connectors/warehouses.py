@@ -48,9 +48,10 @@ def _mariadb_database() -> None:
 
 @contextmanager
 def warehouse(
-    backend: str, directory: Path, postgres_url: str | None, rows: Iterable[tuple[str, float]]
+    backend: str, directory: Path, postgres_url: str | None, rows: Iterable[tuple[str, float]], *, times: bool = False
 ) -> Iterator[Warehouse]:
-    """A fresh `daily` table with `rows` (day as ISO text, turnover) in the backend, dropped afterwards."""
+    """A fresh `daily` table with `rows` (day as ISO text, turnover) in the backend, dropped afterwards; `times`:
+    its `day` column holds times, not dates."""
     name = f"daily_{uuid.uuid4().hex[:10]}"
     if backend == "postgresql":
         if postgres_url is None:
@@ -68,7 +69,8 @@ def warehouse(
     admin = sa.create_engine(admin_url, poolclass=NullPool)
     rows = list(rows)
     with admin.begin() as connection:
-        connection.exec_driver_sql(f"create table {name} (day date, turnover numeric(12, 2))")
+        kind = ("datetime" if backend in ("mariadb", "sqlite") else "timestamp") if times else "date"
+        connection.exec_driver_sql(f"create table {name} (day {kind}, turnover numeric(12, 2))")
         if backend == "duckdb" and rows:
             # DuckDB inserts row by row from Python; it copies a file at once (the bench's 100,000 rows).
             data = directory / f"{name}.csv"
