@@ -1,7 +1,7 @@
 """The `data_sources` list.
 
 Defaults when a field is omitted (the export leaves out the fields equal to them): headers_secret {},
-headers_env {}, pulls []; a pull's items absent (the JSON answer itself is the list).
+headers_env {}, task_after 3, pulls []; a pull's items absent (the JSON answer itself is the list).
 
 Decisions where MANIFEST.md is silent: a data source of kind sql names its database's SQLAlchemy URL: an
 organization secret (`dsn_secret`) or, only when the operator granted the variable to the organization
@@ -29,13 +29,15 @@ from scorecards.connectors.registry import CONNECTORS, config_fields, connector_
 from scorecards.manifest.values import duration_form, duration_value
 from scorecards.models import DataSource
 
+TASK_AFTER = DataSource._meta.get_field("task_after").default
+
 
 class DataSourcesSection(KeyedSection):
     """Each kind's fields, checks and pulls come from its connector (scorecards.connectors.registry)."""
 
     field, kind, model = "data_sources", "data_source", DataSource
     credential_fields = tuple(config_fields())
-    entry_fields = ("key", "kind", *credential_fields, "every", "pulls")
+    entry_fields = ("key", "kind", *credential_fields, "every", "task_after", "pulls")
     required = ("key", "kind", "every")
 
     def normalize(self, entry: Entry, ctx: Context) -> dict:
@@ -47,6 +49,7 @@ class DataSourcesSection(KeyedSection):
         for connector in CONNECTORS.values():
             data.update(connector.read_config(entry, names))
         data["every"] = entry.duration("every", positive=True)
+        data["task_after"] = entry.integer("task_after", default=TASK_AFTER, low=1, high=100)
         if known:
             # What each kind reads; a field of another kind is an error at its path.
             for name in known.required:
@@ -106,14 +109,20 @@ class DataSourcesSection(KeyedSection):
             "kind": source.kind,
             **{name: _copy(config.get(name) or default) for name, default in config_fields().items()},
             "every": duration_form(source.every),
+            "task_after": source.task_after,
             "pulls": [self._pull_form(connector_kind(source.kind), pull) for pull in config.get("pulls", [])],
         }
 
     def defaults(self, data: dict) -> dict:
-        return {**{name: _copy(default) for name, default in config_fields().items()}, "pulls": []}
+        return {
+            **{name: _copy(default) for name, default in config_fields().items()},
+            "task_after": TASK_AFTER,
+            "pulls": [],
+        }
 
     def assign(self, obj: DataSource, data: dict, ctx: Context) -> None:
         obj.key, obj.kind, obj.every = data["key"], data["kind"], duration_value(data["every"])
+        obj.task_after = data["task_after"]
         obj.config = {name: data[name] for name in (*self.credential_fields, "pulls") if data[name]}
         # A new or changed source is pulled at the next sweep, without the backoff of its old settings.
         obj.next_run_at, obj.failures = None, 0

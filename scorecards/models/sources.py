@@ -28,6 +28,9 @@ class DataSource(models.Model):
     # The pull sweep's schedule: None runs at the next sweep; failures stretch the wait (backoff).
     next_run_at = models.DateTimeField(null=True, blank=True)
     failures = models.PositiveIntegerField(default=0)
+    # After this many failed runs in a row the owners of the KPIs it feeds get a data-freshness task
+    # (escalations.engine.source_tasks), one per failing period.
+    task_after = models.PositiveSmallIntegerField(default=3, db_default=3)
 
     objects = TenantQuerySet.as_manager()
 

@@ -1,4 +1,5 @@
-# The database default lets the previous release, still running during a rolling upgrade, insert import jobs.
+# The database defaults let the previous release, still running during a rolling upgrade, insert import jobs and
+# data sources.
 
 from django.db import migrations, models
 
@@ -10,6 +11,11 @@ class Migration(migrations.Migration):
     ]
 
     operations = [
+        migrations.AddField(
+            model_name='datasource',
+            name='task_after',
+            field=models.PositiveSmallIntegerField(db_default=3, default=3),
+        ),
         migrations.AddField(
             model_name='importjob',
             name='sheet',
