@@ -4,6 +4,8 @@ from django import forms
 from django.conf import settings
 from django.template.defaultfilters import filesizeformat
 
+from scorecards.connectors.registry import CONNECTORS
+from scorecards.ingestion.source_edit import FORM_FIELDS, data_source_check
 from scorecards.tables import is_workbook
 
 TEXT_SUFFIXES = (".csv", ".tsv", ".txt")
@@ -49,3 +51,48 @@ class MeasurementImportForm(forms.Form):
                 f'"{upload.name}" is not a CSV text file (a spreadsheet workbook?). Save the sheet as "CSV UTF-8".'
             )
         return upload
+
+
+SQL_EXAMPLE = """dsn_secret: warehouse_url
+pulls:
+  - kpi: sales.revenue
+    query: select day as at, revenue as value from daily where day > :since
+"""
+
+
+class DataSourceForm(forms.Form):
+    """A data source as the manifest writes it: key, kind, schedule and threshold here, the kind's own fields and
+    its pulls as YAML in `settings`; all of it checked by the manifest's section (source_edit.data_source_check)."""
+
+    key = forms.CharField(max_length=64, help_text="Lower-case letters, digits, dots, dashes: warehouse, crm.leads")
+    kind = forms.ChoiceField(choices=())
+    every = forms.CharField(max_length=20, initial="1h", help_text="How often it is pulled: 15m, 1h, 1d")
+    task_after = forms.IntegerField(
+        label="Task after",
+        min_value=1,
+        max_value=100,
+        initial=3,
+        help_text="Failed runs in a row before the owners of its KPIs get a data-freshness task.",
+    )
+    settings = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 10, "class": "code", "spellcheck": "false"}),
+        initial=SQL_EXAMPLE,
+        required=False,
+        help_text="The kind's fields and its pulls, as in the manifest's data_sources (credentials by secret name).",
+    )
+
+    def __init__(self, *args, org, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.org = org
+        self.fields["kind"].choices = [(kind, connector.label) for kind, connector in CONNECTORS.items()]
+        self.data_source: dict | None = None
+
+    def clean(self):
+        cleaned = super().clean()
+        if self.errors:
+            return cleaned
+        fields = {name: cleaned.get(name) for name in FORM_FIELDS}
+        self.data_source, problems = data_source_check(org=self.org, fields=fields, settings=cleaned.get("settings"))
+        for problem in problems:
+            self.add_error(None, problem)
+        return cleaned

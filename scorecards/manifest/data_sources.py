@@ -1,7 +1,7 @@
 """The `data_sources` list.
 
 Defaults when a field is omitted (the export leaves out the fields equal to them): headers_secret {},
-headers_env {}, task_after 3, pulls []; a pull's items absent (the JSON answer itself is the list).
+headers_env {}, task_after 3, paused false, pulls []; a pull's items absent (the JSON answer itself is the list).
 
 Decisions where MANIFEST.md is silent: a data source of kind sql names its database's SQLAlchemy URL: an
 organization secret (`dsn_secret`) or, only when the operator granted the variable to the organization
@@ -18,6 +18,8 @@ DataSource.config; a created or changed source is pulled at the next sweep (its 
 from __future__ import annotations
 
 from collections.abc import Iterable
+
+from django.utils import timezone
 
 from governance.manifest.context import Context
 from governance.manifest.fields import Entry
@@ -37,7 +39,7 @@ class DataSourcesSection(KeyedSection):
 
     field, kind, model = "data_sources", "data_source", DataSource
     credential_fields = tuple(config_fields())
-    entry_fields = ("key", "kind", *credential_fields, "every", "task_after", "pulls")
+    entry_fields = ("key", "kind", *credential_fields, "every", "task_after", "paused", "pulls")
     required = ("key", "kind", "every")
 
     def normalize(self, entry: Entry, ctx: Context) -> dict:
@@ -50,6 +52,7 @@ class DataSourcesSection(KeyedSection):
             data.update(connector.read_config(entry, names))
         data["every"] = entry.duration("every", positive=True)
         data["task_after"] = entry.integer("task_after", default=TASK_AFTER, low=1, high=100)
+        data["paused"] = entry.boolean("paused")
         if known:
             # What each kind reads; a field of another kind is an error at its path.
             for name in known.required:
@@ -110,6 +113,7 @@ class DataSourcesSection(KeyedSection):
             **{name: _copy(config.get(name) or default) for name, default in config_fields().items()},
             "every": duration_form(source.every),
             "task_after": source.task_after,
+            "paused": source.paused_at is not None,
             "pulls": [self._pull_form(connector_kind(source.kind), pull) for pull in config.get("pulls", [])],
         }
 
@@ -123,6 +127,7 @@ class DataSourcesSection(KeyedSection):
     def assign(self, obj: DataSource, data: dict, ctx: Context) -> None:
         obj.key, obj.kind, obj.every = data["key"], data["kind"], duration_value(data["every"])
         obj.task_after = data["task_after"]
+        obj.paused_at = (obj.paused_at or timezone.now()) if data["paused"] else None
         obj.config = {name: data[name] for name in (*self.credential_fields, "pulls") if data[name]}
         # A new or changed source is pulled at the next sweep, without the backoff of its old settings.
         obj.next_run_at, obj.failures = None, 0

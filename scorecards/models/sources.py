@@ -31,6 +31,7 @@ class DataSource(models.Model):
     # After this many failed runs in a row the owners of the KPIs it feeds get a data-freshness task
     # (escalations.engine.source_tasks), one per failing period.
     task_after = models.PositiveSmallIntegerField(default=3, db_default=3)
+    paused_at = models.DateTimeField(null=True, blank=True)  # the sweep leaves a paused source alone
 
     objects = TenantQuerySet.as_manager()
 

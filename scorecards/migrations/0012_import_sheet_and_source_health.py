@@ -1,5 +1,5 @@
 # The database defaults let the previous release, still running during a rolling upgrade, insert import jobs and
-# data sources.
+# data sources; paused_at is nullable.
 
 from django.db import migrations, models
 
@@ -11,6 +11,11 @@ class Migration(migrations.Migration):
     ]
 
     operations = [
+        migrations.AddField(
+            model_name='datasource',
+            name='paused_at',
+            field=models.DateTimeField(blank=True, null=True),
+        ),
         migrations.AddField(
             model_name='datasource',
             name='task_after',
