@@ -29,6 +29,8 @@ ACCEPTED = {
     # A new NOT NULL column with a database default (db_default), so the old code's inserts still work; the linter's
     # SQLite reading wants "NOT NULL DEFAULT" and misreads SQLite's "DEFAULT 0 NOT NULL".
     "0014_organization_require_two_factor": "a database default covers the previous release's inserts",
+    # The same: DataSource.task_after and ImportJob.sheet have database defaults, paused_at is nullable.
+    "0012_import_sheet_and_source_health": "database defaults cover the previous release's inserts",
 }
 
 OPTIONS = {
