@@ -121,6 +121,7 @@ class DataSourcesSection(KeyedSection):
         return {
             **{name: _copy(default) for name, default in config_fields().items()},
             "task_after": TASK_AFTER,
+            "paused": False,
             "pulls": [],
         }
 

@@ -374,7 +374,7 @@ def test_a_large_file_is_queued_and_its_page_shows_the_progress(
         ("sheet.csv", b"PK\x03\x04\x14\x00\x06\x00", "&quot;sheet.csv&quot; is not a CSV text file"),
         ("big.csv", "x" * 101, "The file is 101\xa0bytes; the limit is 100\xa0bytes. Split it into smaller files."),
     ],
-    ids=["empty", "extension", "binary", "too-large"],
+    ids=["empty", "extension", "not-a-workbook", "binary", "too-large"],
 )
 def test_the_upload_form_refuses_what_is_no_csv_file(tenant, settings, name, content, error):
     settings.IMPORT_MAX_BYTES = 100
