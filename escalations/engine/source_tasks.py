@@ -38,13 +38,17 @@ def advance_source_tasks(*, now: datetime | None = None, org_id: int | None = No
     sources = DataSource.objects.filter(archived_at=None).select_related("organization")
     if org_id:
         sources = sources.filter(organization_id=org_id)
-    opened = 0
-    for source in sources.filter(failures__gte=F("task_after")):
-        opened += _open(source, now)
-    healthy = Task.objects.filter(kind=KIND, state__in=OPEN, workstream=None, dedup_key__contains=":source:")
-    for source in sources.filter(failures=0):
-        if healthy.filter(dedup_key__startswith=source_key(source)).update(state=Task.State.DONE, done_at=now):
-            audit_log(org=source.organization, actor=None, verb="data_source.tasks_closed", obj=source, after={})
+    opened = sum(_open(source, now) for source in sources.filter(failures__gte=F("task_after")))
+    # Two queries a sweep when all is well: the failing sources above, the open tasks of sources below.
+    open_tasks = Task.objects.filter(kind=KIND, state__in=OPEN, workstream=None, dedup_key__contains=":source:")
+    if org_id:
+        open_tasks = open_tasks.filter(organization_id=org_id)
+    by_source: dict[int, list[int]] = {}
+    for pk, key in open_tasks.values_list("pk", "dedup_key"):
+        by_source.setdefault(int(key.split(":")[2]), []).append(pk)
+    for source in sources.filter(pk__in=by_source, failures=0):
+        Task.objects.filter(pk__in=by_source[source.pk]).update(state=Task.State.DONE, done_at=now)
+        audit_log(org=source.organization, actor=None, verb="data_source.tasks_closed", obj=source, after={})
     return opened
 
 

@@ -3,6 +3,7 @@ resume, delete, the audit and the export; strangers and non-admins get nowhere."
 
 from __future__ import annotations
 
+import sqlite3
 from datetime import timedelta
 
 import pytest
@@ -10,6 +11,7 @@ from django.urls import reverse
 
 from governance.manifest.engine import export_manifest
 from governance.models import AuditEvent
+from governance.services.secrets import secret_set
 from scorecards.ingestion.pulls import data_sources_claim_due
 from scorecards.models import DataSource, DataSourceRun, Measurement
 
@@ -155,3 +157,19 @@ def test_only_admins_change_sources_and_strangers_find_none(tenant, stranger_ten
         assert stranger.post(other_org_url, {"paused": "1"}).status_code == 404
     source.refresh_from_db()
     assert source.paused_at is None and source.archived_at is None and not source.runs.exists()
+
+
+def test_a_sql_source_is_tested_with_its_organization_secret(tenant, tmp_path, settings):
+    source = tenant.data_source
+    client = tenant.client(tenant.admin)
+    html = client.post(url(tenant, "data_source_test_saved", source), HTTP_HX_REQUEST="true").content.decode()
+    assert "Set the organization secret `warehouse_dsn` (Administration → Secrets): it is not set" in html
+    path = tmp_path / "warehouse.sqlite3"
+    sqlite3.connect(path).close()
+    settings.PULL_FILE_GRANTS = {f"{tenant.org.slug}:{tmp_path}"}
+    secret_set(org=tenant.org, actor=tenant.admin.user, name="warehouse_dsn", value=f"sqlite:///{path}")
+    source.config["pulls"][0]["query"] = "select '2026-11-29T08:00:00Z' as at, 7 as value"
+    source.save()
+    html = client.post(url(tenant, "data_source_test_saved", source), HTTP_HX_REQUEST="true").content.decode()
+    assert "Connected: 1 row would be stored." in html and str(path) not in html
+    assert not source.runs.exists() and not Measurement.objects.exists()
