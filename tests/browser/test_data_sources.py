@@ -1,5 +1,5 @@
 """An admin's journey in a real browser: a new data source for a published spreadsheet, tested in place (the dry
-pull's result swapped in by htmx under the production CSP), then created. Leaves var/screenshots/data_source_*.png."""
+pull's result swapped in by htmx under the production CSP), then created. Leaves var/screenshots/data_source*.png."""
 
 from __future__ import annotations
 
@@ -65,5 +65,8 @@ def test_an_admin_creates_a_spreadsheet_source_and_tests_it(session, tenant, pub
     page.get_by_role("button", name="Test connection").click()
     expect(page.locator("#dry-pull")).to_contain_text("Connected: 2 rows would be stored.")
     s.screenshot("data_source_page")
+    page.get_by_role("link", name="Data sources").first.click()
+    expect(page.get_by_role("heading", name="targets")).to_be_visible()
+    s.screenshot("data_sources")
     s.assert_clean()
     assert DataSource.objects.get(key="targets").kind == "spreadsheet"
