@@ -9,6 +9,7 @@ from datetime import timedelta
 import pytest
 from django.urls import reverse
 
+from governance import tenancy
 from governance.manifest.engine import export_manifest
 from governance.models import AuditEvent
 from governance.services.secrets import secret_set
@@ -167,7 +168,8 @@ def test_a_sql_source_is_tested_with_its_organization_secret(tenant, tmp_path, s
     path = tmp_path / "warehouse.sqlite3"
     sqlite3.connect(path).close()
     settings.PULL_FILE_GRANTS = {f"{tenant.org.slug}:{tmp_path}"}
-    secret_set(org=tenant.org, actor=tenant.admin.user, name="warehouse_dsn", value=f"sqlite:///{path}")
+    with tenancy.scope(organization=tenant.org.pk):  # row-level security: secrets are written in their own scope
+        secret_set(org=tenant.org, actor=tenant.admin.user, name="warehouse_dsn", value=f"sqlite:///{path}")
     source.config["pulls"][0]["query"] = "select '2026-11-29T08:00:00Z' as at, 7 as value"
     source.save()
     html = client.post(url(tenant, "data_source_test_saved", source), HTTP_HX_REQUEST="true").content.decode()
