@@ -19,7 +19,7 @@ from scorecards.models import (
 # --- data sources -------------------------------------------------------------------------------------------
 
 WAREHOUSE_KPIS = ("sc.inventory_turnover", "sc.otif")
-WAREHOUSE_QUERY = "select day as at, {column} as value from kpi.daily_supply_chain where day > %(since)s order by day"
+WAREHOUSE_QUERY = "select day as at, {column} as value from kpi.daily_supply_chain where day > :since order by day"
 PANEL_KPI = "mkt.brand_nps"
 PANEL_HOST = "panel.example-agency.test"
 PULL_HISTORY_DAYS = 10

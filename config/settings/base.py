@@ -408,6 +408,9 @@ PULL_ALLOW_PRIVATE_NETWORKS = env.bool("PULL_ALLOW_PRIVATE_NETWORKS", default=Fa
 # ..."). All organizations share the workers' environment, so none is readable unless granted here; tenants keep
 # their credentials as organization secrets (governance.secrets) instead.
 PULL_ENV_GRANTS = set(env.list("PULL_ENV_GRANTS", default=[]))
+# The directories whose SQLite and DuckDB files an organization's sql sources may open, as "slug:/path" (none by
+# default): a file URL is a tenant's choice, and the workers' disks hold other tenants' files and Steerco's own.
+PULL_FILE_GRANTS = set(env.list("PULL_FILE_GRANTS", default=[]))
 # Steerco's own settings, never readable by a source even if granted by mistake.
 PULL_ENV_RESERVED = {
     "DATABASE_URL",

@@ -24,6 +24,7 @@ from escalations.engine.escalation import Escalation
 from escalations.engine.reviews import propagation
 from escalations.engine.reviews.escalation import advance_reviews
 from escalations.engine.reviews.signals import signals_from_changes, signals_from_surges
+from escalations.engine.source_tasks import advance_source_tasks
 from escalations.engine.transfers import advance_transfers
 from escalations.models import (
     MitigationAction,
@@ -144,6 +145,7 @@ def advance_escalations(*, now: datetime | None = None, org_id: int | None = Non
             )
             if not batch:
                 counts.escalated += advance_reviews(now=now, org_id=org_id) + advance_transfers(now=now, org_id=org_id)
+                counts.escalated += advance_source_tasks(now=now, org_id=org_id)
                 return counts
             escalation = Escalation(batch, now)
             held = _held_by_upstream(batch, now, escalation.journal)

@@ -19,7 +19,9 @@ class ManifestError(list):
     """Every problem of a manifest as (path, message) pairs, e.g. ("kpis[3].owner", 'unknown member "x@y"')."""
 
     def add(self, path: str, message: str) -> None:
-        self.append((path, message))
+        # A field several data source kinds share (url, at, value) is checked by each of them: reported once.
+        if (path, message) not in self[-8:]:
+            self.append((path, message))
 
     def lines(self) -> list[str]:
         return [f"{path}: {message}" for path, message in self]

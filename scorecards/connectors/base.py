@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 import httpx
 import psycopg
+import sqlalchemy
 from django.conf import settings
 
 from governance.models import Organization
@@ -38,7 +39,7 @@ if TYPE_CHECKING:
 
 # What a driver raises for a source that is down, refuses or answers nonsense (a wrong placeholder in a query is
 # a TypeError); anything else is a bug and surfaces as one.
-SOURCE_ERRORS = (psycopg.Error, httpx.HTTPError, OSError, ValueError, TypeError)
+SOURCE_ERRORS = (psycopg.Error, sqlalchemy.exc.SQLAlchemyError, httpx.HTTPError, OSError, ValueError, TypeError)
 
 
 class PullError(Exception):
@@ -64,6 +65,11 @@ def seconds(value: timedelta) -> str:
 
 def reason(error: BaseException) -> str:
     """The first line of an error, without the query or connection string some drivers append."""
+    # SQLAlchemy wraps the driver's error and appends the statement and a link: the driver's own words suffice.
+    error = getattr(error, "orig", None) or error
+    args = getattr(error, "args", ())
+    if len(args) == 2 and isinstance(args[0], int) and isinstance(args[1], str):  # PyMySQL: (code, message)
+        return args[1].strip().splitlines()[0]
     diag = getattr(error, "diag", None)
     primary = getattr(diag, "message_primary", None) if diag is not None else None
     text = primary or str(error) or type(error).__name__

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from governance.manifest.fields import Entry
 
 
-def _url(entry: Entry) -> str | None:
+def url_field(entry: Entry) -> str | None:
     url = entry.text("url", max_length=2000)
     if not url:
         return url
@@ -53,11 +53,14 @@ class HttpJsonConnector(Connector):
     fields = {"url": None, "headers_secret": {}, "headers_env": {}}
     required = ("url",)
     pull_fields, pull_required = ("kpi", "items", "at", "value"), ("kpi", "at", "value")
+    accept = "application/json"
+    # Redirects are not followed: a header meant for this host must not travel on to another one.
+    follow_redirects = False
 
     @classmethod
     def read_config(cls, entry: Entry, names: Names) -> dict:
         return {
-            "url": _url(entry),
+            "url": url_field(entry),
             "headers_secret": names.headers("headers_secret", names.secret),
             "headers_env": names.headers("headers_env", names.env),
         }
@@ -97,9 +100,8 @@ class HttpJsonConnector(Connector):
                 settings.PULL_HTTP_READ_TIMEOUT.total_seconds(),
                 connect=settings.PULL_CONNECT_TIMEOUT.total_seconds(),
             ),
-            # Redirects are not followed: a header meant for this host must not travel on to another one.
-            follow_redirects=False,
-            headers={"Accept": "application/json", "User-Agent": "Steerco data pull"},
+            follow_redirects=self.follow_redirects,
+            headers={"Accept": self.accept, "User-Agent": "Steerco data pull"},
         )
         self.answers: dict[str, object] = {}
         return self
@@ -120,6 +122,16 @@ class HttpJsonConnector(Connector):
         ]
 
     def _get(self, url: str) -> object:
+        body, kind = self.download(url)
+        host = urlsplit(url).hostname or "the server"
+        try:
+            # NaN and Infinity are not JSON; parsed as NonFinite, the Checker rejects them row by row.
+            return json.loads(body, parse_constant=NonFinite)
+        except (ValueError, UnicodeDecodeError):
+            raise PullError(f"the answer from {host} is not JSON ({kind})") from None
+
+    def download(self, url: str) -> tuple[bytes, str]:
+        """The answer's body and content type, within the size limit and the read deadline."""
         host = urlsplit(url).hostname or "the server"
         limit = settings.PULL_HTTP_MAX_BYTES
         # The read timeout holds for each read; this deadline bounds a server that trickles its answer.
@@ -143,11 +155,7 @@ class HttpJsonConnector(Connector):
             except httpx.TimeoutException:
                 limit_text = seconds(settings.PULL_HTTP_READ_TIMEOUT)
                 raise PullError(f"{host} did not answer within {limit_text}") from None
-        try:
-            # NaN and Infinity are not JSON; parsed as NonFinite, the Checker rejects them row by row.
-            return json.loads(body, parse_constant=NonFinite)
-        except (ValueError, UnicodeDecodeError):
-            raise PullError(f"the answer from {host} is not JSON ({kind})") from None
+        return bytes(body), kind
 
     def _items(self, document: object, path: str | None, kpi: object) -> list:
         node = document

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from scorecards.connectors.base import Connector, Credential, PullError
 from scorecards.connectors.http_json import HttpJsonConnector
+from scorecards.connectors.spreadsheet import SpreadsheetConnector
 from scorecards.connectors.sql import SqlConnector
 
 if TYPE_CHECKING:
@@ -16,6 +17,7 @@ if TYPE_CHECKING:
 CONNECTORS: dict[str, type[Connector]] = {
     SqlConnector.kind: SqlConnector,
     HttpJsonConnector.kind: HttpJsonConnector,
+    SpreadsheetConnector.kind: SpreadsheetConnector,
 }
 
 

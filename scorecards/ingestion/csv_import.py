@@ -1,4 +1,5 @@
-"""CSV files of measurements (`kpi,at,value`): read here, checked by the one `Checker`, stored all-or-nothing.
+"""CSV, TSV and .xlsx files of measurements (`kpi,at,value`): read here (through scorecards.tables), checked by
+the one `Checker`, stored all-or-nothing.
 
 Small files are imported inside the upload request or by the command; large ones by a worker
 (`scorecards.tasks.import_measurements`), which commits its progress to the job row as it goes so that the job
@@ -7,9 +8,6 @@ page, on another connection, can show it.
 
 from __future__ import annotations
 
-import codecs
-import csv
-import io
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
@@ -22,6 +20,7 @@ from governance.services.audit import audit_log
 from scorecards.ingestion.checker import Checker, Problem
 from scorecards.ingestion.store import measurements_store
 from scorecards.models import ImportJob
+from scorecards.tables import BadLine, UnreadableFile, header, is_workbook, number, read_table, text
 
 COLUMNS = ("kpi", "at", "value")
 CHUNK = 5000  # rows per KPI lookup and per progress update
@@ -29,21 +28,12 @@ MAX_PROBLEMS = 1000  # kept in detail; the rest are only counted
 UNFINISHED = [ImportJob.State.QUEUED, ImportJob.State.CHECKING, ImportJob.State.STORING]
 
 
-class UnreadableFile(Exception):
-    """Nothing in the file can be checked (not UTF-8, no header line)."""
-
-    def __init__(self, line: int, message: str):
-        super().__init__(message)
-        self.line = line
-        self.message = message
-
-
 @dataclass(frozen=True, slots=True)
 class Row:
-    line: int  # where the row starts in the file; the header is line 1
+    line: int  # where the row starts in the file (the header is line 1), or the sheet's row number
     kpi: str
-    at: str
-    value: float | str  # a string when it is no number: the Checker rejects it with its usual message
+    at: object  # text, or a workbook's date cell
+    value: object  # a number, or what the file holds instead: the Checker rejects it with its usual message
 
 
 @dataclass
@@ -69,79 +59,44 @@ def format_problem(line: int | None, field: str, message: str) -> str:
     return ": ".join(part for part in [f"line {line}" if line else "", field, message] if part)
 
 
-def _decode(content: bytes) -> str:
-    content = content.removeprefix(codecs.BOM_UTF8)
-    try:
-        return content.decode("utf-8")
-    except UnicodeDecodeError as e:
-        before = content[: e.start]
-        # Physical lines as the csv reader counts them: \n, \r\n and a lone \r each end one.
-        line = before.count(b"\n") + before.count(b"\r") - before.count(b"\r\n") + 1
-        message = f"is not UTF-8 text (byte 0x{content[e.start]:02X}); save the file as CSV UTF-8 and try again"
-        raise UnreadableFile(line, message) from None
-
-
-def _columns(line: int, fields: list[str]) -> list[int]:
-    """The position of kpi, at and value in the header row, which may name them in any order and case."""
-    names = [f.strip().lower() for f in fields]
-    if not set(names) & set(COLUMNS):
-        found = ",".join(fields)[:80]
-        raise UnreadableFile(line, f'the first line must be the header kpi,at,value (in any order), not "{found}"')
-    unknown = [n for n in names if n not in COLUMNS]
-    missing = [c for c in COLUMNS if c not in names]
-    twice = sorted({n for n in names if n in COLUMNS and names.count(n) > 1})
-    if unknown or missing or twice:
-        errors = [f'unknown column "{n[:40]}"' for n in unknown]
-        errors += [f'missing column "{c}"' for c in missing]
-        errors += [f'column "{c}" appears twice' for c in twice]
-        raise UnreadableFile(line, f"{'; '.join(errors)}: the columns are kpi, at and value")
-    return [names.index(c) for c in COLUMNS]
-
-
-def _number(text: str, decimal_comma: bool) -> float | str:
-    if decimal_comma:
-        text = text.replace(",", ".")  # "1,5"; with thousands separators ("1.234,5") it stays no number
-    try:
-        return float(text)
-    except ValueError:
-        return text
-
-
-def csv_rows(content: bytes) -> Iterator[Row | Problem]:
-    """Every data row with its line number, or the problem of a line that is not a row.
+def csv_rows(content: bytes, sheet: str = "") -> Iterator[Row | Problem]:
+    """Every data row of a CSV/TSV file or a workbook's sheet with its line number, or the problem of a line that
+    is not a row.
 
     Raises UnreadableFile before the first row when the file cannot be read at all.
     """
-    text = _decode(content)
-    first = next((line for line in text.splitlines() if line.strip()), "")
-    # A spreadsheet saved in a locale with a decimal comma separates fields with semicolons.
-    delimiter = ";" if first.count(";") > first.count(",") else ","
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    table = read_table(content, sheet)
     columns = None
-    end = 0
-    try:
-        for fields in reader:
-            line, end = end + 1, reader.line_num
-            if not any(f.strip() for f in fields):
-                continue
-            if columns is None:
-                columns = _columns(line, fields)
-            elif len(fields) != len(COLUMNS):
-                hint = "; quote values that contain a comma" if delimiter == "," and len(fields) > 3 else ""
-                yield Problem(line, "", f"has {len(fields)} fields, expected 3 (kpi, at, value){hint}")
-            else:
-                kpi, at, value = (fields[i].strip() for i in columns)
-                yield Row(line, kpi, at, _number(value, decimal_comma=delimiter == ";"))
-    except csv.Error as e:
-        # The reader cannot go on after this (e.g. a field over 128 KiB: a binary file renamed .csv).
-        yield Problem(end + 1, "", f"cannot be read as CSV: {e}")
+    for line in table.lines:
+        if isinstance(line, BadLine):
+            yield Problem(line.number, "", line.message)
+            continue
+        fields = line.fields
+        if columns is None:
+            columns = header(line, COLUMNS, only=True)
+            continue
+        if table.workbook:  # a sheet's empty cells at the end of a row are no fields
+            fields = fields + [None] * (len(COLUMNS) - len(fields))
+        if len(fields) != len(COLUMNS):
+            hint = "; quote values that contain a comma" if table.delimiter == "," and len(fields) > 3 else ""
+            yield Problem(line.number, "", f"has {len(fields)} fields, expected 3 (kpi, at, value){hint}")
+        else:
+            kpi, at, value = (fields[columns[c]] for c in COLUMNS)
+            yield Row(
+                line.number, text(kpi), at.strip() if isinstance(at, str) else at, number(value, table.decimal_comma)
+            )
     if columns is None:
         raise UnreadableFile(1, "the file is empty; the first line must be the header kpi,at,value")
 
 
-def count_rows(content: bytes) -> int:
+def count_rows(content: bytes, sheet: str = "") -> int:
     """Data rows, for the progress bar and the choice to import inside the request: a cheap count of non-blank
     lines, exact for every file that can be imported (a row spread over lines is rejected anyway)."""
+    if is_workbook(content):
+        try:
+            return max(sum(1 for _ in read_table(content, sheet).lines) - 1, 0)
+        except UnreadableFile:
+            return 0  # the import says why
     return max(sum(1 for line in content.splitlines() if line.strip(b' \t,;"')) - 1, 0)
 
 
@@ -156,12 +111,15 @@ def _chunks(items: Iterator, size: int) -> Iterator[list]:
         yield chunk
 
 
-def csv_check(*, org: Organization, content: bytes, progress: Callable[[int], object] | None = None) -> Checked:
-    """Checks every row of a CSV file; `progress(rows_read)` is called after each chunk."""
-    checker = Checker(org, unit="line")
+def csv_check(
+    *, org: Organization, content: bytes, sheet: str = "", progress: Callable[[int], object] | None = None
+) -> Checked:
+    """Checks every row of a CSV file or a workbook's sheet; `progress(rows_read)` is called after each chunk."""
+    # A workbook's dates have no zone (Excel has none): they are the organization's. CSV text must name its zone.
+    checker = Checker(org, unit="line", naive_tz=org.tzinfo if is_workbook(content) else None)
     checked = Checked()
     try:
-        for chunk in _chunks(csv_rows(content), CHUNK):
+        for chunk in _chunks(csv_rows(content, sheet), CHUNK):
             checker.resolve(row.kpi for row in chunk if isinstance(row, Row))
             for row in chunk:
                 if isinstance(row, Row):
@@ -181,20 +139,23 @@ def csv_check(*, org: Organization, content: bytes, progress: Callable[[int], ob
 
 
 @transaction.atomic
-def measurement_import_create(*, org: Organization, actor: User | None, filename: str, content: bytes) -> ImportJob:
+def measurement_import_create(
+    *, org: Organization, actor: User | None, filename: str, content: bytes, sheet: str = ""
+) -> ImportJob:
     job = ImportJob.objects.create(
         organization=org,
         created_by=actor,
         filename=filename[:255],
+        sheet=sheet,
         content=content,
-        rows_total=count_rows(content),
+        rows_total=count_rows(content, sheet),
     )
     audit_log(
         org=org,
         actor=actor,
         verb="measurement_import.created",
         obj=job,
-        after={"filename": job.filename, "bytes": len(content), "rows": job.rows_total},
+        after={"filename": job.filename, "sheet": sheet, "bytes": len(content), "rows": job.rows_total},
     )
     return job
 
@@ -222,6 +183,7 @@ def measurement_import_run(*, job: ImportJob) -> ImportJob:
     checked = csv_check(
         org=job.organization,
         content=bytes(content),
+        sheet=job.sheet,
         progress=lambda n: ImportJob.objects.filter(pk=job.pk).update(rows_checked=n),
     )
     if checked.ok:

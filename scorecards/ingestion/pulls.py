@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from celery import current_app
@@ -80,7 +80,7 @@ def data_sources_claim_due(
     """Claims up to `limit` due sources and records a scheduled run for each; returns the runs (not yet pulled)."""
     running = DataSourceRun.objects.filter(unfinished_runs(now=now), source=OuterRef("pk"))
     due = (
-        DataSource.objects.filter(archived_at=None)
+        DataSource.objects.filter(archived_at=None, paused_at=None)
         .filter(Q(next_run_at=None) | Q(next_run_at__lte=now))
         .exclude(Exists(running))
     )
@@ -211,6 +211,14 @@ def data_source_pull(
 
 def _pull(source: DataSource, now: datetime) -> int:
     """Reads every pull of the source and stores the rows when all of them are good; returns how many."""
+    checker, kpi_of = _read(source, now)
+    if not checker.ok:
+        raise PullError(_rejection(checker.problems, len(kpi_of), kpi_of))
+    return measurements_store(org=source.organization, rows=checker.rows, source=MEASUREMENT_SOURCE)
+
+
+def _read(source: DataSource, now: datetime) -> tuple[Checker, dict[int, str]]:
+    """Every pull's rows, checked; and the KPI key of each row number."""
     org = source.organization
     pulls = (source.config or {}).get("pulls") or []
     if not pulls:
@@ -237,9 +245,39 @@ def _pull(source: DataSource, now: datetime) -> int:
                     checker.problem(number, "", row.message)
                 else:
                     checker.add(number, key, *row)
-    if not checker.ok:
-        raise PullError(_rejection(checker.problems, len(kpi_of), kpi_of))
-    return measurements_store(org=org, rows=checker.rows, source=MEASUREMENT_SOURCE)
+    return checker, kpi_of
+
+
+@dataclass
+class DryPull:
+    """What a run of the source would store, stored nowhere: the first rows and every problem, or its error."""
+
+    count: int = 0
+    rows: list[tuple[str, datetime, float]] = field(default_factory=list)  # the first SHOWN_ROWS, as checked
+    problems: list[str] = field(default_factory=list)
+    error: str = ""
+
+
+SHOWN_ROWS = 10
+
+
+def data_source_dry_pull(*, source: DataSource) -> DryPull:
+    """Test the connection: reads and checks everything a run would, and stores nothing (no run, no measurement);
+    `source` may be unsaved (the form being filled in)."""
+    result = DryPull()
+    try:
+        checker, kpi_of = _read(source, timezone.now())
+    except PullError as e:
+        result.error = str(e)
+        return result
+    except SoftTimeLimitExceeded:
+        result.error = "the pull took longer than the worker's time limit; split the source or narrow its queries"
+        return result
+    keys = {kpi_id: key for key, kpi_id in checker.kpi_ids.items()}
+    result.count = len(kpi_of)
+    result.rows = [(keys[kpi_id], at, value) for kpi_id, at, value in checker.rows[:SHOWN_ROWS]]
+    result.problems = _rejection(checker.problems, len(kpi_of), kpi_of).splitlines()[1:] if checker.problems else []
+    return result
 
 
 def _newest(kpi_ids: Iterable[int | None]) -> dict[int, datetime]:

@@ -17,8 +17,9 @@ from governance import selectors as governance_selectors
 from governance.access import admin_required, get_for_org_or_404
 from governance.models import Organization
 from scorecards.connectors.registry import connector_kind, credentials
-from scorecards.ingestion import csv_import, pulls, selectors
-from scorecards.ingestion.forms import MeasurementImportForm
+from scorecards.ingestion import csv_import, pulls, selectors, source_edit
+from scorecards.ingestion.forms import DataSourceForm, MeasurementImportForm
+from scorecards.manifest.values import duration_form
 from scorecards.models import DataSource, DataSourceRun, Kpi
 
 
@@ -43,7 +44,11 @@ def measurement_import(request: HttpRequest) -> HttpResponse:
     if form.is_valid():
         upload = form.cleaned_data["file"]
         job = csv_import.measurement_import_create(
-            org=request.org, actor=request.user, filename=upload.name, content=upload.read()
+            org=request.org,
+            actor=request.user,
+            filename=upload.name,
+            content=upload.read(),
+            sheet=form.cleaned_data["sheet"].strip(),
         )
         if job.rows_total <= settings.IMPORT_INLINE_MAX_ROWS:
             csv_import.measurement_import_run(job=job)
@@ -80,8 +85,8 @@ RUNS_PER_PAGE = 20
 
 @require_GET
 def data_sources(request: HttpRequest) -> HttpResponse:
-    """Every live data source with its schedule, last run and the freshness of the KPIs it feeds; every member
-    may look (the manifest defines sources, so there is nothing to edit here)."""
+    """Every live data source with its schedule, last run, health and the freshness of the KPIs it feeds; every
+    member may look, admins change them (here or in the manifest)."""
     sources = list(selectors.data_source_list(org=request.org))
     last_runs = DataSourceRun.objects.in_bulk([s.last_run_id for s in sources if s.last_run_id])
     feeds = selectors.data_source_feeds(org=request.org, sources=sources)
@@ -135,3 +140,94 @@ def data_source_run(request: HttpRequest, source_id: int) -> HttpResponse:
         return _data_source_page(request, source, notice)
     messages.info(request, notice)
     return redirect("scorecards:data_source", org_slug=request.org.slug, source_id=source.pk)
+
+
+# --- data sources changed on their pages (admins) ------------------------------------------------
+
+
+def _source_form_page(request: HttpRequest, form: DataSourceForm, source: DataSource | None) -> HttpResponse:
+    status = 422 if form.errors else 200
+    return render(request, "scorecards/data_source_form.html", {"form": form, "source": source}, status=status)
+
+
+@admin_required
+@require_http_methods(["GET", "POST"])
+def data_source_new(request: HttpRequest) -> HttpResponse:
+    form = DataSourceForm(request.POST or None, org=request.org)
+    if form.is_valid():
+        try:
+            source = source_edit.data_source_save(org=request.org, actor=request.user, data=form.data_source)
+        except ValidationError as e:
+            form.add_error("key", e)
+        else:
+            messages.info(request, f"Data source {source.key} created: the next sweep pulls it.")
+            return redirect("scorecards:data_source", org_slug=request.org.slug, source_id=source.pk)
+    return _source_form_page(request, form, None)
+
+
+@admin_required
+@require_http_methods(["GET", "POST"])
+def data_source_edit(request: HttpRequest, source_id: int) -> HttpResponse:
+    source = get_for_org_or_404(request, DataSource.objects.filter(archived_at=None), source_id)
+    initial = {
+        "key": source.key,
+        "kind": source.kind,
+        "every": duration_form(source.every),
+        "task_after": source.task_after,
+        "settings": source_edit.settings_text(source),
+    }
+    form = DataSourceForm(request.POST or None, org=request.org, initial=initial)
+    if form.is_valid():
+        try:
+            source_edit.data_source_save(org=request.org, actor=request.user, data=form.data_source, source=source)
+        except ValidationError as e:
+            form.add_error("key", e)
+        else:
+            messages.info(request, "Saved: the next sweep pulls it with the new settings.")
+            return redirect("scorecards:data_source", org_slug=request.org.slug, source_id=source.pk)
+    return _source_form_page(request, form, source)
+
+
+def _dry_pull(request: HttpRequest, source: DataSource | None, problems: list[str]) -> HttpResponse:
+    result = pulls.data_source_dry_pull(source=source) if source is not None else None
+    context = {"result": result, "problems": problems}
+    if request.htmx:
+        return render(request, "scorecards/data_source_form.html#dry_pull", context)
+    return render(request, "scorecards/data_source_test.html", context | {"source": source})
+
+
+@admin_required
+@require_POST
+def data_source_test(request: HttpRequest) -> HttpResponse:
+    """Test the form's settings: a dry pull of the source as it would be saved; nothing is stored."""
+    form = DataSourceForm(request.POST, org=request.org)
+    if not form.is_valid():
+        fields = [f"{name}: {e}" for name, errors in form.errors.items() if name != "__all__" for e in errors]
+        return _dry_pull(request, None, [*form.non_field_errors(), *fields])
+    return _dry_pull(request, source_edit.data_source_unsaved(org=request.org, data=form.data_source), [])
+
+
+@admin_required
+@require_POST
+def data_source_test_saved(request: HttpRequest, source_id: int) -> HttpResponse:
+    source = get_for_org_or_404(request, DataSource.objects.filter(archived_at=None), source_id)
+    return _dry_pull(request, source, [])
+
+
+@admin_required
+@require_POST
+def data_source_pause(request: HttpRequest, source_id: int) -> HttpResponse:
+    source = get_for_org_or_404(request, DataSource.objects.filter(archived_at=None), source_id)
+    paused = request.POST.get("paused") == "1"
+    source_edit.data_source_pause(source=source, actor=request.user, paused=paused)
+    messages.info(request, "Paused: the sweep leaves it alone until resumed." if paused else "Resumed.")
+    return redirect("scorecards:data_source", org_slug=request.org.slug, source_id=source.pk)
+
+
+@admin_required
+@require_POST
+def data_source_delete(request: HttpRequest, source_id: int) -> HttpResponse:
+    source = get_for_org_or_404(request, DataSource.objects.filter(archived_at=None), source_id)
+    source_edit.data_source_delete(source=source, actor=request.user)
+    messages.info(request, f"Data source {source.key} deleted; its measurements stay.")
+    return redirect("scorecards:data_sources", org_slug=request.org.slug)

@@ -1,21 +1,25 @@
 """The `data_sources` list.
 
 Defaults when a field is omitted (the export leaves out the fields equal to them): headers_secret {},
-headers_env {}, pulls []; a pull's items absent (the JSON answer itself is the list).
+headers_env {}, task_after 3, paused false, pulls []; a pull's items absent (the JSON answer itself is the list).
 
-Decisions where MANIFEST.md is silent: a data source of kind sql names its database address: an organization
-secret (`dsn_secret`) or, only when the operator granted the variable to the organization (PULL_ENV_GRANTS), an
-environment variable (`dsn_env`); exactly one of them, and no url. http_json names a `url` without credentials
-and optional headers, each from a secret (`headers_secret` {header: secret}) or a granted variable (`headers_env`
-{header: variable}). A secret need not be set yet when the manifest is applied: the source's runs say which one
-to set. Pulls of sql sources are {kpi, query}; of http_json sources {kpi, items (optional dotted path), at,
-value}. A field of the other kind is an error. Everything but kind and every is kept in DataSource.config; a
-created or changed source is pulled at the next sweep (its backoff forgotten).
+Decisions where MANIFEST.md is silent: a data source of kind sql names its database's SQLAlchemy URL: an
+organization secret (`dsn_secret`) or, only when the operator granted the variable to the organization
+(PULL_ENV_GRANTS), an environment variable (`dsn_env`); exactly one of them, and no url. http_json names a `url`
+without credentials and optional headers, each from a secret (`headers_secret` {header: secret}) or a granted
+variable (`headers_env` {header: variable}). spreadsheet names a published CSV/TSV `url`, checked as http_json's
+(a field several kinds share reports its problem once). A secret need not be set yet when the manifest is
+applied: the source's runs say which one to set. Pulls of sql sources are {kpi, query}; of http_json sources
+{kpi, items (optional dotted path), at, value}; of spreadsheet sources {kpi, at, value, kpi_column (optional)},
+the names of columns. A field of another kind is an error. Everything but kind and every is kept in
+DataSource.config; a created or changed source is pulled at the next sweep (its backoff forgotten).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+
+from django.utils import timezone
 
 from governance.manifest.context import Context
 from governance.manifest.fields import Entry
@@ -27,13 +31,15 @@ from scorecards.connectors.registry import CONNECTORS, config_fields, connector_
 from scorecards.manifest.values import duration_form, duration_value
 from scorecards.models import DataSource
 
+TASK_AFTER = DataSource._meta.get_field("task_after").default
+
 
 class DataSourcesSection(KeyedSection):
     """Each kind's fields, checks and pulls come from its connector (scorecards.connectors.registry)."""
 
     field, kind, model = "data_sources", "data_source", DataSource
     credential_fields = tuple(config_fields())
-    entry_fields = ("key", "kind", *credential_fields, "every", "pulls")
+    entry_fields = ("key", "kind", *credential_fields, "every", "task_after", "paused", "pulls")
     required = ("key", "kind", "every")
 
     def normalize(self, entry: Entry, ctx: Context) -> dict:
@@ -45,6 +51,8 @@ class DataSourcesSection(KeyedSection):
         for connector in CONNECTORS.values():
             data.update(connector.read_config(entry, names))
         data["every"] = entry.duration("every", positive=True)
+        data["task_after"] = entry.integer("task_after", default=TASK_AFTER, low=1, high=100)
+        data["paused"] = entry.boolean("paused")
         if known:
             # What each kind reads; a field of another kind is an error at its path.
             for name in known.required:
@@ -104,14 +112,23 @@ class DataSourcesSection(KeyedSection):
             "kind": source.kind,
             **{name: _copy(config.get(name) or default) for name, default in config_fields().items()},
             "every": duration_form(source.every),
+            "task_after": source.task_after,
+            "paused": source.paused_at is not None,
             "pulls": [self._pull_form(connector_kind(source.kind), pull) for pull in config.get("pulls", [])],
         }
 
     def defaults(self, data: dict) -> dict:
-        return {**{name: _copy(default) for name, default in config_fields().items()}, "pulls": []}
+        return {
+            **{name: _copy(default) for name, default in config_fields().items()},
+            "task_after": TASK_AFTER,
+            "paused": False,
+            "pulls": [],
+        }
 
     def assign(self, obj: DataSource, data: dict, ctx: Context) -> None:
         obj.key, obj.kind, obj.every = data["key"], data["kind"], duration_value(data["every"])
+        obj.task_after = data["task_after"]
+        obj.paused_at = (obj.paused_at or timezone.now()) if data["paused"] else None
         obj.config = {name: data[name] for name in (*self.credential_fields, "pulls") if data[name]}
         # A new or changed source is pulled at the next sweep, without the backoff of its old settings.
         obj.next_run_at, obj.failures = None, 0

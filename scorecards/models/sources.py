@@ -28,6 +28,10 @@ class DataSource(models.Model):
     # The pull sweep's schedule: None runs at the next sweep; failures stretch the wait (backoff).
     next_run_at = models.DateTimeField(null=True, blank=True)
     failures = models.PositiveIntegerField(default=0)
+    # After this many failed runs in a row the owners of the KPIs it feeds get a data-freshness task
+    # (escalations.engine.source_tasks), one per failing period.
+    task_after = models.PositiveSmallIntegerField(default=3, db_default=3)
+    paused_at = models.DateTimeField(null=True, blank=True)  # the sweep leaves a paused source alone
 
     objects = TenantQuerySet.as_manager()
 
@@ -78,6 +82,7 @@ class ImportJob(models.Model):
     organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
     created_by = models.ForeignKey(User, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     filename = models.CharField(max_length=255)
+    sheet = models.CharField(max_length=100, blank=True, default="", db_default="")  # of a workbook; "" the first
     # The file itself, so a worker on another machine can read it; emptied once the import has finished.
     content = models.BinaryField(blank=True)
     state = models.CharField(max_length=10, choices=State.choices, default=State.QUEUED)

@@ -18,11 +18,13 @@ class Answer:
     content_type: str = "application/json"
     delay: float = 0.0  # seconds before the answer starts
     declare_length: bool = True  # False: no Content-Length, the body ends when the connection closes
+    location: str = ""  # a redirect's target
 
 
 @dataclass
 class JsonServer:
-    """A local HTTP server for the http_json connector: answers are set per path, requests are recorded."""
+    """A local HTTP server for the http_json and spreadsheet connectors: answers are set per path, requests are
+    recorded."""
 
     port: int = 0
     answers: dict[str, Answer] = field(default_factory=dict)
@@ -50,6 +52,8 @@ def json_server(settings):
             time.sleep(answer.delay)
             self.send_response(answer.status)
             self.send_header("Content-Type", answer.content_type)
+            if answer.location:
+                self.send_header("Location", answer.location)
             if answer.declare_length:
                 self.send_header("Content-Length", str(len(answer.body)))
             else:

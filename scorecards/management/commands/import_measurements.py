@@ -12,13 +12,17 @@ PRINTED = 100  # problems printed one per line; a file in the wrong format has o
 
 
 class Command(BaseCommand):
-    help = "Imports measurements from a CSV file (kpi,at,value): the API's checks, and nothing is stored on any error."
+    help = (
+        "Imports measurements from a CSV, TSV or .xlsx file (kpi,at,value): the API's checks, and nothing is stored "
+        "on any error."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument("--org", required=True, help="the organization's slug")
-        parser.add_argument("path", help="a CSV file whose first line is the header kpi,at,value")
+        parser.add_argument("--sheet", default="", help="the sheet of an .xlsx workbook (the first one if unset)")
+        parser.add_argument("path", help="a CSV, TSV or .xlsx file whose first line is the header kpi,at,value")
 
-    def handle(self, *args, org: str, path: str, **options):
+    def handle(self, *args, org: str, path: str, sheet: str, **options):
         organization = Organization.objects.filter(slug=org).first()
         if organization is None:
             raise CommandError(f'No organization "{org}".')
@@ -26,7 +30,9 @@ class Command(BaseCommand):
             content = Path(path).read_bytes()
         except OSError as e:
             raise CommandError(f"Cannot read {path}: {e.strerror}.") from None
-        job = measurement_import_create(org=organization, actor=None, filename=Path(path).name, content=content)
+        job = measurement_import_create(
+            org=organization, actor=None, filename=Path(path).name, content=content, sheet=sheet
+        )
         job = measurement_import_run(job=job)
         if job.state == ImportJob.State.DONE:
             self.stdout.write(f"Imported {job.accepted} measurements from {path}.")

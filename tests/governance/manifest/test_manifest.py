@@ -572,7 +572,7 @@ def test_a_sql_source_names_its_database_address_once(acme, settings):
     doc["data_sources"][0].pop("dsn_secret")
     neither = apply_manifest(doc).errors.lines()
     expected = [
-        "data_sources[0].dsn_secret: name the organization secret holding the database address (or a granted "
+        "data_sources[0].dsn_secret: name the organization secret holding the database URL (or a granted "
         "dsn_env), one of them"
     ]
     assert both == neither == expected
@@ -755,6 +755,48 @@ def test_an_http_json_source_round_trips_and_export_then_apply_is_a_no_op(acme):
     assert applied(exported).changes == []
     assert applied(dump_yaml(exported)).changes == []
     assert applied(doc).changes == []
+
+
+def sheet_source() -> dict:
+    return {
+        "key": "targets",
+        "kind": "spreadsheet",
+        "url": "https://docs.google.com/spreadsheets/d/e/2PACX-1/pub?output=csv",
+        "every": "1h",
+        "pulls": [
+            {"kpi": "mkt.leads", "at": "Week", "value": "Leads"},
+            {"kpi": "sc.inventory_turnover", "at": "at", "value": "value", "kpi_column": "kpi"},
+        ],
+    }
+
+
+def test_a_spreadsheet_source_round_trips_and_export_then_apply_is_a_no_op(acme):
+    doc = example()
+    doc["data_sources"].append(sheet_source())
+
+    applied(doc)
+
+    source = DataSource.objects.get(organization=acme, key="targets")
+    assert source.config == {key: sheet_source()[key] for key in ("url", "pulls")}
+    exported = fresh_export()
+    assert {s["key"]: s for s in exported["data_sources"]}["targets"] == sheet_source()
+    assert applied(exported).changes == []
+
+
+def test_a_spreadsheet_source_reports_a_bad_url_once_and_refuses_the_fields_of_other_kinds(acme):
+    doc = example()
+    sheet = sheet_source() | {"url": "ftp://sheets.test/x.csv", "headers_secret": {"Authorization": "token"}}
+    sheet["pulls"][0] = {"kpi": "mkt.leads", "items": "rows", "value": "Leads"}
+    doc["data_sources"].append(sheet)
+
+    lines = apply_manifest(doc).errors.lines()
+
+    assert lines == [
+        "data_sources[1].url: must be an http or https address",
+        "data_sources[1].headers_secret: is not used by kind spreadsheet",
+        "data_sources[1].pulls[0].at: is required",
+        "data_sources[1].pulls[0].items: is not used by kind spreadsheet",
+    ]
 
 
 def test_data_source_fields_of_the_other_kind_are_errors_with_their_path(acme):

@@ -41,7 +41,7 @@ from tests.perf.bench.report import record  # noqa: E402
 
 REPEAT = int(os.environ.get("BENCH_SECRET_PULLS", "300"))
 RUNTIME_ROLE = "steerco_bench_runtime"
-QUERY = "select now() as at, 1 as value where %(since)s::timestamptz is null"  # connects, queries, stores nothing
+QUERY = "select now() as at, 1 as value where cast(:since as timestamptz) is null"  # connects, queries, stores nothing
 
 
 def dsn() -> str:

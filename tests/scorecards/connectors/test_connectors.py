@@ -1,15 +1,10 @@
-"""The pull connectors on their own: a local HTTP server for http_json, a real PostgreSQL database for sql."""
+"""The pull connectors on their own: a local HTTP server for http_json (the sql connector: test_sql.py)."""
 
 from __future__ import annotations
 
-import uuid
-from datetime import UTC, date, datetime, timedelta
-from decimal import Decimal
+from datetime import UTC, datetime, timedelta
 
-import psycopg
 import pytest
-from django.db import connection
-from psycopg import sql
 
 from governance.models import Organization
 from scorecards.connectors.base import PullError, Unreadable
@@ -151,125 +146,6 @@ def test_more_items_than_the_row_cap_are_refused(json_server, settings):
     settings.PULL_MAX_ROWS = 3
     json_server.answer("/kpis", [{"at": "2026-11-28T08:00:00Z", "value": n} for n in range(4)])
     assert http_error({"url": json_server.url("/kpis")}).startswith("more than 3 rows in one pull")
-
-
-# --- sql ------------------------------------------------------------------------------------------
-
-
-def test_an_unset_dsn_variable_is_a_clear_error(monkeypatch, granted):
-    monkeypatch.delenv("WAREHOUSE_DSN", raising=False)
-    with pytest.raises(PullError, match=r"^the environment variable WAREHOUSE_DSN \(the database address\) is not set"):
-        SqlConnector({"dsn_env": "WAREHOUSE_DSN"}, org=ACME).__enter__()
-
-
-@pytest.mark.parametrize(
-    "dsn",
-    [f"postgres://pull:{SECRET}@127.0.0.1:1/warehouse", SECRET, f"host=127.0.0.1 port=1 password={SECRET}"],
-)
-def test_connection_errors_never_repeat_the_dsn_or_its_password(monkeypatch, granted, dsn):
-    monkeypatch.setenv("WAREHOUSE_DSN", dsn)
-    with pytest.raises(PullError) as caught:
-        SqlConnector({"dsn_env": "WAREHOUSE_DSN"}, org=ACME).__enter__()
-    message = str(caught.value)
-    assert message.startswith("could not connect to the database of WAREHOUSE_DSN: ")
-    assert SECRET not in message
-
-
-only_postgres = pytest.mark.skipif(connection.vendor != "postgresql", reason="the sql connector reads PostgreSQL")
-
-
-@pytest.fixture
-def warehouse(db, monkeypatch, granted):
-    """A throwaway schema in the test database with a table and a function that writes, reached through a DSN
-    in WAREHOUSE_DSN by the connector's own connection; dropped afterwards."""
-    settings = connection.settings_dict
-    dsn = psycopg.conninfo.make_conninfo(
-        host=settings["HOST"] or None,
-        port=settings["PORT"] or None,
-        user=settings["USER"] or None,
-        password=settings["PASSWORD"] or None,
-        dbname=settings["NAME"],
-    )
-    schema = f"pulls_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(dsn, autocommit=True) as admin:
-        admin.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
-        admin.execute(sql.SQL("CREATE TABLE {}.daily (day date, turnover numeric)").format(sql.Identifier(schema)))
-        admin.execute(
-            sql.SQL(
-                "CREATE FUNCTION {0}.bump() RETURNS int LANGUAGE sql AS "
-                "$$ INSERT INTO {0}.daily VALUES (current_date, 1) RETURNING 1 $$"
-            ).format(sql.Identifier(schema))
-        )
-        admin.execute(
-            sql.SQL("INSERT INTO {}.daily VALUES ('2026-11-27', 4.2), ('2026-11-28', 4.5), ('2026-11-29', 4.1)").format(
-                sql.Identifier(schema)
-            )
-        )
-    monkeypatch.setenv("WAREHOUSE_DSN", dsn)
-    yield schema
-    with psycopg.connect(dsn, autocommit=True) as admin:
-        admin.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
-
-
-def sql_rows(query: str, since: datetime = SINCE) -> list:
-    with SqlConnector({"dsn_env": "WAREHOUSE_DSN"}, org=ACME) as connector:
-        return connector.rows({"kpi": "ops.throughput", "query": query}, since)
-
-
-def sql_error(query: str) -> str:
-    with pytest.raises(PullError) as caught:
-        sql_rows(query)
-    return str(caught.value)
-
-
-@pytest.mark.postgres
-@only_postgres
-def test_it_reads_at_and_value_after_since_with_numbers_as_floats(warehouse):
-    rows = sql_rows(f"select turnover as value, day as at from {warehouse}.daily where day > %(since)s order by day")
-    # since is 2026-11-28 08:00 UTC: the 28th (midnight) is not after it
-    assert rows == [(date(2026, 11, 29), 4.1)]
-    assert isinstance(rows[0][1], float) and not isinstance(rows[0][1], Decimal)
-
-
-@pytest.mark.postgres
-@only_postgres
-def test_a_query_that_writes_fails_in_the_read_only_transaction(warehouse):
-    message = sql_error(f"select now() as at, {warehouse}.bump() as value")
-    assert message == "the query for ops.throughput failed: cannot execute INSERT in a read-only transaction"
-    assert len(sql_rows(f"select day as at, turnover as value from {warehouse}.daily")) == 3
-
-
-@pytest.mark.postgres
-@only_postgres
-def test_a_query_cannot_run_a_second_statement(warehouse):
-    message = sql_error(f"select now() as at, 1 as value; delete from {warehouse}.daily")
-    assert message.startswith("the query for ops.throughput failed: ")
-    assert len(sql_rows(f"select day as at, turnover as value from {warehouse}.daily")) == 3
-
-
-@pytest.mark.postgres
-@only_postgres
-def test_a_slow_query_is_cancelled_by_the_statement_timeout(warehouse, settings):
-    settings.PULL_STATEMENT_TIMEOUT = timedelta(milliseconds=200)
-    message = sql_error("select now() as at, 1 as value from pg_sleep(5)")
-    assert message == "the query for ops.throughput ran longer than 0.2 s and was cancelled"
-
-
-@pytest.mark.postgres
-@only_postgres
-def test_more_rows_than_the_cap_are_refused(warehouse, settings):
-    settings.PULL_MAX_ROWS = 5
-    message = sql_error("select now() as at, n as value from generate_series(1, 1000000) n")
-    assert message == "more than 5 rows in one pull; narrow it to the new rows (since)"
-
-
-@pytest.mark.postgres
-@only_postgres
-def test_the_query_must_name_its_columns_at_and_value(warehouse):
-    message = sql_error(f"select day, turnover from {warehouse}.daily")
-    assert (
-        message == 'the query for ops.throughput must return columns named "at" and "value" (it returns day, turnover)'
-    )
 
 
 # --- which variables a source may read ------------------------------------------------------------

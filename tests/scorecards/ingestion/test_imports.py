@@ -369,11 +369,12 @@ def test_a_large_file_is_queued_and_its_page_shows_the_progress(
     ("name", "content", "error"),
     [
         ("empty.csv", b"", "The file is empty; it needs the header line kpi,at,value"),
-        ("data.xlsx", b"PK\x03\x04", "&quot;data.xlsx&quot; is not a .csv file."),
+        ("data.pdf", b"%PDF-1.7", "&quot;data.pdf&quot; is neither a .csv, .tsv nor an .xlsx file."),
+        ("data.xlsx", b"%PDF-1.7", "&quot;data.xlsx&quot; is not an Excel workbook."),
         ("sheet.csv", b"PK\x03\x04\x14\x00\x06\x00", "&quot;sheet.csv&quot; is not a CSV text file"),
         ("big.csv", "x" * 101, "The file is 101\xa0bytes; the limit is 100\xa0bytes. Split it into smaller files."),
     ],
-    ids=["empty", "extension", "binary", "too-large"],
+    ids=["empty", "extension", "not-a-workbook", "binary", "too-large"],
 )
 def test_the_upload_form_refuses_what_is_no_csv_file(tenant, settings, name, content, error):
     settings.IMPORT_MAX_BYTES = 100
