@@ -25,7 +25,7 @@ from escalations.decisions.forms import (
 from escalations.engine import authority as deciding
 from escalations.models import MitigationPath, ReviewSession, Task, Workstream
 from escalations.workstreams.selectors import workstreams
-from governance import formats
+from governance import exports, formats
 from governance.access import get_for_org_or_404, refuse, role_required
 from governance.forms import active_members, apply_errors
 from governance.models import Role
@@ -398,6 +398,22 @@ def decision_log(request: HttpRequest) -> HttpResponse:
     query.pop("page", None)
     context = {"filter_form": filter_form, "query": query.urlencode(), "scope": "organization"}
     log = selectors.decision_list(org=request.org, **filters).filter(kpi__in=_visible(request))
+    if fmt := exports.requested_format(request):
+        columns = ["Decided", "KPI", "Kind", "Decided by", "KPI status", "Reason", "Expected by", "Review session"]
+        rows = (
+            [
+                d.decided_at,
+                d.kpi.name,
+                d.get_kind_display(),
+                d.decided_by.name,
+                d.get_kpi_status_display(),
+                d.reason,
+                d.expected_by,
+                d.session.title if d.session else "",
+            ]
+            for d in log
+        )
+        return exports.export_response(fmt=fmt, name="decisions", columns=columns, rows=rows, tz=request.org.tzinfo)
     return _log_page(request, context, log, panel=False)
 
 
