@@ -15,6 +15,7 @@ urlpatterns = [
     ),
     path("review/sessions/<int:session_id>/close/", views.review_session_close, name="review_session_close"),
     path("review/sessions/<int:session_id>/pack.pdf", views.review_session_pack, name="review_session_pack"),
+    path("review/sessions/<int:session_id>/pack.<str:fmt>", views.review_session_pack, name="review_session_pack_as"),
     path("decisions/", views.decision_log, name="decision_log"),
     # An ownership transfer is decided here (the KPI page's form), where the decision log is written.
     path("transfers/<int:transfer_id>/decide/", views.transfer_decide, name="transfer_decide"),

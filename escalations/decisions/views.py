@@ -6,7 +6,7 @@ from __future__ import annotations
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
@@ -360,13 +360,22 @@ def review_session_close(request: HttpRequest, session_id: int) -> HttpResponse:
 
 
 @require_GET
-def review_session_pack(request: HttpRequest, session_id: int) -> HttpResponse:
-    """The steering pack as a PDF: scorecard summary, the charts of the KPIs decided on, decisions, open actions."""
+def review_session_pack(request: HttpRequest, session_id: int, fmt: str = "pdf") -> HttpResponse:
+    """The steering pack as a PDF (scorecard summary, the charts of the KPIs decided on, decisions, open actions),
+    a PowerPoint deck (a slide per red KPI) or the red KPIs as a spreadsheet."""
+    if fmt not in pack.PACK_FORMATS:
+        raise Http404("The steering pack comes as pdf, pptx or xlsx.")
     session = _get_session(request, session_id)
-    pdf = pack.render_pack(session=session, viewer=request.membership, base_url=request.build_absolute_uri("/"))
-    response = HttpResponse(pdf, content_type="application/pdf")
+    if fmt == "pdf":
+        body = pack.render_pack(session=session, viewer=request.membership, base_url=request.build_absolute_uri("/"))
+    else:
+        body = pack.render_pack_as(fmt, session=session, viewer=request.membership)
+    response = HttpResponse(body, content_type=pack.PACK_FORMATS[fmt])
     stamp = timezone.localtime(session.started_at, request.org.tzinfo)
-    response["Content-Disposition"] = f'inline; filename="steering-pack-{request.org.slug}-{stamp:%Y-%m-%d}.pdf"'
+    # The PDF opens in the browser; a deck or a spreadsheet is a download.
+    disposition = "inline" if fmt == "pdf" else "attachment"
+    name = f"steering-pack-{request.org.slug}-{stamp:%Y-%m-%d}.{fmt}"
+    response["Content-Disposition"] = f'{disposition}; filename="{name}"'
     return response
 
 
