@@ -16,10 +16,9 @@ from django.utils.safestring import SafeString, mark_safe
 
 from escalations.decisions import agenda, selectors
 from escalations.models import ReviewSession
-from governance import exports
 from governance.models import Membership
 from scorecards.models import Kpi, Status
-from scorecards.selectors import SCORECARD_COLUMNS, kpi_list, scorecard_table, status_counts, visible_kpis
+from scorecards.selectors import kpi_list, status_counts, visible_kpis
 
 RED = [Status.OFF_TRACK, Status.AT_RISK, Status.STALE]
 logging.getLogger("weasyprint.progress").setLevel(logging.WARNING)  # one INFO line per layout step otherwise
@@ -88,24 +87,3 @@ def render_pack(*, session: ReviewSession, viewer: Membership | None, base_url: 
     with timezone.override(session.organization.tzinfo):
         html = render_to_string("escalations/review_pack.html", pack_context(session, viewer))
     return HTML(string=html, base_url=base_url).write_pdf(stylesheets=[CSS(string=_static("css/pack.css"))])
-
-
-PACK_FORMATS = {
-    "pdf": "application/pdf",
-    "pptx": "application/vnd.openxmlformats-officedocument.presentationml.presentation",
-    "xlsx": exports.FORMATS["xlsx"],
-}
-
-
-def render_pack_as(fmt: str, *, session: ReviewSession, viewer: Membership | None) -> bytes:
-    """The pack as `fmt` (a key of PACK_FORMATS): the PDF, the deck, or the red KPIs as a spreadsheet."""
-    if fmt == "pptx":
-        from escalations.decisions.deck import render_pack_pptx  # the deck imports this module for its charts
-
-        return render_pack_pptx(session=session, viewer=viewer)
-    if fmt == "xlsx":
-        org = session.organization
-        red = kpi_list(org=org, viewer=viewer).filter(status__in=RED)
-        rows = scorecard_table(red)
-        return exports.as_xlsx(SCORECARD_COLUMNS, rows, tz=org.tzinfo, title="Red KPIs")
-    return render_pack(session=session, viewer=viewer)

@@ -12,7 +12,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
-from escalations.decisions import agenda, pack, review_sessions, selectors, services
+from escalations.decisions import agenda, pack, pack_files, review_sessions, selectors, services
 from escalations.decisions.forms import (
     DECISION_FORMS,
     AgendaFilterForm,
@@ -363,14 +363,14 @@ def review_session_close(request: HttpRequest, session_id: int) -> HttpResponse:
 def review_session_pack(request: HttpRequest, session_id: int, fmt: str = "pdf") -> HttpResponse:
     """The steering pack as a PDF (scorecard summary, the charts of the KPIs decided on, decisions, open actions),
     a PowerPoint deck (a slide per red KPI) or the red KPIs as a spreadsheet."""
-    if fmt not in pack.PACK_FORMATS:
+    if fmt not in pack_files.PACK_FORMATS:
         raise Http404("The steering pack comes as pdf, pptx or xlsx.")
     session = _get_session(request, session_id)
     if fmt == "pdf":
         body = pack.render_pack(session=session, viewer=request.membership, base_url=request.build_absolute_uri("/"))
     else:
-        body = pack.render_pack_as(fmt, session=session, viewer=request.membership)
-    response = HttpResponse(body, content_type=pack.PACK_FORMATS[fmt])
+        body = pack_files.render_pack_as(fmt, session=session, viewer=request.membership)
+    response = HttpResponse(body, content_type=pack_files.PACK_FORMATS[fmt])
     stamp = timezone.localtime(session.started_at, request.org.tzinfo)
     # The PDF opens in the browser; a deck or a spreadsheet is a download.
     disposition = "inline" if fmt == "pdf" else "attachment"

@@ -3,6 +3,7 @@
 from escalations.models.decisions import Decision, ReviewAttendee, ReviewSession
 from escalations.models.notifications import Notification, NotificationPreference, Webhook, WebhookDelivery
 from escalations.models.policies import EscalationLevel, EscalationPolicy
+from escalations.models.reports import ReportSend, ReportSubscription
 from escalations.models.reviews import DependencyReview, DependencyReviewSignal, DependencySignal
 from escalations.models.workstreams import MitigationAction, MitigationPath, Task, Workstream, WorkstreamEvent
 
@@ -17,6 +18,8 @@ __all__ = [
     "MitigationPath",
     "Notification",
     "NotificationPreference",
+    "ReportSend",
+    "ReportSubscription",
     "ReviewAttendee",
     "ReviewSession",
     "Task",

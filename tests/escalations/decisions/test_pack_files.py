@@ -15,7 +15,7 @@ from openpyxl import load_workbook
 from pptx import Presentation
 from pptx.enum.shapes import MSO_SHAPE_TYPE
 
-from escalations.decisions import pack, review_sessions, services
+from escalations.decisions import pack_files, review_sessions, services
 from escalations.models import MitigationAction, MitigationPath, Workstream
 from scorecards.models import Measurement
 from tests.conftest import Tenant
@@ -77,7 +77,7 @@ def test_the_deck_has_a_title_a_summary_and_one_slide_per_red_kpi(tenant, deck_s
     response = tenant.client(tenant.member).get(
         reverse("escalations:review_session_pack_as", args=[tenant.org.slug, session.pk, "pptx"])
     )
-    assert response.status_code == 200 and response["Content-Type"] == pack.PACK_FORMATS["pptx"]
+    assert response.status_code == 200 and response["Content-Type"] == pack_files.PACK_FORMATS["pptx"]
     deck = Presentation(io.BytesIO(response.content))
     titles = [s.shapes.title.text for s in deck.slides]
     assert titles == [
@@ -103,7 +103,7 @@ def _text(slide) -> str:
 
 def test_the_pack_spreadsheet_lists_the_red_kpis_with_typed_cells(tenant, deck_session):
     session, leads, churn = deck_session
-    body = pack.render_pack_as("xlsx", session=session, viewer=tenant.member)
+    body = pack_files.render_pack_as("xlsx", session=session, viewer=tenant.member)
     sheet = load_workbook(io.BytesIO(body)).active
     rows = list(sheet.iter_rows(values_only=True))
     assert rows[0][:2] == ("Key", "KPI") and sheet.freeze_panes == "A2"
@@ -138,7 +138,7 @@ def test_libreoffice_renders_the_deck(tenant, deck_session, tmp_path):
     PDF with every slide, and a slide rasterises to a non-empty image (tmp_path keeps them to look at)."""
     session, *_ = deck_session
     deck = tmp_path / "pack.pptx"
-    deck.write_bytes(pack.render_pack_as("pptx", session=session, viewer=None))
+    deck.write_bytes(pack_files.render_pack_as("pptx", session=session, viewer=None))
     profile = f"-env:UserInstallation=file://{tmp_path}/lo-profile"  # no shared profile lock with another run
     subprocess.run(
         ["soffice", profile, "--headless", "--convert-to", "pdf", "--outdir", str(tmp_path), str(deck)],
