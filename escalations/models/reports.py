@@ -11,6 +11,9 @@ from django.utils.timezone import now
 from governance.models import Membership, Organization, TenantQuerySet, User, single_line_validator
 from scorecards.models import Scorecard
 
+# date.weekday(): 0 is Monday
+WEEKDAYS = list(enumerate(["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]))
+
 
 class ReportSubscription(models.Model):
     class Content(models.TextChoices):
@@ -33,7 +36,7 @@ class ReportSubscription(models.Model):
     scorecard = models.ForeignKey(Scorecard, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
     format = models.CharField(max_length=4, choices=Format.choices, default=Format.PDF)
     cadence = models.CharField(max_length=16, choices=Cadence.choices, default=Cadence.WEEKLY)
-    weekday = models.PositiveSmallIntegerField(default=0)  # 0 = Monday, for weekly reports
+    weekday = models.PositiveSmallIntegerField(choices=WEEKDAYS, default=0)  # for weekly reports
     send_time = models.TimeField(default=time(8))  # local time, for weekly and monthly reports
     hours_before = models.PositiveSmallIntegerField(default=24)  # before each review session
     members = models.ManyToManyField(Membership, blank=True, related_name="+")
