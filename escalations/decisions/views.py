@@ -3,6 +3,8 @@ the decision log. Thin: access helper, form, one service call, render (the item'
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
@@ -12,7 +14,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
-from escalations.decisions import agenda, pack, pack_files, review_sessions, selectors, services
+from escalations.decisions import agenda, calendar, pack, pack_files, review_sessions, selectors, services
 from escalations.decisions.forms import (
     DECISION_FORMS,
     AgendaFilterForm,
@@ -20,6 +22,7 @@ from escalations.decisions.forms import (
     DecisionFilterForm,
     DecisionForm,
     SessionCloseForm,
+    SessionScheduleForm,
     SessionStartForm,
 )
 from escalations.engine import authority as deciding
@@ -140,6 +143,10 @@ def _agenda_page(
             AttendeesForm(org=request.org, initial={"attendees": [m.pk for m in session.attendees.all()]}),
         )
         context.setdefault("close_form", SessionCloseForm())
+        initial = {"minutes": int(session.duration.total_seconds() // 60)}
+        if session.scheduled_for:
+            initial["scheduled_for"] = timezone.localtime(session.scheduled_for, request.org.tzinfo)
+        context.setdefault("schedule_form", SessionScheduleForm(initial=initial, auto_id="schedule-%s"))
         context["attendees"] = selectors.session_attendees(session)
         context["decision_count"] = session.decisions.count()
     return render(request, "escalations/review.html", context, status=status)
@@ -340,6 +347,42 @@ def review_session_attendees(request: HttpRequest, session_id: int) -> HttpRespo
     else:
         messages.error(request, "Pick at least one attendee.")
     return redirect("escalations:review_session_detail", org_slug=request.org.slug, session_id=session.pk)
+
+
+@deciders_only
+@require_POST
+def review_session_schedule(request: HttpRequest, session_id: int) -> HttpResponse:
+    """Sets or moves the meeting: the attendees get an invitation (an update, when it moves) by email."""
+    session = _get_session(request, session_id)
+    form = SessionScheduleForm(request.POST)
+    if form.is_valid():
+        try:
+            calendar.review_session_schedule(
+                session=session,
+                by=request.membership,
+                at=form.cleaned_data["scheduled_for"],
+                duration=timedelta(minutes=form.cleaned_data["minutes"]),
+            )
+        except ValidationError as e:
+            messages.error(request, " ".join(e.messages))
+        else:
+            messages.success(request, "Meeting time saved: the attendees get the calendar invitation.")
+    else:
+        messages.error(request, "Give the date, time and length of the meeting.")
+    return redirect("escalations:review_session_detail", org_slug=request.org.slug, session_id=session.pk)
+
+
+@deciders_only
+@require_POST
+def review_session_cancel(request: HttpRequest, session_id: int) -> HttpResponse:
+    session = _get_session(request, session_id)
+    try:
+        calendar.review_session_cancel(session=session, by=request.membership)
+    except ValidationError as e:
+        messages.error(request, " ".join(e.messages))
+        return redirect("escalations:review_session_detail", org_slug=request.org.slug, session_id=session.pk)
+    messages.success(request, f"{session.title} cancelled: the attendees' calendars are told.")
+    return redirect("escalations:review_session_list", org_slug=request.org.slug)
 
 
 @deciders_only
