@@ -25,6 +25,8 @@ from escalations.models import (
     MitigationPath,
     Notification,
     NotificationPreference,
+    ReportSend,
+    ReportSubscription,
     ReviewAttendee,
     ReviewSession,
     Task,
@@ -61,6 +63,8 @@ OBJECT_KWARGS: dict[str, Callable[[Tenant], object]] = {
     "webhook_id": lambda t: t.webhook.pk,
     "dependency_id": lambda t: t.dependency.pk,
     "session_id": lambda t: t.review_session.pk,
+    "fmt": lambda t: "pptx",  # the steering pack's format
+    "subscription_id": lambda t: t.report_subscription.pk,
     "name": lambda t: t.secret.name,  # a secret's, in its organization's own namespace
 }
 
@@ -112,7 +116,9 @@ def route_kwargs(route: str) -> set[str]:
 
 def tenant_rows(t: Tenant) -> list:
     """Everything of a tenant that a stranger's request could try to change."""
-    assert t.episode and t.dependency and t.review_session  # made before the first snapshot, not by the URLs
+    assert (
+        t.episode and t.dependency and t.review_session and t.report_subscription
+    )  # made before the first snapshot, not by the URLs
     return [
         list(Team.objects.filter(organization=t.org).values().order_by("pk")),
         list(Membership.objects.filter(organization=t.org).values().order_by("pk")),
@@ -147,6 +153,8 @@ def tenant_rows(t: Tenant) -> list:
                 ReviewSession,
                 ReviewAttendee,
                 Decision,
+                ReportSubscription,
+                ReportSend,
             )
         ),
     ]
