@@ -222,6 +222,7 @@ def test_two_sweeps_through_a_real_worker_at_once_send_each_period_once():
     tenant = make_tenant("initech")
     with time_machine.travel(datetime(2026, 12, 1, tzinfo=UTC), tick=False):
         _subscribe(tenant, cadence=ReportSubscription.Cadence.MONTHLY)
+    mail.outbox.clear()  # the tenant's invitation
     with celery_app.connection_for_write() as conn:
         conn.default_channel.queue_purge("celery")
     with start_worker(celery_app, pool="threads", concurrency=2, perform_ping_check=False, loglevel="WARNING"):
