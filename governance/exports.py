@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from collections.abc import Iterable, Sequence
 from datetime import date, datetime, tzinfo
 
@@ -67,7 +68,8 @@ def as_xlsx(columns: Sequence[str], rows: Iterable[Sequence[object]], *, tz: tzi
 
     book = Workbook()
     sheet = book.active
-    sheet.title = title[:31]  # Excel's limit on a sheet name
+    # Excel refuses these characters and more than 31 of them in a sheet name (a scorecard's name may have them).
+    sheet.title = re.sub(r"[\\/?*\[\]:]", " ", title)[:31].strip() or "Export"
     sheet.append(list(columns))
     for cell in sheet[1]:
         cell.font = Font(bold=True)

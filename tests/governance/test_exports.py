@@ -135,3 +135,8 @@ def test_a_stranger_gets_404_for_another_organizations_scorecard_export(tenant, 
         reverse("scorecards:scorecard", args=[stranger_tenant.org.slug, tenant.scorecard.pk]), {"format": "csv"}
     )
     assert response.status_code == 404
+
+
+def test_a_sheet_name_excel_would_refuse_is_cleaned():
+    body = exports.as_xlsx(["A"], [[1]], tz=UTC, title="Sales / Ops [EMEA]: the long scorecard name")
+    assert load_workbook(io.BytesIO(body)).active.title == "Sales   Ops  EMEA   the long sc"
