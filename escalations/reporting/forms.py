@@ -42,7 +42,10 @@ class SubscriptionForm(TenantModelForm):
         ]
         widgets = {"members": forms.CheckboxSelectMultiple}
         labels = {"members": "Members", "hours_before": "Hours before the session", "content": "Report"}
-        help_texts = {"scorecard": "For a scorecard report; empty means all KPIs."}
+        help_texts = {
+            "scorecard": "For a scorecard report; empty means all KPIs.",
+            "hours_before": "For reports before each review session that has a meeting time.",
+        }
 
     def __init__(self, *args, org, **kwargs):
         super().__init__(*args, org=org, **kwargs)
