@@ -13,6 +13,10 @@ import re
 from dataclasses import dataclass
 
 from django.utils import timezone
+from pptx import Presentation
+from pptx.dml.color import RGBColor
+from pptx.enum.text import PP_ALIGN
+from pptx.util import Inches, Pt
 
 from escalations.decisions import agenda
 from escalations.decisions.pack import pack_context, print_chart
@@ -78,8 +82,6 @@ def _live_paths(org: Organization, kpis: list[Kpi]) -> dict[int, MitigationPath]
 
 
 def render_pack_pptx(*, session: ReviewSession, viewer: Membership | None) -> bytes:
-    from pptx import Presentation
-    from pptx.util import Inches
 
     org = session.organization
     with timezone.override(org.tzinfo):
@@ -102,15 +104,12 @@ def render_pack_pptx(*, session: ReviewSession, viewer: Membership | None) -> by
     return out.getvalue()
 
 
-def _rgb(hex_colour: str):
-    from pptx.dml.color import RGBColor
-
+def _rgb(hex_colour: str) -> RGBColor:
     return RGBColor.from_string(hex_colour)
 
 
 def _text(slide, left, top, width, height, paragraphs: list[tuple[str, int, str, bool]]) -> None:
     """A text box of (text, size in points, colour, bold) paragraphs, wrapping."""
-    from pptx.util import Inches, Pt
 
     frame = slide.shapes.add_textbox(Inches(left), Inches(top), Inches(width), Inches(height)).text_frame
     frame.word_wrap = True
@@ -122,8 +121,6 @@ def _text(slide, left, top, width, height, paragraphs: list[tuple[str, int, str,
 
 
 def _titled(deck, title: str, colours: Palette):
-    from pptx.enum.text import PP_ALIGN
-    from pptx.util import Inches, Pt
 
     slide = deck.slides.add_slide(deck.slide_layouts[5])  # "Title Only": the title stays a real slide title
     shape = slide.shapes.title
@@ -137,7 +134,6 @@ def _titled(deck, title: str, colours: Palette):
 
 
 def _title_slide(deck, context: dict, colours: Palette) -> None:
-    from pptx.util import Pt
 
     session, org = context["session"], context["org"]
     slide = deck.slides.add_slide(deck.slide_layouts[0])
@@ -153,7 +149,6 @@ def _title_slide(deck, context: dict, colours: Palette) -> None:
 
 
 def _summary_slide(deck, context: dict, colours: Palette) -> None:
-    from pptx.util import Inches, Pt
 
     slide = _titled(deck, "Scorecard summary", colours)
     counts = context["counts"]
@@ -185,7 +180,6 @@ def _summary_slide(deck, context: dict, colours: Palette) -> None:
 
 
 def _kpi_slide(deck, kpi: Kpi, png: bytes, path: MitigationPath | None, decisions: list, colours: Palette) -> None:
-    from pptx.util import Inches
 
     slide = _titled(deck, f"{kpi.name} — {kpi.get_status_display()}", colours)
     slide.shapes.title.text_frame.paragraphs[0].font.color.rgb = _rgb(colours.of(kpi.status))
