@@ -7,6 +7,7 @@ from escalations.notify.fanout import deliver_due, prune
 from escalations.notify.health import flag_failing
 from escalations.notify.webhooks import deliver_webhooks
 from escalations.reporting.digests import send_digests as send_due_digests
+from escalations.reporting.subscriptions import send_reports as send_due_reports
 from governance import tenancy
 
 
@@ -56,3 +57,21 @@ def send_digests(org_id: int | None = None) -> dict:
 def prune_notifications() -> dict:
     with tenancy.for_sweep(None):
         return prune()
+
+
+@shared_task
+def send_reports(org_id: int | None = None) -> dict:
+    # The scheduled reports due now (escalations.reporting.subscriptions); a send-log row per period makes it once.
+    with tenancy.for_sweep(org_id):
+        return {"reports": send_due_reports(org_id=org_id)}
+
+
+@shared_task
+def send_session_invitation(org_id: int, session_id: int, method: str, sequence: int) -> dict:
+    """A review session's calendar invitation, update or cancellation (escalations.decisions.calendar)."""
+    from escalations.decisions.calendar import send_invitation
+    from escalations.models import ReviewSession
+
+    with tenancy.for_sweep(org_id):
+        session = ReviewSession.objects.select_related("organization", "started_by").get(pk=session_id)
+        return {"sent": send_invitation(session=session, method=method, sequence=sequence)}

@@ -12,7 +12,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import HttpResponseClientRefresh
 
-from governance import audit_entries, selectors
+from governance import audit_entries, exports, selectors
 from governance.access import (
     admin_required,
     can_manage_team,
@@ -371,6 +371,21 @@ def audit_list(request: HttpRequest) -> HttpResponse:
             "since": datetime.combine(data["since"], time(), tz) if data["since"] else None,
             "until": datetime.combine(data["until"] + timedelta(days=1), time(), tz) if data["until"] else None,
         }
+    if fmt := exports.requested_format(request):
+        columns = ["When", "Actor", "Event", "Object type", "Object", "Object id", "Request id"]
+        rows = (
+            [
+                e.created_at,
+                e.actor.name if e.actor else "",
+                e.verb,
+                e.object_type,
+                e.object_repr,
+                e.object_id,
+                e.request_id,
+            ]
+            for e in selectors.audit_event_list(org=request.org, **filters)
+        )
+        return exports.export_response(fmt=fmt, name="audit-log", columns=columns, rows=rows, tz=request.org.tzinfo)
     page = Paginator(selectors.audit_event_list(org=request.org, **filters), 50).get_page(request.GET.get("page"))
     template = "governance/audit.html#results" if request.htmx else "governance/audit.html"
     context = {

@@ -86,6 +86,28 @@ WORKSTREAM_STATES = {
 }
 
 
+SCORECARD_COLUMNS = ["Key", "KPI", "Team", "Owner", "Status", "Value", "Unit", "Target", "Last measured", "Reason"]
+
+
+def scorecard_table(kpis: QuerySet[Kpi]) -> list[list[object]]:
+    """A scorecard's rows for an export (governance.exports), in SCORECARD_COLUMNS order: values keep their type."""
+    return [
+        [
+            k.key,
+            k.name,
+            k.team.name,
+            k.owner.user.name,
+            k.get_status_display(),
+            k.last_value,
+            k.unit,
+            k.target_value,
+            k.last_measured_at,
+            k.reason,
+        ]
+        for k in kpis
+    ]
+
+
 def with_workstream_state(kpis: QuerySet[Kpi]) -> QuerySet[Kpi]:
     """Annotates each KPI with its open workstream (`open_workstream_id`) and that episode's state for the chip
     (`workstream_state`, a WORKSTREAM_STATES key, None without an open episode), as subqueries of the same query.

@@ -10,9 +10,11 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.text import slugify
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
+from governance import exports
 from governance import selectors as governance_selectors
 from governance.access import (
     decision_authority,
@@ -135,6 +137,15 @@ def scorecard(request: HttpRequest, scorecard_id: int | None = None) -> HttpResp
         if not selectors.scorecard_visible(card, request.membership):
             raise deny(request, "this scorecard's viewers")
     filters = _filters(request)
+    if fmt := exports.requested_format(request):
+        kpis = selectors.kpi_list(org=request.org, viewer=request.membership, filters=filters, scorecard=card)
+        return exports.export_response(
+            fmt=fmt,
+            name=slugify(card.name if card else "kpis") or "scorecard",
+            columns=selectors.SCORECARD_COLUMNS,
+            rows=selectors.scorecard_table(kpis),
+            tz=request.org.tzinfo,
+        )
     counts = selectors.status_counts(selectors.kpi_list(org=request.org, viewer=request.membership, scorecard=card))
     kpis = list(
         selectors.with_workstream_state(

@@ -18,6 +18,7 @@ from escalations.models import (
     MitigationAction,
     MitigationPath,
     Notification,
+    ReportSubscription,
     ReviewAttendee,
     ReviewSession,
     Task,
@@ -128,6 +129,19 @@ class Tenant:
         """A closed review with its attendee and one decision on the KPI, made on first use (the review tests count
         sessions and decisions)."""
         return make_review(self)
+
+    @cached_property
+    def report_subscription(self) -> ReportSubscription:
+        """A weekly scorecard report to the member, made on first use (the report tests count subscriptions)."""
+        sub = ReportSubscription.objects.create(
+            organization=self.org,
+            name="Weekly scorecard",
+            content="scorecard",
+            format="xlsx",
+            created_by=self.admin.user,
+        )
+        sub.members.add(self.member)
+        return sub
 
     @cached_property
     def secret(self) -> Secret:

@@ -27,6 +27,8 @@ from escalations.models import (
     MitigationPath,
     Notification,
     NotificationPreference,
+    ReportSend,
+    ReportSubscription,
     ReviewAttendee,
     ReviewSession,
     Task,
@@ -63,14 +65,16 @@ OBJECT_KWARGS: dict[str, Callable[[Tenant], object]] = {
     "webhook_id": lambda t: t.webhook.pk,
     "dependency_id": lambda t: t.dependency.pk,
     "session_id": lambda t: t.review_session.pk,
-    "name": lambda t: t.secret.name,
     # collaboration: a target's kind and id, and the rows hung on it (made on first use)
     "target": lambda t: "kpi",
     "object_id": lambda t: t.kpi.pk,
     "comment_id": lambda t: collaboration_rows(t)["comment"].pk,
     "attachment_id": lambda t: collaboration_rows(t)["attachment"].pk,
     "link_id": lambda t: collaboration_rows(t)["link"].pk,
-    "decision_id": lambda t: t.review_session.decisions.first().pk,  # a secret's, in its organization's own namespace
+    "decision_id": lambda t: t.review_session.decisions.first().pk,
+    "fmt": lambda t: "pptx",  # the steering pack's format
+    "subscription_id": lambda t: t.report_subscription.pk,
+    "name": lambda t: t.secret.name,  # a secret's, in its organization's own namespace
 }
 
 # Views outside /o/<slug>/, with the reason they need no tenant check.
@@ -146,7 +150,7 @@ def route_kwargs(route: str) -> set[str]:
 
 def tenant_rows(t: Tenant) -> list:
     """Everything of a tenant that a stranger's request could try to change."""
-    assert t.episode and t.dependency and t.review_session  # made before the first snapshot, not by the URLs
+    assert t.episode and t.dependency and t.review_session and t.report_subscription  # made before the first snapshot
     collaboration_rows(t)
     return [
         list(Team.objects.filter(organization=t.org).values().order_by("pk")),
@@ -185,6 +189,8 @@ def tenant_rows(t: Tenant) -> list:
                 Comment,
                 Attachment,
                 ShareLink,
+                ReportSubscription,
+                ReportSend,
             )
         ),
     ]

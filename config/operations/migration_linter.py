@@ -33,6 +33,9 @@ ACCEPTED = {
     "0012_calculated_kpis": "database defaults cover the previous release's inserts",
     # The same: DataSource.task_after and ImportJob.sheet have database defaults, paused_at is nullable.
     "0013_import_sheet_and_source_health": "database defaults cover the previous release's inserts",
+    # Two new tables (their NOT NULL columns and unique constraint start on empty tables, which the old code never
+    # reads) and review-session columns that are nullable or have a database default (db_default), as above.
+    "0014_report_subscriptions_and_session_calendar": "new tables, and new columns the previous release can ignore",
 }
 
 OPTIONS = {

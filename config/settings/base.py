@@ -389,6 +389,13 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": timedelta(hours=1),
         "options": {"expires": 50 * 60},
     },
+    # Scheduled reports (escalations.reporting.subscriptions): each period is claimed by a row before it is sent, so
+    # a second beat or a late sweep never sends one twice.
+    "send-reports": {
+        "task": "escalations.tasks.send_reports",
+        "schedule": 5 * SWEEP_EVERY,
+        "options": {"expires": 50},
+    },
 }
 # How long delivered notifications and finished webhook deliveries are kept (their workstreams keep the timeline).
 NOTIFICATION_RETENTION = timedelta(days=env.int("NOTIFICATION_RETENTION_DAYS", default=180))

@@ -185,6 +185,15 @@ class SessionCloseForm(forms.Form):
     )
 
 
+class SessionScheduleForm(forms.Form):
+    """When the review meets: the attendees get a calendar invitation, or its update when the time moves."""
+
+    scheduled_for = forms.DateTimeField(
+        label="Meets on", widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M")
+    )
+    minutes = forms.IntegerField(label="Minutes", min_value=15, max_value=480, initial=60)
+
+
 class DecisionFilterForm(forms.Form):
     kind = forms.ChoiceField(choices=[("", "Every kind"), *Decision.Kind.choices], required=False)
     team = forms.ModelChoiceField(queryset=Team.objects.none(), required=False, empty_label="Every team")

@@ -14,7 +14,10 @@ urlpatterns = [
         "review/sessions/<int:session_id>/attendees/", views.review_session_attendees, name="review_session_attendees"
     ),
     path("review/sessions/<int:session_id>/close/", views.review_session_close, name="review_session_close"),
+    path("review/sessions/<int:session_id>/schedule/", views.review_session_schedule, name="review_session_schedule"),
+    path("review/sessions/<int:session_id>/cancel/", views.review_session_cancel, name="review_session_cancel"),
     path("review/sessions/<int:session_id>/pack.pdf", views.review_session_pack, name="review_session_pack"),
+    path("review/sessions/<int:session_id>/pack.<str:fmt>", views.review_session_pack, name="review_session_pack_as"),
     path("decisions/", views.decision_log, name="decision_log"),
     # An ownership transfer is decided here (the KPI page's form), where the decision log is written.
     path("transfers/<int:transfer_id>/decide/", views.transfer_decide, name="transfer_decide"),

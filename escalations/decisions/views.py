@@ -3,16 +3,18 @@ the decision log. Thin: access helper, form, one service call, render (the item'
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
-from escalations.decisions import agenda, pack, review_sessions, selectors, services
+from escalations.decisions import agenda, calendar, pack, pack_files, review_sessions, selectors, services
 from escalations.decisions.forms import (
     DECISION_FORMS,
     AgendaFilterForm,
@@ -20,12 +22,13 @@ from escalations.decisions.forms import (
     DecisionFilterForm,
     DecisionForm,
     SessionCloseForm,
+    SessionScheduleForm,
     SessionStartForm,
 )
 from escalations.engine import authority as deciding
 from escalations.models import MitigationPath, ReviewSession, Task, Workstream
 from escalations.workstreams.selectors import workstreams
-from governance import formats
+from governance import exports, formats
 from governance.access import get_for_org_or_404, refuse, role_required
 from governance.forms import active_members, apply_errors
 from governance.models import Role
@@ -140,6 +143,10 @@ def _agenda_page(
             AttendeesForm(org=request.org, initial={"attendees": [m.pk for m in session.attendees.all()]}),
         )
         context.setdefault("close_form", SessionCloseForm())
+        initial = {"minutes": int(session.duration.total_seconds() // 60)}
+        if session.scheduled_for:
+            initial["scheduled_for"] = timezone.localtime(session.scheduled_for, request.org.tzinfo)
+        context.setdefault("schedule_form", SessionScheduleForm(initial=initial, auto_id="schedule-%s"))
         context["attendees"] = selectors.session_attendees(session)
         context["decision_count"] = session.decisions.count()
     return render(request, "escalations/review.html", context, status=status)
@@ -344,6 +351,42 @@ def review_session_attendees(request: HttpRequest, session_id: int) -> HttpRespo
 
 @deciders_only
 @require_POST
+def review_session_schedule(request: HttpRequest, session_id: int) -> HttpResponse:
+    """Sets or moves the meeting: the attendees get an invitation (an update, when it moves) by email."""
+    session = _get_session(request, session_id)
+    form = SessionScheduleForm(request.POST)
+    if form.is_valid():
+        try:
+            calendar.review_session_schedule(
+                session=session,
+                by=request.membership,
+                at=form.cleaned_data["scheduled_for"],
+                duration=timedelta(minutes=form.cleaned_data["minutes"]),
+            )
+        except ValidationError as e:
+            messages.error(request, " ".join(e.messages))
+        else:
+            messages.success(request, "Meeting time saved: the attendees get the calendar invitation.")
+    else:
+        messages.error(request, "Give the date, time and length of the meeting.")
+    return redirect("escalations:review_session_detail", org_slug=request.org.slug, session_id=session.pk)
+
+
+@deciders_only
+@require_POST
+def review_session_cancel(request: HttpRequest, session_id: int) -> HttpResponse:
+    session = _get_session(request, session_id)
+    try:
+        calendar.review_session_cancel(session=session, by=request.membership)
+    except ValidationError as e:
+        messages.error(request, " ".join(e.messages))
+        return redirect("escalations:review_session_detail", org_slug=request.org.slug, session_id=session.pk)
+    messages.success(request, f"{session.title} cancelled: the attendees' calendars are told.")
+    return redirect("escalations:review_session_list", org_slug=request.org.slug)
+
+
+@deciders_only
+@require_POST
 def review_session_close(request: HttpRequest, session_id: int) -> HttpResponse:
     session = _get_session(request, session_id)
     form = SessionCloseForm(request.POST)
@@ -360,13 +403,22 @@ def review_session_close(request: HttpRequest, session_id: int) -> HttpResponse:
 
 
 @require_GET
-def review_session_pack(request: HttpRequest, session_id: int) -> HttpResponse:
-    """The steering pack as a PDF: scorecard summary, the charts of the KPIs decided on, decisions, open actions."""
+def review_session_pack(request: HttpRequest, session_id: int, fmt: str = "pdf") -> HttpResponse:
+    """The steering pack as a PDF (scorecard summary, the charts of the KPIs decided on, decisions, open actions),
+    a PowerPoint deck (a slide per red KPI) or the red KPIs as a spreadsheet."""
+    if fmt not in pack_files.PACK_FORMATS:
+        raise Http404("The steering pack comes as pdf, pptx or xlsx.")
     session = _get_session(request, session_id)
-    pdf = pack.render_pack(session=session, viewer=request.membership, base_url=request.build_absolute_uri("/"))
-    response = HttpResponse(pdf, content_type="application/pdf")
+    if fmt == "pdf":
+        body = pack.render_pack(session=session, viewer=request.membership, base_url=request.build_absolute_uri("/"))
+    else:
+        body = pack_files.render_pack_as(fmt, session=session, viewer=request.membership)
+    response = HttpResponse(body, content_type=pack_files.PACK_FORMATS[fmt])
     stamp = timezone.localtime(session.started_at, request.org.tzinfo)
-    response["Content-Disposition"] = f'inline; filename="steering-pack-{request.org.slug}-{stamp:%Y-%m-%d}.pdf"'
+    # The PDF opens in the browser; a deck or a spreadsheet is a download.
+    disposition = "inline" if fmt == "pdf" else "attachment"
+    name = f"steering-pack-{request.org.slug}-{stamp:%Y-%m-%d}.{fmt}"
+    response["Content-Disposition"] = f'{disposition}; filename="{name}"'
     return response
 
 
@@ -398,6 +450,22 @@ def decision_log(request: HttpRequest) -> HttpResponse:
     query.pop("page", None)
     context = {"filter_form": filter_form, "query": query.urlencode(), "scope": "organization"}
     log = selectors.decision_list(org=request.org, **filters).filter(kpi__in=_visible(request))
+    if fmt := exports.requested_format(request):
+        columns = ["Decided", "KPI", "Kind", "Decided by", "KPI status", "Reason", "Expected by", "Review session"]
+        rows = (
+            [
+                d.decided_at,
+                d.kpi.name,
+                d.get_kind_display(),
+                d.decided_by.name,
+                d.get_kpi_status_display(),
+                d.reason,
+                d.expected_by,
+                d.session.title if d.session else "",
+            ]
+            for d in log
+        )
+        return exports.export_response(fmt=fmt, name="decisions", columns=columns, rows=rows, tz=request.org.tzinfo)
     return _log_page(request, context, log, panel=False)
 
 

@@ -9,6 +9,7 @@ from escalations.models.notifications import (
     WebhookDelivery,
 )
 from escalations.models.policies import EscalationLevel, EscalationPolicy
+from escalations.models.reports import ReportSend, ReportSubscription
 from escalations.models.reviews import DependencyReview, DependencyReviewSignal, DependencySignal
 from escalations.models.slack import SlackActionReceipt, SlackInstallation, SlackLink, SlackMessage
 from escalations.models.workstreams import MitigationAction, MitigationPath, Task, Workstream, WorkstreamEvent
@@ -25,6 +26,8 @@ __all__ = [
     "Notification",
     "NotificationPreference",
     "NotificationSettings",
+    "ReportSend",
+    "ReportSubscription",
     "ReviewAttendee",
     "ReviewSession",
     "SlackActionReceipt",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from django.db import models
 from django.db.models import Q
 from django.utils.timezone import now
@@ -28,6 +30,12 @@ class ReviewSession(models.Model):
     closed_at = models.DateTimeField(null=True, blank=True)
     closed_by = models.ForeignKey(User, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
     summary = models.TextField(blank=True)  # the closing note
+    # The meeting on the attendees' calendars (escalations.decisions.calendar): when it takes place, how long, and
+    # the iCalendar SEQUENCE of the last invitation sent, raised by every change so calendars take the newest.
+    scheduled_for = models.DateTimeField(null=True, blank=True)
+    duration = models.DurationField(default=timedelta(hours=1), db_default=timedelta(hours=1))
+    calendar_sequence = models.PositiveIntegerField(default=0, db_default=0)
+    cancelled_at = models.DateTimeField(null=True, blank=True)  # cancelled before it took place; closed as well
     attendees = models.ManyToManyField(Membership, through="ReviewAttendee", related_name="review_sessions")
 
     objects = TenantQuerySet.as_manager()

@@ -1,16 +1,23 @@
 """The reports pages, for executives and admins: governance health (whether breaches reach decisions, week by
-week) and the team dependency matrix."""
+week), the team dependency matrix and the scheduled reports."""
 
 from __future__ import annotations
 
 from django import forms
+from django.contrib import messages
+from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import render
-from django.views.decorators.http import require_GET
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from escalations.reporting import health, health_charts, matrix
-from governance.access import role_required
+from escalations.models import ReportSend, ReportSubscription
+from escalations.reporting import health, health_charts, matrix, subscriptions
+from escalations.reporting.forms import SubscriptionForm
+from governance.access import get_for_org_or_404, role_required
+from governance.forms import apply_errors
 from governance.models import Role
+
+SENDS_SHOWN = 50  # the latest sends on the subscriptions page
 
 
 class PeriodForm(forms.Form):
@@ -48,3 +55,49 @@ def governance_health(request: HttpRequest) -> HttpResponse:
 @require_GET
 def dependency_matrix(request: HttpRequest) -> HttpResponse:
     return render(request, "escalations/dependency_matrix.html", matrix.team_matrix(org=request.org))
+
+
+# --- scheduled reports ----------------------------------------------------------------------------------------------
+
+
+def _subscription(request: HttpRequest, subscription_id: int) -> ReportSubscription:
+    return get_for_org_or_404(request, ReportSubscription.objects.select_related("scorecard"), subscription_id)
+
+
+@role_required(Role.ADMIN, Role.EXECUTIVE)
+@require_GET
+def subscription_list(request: HttpRequest) -> HttpResponse:
+    subs = list(
+        ReportSubscription.objects.for_org(request.org)
+        .select_related("scorecard", "created_by")
+        .prefetch_related("members__user")
+    )
+    sends = ReportSend.objects.for_org(request.org).select_related("subscription")[:SENDS_SHOWN]
+    return render(request, "escalations/subscriptions.html", {"subs": subs, "sends": sends})
+
+
+@role_required(Role.ADMIN, Role.EXECUTIVE)
+@require_http_methods(["GET", "POST"])
+def subscription_edit(request: HttpRequest, subscription_id: int | None = None) -> HttpResponse:
+    instance = _subscription(request, subscription_id) if subscription_id else None
+    form = SubscriptionForm(request.POST or None, instance=instance, org=request.org)
+    if request.method == "POST" and form.is_valid():
+        try:
+            subscriptions.subscription_save(
+                sub=form.save(), by=request.membership, members=list(form.cleaned_data["members"])
+            )
+        except ValidationError as e:
+            apply_errors(form, e)
+        else:
+            messages.success(request, f"{form.instance.name} saved.")
+            return redirect("escalations:subscription_list", org_slug=request.org.slug)
+    return render(request, "escalations/subscription_form.html", {"form": form, "sub": instance})
+
+
+@role_required(Role.ADMIN, Role.EXECUTIVE)
+@require_POST
+def subscription_delete(request: HttpRequest, subscription_id: int) -> HttpResponse:
+    sub = _subscription(request, subscription_id)
+    subscriptions.subscription_delete(sub=sub, by=request.membership)
+    messages.success(request, f"{sub.name} deleted: nothing more is sent.")
+    return redirect("escalations:subscription_list", org_slug=request.org.slug)

@@ -31,6 +31,7 @@ from escalations.workstreams.forms import (
     action_formset,
     posted_rows,
 )
+from governance import exports
 from governance.access import deny, get_for_org_or_404, refuse
 from governance.forms import apply_errors
 from governance.models import Membership
@@ -349,6 +350,21 @@ def workstream_list(request: HttpRequest) -> HttpResponse:
     filters = filter_form.filters()
     visible = visible_kpis(Kpi.objects.for_org(request.org), request.membership)
     rows = selectors.workstream_list(org=request.org, **filters).filter(kpi__in=visible)
+    if fmt := exports.requested_format(request):
+        columns = ["KPI", "Kind", "Severity", "Opened", "Resolved", "Resolution", "Escalation level"]
+        table = (
+            [
+                ws.kpi.name,
+                ws.get_kind_display(),
+                ws.get_severity_display(),
+                ws.opened_at,
+                ws.resolved_at,
+                ws.get_resolution_display(),
+                ws.level,
+            ]
+            for ws in rows
+        )
+        return exports.export_response(fmt=fmt, name="workstreams", columns=columns, rows=table, tz=request.org.tzinfo)
     page = Paginator(rows, PAGE_SIZE).get_page(request.GET.get("page"))
     upcoming = selectors.what_next_of(list(page.object_list))
     for ws in page.object_list:

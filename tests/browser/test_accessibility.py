@@ -39,6 +39,9 @@ def org_pages(t) -> list[str]:
         f"{o}/review/sessions/",
         f"{o}/decisions/",
         f"{o}/health/",
+        f"{o}/reports/",
+        f"{o}/reports/new/",
+        f"{o}/reports/{t.report_subscription.pk}/",
         f"{o}/teams/",
         f"{o}/members/",
         f"{o}/audit/",
@@ -76,6 +79,7 @@ PHONE_PAGES = {
     "/escalation/new/",
     "/review/",
     "/health/",
+    "/reports/new/",
     "/members/",
     "/audit/",
 }
