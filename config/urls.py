@@ -1,6 +1,6 @@
 from django.conf import settings
 from django.contrib.auth import views as auth_views
-from django.urls import include, path
+from django.urls import include, path, re_path
 
 from config.api import api, not_found
 from config.operations import readiness, web
@@ -28,7 +28,8 @@ urlpatterns = [
     path("metrics", web.metrics, name="metrics"),
     path("slack/", include("escalations.slack.public_urls")),
     path("api/v1/", api.urls),
-    path("api/v1/<path:rest>", not_found),
+    # Any character, a newline included (<path:> stops at one): every unknown address answers in the API's shape.
+    re_path(r"^api/v1/(?P<rest>[\s\S]*)\Z", not_found),
     path("", include("governance.identity.urls")),
     path("", include("governance.urls")),
     path("o/<slug:org_slug>/", include("scorecards.urls")),

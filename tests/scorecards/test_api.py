@@ -390,3 +390,10 @@ def test_no_nested_body_makes_a_server_error(tenant, depth, brackets, where, inn
         )
     assert response.status_code in (400, 422), response.content[:300]
     assert response.json()["errors"]
+
+
+@pytest.mark.django_db
+def test_an_address_with_a_newline_answers_in_the_apis_shape(tenant):
+    response = call(tenant.token, "get", "kpis/%2F%0A")  # /api/v1/kpis//\n, once found by the property above
+    assert response.status_code == 404
+    assert response.json()["errors"]
