@@ -1,5 +1,6 @@
 from celery import shared_task
 
+from escalations.engine.manual_values import remind_manual_values as remind
 from escalations.engine.sweeps import advance_escalations as advance
 from escalations.engine.sweeps import process_status_changes as process
 from escalations.notify.fanout import deliver_due, prune
@@ -44,3 +45,13 @@ def send_digests(org_id: int | None = None) -> dict:
 def prune_notifications() -> dict:
     with tenancy.for_sweep(None):
         return prune()
+
+
+@shared_task
+def remind_manual_values(org_id: int | None = None) -> dict:
+    # The entry and approval tasks of manual KPIs (escalations.engine.manual_values); deduplicated per period.
+    with tenancy.for_sweep(org_id):
+        tasks = remind(org_id=org_id)
+    if tasks:
+        deliver_notifications.delay(org_id)
+    return {"tasks": tasks}
