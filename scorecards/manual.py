@@ -23,7 +23,11 @@ from scorecards.ingestion.store import measurements_store
 from scorecards.models import Kpi, ManualKpi, ManualValue, Measurement, Period
 
 # A manual KPI's cadence when the manifest names none: one period (its stale_after is then two periods).
-PERIOD_LENGTH = {Period.WEEKLY: timedelta(days=7), Period.MONTHLY: timedelta(days=31), Period.QUARTERLY: timedelta(days=92)}
+PERIOD_LENGTH = {
+    Period.WEEKLY: timedelta(days=7),
+    Period.MONTHLY: timedelta(days=31),
+    Period.QUARTERLY: timedelta(days=92),
+}
 SELF_CONFIRM = "Four eyes: whoever entered a value never confirms or rejects it; the KPI's approver does."
 
 
@@ -162,7 +166,9 @@ def manual_value_enter(
     start = period_start(manual.period, period_start_day)
     label = period_label(manual.period, start)
     if start != period_start_day:
-        raise ValidationError({"period": f"{period_start_day} does not start a {manual.get_period_display().lower()} period."})
+        raise ValidationError(
+            {"period": f"{period_start_day} does not start a {manual.get_period_display().lower()} period."}
+        )
     if period_after(manual.period, start) > timezone.localdate(now, kpi.organization.tzinfo):
         raise ValidationError({"period": f"{label} has not ended yet: its value is entered once it has."})
     if start.year < 1970:

@@ -46,12 +46,16 @@ def remind_manual_values(*, now: datetime | None = None, org_id: int | None = No
     )
     if org_id:
         manuals = manuals.filter(organization_id=org_id)
-    written = 0
-    for manual in manuals.prefetch_related("updaters__user"):
-        with transaction.atomic():
-            close_manual_tasks(kpi=manual.kpi, actor=None, now=now)
-            written += _entry_tasks(manual, now) + _approval_tasks(manual, now)
-    return written
+    return sum(remind_kpi(manual=manual, now=now) for manual in manuals.prefetch_related("updaters__user"))
+
+
+@transaction.atomic
+def remind_kpi(*, manual: ManualKpi, actor: User | None = None, now: datetime | None = None) -> int:
+    """One manual KPI's tasks brought up to date: the beat's step, and the pages' right after an entry or a
+    decision (so the approver sees a new value at once)."""
+    now = now or timezone.now()
+    close_manual_tasks(kpi=manual.kpi, actor=actor, now=now)
+    return _entry_tasks(manual, now) + _approval_tasks(manual, now)
 
 
 def _entry_tasks(manual: ManualKpi, now: datetime) -> int:
@@ -150,7 +154,8 @@ def close_manual_tasks(*, kpi: Kpi, actor: User | None, now: datetime | None = N
         for day in ManualValue.objects.filter(kpi_id=kpi.pk, state__in=FILLED).values_list("period_start", flat=True)
     }
     pending = {
-        f"approve{pk}" for pk in ManualValue.objects.filter(kpi_id=kpi.pk, state=ManualValue.State.PENDING).values_list(
+        f"approve{pk}"
+        for pk in ManualValue.objects.filter(kpi_id=kpi.pk, state=ManualValue.State.PENDING).values_list(
             "pk", flat=True
         )
     }

@@ -21,9 +21,9 @@ from django.db.models.functions import Coalesce
 
 from escalations.engine import timing
 from escalations.engine.blocks import business_hours, paths_among
+from escalations.engine.manual_values import with_manual_values
 from escalations.engine.resolver import Resolver, and_names, four_eyes
 from escalations.engine.timing import BusinessHours, Policy, Position
-from escalations.engine.manual_values import with_manual_values
 from escalations.engine.transfers import with_transfers
 from escalations.models import (
     DependencyReview,

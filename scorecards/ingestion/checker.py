@@ -19,7 +19,6 @@ from governance.durations import format_duration
 from governance.models import Organization, key_validator
 from scorecards.models import EPOCH, Kpi, NonFinite
 
-
 MANUAL_REFUSED = "is a manual KPI: its values are entered and confirmed on its page, not sent"
 
 

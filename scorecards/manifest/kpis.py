@@ -140,7 +140,8 @@ class KpisSection(KeyedSection):
             elif approver == owner or approver in updaters:
                 manual.error("approver", "four eyes: the approver must not be the owner or an updater")
         return {"period": period, "updaters": updaters, "approver": approver}
-(self, entry: Entry) -> dict:
+
+    def _aggregate(self, entry: Entry) -> dict:
         aggregate = entry.mapping("aggregate", fields=("fn", "window"), required=("fn",))
         if aggregate is None:
             return {"fn": LAST}
