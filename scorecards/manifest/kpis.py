@@ -58,7 +58,9 @@ def _triple(cadence: str | None) -> str | None:
 
 
 def _cadence_default(manual: dict | None) -> str:
-    return format_duration(PERIOD_LENGTH[manual["period"]]) if manual else "1d"
+    if not manual or manual["period"] not in PERIOD_LENGTH:  # a wrong period is an error of its own
+        return "1d"
+    return format_duration(PERIOD_LENGTH[manual["period"]])
 
 
 def _stale_default(cadence: str | None, manual: dict | None) -> str | None:
