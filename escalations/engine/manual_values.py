@@ -32,9 +32,8 @@ APPROVAL_DUE = timedelta(days=2)
 FILLED = [ManualValue.State.PENDING, ManualValue.State.CONFIRMED]
 
 
-def manual_key(kpi: Kpi | ManualKpi, period: str) -> str:
-    org_id, kpi_id = kpi.organization_id, getattr(kpi, "kpi_id", None) or kpi.pk
-    return f"{org_id}:{kpi_id}:manual:{period}:"
+def manual_key(manual: ManualKpi, period: str) -> str:
+    return f"{manual.organization_id}:{manual.kpi_id}:manual:{period}:"
 
 
 def remind_manual_values(*, now: datetime | None = None, org_id: int | None = None) -> int:
@@ -54,6 +53,9 @@ def remind_kpi(*, manual: ManualKpi, actor: User | None = None, now: datetime | 
     """One manual KPI's tasks brought up to date: the beat's step, and the pages' right after an entry or a
     decision (so the approver sees a new value at once)."""
     now = now or timezone.now()
+    # Two beats at once (or a beat and a page): one brings this KPI's tasks up to date, the other skips it.
+    if not ManualKpi.objects.filter(pk=manual.pk).select_for_update(skip_locked=True).values_list("pk"):
+        return 0
     close_manual_tasks(kpi=manual.kpi, actor=actor, now=now)
     return _entry_tasks(manual, now) + _approval_tasks(manual, now)
 

@@ -22,7 +22,8 @@ class ManualKpi(models.Model):
     """How a manual KPI is kept: its period, who may enter values (nobody named: the owner) and who confirms them
     (one member, or every active member of a role). Written only by the manifest (scorecards.manual)."""
 
-    kpi = models.OneToOneField(Kpi, on_delete=models.CASCADE, primary_key=True, related_name="manual")
+    # Its own id, not the KPI's: row-level security reaches the updaters' link rows through the parent's `id`.
+    kpi = models.OneToOneField(Kpi, on_delete=models.CASCADE, related_name="manual")
     organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
     period = models.CharField(max_length=10, choices=Period.choices, default=Period.MONTHLY)
     updaters = models.ManyToManyField(Membership, blank=True, related_name="+")
