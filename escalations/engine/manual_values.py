@@ -179,8 +179,8 @@ def close_manual_tasks(*, kpi: Kpi, actor: User | None, now: datetime | None = N
 
 
 def with_manual_values(tasks: list[Task]) -> list[Task]:
-    """Each approval task's value (`.manual_value`) and whether its assignee may decide it (`.authority`), and each
-    entry task's period (`.manual_period`), as the inbox shows them; other tasks cost no query."""
+    """Each approval task's value (`.manual_value`) and whether its assignee may decide it (`.authority`), and
+    its period in words (`.manual_value.label`), as the inbox shows them; other tasks cost no query."""
     mine = [t for t in tasks if t.kind == APPROVAL]
     if mine:
         ids = {int(t.dedup_key.split(":")[4].removeprefix("approve")) for t in mine}
@@ -189,6 +189,8 @@ def with_manual_values(tasks: list[Task]) -> list[Task]:
         )
         by_id = {v.pk: v for v in values}
         for task in mine:
-            task.manual_value = by_id.get(int(task.dedup_key.split(":")[4].removeprefix("approve")))
+            task.manual_value = value = by_id.get(int(task.dedup_key.split(":")[4].removeprefix("approve")))
+            if value is not None:
+                value.label = calendar.period_label(value.kpi.manual.period, value.period_start)
             task.authority = task.manual_value and calendar.confirm_authority(task.manual_value, task.assignee)
     return tasks
