@@ -117,7 +117,10 @@ def confirm_authority(value: ManualValue, by: Membership) -> Authority:
         return Authority(False, refusal="This value belongs to another organization.")
     if by.user_id == value.entered_by_id:
         return Authority(False, refusal=SELF_CONFIRM)
-    also = {m.pk for m in approvers(value.kpi.manual)}
+    manual = getattr(value.kpi, "manual", None)
+    if manual is None:
+        return Authority(False, refusal="This KPI is not kept by hand any more: its pending values stay undecided.")
+    also = {m.pk for m in approvers(manual)}
     return decision_authority(kind="manual_value", by=by, interested={value.entered_by_id}, also=also)
 
 
