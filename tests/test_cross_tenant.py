@@ -36,7 +36,17 @@ from escalations.models import (
 from governance import tenancy
 from governance.models import AuditEvent, Invitation, Membership, Secret, Team
 from governance.services.members import membership_set_active
-from scorecards.models import CheckIn, ImportJob, KeyResult, Kpi, Measurement, Objective, OwnershipTransfer
+from scorecards.models import (
+    CheckIn,
+    ImportJob,
+    KeyResult,
+    Kpi,
+    ManualKpi,
+    ManualValue,
+    Measurement,
+    Objective,
+    OwnershipTransfer,
+)
 from tests.conftest import Tenant
 
 # kwarg name -> the object of that kind in a tenant
@@ -61,6 +71,7 @@ OBJECT_KWARGS: dict[str, Callable[[Tenant], object]] = {
     "webhook_id": lambda t: t.webhook.pk,
     "dependency_id": lambda t: t.dependency.pk,
     "session_id": lambda t: t.review_session.pk,
+    "value_id": lambda t: t.manual_value.pk,
     "name": lambda t: t.secret.name,  # a secret's, in its organization's own namespace
 }
 
@@ -112,7 +123,8 @@ def route_kwargs(route: str) -> set[str]:
 
 def tenant_rows(t: Tenant) -> list:
     """Everything of a tenant that a stranger's request could try to change."""
-    assert t.episode and t.dependency and t.review_session  # made before the first snapshot, not by the URLs
+    # Made before the first snapshot, not by the URLs.
+    assert t.episode and t.dependency and t.review_session and t.manual_value
     return [
         list(Team.objects.filter(organization=t.org).values().order_by("pk")),
         list(Membership.objects.filter(organization=t.org).values().order_by("pk")),
@@ -147,6 +159,8 @@ def tenant_rows(t: Tenant) -> list:
                 ReviewSession,
                 ReviewAttendee,
                 Decision,
+                ManualKpi,
+                ManualValue,
             )
         ),
     ]
