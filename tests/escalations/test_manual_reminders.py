@@ -3,14 +3,18 @@ whatever the beats, the approver's task and its confirm and reject in place, and
 
 from __future__ import annotations
 
+import io
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
 import time_machine
+from django.conf import settings
+from django.core.management import call_command
 from django.urls import reverse
 from django.utils import timezone
 
 from escalations.engine.manual_values import remind_manual_values
+from escalations.management.commands.tick import SWEEPS
 from escalations.models import Notification, Task
 from scorecards import manual as calendar
 from scorecards.manual import manual_kpi_set, manual_value_enter
@@ -189,3 +193,13 @@ def test_the_inbox_lists_manual_tasks_in_a_bounded_number_of_queries(tenant, dja
     client = tenant.client(tenant.executive)
     with django_assert_max_num_queries(30):
         assert client.get(url("task_inbox", tenant)).status_code == 200
+
+
+def test_the_command_the_tick_and_the_beat_run_it(tenant):
+    make_manual(tenant)
+    with time_machine.travel(NOW, tick=False):
+        call_command("remind_manual_values", "--org", tenant.org.slug, stdout=(out := io.StringIO()))
+    assert out.getvalue().strip() == "Wrote 2 manual value task(s)."
+    assert SWEEPS.index("remind_manual_values") < SWEEPS.index("deliver_notifications")
+    beat = settings.CELERY_BEAT_SCHEDULE["remind-manual-values"]
+    assert beat["task"] == "escalations.tasks.remind_manual_values"

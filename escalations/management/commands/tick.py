@@ -8,6 +8,7 @@ SWEEPS = [
     "process_status_changes",
     "advance_escalations",
     "send_digests",  # before delivery, so that one tick also sends the digests' emails
+    "remind_manual_values",
     "deliver_notifications",
 ]
 
