@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
@@ -25,12 +25,15 @@ PERIODS_OFFERED = 12
 
 
 def _manual_kpi(request: HttpRequest, kpi_id: int) -> tuple[Kpi, ManualKpi]:
-    kpis = visible_kpis(Kpi.objects.select_related("owner__user", "organization"), request.membership)
-    kpi = get_for_org_or_404(request, kpis, kpi_id)
+    kpi = get_for_org_or_404(request, Kpi.objects.select_related("owner__user", "organization"), kpi_id)
     manual = ManualKpi.objects.filter(kpi=kpi).select_related("approver__user").first()
     if manual is None:
         raise deny(request, "a manual KPI's page")
     manual.kpi = kpi
+    # The KPI's updaters and approvers keep its values even where a restricted scorecard hides it from them.
+    named = calendar.may_enter(manual, request.membership) or request.membership in calendar.approvers(manual)
+    if not named and not visible_kpis(Kpi.objects.filter(pk=kpi.pk), request.membership).exists():
+        raise Http404("No such KPI.")  # as the KPI's page answers where a scorecard hides it
     return kpi, manual
 
 
