@@ -53,7 +53,7 @@ def test_a_period_that_ended_asks_its_updaters_once_however_many_beats_run(tenan
     # Due five days after November ended in Berlin.
     assert task.due_at == datetime(2026, 12, 5, 23, tzinfo=UTC)
     told = Notification.objects.filter(kind=Task.Kind.MANUAL_ENTRY, channel="email")
-    assert sorted(told.values_list("recipient_id", flat=True)) == sorted([tenant.lead.user_id, tenant.member.user_id])
+    assert sorted(told.values_list("recipient_id", flat=True)) == sorted([tenant.lead.pk, tenant.member.pk])
 
 
 def test_the_period_follows_the_organizations_calendar(tenant):
