@@ -1,5 +1,6 @@
 from celery import shared_task
 
+from escalations.engine.manual_values import remind_manual_values as remind
 from escalations.engine.sweeps import advance_escalations as advance
 from escalations.engine.sweeps import process_status_changes as process
 from escalations.notify.daily_digest import send_daily_digests as send_due_daily_digests
@@ -75,3 +76,13 @@ def send_session_invitation(org_id: int, session_id: int, method: str, sequence:
     with tenancy.for_sweep(org_id):
         session = ReviewSession.objects.select_related("organization", "started_by").get(pk=session_id)
         return {"sent": send_invitation(session=session, method=method, sequence=sequence)}
+
+
+@shared_task
+def remind_manual_values(org_id: int | None = None) -> dict:
+    # The entry and approval tasks of manual KPIs (escalations.engine.manual_values); deduplicated per period.
+    with tenancy.for_sweep(org_id):
+        tasks = remind(org_id=org_id)
+    if tasks:
+        deliver_notifications.delay(org_id)
+    return {"tasks": tasks}

@@ -125,6 +125,7 @@ DECISION_ROLES: dict[str, tuple[str, ...]] = {
     "risk_accept": (Role.ADMIN, Role.EXECUTIVE),
     "action_assign": (Role.ADMIN, Role.EXECUTIVE),
     "review_no_impact": (),  # only the people the review's tasks went to
+    "manual_value": (),  # only the approver the manual KPI names (a member, or a role's members)
 }
 DECIDERS_IN_WORDS = {
     "path_review": "executives and the people this episode was escalated to",
@@ -135,6 +136,7 @@ DECIDERS_IN_WORDS = {
     "risk_accept": "executives and admins",
     "action_assign": "executives and admins",
     "review_no_impact": "the review's assignee",
+    "manual_value": "the KPI's named approver",
 }
 FOUR_EYES = {
     "path_review": "the KPI's owner and the path's filer never review that path",
@@ -143,6 +145,7 @@ FOUR_EYES = {
     "target_change": "the KPI's owner never changes its target as a decision",
     "risk_accept": "the KPI's owner and the path's filer never accept the risk of their own episode",
     "review_no_impact": "the owner of the upstream KPI never answers “no impact” on the downstream owner's behalf",
+    "manual_value": "whoever entered a value never confirms it",
 }
 SELF_APPROVED = "self-approved: no second person in the organization"
 

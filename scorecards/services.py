@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.utils import timezone
@@ -10,7 +12,16 @@ from governance.access import Authority, decision_authority, decision_reason
 from governance.models import Membership, User
 from governance.services.audit import audit_log, snapshot
 from scorecards.leavers import readdress_declined
-from scorecards.models import CheckIn, KeyResult, Kpi, KpiSchedule, Objective, OwnershipTransfer
+from scorecards.models import (
+    CheckIn,
+    KeyResult,
+    Kpi,
+    KpiSchedule,
+    ManualKpi,
+    Objective,
+    OwnershipTransfer,
+    Period,
+)
 
 # Fields an admin or the owner may change on the KPI page; `owner` is deliberately absent.
 KPI_SETTINGS = [
@@ -324,3 +335,55 @@ def key_result_check_in(*, key_result: KeyResult, by: Membership, value: float, 
         after={"current": value, "note": check_in.note},
     )
     return check_in
+
+
+# --- manual KPIs (values entered by people: scorecards.manual) ---
+
+# A manual KPI's cadence when the manifest names none: one period (its stale_after is then two periods).
+PERIOD_LENGTH = {
+    Period.WEEKLY: timedelta(days=7),
+    Period.MONTHLY: timedelta(days=31),
+    Period.QUARTERLY: timedelta(days=92),
+}
+
+
+def manual_kpi_set(
+    *,
+    kpi: Kpi,
+    actor: User | None,
+    period: str | None,
+    updaters: list[Membership] = (),
+    approver: Membership | None = None,
+    approver_role: str = "",
+) -> ManualKpi | None:
+    """Declares the KPI manual (or, with `period` None, not any more; its values stay on record). The manifest is
+    the only writer; it has checked that the approver is not an updater."""
+    stored = ManualKpi.objects.filter(kpi=kpi).first()
+    before = _manual_form(stored) if stored else None
+    if period is None:
+        if stored is not None:
+            stored.delete()
+            audit_log(org=kpi.organization, actor=actor, verb="kpi.manual_removed", obj=kpi, before=before)
+        return None
+    manual, _ = ManualKpi.objects.update_or_create(
+        kpi=kpi,
+        defaults={
+            "organization_id": kpi.organization_id,
+            "period": period,
+            "approver": approver,
+            "approver_role": "" if approver else approver_role,
+        },
+    )
+    manual.updaters.set(updaters)
+    after = _manual_form(manual)
+    if after != before:
+        audit_log(org=kpi.organization, actor=actor, verb="kpi.manual_set", obj=kpi, before=before, after=after)
+    return manual
+
+
+def _manual_form(manual: ManualKpi) -> dict:
+    return {
+        "period": manual.period,
+        "updaters": sorted(m.user.email.lower() for m in manual.updaters.select_related("user")),
+        "approver": manual.approver.user.email.lower() if manual.approver_id else f"role:{manual.approver_role}",
+    }

@@ -184,8 +184,8 @@ def scorecard(request: HttpRequest, scorecard_id: int | None = None) -> HttpResp
 
 @require_GET
 def kpi_detail(request: HttpRequest, kpi_id: int) -> HttpResponse:
-    kpis = selectors.visible_kpis(Kpi.objects.select_related("team", "owner__user", "data_source"), request.membership)
-    kpi = get_for_org_or_404(request, kpis, kpi_id)
+    related = Kpi.objects.select_related("team", "owner__user", "data_source", "manual")
+    kpi = get_for_org_or_404(request, selectors.visible_kpis(related, request.membership), kpi_id)
     page = Paginator(kpi.measurements.order_by("-at"), 25).get_page(request.GET.get("page"))
     if request.htmx and request.GET.get("page"):
         return render(request, "scorecards/kpi_detail.html#measurements", {"kpi": kpi, "page": page})

@@ -32,8 +32,18 @@ from governance.services.api_tokens import api_token_create
 from governance.services.invitations import invitation_create
 from governance.services.secrets import secret_set
 from governance.services.teams import team_update
-from scorecards.models import DataSource, ImportJob, KeyResult, Kpi, Objective, OwnershipTransfer, Scorecard
-from scorecards.services import ownership_transfer_request
+from scorecards.manual import due_period, manual_value_enter
+from scorecards.models import (
+    DataSource,
+    ImportJob,
+    KeyResult,
+    Kpi,
+    ManualValue,
+    Objective,
+    OwnershipTransfer,
+    Scorecard,
+)
+from scorecards.services import manual_kpi_set, ownership_transfer_request
 from tests.escalations.factories import (
     EscalationLevelFactory,
     EscalationPolicyFactory,
@@ -149,6 +159,17 @@ class Tenant:
         one that sees secrets)."""
         with tenancy.scope(organization=self.org.pk):
             return secret_set(org=self.org, actor=self.admin.user, name="crm_token", value=f"token-of-{self.org.slug}")
+
+    @cached_property
+    def manual_value(self) -> ManualValue:
+        """A second KPI kept by hand (cx.nps: the lead owns it, the member updates it, the executive confirms) with
+        the member's value for the last month waiting for confirmation, made on first use."""
+        nps = KpiFactory(organization=self.org, team=self.team, owner=self.lead, key="cx.nps", name="NPS")
+        manual_kpi_set(
+            kpi=nps, actor=self.admin.user, period="monthly", updaters=[self.member], approver=self.executive
+        )
+        month = due_period("monthly", timezone.localdate(timezone.now(), self.org.tzinfo))
+        return manual_value_enter(kpi=nps, by=self.member, period_start_day=month, value=41)
 
     @cached_property
     def dependency(self) -> Dependency:

@@ -40,7 +40,17 @@ from escalations.models import (
 from governance import tenancy
 from governance.models import AuditEvent, Invitation, Membership, Secret, Team
 from governance.services.members import membership_set_active
-from scorecards.models import CheckIn, ImportJob, KeyResult, Kpi, Measurement, Objective, OwnershipTransfer
+from scorecards.models import (
+    CheckIn,
+    ImportJob,
+    KeyResult,
+    Kpi,
+    ManualKpi,
+    ManualValue,
+    Measurement,
+    Objective,
+    OwnershipTransfer,
+)
 from tests.conftest import Tenant
 
 # kwarg name -> the object of that kind in a tenant
@@ -74,6 +84,7 @@ OBJECT_KWARGS: dict[str, Callable[[Tenant], object]] = {
     "decision_id": lambda t: t.review_session.decisions.first().pk,
     "fmt": lambda t: "pptx",  # the steering pack's format
     "subscription_id": lambda t: t.report_subscription.pk,
+    "value_id": lambda t: t.manual_value.pk,
     "name": lambda t: t.secret.name,  # a secret's, in its organization's own namespace
 }
 
@@ -152,6 +163,8 @@ def tenant_rows(t: Tenant) -> list:
     """Everything of a tenant that a stranger's request could try to change."""
     assert t.episode and t.dependency and t.review_session and t.report_subscription  # made before the first snapshot
     collaboration_rows(t)
+    # Made before the first snapshot, not by the URLs.
+    assert t.episode and t.dependency and t.review_session and t.manual_value
     return [
         list(Team.objects.filter(organization=t.org).values().order_by("pk")),
         list(Membership.objects.filter(organization=t.org).values().order_by("pk")),
@@ -191,6 +204,8 @@ def tenant_rows(t: Tenant) -> list:
                 ShareLink,
                 ReportSubscription,
                 ReportSend,
+                ManualKpi,
+                ManualValue,
             )
         ),
     ]

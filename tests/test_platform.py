@@ -174,8 +174,18 @@ def test_pages_have_no_inline_scripts_or_styles(tenant):
     """A strict Content-Security-Policy needs every script and style to come from a file; every page sends it."""
     client = tenant.client(tenant.admin)
     pages = ["/", "/login/", "/organizations/new/", "/password-reset/"]
+    # A manual KPI's pages exist only for a manual KPI.
+    manual = {"kpi_id": tenant.manual_value.kpi_id}
     pages += [
-        reverse(name, kwargs={"org_slug": tenant.org.slug, **_object_kwargs(r, tenant)}) for r, name in org_patterns()
+        reverse(
+            name,
+            kwargs={
+                "org_slug": tenant.org.slug,
+                **_object_kwargs(r, tenant),
+                **(manual if name in ("escalations:manual_values", "escalations:manual_value_enter") else {}),
+            },
+        )
+        for r, name in org_patterns()
     ]
     for url in pages:
         response = client.get(url, follow=True)

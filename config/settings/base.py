@@ -396,6 +396,13 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": 5 * SWEEP_EVERY,
         "options": {"expires": 50},
     },
+    # Manual KPIs: a period that ended asks its updaters for the value, a pending value its approver (deduplicated
+    # per KPI and period in the organization's calendar, so looking every five sweeps is soon enough).
+    "remind-manual-values": {
+        "task": "escalations.tasks.remind_manual_values",
+        "schedule": 5 * SWEEP_EVERY,
+        "options": {"expires": 50},
+    },
 }
 # How long delivered notifications and finished webhook deliveries are kept (their workstreams keep the timeline).
 NOTIFICATION_RETENTION = timedelta(days=env.int("NOTIFICATION_RETENTION_DAYS", default=180))

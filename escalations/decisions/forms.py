@@ -4,6 +4,8 @@ escalations.decisions.services."""
 
 from __future__ import annotations
 
+from datetime import date
+
 from django import forms
 
 from escalations.models import Decision, ReviewSession
@@ -206,3 +208,35 @@ class DecisionFilterForm(forms.Form):
         data = self.cleaned_data if self.is_valid() else {}
         team = data.get("team")
         return {"kind": data.get("kind") or "", "team_id": team.pk if team else None}
+
+
+class ManualValueForm(forms.Form):
+    """A manual KPI's value for one ended period (scorecards.manual.manual_value_enter checks the rest: who may,
+    which period, the lock and its reason)."""
+
+    period = forms.TypedChoiceField(label="Period", coerce=date.fromisoformat)
+    value = forms.FloatField(label="Value")
+    note = forms.CharField(label="Note", required=False, max_length=4000, widget=forms.Textarea(attrs={"rows": 2}))
+    evidence_url = forms.URLField(
+        label="Evidence link",
+        required=False,
+        max_length=500,
+        assume_scheme="https",
+        help_text="Optional: where the evidence is kept (a report, a spreadsheet, a ticket).",
+    )
+    reason = forms.CharField(
+        label="Reason for the correction",
+        required=False,
+        max_length=4000,
+        widget=forms.Textarea(attrs={"rows": 2}),
+        help_text="Required when the period is already confirmed: a correction needs its reason on the record.",
+    )
+
+    def __init__(self, *args, periods: list[tuple[str, str]], **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["period"].choices = periods
+
+
+class ManualDecisionForm(forms.Form):
+    decision = forms.ChoiceField(choices=[("confirm", "Confirm"), ("reject", "Reject")])
+    reason = forms.CharField(required=False, max_length=4000)

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from escalations.decisions import views
+from escalations.decisions import manual_values, views
 
 # Included by escalations.urls (namespace "escalations"), under /o/<org_slug>/: the executive review and the
 # decision log.
@@ -21,6 +21,10 @@ urlpatterns = [
     path("decisions/", views.decision_log, name="decision_log"),
     # An ownership transfer is decided here (the KPI page's form), where the decision log is written.
     path("transfers/<int:transfer_id>/decide/", views.transfer_decide, name="transfer_decide"),
+    # A manual KPI's values: entered on its page, confirmed there or from the approver's inbox task.
+    path("kpis/<int:kpi_id>/manual/", manual_values.manual_values, name="manual_values"),
+    path("kpis/<int:kpi_id>/manual/enter/", manual_values.manual_value_enter, name="manual_value_enter"),
+    path("manual-values/<int:value_id>/decide/", manual_values.manual_value_decide, name="manual_value_decide"),
     path("kpis/<int:kpi_id>/decisions/", views.kpi_decisions, name="kpi_decisions"),
     path("workstreams/<int:workstream_id>/decisions/", views.workstream_decisions, name="workstream_decisions"),
 ]

@@ -147,6 +147,8 @@ class Task(models.Model):
         ACTION = "action", "Overdue action"
         DATA_FRESHNESS = "data_freshness", "Restore data"
         OWNERSHIP_TRANSFER = "ownership_transfer", "Accept ownership"
+        MANUAL_ENTRY = "manual_entry", "Enter the period's value"
+        MANUAL_APPROVAL = "manual_approval", "Confirm a value"
 
     class State(models.TextChoices):
         OPEN = "open", "Open"

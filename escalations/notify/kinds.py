@@ -13,6 +13,8 @@ NOTIFICATION_KINDS: dict[str, str] = {
     Task.Kind.DEPENDENCY_REVIEW: "An upstream KPI changed: review the impact",
     Task.Kind.ACTION: "An action you own is overdue",
     Task.Kind.OWNERSHIP_TRANSFER: "A leaver's KPI waits for someone to accept ownership",
+    Task.Kind.MANUAL_ENTRY: "A manual KPI's period has ended: enter its value",
+    Task.Kind.MANUAL_APPROVAL: "A manual value waits for your confirmation",
     "path_filed": "A mitigation path awaits review",
     "path_approved": "Your mitigation path was approved",
     "path_rejected": "Your mitigation path was rejected",

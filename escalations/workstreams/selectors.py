@@ -21,6 +21,7 @@ from django.db.models.functions import Coalesce
 
 from escalations.engine import timing
 from escalations.engine.blocks import paths_among
+from escalations.engine.manual_values import with_manual_values
 from escalations.engine.resolver import Resolver, and_names, four_eyes
 from escalations.engine.timing import BusinessHours, Policy, Position
 from escalations.engine.transfers import with_transfers
@@ -191,7 +192,7 @@ def inbox(*, membership: Membership) -> list[Task]:
     """open_tasks with what the inbox acts on: the overdue action, the path that awaits review, the reviews, and
     what happens next in each task's episode."""
     tasks = with_transfers(_with_listed_reviews(list(_as_inbox_shows(open_tasks(membership=membership)))))
-    return with_next(tasks, membership.organization)
+    return with_next(with_manual_values(tasks), membership.organization)
 
 
 @dataclass
@@ -284,6 +285,12 @@ def ask(task: Task) -> str:
         transfer = getattr(task, "transfer", None)
         leaver = transfer.from_owner.user.name if transfer else "Its owner"
         return f"{leaver} has left: accept ownership of this KPI, or decline it with a reason."
+    if task.kind == Task.Kind.MANUAL_ENTRY:
+        return "Enter the value of the period that has ended: it counts once someone else confirms it."
+    if task.kind == Task.Kind.MANUAL_APPROVAL:
+        value = getattr(task, "manual_value", None)
+        who = value.entered_by.name if value else "An updater"
+        return f"{who} entered a value for this KPI: confirm it, or reject it with a reason."
     if task.kind != Task.Kind.ESCALATION:  # a kind this queue has no words for yet
         return f"{task.get_kind_display()}."
     if task.review_id:
@@ -301,6 +308,7 @@ def inbox_task(*, membership: Membership, task_id: int) -> Task | None:
     """One of the member's tasks as the inbox shows it, whatever its state (just answered in place, say)."""
     mine = Task.objects.for_org(membership.organization).filter(assignee=membership, pk=task_id)
     tasks = with_transfers(_with_listed_reviews(list(_as_inbox_shows(mine.select_related("kpi", "workstream")))))
+    tasks = with_manual_values(tasks)
     return next(iter(with_next(tasks, membership.organization)), None)
 
 

@@ -15,6 +15,11 @@ Decisions where MANIFEST.md is silent:
   edges are the dependencies section's check (dependencies.manifest), which also keeps the "computed from" edges.
 - A KPI's owner change goes through ownership_transfer_direct, recorded as an approved transfer whose reason
   carries the manifest's sha256.
+- `manual: {period, updaters, approver}` declares an attested manual KPI (docs/manual-values.md): period weekly,
+  monthly (the default) or quarterly; updaters are members (the owner always is one); the approver, required, is a
+  member's email or "role:<role>" and never the owner nor an updater (four eyes). A manual KPI has no data_source;
+  its cadence defaults to one period (7d, 31d, 92d) and its stale_after to two, so a period left without a confirmed
+  value makes it stale.
 """
 
 from __future__ import annotations
@@ -28,7 +33,8 @@ from governance.durations import format_duration, parse_duration
 from governance.manifest.context import Change, Context
 from governance.manifest.fields import Entry, num
 from governance.manifest.sections import KeyedSection
-from governance.models import Organization, Team
+from governance.manifest.targets import member_problem
+from governance.models import Organization, Role, Team
 from scorecards import formulas
 from scorecards.aggregations import AGGREGATIONS, LAST
 from scorecards.evaluation.thresholds import ThresholdError, parse_thresholds
@@ -42,12 +48,27 @@ from scorecards.manifest.values import (
     stored_thresholds,
     thresholds_form,
 )
-from scorecards.models import DataSource, Direction, Kpi
-from scorecards.services import kpi_create, kpi_update, ownership_transfer_direct
+from scorecards.models import DataSource, Direction, Kpi, Period
+from scorecards.services import PERIOD_LENGTH, kpi_create, kpi_update, manual_kpi_set, ownership_transfer_direct
+
+
+def _times(cadence: str | None, n: int) -> str | None:
+    return format_duration(n * parse_duration(cadence)) if cadence else None
 
 
 def _triple(cadence: str | None) -> str | None:
-    return format_duration(3 * parse_duration(cadence)) if cadence else None
+    return _times(cadence, 3)
+
+
+def _cadence_default(manual: dict | None) -> str:
+    if not manual or manual["period"] not in PERIOD_LENGTH:  # a wrong period is an error of its own
+        return "1d"
+    return format_duration(PERIOD_LENGTH[manual["period"]])
+
+
+def _stale_default(cadence: str | None, manual: dict | None) -> str | None:
+    # A manual KPI is stale once a whole period has passed without a confirmed value for the one before.
+    return _times(cadence, 2) if manual else _triple(cadence)
 
 
 class KpisSection(KeyedSection):
@@ -73,13 +94,15 @@ class KpisSection(KeyedSection):
         "escalation",
         "data_source",
         "formula",
+        "manual",
     )
     required = ("key", "name", "team", "owner", "thresholds")
 
     def normalize(self, entry: Entry, ctx: Context) -> dict:
         direction = entry.text("direction", default=Direction.INCREASE, choices=Direction.values)
         target = self._target(entry)
-        cadence = entry.duration("cadence", default="1d", positive=True)
+        manual = self._manual(entry, ctx)
+        cadence = entry.duration("cadence", default=_cadence_default(manual), positive=True)
         return {
             "key": entry.key(),
             "name": entry.text("name"),
@@ -91,7 +114,7 @@ class KpisSection(KeyedSection):
             "target": target,
             "thresholds": self._thresholds(entry, direction, target),
             "cadence": cadence,
-            "stale_after": entry.duration("stale_after", default=_triple(cadence), positive=True),
+            "stale_after": entry.duration("stale_after", default=_stale_default(cadence, manual), positive=True),
             "evaluate_every": entry.duration("evaluate_every", default="1h", positive=True),
             "pending_for": entry.duration("pending_for", default="0m"),
             "keep_for": entry.duration("keep_for", default="0m"),
@@ -101,6 +124,7 @@ class KpisSection(KeyedSection):
             "escalation": entry.ref("escalation", ctx, "escalation_policies"),
             "data_source": entry.ref("data_source", ctx, "data_sources"),
             "formula": entry.text("formula", max_length=formulas.MAX_LENGTH),
+            "manual": manual,
         }
 
     def check(self, desired: dict[str, dict], ctx: Context) -> None:
@@ -125,6 +149,29 @@ class KpisSection(KeyedSection):
                 ctx.errors.add(path, "a formula cannot use its own KPI")
             if data["data_source"]:
                 ctx.errors.add(path, "a calculated KPI takes its values from its formula, not from a data_source")
+            if data["manual"]:
+                ctx.errors.add(path, "a calculated KPI takes its values from its formula, not from people (manual)")
+
+    def _manual(self, entry: Entry, ctx: Context) -> dict | None:
+        manual = entry.mapping("manual", fields=("period", "updaters", "approver"), required=("approver",))
+        if manual is None:
+            return None
+        if entry.has("data_source"):
+            entry.error("manual", "a manual KPI's values are entered by people; it takes no data_source")
+        period = manual.text("period", default=Period.MONTHLY, choices=Period.values)
+        owner = (entry.raw.get("owner") or "").strip().lower() if isinstance(entry.raw.get("owner"), str) else ""
+        updaters = sorted(e.lower() for e in manual.strings("updaters", check=lambda e: member_problem(e.lower(), ctx)))
+        approver = manual.text("approver", max_length=254) or ""
+        if approver.startswith("role:"):
+            if approver[5:] not in Role.values:
+                manual.error("approver", f'unknown role "{approver[5:]}"; use {", ".join(Role.values)}')
+        elif approver:
+            approver = approver.removeprefix("user:").lower()
+            if problem := member_problem(approver, ctx):
+                manual.error("approver", problem)
+            elif approver == owner or approver in updaters:
+                manual.error("approver", "four eyes: the approver must not be the owner or an updater")
+        return {"period": period, "updaters": updaters, "approver": approver}
 
     def _aggregate(self, entry: Entry) -> dict:
         aggregate = entry.mapping("aggregate", fields=("fn", "window"), required=("fn",))
@@ -171,7 +218,11 @@ class KpisSection(KeyedSection):
         return {"change": read_amount(surge, "change"), "window": surge.duration("window", positive=True)}
 
     def stored(self, org: Organization) -> Iterable[Kpi]:
-        return Kpi.objects.for_org(org).select_related("team", "owner__user", "data_source")
+        return (
+            Kpi.objects.for_org(org)
+            .select_related("team", "owner__user", "data_source", "manual__approver__user")
+            .prefetch_related("manual__updaters__user")
+        )
 
     def canonical(self, kpi: Kpi) -> dict:
         return {
@@ -202,6 +253,17 @@ class KpisSection(KeyedSection):
             "escalation": kpi.escalation or None,
             "data_source": kpi.data_source.key if kpi.data_source else None,
             "formula": kpi.formula or None,
+            "manual": self._stored_manual(kpi),
+        }
+
+    def _stored_manual(self, kpi: Kpi) -> dict | None:
+        manual = getattr(kpi, "manual", None)
+        if manual is None:
+            return None
+        return {
+            "period": manual.period,
+            "updaters": sorted(m.user.email.lower() for m in manual.updaters.all()),
+            "approver": manual.approver.user.email.lower() if manual.approver_id else f"role:{manual.approver_role}",
         }
 
     def _stored_target(self, kpi: Kpi) -> Any:
@@ -220,8 +282,8 @@ class KpisSection(KeyedSection):
             "direction": Direction.INCREASE,
             "aggregate": {"fn": LAST},
             "target": None,
-            "cadence": "1d",
-            "stale_after": _triple(data["cadence"]),
+            "cadence": _cadence_default(data["manual"]),
+            "stale_after": _stale_default(data["cadence"], data["manual"]),
             "evaluate_every": "1h",
             "pending_for": "0m",
             "keep_for": "0m",
@@ -231,6 +293,7 @@ class KpisSection(KeyedSection):
             "escalation": None,
             "data_source": None,
             "formula": None,
+            "manual": None,
         }
 
     def _settings(self, data: dict, ctx: Context) -> dict:
@@ -273,7 +336,24 @@ class KpisSection(KeyedSection):
             owner=ctx.membership(data["owner"]),
             **self._settings(data, ctx),
         )
+        if data["manual"]:
+            self._set_manual(kpi, data, ctx)
         ctx.remember(kpi)
+
+    def _set_manual(self, kpi: Kpi, data: dict, ctx: Context) -> None:
+        manual = data["manual"]
+        if manual is None:
+            manual_kpi_set(kpi=kpi, actor=ctx.actor, period=None)
+            return
+        approver = manual["approver"]
+        manual_kpi_set(
+            kpi=kpi,
+            actor=ctx.actor,
+            period=manual["period"],
+            updaters=[ctx.membership(email) for email in manual["updaters"]],
+            approver=None if approver.startswith("role:") else ctx.membership(approver),
+            approver_role=approver.removeprefix("role:") if approver.startswith("role:") else "",
+        )
 
     def update(self, change: Change, ctx: Context) -> None:
         kpi, data = change.obj, change.data
@@ -282,7 +362,9 @@ class KpisSection(KeyedSection):
             ownership_transfer_direct(
                 kpi=kpi, to_owner=ctx.membership(data["owner"]), actor=ctx.decider, reason=ctx.reason
             )
-        rest = [name for name in change.changed if name != "owner"]
+        if "manual" in change.changed:
+            self._set_manual(kpi, data, ctx)
+        rest = [name for name in change.changed if name not in ("owner", "manual")]
         if not rest:
             return
         settings = self._settings(data, ctx)

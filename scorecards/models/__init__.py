@@ -14,6 +14,7 @@ from scorecards.models.kpis import (
     StatusChange,
     SurgeSignal,
 )
+from scorecards.models.manual import ManualKpi, ManualValue, Period
 from scorecards.models.measurements import (
     EPOCH,
     Measurement,
@@ -38,12 +39,15 @@ __all__ = [
     "KpiGroupObjectPermission",
     "KpiSchedule",
     "KpiUserObjectPermission",
+    "ManualKpi",
+    "ManualValue",
     "Measurement",
     "MeasurementManager",
     "MeasurementRevision",
     "NonFinite",
     "Objective",
     "OwnershipTransfer",
+    "Period",
     "Scorecard",
     "Status",
     "StatusChange",

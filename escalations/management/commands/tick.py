@@ -9,6 +9,7 @@ SWEEPS = [
     "advance_escalations",
     "send_digests",  # before delivery, so that one tick also sends the digests' emails
     "send_daily_digests",
+    "remind_manual_values",
     "deliver_notifications",
 ]
 
