@@ -504,8 +504,9 @@ def test_an_episode_reopened_within_its_upstreams_episode_is_released_when_that_
 # --- batches: queries do not grow with their size ----------------------------------------------
 
 # A whole sweep over one batch, savepoints included (about half are the reviews' phases and the empty claims).
-STATUS_CHANGE_QUERIES = 36
-ESCALATION_QUERIES = 32  # 2 of them connector health: the failing sources, the open tasks of sources
+# Each includes one read of the recipients' Slack links (the Slack channel's available_to).
+STATUS_CHANGE_QUERIES = 37
+ESCALATION_QUERIES = 33  # 2 of them connector health: the failing sources, the open tasks of sources
 
 
 def statements(queries: CaptureQueriesContext) -> int:
