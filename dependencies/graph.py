@@ -36,7 +36,13 @@ STATUS_LABELS = {
     "no_data": "No data",
 }
 RED = frozenset({"at_risk", "off_track"})
-KIND_SHORT = {"drives_demand": "demand", "consumes_capacity": "capacity", "blocks": "blocks", "informs": "informs"}
+KIND_SHORT = {
+    "drives_demand": "demand",
+    "consumes_capacity": "capacity",
+    "blocks": "blocks",
+    "informs": "informs",
+    "suggested": "suggested",  # found in the data, not confirmed: drawn dashed
+}
 
 NODE_W, NODE_H = 172.0, 40.0
 ROW_PITCH = NODE_H + 14  # a KPI's slot in its column
@@ -446,6 +452,7 @@ def _edge_label_parts(edges: list[Edge], placed: Layout, by_id: dict[int, Node])
             continue
         box, text = label
         hot = " edge-label-hot" if by_id[e.upstream].status in RED else ""
+        hot += " edge-label-suggested" if e.kind == "suggested" else ""
         parts.append(
             f'<text class="edge-label{hot}" x="{coord(box.x + box.w / 2)}" y="{coord(box.y + box.h / 2 + 3.5)}">'
             f"{escape(text)}</text>"
