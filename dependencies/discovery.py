@@ -139,7 +139,8 @@ def discover(
 
 
 def strongest(found: list[Found], per_kpi: int) -> list[Found]:
-    """Per pair (either direction) its strongest lag; then per follower (the KPI that would depend) its `per_kpi` strongest leaders."""
+    """Per pair (either direction) its strongest lag; then per follower (the KPI that would depend) its `per_kpi`
+    strongest leaders."""
     best: dict[tuple[int, int], Found] = {}
     for f in found:
         pair = (min(f.leader, f.follower), max(f.leader, f.follower))

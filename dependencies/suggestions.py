@@ -60,7 +60,9 @@ def _series(org: Organization, kpis: list[int], now: datetime, days: int) -> tup
         .order_by("at")
         .values_list("kpi_id", "at", "value")
     )
-    return daily_levels(list(rows.iterator(chunk_size=10_000)), {k: i for i, k in enumerate(kpis)}, start, days, tz), start
+    return daily_levels(
+        list(rows.iterator(chunk_size=10_000)), {k: i for i, k in enumerate(kpis)}, start, days, tz
+    ), start
 
 
 def suggestions_refresh(*, org: Organization, now: datetime | None = None, config: Settings | None = None) -> int:
@@ -130,9 +132,7 @@ def _store(org: Organization, now: datetime, found: list) -> int:
         for name, value in evidence.items():
             setattr(s, name, value)
         s.save()
-    stale = [
-        s.pk for pair, s in known.items() if s.state == SuggestedDependency.State.SUGGESTED and pair not in seen
-    ]
+    stale = [s.pk for pair, s in known.items() if s.state == SuggestedDependency.State.SUGGESTED and pair not in seen]
     SuggestedDependency.objects.filter(pk__in=stale).delete()
     return SuggestedDependency.objects.for_org(org).filter(state=SuggestedDependency.State.SUGGESTED).count()
 
@@ -145,9 +145,11 @@ def _sides(suggestion: SuggestedDependency, actor: User) -> list[str]:
 @transaction.atomic
 def suggestion_confirm(*, suggestion: SuggestedDependency, actor: User, kind: str) -> SuggestedDependency:
     """The owner of either KPI confirms; once both owners have, the edge is drawn with the measured lag."""
-    suggestion = SuggestedDependency.objects.select_for_update().select_related(
-        "organization", "upstream__owner", "downstream__owner"
-    ).get(pk=suggestion.pk)
+    suggestion = (
+        SuggestedDependency.objects.select_for_update()
+        .select_related("organization", "upstream__owner", "downstream__owner")
+        .get(pk=suggestion.pk)
+    )
     if suggestion.state != SuggestedDependency.State.SUGGESTED:
         raise ValidationError(f"This suggestion was already {suggestion.get_state_display().lower()}.")
     sides = _sides(suggestion, actor)
@@ -155,7 +157,9 @@ def suggestion_confirm(*, suggestion: SuggestedDependency, actor: User, kind: st
         raise ValidationError("Only the owners of the two KPIs answer a suggestion.")
     for end in sides:
         setattr(suggestion, f"{end}_confirmed_by", actor)
-    audit_log(org=suggestion.organization, actor=actor, verb="suggestion.confirmed", obj=suggestion, after={"as": sides})
+    audit_log(
+        org=suggestion.organization, actor=actor, verb="suggestion.confirmed", obj=suggestion, after={"as": sides}
+    )
     if suggestion.upstream_confirmed_by_id and suggestion.downstream_confirmed_by_id:
         suggestion.dependency = dependency_create(
             actor=actor,
@@ -182,9 +186,11 @@ def suggestion_dismiss(*, suggestion: SuggestedDependency, actor: User, reason: 
     reason = reason.strip()
     if not reason:
         raise ValidationError({"reason": "Say why the two are not related, so nobody is asked again for nothing."})
-    suggestion = SuggestedDependency.objects.select_for_update().select_related(
-        "organization", "upstream__owner", "downstream__owner"
-    ).get(pk=suggestion.pk)
+    suggestion = (
+        SuggestedDependency.objects.select_for_update()
+        .select_related("organization", "upstream__owner", "downstream__owner")
+        .get(pk=suggestion.pk)
+    )
     if suggestion.state != SuggestedDependency.State.SUGGESTED:
         raise ValidationError(f"This suggestion was already {suggestion.get_state_display().lower()}.")
     if not _sides(suggestion, actor):

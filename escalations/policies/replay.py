@@ -24,6 +24,7 @@ from escalations.engine.timing import Planned, Policy, replay
 from escalations.models import MitigationPath, Workstream
 from governance.models import Organization
 
+
 @dataclass
 class Column:
     """One policy's run of one episode."""

@@ -15,7 +15,6 @@ from escalations.models import (
 )
 from escalations.policies import selectors as policy_selectors
 from escalations.policies import services
-from escalations.policies.replay import policy_replay
 from escalations.policies.forms import (
     MAX_LEVELS,
     DefaultsForm,
@@ -29,6 +28,7 @@ from escalations.policies.forms import (
     stored_levels,
     target_choices,
 )
+from escalations.policies.replay import policy_replay
 from governance.access import admin_required, get_for_org_or_404
 from governance.forms import apply_errors
 

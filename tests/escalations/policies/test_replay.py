@@ -52,7 +52,9 @@ def history(tenant):
     Kpi.objects.filter(pk__in=[k.pk for k in kpis]).update(escalation="standard")
     # Each status change is written when it happens (the evaluator's outbox) and the path approved when it is, with
     # a sweep just before (as beat's every-minute sweep would have run); between them the sweeps run at odd times.
-    changes = {T0 + i * 5 * HOUR + timedelta(seconds=17 * i): (kpi, "off_track", "on_track") for i, kpi in enumerate(kpis)}
+    changes = {
+        T0 + i * 5 * HOUR + timedelta(seconds=17 * i): (kpi, "off_track", "on_track") for i, kpi in enumerate(kpis)
+    }
     changes[T0 + 4 * DAY + timedelta(minutes=3)] = (kpis[3], "on_track", "off_track")
     approval = T0 + 3 * DAY + 2 * HOUR + timedelta(minutes=10)
     regular = [T0 + k * (7 * HOUR + timedelta(minutes=13)) for k in range(60)]
@@ -112,9 +114,13 @@ def test_replaying_the_policy_as_run_equals_what_the_sweep_did_to_the_second(his
         assert replayed == what_the_sweep_did(run.workstream)
         # The people too: each level's escalation tasks went to the ones the replay names.
         told = sorted(
-            Task.objects.filter(workstream=run.workstream, kind="escalation").values_list("assignee__user__name", flat=True)
+            Task.objects.filter(workstream=run.workstream, kind="escalation").values_list(
+                "assignee__user__name", flat=True
+            )
         )
-        assert told == sorted(name for i, s in enumerate(run.current.steps) if not s.exhausted for name in run.current.people.get(i, []))
+        assert told == sorted(
+            name for i, s in enumerate(run.current.steps) if not s.exhausted for name in run.current.people.get(i, [])
+        )
     never, approved, leaderless, recovered = result.episodes
     assert never.current.exhausted and not approved.current.exhausted and not recovered.current.exhausted
     assert any(s.skipped for s in leaderless.current.steps)
