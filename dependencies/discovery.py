@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
-__all__ = ["Found", "benjamini_hochberg", "discover", "strongest"]
+__all__ = ["Found", "benjamini_hochberg", "discover", "strongest", "weekly_adjusted"]
 
 
 @dataclass(frozen=True)
@@ -38,6 +38,20 @@ class Found:
     points: int
     p: float
     q: float
+
+
+def weekly_adjusted(changes: np.ndarray) -> np.ndarray:
+    """Day-to-day changes less each row's mean change on that day of the week (columns 7 apart are the same
+    weekday): a weekly rhythm shared by two KPIs (busy Mondays, quiet weekends) is not a dependency between them."""
+    out = np.array(changes, dtype=np.float64)
+    for first in range(7):
+        block = out[:, first::7]
+        present = np.isfinite(block)
+        mean = np.where(present, block, 0.0).sum(axis=1, keepdims=True) / np.maximum(
+            present.sum(axis=1, keepdims=True), 1
+        )
+        out[:, first::7] = block - mean
+    return out
 
 
 def _standardised(values: np.ndarray, present: np.ndarray) -> np.ndarray:

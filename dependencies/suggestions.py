@@ -15,7 +15,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
-from dependencies.discovery import discover, strongest
+from dependencies.discovery import discover, strongest, weekly_adjusted
 from dependencies.models import Dependency, SuggestedDependency
 from dependencies.services import dependency_create
 from governance.models import Organization, User
@@ -76,7 +76,7 @@ def suggestions_refresh(*, org: Organization, now: datetime | None = None, confi
     # The computation holds no lock and no transaction: only the writes below do.
     found = strongest(
         discover(
-            np.diff(levels, axis=1),
+            weekly_adjusted(np.diff(levels, axis=1)),
             np.array([team for _, team in kpis]),
             max_lag=config.max_lag,
             min_points=config.min_points,
