@@ -12,9 +12,11 @@ reach. For episodes without either, the "as run" column is what the sweep did, t
 
 from __future__ import annotations
 
+import json
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from functools import lru_cache
 
 from django.utils import timezone
 
@@ -92,20 +94,41 @@ class Replay:
         }
 
 
-def _column(steps: list[Planned], policy: Policy, resolve: Resolver, ws: Workstream, exclude, admin_names) -> Column:
-    people: dict[int, list[str]] = {}
-    for i, step in enumerate(steps):
-        if step.exhausted:
-            people[i] = admin_names
-        elif not step.skipped:
-            people[i] = [m.user.name for m in resolve.step(policy, step.level, ws.kpi, exclude).people]
+class _People:
+    """Who each level of a policy reaches in an episode, read once per (policy, KPI, people excluded): a thousand
+    episodes of a few hundred KPIs share most of them."""
+
+    def __init__(self) -> None:
+        self.resolve = Resolver()
+        self._seen: dict[tuple, list[list[str]]] = {}
+
+    def levels(self, policy: Policy, ws: Workstream, exclude: dict[int, str]) -> list[list[str]]:
+        key = (policy, ws.kpi_id, frozenset(exclude))
+        if key not in self._seen:
+            self._seen[key] = [
+                [m.user.name for m in self.resolve.step(policy, level, ws.kpi, exclude).people]
+                for level in range(1, len(policy.levels) + 1)
+            ]
+        return self._seen[key]
+
+
+def _column(steps: list[Planned], levels: list[list[str]], admin_names: list[str]) -> Column:
+    people = {
+        i: admin_names if step.exhausted else levels[step.level - 1]
+        for i, step in enumerate(steps)
+        if step.exhausted or not step.skipped
+    }
     return Column(steps, people)
 
 
-def _empty(policy: Policy, resolve: Resolver, ws: Workstream, exclude) -> frozenset[int]:
-    return frozenset(
-        level for level in range(1, len(policy.levels) + 1) if not resolve.step(policy, level, ws.kpi, exclude).people
-    )
+@lru_cache(maxsize=64)
+def _parsed(snapshot: str) -> Policy:
+    return Policy.from_json(json.loads(snapshot))
+
+
+def _snapshot(data: dict) -> Policy:
+    # An episode without a snapshot escalated to nobody: its "as run" column stays empty.
+    return _parsed(json.dumps(data, sort_keys=True)) if data else Policy(timedelta(0), timedelta(0), 0, ())
 
 
 def policy_replay(
@@ -119,10 +142,24 @@ def policy_replay(
     episodes = Workstream.objects.for_org(org).filter(opened_at__gte=since, opened_at__lte=now)
     if policy_key:
         episodes = episodes.filter(policy_key=policy_key)
+    # Only what the replay reads: KPI rows are wide, and a replay loads a thousand episodes.
+    person = ("user_id", "is_active", "role", "user__name")
     episodes = list(
-        episodes.select_related("kpi__owner__user", "kpi__team__lead__user", "kpi__organization").order_by(
-            "opened_at", "pk"
+        episodes.select_related("kpi__owner__user", "kpi__team__lead__user")
+        .only(
+            "opened_at",
+            "resolved_at",
+            "resolution",
+            "policy",
+            "kpi__name",
+            "kpi__organization_id",
+            "kpi__team_id",
+            "kpi__owner_id",
+            "kpi__team__lead_id",
+            *(f"kpi__owner__{f}" for f in person),
+            *(f"kpi__team__lead__{f}" for f in person),
         )
+        .order_by("opened_at", "pk")
     )
     approved: dict[int, datetime] = {}
     filers: dict[int, list[tuple[int, str]]] = defaultdict(list)
@@ -132,7 +169,7 @@ def policy_replay(
         filers[ws_id].append((filer, name))
         if state == MitigationPath.State.APPROVED and reviewed:
             approved[ws_id] = min(reviewed, approved.get(ws_id, reviewed))
-    hours, resolve = business_hours(org), Resolver()
+    hours, people = business_hours(org), _People()
     admin_names = [m.user.name for m in admins(org.pk)]
     tz = org.tzinfo
     runs, load = [], Counter()
@@ -145,11 +182,12 @@ def policy_replay(
         until, ended = min(ends, key=lambda e: e[0])
         exclude = four_eyes(ws.kpi, filers.get(ws.pk, ()))
         columns = {}
-        # An episode without a snapshot escalated to nobody: its "as run" column stays empty.
-        current = Policy.from_json(ws.policy) if ws.policy else Policy(timedelta(0), timedelta(0), 0, ())
+        current = _snapshot(ws.policy)
         for name, policy in (("current", current), ("draft", draft)):
-            steps = replay(policy, ws.opened_at, hours, until=until, empty=_empty(policy, resolve, ws, exclude))
-            columns[name] = _column(steps, policy, resolve, ws, exclude, admin_names)
+            levels = people.levels(policy, ws, exclude)
+            empty = frozenset(i for i, names in enumerate(levels, start=1) if not names)
+            steps = replay(policy, ws.opened_at, hours, until=until, empty=empty)
+            columns[name] = _column(steps, levels, admin_names)
             for i, step in enumerate(steps):
                 week = timezone.localtime(step.at, tz).date()
                 for person in columns[name].people.get(i, []):

@@ -127,10 +127,12 @@ def test_replaying_the_policy_as_run_equals_what_the_sweep_did_to_the_second(his
     assert len(what_the_sweep_did(never.workstream)) == 5  # level 1, level 2, both again, exhausted
 
 
-def test_a_drafts_replay_has_the_times_and_people_its_rules_give(history):
+def test_a_drafts_replay_has_the_times_and_people_its_rules_give(history, django_assert_max_num_queries):
     tenant, kpis = history
     draft = Policy(DAY, HOUR, 0, (Level(("role:executive",), DAY),))
-    result = policy_replay(org=tenant.org, draft=draft, policy_key="standard", days=30, now=END)
+    # Episodes, paths, business hours, admins, the executives: whatever the number of episodes.
+    with django_assert_max_num_queries(6):
+        result = policy_replay(org=tenant.org, draft=draft, policy_key="standard", days=30, now=END)
     never, approved, leaderless, recovered = result.episodes
     opened = never.workstream.opened_at
     assert [(s.at, s.level, s.exhausted) for s in never.draft.steps] == [
