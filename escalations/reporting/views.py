@@ -1,16 +1,19 @@
-"""The reports pages, for executives and admins: governance health (whether breaches reach decisions, week by
-week) and the team dependency matrix."""
+"""The reports pages: governance health (whether breaches reach decisions, week by week) and the team dependency
+matrix for executives and admins; a KPI's what-if for anyone who may see it."""
 
 from __future__ import annotations
 
 from django import forms
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
+from django.utils import timezone
 from django.views.decorators.http import require_GET
 
-from escalations.reporting import health, health_charts, matrix
-from governance.access import role_required
+from escalations.reporting import health, health_charts, matrix, whatif
+from governance.access import get_for_org_or_404, role_required
 from governance.models import Role
+from scorecards.models import Kpi
+from scorecards.selectors import visible_kpis
 
 
 class PeriodForm(forms.Form):
@@ -48,3 +51,26 @@ def governance_health(request: HttpRequest) -> HttpResponse:
 @require_GET
 def dependency_matrix(request: HttpRequest) -> HttpResponse:
     return render(request, "escalations/dependency_matrix.html", matrix.team_matrix(org=request.org))
+
+
+class WhatIfForm(forms.Form):
+    weeks = forms.IntegerField(min_value=1, max_value=8, initial=2, label="Stays off track for (weeks)")
+
+
+@require_GET
+def kpi_what_if(request: HttpRequest, kpi_id: int) -> HttpResponse:
+    """Anyone who may see the KPI: what follows if it stays off track for a few weeks from now."""
+    kpi = get_for_org_or_404(
+        request,
+        visible_kpis(Kpi.objects.for_org(request.org), request.membership).select_related(
+            "organization", "team__lead__user", "owner__user"
+        ),
+        kpi_id,
+    )
+    form = WhatIfForm(request.GET or {"weeks": 2})
+    result = (
+        whatif.what_if(kpi=kpi, start=timezone.now(), weeks=form.cleaned_data["weeks"]) if form.is_valid() else None
+    )
+    return render(
+        request, "escalations/what_if.html", {"kpi": kpi, "form": form, "w": result}, status=200 if result else 422
+    )
