@@ -52,7 +52,7 @@ def suggestion_list(request: HttpRequest) -> HttpResponse:
 def _detail(request: HttpRequest, s: SuggestedDependency, confirm=None, dismiss=None, status: int = 200):
     config = suggestions.Settings.current()
     now = timezone.now()
-    levels, start = suggestions._series(request.org, [s.upstream_id, s.downstream_id], now, config.history_days)
+    levels, start = suggestions.daily_series(request.org, [s.upstream_id, s.downstream_id], now, config.history_days)
     tz = request.org.tzinfo
     picture = evidence.overlay_svg(
         upstream=evidence.day_points(levels[0], start, tz),

@@ -50,7 +50,8 @@ def daily_levels(
     return levels
 
 
-def _series(org: Organization, kpis: list[int], now: datetime, days: int) -> tuple[np.ndarray, date]:
+def daily_series(org: Organization, kpis: list[int], now: datetime, days: int) -> tuple[np.ndarray, date]:
+    """The `days` days up to `now` of each of `kpis` (daily_levels), and the first day's date."""
     tz = org.tzinfo
     start = timezone.localtime(now, tz).date() - timedelta(days=days - 1)
     since = datetime.combine(start, datetime.min.time(), tzinfo=tz)
@@ -72,7 +73,7 @@ def suggestions_refresh(*, org: Organization, now: datetime | None = None, confi
     now, config = now or timezone.now(), config or Settings.current()
     kpis = list(Kpi.objects.for_org(org).filter(archived_at=None).order_by("pk").values_list("pk", "team_id"))
     ids = [pk for pk, _ in kpis]
-    levels, _ = _series(org, ids, now, config.history_days + 1)
+    levels, _ = daily_series(org, ids, now, config.history_days + 1)
     # The computation holds no lock and no transaction: only the writes below do.
     found = strongest(
         discover(

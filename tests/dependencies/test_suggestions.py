@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pytest
+import time_machine
 from django.core.exceptions import ValidationError
 from django.urls import reverse
 
@@ -163,3 +164,18 @@ def test_a_stranger_sees_no_suggestion(tenant, stranger_tenant, pair):
         assert stranger.post(foreign, {"kind": "informs", "reason": "x"}).status_code == 404
     s.refresh_from_db()
     assert s.state == SuggestedDependency.State.SUGGESTED
+
+
+def test_the_weekly_task_runs_each_organization_on_its_own(tenant, stranger_tenant, pair, settings):
+    from celery import current_app
+
+    from dependencies.tasks import suggest_dependencies_for
+
+    entry = settings.CELERY_BEAT_SCHEDULE["suggest-dependencies"]
+    assert entry["task"] in current_app.tasks
+    settings.FORESIGHT_DISCOVERY = vars(CONFIG)
+    store(tenant, pair, noise=0.5)
+    with time_machine.travel(NOW, tick=False):
+        assert suggest_dependencies_for.apply(args=[stranger_tenant.org.pk]).get() == 0
+        assert suggest_dependencies_for.apply(args=[tenant.org.pk]).get() == 1
+    assert SuggestedDependency.objects.get().organization == tenant.org
