@@ -52,6 +52,7 @@ bench: $(BIN)/.installed
 	$(BIN)/python -m tests.perf.bench.observability
 	$(BIN)/python -m tests.perf.bench.slack
 	$(BIN)/python -m tests.perf.bench.exports
+	$(BIN)/python -m tests.perf.bench.foresight
 	$(BIN)/python -m tests.perf.bench.report
 
 # gunicorn on PostgreSQL + Redis driven for 60 s (LOAD_SECONDS) from another process: req/s, p50/p99, errors.

@@ -19,6 +19,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from django.utils import timezone
 
 from demo.story import (
+    CAMPAIGN_DAYS,
     CEO,
     CONTROLLER,
     EXEC_SCORECARD,
@@ -139,7 +140,8 @@ def _series(spec: Spec, days: list[date], q_start: date, q_end: date) -> list[fl
             level *= _pace(spec, day, q_start, q_end)
         noise = 0.6 * noise + 0.8 * rng.gauss(0, spec.noise)
         wave = spec.wiggle * math.sin(2 * math.pi * i / period + phase)
-        value = level * (1 + spec.season * WEEK[day.weekday()] + wave + noise)
+        lift = spec.lift if any(start >= days_ago > start - CAMPAIGN_DAYS for start in spec.campaigns) else 0.0
+        value = level * (1 + spec.season * WEEK[day.weekday()] + wave + noise + lift)
         if spec.cap is not None:
             value = min(spec.cap, value)
         values.append(round(max(0.0, value), spec.decimals))

@@ -53,10 +53,18 @@ class Spec:
     no_data: bool = False
     last: float | None = None  # override the newest value (the pending KPI's fresh dip)
     surge: bool = False  # surge rule 30% over 7 days; its newest value awaits the first real evaluation
+    campaigns: tuple[int, ...] = ()  # days ago a campaign started: the level is lifted by `lift` for CAMPAIGN_DAYS
+    lift: float = 0.0
     alt_team: str | None = None  # when `team` does not exist in the organization
     alt_owner: str | None = None
     description: str = ""
 
+
+# Six earlier, smaller campaigns lifted the leads for a few days each, and every time, two weeks later, the stock-out
+# rate rose for as long: the dependency nobody declared, which the weekly hidden-dependency run finds in this history
+# (dependencies.suggestions). Small enough to leave both KPIs' statuses as the story has them.
+CAMPAIGNS = (170, 148, 121, 97, 76, 55)
+CAMPAIGN_DAYS, STOCKOUT_LAG = 3, 14
 
 MKT, SC, SALES, FIN, LEAD = "marketing", "supply-chain", "sales", "finance", "leadership"
 ANALYST, PLANNER, CONTROLLER = "analyst.marketing@acme.test", "planner@acme.test", "controller@acme.test"
@@ -72,6 +80,7 @@ SPECS = [
         # before) must hold the whole jump, noise included, so the knee is sharp and the last week clears +40%.
         ((182, 118), (140, 124), (100, 131), (60, 127), (28, 133), (21, 132), (14, 126), (7, 128), (6, 180), (0, 210)),
         decimals=0, aggregate=("sum", 7), season=0.35, noise=0.07, wiggle=0.03, surge=True,
+        campaigns=CAMPAIGNS, lift=0.2,
         description="Marketing-qualified leads accepted by Sales, summed over the last seven days.",
     ),
     Spec(
@@ -129,6 +138,7 @@ SPECS = [
     Spec(
         "sc.stockout_rate", "Stock-out rate", SC, PLANNER, "%", DECREASE, 2, {"warning": 3, "critical": 5},
         ((182, 2.2), (60, 2.05), (21, 2.3), (10, 3.6), (0, 5.9)), decimals=2, noise=0.03,
+        campaigns=tuple(day - STOCKOUT_LAG for day in CAMPAIGNS), lift=0.25,
     ),
     Spec(
         "sc.freight_cost_unit", "Freight cost per unit", SC, None, "EUR", DECREASE, 1.8,

@@ -42,6 +42,7 @@ KIND_SHORT = {
     "blocks": "blocks",
     "informs": "informs",
     "computed_from": "computed from",
+    "suggested": "suggested",  # found in the data, not confirmed: drawn dashed
 }
 
 NODE_W, NODE_H = 172.0, 40.0
@@ -452,6 +453,7 @@ def _edge_label_parts(edges: list[Edge], placed: Layout, by_id: dict[int, Node])
             continue
         box, text = label
         hot = " edge-label-hot" if by_id[e.upstream].status in RED else ""
+        hot += " edge-label-suggested" if e.kind == "suggested" else ""
         parts.append(
             f'<text class="edge-label{hot}" x="{coord(box.x + box.w / 2)}" y="{coord(box.y + box.h / 2 + 3.5)}">'
             f"{escape(text)}</text>"

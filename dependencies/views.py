@@ -18,7 +18,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from dependencies import graph, selectors, services
 from dependencies.forms import DependencyForm
-from dependencies.models import Dependency
+from dependencies.models import Dependency, SuggestedDependency
 from governance.access import deny, get_for_org_or_404
 from governance.durations import format_duration
 from governance.forms import apply_errors
@@ -137,11 +137,31 @@ def _filtered(request: HttpRequest, edges: list[Dependency], f: GraphFilters) ->
     return edges
 
 
+def _suggested(request: HttpRequest, edges: list[Dependency], f: GraphFilters) -> list[SuggestedDependency]:
+    """Open suggestions to draw dashed: all of them on the unfiltered graph, else those between KPIs drawn."""
+    qs = SuggestedDependency.objects.for_org(request.org).filter(
+        state=SuggestedDependency.State.SUGGESTED, upstream__archived_at=None, downstream__archived_at=None
+    )
+    if request.membership.role == "member":
+        visible = _visible(request)
+        qs = qs.filter(upstream__in=visible, downstream__in=visible)
+    if f.active:
+        drawn = {e.upstream_id for e in edges} | {e.downstream_id for e in edges}
+        qs = qs.filter(upstream_id__in=drawn, downstream_id__in=drawn)
+    return list(qs.select_related("upstream__team", "downstream__team").order_by("pk"))
+
+
 def _picture(
-    request: HttpRequest, edges: list[Dependency], *, title: str, focus: Kpi | None = None, fit: bool = False
+    request: HttpRequest,
+    edges: list[Dependency],
+    *,
+    title: str,
+    focus: Kpi | None = None,
+    fit: bool = False,
+    suggested: list[SuggestedDependency] = (),
 ) -> str:
     kpis: dict[int, Kpi] = {}
-    for e in edges:
+    for e in [*edges, *suggested]:
         kpis[e.upstream_id], kpis[e.downstream_id] = e.upstream, e.downstream
     if focus is not None:
         kpis.setdefault(focus.pk, focus)
@@ -167,6 +187,16 @@ def _picture(
             lag=format_duration(e.lag) if e.lag else "",
         )
         for e in edges
+    ]
+    lines += [
+        graph.Edge(
+            upstream=s.upstream_id,
+            downstream=s.downstream_id,
+            kind="suggested",
+            kind_label=f"suggested by the data (r {s.coefficient:.2f})",
+            lag=f"{s.lag_days}d",
+        )
+        for s in suggested
     ]
     return graph.graph_svg(nodes, lines, title=title, fit=fit)
 
@@ -194,6 +224,7 @@ def dependency_graph(request: HttpRequest) -> HttpResponse:
     title = "Dependencies between KPIs" + (f" around {f.around.name}" if f.around else "")
     # Around a KPI without any edge: its box alone, and where to declare some.
     lonely = f.around is not None and not any(f.around.pk in (e.upstream_id, e.downstream_id) for e in everything)
+    suggested = _suggested(request, edges, f)
     context = {
         "filters": f,
         "without_pair": f.query(from_team=None, to_team=None),
@@ -204,7 +235,10 @@ def dependency_graph(request: HttpRequest) -> HttpResponse:
         .order_by("team__name", "name"),
         "edges": _table(edges),
         "edge_total": len(everything),
-        "picture": _picture(request, edges, title=title, focus=f.around, fit=f.fit) if edges or lonely else "",
+        "picture": _picture(request, edges, title=title, focus=f.around, fit=f.fit, suggested=suggested)
+        if edges or lonely or suggested
+        else "",
+        "suggested": suggested,
         "lonely": lonely,
         "unconnected": live.exclude(connected).count(),
         "may_see_matrix": request.membership.is_admin or request.membership.is_executive,

@@ -11,7 +11,7 @@ from django.db import connection
 from django.test import Client
 from django.utils import timezone
 
-from dependencies.models import Dependency
+from dependencies.models import Dependency, SuggestedDependency
 from escalations.models import (
     Decision,
     EscalationPolicy,
@@ -178,6 +178,23 @@ class Tenant:
         backlog = KpiFactory(organization=self.org, team=self.team, owner=self.lead, key="ops.backlog", name="Backlog")
         return DependencyFactory(
             organization=self.org, upstream=backlog, downstream=self.kpi, kind=Dependency.Kind.BLOCKS
+        )
+
+    @cached_property
+    def suggestion(self) -> SuggestedDependency:
+        """A suggested dependency of a second KPI on the KPI, made on first use (in the KPI's team: the cross-tenant
+        tests compare the tenant's teams before and after)."""
+        calls = KpiFactory(organization=self.org, team=self.team, owner=self.member, key="ops.calls", name="Calls")
+        return SuggestedDependency.objects.create(
+            organization=self.org,
+            upstream=self.kpi,
+            downstream=calls,
+            coefficient=0.6,
+            lag_days=7,
+            points=120,
+            p_value=1e-6,
+            q_value=1e-4,
+            computed_at=timezone.now(),
         )
 
 

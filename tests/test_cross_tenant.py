@@ -14,7 +14,7 @@ import pytest
 from django.test import Client
 from django.urls import URLResolver, get_resolver, reverse
 
-from dependencies.models import Dependency
+from dependencies.models import Dependency, SuggestedDependency
 from escalations.collaboration.models import Attachment, Comment, ShareLink
 from escalations.models import (
     Decision,
@@ -74,6 +74,7 @@ OBJECT_KWARGS: dict[str, Callable[[Tenant], object]] = {
     "policy_id": lambda t: t.policy.pk,
     "webhook_id": lambda t: t.webhook.pk,
     "dependency_id": lambda t: t.dependency.pk,
+    "suggestion_id": lambda t: t.suggestion.pk,
     "session_id": lambda t: t.review_session.pk,
     # collaboration: a target's kind and id, and the rows hung on it (made on first use)
     "target": lambda t: "kpi",
@@ -164,16 +165,16 @@ def route_kwargs(route: str) -> set[str]:
 
 def tenant_rows(t: Tenant) -> list:
     """Everything of a tenant that a stranger's request could try to change."""
-    assert t.episode and t.dependency and t.review_session and t.report_subscription  # made before the first snapshot
-    collaboration_rows(t)
     # Made before the first snapshot, not by the URLs.
-    assert t.episode and t.dependency and t.review_session and t.manual_value
+    assert t.episode and t.dependency and t.review_session and t.report_subscription and t.manual_value and t.suggestion
+    collaboration_rows(t)
     return [
         list(Team.objects.filter(organization=t.org).values().order_by("pk")),
         list(Membership.objects.filter(organization=t.org).values().order_by("pk")),
         list(Invitation.objects.filter(organization=t.org).values().order_by("pk")),
         list(t.org.__class__.objects.filter(pk=t.org.pk).values()),
         list(Kpi.objects.filter(organization=t.org).values().order_by("pk")),
+        list(SuggestedDependency.objects.filter(organization=t.org).values().order_by("pk")),
         list(OwnershipTransfer.objects.filter(organization=t.org).values().order_by("pk")),
         list(KeyResult.objects.filter(organization=t.org).values().order_by("pk")),
         list(CheckIn.objects.filter(organization=t.org).values().order_by("pk")),

@@ -8,6 +8,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import environ
+from celery.schedules import crontab
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 VAR_DIR = BASE_DIR / "var"
@@ -403,6 +404,21 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": 5 * SWEEP_EVERY,
         "options": {"expires": 50},
     },
+    # Hidden dependencies (dependencies.suggestions): Mondays 03:00 UTC, one task per organization.
+    "suggest-dependencies": {
+        "task": "dependencies.tasks.suggest_dependencies",
+        "schedule": crontab(minute=0, hour=3, day_of_week="mon"),
+        "options": {"expires": 6 * 3600},
+    },
+}
+# Hidden dependencies: daily changes over `history_days`, lags 0..`max_lag` days, pairs with at least `min_points`
+# days in common, a false discovery rate of `alpha` (Benjamini-Hochberg), the `per_kpi` strongest per KPI.
+FORESIGHT_DISCOVERY = {
+    "history_days": env.int("FORESIGHT_HISTORY_DAYS", default=180),
+    "max_lag": env.int("FORESIGHT_MAX_LAG_DAYS", default=28),
+    "min_points": env.int("FORESIGHT_MIN_POINTS", default=30),
+    "alpha": env.float("FORESIGHT_FDR", default=0.05),
+    "per_kpi": env.int("FORESIGHT_PER_KPI", default=3),
 }
 # How long delivered notifications and finished webhook deliveries are kept (their workstreams keep the timeline).
 NOTIFICATION_RETENTION = timedelta(days=env.int("NOTIFICATION_RETENTION_DAYS", default=180))

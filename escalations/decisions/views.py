@@ -15,6 +15,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
 from escalations.decisions import agenda, calendar, pack, pack_files, review_sessions, selectors, services
+from escalations.decisions.effectiveness import path_effects
 from escalations.decisions.forms import (
     DECISION_FORMS,
     AgendaFilterForm,
@@ -434,11 +435,17 @@ def _log_page(request: HttpRequest, context: dict, log, panel: bool) -> HttpResp
             "decisions": rows,
             "total": total,
             "outcomes": selectors.outcomes(org=request.org, decisions=rows),
+            "effects": path_effects(org=request.org, decisions=rows),
         }
         return render(request, "escalations/decisions.html#panel", context)
     page = Paginator(log, LOG_PAGE_SIZE).get_page(request.GET.get("page"))
     rows = list(page.object_list)
-    context |= {"page": page, "decisions": rows, "outcomes": selectors.outcomes(org=request.org, decisions=rows)}
+    context |= {
+        "page": page,
+        "decisions": rows,
+        "outcomes": selectors.outcomes(org=request.org, decisions=rows),
+        "effects": path_effects(org=request.org, decisions=rows),
+    }
     return render(request, "escalations/decisions.html", context)
 
 

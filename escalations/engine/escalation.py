@@ -8,7 +8,7 @@ from datetime import datetime
 
 from escalations.engine.blocks import OPEN, Journal, new_task, paths_among, without_overdue
 from escalations.engine.resolver import Resolved, Resolver, admins, four_eyes, target_words
-from escalations.engine.timing import Policy, Position, Step, next_step, renotify
+from escalations.engine.timing import Policy, Position, Step, walk
 from escalations.models import (
     DependencyReview,
     Task,
@@ -49,12 +49,15 @@ def due_steps(
     renotify, next_escalation_at, exhausted_at) along as it goes; `skipped` hears of a level naming nobody, with the
     timeline's words for it, `exhausted` of the end."""
     policy, hours = Policy.from_json(episode.policy), business_hours(episode.organization)
-    while episode.next_escalation_at is not None and episode.next_escalation_at <= now:
-        if not policy.levels:
-            episode.next_escalation_at = None
-            return
-        due, position = episode.next_escalation_at, Position(episode.level, episode.escalation_pass)
-        step = renotify(policy, position, due, hours) if episode.renotify else next_step(policy, position, due, hours)
+    if episode.next_escalation_at is None or episode.next_escalation_at > now:
+        return
+    if not policy.levels:
+        episode.next_escalation_at = None
+        return
+    position = Position(episode.level, episode.escalation_pass)
+    steps = walk(policy, position, episode.next_escalation_at, hours, renotifying=episode.renotify)
+    _, step = next(steps)
+    while True:
         if step.exhausted:
             episode.exhausted_at, episode.next_escalation_at = step.at, None
             exhausted(step.at)
@@ -67,9 +70,12 @@ def due_steps(
         if not found.people:
             skipped(step, skip_text(policy, step, found))
             episode.next_escalation_at = step.at  # the next level is due at once
-            continue
-        yield step, found
-        episode.next_escalation_at = step.then
+        else:
+            yield step, found
+            episode.next_escalation_at = step.then
+        if episode.next_escalation_at > now:
+            return
+        _, step = steps.send(not found.people)
 
 
 def level_words(policy: Policy, step: Step) -> str:

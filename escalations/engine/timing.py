@@ -6,6 +6,7 @@ organization's zone, one local day at a time, so a DST change never shifts an op
 
 from __future__ import annotations
 
+from collections.abc import Generator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -120,6 +121,24 @@ class Planned:
     exhausted: bool = False
 
 
+def walk(
+    policy: Policy, position: Position, due: datetime, hours: BusinessHours, renotifying: bool = False
+) -> Generator[tuple[datetime, Step], bool, None]:
+    """An episode's escalation steps one after another from `position`, the next one falling due at `due`: the one
+    loop both the sweep (escalations.engine.escalation.due_steps) and every plan or replay run.
+
+    Yields (due, step); send back whether the step's level was empty (skipped): then the next step is due at once,
+    else after the level's wait. Ends after the exhaustion step. `renotifying`: the first step repeats the level
+    of `position` (an acknowledgement ran out)."""
+    step = renotify(policy, position, due, hours) if renotifying else next_step(policy, position, due, hours)
+    while True:
+        skipped = yield due, step
+        if step.exhausted:
+            return
+        position, due = Position(step.level, step.pass_), step.at if skipped else step.then
+        step = next_step(policy, position, due, hours)
+
+
 def plan(policy: Policy, opened: datetime, hours: BusinessHours, empty: frozenset[int] = frozenset()) -> list[Planned]:
     """Every escalation step of an episode opened at `opened` if no path is ever approved, as the sweep runs them.
 
@@ -128,14 +147,21 @@ def plan(policy: Policy, opened: datetime, hours: BusinessHours, empty: frozense
     """
     if not policy.levels:
         return []
-    steps: list[Planned] = []
     # In UTC: adding a timedelta to a zone-aware datetime would move its wall clock, not real elapsed time.
-    position, due = Position(), opened.astimezone(UTC) + policy.mitigation_due
-    while True:
-        step = next_step(policy, position, due, hours)
-        if step.exhausted:
-            steps.append(Planned(step.at, due, position.level, position.pass_, exhausted=True))
-            return steps
+    steps = walk(policy, Position(), opened.astimezone(UTC) + policy.mitigation_due, hours)
+    due, step = next(steps)
+    planned: list[Planned] = []
+    while not step.exhausted:
         skipped = step.level in empty
-        steps.append(Planned(step.at, due, step.level, step.pass_, skipped=skipped))
-        position, due = Position(step.level, step.pass_), step.at if skipped else step.then
+        planned.append(Planned(step.at, due, step.level, step.pass_, skipped=skipped))
+        due, step = steps.send(skipped)
+    planned.append(Planned(step.at, due, step.level, step.pass_, exhausted=True))
+    return planned
+
+
+def replay(
+    policy: Policy, opened: datetime, hours: BusinessHours, *, until: datetime, empty: frozenset[int] = frozenset()
+) -> list[Planned]:
+    """The steps an episode opened at `opened` went through before `until` (its path's approval, its resolution, or
+    now): the sweep runs each step when it falls due, and none once the episode is mitigated or over."""
+    return [step for step in plan(policy, opened, hours, empty) if step.at < until]

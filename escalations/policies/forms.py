@@ -245,6 +245,9 @@ class DefaultsForm(forms.Form):
         return {team: self._policy(f"team_{team.pk}") for team in self.teams}
 
 
+MAX_REPLAY_DAYS, DEFAULT_REPLAY_DAYS = 366, 90
+
+
 class PreviewForm(forms.Form):
     """Which KPI to preview, and under which policy (the KPI's effective one when left empty)."""
 
@@ -257,3 +260,11 @@ class PreviewForm(forms.Form):
         super().__init__(*args, **kwargs)
         self.fields["kpi"].queryset = Kpi.objects.for_org(org).filter(archived_at=None).order_by("name")
         self.fields["policy"].queryset = EscalationPolicy.objects.for_org(org).filter(archived_at=None)
+
+
+class ReplayForm(forms.Form):
+    """How far back the editor replays the draft over real episodes (escalations.policies.replay)."""
+
+    days = forms.IntegerField(
+        label="Days of history", min_value=1, max_value=MAX_REPLAY_DAYS, initial=DEFAULT_REPLAY_DAYS
+    )

@@ -21,12 +21,14 @@ from escalations.policies.forms import (
     LevelForm,
     PolicyForm,
     PreviewForm,
+    ReplayForm,
     apply_op,
     level_forms,
     posted_levels,
     stored_levels,
     target_choices,
 )
+from escalations.policies.replay import policy_replay
 from governance.access import admin_required, get_for_org_or_404
 from governance.forms import apply_errors
 
@@ -46,13 +48,17 @@ def _level_drafts(rows: list[LevelForm]) -> list[services.LevelDraft]:
     ]
 
 
-def _draft_preview(request: HttpRequest, form: PolicyForm, rows: list[LevelForm], kpi) -> policy_selectors.Preview:
-    draft = Policy(
+def _draft(form: PolicyForm, rows: list[LevelForm]) -> Policy:
+    return Policy(
         form.cleaned_data["mitigation_due"],
         form.cleaned_data["ack_timeout"],
         form.cleaned_data["repeat"],
         tuple(Level(d.targets, d.wait, d.business_hours) for d in _level_drafts(rows)),
     )
+
+
+def _draft_preview(request: HttpRequest, form: PolicyForm, rows: list[LevelForm], kpi) -> policy_selectors.Preview:
+    draft = _draft(form, rows)
     label = f"{form.cleaned_data['name']} (as edited, not saved)"
     return policy_selectors.preview(kpi=kpi, policy=draft, policy_label=label, opened=timezone.now())
 
@@ -65,6 +71,7 @@ def _policy_editor(request: HttpRequest, policy: EscalationPolicy | None) -> Htt
     choices = target_choices(org, keep)
     preview_form = PreviewForm(request.POST or None, org=org)
     status, moved, focus, preview, op = 200, "", None, None, request.POST.get("op", "save")
+    replay_form, replayed = ReplayForm(request.POST if op == "replay" else None), None
     if request.method == "GET":
         initial = {"repeat": 0, "mitigation_due": "2d", "ack_timeout": "4h"}
         levels = [{"targets": [], "wait": "1d", "business_hours": False}]
@@ -73,9 +80,18 @@ def _policy_editor(request: HttpRequest, policy: EscalationPolicy | None) -> Htt
             initial["repeat"] = policy.repeat
             levels = stored_levels(policy)
         form, rows = PolicyForm(initial=initial, org=org, editing=editing), level_forms(levels, choices, bound=False)
-    elif op in ("save", "preview"):
+    elif op in ("save", "preview", "replay"):
         form, rows, valid = _policy_draft(request, editing, choices)
-        if valid and op == "preview" and preview_form.is_valid():
+        if op == "replay":
+            valid = replay_form.is_valid() and valid
+            if valid:
+                replayed = policy_replay(
+                    org=org,
+                    draft=_draft(form, rows),
+                    policy_key=policy.key if editing else "",
+                    days=replay_form.cleaned_data["days"],
+                )
+        elif valid and op == "preview" and preview_form.is_valid():
             preview = _draft_preview(request, form, rows, preview_form.cleaned_data["kpi"])
         elif valid and op == "save":
             fields = {name: form.cleaned_data[name] for name in ("name", "mitigation_due", "ack_timeout", "repeat")}
@@ -105,6 +121,8 @@ def _policy_editor(request: HttpRequest, policy: EscalationPolicy | None) -> Htt
         "focus": focus,
         "preview_form": preview_form,
         "preview": preview,
+        "replay_form": replay_form,
+        "replayed": replayed,
         "max_levels": MAX_LEVELS,
         "failed": status == 422,
     }

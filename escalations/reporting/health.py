@@ -327,6 +327,50 @@ def self_approved(org: Organization, weeks: list[Week]) -> Metric:
     )
 
 
+def promised_recovery(org: Organization, weeks: list[Week]) -> Metric:
+    """Of the approved mitigation paths whose promised recovery date fell in a week, the share whose KPI was on track
+    again (its episode resolved as recovered) by the end of that day, in the organization's calendar. A date still to
+    come counts only once the KPI recovered."""
+    tz = org.tzinfo
+    first, last = formats.local_day(weeks[0].start, tz), formats.local_day(weeks[-1].end, tz)
+    rows = (
+        MitigationPath.objects.for_org(org)
+        .filter(state=MitigationPath.State.APPROVED, expected_recovery__gte=first, expected_recovery__lte=last)
+        .values_list("expected_recovery", "workstream__resolution", "workstream__resolved_at")
+        .order_by()
+    )
+    starts = [w.start for w in weeks]
+    hits, totals = [0] * len(weeks), [0] * len(weeks)
+    for promised, resolution, resolved in rows:
+        deadline = formats.midnight(promised + timedelta(days=1), tz)
+        kept = resolution == Workstream.Resolution.RECOVERED and resolved is not None and resolved < deadline
+        if not kept and deadline > weeks[-1].end:
+            continue  # still to come, and not recovered yet: no verdict
+        i = bisect.bisect_right(starts, formats.midnight(promised, tz)) - 1
+        if 0 <= i < len(weeks):
+            hits[i] += kept
+            totals[i] += 1
+    values = [round(100 * h / t) if t else None for h, t in zip(hits, totals, strict=True)]
+    cells = [f"{v}% ({h}/{t})" if t else "—" for v, h, t in zip(values, hits, totals, strict=True)]
+    hit, total = sum(hits), sum(totals)
+    rate = round(100 * hit / total) if total else None
+    return Metric(
+        key="promised_recovery",
+        column="Recovery as promised",
+        title="Recovery dates kept",
+        how="Of the approved mitigation paths whose promised recovery date fell in the week, the share whose KPI was "
+        "on track again by the end of that day; in brackets, kept of promised.",
+        chart="line",
+        unit="%",
+        values=values,
+        cells=cells,
+        headline=f"{rate}%" if rate is not None else "—",
+        headline_label=f"of promised recovery dates kept ({hit} of {total})",
+        tone="" if rate is None else "ok" if rate >= 80 else "warn" if rate >= 50 else "bad",
+        empty="" if total else "No promised recovery date fell in these weeks.",
+    )
+
+
 # The page's metrics, in order.
 METRICS: tuple[Callable[[Organization, list[Week]], Metric], ...] = (
     time_to_approval,
@@ -335,6 +379,7 @@ METRICS: tuple[Callable[[Organization, list[Week]], Metric], ...] = (
     overdue_actions,
     decisions_per_review,
     self_approved,
+    promised_recovery,
 )
 
 

@@ -1,5 +1,5 @@
-"""The reports pages, for executives and admins: governance health (whether breaches reach decisions, week by
-week), the team dependency matrix and the scheduled reports."""
+"""The reports pages: governance health (whether breaches reach decisions, week by week), the team dependency
+matrix and the scheduled reports for executives and admins; a KPI's what-if for anyone who may see it."""
 
 from __future__ import annotations
 
@@ -8,14 +8,17 @@ from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from escalations.models import ReportSend, ReportSubscription
-from escalations.reporting import health, health_charts, matrix, subscriptions
+from escalations.reporting import health, health_charts, matrix, subscriptions, whatif
 from escalations.reporting.forms import SubscriptionForm
 from governance.access import get_for_org_or_404, role_required
 from governance.forms import apply_errors
 from governance.models import Role
+from scorecards.models import Kpi
+from scorecards.selectors import visible_kpis
 
 SENDS_SHOWN = 50  # the latest sends on the subscriptions page
 
@@ -101,3 +104,26 @@ def subscription_delete(request: HttpRequest, subscription_id: int) -> HttpRespo
     subscriptions.subscription_delete(sub=sub, by=request.membership)
     messages.success(request, f"{sub.name} deleted: nothing more is sent.")
     return redirect("escalations:subscription_list", org_slug=request.org.slug)
+
+
+class WhatIfForm(forms.Form):
+    weeks = forms.IntegerField(min_value=1, max_value=8, initial=2, label="Stays off track for (weeks)")
+
+
+@require_GET
+def kpi_what_if(request: HttpRequest, kpi_id: int) -> HttpResponse:
+    """Anyone who may see the KPI: what follows if it stays off track for a few weeks from now."""
+    kpi = get_for_org_or_404(
+        request,
+        visible_kpis(Kpi.objects.for_org(request.org), request.membership).select_related(
+            "organization", "team__lead__user", "owner__user"
+        ),
+        kpi_id,
+    )
+    form = WhatIfForm(request.GET or {"weeks": 2})
+    result = (
+        whatif.what_if(kpi=kpi, start=timezone.now(), weeks=form.cleaned_data["weeks"]) if form.is_valid() else None
+    )
+    return render(
+        request, "escalations/what_if.html", {"kpi": kpi, "form": form, "w": result}, status=200 if result else 422
+    )

@@ -9,6 +9,7 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
+from dependencies.models import SuggestedDependency
 from escalations.decisions import agenda
 from escalations.models import (
     Decision,
@@ -197,3 +198,17 @@ def test_the_demo_has_a_healthy_and_a_failing_source_and_neither_is_due_at_once(
     result = apply_manifest(export_manifest(org), dry_run=True)
     assert not [path for path, _ in result.errors if path.startswith("data_sources")]
     assert not [change for change in result.changes if change.kind == "data_source"]
+
+
+@pytest.mark.django_db
+def test_the_data_suggests_the_dependency_nobody_declared(demo):
+    """The founding story in the data: six earlier campaigns each lifted the leads, and two weeks later the
+    stock-out rate; the hidden-dependency run suggests exactly that, with its lag, and the evidence page shows it."""
+    leads, stockouts = (Kpi.objects.get(organization__slug="acme", key=k) for k in ("mkt.leads", "sc.stockout_rate"))
+    s = SuggestedDependency.objects.get(upstream=leads, downstream=stockouts)
+    assert (s.state, s.lag_days) == ("suggested", 14) and s.coefficient > 0.4 and s.q_value < 0.01
+    admin = Membership.objects.get(organization__slug="acme", role="admin", user__email="admin@acme.test")
+    page = Client()
+    page.force_login(admin.user)
+    html = page.get(reverse("dependencies:suggestion_detail", args=["acme", s.pk])).content.decode()
+    assert "14 days later" in html and "Stock-out rate" in html

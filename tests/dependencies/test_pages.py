@@ -21,8 +21,8 @@ from tests.factories import KpiFactory, MembershipFactory, TeamFactory
 from tests.perf.bench.graph import build_graph
 
 HX = {"HTTP_HX_REQUEST": "true"}
-GRAPH_PAGE_QUERIES = 10  # session, user, membership, teams, scorecards (whose KPIs a member sees), edges, "around"
-# choices, unconnected count, nav counts...
+GRAPH_PAGE_QUERIES = 11  # session, user, membership, teams, scorecards (whose KPIs a member sees), edges, "around"
+# choices, suggested edges, unconnected count, nav counts...
 
 
 def url(name: str, tenant: Tenant, **kwargs) -> str:

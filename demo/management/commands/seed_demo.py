@@ -13,6 +13,7 @@ from demo.reviews import seed_reviews
 from demo.scorecards import seed_scorecards
 from demo.workstreams import seed_workstreams
 from dependencies.models import Dependency
+from dependencies.suggestions import suggestions_refresh
 from escalations.models import EscalationLevel, EscalationPolicy
 from governance.models import Membership, Organization, Role, User
 from governance.services.invitations import invitation_create
@@ -86,6 +87,8 @@ class Command(BaseCommand):
         seed_formulas(acme)  # demo.formulas: a calculated KPI over two of Finance's margins
         seed_workstreams(acme)
         seed_reviews(acme)  # demo.reviews: a closed review session, its decisions, an open agenda
+        # The weekly hidden-dependency run, once: it finds the leads -> stock-outs link nobody declared (demo.story).
+        suggestions_refresh(org=acme)
 
         globex_admin = self._user("admin@globex.test", "Gus Grant")
         globex = organization_create(

@@ -22,7 +22,7 @@ from tests.factories import KpiFactory, TeamFactory
 BERLIN = ZoneInfo("Europe/Berlin")
 NOW = datetime(2026, 11, 4, 12, 0, tzinfo=UTC)  # a Wednesday; the weeks: 12, 19 (DST ends on the 25th), 26 Oct, 2 Nov
 LONG_AGO = datetime(2026, 1, 1, tzinfo=UTC)
-PAGE_QUERIES = 11  # session, user, membership, the six metrics, the organization switcher, the navigation counts
+PAGE_QUERIES = 12  # session, user, membership, the seven metrics, the organization switcher, the navigation counts
 
 
 def local(month: int, day: int, hour: int = 10) -> datetime:
@@ -288,3 +288,39 @@ def test_an_organization_with_nothing_yet_shows_empty_states(db):
     html = response.content.decode()
     assert response.status_code == 200 and 'role="img"' not in html
     assert "No KPI was tracked in these weeks." in html and "escalation tasks in 12 weeks" in html
+
+
+def test_the_hit_rate_of_promised_recovery_dates_by_week_of_the_promise(acme, stranger_tenant):
+    def path(name: str, promised: date, resolved: datetime | None, resolution: str = "recovered", org=acme):
+        ws = WorkstreamFactory(
+            kpi=kpi(org, name), opened_at=local(9, 1), resolved_at=resolved, resolution=resolution if resolved else ""
+        )
+        MitigationPathFactory(
+            workstream=ws,
+            root_cause="Cause",
+            filed_by=org.lead.user,
+            expected_recovery=promised,
+            state="approved",
+            reviewed_by=org.executive.user,
+            reviewed_at=local(9, 2),
+        )
+
+    path("On time", date(2026, 10, 14), local(10, 14, 23))  # the promised day counts whole (Berlin)
+    path(
+        "Late",
+        date(2026, 10, 14),
+        local(
+            10,
+            15,
+            0,
+        )
+        + timedelta(minutes=1),
+    )
+    path("Closed instead", date(2026, 10, 20), local(10, 19), resolution="accepted_risk")
+    path("Still red", date(2026, 10, 21), None)
+    path("Promised later, done early", date(2026, 11, 4), local(11, 3))
+    path("Promised later, still open", date(2026, 11, 5), None)  # no verdict yet
+    path("Stranger's", date(2026, 10, 14), None, org=stranger_tenant)
+    _, m = metric(acme.org, "promised_recovery")
+    assert m.cells == ["50% (1/2)", "0% (0/2)", "—", "100% (1/1)"]
+    assert m.headline == "40%" and "2 of 5" in m.headline_label
