@@ -327,29 +327,74 @@ def self_approved(org: Organization, weeks: list[Week]) -> Metric:
     )
 
 
-def promised_recovery(org: Organization, weeks: list[Week]) -> Metric:
-    """Of the approved mitigation paths whose promised recovery date fell in a week, the share whose KPI was on track
-    again (its episode resolved as recovered) by the end of that day, in the organization's calendar. A date still to
-    come counts only once the KPI recovered."""
+@dataclass(frozen=True)
+class Promise:
+    week: int  # index in the period's weeks
+    kept: bool
+    team: str
+    owner: str
+
+
+def _promises(org: Organization, weeks: list[Week]) -> list[Promise]:
+    """The approved mitigation paths whose promised recovery date fell in the period, each with its verdict: kept when
+    its KPI was on track again (its episode resolved as recovered) by the end of that day, in the organization's
+    calendar. A date still to come counts only once the KPI recovered."""
     tz = org.tzinfo
     first, last = formats.local_day(weeks[0].start, tz), formats.local_day(weeks[-1].end, tz)
     rows = (
         MitigationPath.objects.for_org(org)
         .filter(state=MitigationPath.State.APPROVED, expected_recovery__gte=first, expected_recovery__lte=last)
-        .values_list("expected_recovery", "workstream__resolution", "workstream__resolved_at")
+        .values_list(
+            "expected_recovery",
+            "workstream__resolution",
+            "workstream__resolved_at",
+            "workstream__kpi__team__name",
+            "workstream__kpi__owner__user__name",
+        )
         .order_by()
     )
     starts = [w.start for w in weeks]
-    hits, totals = [0] * len(weeks), [0] * len(weeks)
-    for promised, resolution, resolved in rows:
+    promises = []
+    for promised, resolution, resolved, team, owner in rows:
         deadline = formats.midnight(promised + timedelta(days=1), tz)
         kept = resolution == Workstream.Resolution.RECOVERED and resolved is not None and resolved < deadline
         if not kept and deadline > weeks[-1].end:
             continue  # still to come, and not recovered yet: no verdict
         i = bisect.bisect_right(starts, formats.midnight(promised, tz)) - 1
         if 0 <= i < len(weeks):
-            hits[i] += kept
-            totals[i] += 1
+            promises.append(Promise(i, kept, team, owner))
+    return promises
+
+
+@dataclass(frozen=True)
+class PromiseRecord:
+    team: str
+    owner: str
+    kept: int
+    promised: int
+
+    @property
+    def rate(self) -> int:
+        return round(100 * self.kept / self.promised)
+
+
+def promises_by_owner(org: Organization, weeks: list[Week]) -> list[PromiseRecord]:
+    """Recovery dates kept per team and KPI owner over the period, the worst record first: whose promises hold."""
+    tally: dict[tuple[str, str], list[int]] = {}
+    for p in _promises(org, weeks):
+        kept_promised = tally.setdefault((p.team, p.owner), [0, 0])
+        kept_promised[0] += p.kept
+        kept_promised[1] += 1
+    records = [PromiseRecord(team, owner, kept, promised) for (team, owner), (kept, promised) in tally.items()]
+    return sorted(records, key=lambda r: (r.rate, -r.promised, r.team, r.owner))
+
+
+def promised_recovery(org: Organization, weeks: list[Week]) -> Metric:
+    """Of the approved mitigation paths whose promised recovery date fell in a week, the share kept (_promises)."""
+    hits, totals = [0] * len(weeks), [0] * len(weeks)
+    for p in _promises(org, weeks):
+        hits[p.week] += p.kept
+        totals[p.week] += 1
     values = [round(100 * h / t) if t else None for h, t in zip(hits, totals, strict=True)]
     cells = [f"{v}% ({h}/{t})" if t else "—" for v, h, t in zip(values, hits, totals, strict=True)]
     hit, total = sum(hits), sum(totals)

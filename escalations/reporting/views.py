@@ -50,6 +50,7 @@ def governance_health(request: HttpRequest) -> HttpResponse:
             "charts": charts,
             "rows": rows,
             "team_rows": [(s, int(sum(s.values))) for s in escalations.breakdown] if escalations else [],
+            "promises": health.promises_by_owner(request.org, weeks),
         },
     )
 

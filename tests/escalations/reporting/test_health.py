@@ -12,17 +12,17 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from escalations.models import Decision, MitigationAction, MitigationPath, ReviewSession, Task, Workstream
-from escalations.reporting.health import calendar_weeks, health_report
+from escalations.reporting.health import PromiseRecord, calendar_weeks, health_report, promises_by_owner
 from governance.models import Membership
 from scorecards.models import Kpi, StatusChange
 from tests.conftest import Tenant
 from tests.escalations.factories import MitigationPathFactory, WorkstreamFactory
-from tests.factories import KpiFactory, TeamFactory
+from tests.factories import KpiFactory, MembershipFactory, TeamFactory
 
 BERLIN = ZoneInfo("Europe/Berlin")
 NOW = datetime(2026, 11, 4, 12, 0, tzinfo=UTC)  # a Wednesday; the weeks: 12, 19 (DST ends on the 25th), 26 Oct, 2 Nov
 LONG_AGO = datetime(2026, 1, 1, tzinfo=UTC)
-PAGE_QUERIES = 12  # session, user, membership, the seven metrics, the organization switcher, the navigation counts
+PAGE_QUERIES = 13  # session, user, membership, the seven metrics, promises by owner, the org switcher, the nav counts
 
 
 def local(month: int, day: int, hour: int = 10) -> datetime:
@@ -321,6 +321,40 @@ def test_the_hit_rate_of_promised_recovery_dates_by_week_of_the_promise(acme, st
     path("Promised later, done early", date(2026, 11, 4), local(11, 3))
     path("Promised later, still open", date(2026, 11, 5), None)  # no verdict yet
     path("Stranger's", date(2026, 10, 14), None, org=stranger_tenant)
-    _, m = metric(acme.org, "promised_recovery")
+    weeks, m = metric(acme.org, "promised_recovery")
     assert m.cells == ["50% (1/2)", "0% (0/2)", "—", "100% (1/1)"]
     assert m.headline == "40%" and "2 of 5" in m.headline_label
+    # Whose promises hold: the same verdicts per team and KPI owner, the stranger's not among them.
+    assert promises_by_owner(acme.org, weeks) == [PromiseRecord(acme.team.name, acme.lead.user.name, 2, 5)]
+
+
+def test_the_weakest_record_of_promises_comes_first(acme):
+    other = MembershipFactory(organization=acme.org, user__name="Zoe Zed")
+    for name, owner, resolved in [("A", acme.lead, local(10, 14)), ("B", other, None), ("C", other, local(10, 14))]:
+        k = kpi(acme, name)
+        Kpi.objects.filter(pk=k.pk).update(owner=owner)
+        ws = WorkstreamFactory(
+            kpi=k,
+            opened_at=local(9, 1),
+            resolved_at=resolved,
+            resolution="recovered" if resolved else "",
+        )
+        MitigationPathFactory(
+            workstream=ws,
+            root_cause="Cause",
+            filed_by=owner.user,
+            expected_recovery=date(2026, 10, 14),
+            state="approved",
+            reviewed_by=acme.executive.user,
+            reviewed_at=local(9, 2),
+        )
+    weeks, _ = metric(acme.org, "promised_recovery")
+    records = promises_by_owner(acme.org, weeks)
+    assert [(r.owner, r.kept, r.promised, r.rate) for r in records] == [
+        ("Zoe Zed", 1, 2, 50),
+        (acme.lead.user.name, 1, 1, 100),
+    ]
+    url = reverse("escalations:governance_health", args=[acme.org.slug]) + "?weeks=4"
+    with time_machine.travel(NOW, tick=False):
+        html = acme.client(acme.executive).get(url)
+    assert "Recovery dates kept, by owner" in html.content.decode()
