@@ -106,7 +106,9 @@ def test_tasks_are_acknowledged_only_after_they_ran():
 
 @pytest.fixture
 def celery_worker(transactional_db):
-    """A real worker thread consuming from the configured broker (Redis in CI)."""
+    """A real worker thread consuming from the configured broker (Redis in CI). Messages earlier tests queued
+    without a worker would otherwise run first, against rows that no longer exist, while this test sets up."""
+    celery_app.control.purge()
     with start_worker(celery_app, pool="solo", perform_ping_check=False, loglevel="WARNING", shutdown_timeout=10):
         yield
         worker_settled()
