@@ -4,6 +4,12 @@ import django.db.models.deletion
 from django.conf import settings
 from django.db import migrations, models
 
+from governance.rls import protect_tables
+
+
+def protect(apps, schema_editor):
+    protect_tables(schema_editor, [apps.get_model("dependencies", "SuggestedDependency")])
+
 
 class Migration(migrations.Migration):
 
@@ -43,4 +49,5 @@ class Migration(migrations.Migration):
                 'constraints': [models.UniqueConstraint(fields=('upstream', 'downstream'), name='suggestion_unique_pair'), models.CheckConstraint(condition=models.Q(('upstream', models.F('downstream')), _negated=True), name='suggestion_not_self')],
             },
         ),
+        migrations.RunPython(protect, migrations.RunPython.noop),
     ]

@@ -248,13 +248,13 @@ class SqlConnector(Connector):
         name = self.name
         with self.failing(f"could not connect to the database of {name}"):
             self.db = self.engine()
-            self.connection = self.db.connect()
+            self.source = self.db.connect()
         try:
             with self.failing(f"could not set up the database of {name}"):
                 # Every statement below runs in one transaction, read-only where the database has one, never
                 # committed: __exit__ rolls it back.
-                for setup in self.dialect.begin(self.connection, settings.PULL_STATEMENT_TIMEOUT.total_seconds()):
-                    self.connection.exec_driver_sql(setup)
+                for setup in self.dialect.begin(self.source, settings.PULL_STATEMENT_TIMEOUT.total_seconds()):
+                    self.source.exec_driver_sql(setup)
         except PullError:
             self.__exit__()
             raise
@@ -262,8 +262,8 @@ class SqlConnector(Connector):
 
     def __exit__(self, *exc_info) -> None:
         with suppress(*SOURCE_ERRORS):
-            self.connection.rollback()
-        self.connection.close()
+            self.source.rollback()
+        self.source.close()
         self.db.dispose()
 
     def rows(self, pull: dict, since: datetime) -> list[Row]:
@@ -271,11 +271,11 @@ class SqlConnector(Connector):
         timeout = settings.PULL_STATEMENT_TIMEOUT.total_seconds()
         timer = None
         if self.dialect.interrupt:
-            raw = self.connection.connection.dbapi_connection
+            raw = self.source.connection.dbapi_connection
             timer = threading.Timer(timeout, raw.interrupt)
             timer.start()
         try:
-            result = self.connection.execution_options(stream_results=True).execute(
+            result = self.source.execution_options(stream_results=True).execute(
                 statement(pull.get("query") or ""), {"since": since_value(self.dialect, since)}
             )
             names = [str(name).lower() for name in result.keys()]  # noqa: SIM118 (Snowflake names columns in capitals)

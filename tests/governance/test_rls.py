@@ -162,6 +162,7 @@ def test_the_system_scope_is_asked_for_in_the_pinned_places_only():
         "escalations/tasks.py",  # the beat's sweeps (tenancy.for_sweep without an organization)
         "scorecards/tasks.py",
         "escalations/collaboration/tasks.py",  # the attachments' retention sweep
+        "dependencies/tasks.py",  # the weekly hidden-dependency run, one task per organization
         "config/operations/collector.py",  # the workers' metrics endpoint: aggregate counts over every organization
         "config/operations/backups.py",  # manage.py backup/restore: pg_dump and pg_restore as the owner
     }
