@@ -3,8 +3,10 @@ they are replaced (docs/operations.md, "Upgrades"). Its worker, from its own tre
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+import sysconfig
 import tarfile
 from io import BytesIO
 from pathlib import Path
@@ -46,9 +48,12 @@ def previous_release_tree(into: Path) -> Path:
 
 
 def old_worker(tree: Path) -> subprocess.Popen:
-    env = _subprocess_env() | {"PYTHONPATH": str(tree)}
+    # -S: no .pth files, so the editable install of this release cannot lend the old tree a module it lacks (a
+    # package's new tasks.py, found by autodiscovery); the libraries come from site-packages all the same.
+    libraries = {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}
+    env = _subprocess_env() | {"PYTHONPATH": os.pathsep.join([str(tree), *sorted(libraries)])}
     return subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "config", "worker", "--pool=solo", "--loglevel=WARNING"]
+        [sys.executable, "-S", "-m", "celery", "-A", "config", "worker", "--pool=solo", "--loglevel=WARNING"]
         + ["--without-mingle", "--without-gossip"],
         cwd=tree,
         env=env,
