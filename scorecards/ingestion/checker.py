@@ -20,6 +20,7 @@ from governance.models import Organization, key_validator
 from scorecards.models import EPOCH, Kpi, NonFinite
 
 MANUAL_REFUSED = "is a manual KPI: its values are entered and confirmed on its page, not sent"
+CALCULATED_REFUSED = "is a calculated KPI: its values come from its formula, not sent"
 
 
 @dataclass(frozen=True)
@@ -44,7 +45,8 @@ class Checker:
         self.latest = (now or timezone.now()) + settings.MEASUREMENT_MAX_FUTURE
         self.naive_tz = naive_tz
         self.kpi_ids: dict[str, int | None] = {}
-        self.manual: set[str] = set()  # keys of manual KPIs, which take no sent values
+        # Keys of KPIs that take no sent values, with why: a sent value would be overwritten or never confirmed.
+        self.refused: dict[str, str] = {}
         self.rows: list[tuple[int, datetime, float]] = []
         self.problems: list[Problem] = []
         self._seen: dict[tuple[int, datetime], int] = {}
@@ -61,9 +63,13 @@ class Checker:
         # Only what could be a key is looked up (a NUL character, for one, is more than PostgreSQL can compare).
         candidates = [key for key in missing if key_validator.regex.fullmatch(key)]
         kpis = Kpi.objects.for_org(self.org).filter(key__in=candidates, archived_at=None)
-        found = {key: (pk, manual) for key, pk, manual in kpis.values_list("key", "id", "manual")} if candidates else {}
+        found = {row[0]: row[1:] for row in kpis.values_list("key", "id", "manual", "formula")} if candidates else {}
         self.kpi_ids |= {key: found[key][0] if key in found else None for key in missing}
-        self.manual |= {key for key, (_, manual) in found.items() if manual is not None}
+        for key, (_, manual, formula) in found.items():
+            if manual is not None:
+                self.refused[key] = MANUAL_REFUSED
+            elif formula:
+                self.refused[key] = CALCULATED_REFUSED
 
     def add(self, where: int, kpi: object, at: object, value: object) -> None:
         problems = len(self.problems)
@@ -92,8 +98,8 @@ class Checker:
             # Control characters escaped: the problems of an import are stored, and PostgreSQL refuses a NUL.
             shown = "".join(c if c.isprintable() else repr(c)[1:-1] for c in kpi[:64])
             self.problem(where, "kpi", f'unknown KPI "{shown}"')
-        elif kpi in self.manual:
-            self.problem(where, "kpi", MANUAL_REFUSED)
+        elif kpi in self.refused:
+            self.problem(where, "kpi", self.refused[kpi])
             return None
         return kpi_id
 

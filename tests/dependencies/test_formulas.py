@@ -3,11 +3,13 @@ recomputation that new input data sets off (in a transaction here, and by a real
 
 from __future__ import annotations
 
+import json
 import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.core.exceptions import ValidationError
+from django.test import Client
 from django.urls import reverse
 
 from dependencies.formulas import formulas_recompute
@@ -240,6 +242,28 @@ def test_a_stale_input_makes_the_calculated_kpi_stale(org):
 
 
 @pytest.mark.celery_worker
+def test_values_sent_for_a_calculated_kpi_are_refused_and_nothing_is_stored(org):
+    applied(manifest(org, calculated(org, "fin.margin", "(fin.revenue - fin.cogs) / fin.revenue")))
+    body = {
+        "measurements": [
+            {"kpi": "fin.revenue", "at": "2026-11-02T09:00:00Z", "value": 100},
+            {"kpi": "fin.margin", "at": "2026-11-02T09:00:00Z", "value": 0.9},
+        ]
+    }
+    response = Client().post(
+        "/api/v1/measurements",
+        data=json.dumps(body),
+        content_type="application/json",
+        HTTP_AUTHORIZATION=f"Bearer {org.token}",
+    )
+    assert response.status_code == 422
+    assert response.json()["errors"] == [
+        {"path": "measurements[1].kpi", "message": "is a calculated KPI: its values come from its formula, not sent"}
+    ]
+    # The whole delivery is refused: the good item is not stored either, so a corrected resend stores it once.
+    assert not Measurement.objects.exists()
+
+
 def test_a_real_worker_recomputes_and_evaluates_after_new_input_data(celery_worker):  # noqa: F811
     tenant = make_tenant("acme")
     for key in ("fin.revenue", "fin.cogs"):
