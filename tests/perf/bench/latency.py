@@ -122,7 +122,7 @@ def main() -> None:
         client = Client()
         with tenancy.scope(system=True):
             breaches = [sample(client, token, kpi) for kpi in kpis]
-            # The newest value against the week before's (the KPIs aggregate by their last value): +315%, and still green.
+            # The newest value against the week before's (KPIs aggregate by their last value): +315%, still green.
             surges = [
                 sample(client, token, upstream, 415, reached=partial(emailed, downstream))
                 for upstream, downstream in pairs
