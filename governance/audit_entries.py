@@ -99,6 +99,8 @@ SENTENCES: dict[str, str] = {
     "decision.transfer_requested": "decided: asked for an ownership transfer of {object}",
     "decision.review_no_impact": "decided: no impact from {object}",
     "decision.action_assigned": "decided: assigned an action on {object}",
+    "decision.value_confirmed": "decided: confirmed a manual value of {object}",
+    "decision.value_rejected": "decided: rejected a manual value of {object}",
     "comment.created": "commented on {object}",
     "comment.edited": "edited a comment on {object}",
     "comment.deleted": "deleted a comment on {object}",

@@ -12,7 +12,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
 from escalations.decisions.forms import ManualDecisionForm, ManualValueForm
-from escalations.engine.manual_values import remind_kpi
+from escalations.engine import manual_values as engine
 from escalations.workstreams.selectors import decision_of
 from governance.access import deny, get_for_org_or_404, refuse
 from governance.forms import apply_errors
@@ -109,7 +109,7 @@ def manual_value_enter(request: HttpRequest, kpi_id: int) -> HttpResponse:
     except ValidationError as e:
         apply_errors(form, e)
         return _panel(request, kpi, manual, form)
-    remind_kpi(manual=manual, actor=request.user)
+    engine.remind_kpi(manual=manual, actor=request.user)
     label = calendar.period_label(manual.period, value.period_start)
     notice = f"{label}: {value.value:g} entered; it counts once {calendar.approver_words(manual)} confirms it."
     if not request.htmx:
@@ -129,16 +129,15 @@ def manual_value_decide(request: HttpRequest, value_id: int) -> HttpResponse:
     else:
         confirm = form.cleaned_data["decision"] == "confirm"
         try:
-            if confirm:
-                calendar.manual_value_confirm(value=value, by=request.membership)
-            else:
-                calendar.manual_value_reject(value=value, by=request.membership, reason=form.cleaned_data["reason"])
+            engine.manual_value_decide(
+                value=value, by=request.membership, confirm=confirm, reason=form.cleaned_data["reason"]
+            )
         except PermissionDenied as e:  # four eyes: never the person who entered it
             raise refuse(request, str(e)) from e
         except ValidationError as e:
             error = " ".join(e.messages)
         else:
-            remind_kpi(manual=manual, actor=request.user)
+            engine.remind_kpi(manual=manual, actor=request.user)
             notice = (
                 "Confirmed: the value counts now and its period is locked."
                 if confirm

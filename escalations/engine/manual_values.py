@@ -15,8 +15,9 @@ from django.db import transaction
 from django.urls import reverse
 from django.utils import timezone
 
+from escalations.engine.authority import decision_record
 from escalations.engine.blocks import OPEN
-from escalations.models import Task
+from escalations.models import Decision, Task
 from escalations.notify.fanout import Announcement, Message, notify_all
 from governance.models import Membership, User
 from governance.services.audit import audit_log
@@ -30,6 +31,30 @@ ENTRY_DUE = timedelta(days=5)
 APPROVAL_DUE = timedelta(days=2)
 # An entered or confirmed value ends the period's data entry.
 FILLED = [ManualValue.State.PENDING, ManualValue.State.CONFIRMED]
+
+
+@transaction.atomic
+def manual_value_decide(
+    *, value: ManualValue, by: Membership, confirm: bool, reason: str = "", now: datetime | None = None
+) -> ManualValue:
+    """Confirms or rejects a value (scorecards.manual checks four eyes and makes the change) and records the decision
+    in the same transaction: a value that counts, or is sent back, is on the decision log like any other decision.
+    A confirmation needs no reason of its own; the log says what was confirmed."""
+    if confirm:
+        value = calendar.manual_value_confirm(value=value, by=by, now=now)
+    else:
+        value = calendar.manual_value_reject(value=value, by=by, reason=reason, now=now)
+    period = calendar.period_label(value.kpi.manual.period, value.period_start)
+    decision_record(
+        kind=Decision.Kind.VALUE_CONFIRMED if confirm else Decision.Kind.VALUE_REJECTED,
+        kpi=value.kpi,
+        by=by,
+        authority=calendar.confirm_authority(value, by),
+        reason=reason.strip() or f"Confirmed {value.value:g} for {period}, entered by {value.entered_by.name}.",
+        payload={"period": period, "value": value.value, "entered_by": value.entered_by.email},
+        now=value.decided_at,
+    )
+    return value
 
 
 def manual_key(manual: ManualKpi, period: str) -> str:

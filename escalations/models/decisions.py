@@ -88,6 +88,8 @@ class Decision(models.Model):
         REVIEW_NO_IMPACT = "review_no_impact", "Answered a dependency review: no impact"
         TRANSFER_REQUESTED = "transfer_requested", "Requested an ownership transfer"
         ACTION_ASSIGNED = "action_assigned", "Assigned an action"
+        VALUE_CONFIRMED = "value_confirmed", "Confirmed a manual value"
+        VALUE_REJECTED = "value_rejected", "Rejected a manual value"
 
     organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
     kind = models.CharField(max_length=20, choices=Kind.choices)

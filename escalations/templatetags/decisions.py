@@ -65,6 +65,8 @@ def decision_change(decision: Decision) -> str:
     if kind == Decision.Kind.REVIEW_NO_IMPACT:
         upstream = payload.get("upstream") or []
         return f"Upstream: {', '.join(upstream)}" if upstream else ""
+    if kind in (Decision.Kind.VALUE_CONFIRMED, Decision.Kind.VALUE_REJECTED):
+        return f"{payload.get('period', '')}: {payload.get('value', 0):g}"
     if kind == Decision.Kind.ACTION_ASSIGNED:
         owner = payload.get("owner", "").split(" <")[0]
         return f"{payload.get('description', '')} ({owner}, due {_day(payload.get('due'))})"

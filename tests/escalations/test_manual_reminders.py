@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from escalations.engine.manual_values import remind_manual_values
 from escalations.management.commands.tick import SWEEPS
-from escalations.models import Notification, Task
+from escalations.models import Decision, Notification, Task
 from scorecards import manual as calendar
 from scorecards.manual import manual_value_enter
 from scorecards.models import Kpi, ManualValue, Measurement, Period
@@ -119,6 +119,29 @@ def test_an_updater_enters_on_the_kpi_page_and_the_approver_confirms_in_the_inbo
     assert answered.status_code == 200 and "Confirmed: the value counts now" in answered.content.decode()
     assert Measurement.objects.get(kpi=kpi).value == 1234.5
     assert Task.objects.get(pk=task.pk).state == Task.State.DONE
+    # Four eyes on the record: the confirmation is a decision of the executive's, on the KPI's decision log.
+    [decision] = Decision.objects.filter(kpi=kpi)
+    label = calendar.period_label(Period.MONTHLY, period)
+    assert (decision.kind, decision.decided_by, decision.self_approved) == (
+        "value_confirmed",
+        tenant.executive.user,
+        False,
+    )
+    assert decision.reason == f"Confirmed 1234.5 for {label}, entered by {tenant.member.user.name}."
+    log = executive.get(reverse("escalations:decision_log", args=[tenant.org.slug])).content.decode()
+    assert "Confirmed a manual value" in log and f"{label}: 1234.5" in log
+
+
+def test_a_rejection_is_a_decision_with_its_reason(tenant):
+    kpi = make_manual(tenant)
+    value = manual_value_enter(kpi=kpi, by=tenant.member, period_start_day=due_period(tenant), value=3)
+    response = tenant.client(tenant.executive).post(
+        url("manual_value_decide", tenant, value_id=value.pk), {"decision": "reject", "reason": "Wrong month's report"}
+    )
+    assert response.status_code == 302
+    assert ManualValue.objects.get(pk=value.pk).state == ManualValue.State.REJECTED
+    [decision] = Decision.objects.filter(kpi=kpi)
+    assert (decision.kind, decision.reason, decision.payload["value"]) == ("value_rejected", "Wrong month's report", 3)
 
 
 def test_a_rejection_without_a_reason_is_refused_in_place_and_loses_nothing(tenant):
@@ -129,6 +152,7 @@ def test_a_rejection_without_a_reason_is_refused_in_place_and_loses_nothing(tena
     )
     assert response.status_code == 200 and "Every decision needs its reason" in response.content.decode()
     assert ManualValue.objects.get(pk=value.pk).state == ManualValue.State.PENDING
+    assert not Decision.objects.exists()
 
 
 def test_the_updater_cannot_confirm_through_the_page(tenant):
@@ -139,6 +163,7 @@ def test_the_updater_cannot_confirm_through_the_page(tenant):
     )
     assert response.status_code == 403
     assert ManualValue.objects.get(pk=value.pk).state == ManualValue.State.PENDING
+    assert not Decision.objects.exists()
 
 
 def test_a_locked_period_asks_for_the_correction_reason_on_the_form(tenant):
