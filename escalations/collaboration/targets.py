@@ -17,7 +17,8 @@ from django.urls import reverse
 from escalations.models import Decision, MitigationPath, Workstream
 from governance.access import get_for_org_or_404
 from governance.models import Membership
-from scorecards.models import Kpi
+from scorecards.manual import period_label
+from scorecards.models import Kpi, ManualValue
 from scorecards.selectors import visible_kpis
 
 
@@ -73,6 +74,13 @@ TARGETS = {
             _of_visible_kpis(Decision),
             lambda d: reverse("collaboration:decision_detail", args=[d.organization.slug, d.pk]),
             lambda d: f"the decision on {d.kpi.name}",
+        ),
+        Target(
+            "manual_value",  # the evidence behind a number someone typed, for the approver to check
+            ManualValue,
+            _of_visible_kpis(ManualValue),
+            lambda v: reverse("scorecards:kpi_detail", args=[v.organization.slug, v.kpi_id]),
+            lambda v: f"the {period_label(v.kpi.manual.period, v.period_start)} value of {v.kpi.name}",
         ),
     ]
 }

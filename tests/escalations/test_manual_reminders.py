@@ -9,12 +9,14 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 import time_machine
 from django.conf import settings
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import call_command
 from django.urls import reverse
 from django.utils import timezone
 
 from escalations.engine.manual_values import remind_manual_values
 from escalations.management.commands.tick import SWEEPS
+from escalations.collaboration.models import Attachment
 from escalations.models import Decision, Notification, Task
 from scorecards import manual as calendar
 from scorecards.manual import manual_value_enter
@@ -142,6 +144,29 @@ def test_a_rejection_is_a_decision_with_its_reason(tenant):
     assert ManualValue.objects.get(pk=value.pk).state == ManualValue.State.REJECTED
     [decision] = Decision.objects.filter(kpi=kpi)
     assert (decision.kind, decision.reason, decision.payload["value"]) == ("value_rejected", "Wrong month's report", 3)
+
+
+def test_the_updater_attaches_evidence_the_approver_opens_and_strangers_cannot(tenant, stranger_tenant):
+    kpi = make_manual(tenant)
+    value = manual_value_enter(kpi=kpi, by=tenant.member, period_start_day=due_period(tenant), value=3)
+    files = reverse("collaboration:attachment_list", args=[tenant.org.slug, "manual_value", value.pk])
+    panel = tenant.client(tenant.executive).get(url("manual_values", tenant, kpi_id=kpi.pk), HTTP_HX_REQUEST="true")
+    assert f'href="{files}">Evidence files</a>' in panel.content.decode()
+
+    upload = SimpleUploadedFile("board-pack.pdf", b"%PDF-1.7\nNovember")
+    assert (
+        "Attached board-pack.pdf"
+        in tenant.client(tenant.member).post(files, {"file": upload}, follow=True).content.decode()
+    )
+    [attachment] = Attachment.objects.filter(organization=tenant.org)
+    listed = tenant.client(tenant.executive).get(files).content.decode()
+    label = calendar.period_label(Period.MONTHLY, value.period_start)
+    assert "board-pack.pdf" in listed and f"the {label} value of {kpi.name}" in listed
+    download = reverse("collaboration:attachment_download", args=[tenant.org.slug, attachment.pk])
+    assert tenant.client(tenant.executive).get(download).status_code == 200
+    stranger = stranger_tenant.client(stranger_tenant.admin)
+    assert stranger.get(files).status_code == 404
+    assert stranger.get(download).status_code == 404
 
 
 def test_a_rejection_without_a_reason_is_refused_in_place_and_loses_nothing(tenant):
