@@ -14,9 +14,9 @@ from django.core.management import call_command
 from django.urls import reverse
 from django.utils import timezone
 
+from escalations.collaboration.models import Attachment
 from escalations.engine.manual_values import remind_manual_values
 from escalations.management.commands.tick import SWEEPS
-from escalations.collaboration.models import Attachment
 from escalations.models import Decision, Notification, Task
 from scorecards import manual as calendar
 from scorecards.manual import manual_value_enter
