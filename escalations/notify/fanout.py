@@ -22,6 +22,7 @@ from escalations.models import (
     Notification,
     NotificationPreference,
     NotificationSettings,
+    SlackActionReceipt,
     WebhookDelivery,
     Workstream,
 )
@@ -203,12 +204,13 @@ def backoff(attempts: int) -> timedelta:
 
 def prune(*, now: datetime | None = None) -> dict[str, int]:
     """Deletes what is done and older than NOTIFICATION_RETENTION: delivered notifications (read or not) and webhook
-    deliveries that were delivered or given up. Pending ones stay, whatever their age. In slices, so that no one
-    statement holds many rows."""
+    deliveries that were delivered or given up, and the receipts of Slack requests acted on (Slack resends within
+    minutes). Pending ones stay, whatever their age. In slices, so that no one statement holds many rows."""
     before = (now or timezone.now()) - settings.NOTIFICATION_RETENTION
     done = {
         "notifications": Notification.objects.filter(created_at__lt=before).exclude(delivered_at=None),
         "webhook_deliveries": WebhookDelivery.objects.filter(created_at__lt=before, next_attempt_at=None),
+        "slack_receipts": SlackActionReceipt.objects.filter(received_at__lt=before),
     }
     deleted = dict.fromkeys(done, 0)
     for name, old in done.items():

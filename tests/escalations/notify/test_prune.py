@@ -1,5 +1,5 @@
-"""Pruning: delivered notifications and finished webhook deliveries go after NOTIFICATION_RETENTION; pending ones,
-newer ones and nothing else are touched."""
+"""Pruning: delivered notifications, finished webhook deliveries and Slack request receipts go after
+NOTIFICATION_RETENTION; pending ones, newer ones and nothing else are touched."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
 
-from escalations.models import Notification, WebhookDelivery
+from escalations.models import Notification, SlackActionReceipt, WebhookDelivery
 from escalations.notify.fanout import prune
 from escalations.notify.services import webhook_create
 
@@ -56,7 +56,11 @@ def test_it_deletes_only_what_is_done_and_older_than_the_retention(tenant, stran
     delivery("old-retrying", old, NOW, None)
     delivery("recent-delivered", recent, None, recent)
 
-    assert prune(now=NOW) == {"notifications": 2, "webhook_deliveries": 2}
+    SlackActionReceipt.objects.create(organization=tenant.org, key="old", received_at=old)
+    SlackActionReceipt.objects.create(organization=tenant.org, key="recent", received_at=recent)
+
+    assert prune(now=NOW) == {"notifications": 2, "webhook_deliveries": 2, "slack_receipts": 1}
     assert sorted(Notification.objects.values_list("dedup_key", flat=True)) == ["old-pending", "recent-delivered"]
     assert sorted(WebhookDelivery.objects.values_list("dedup_key", flat=True)) == ["old-retrying", "recent-delivered"]
-    assert prune(now=NOW) == {"notifications": 0, "webhook_deliveries": 0}
+    assert list(SlackActionReceipt.objects.values_list("key", flat=True)) == ["recent"]
+    assert prune(now=NOW) == {"notifications": 0, "webhook_deliveries": 0, "slack_receipts": 0}
