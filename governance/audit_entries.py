@@ -111,6 +111,7 @@ SENTENCES: dict[str, str] = {
     "manual_value.confirmed": "confirmed {object}",
     "manual_value.rejected": "rejected {object}",
     "manual_value.corrected": "corrected {object}",
+    "manual_value.tasks_cancelled": "cancelled the manual-value tasks of {object}, no longer kept by hand",
     "slack.connected": "connected Slack",
     "slack.disconnected": "disconnected Slack",
     "teams.connected": "connected Microsoft Teams",

@@ -12,6 +12,7 @@ from __future__ import annotations
 from datetime import datetime, time, timedelta
 
 from django.db import transaction
+from django.db.models import Q
 from django.urls import reverse
 from django.utils import timezone
 
@@ -65,12 +66,37 @@ def remind_manual_values(*, now: datetime | None = None, org_id: int | None = No
     """Closes the tasks of periods and values dealt with, then writes the entry and approval tasks now due; returns
     how many tasks it wrote."""
     now = now or timezone.now()
+    _cancel_unmanaged(now, org_id)
     manuals = ManualKpi.objects.filter(kpi__archived_at=None).select_related(
         "organization", "kpi__owner__user", "approver__user"
     )
     if org_id:
         manuals = manuals.filter(organization_id=org_id)
     return sum(remind_kpi(manual=manual, now=now) for manual in manuals.prefetch_related("updaters__user"))
+
+
+def _cancel_unmanaged(now: datetime, org_id: int | None) -> None:
+    """The open tasks of KPIs no longer kept by hand (the manifest dropped `manual:`) or archived are cancelled: nobody
+    can enter or confirm their values any more (scorecards.manual refuses), so nobody should be chased for them."""
+    gone = Task.objects.filter(kind__in=[ENTRY, APPROVAL], state__in=OPEN).filter(
+        Q(kpi__manual=None) | ~Q(kpi__archived_at=None)
+    )
+    if org_id:
+        gone = gone.filter(organization_id=org_id)
+    by_kpi: dict[Kpi, list[int]] = {}
+    for task in gone.select_related("kpi__organization"):
+        by_kpi.setdefault(task.kpi, []).append(task.pk)
+    for kpi, ids in by_kpi.items():
+        with transaction.atomic():
+            cancelled = Task.objects.filter(pk__in=ids, state__in=OPEN).update(state=Task.State.CANCELLED, done_at=now)
+            if cancelled:
+                audit_log(
+                    org=kpi.organization,
+                    actor=None,
+                    verb="manual_value.tasks_cancelled",
+                    obj=kpi,
+                    after={"tasks": cancelled},
+                )
 
 
 @transaction.atomic

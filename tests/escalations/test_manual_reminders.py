@@ -18,6 +18,7 @@ from escalations.collaboration.models import Attachment
 from escalations.engine.manual_values import remind_manual_values
 from escalations.management.commands.tick import SWEEPS
 from escalations.models import Decision, Notification, Task
+from governance.models import AuditEvent
 from scorecards import manual as calendar
 from scorecards.manual import manual_value_enter
 from scorecards.models import Kpi, ManualValue, Measurement, Period
@@ -89,6 +90,22 @@ def test_a_new_kpi_asks_for_no_period_before_it_existed(tenant):
 
 def due_period(t: Tenant) -> date:
     return calendar.due_period(Period.MONTHLY, timezone.localdate(timezone.now(), t.org.tzinfo))
+
+
+def test_a_kpi_no_longer_kept_by_hand_chases_nobody(tenant):
+    kpi = make_manual(tenant)
+    now = timezone.now()
+    manual_value_enter(kpi=kpi, by=tenant.member, period_start_day=due_period(tenant), value=3)
+    remind_manual_values(now=now)
+    [asked] = Task.objects.filter(state=Task.State.OPEN)
+    assert (asked.kind, asked.assignee) == (Task.Kind.MANUAL_APPROVAL, tenant.executive)
+    manual_kpi_set(kpi=kpi, actor=tenant.admin.user, period=None)  # the manifest dropped `manual:`
+    remind_manual_values(now=now + timedelta(minutes=5))
+    assert Task.objects.get(pk=asked.pk).state == Task.State.CANCELLED
+    assert not Task.objects.filter(state=Task.State.OPEN).exists()
+    remind_manual_values(now=now + timedelta(minutes=10))  # nothing new, nothing twice
+    assert AuditEvent.objects.filter(verb="manual_value.tasks_cancelled", object_id=str(kpi.pk)).count() == 1
+    assert ManualValue.objects.get(kpi=kpi).state == ManualValue.State.PENDING  # on record, undecided
 
 
 def test_an_updater_enters_on_the_kpi_page_and_the_approver_confirms_in_the_inbox(tenant):
