@@ -34,14 +34,6 @@ POOLED = "pooled"
 ROLE = "steerco_test_pooled"
 
 
-@pytest.fixture(autouse=True)
-def _needs_postgres_and_pgbouncer():
-    if connection.vendor != "postgresql":
-        pytest.skip("PgBouncer pools PostgreSQL connections")
-    if not os.path.exists(PGBOUNCER):
-        pytest.skip("pgbouncer is not installed (.ci/run installs it)")
-
-
 def _owner() -> psycopg.Connection:
     db = connection.settings_dict
     return psycopg.connect(
@@ -52,6 +44,10 @@ def _owner() -> psycopg.Connection:
 @pytest.fixture(scope="module")
 def pgbouncer(django_db_setup, django_db_blocker, tmp_path_factory) -> Iterator[int]:
     """PgBouncer on a free local port, in transaction mode, with one server connection for all its clients."""
+    if connection.vendor != "postgresql":
+        pytest.skip("PgBouncer pools PostgreSQL connections")
+    if not os.path.exists(PGBOUNCER):
+        pytest.skip("pgbouncer is not installed (.ci/run installs it)")
     with _owner() as owner, owner.cursor() as cursor:
         runtime_role_ensure(cursor, ROLE)
     db = connection.settings_dict
