@@ -6,15 +6,19 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Iterator
+from datetime import timedelta
 
 import pytest
 from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connection, connections, router, transaction
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
+from django.utils import timezone
 
 from config.replica import REPLICA, STICKY_COOKIE, page_read
-from scorecards.models import Kpi
+from governance import tenancy
+from scorecards.models import Kpi, Measurement
+from scorecards.selectors import fetch_series
 
 
 def test_a_page_read_is_routed_to_the_replica_and_everything_else_to_the_primary():
@@ -87,6 +91,15 @@ class TestWithAReplica:
         del client.cookies[STICKY_COOKIE]  # the window passed: the browser dropped the cookie
         later = key_result_reads(lambda: client.get(page))
         assert later[REPLICA] and not later[DEFAULT_DB_ALIAS]
+
+    def test_a_pages_measurement_series_is_read_from_the_replica(self, tenant):
+        at = timezone.now() - timedelta(hours=1)
+        Measurement.objects.create(organization=tenant.org, kpi=tenant.kpi, at=at, value=5)
+        connection.close()
+        with page_read(), tenancy.scope(organization=tenant.org.pk):
+            series = fetch_series([tenant.kpi.pk], at - timedelta(days=1), timezone.now())
+        assert series == {tenant.kpi.pk: [(at, 5.0)]}
+        assert connections[REPLICA].connection is not None and connection.connection is None
 
     def test_reads_inside_a_transaction_stay_on_the_primary(self):
         with page_read():
