@@ -98,9 +98,9 @@ def _database(url: str) -> dict:
         # The same backend, writing the tenant scope into every transaction for row-level security (governance.tenancy).
         database["ENGINE"] = "governance.postgresql"
     elif database["ENGINE"] == "django.db.backends.sqlite3":
-        # `make run` writes from web, worker and beat at once: WAL lets readers go on beside the writer, IMMEDIATE takes
-        # the write lock when a transaction starts (no "database is locked" halfway through) and waits up to 20 s for
-        # it.
+        # `make run` writes from web, worker and beat at once: WAL lets readers go on beside the writer, IMMEDIATE
+        # takes the write lock when a transaction starts (no "database is locked" halfway through) and waits up to
+        # 20 s for it.
         database.setdefault("OPTIONS", {}).update(
             init_command="PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;", transaction_mode="IMMEDIATE", timeout=20
         )

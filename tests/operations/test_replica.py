@@ -5,6 +5,9 @@ Django's tests make of a replica): the tests prove where each query goes, not st
 from __future__ import annotations
 
 import copy
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from datetime import timedelta
 
@@ -28,6 +31,23 @@ def test_a_page_read_is_routed_to_the_replica_and_everything_else_to_the_primary
         assert router.db_for_write(Kpi) == DEFAULT_DB_ALIAS
         # A row read from the replica is saved to the primary, not back to where it came from.
         assert router.db_for_write(Kpi, instance=Kpi(pk=1)) == DEFAULT_DB_ALIAS
+
+
+def test_database_replica_url_adds_a_replica_under_row_level_security_that_is_never_migrated():
+    code = (
+        "import django; django.setup(); from django.conf import settings; from django.db import router; "
+        "r = settings.DATABASES['replica']; "
+        "print(r['ENGINE'], r['HOST'], r['TEST']['MIRROR'], r['DISABLE_SERVER_SIDE_CURSORS'], "
+        "router.allow_migrate('replica', 'scorecards'))"
+    )
+    env = os.environ | {
+        "DJANGO_SETTINGS_MODULE": "config.settings.test",
+        "DATABASE_URL": "postgres://steerco@primary.internal/steerco",
+        "DATABASE_REPLICA_URL": "postgres://steerco_app@replica.internal/steerco",
+        "DATABASE_POOLED": "true",
+    }
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["governance.postgresql", "replica.internal", "default", "True", "False"]
 
 
 def test_without_a_replica_pages_read_the_primary_and_no_cookie_is_set(tenant):
