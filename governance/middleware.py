@@ -6,7 +6,7 @@ from contextlib import nullcontext
 
 from django.conf import settings
 from django.contrib.auth.views import redirect_to_login
-from django.db import OperationalError, connection, transaction
+from django.db import DEFAULT_DB_ALIAS, OperationalError, connection, connections, router, transaction
 from django.http import Http404, HttpResponse, HttpResponseBadRequest, JsonResponse
 from django.template.loader import render_to_string
 from django.urls import Resolver404, resolve
@@ -55,8 +55,11 @@ class TenantMiddleware:
     def __call__(self, request):
         request.org = None
         request.membership = None
+        # A page's one transaction is on the database it reads from: a replica's, if pages read one (config/replica.py),
+        # so that a transaction the page opens on the primary is told apart from it.
+        page = transaction.atomic(using=_read_alias(), savepoint=False) if _page_read(request) else nullcontext()
         try:
-            with tenancy.web_request(), transaction.atomic(savepoint=False) if _page_read(request) else nullcontext():
+            with tenancy.web_request(), page:
                 return self.get_response(request)
         finally:
             timezone.deactivate()
@@ -67,8 +70,11 @@ class TenantMiddleware:
         if not (isinstance(exception, OperationalError) and isinstance(exception.__cause__, errors.QueryCanceled)):
             return None
         logger.warning("Statement timeout on %s %s", request.method, request.path)
-        if connection.in_atomic_block:
-            transaction.set_rollback(True)  # the transaction is aborted: end it without another statement
+        for alias in {DEFAULT_DB_ALIAS, _read_alias()}:
+            if connections[alias].in_atomic_block:
+                transaction.set_rollback(
+                    True, using=alias
+                )  # the transaction is aborted: end it without another statement
         message = "The request took too long and was stopped. Try again, or narrow it down."
         if request.path.startswith("/api/"):
             response = JsonResponse({"errors": [{"path": "", "message": message}]}, status=503)
@@ -109,6 +115,10 @@ class TenantMiddleware:
         # Pages show times in the organization's zone; the database stays in UTC.
         timezone.activate(request.org.tzinfo)
         return None
+
+
+def _read_alias() -> str:
+    return router.db_for_read(Membership)
 
 
 def _page_read(request) -> bool:

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
 from django.conf import settings
-from django.db import connection
+from django.db import connection, connections, router
 from django.db.models import Case, CharField, Count, Exists, IntegerField, OuterRef, Q, QuerySet, Subquery, Value, When
 from django.db.models.functions import Coalesce
 from django.utils import timezone
@@ -153,7 +153,8 @@ def fetch_series(
         readable, bound = "value BETWEEN %s AND %s", settings.MEASUREMENT_MAX_ABS
         # psycopg's own cursor with binary results: times arrive as datetimes decoded in C, where Django's text
         # protocol parses each one in Python (the sweep and the scorecard are bound by reading, see `make bench`).
-        with connection.psycopg_cursor() as cursor:
+        # Where Measurement.objects would read: a page's replica (config/replica.py), else the primary.
+        with connections[router.db_for_read(Measurement)].psycopg_cursor() as cursor:
             if newest_only:
                 # One backward probe of the (kpi, at) index per KPI, instead of reading its whole range.
                 cursor.execute(

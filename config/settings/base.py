@@ -51,6 +51,7 @@ MIDDLEWARE = [
     "config.operations.logs.request_log",  # one log line per request, with what the middleware below learned
     "governance.middleware.request_id_guard",  # before django-guid: a malformed X-Request-ID is replaced
     "django_guid.middleware.guid_middleware",
+    "config.replica.replica_reads",  # before anything reads: a page's queries go to the replica, if there is one
     "django.middleware.security.SecurityMiddleware",
     "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -89,21 +90,34 @@ TEMPLATES = [
     }
 ]
 
-DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'steerco.sqlite3'}")}
-DATABASES["default"]["ATOMIC_REQUESTS"] = False
-if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
-    # The same backend, writing the tenant scope into every transaction for row-level security (governance.tenancy).
-    DATABASES["default"]["ENGINE"] = "governance.postgresql"
-elif DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
-    # `make run` writes from web, worker and beat at once: WAL lets readers go on beside the writer, IMMEDIATE takes
-    # the write lock when a transaction starts (no "database is locked" halfway through) and waits up to 20 s for it.
-    DATABASES["default"].setdefault("OPTIONS", {}).update(
-        init_command="PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;", transaction_mode="IMMEDIATE", timeout=20
-    )
-DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=0))
-# Behind PgBouncer's transaction pooling (deploy/kubernetes/base/pgbouncer.ini), a server-side cursor cannot outlive
-# its transaction.
-DATABASES["default"]["DISABLE_SERVER_SIDE_CURSORS"] = env.bool("DATABASE_POOLED", default=False)
+
+def _database(url: str) -> dict:
+    database = env.db_url_config(url)
+    database["ATOMIC_REQUESTS"] = False
+    if database["ENGINE"] == "django.db.backends.postgresql":
+        # The same backend, writing the tenant scope into every transaction for row-level security (governance.tenancy).
+        database["ENGINE"] = "governance.postgresql"
+    elif database["ENGINE"] == "django.db.backends.sqlite3":
+        # `make run` writes from web, worker and beat at once: WAL lets readers go on beside the writer, IMMEDIATE
+        # takes the write lock when a transaction starts (no "database is locked" halfway through) and waits up to
+        # 20 s for it.
+        database.setdefault("OPTIONS", {}).update(
+            init_command="PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;", transaction_mode="IMMEDIATE", timeout=20
+        )
+    database.setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=0))
+    # Behind PgBouncer's transaction pooling (deploy/kubernetes/base/pgbouncer.ini), a server-side cursor cannot
+    # outlive its transaction.
+    database["DISABLE_SERVER_SIDE_CURSORS"] = env.bool("DATABASE_POOLED", default=False)
+    return database
+
+
+DATABASES = {"default": _database(env("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'steerco.sqlite3'}"))}
+# A streaming replica of the primary for page reads (config/replica.py); tests use the test database under this alias.
+if DATABASE_REPLICA_URL := env("DATABASE_REPLICA_URL", default=""):
+    DATABASES["replica"] = _database(DATABASE_REPLICA_URL) | {"TEST": {"MIRROR": "default"}}
+DATABASE_ROUTERS = ["config.replica.ReplicaRouter"]
+# How long a browser that wrote reads its pages from the primary: longer than the replica's usual lag.
+REPLICA_STICKY_SECONDS = env.int("REPLICA_STICKY_SECONDS", default=10)
 # Every web request's transactions stop any statement running longer (PostgreSQL; 0 leaves the role's own), so that no
 # request holds a web worker for long: the caller gets a 503. Tasks and commands keep the role's own timeout.
 WEB_STATEMENT_TIMEOUT = timedelta(seconds=env.float("WEB_STATEMENT_TIMEOUT_SECONDS", default=10))
@@ -444,6 +458,7 @@ PULL_FILE_GRANTS = set(env.list("PULL_FILE_GRANTS", default=[]))
 # Steerco's own settings, never readable by a source even if granted by mistake.
 PULL_ENV_RESERVED = {
     "DATABASE_URL",
+    "DATABASE_REPLICA_URL",
     "SECRET_KEY",
     "API_TOKEN_KEY",
     "WEBHOOK_KEY",
