@@ -80,8 +80,10 @@ def _upsert_postgresql(org: Organization, rows: list, source: str, now: datetime
             WITH newest AS (
                 SELECT kpi_id, max(at) AS at FROM incoming_measurement GROUP BY kpi_id
             ), measured AS (
-                UPDATE {kpi} k SET last_measured_at = t.at FROM newest t
-                WHERE k.id = t.kpi_id AND (k.last_measured_at IS NULL OR k.last_measured_at < t.at)
+                -- series_version: the scorecard's cached rows (scorecards.row_cache) see the points changed.
+                UPDATE {kpi} k SET last_measured_at = GREATEST(k.last_measured_at, t.at),
+                series_version = k.series_version + 1
+                FROM newest t WHERE k.id = t.kpi_id
             ), marked AS (
                 -- A KPI never scheduled (created in bulk) gets its schedule here.
                 INSERT INTO {schedule} (kpi_id, organization_id, needs_evaluation, version)
@@ -153,10 +155,11 @@ def _upsert_portable(org: Organization, rows: list, source: str, now: datetime) 
     newest: dict[int, datetime] = {}
     for kpi_id, at, _ in rows:
         newest[kpi_id] = max(at, newest.get(kpi_id, at))
-    kpis = list(Kpi.objects.filter(pk__in=newest).only("pk", "last_measured_at"))
+    kpis = list(Kpi.objects.filter(pk__in=newest).only("pk", "last_measured_at", "series_version"))
     for kpi in kpis:
         kpi.last_measured_at = max(filter(None, [kpi.last_measured_at, newest[kpi.pk]]))
-    Kpi.objects.bulk_update(kpis, ["last_measured_at"])
+        kpi.series_version += 1
+    Kpi.objects.bulk_update(kpis, ["last_measured_at", "series_version"])
     KpiSchedule.objects.bulk_create(
         [KpiSchedule(kpi_id=kpi_id, organization=org, needs_evaluation=True) for kpi_id in sorted(newest)],
         update_conflicts=True,
