@@ -15,7 +15,7 @@ holds one KPI's row, the same for everyone who may see it, never a person's list
 from __future__ import annotations
 
 import hashlib
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from django.core.cache import cache
 from django.db.models import QuerySet
@@ -25,11 +25,10 @@ from django.utils.safestring import SafeString
 
 from governance.models import Organization
 from scorecards import selectors
-from scorecards.charts.sparkline import sparkline
+from scorecards.charts.sparkline import WINDOW, sparkline
 from scorecards.models import Direction, Kpi
 from scorecards.templatetags.kpis import age, freshness_state
 
-WINDOW = timedelta(days=30)  # the sparkline's span
 LONGEST = 24 * 3600  # seconds a row stays cached at most, to keep the cache tidy
 # What a row shows, read for every row of every page; whatever else the row template reads must be added here.
 FIELDS = (
