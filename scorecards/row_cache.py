@@ -15,6 +15,7 @@ holds one KPI's row, the same for everyone who may see it, never a person's list
 from __future__ import annotations
 
 import hashlib
+from collections import defaultdict
 from datetime import datetime
 
 from django.core.cache import cache
@@ -64,11 +65,13 @@ def scorecard_rows(*, org: Organization, kpis: QuerySet[Kpi], now: datetime) -> 
     found = cache.get_many(keys.values())
     missing = [pk for pk, key in keys.items() if key not in found]
     if missing:
-        rendered = _render(org, missing, now)
-        found.update({keys[pk]: html for pk, (html, _) in rendered.items()})
-        for pk, (html, seconds) in rendered.items():
+        kept: dict[int, dict[str, SafeString]] = defaultdict(dict)  # by how long they may be kept
+        for pk, (html, key, seconds) in _render(org, missing, now).items():
+            found[keys[pk]] = html
+            kept[seconds][key] = html
+        for seconds, rows in kept.items():
             if seconds > 0:
-                cache.set(keys[pk], html, seconds)
+                cache.set_many(rows, seconds)
     return [found[keys[row[0]]] for row in facts]
 
 
@@ -81,9 +84,12 @@ def _key(org: Organization, row: tuple, now: datetime) -> str:
     return f"scorecard-row:{org.pk}:{row[0]}:{digest}"
 
 
-def _render(org: Organization, ids: list[int], now: datetime) -> dict[int, tuple[SafeString, int]]:
-    """Each row's HTML with how many seconds it may be kept: until its oldest point leaves the sparkline's
-    window (it stays correct until then), never while a point dated ahead of now is still to come into it."""
+def _render(org: Organization, ids: list[int], now: datetime) -> dict[int, tuple[SafeString, str, int]]:
+    """Each row's HTML, its key, and how many seconds it may be kept: until its oldest point leaves the sparkline's
+    window (it stays correct until then), never while a point dated ahead of now is still to come into it.
+
+    The KPIs are read again here, perhaps after a change the page's own read missed: each row is kept under the key
+    of what it was drawn from, never under the page's older key, which the KPI may come back to."""
     kpis = Kpi.objects.for_org(org).filter(pk__in=ids).select_related("team", "owner__user")
     kpis = selectors.with_workstream_state(kpis)
     series = selectors.fetch_series(ids, now - WINDOW, now)
@@ -103,8 +109,15 @@ def _render(org: Organization, ids: list[int], now: datetime) -> dict[int, tuple
         if kpi.last_measured_at and kpi.last_measured_at > now:
             seconds = 0  # a future point joins the series when its time comes, which moves no version
         elif points:
-            seconds = min(int((points[0][0] + WINDOW - now).total_seconds()), LONGEST)
+            # Whole minutes, so that rows share a few expiries and go to the cache in a few writes.
+            seconds = min(int((points[0][0] + WINDOW - now).total_seconds()) // 60 * 60, LONGEST)
         else:
             seconds = LONGEST
-        rendered[kpi.pk] = (html, seconds)
+        rendered[kpi.pk] = (html, _key(org, _facts(kpi), now), seconds)
     return rendered
+
+
+def _facts(kpi: Kpi) -> tuple:
+    """FIELDS as read from a loaded KPI."""
+    related = {"team__name": kpi.team.name, "owner__user__name": kpi.owner.user.name}
+    return tuple(related[name] if name in related else getattr(kpi, name) for name in FIELDS)

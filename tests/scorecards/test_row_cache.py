@@ -8,6 +8,8 @@ import re
 from datetime import timedelta
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
@@ -100,3 +102,11 @@ def test_two_organizations_never_share_a_row(tenant, stranger_tenant):
 def test_a_row_kept_for_an_executive_never_reaches_a_member_who_may_not_see_it(board):
     assert test_visibility.SECRET in page(board, board.executive)
     assert test_visibility.SECRET not in page(board, board.member)
+
+
+def test_a_second_look_reads_no_measurement(measured):
+    client = measured.client(measured.executive)
+    url = reverse("scorecards:kpi_list", args=[measured.org.slug])
+    with CaptureQueriesContext(connection) as queries:
+        assert client.get(url).status_code == 200
+    assert not [q for q in queries.captured_queries if "scorecards_measurement" in q["sql"]]
