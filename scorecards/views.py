@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-from datetime import timedelta
-
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
@@ -24,9 +22,8 @@ from governance.access import (
 )
 from governance.forms import apply_errors
 from governance.models import Role, Team
-from scorecards import selectors, services
+from scorecards import row_cache, selectors, services
 from scorecards.charts.kpi import kpi_chart
-from scorecards.charts.sparkline import sparkline
 from scorecards.forms import (
     CheckInForm,
     KeyResultForm,
@@ -35,7 +32,6 @@ from scorecards.forms import (
     TransferRequestForm,
 )
 from scorecards.models import (
-    Direction,
     KeyResult,
     Kpi,
     Objective,
@@ -147,25 +143,8 @@ def scorecard(request: HttpRequest, scorecard_id: int | None = None) -> HttpResp
             tz=request.org.tzinfo,
         )
     counts = selectors.status_counts(selectors.kpi_list(org=request.org, viewer=request.membership, scorecard=card))
-    kpis = list(
-        selectors.with_workstream_state(
-            selectors.kpi_list(org=request.org, viewer=request.membership, filters=filters, scorecard=card)
-        )
-    )
-    now = timezone.now()
-    # Ids come from the organization's own KPI list, so the series query needs no organization filter.
-    series = selectors.fetch_series([k.pk for k in kpis], now - timedelta(days=30), now)
-    rows = [
-        {
-            "kpi": k,
-            "spark": sparkline(series.get(k.pk, []), status=k.status, label=f"{k.name}, last 30 days"),
-            "trend": (trend := selectors.trend(series.get(k.pk, []))),
-            # Whether the move is good news depends on the direction: falling costs are green.
-            "trend_good": trend != "flat" and (trend == "up") == (k.direction == Direction.INCREASE),
-            "workstream": selectors.WORKSTREAM_STATES.get(k.workstream_state, ""),
-        }
-        for k in kpis
-    ]
+    kpis = selectors.kpi_list(org=request.org, viewer=request.membership, filters=filters, scorecard=card)
+    rows = row_cache.scorecard_rows(org=request.org, kpis=kpis, now=timezone.now())
     context = {
         "card": card,
         "density": _density(request),

@@ -7,6 +7,7 @@ from datetime import date, timedelta
 from functools import cached_property
 
 import pytest
+from django.core.cache import cache
 from django.db import connection
 from django.test import Client
 from django.utils import timezone
@@ -97,6 +98,13 @@ def _operator_scope():
     own scope (the middleware, the API's token check, each task), which replaces this one while it runs."""
     with tenancy.scope(system=True):
         yield
+
+
+@pytest.fixture(autouse=True)
+def _empty_cache():
+    """Each test starts with an empty cache (rate limits, the scorecard's rows): SQLite hands a rolled-back test's
+    ids to the next test, and factories write measurements past the store that versions them."""
+    cache.clear()
 
 
 @dataclass

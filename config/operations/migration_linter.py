@@ -36,6 +36,8 @@ ACCEPTED = {
     # Two new tables (their NOT NULL columns and unique constraint start on empty tables, which the old code never
     # reads) and review-session columns that are nullable or have a database default (db_default), as above.
     "0014_report_subscriptions_and_session_calendar": "new tables, and new columns the previous release can ignore",
+    # Kpi.series_version has a database default, as above: the previous release's inserts and writes go on.
+    "0015_kpi_series_version": "a database default covers the previous release's inserts",
 }
 
 OPTIONS = {

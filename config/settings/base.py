@@ -271,8 +271,9 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("API_MAX_BODY_BYTES", default=5 * 1024 * 1
 API_RATE_LIMIT = env("API_RATE_LIMIT", default="600/m")  # requests per token
 API_PAGE_SIZE = 100
 API_MEASUREMENTS_PAGE_SIZE = 1000
-# The rate limit's counters; Redis when several web processes share them (CACHE_URL=redis://...).
-CACHES = {"default": env.cache("CACHE_URL", default="locmemcache://")}
+# The rate limit's counters and the scorecard's rendered rows (scorecards.row_cache); Redis when several web processes
+# share them (CACHE_URL=redis://...). In memory, room for a few thousand KPIs' rows (the default 300 would churn).
+CACHES = {"default": env.cache("CACHE_URL", default="locmemcache://?max_entries=10000")}
 
 # Collaboration (docs/collaboration.md): how long an author may edit a comment; the largest attachment; how long a
 # deleted attachment's file is kept before the purge sweep removes it; the longest a share link may be valid; how

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django.utils.html import format_html
 from django.utils.safestring import SafeString, mark_safe
 
 from scorecards.charts.svg import check_status, clean_series, coord, downsample, timestamp
+
+WINDOW = timedelta(days=30)  # the span of the scorecard's sparklines
 
 
 def sparkline(

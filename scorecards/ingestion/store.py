@@ -10,6 +10,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from governance.models import Organization
+from scorecards.charts.sparkline import WINDOW
 from scorecards.models import Kpi, KpiSchedule, Measurement, MeasurementRevision
 
 FORMULA = "formula"  # the source of a calculated KPI's values
@@ -59,7 +60,7 @@ def _upsert_postgresql(org: Organization, rows: list, source: str, now: datetime
     some (kpi, at) was stored before does a second statement keep the old values as revisions and replace them."""
     kpi, measurement = Kpi._meta.db_table, Measurement._meta.db_table
     schedule, revision = KpiSchedule._meta.db_table, MeasurementRevision._meta.db_table
-    params = {"now": now, "org": org.pk, "source": source}
+    params = {"now": now, "org": org.pk, "source": source, "window": timezone.now() - WINDOW}
     # psycopg's own cursor: Django's client-side binding cannot COPY, and would spell every number out as text.
     with connection.psycopg_cursor() as cursor:
         cursor.execute(
@@ -80,8 +81,12 @@ def _upsert_postgresql(org: Organization, rows: list, source: str, now: datetime
             WITH newest AS (
                 SELECT kpi_id, max(at) AS at FROM incoming_measurement GROUP BY kpi_id
             ), measured AS (
-                UPDATE {kpi} k SET last_measured_at = t.at FROM newest t
-                WHERE k.id = t.kpi_id AND (k.last_measured_at IS NULL OR k.last_measured_at < t.at)
+                -- series_version tells the scorecard's kept rows (scorecards.row_cache) that their sparkline
+                -- changed; points older than its window (a backfill) change none.
+                UPDATE {kpi} k SET last_measured_at = GREATEST(k.last_measured_at, t.at),
+                series_version = k.series_version + (t.at > %(window)s)::int
+                FROM newest t
+                WHERE k.id = t.kpi_id AND (k.last_measured_at IS NULL OR k.last_measured_at < t.at OR t.at > %(window)s)
             ), marked AS (
                 -- A KPI never scheduled (created in bulk) gets its schedule here.
                 INSERT INTO {schedule} (kpi_id, organization_id, needs_evaluation, version)
@@ -153,10 +158,11 @@ def _upsert_portable(org: Organization, rows: list, source: str, now: datetime) 
     newest: dict[int, datetime] = {}
     for kpi_id, at, _ in rows:
         newest[kpi_id] = max(at, newest.get(kpi_id, at))
-    kpis = list(Kpi.objects.filter(pk__in=newest).only("pk", "last_measured_at"))
+    kpis = list(Kpi.objects.filter(pk__in=newest).only("pk", "last_measured_at", "series_version"))
     for kpi in kpis:
         kpi.last_measured_at = max(filter(None, [kpi.last_measured_at, newest[kpi.pk]]))
-    Kpi.objects.bulk_update(kpis, ["last_measured_at"])
+        kpi.series_version += newest[kpi.pk] > timezone.now() - WINDOW
+    Kpi.objects.bulk_update(kpis, ["last_measured_at", "series_version"])
     KpiSchedule.objects.bulk_create(
         [KpiSchedule(kpi_id=kpi_id, organization=org, needs_evaluation=True) for kpi_id in sorted(newest)],
         update_conflicts=True,

@@ -93,6 +93,10 @@ class Kpi(models.Model):
     pending_since = models.DateTimeField(null=True, blank=True)
     last_value = models.FloatField(null=True, blank=True)
     last_measured_at = models.DateTimeField(null=True, blank=True)
+    # Moved by every measurement write (scorecards.ingestion.store), under the KPI lock it already takes: the
+    # scorecard's cached rows (scorecards.row_cache) key on it, as nothing else on this row says a back-dated point
+    # changed the sparkline.
+    series_version = models.PositiveBigIntegerField(default=0, db_default=0)
     last_surge_at = models.DateTimeField(null=True, blank=True)
     reason = models.TextField(blank=True)
     error = models.TextField(blank=True)

@@ -44,6 +44,8 @@ ENV = {
     "DJANGO_SETTINGS_MODULE": "config.settings.production",
     "DATABASE_URL": RUNTIME_URL,
     "CELERY_BROKER_URL": os.environ.get("LOAD_BROKER_URL", "redis://127.0.0.1:6379/8"),
+    # One cache for every worker, as in production: a scorecard row rendered by one is kept for all of them.
+    "CACHE_URL": os.environ.get("LOAD_BROKER_URL", "redis://127.0.0.1:6379/8"),
     "SECRET_KEY": secrets.token_hex(32),
     "API_TOKEN_KEY": secrets.token_hex(32),
     "SECRETS_KEYS": Fernet.generate_key().decode(),
@@ -72,12 +74,23 @@ def fresh_database() -> None:
 
 def build() -> dict:
     """The organization, a logged-in executive's session cookie, an API token, the KPI ids and keys."""
-    django_env = ("DJANGO_SETTINGS_MODULE", "DATABASE_URL", "SECRET_KEY", "API_TOKEN_KEY", "SECRETS_KEYS", "LOG_LEVEL")
+    django_env = (
+        "DJANGO_SETTINGS_MODULE",
+        "DATABASE_URL",
+        "CACHE_URL",
+        "SECRET_KEY",
+        "API_TOKEN_KEY",
+        "SECRETS_KEYS",
+        "LOG_LEVEL",
+    )
     os.environ.update({name: OWNER_ENV[name] for name in django_env})
     import django
 
     django.setup()
     from django.conf import settings
+    from django.core.cache import cache
+
+    cache.clear()  # an earlier run's rows: its organization had the same ids
     from django.test import Client
 
     from governance.models import Role
