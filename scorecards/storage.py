@@ -4,7 +4,7 @@ organization's raw points past its retention rolled up into one point per KPI an
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 
 from django.conf import settings
 from django.db import connection, transaction
@@ -68,7 +68,7 @@ def _roll_up_kpis(org: Organization, kpi_ids: list[int], cutoff: datetime) -> in
     raw = list(points.exclude(source=ROLLUP).values_list("pk", "kpi_id", "at", "value"))
     if not raw:
         return 0  # another run rolled these up while this one waited
-    days: dict[tuple[int, object], list[tuple]] = defaultdict(list)
+    days: dict[tuple[int, date], list[tuple]] = defaultdict(list)
     for point in raw:
         days[(point[1], point[2].astimezone(zone).date())].append(point)
     # A point that arrived after its day was rolled up joins the day's rolled-up point.
