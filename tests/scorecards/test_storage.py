@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from django.core.management import call_command
 from django.db import ProgrammingError, connection, transaction
+from django.db.migrations.executor import MigrationExecutor
 from django.test import override_settings
 
 from governance import tenancy
@@ -16,7 +17,7 @@ from scorecards import storage
 from scorecards.models import Measurement, MeasurementRevision
 from scorecards.selectors import fetch_series
 from scorecards.tasks import create_measurement_partitions, roll_up_measurements
-from tests.conftest import as_web_role
+from tests.conftest import RUNTIME_ROLE, as_web_role
 from tests.factories import KpiFactory, OrganizationFactory
 
 NOW = datetime(2026, 12, 7, 12, tzinfo=UTC)
@@ -197,3 +198,31 @@ def test_two_roll_ups_at_once_give_the_same_result_as_one(monkeypatch):
     assert sum(results) == 20 * (72 - 3)
     for kpi in kpis:
         assert [value for _, value, _ in points(kpi)] == [24.0, 24.0, 24.0]
+
+
+@postgres_only
+@pytest.mark.django_db(transaction=True)
+def test_the_migration_moves_stored_points_into_their_months_and_back():
+    kpi = KpiFactory()
+    stored = [add(kpi, datetime(2025, month, 3, tzinfo=UTC), float(month)) for month in (1, 2, 7)]
+    executor = MigrationExecutor(connection)
+    with connection.cursor() as cursor:
+        cursor.execute("RESET ROLE")  # migrations run as the owner
+    try:
+        executor.migrate([("scorecards", "0014_manual_values")])
+        assert partitions() == set()
+        assert add(kpi, datetime(2025, 8, 1, tzinfo=UTC), 8.0).pk > stored[-1].pk
+        executor.loader.build_graph()
+        executor.migrate([("scorecards", "0015_measurement_partitions")])
+    finally:
+        with connection.cursor() as cursor:
+            # The rebuilt table is new: the suite's role may empty it between tests, as tests/conftest.py grants.
+            cursor.execute(f"GRANT TRUNCATE ON ALL TABLES IN SCHEMA public TO {RUNTIME_ROLE}")
+            cursor.execute(f"SET ROLE {RUNTIME_ROLE}")
+    assert [partition_of(m) for m in stored] == [
+        "scorecards_measurement_2025_01",
+        "scorecards_measurement_2025_02",
+        "scorecards_measurement_2025_07",
+    ]
+    assert [value for _, value, _ in points(kpi)] == [1.0, 2.0, 7.0, 8.0]
+    assert add(kpi, datetime(2025, 8, 2, tzinfo=UTC), 9.0).pk > max(m.pk for m in stored) + 1  # the ids go on
