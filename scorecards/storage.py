@@ -16,6 +16,7 @@ from scorecards.models import Kpi, Measurement
 
 ROLLUP = "rollup"  # the source of a day's point made of that day's raw points
 KPIS_PER_TRANSACTION = 200
+CHUNK = 500  # rows per statement: SQLite limits the parameters of one statement
 
 
 def measurement_partitions_ensure(*, months_ahead: int | None = None) -> list[str]:
@@ -77,16 +78,22 @@ def _roll_up_kpis(org: Organization, kpi_ids: list[int], cutoff: datetime) -> in
         key = (point[1], point[2].astimezone(zone).date())
         if key in days:
             days[key].append(point)
-    kept, removed = [], []
+    alone, kept, removed = [], [], []
     for (kpi_id, _), day in days.items():
+        if len(day) == 1:  # the day's only point is its own roll-up: only marked as one
+            alone.append(day[0][0])
+            continue
         day.sort(key=lambda point: point[2])
         fn = AGGREGATIONS.get(aggregation[kpi_id], AGGREGATIONS[LAST]).fn
-        last = day[-1]
-        kept.append(Measurement(pk=last[0], value=fn([point[3] for point in day]), source=ROLLUP))
+        kept.append(Measurement(pk=day[-1][0], value=fn([point[3] for point in day]), source=ROLLUP))
         removed.extend(point[0] for point in day[:-1])
-    Measurement._base_manager.bulk_update(kept, ["value", "source"], batch_size=1000)
-    for start in range(0, len(removed), 1000):
-        Measurement._base_manager.filter(pk__in=removed[start : start + 1000]).delete()  # with their revisions
+    # Naming the days' time range lets PostgreSQL look up the ids in those months' partitions only.
+    window = Measurement._base_manager.filter(at__gte=earliest, at__lt=cutoff)
+    for start in range(0, len(alone), CHUNK):
+        window.filter(pk__in=alone[start : start + CHUNK]).update(source=ROLLUP)
+    window.bulk_update(kept, ["value", "source"], batch_size=CHUNK)
+    for start in range(0, len(removed), CHUNK):
+        window.filter(pk__in=removed[start : start + CHUNK]).delete()  # with their revisions
     return len(removed)
 
 

@@ -10,6 +10,7 @@ then 900 days more (10M, 34 monthly partitions). At each size, side by side in o
 The goal: neither ingestion nor the sweep slows by more than 20% from 1M to 10M. Then, at 10M, the same reads of
 BRIN_SAMPLE KPIs with a BRIN index on `at` in place of the per-partition (kpi, at) B-tree (dropped in a transaction
 rolled back), and ingestion with a BRIN index beside the B-tree, so that the index kept is the one measured best.
+Last, the first daily roll-up at 10M once a retention covers the oldest ROLLUP_DAYS days.
 The points are made by the database itself (INSERT ... SELECT over generate_series, faster still than COPY).
 """
 
@@ -36,13 +37,13 @@ from scorecards.evaluation.sweep import evaluate_due  # noqa: E402
 from scorecards.ingestion.store import measurements_store  # noqa: E402
 from scorecards.models import Kpi, KpiSchedule  # noqa: E402
 from scorecards.selectors import fetch_series  # noqa: E402
-from scorecards.storage import measurement_partitions_ensure  # noqa: E402
+from scorecards.storage import measurement_partitions_ensure, measurements_roll_up  # noqa: E402
 from tests.factories import KpiFactory, OrganizationFactory  # noqa: E402
 from tests.perf.bench.report import record  # noqa: E402
 
 KPIS = int(os.environ.get("BENCH_MEASUREMENT_KPIS", "10000"))
 RECENT_DAYS, ALL_DAYS = 100, 1000
-ROUNDS, SWEEPS, PAGES, SPARKLINES, BRIN_SAMPLE = 5, 3, 200, 500, 200
+ROUNDS, SWEEPS, PAGES, SPARKLINES, BRIN_SAMPLE, ROLLUP_DAYS = 5, 3, 200, 500, 200, 10
 TABLE = "scorecards_measurement"
 
 
@@ -185,6 +186,15 @@ def main() -> None:
                 with_brin = ingest(org, ids, now - timedelta(minutes=30))
                 transaction.set_rollback(True)
             record("measurements", "ingestion with a BRIN (at) beside the B-tree / without", with_brin / without, "x")
+            # The daily roll-up at 10M, the first time a retention covers ROLLUP_DAYS days of each KPI's history (daily
+            # points, so each becomes its day's rolled-up point).
+            org.raw_measurement_days = ALL_DAYS - ROLLUP_DAYS
+            began = time.perf_counter()
+            rolled = measurements_roll_up(org=org, now=now)
+            elapsed = time.perf_counter() - began
+            record("measurements", f"first roll-up of {ROLLUP_DAYS} days x {KPIS:,} KPIs", elapsed, "s")
+            record("measurements", "rolled up per second", ROLLUP_DAYS * KPIS / elapsed, "points/s")
+            assert rolled == 0 and measurements_roll_up(org=org, now=now) == 0
     finally:
         runner.teardown_databases(old)
 
