@@ -118,8 +118,6 @@ def unpartition(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
-    atomic = True
-
     dependencies = [
         ("scorecards", "0014_manual_values"),
     ]
