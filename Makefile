@@ -42,6 +42,7 @@ bench: $(BIN)/.installed
 	$(BIN)/python -m tests.perf.bench.share
 	$(BIN)/python -m tests.perf.bench.evaluation
 	$(BIN)/python -m tests.perf.bench.ingestion
+	$(BIN)/python -m tests.perf.bench.measurements
 	$(BIN)/python -m tests.perf.bench.connectors
 	$(BIN)/python -m tests.perf.bench.escalation
 	$(BIN)/python -m tests.perf.bench.propagation

@@ -86,11 +86,24 @@ class OrganizationSettingsForm(forms.ModelForm):
 
     class Meta:
         model = Organization
-        fields = ["name", "timezone", "business_days", "business_start", "business_end", "require_two_factor"]
-        labels = {"require_two_factor": "Require two-factor authentication for admins and executives"}
+        fields = [
+            "name",
+            "timezone",
+            "business_days",
+            "business_start",
+            "business_end",
+            "require_two_factor",
+            "raw_measurement_days",
+        ]
+        labels = {
+            "require_two_factor": "Require two-factor authentication for admins and executives",
+            "raw_measurement_days": "Keep raw measurements for (days)",
+        }
         help_texts = {
             "require_two_factor": "Those who log in with a password confirm with an authenticator app; "
-            "single sign-on logins rely on the identity provider's own."
+            "single sign-on logins rely on the identity provider's own.",
+            "raw_measurement_days": "Older points are rolled up into one per KPI and day, by the KPI's aggregation "
+            "(a sum stays a sum). Empty keeps every point.",
         }
         widgets = {
             "business_start": forms.TimeInput(attrs={"type": "time"}, format="%H:%M"),

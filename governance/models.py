@@ -6,7 +6,7 @@ from datetime import time
 
 from django.contrib.auth.models import AbstractBaseUser, BaseUserManager, PermissionsMixin
 from django.core.exceptions import ValidationError
-from django.core.validators import RegexValidator
+from django.core.validators import MinValueValidator, RegexValidator
 from django.db import models
 from django.db.models.functions import Lower
 from django.utils.timezone import now
@@ -101,6 +101,9 @@ class Organization(models.Model):
     # Admins and executives who log in with a password confirm with a second factor (governance.identity).
     # The database default lets a rolling upgrade's previous release insert organizations without the column.
     require_two_factor = models.BooleanField(default=False, db_default=False)
+    # Raw measurements older than this are rolled up into one point per KPI and day (scorecards.storage); empty
+    # keeps every raw point.
+    raw_measurement_days = models.PositiveIntegerField(null=True, blank=True, validators=[MinValueValidator(7)])
     created_at = models.DateTimeField(default=now)
 
     class Meta:

@@ -7,6 +7,7 @@ from scorecards.evaluation.sweep import evaluate_due
 from scorecards.ingestion.csv_import import measurement_import_fail, measurement_import_run
 from scorecards.ingestion.pulls import data_source_pull, pull_due_sources
 from scorecards.models import DataSource, DataSourceRun, ImportJob
+from scorecards.storage import measurement_partitions_ensure, roll_up_due
 
 
 @shared_task
@@ -62,3 +63,17 @@ def pull_data_source(org_id: int, source_id: int, run_id: int | None = None) -> 
         run = DataSourceRun.objects.filter(pk=run_id, source=source).first() if run_id else None
         run = data_source_pull(source=source, run=run)
         return {"rows": run.rows, "error": run.error}
+
+
+@shared_task
+def create_measurement_partitions() -> dict:
+    """Beat's daily task: the coming months' measurement partitions (idempotent, safe under two beats)."""
+    with tenancy.scope(system=True):
+        return {"created": measurement_partitions_ensure()}
+
+
+@shared_task
+def roll_up_measurements() -> dict:
+    """Beat's daily task: raw points past each organization's retention, rolled up per KPI and day."""
+    with tenancy.scope(system=True):
+        return roll_up_due()

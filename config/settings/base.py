@@ -296,6 +296,8 @@ LEAVER_TRANSFER_WAIT_BUSINESS_DAYS = env.int("LEAVER_TRANSFER_WAIT_BUSINESS_DAYS
 # that any sum over a window stays finite. Stored points outside them (from before the bounds) are not read.
 MEASUREMENT_MAX_FUTURE = timedelta(hours=env.float("MEASUREMENT_MAX_FUTURE_HOURS", default=24))
 MEASUREMENT_MAX_ABS = env.float("MEASUREMENT_MAX_ABS", default=1e15)
+# Measurements are partitioned by month on PostgreSQL; a daily task keeps this many months' partitions made ahead.
+MEASUREMENT_PARTITIONS_AHEAD = env.int("MEASUREMENT_PARTITIONS_AHEAD", default=3)
 IMPORT_MAX_BYTES = env.int("IMPORT_MAX_BYTES", default=50 * 1024 * 1024)
 IMPORT_INLINE_MAX_ROWS = env.int("IMPORT_INLINE_MAX_ROWS", default=10_000)
 
@@ -418,6 +420,18 @@ CELERY_BEAT_SCHEDULE = {
         "task": "escalations.tasks.remind_manual_values",
         "schedule": 5 * SWEEP_EVERY,
         "options": {"expires": 50},
+    },
+    # Measurement upkeep (scorecards.storage), daily: next months' partitions, then the day's roll-ups of raw points
+    # past each organization's retention.
+    "create-measurement-partitions": {
+        "task": "scorecards.tasks.create_measurement_partitions",
+        "schedule": crontab(minute=10, hour=2),
+        "options": {"expires": 6 * 3600},
+    },
+    "roll-up-measurements": {
+        "task": "scorecards.tasks.roll_up_measurements",
+        "schedule": crontab(minute=20, hour=2),
+        "options": {"expires": 6 * 3600},
     },
     # Hidden dependencies (dependencies.suggestions): Mondays 03:00 UTC, one task per organization.
     "suggest-dependencies": {

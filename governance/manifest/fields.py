@@ -142,7 +142,7 @@ class Entry:
             return default
         return num(value)
 
-    def integer(self, name: str, *, default: int, low: int, high: int) -> int:
+    def integer(self, name: str, *, default: int | None, low: int, high: int) -> int | None:
         value = self.raw.get(name)
         if value is None:
             return default

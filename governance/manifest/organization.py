@@ -1,4 +1,5 @@
-"""The `organization` mapping: name, timezone, business hours and default escalation policy."""
+"""The `organization` mapping: name, timezone, business hours, default escalation policy and how long raw measurements
+are kept."""
 
 from __future__ import annotations
 
@@ -32,7 +33,7 @@ def _time(entry: Entry, name: str, default: str) -> str:
 
 class OrganizationSection(Section):
     fields = ("organization",)
-    entry_fields = ("slug", "name", "timezone", "business_hours", "default_escalation")
+    entry_fields = ("slug", "name", "timezone", "business_hours", "default_escalation", "raw_measurement_days")
 
     def validate(self, doc: dict, ctx: Context) -> None:
         entry = Entry(
@@ -44,6 +45,8 @@ class OrganizationSection(Section):
             "timezone": entry.text("timezone", default="UTC", max_length=64, validator=validate_timezone),
             "business_hours": self.business_hours(entry),
             "default_escalation": entry.ref("default_escalation", ctx, "escalation_policies"),
+            # Absent: every raw point is kept (scorecards.storage rolls up older ones when it is set).
+            "raw_measurement_days": entry.integer("raw_measurement_days", default=None, low=7, high=36_500),
         }
         ctx.parsed["organization"] = {data["slug"]: data}
 
@@ -74,6 +77,7 @@ class OrganizationSection(Section):
                 "end": org.business_end.strftime("%H:%M"),
             },
             "default_escalation": org.default_escalation or None,
+            "raw_measurement_days": org.raw_measurement_days,
         }
 
     def plan(self, doc: dict, ctx: Context) -> list[Change]:
@@ -101,10 +105,14 @@ class OrganizationSection(Section):
                 business_start=time.fromisoformat(hours["start"]),
                 business_end=time.fromisoformat(hours["end"]),
                 default_escalation=data["default_escalation"] or "",
+                raw_measurement_days=data["raw_measurement_days"],
             )
 
     def export(self, org: Organization) -> dict:
         data = self.canonical(org)
         return {
-            "organization": strip_defaults(data, {"business_hours": DEFAULT_BUSINESS_HOURS, "default_escalation": None})
+            "organization": strip_defaults(
+                data,
+                {"business_hours": DEFAULT_BUSINESS_HOURS, "default_escalation": None, "raw_measurement_days": None},
+            )
         }

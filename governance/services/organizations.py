@@ -23,6 +23,7 @@ ORG_FIELDS = [
     "business_end",
     "default_escalation",
     "require_two_factor",
+    "raw_measurement_days",
 ]
 
 

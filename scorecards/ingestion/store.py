@@ -117,7 +117,7 @@ def _upsert_postgresql(org: Organization, rows: list, source: str, now: datetime
                 SELECT organization_id, id, value, source, ingested_at, %(now)s FROM stored
             )
             UPDATE {measurement} m SET value = stored.new_value, source = %(source)s, ingested_at = %(now)s
-            FROM stored WHERE m.id = stored.id
+            FROM stored WHERE m.id = stored.id AND m.at = stored.at  -- with its time, one partition's index is probed
             """,
             params,
         )

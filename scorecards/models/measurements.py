@@ -62,7 +62,11 @@ class MeasurementRevision(models.Model):
     """A value that a later delivery for the same (kpi, at) replaced: nothing sent is ever lost."""
 
     organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
-    measurement = models.ForeignKey(Measurement, on_delete=models.CASCADE, related_name="revisions")
+    # Not enforced by PostgreSQL: measurements are partitioned by month, and a partitioned table's id is unique only
+    # with its time (scorecards 0015). Deletes cascade through Django.
+    measurement = models.ForeignKey(
+        Measurement, on_delete=models.CASCADE, related_name="revisions", db_constraint=False
+    )
     value = models.FloatField()
     source = models.CharField(max_length=20)
     ingested_at = models.DateTimeField()

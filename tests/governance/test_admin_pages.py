@@ -179,6 +179,20 @@ def test_saving_the_settings_page_records_an_audit_event_with_before_and_after(t
     ]
 
 
+def test_an_admin_limits_how_long_raw_measurements_are_kept(tenant):
+    page = url(tenant, "governance:organization_settings")
+    client = tenant.client(tenant.admin)
+
+    too_short = client.post(page, {**SETTINGS, "raw_measurement_days": "3"})
+    assert too_short.status_code == 200 and "greater than or equal to 7" in too_short.content.decode()
+    assert client.post(page, {**SETTINGS, "raw_measurement_days": "90"}).status_code == 302
+
+    tenant.org.refresh_from_db()
+    assert tenant.org.raw_measurement_days == 90
+    event = AuditEvent.objects.get(verb="organization.updated")
+    assert ("raw_measurement_days", None, 90) in event.changes
+
+
 @pytest.mark.parametrize(("role", "status"), [("admin", 200), ("executive", 200), ("member", 403), ("lead", 403)])
 def test_the_audit_log_is_for_admins_and_executives(tenant, role, status):
     who = getattr(tenant, role)

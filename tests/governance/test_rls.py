@@ -88,6 +88,16 @@ def test_every_table_is_walled_in_or_named_as_holding_no_organizations_rows():
             "WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p')"
         )
         tables = {name: (enabled, forced, policies) for name, enabled, forced, policies in cursor.fetchall()}
+        # A partition (measurements are partitioned by month) is walled in like its parent: read through the parent
+        # it follows the parent's policies, read by its own name its own.
+        cursor.execute(
+            "SELECT c.relname, i.inhparent::regclass::text FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+            "WHERE c.relkind IN ('r', 'p')"
+        )
+        partitions = dict(cursor.fetchall())
+    assert partitions, "scorecards_measurement is partitioned"
+    for partition, parent in partitions.items():
+        assert tables.pop(partition) == tables[parent] == (True, True, 1), partition
     walled = {name for name, state in tables.items() if state == (True, True, 1)}
     expected = set(tenant_tables(apps.get_models(include_auto_created=True)))
     assert len(expected) > 40

@@ -150,6 +150,24 @@ def test_export_then_apply_is_a_no_op_and_the_export_is_stable(acme):
     ]
 
 
+def test_how_long_raw_measurements_are_kept_round_trips(acme):
+    doc = example()
+    doc["organization"]["raw_measurement_days"] = 3
+    assert apply_manifest(doc).errors.lines() == ["organization.raw_measurement_days: must be from 7 to 36500, not 3"]
+
+    doc["organization"]["raw_measurement_days"] = 90
+    applied(doc)
+    assert Organization.objects.get(slug="acme").raw_measurement_days == 90
+    exported = fresh_export()
+    assert exported["organization"]["raw_measurement_days"] == 90
+    assert applied(exported).changes == []
+
+    del doc["organization"]["raw_measurement_days"]  # absent: every point is kept
+    applied(doc)
+    assert Organization.objects.get(slug="acme").raw_measurement_days is None
+    assert "raw_measurement_days" not in fresh_export()["organization"]
+
+
 def test_the_export_leaves_out_defaults_and_formats_durations_and_dates(acme):
     applied(FIXTURE.read_text())
     exported = fresh_export()
