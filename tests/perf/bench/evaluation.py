@@ -3,7 +3,8 @@
 BENCH_KPIS KPIs (default 100,000) with 30 recent hourly measurements each, all due. Reports the full-sweep
 rate, the ratio to a naive per-KPI ORM loop on a 2,000-KPI subset, the ratio to two bare batch fetches of the
 same data (each KPI's recent values as one array, the issue's yardstick; and only what the sweep reads, its
-newest points), and the sweep process's peak memory. The sweep runs as a runtime role, which row-level security
+newest points), the speed of one worker process against two sweeping the same KPIs at once (claims share
+the work), and the sweep process's peak memory. The sweep runs as a runtime role, which row-level security
 binds, as in production; the newest-points fetch runs both ways, as the owner and under row-level security.
 """
 
