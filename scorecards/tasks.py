@@ -11,9 +11,16 @@ from scorecards.storage import measurement_partitions_ensure, roll_up_due
 
 
 @shared_task
-def evaluate_kpis(org_id: int | None = None) -> dict:
+def evaluate_kpis(org_id: int | None = None, *, fan_out: bool = True) -> dict:
     """Beat's evaluation sweep (or one organization's, queued when its data arrives); safe to run twice at once
-    or after a redelivery (see scorecards.evaluation.sweep)."""
+    or after a redelivery (see scorecards.evaluation.sweep).
+
+    The beat's sweep first queues EVALUATION_SWEEP_WORKERS - 1 copies of itself, so that as many workers share a
+    large sweep: they split it batch by batch as any sweeps at once do (claims with SKIP LOCKED), and a copy that
+    starts after the work is done finds nothing due and returns."""
+    if org_id is None and fan_out:
+        for _ in range(settings.EVALUATION_SWEEP_WORKERS - 1):
+            evaluate_kpis.delay(fan_out=False)
     with tenancy.for_sweep(org_id):
         result = evaluate_due(org_id=org_id)
     if result.changed or result.surges:

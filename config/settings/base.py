@@ -349,6 +349,9 @@ if CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
 # scorecards may not import escalations), and processing them queues the delivery of what it notified. The beat
 # sweeps below stay the safety net: they catch whatever a lost message left behind.
 STATUS_CHANGE_FOLLOWUPS = ["escalations.tasks.process_status_changes"]
+# How many workers share the beat's evaluation sweep (scorecards.tasks.evaluate_kpis): the worker processes that
+# can run at once, as each one is a core's worth of work.
+EVALUATION_SWEEP_WORKERS = env.int("EVALUATION_SWEEP_WORKERS", default=2)
 # Every sweep is declared here, in one place. Each is idempotent: two beats firing it twice is harmless.
 SWEEP_EVERY = timedelta(seconds=env.int("SWEEP_EVERY_SECONDS", default=60))  # tests run beat faster
 CELERY_BEAT_SCHEDULE = {

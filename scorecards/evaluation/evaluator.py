@@ -70,8 +70,9 @@ class Rule:
     _resolved_at: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
 
-@dataclass(frozen=True)
-class State:
+# State and Decision are named tuples rather than frozen dataclasses: a sweep makes one of each per KPI, and a frozen
+# dataclass sets each field through object.__setattr__, which cost a fifth of an evaluation.
+class State(NamedTuple):
     status: str
     status_since: datetime | None
     pending_status: str = ""
@@ -86,8 +87,7 @@ class Surge:
     change: float
 
 
-@dataclass(frozen=True)
-class Decision:
+class Decision(NamedTuple):
     status: str
     status_since: datetime | None
     pending_status: str
@@ -451,6 +451,13 @@ def _subject(rule: Rule, value: float) -> str:
 
 
 def _compare(subject: str, status: str, t: Thresholds) -> str:
+    return f"{subject} {_verdict(status, t.direction, t.warning, t.critical)}"
+
+
+@lru_cache(maxsize=4096)
+def _verdict(status: str, direction: str, warning: float | tuple, critical: float | tuple) -> str:
+    """The words after the value in `_compare`: a sweep's KPIs share a few thresholds, so each is written once."""
+    t = Thresholds(direction, warning, critical)
     if t.direction == RANGE:
         (w_lo, w_hi), (c_lo, c_hi) = t.warning, t.critical
         warning_band, critical_band = (
@@ -458,16 +465,16 @@ def _compare(subject: str, status: str, t: Thresholds) -> str:
             f"{formats.number(c_lo)}-{formats.number(c_hi)}",
         )
         if status == ON_TRACK:
-            return f"{subject} inside the warning band {warning_band}"
+            return f"inside the warning band {warning_band}"
         if status == AT_RISK:
-            return f"{subject} outside the warning band {warning_band}"
-        return f"{subject} outside the critical band {critical_band}"
+            return f"outside the warning band {warning_band}"
+        return f"outside the critical band {critical_band}"
     better, worse = (">=", "<") if t.direction == INCREASE else ("<=", ">")
     if status == ON_TRACK:
-        return f"{subject} {better} warning {formats.number(t.warning)}"
+        return f"{better} warning {formats.number(t.warning)}"
     if status == AT_RISK:
-        return f"{subject} {worse} warning {formats.number(t.warning)}"
-    return f"{subject} {worse} critical {formats.number(t.critical)}"
+        return f"{worse} warning {formats.number(t.warning)}"
+    return f"{worse} critical {formats.number(t.critical)}"
 
 
 def _relative(spec: ThresholdSpec, status: str, name: str, reference: float | None) -> str:
@@ -513,8 +520,12 @@ def _clock(at: datetime, now: datetime, tz: tzinfo) -> str:
 def _thresholds_json(t: Thresholds | None) -> dict:
     if t is None:
         return {}
+    return dict(_json_of(t.direction, t.warning, t.critical))  # a copy: the cached one is shared
 
+
+@lru_cache(maxsize=4096)
+def _json_of(direction: str, warning: float | tuple, critical: float | tuple) -> dict:
     def clean(x: float | tuple[float, float]) -> float | list[float]:
         return [round(x[0], 6), round(x[1], 6)] if isinstance(x, tuple) else round(x, 6)
 
-    return {"warning": clean(t.warning), "critical": clean(t.critical)}
+    return {"warning": clean(warning), "critical": clean(critical)}

@@ -42,7 +42,7 @@ MAX_BACKOFF = timedelta(hours=6)
 # JSON text so that a batch can build one Rule per distinct configuration. That text is an annotation, and
 # Django selects annotations after columns: it comes last.
 RULE_FIELDS = [f.name for f in fields(evaluator.Rule) if f.init and f.name not in ("thresholds", "tz")]
-STATE_FIELDS = [f.name for f in fields(evaluator.State)]
+STATE_FIELDS = list(evaluator.State._fields)
 # What an evaluation leaves on the KPI, compared with what the row holds so that an unchanged row is not written.
 SHOWN_FIELDS = ["last_value", "last_measured_at", "reason"]
 READ_FIELDS = [

@@ -168,4 +168,4 @@ def test_two_sweeps_at_once_write_one_status_change_per_decision():
     for t in threads:
         t.join()
     assert sum(r.evaluated for r in results) == 300
-    assert StatusChange.objects.count() == 300
+    assert StatusChange.objects.count() == StatusChange.objects.values("kpi").distinct().count() == 300

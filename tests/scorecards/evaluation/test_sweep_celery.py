@@ -63,8 +63,8 @@ def purge_queue() -> None:
         conn.default_channel.queue_purge("celery")
 
 
-def test_two_sweeps_delivered_at_once_write_each_change_once():
-    kpis = breached_kpis(2000)
+def test_two_sweeps_delivered_at_once_each_shared_by_the_workers_write_each_change_once():
+    kpis = breached_kpis(2000)  # each beat sweep queues a copy of itself (EVALUATION_SWEEP_WORKERS = 2): four sweeps
     purge_queue()
     with start_worker(celery_app, pool="threads", concurrency=2, perform_ping_check=False, loglevel="WARNING"):
         evaluate_kpis.delay(), evaluate_kpis.delay()
