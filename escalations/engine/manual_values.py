@@ -88,15 +88,7 @@ def _cancel_unmanaged(now: datetime, org_id: int | None) -> None:
         by_kpi.setdefault(task.kpi, []).append(task.pk)
     for kpi, ids in by_kpi.items():
         with transaction.atomic():
-            cancelled = Task.objects.filter(pk__in=ids, state__in=OPEN).update(state=Task.State.CANCELLED, done_at=now)
-            if cancelled:
-                audit_log(
-                    org=kpi.organization,
-                    actor=None,
-                    verb="manual_value.tasks_cancelled",
-                    obj=kpi,
-                    after={"tasks": cancelled},
-                )
+            _end_tasks(kpi, ids, Task.State.CANCELLED, "manual_value.tasks_cancelled", None, now)
 
 
 @transaction.atomic
@@ -217,16 +209,15 @@ def close_manual_tasks(*, kpi: Kpi, actor: User | None, now: datetime | None = N
         _, _, _, period, what, _ = key.split(":")
         if (kind == ENTRY and period in filled) or (kind == APPROVAL and what not in pending):
             done.append(pk)
-    closed = Task.objects.filter(pk__in=done, state__in=OPEN).update(state=Task.State.DONE, done_at=now)
-    if closed:
-        audit_log(
-            org=kpi.organization,
-            actor=actor,
-            verb="manual_value.tasks_closed",
-            obj=kpi,
-            after={"tasks": closed},
-        )
-    return closed
+    return _end_tasks(kpi, done, Task.State.DONE, "manual_value.tasks_closed", actor, now)
+
+
+def _end_tasks(kpi: Kpi, ids: list[int], state: str, verb: str, actor: User | None, now: datetime) -> int:
+    """Ends the still-open tasks among `ids` in `state`, audited once for the KPI; returns how many it ended."""
+    ended = Task.objects.filter(pk__in=ids, state__in=OPEN).update(state=state, done_at=now)
+    if ended:
+        audit_log(org=kpi.organization, actor=actor, verb=verb, obj=kpi, after={"tasks": ended})
+    return ended
 
 
 def with_manual_values(tasks: list[Task]) -> list[Task]:
