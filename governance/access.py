@@ -22,7 +22,7 @@ def get_for_org_or_404(request: HttpRequest, queryset: type[M] | QuerySet[M], pk
     """The object `pk` of the request's organization; 404 for any other organization's id (and audited)."""
     qs = queryset._default_manager.all() if isinstance(queryset, type) else queryset
     try:
-        return qs.get(organization=request.org, pk=pk)
+        found = qs.get(organization=request.org, pk=pk)
     except (qs.model.DoesNotExist, ValueError, TypeError):
         if _elsewhere(qs.model, pk, request.org):
             audit_log(
@@ -32,6 +32,8 @@ def get_for_org_or_404(request: HttpRequest, queryset: type[M] | QuerySet[M], pk
                 after={"model": qs.model._meta.label_lower, "id": str(pk), "path": request.path},
             )
         raise Http404(f"No such {qs.model._meta.verbose_name}.") from None
+    found.organization = request.org  # the same row, already read: `found.organization` costs no query
+    return found
 
 
 def _elsewhere(model: type[Model], pk, org) -> bool:

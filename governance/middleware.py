@@ -3,6 +3,7 @@ from __future__ import annotations
 import logging
 import re
 from contextlib import nullcontext
+from functools import partial
 
 from django.conf import settings
 from django.contrib.auth.views import redirect_to_login
@@ -11,6 +12,7 @@ from django.http import Http404, HttpResponse, HttpResponseBadRequest, JsonRespo
 from django.template.loader import render_to_string
 from django.urls import Resolver404, resolve
 from django.utils import timezone
+from django.utils.functional import SimpleLazyObject
 from psycopg import errors
 
 from governance import tenancy
@@ -88,15 +90,14 @@ class TenantMiddleware:
         slug = view_kwargs.pop("org_slug", None)
         if request.user.is_authenticated:
             tenancy.switch(user=request.user.pk)
+            # The organization switcher lists them on every page, and an organization's page picks its own from
+            # them: one query for both, made only when either needs it.
+            request.memberships = SimpleLazyObject(partial(_memberships, request.user))
         if slug is None:
             return None
         if not request.user.is_authenticated:
             return redirect_to_login(request.get_full_path())
-        membership = (
-            Membership.objects.select_related("organization", "user")
-            .filter(organization__slug=slug, user=request.user, is_active=True)
-            .first()
-        )
+        membership = next((m for m in request.memberships if m.organization.slug == slug), None)
         if membership is None:
             org = Organization.objects.filter(slug=slug).first()
             if org is not None:
@@ -115,6 +116,18 @@ class TenantMiddleware:
         # Pages show times in the organization's zone; the database stays in UTC.
         timezone.activate(request.org.tzinfo)
         return None
+
+
+def _memberships(user) -> list[Membership]:
+    """The user's active memberships, by organization name, with their organizations."""
+    memberships = list(
+        Membership.objects.filter(user=user, is_active=True)
+        .select_related("organization")
+        .order_by("organization__name")
+    )
+    for membership in memberships:
+        membership.user = user
+    return memberships
 
 
 def _read_alias() -> str:

@@ -60,7 +60,7 @@ CLOCK_FIELDS = tuple(FIELDS.index(name) for name in ("last_measured_at", "cadenc
 
 def scorecard_rows(*, org: Organization, kpis: QuerySet[Kpi], now: datetime) -> list[SafeString]:
     """The rendered rows of `kpis` (already filtered to what the viewer may see, in the page's order)."""
-    facts = list(selectors.with_workstream_state(kpis).values_list(*FIELDS))
+    facts = _facts(kpis)
     keys = {row[0]: _key(org, row, now) for row in facts}
     found = cache.get_many(keys.values())
     missing = [pk for pk, key in keys.items() if key not in found]
@@ -90,11 +90,11 @@ def _render(org: Organization, ids: list[int], now: datetime) -> dict[int, tuple
 
     The KPIs are read again here, perhaps after a change the page's own read missed: each row is kept under the key
     of what it was drawn from, never under the page's older key, which the KPI may come back to."""
-    kpis = Kpi.objects.for_org(org).filter(pk__in=ids).select_related("team", "owner__user")
-    kpis = selectors.with_workstream_state(kpis)
+    kpis = Kpi.objects.for_org(org).filter(pk__in=ids)
+    facts = {row[0]: row for row in _facts(kpis)}
     series = selectors.fetch_series(ids, now - WINDOW, now)
     rendered = {}
-    for kpi in kpis:
+    for kpi in selectors.with_workstream_state(kpis.select_related("team", "owner__user")):
         points = series.get(kpi.pk, [])
         trend = selectors.trend(points)
         row = {
@@ -113,11 +113,10 @@ def _render(org: Organization, ids: list[int], now: datetime) -> dict[int, tuple
             seconds = min(int((points[0][0] + WINDOW - now).total_seconds()) // 60 * 60, LONGEST)
         else:
             seconds = LONGEST
-        rendered[kpi.pk] = (html, _key(org, _facts(kpi), now), seconds)
+        rendered[kpi.pk] = (html, _key(org, facts[kpi.pk], now), seconds)
     return rendered
 
 
-def _facts(kpi: Kpi) -> tuple:
-    """FIELDS as read from a loaded KPI."""
-    related = {"team__name": kpi.team.name, "owner__user__name": kpi.owner.user.name}
-    return tuple(related[name] if name in related else getattr(kpi, name) for name in FIELDS)
+def _facts(kpis: QuerySet[Kpi]) -> list[tuple]:
+    """FIELDS of each KPI, read the same way for the page's keys and for a rendered row's, so that they match."""
+    return selectors.read_rows(selectors.with_workstream_state(kpis).values_list(*FIELDS))

@@ -36,6 +36,12 @@ class DatabaseWrapper(base.DatabaseWrapper):
         with self._scoped(), psycopg.Cursor(self.connection) as cursor:
             yield cursor
 
+    def bind(self, sql: str, params) -> str:
+        """The statement with its parameters bound into its text, as Django's own cursor sends it (for psycopg's
+        binary cursor, whose server-side parameters a SELECT DISTINCT's ORDER BY could not match, see read_rows)."""
+        self.ensure_connection()
+        return psycopg.ClientCursor(self.connection).mogrify(sql, params)
+
     def _in_scope(self, execute, sql, params, many, context):
         with self._scoped():
             return execute(sql, params, many, context)

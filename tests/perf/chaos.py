@@ -114,7 +114,16 @@ class Services:
     def start(self, name: str) -> None:
         bin_dir = Path(sys.executable).parent
         commands = {
-            "web": [str(bin_dir / "gunicorn"), "config.wsgi", "-w", "2", "-b", f"127.0.0.1:{WEB_PORT}"],
+            "web": [
+                str(bin_dir / "gunicorn"),
+                "-c",
+                "python:config.gunicorn",
+                "config.wsgi",
+                "-w",
+                "2",
+                "-b",
+                f"127.0.0.1:{WEB_PORT}",
+            ],
             "worker": [str(bin_dir / "celery"), "-A", "config", "worker", "-c", "2", "-l", "WARNING"],
             "beat": [
                 str(bin_dir / "celery"),

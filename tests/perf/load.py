@@ -146,15 +146,13 @@ def start_gunicorn() -> subprocess.Popen:
     server = subprocess.Popen(
         [
             str(Path(sys.executable).with_name("gunicorn")),
+            "-c",
+            "python:config.gunicorn",
             "config.wsgi",
             "-w",
             str(WORKERS),
             "-b",
             f"127.0.0.1:{PORT}",
-            "--max-requests",
-            "1000",
-            "--max-requests-jitter",
-            "100",
         ],
         cwd=ROOT,
         env=ENV,

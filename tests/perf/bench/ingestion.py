@@ -91,6 +91,8 @@ def serve(port: int, env: dict) -> tuple[subprocess.Popen, int]:
     server = subprocess.Popen(
         [
             bin_dir / "gunicorn",
+            "-c",
+            "python:config.gunicorn",
             "config.wsgi",
             "--workers",
             "1",
