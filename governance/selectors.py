@@ -9,8 +9,31 @@ from django.conf import settings
 from django.db.models import Count, Q, QuerySet
 from django.utils import timezone
 
-from governance.models import ApiToken, AuditEvent, Heartbeat, Invitation, Membership, Organization, Secret, Team
+from governance.models import (
+    ApiToken,
+    AuditEvent,
+    Heartbeat,
+    Invitation,
+    Membership,
+    Organization,
+    Role,
+    Secret,
+    Team,
+)
 from governance.secrets import SecretMissing, decrypt, references
+
+
+def active_admins(org: Organization | int) -> QuerySet[Membership]:
+    """The admins who can still administer the organization: an active membership of an account that may sign in."""
+    return Membership.objects.filter(organization=org, role=Role.ADMIN, is_active=True, user__is_active=True)
+
+
+def admin_missing_since(*, org: Organization) -> datetime | None:
+    """Since when the organization has had no active admin (the identity provider deactivated the last one), while
+    that lasts; an organization never flagged costs no query."""
+    if org.admin_missing_since is None or active_admins(org).exists():
+        return None
+    return org.admin_missing_since
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from escalations.reporting.forms import SubscriptionForm
 from governance.access import get_for_org_or_404, role_required
 from governance.forms import apply_errors
 from governance.models import Role
+from governance.selectors import admin_missing_since
 from scorecards.models import Kpi
 from scorecards.selectors import visible_kpis
 
@@ -51,6 +52,7 @@ def governance_health(request: HttpRequest) -> HttpResponse:
             "rows": rows,
             "team_rows": [(s, int(sum(s.values))) for s in escalations.breakdown] if escalations else [],
             "promises": health.promises_by_owner(request.org, weeks),
+            "admin_missing": admin_missing_since(org=request.org),
         },
     )
 
