@@ -40,6 +40,7 @@ def governance_health(request: HttpRequest) -> HttpResponse:
     # The week-by-week table: one row per week, newest first, one cell per metric.
     rows = [(week, [m.cells[i] for m in metrics]) for i, week in reversed(list(enumerate(weeks)))]
     escalations = next((m for m in metrics if m.key == "escalations"), None)
+    recovery = next((m for m in metrics if m.key == "promised_recovery"), None)
     return render(
         request,
         "escalations/health.html",
@@ -51,7 +52,7 @@ def governance_health(request: HttpRequest) -> HttpResponse:
             "charts": charts,
             "rows": rows,
             "team_rows": [(s, int(sum(s.values))) for s in escalations.breakdown] if escalations else [],
-            "promises": health.promises_by_owner(request.org, weeks),
+            "promises": recovery.by_owner if recovery else [],
             "admin_missing": admin_missing_since(org=request.org),
         },
     )
