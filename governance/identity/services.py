@@ -176,6 +176,7 @@ def sso_sign_in(*, sso: SingleSignOn, claims: dict) -> User:
     return user
 
 
+@transaction.atomic
 def sync_from_groups(*, sso: SingleSignOn, membership: Membership, groups: list[str], actor: User | None) -> None:
     """The member's role and mapped teams as the provider's groups grant them (sign-in and SCIM groups)."""
     org = sso.organization

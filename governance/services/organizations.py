@@ -57,15 +57,15 @@ def organization_update(*, org: Organization, actor: User, **fields) -> Organiza
 
 def organization_flag_missing_admin(*, org: Organization, actor: User | None, leaver: Membership) -> None:
     """The identity provider deactivated the organization's last active admin, which it may (its word is final):
-    the organization is flagged, once per gap, for the escalation sweep to tell the executives and for the pages to
-    show, until an active admin exists again."""
-    now = timezone.now()
-    if Organization.objects.filter(pk=org.pk, admin_missing_since=None).update(admin_missing_since=now):
-        org.admin_missing_since = now
-        audit_log(
-            org=org,
-            actor=actor,
-            verb="organization.admin_missing",
-            obj=org,
-            after={"last_admin": leaver.user.email, "by": "scim"},
-        )
+    the organization is flagged for the escalation sweep to tell the executives and for the pages to show, until
+    an active admin exists again."""
+    # From now, even over an older flag the sweep has not cleared yet: the leaver was an admin, so that gap had ended.
+    org.admin_missing_since = timezone.now()
+    Organization.objects.filter(pk=org.pk).update(admin_missing_since=org.admin_missing_since)
+    audit_log(
+        org=org,
+        actor=actor,
+        verb="organization.admin_missing",
+        obj=org,
+        after={"last_admin": leaver.user.email, "by": "scim"},
+    )

@@ -5,8 +5,10 @@ page shows it, and the flag is cleared once an admin is back."""
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 
 import pytest
+import time_machine
 from django.test import Client
 from django.urls import reverse
 
@@ -104,3 +106,17 @@ def test_the_health_page_shows_it_until_an_admin_is_back(tenant, stranger_tenant
     [event] = AuditEvent.objects.filter(organization=tenant.org, verb="organization.admin_restored")
     assert event.after == {"admins": [tenant.admin.user.email]}
     assert told(tenant.org) == []  # restored before the sweep: nobody had to be told
+
+
+def test_a_second_gap_is_told_again_even_before_the_sweep_saw_the_first_end(tenant):
+    with time_machine.travel(datetime(2026, 12, 1, 9, tzinfo=UTC), tick=False):
+        scim(tenant, "DELETE", tenant.admin)
+        advance_escalations()
+    with time_machine.travel(datetime(2026, 12, 2, 9, tzinfo=UTC), tick=False):
+        reactivate(tenant, tenant.admin)
+        scim(tenant, "DELETE", tenant.admin)  # gone again before the next sweep
+        advance_escalations()
+
+    assert Organization.objects.get(pk=tenant.org.pk).admin_missing_since == datetime(2026, 12, 2, 9, tzinfo=UTC)
+    assert told(tenant.org) == [tenant.executive.user.email] * 2
+    assert AuditEvent.objects.filter(organization=tenant.org, verb="organization.admin_missing").count() == 2
