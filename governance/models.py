@@ -104,6 +104,9 @@ class Organization(models.Model):
     # Raw measurements older than this are rolled up into one point per KPI and day (scorecards.storage); empty
     # keeps every raw point.
     raw_measurement_days = models.PositiveIntegerField(null=True, blank=True, validators=[MinValueValidator(7)])
+    # Set when the identity provider deactivated the last active admin (which cannot be refused); the escalation
+    # sweep tells the executives, and clears it once an active admin exists again.
+    admin_missing_since = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(default=now)
 
     class Meta:

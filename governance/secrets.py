@@ -33,7 +33,7 @@ class SecretMissing(LookupError):
 
     def __init__(self, name: str, why: str = "is not set") -> None:
         super().__init__(f"Set the organization secret `{name}` ({SECRETS_PAGE}): it {why}")
-        self.name = name
+        self.name, self.why = name, why
 
 
 @lru_cache(maxsize=4)

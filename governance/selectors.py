@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -9,8 +12,32 @@ from django.conf import settings
 from django.db.models import Count, Q, QuerySet
 from django.utils import timezone
 
-from governance.models import ApiToken, AuditEvent, Heartbeat, Invitation, Membership, Organization, Secret, Team
+from governance import tenancy
+from governance.models import (
+    ApiToken,
+    AuditEvent,
+    Heartbeat,
+    Invitation,
+    Membership,
+    Organization,
+    Role,
+    Secret,
+    Team,
+)
 from governance.secrets import SecretMissing, decrypt, references
+
+
+def active_admins(org: Organization | int) -> QuerySet[Membership]:
+    """The admins who can still administer the organization: an active membership of an account that may sign in."""
+    return Membership.objects.filter(organization=org, role=Role.ADMIN, is_active=True, user__is_active=True)
+
+
+def admin_missing_since(*, org: Organization) -> datetime | None:
+    """Since when the organization has had no active admin (the identity provider deactivated the last one), while
+    that lasts; an organization never flagged costs no query."""
+    if org.admin_missing_since is None or active_admins(org).exists():
+        return None
+    return org.admin_missing_since
 
 
 @dataclass(frozen=True)
@@ -132,12 +159,44 @@ def secret_names(*, org: Organization) -> set[str]:
     return set(Secret.objects.for_org(org).values_list("name", flat=True))
 
 
+# Per (organization, name): the value, or the SecretMissing it raised; only inside `secrets_remembered()`.
+_remembered: ContextVar[dict[tuple[int, str], str | SecretMissing] | None] = ContextVar("secrets", default=None)
+
+
+@contextmanager
+def secrets_remembered() -> Iterator[None]:
+    """Inside the block each organization's secret is read and decrypted once, in that organization's own scope (a
+    delivery batch sends many Slack messages with one bot token). Nothing outlives the block: the next one reads
+    again, so a rotated or deleted secret holds from the next batch on."""
+    reset = _remembered.set({})
+    try:
+        yield
+    finally:
+        _remembered.reset(reset)
+
+
 def secret_value(*, org: Organization, name: str) -> str:
     """The value of the organization's secret `name`, read in the current scope: row-level security shows a
     secret only inside its own organization's scope, so a caller outside it finds it missing.
 
     Raises SecretMissing, whose message tells the admin what to set.
     """
+    # Remembered only in the organization's own scope, so the cache never shows a secret where the database would not.
+    remembered = _remembered.get() if tenancy.current().organization == org.pk else None
+    if remembered is None:
+        return _read_secret(org, name)
+    if (org.pk, name) not in remembered:
+        try:
+            remembered[(org.pk, name)] = _read_secret(org, name)
+        except SecretMissing as missing:
+            remembered[(org.pk, name)] = missing
+    known = remembered[(org.pk, name)]
+    if isinstance(known, SecretMissing):
+        raise SecretMissing(known.name, known.why)
+    return known
+
+
+def _read_secret(org: Organization, name: str) -> str:
     row = Secret.objects.for_org(org).filter(name=name).values_list("ciphertext", flat=True).first()
     if row is None:
         raise SecretMissing(name)

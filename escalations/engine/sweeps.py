@@ -18,6 +18,7 @@ from django.db import transaction
 from django.db.models import Exists, F, OuterRef
 from django.utils import timezone
 
+from escalations.engine.admins import advance_missing_admins
 from escalations.engine.blocks import OPEN, OWNER_TASKS, Counts, Journal, save_fields, workstream_url
 from escalations.engine.episodes import Episodes
 from escalations.engine.escalation import Escalation
@@ -128,7 +129,7 @@ def _move_owner_tasks(now: datetime, org_id: int | None) -> None:
 def advance_escalations(*, now: datetime | None = None, org_id: int | None = None) -> Counts:
     """Flags overdue actions, then advances every workstream whose next escalation step is due, a batch at a time:
     what a batch needs is read in a few queries, and its events, tasks and notifications are written in bulk; then
-    the dependency reviews and the leavers' ownership transfers."""
+    the dependency reviews, the leavers' ownership transfers and the organizations left without an admin."""
     now = now or timezone.now()
     counts = Counts()
     _flag_overdue_actions(now, org_id)
@@ -146,6 +147,7 @@ def advance_escalations(*, now: datetime | None = None, org_id: int | None = Non
             if not batch:
                 counts.escalated += advance_reviews(now=now, org_id=org_id) + advance_transfers(now=now, org_id=org_id)
                 counts.escalated += advance_source_tasks(now=now, org_id=org_id)
+                advance_missing_admins(now=now, org_id=org_id)
                 return counts
             escalation = Escalation(batch, now)
             held = _held_by_upstream(batch, now, escalation.journal)

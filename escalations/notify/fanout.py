@@ -30,6 +30,7 @@ from escalations.notify.channels import CHANNELS, RetryLater, in_app
 from escalations.notify.kinds import URGENT
 from governance.hours import business_hours
 from governance.models import Membership
+from governance.selectors import secrets_remembered
 
 log = logging.getLogger(__name__)
 
@@ -155,8 +156,11 @@ def deliver_due(*, now: datetime | None = None, org_id: int | None = None) -> in
     now = now or timezone.now()
     sent = 0
     while batch := _lease(now, org_id):
-        for notification in batch:
-            sent += _attempt(notification, now)
+        # An organization's credentials (its Slack bot token) are read and decrypted once per batch, not per message;
+        # the next batch reads them again, so a rotated token is used from then on.
+        with secrets_remembered():
+            for notification in batch:
+                sent += _attempt(notification, now)
     return sent
 
 

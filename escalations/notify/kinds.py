@@ -21,6 +21,7 @@ NOTIFICATION_KINDS: dict[str, str] = {
     "resolved": "An episode you were told about ended",
     "exhausted": "Escalation exhausted (admins)",
     "channel_failing": "A delivery channel keeps failing (admins)",
+    "admin_missing": "The organization has no admin left (executives)",
     "weekly_digest": "Weekly digest, Mondays 08:00: the scorecard's week (executives) and your open items",
 }
 
@@ -35,6 +36,7 @@ URGENT: frozenset[str] = frozenset(
         Task.Kind.ACTION,
         "exhausted",
         "channel_failing",
+        "admin_missing",
     }
 )
 

@@ -97,6 +97,7 @@ class Metric:
     empty: str = ""  # set when there is nothing to chart: what the empty state says
     breakdown: list[Series] = field(default_factory=list)  # stacked series, biggest first
     column: str = ""  # the week-by-week table's short header; the title when empty
+    by_owner: list[PromiseRecord] = field(default_factory=list)  # the same rows per team and owner, worst first
 
     @property
     def header(self) -> str:
@@ -378,10 +379,10 @@ class PromiseRecord:
         return round(100 * self.kept / self.promised)
 
 
-def promises_by_owner(org: Organization, weeks: list[Week]) -> list[PromiseRecord]:
+def _by_owner(promises: list[Promise]) -> list[PromiseRecord]:
     """Recovery dates kept per team and KPI owner over the period, the worst record first: whose promises hold."""
     tally: dict[tuple[str, str], list[int]] = {}
-    for p in _promises(org, weeks):
+    for p in promises:
         kept_promised = tally.setdefault((p.team, p.owner), [0, 0])
         kept_promised[0] += p.kept
         kept_promised[1] += 1
@@ -390,9 +391,11 @@ def promises_by_owner(org: Organization, weeks: list[Week]) -> list[PromiseRecor
 
 
 def promised_recovery(org: Organization, weeks: list[Week]) -> Metric:
-    """Of the approved mitigation paths whose promised recovery date fell in a week, the share kept (_promises)."""
+    """Of the approved mitigation paths whose promised recovery date fell in a week, the share kept (_promises), and
+    the same promises per owner (`by_owner`): read once for both."""
+    promises = _promises(org, weeks)
     hits, totals = [0] * len(weeks), [0] * len(weeks)
-    for p in _promises(org, weeks):
+    for p in promises:
         hits[p.week] += p.kept
         totals[p.week] += 1
     values = [round(100 * h / t) if t else None for h, t in zip(hits, totals, strict=True)]
@@ -413,6 +416,7 @@ def promised_recovery(org: Organization, weeks: list[Week]) -> Metric:
         headline_label=f"of promised recovery dates kept ({hit} of {total})",
         tone="" if rate is None else "ok" if rate >= 80 else "warn" if rate >= 50 else "bad",
         empty="" if total else "No promised recovery date fell in these weeks.",
+        by_owner=_by_owner(promises),
     )
 
 

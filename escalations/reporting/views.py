@@ -17,6 +17,7 @@ from escalations.reporting.forms import SubscriptionForm
 from governance.access import get_for_org_or_404, role_required
 from governance.forms import apply_errors
 from governance.models import Role
+from governance.selectors import admin_missing_since
 from scorecards.models import Kpi
 from scorecards.selectors import visible_kpis
 
@@ -39,6 +40,7 @@ def governance_health(request: HttpRequest) -> HttpResponse:
     # The week-by-week table: one row per week, newest first, one cell per metric.
     rows = [(week, [m.cells[i] for m in metrics]) for i, week in reversed(list(enumerate(weeks)))]
     escalations = next((m for m in metrics if m.key == "escalations"), None)
+    recovery = next((m for m in metrics if m.key == "promised_recovery"), None)
     return render(
         request,
         "escalations/health.html",
@@ -50,7 +52,8 @@ def governance_health(request: HttpRequest) -> HttpResponse:
             "charts": charts,
             "rows": rows,
             "team_rows": [(s, int(sum(s.values))) for s in escalations.breakdown] if escalations else [],
-            "promises": health.promises_by_owner(request.org, weeks),
+            "promises": recovery.by_owner if recovery else [],
+            "admin_missing": admin_missing_since(org=request.org),
         },
     )
 

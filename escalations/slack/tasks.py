@@ -12,6 +12,7 @@ from escalations.slack.delivery import refresh, with_context
 from escalations.workstreams import services
 from governance import tenancy
 from governance.models import Membership
+from governance.selectors import secrets_remembered
 
 
 @shared_task
@@ -58,7 +59,7 @@ def tell_refusal(org_id: int, membership_id: int, message_id: int, text: str) ->
 def refresh_messages(org_id: int, message_ids: list[int]) -> int:
     """Queued by name (escalations.notify.channels.slack.REFRESH_TASK) after a decision: each message about it shows
     the outcome now."""
-    with tenancy.scope(organization=org_id):
+    with tenancy.scope(organization=org_id), secrets_remembered():  # one read of the bot token for them all
         messages = with_context(SlackMessage.objects.filter(organization_id=org_id, pk__in=message_ids))
         for message in messages:
             refresh(message)

@@ -19,6 +19,8 @@ from governance import tenancy
 from governance.identity.models import ScimGroup, SingleSignOn, SsoDomain
 from governance.models import Membership, Organization, Role, Team, User, single_line
 from governance.services.audit import audit_log, audit_security_event, snapshot
+from governance.services.members import admin_remains_without
+from governance.services.organizations import organization_flag_missing_admin
 
 SSO_FIELDS = ["issuer", "client_id", "client_secret_name", "groups_claim", "group_mapping", "enabled", "require_sso"]
 ROLE_RANK = {Role.MEMBER: 0, Role.EXECUTIVE: 1, Role.ADMIN: 2}
@@ -138,10 +140,7 @@ def _claimed_groups(sso: SingleSignOn, claims: dict) -> list[str]:
 
 
 def _keeps_an_admin(membership: Membership, role: str) -> bool:
-    if membership.role != Role.ADMIN or role == Role.ADMIN:
-        return True
-    others = Membership.objects.for_org(membership.organization).filter(role=Role.ADMIN, is_active=True)
-    return others.exclude(pk=membership.pk).exists()
+    return membership.role != Role.ADMIN or role == Role.ADMIN or admin_remains_without(membership)
 
 
 @transaction.atomic
@@ -177,6 +176,7 @@ def sso_sign_in(*, sso: SingleSignOn, claims: dict) -> User:
     return user
 
 
+@transaction.atomic
 def sync_from_groups(*, sso: SingleSignOn, membership: Membership, groups: list[str], actor: User | None) -> None:
     """The member's role and mapped teams as the provider's groups grant them (sign-in and SCIM groups)."""
     org = sso.organization
@@ -394,7 +394,9 @@ def scim_user_update(
 @transaction.atomic
 def scim_user_deactivate(*, membership: Membership, actor: User | None) -> Membership:
     """A leaver: refused at once (the membership is inactive, their personal tokens revoked), even while they own
-    KPIs or lead teams; what they hold is handed on by request (LEAVER_HANDLERS), never silently reassigned."""
+    KPIs or lead teams; what they hold is handed on by request (LEAVER_HANDLERS), never silently reassigned. The last
+    active admin leaves too, and their organization is flagged as having none."""
+    last_admin = membership.role == Role.ADMIN and not admin_remains_without(membership)
     membership.is_active = False
     membership.save(update_fields=["is_active"])
     revoked = membership.api_tokens.filter(revoked_at=None).update(revoked_at=timezone.now(), revoked_by=actor)
@@ -413,6 +415,8 @@ def scim_user_deactivate(*, membership: Membership, actor: User | None) -> Membe
             "handed_on": handed_on,
         },
     )
+    if last_admin:
+        organization_flag_missing_admin(org=membership.organization, actor=actor, leaver=membership)
     return membership
 
 

@@ -11,6 +11,7 @@ from governance.manifest.fields import Entry
 from governance.manifest.sections import KeyedSection, strip_defaults
 from governance.manifest.targets import team_problem
 from governance.models import Invitation, Membership, Organization, Role, Team
+from governance.selectors import active_admins
 from governance.services.invitations import invitation_create, invitation_revoke
 from governance.services.members import membership_change_role
 from governance.services.teams import team_set_members
@@ -53,7 +54,7 @@ class MembersSection(KeyedSection):
     def _admins(self, ctx: Context) -> list[str]:
         if ctx.org is None:
             return [ctx.admin.email.lower()] if ctx.admin else []
-        rows = Membership.objects.for_org(ctx.org).filter(role=Role.ADMIN, is_active=True)
+        rows = active_admins(ctx.org)
         return [email.lower() for email in rows.values_list("user__email", flat=True)]
 
     def stored(self, org: Organization) -> Iterable[Membership]:

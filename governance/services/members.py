@@ -14,6 +14,7 @@ from governance.models import (
     Role,
     User,
 )
+from governance.selectors import active_admins
 from governance.services.audit import audit_log
 
 # Apps above this one register what keeps a member from leaving (KPIs they still own, open tasks...):
@@ -21,20 +22,23 @@ from governance.services.audit import audit_log
 DEACTIVATION_BLOCKERS: list[Callable[[Membership], str]] = []
 
 
-def _other_active_admins(membership: Membership) -> bool:
-    return (
-        Membership.objects.filter(organization_id=membership.organization_id, role=Role.ADMIN, is_active=True)
-        .exclude(pk=membership.pk)
-        .exists()
-    )
+LAST_ADMIN = "This is the last admin; make someone else admin first."
+
+
+def admin_remains_without(membership: Membership) -> bool:
+    """Whether another active admin remains once this membership stops being one. The admins' rows are locked first
+    (in id order, so two callers never deadlock): two admins demoting each other at once would otherwise each see
+    the other still in place and leave the organization with none."""
+    admins = active_admins(membership.organization_id).select_for_update(of=("self",)).order_by("pk")
+    return any(pk != membership.pk for pk in admins.values_list("pk", flat=True))
 
 
 @transaction.atomic
 def membership_change_role(*, membership: Membership, actor: User, role: str) -> Membership:
     if role not in Role.values:
         raise ValidationError({"role": f'"{role}" is not a role.'})
-    if membership.role == Role.ADMIN and role != Role.ADMIN and not _other_active_admins(membership):
-        raise ValidationError({"role": "This is the last admin; make someone else admin first."})
+    if membership.role == Role.ADMIN and role != Role.ADMIN and not admin_remains_without(membership):
+        raise ValidationError({"role": LAST_ADMIN}, code="last_admin")
     before = {"role": membership.role}
     membership.role = role
     membership.save(update_fields=["role"])
@@ -57,8 +61,8 @@ def membership_set_active(*, membership: Membership, actor: User, active: bool) 
     if membership.is_active == active:
         return membership
     if not active:
-        if membership.role == Role.ADMIN and not _other_active_admins(membership):
-            raise ValidationError("This is the last admin; make someone else admin first.")
+        if membership.role == Role.ADMIN and not admin_remains_without(membership):
+            raise ValidationError(LAST_ADMIN, code="last_admin")
         led = list(membership.led_teams.values_list("name", flat=True))
         if led:
             raise ValidationError(f"{membership.user.name} leads {', '.join(led)}; choose another lead first.")

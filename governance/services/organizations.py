@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.utils import timezone
 
 from governance import tenancy
 from governance.models import (
@@ -52,3 +53,19 @@ def organization_update(*, org: Organization, actor: User, **fields) -> Organiza
     if after != before:
         audit_log(org=org, actor=actor, verb="organization.updated", obj=org, before=before, after=after)
     return org
+
+
+def organization_flag_missing_admin(*, org: Organization, actor: User | None, leaver: Membership) -> None:
+    """The identity provider deactivated the organization's last active admin, which it may (its word is final):
+    the organization is flagged for the escalation sweep to tell the executives and for the pages to show, until
+    an active admin exists again."""
+    # From now, even over an older flag the sweep has not cleared yet: the leaver was an admin, so that gap had ended.
+    org.admin_missing_since = timezone.now()
+    Organization.objects.filter(pk=org.pk).update(admin_missing_since=org.admin_missing_since)
+    audit_log(
+        org=org,
+        actor=actor,
+        verb="organization.admin_missing",
+        obj=org,
+        after={"last_admin": leaver.user.email, "by": "scim"},
+    )

@@ -3,6 +3,7 @@ audited by name and fingerprint, and readable only in their own organization's s
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -12,12 +13,13 @@ from cryptography.fernet import Fernet
 from django.core.management import call_command
 from django.db import ProgrammingError, connection, transaction
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from governance import tenancy
 from governance.models import AuditEvent, Secret
 from governance.secrets import SecretMissing
-from governance.selectors import secret_value
+from governance.selectors import secret_value, secrets_remembered
 from governance.services.api_tokens import api_token_create
 from governance.services.secrets import secret_set
 from scorecards.models import DataSource
@@ -219,3 +221,34 @@ def test_the_audit_log_keeps_the_rotation_without_values(tenant):
     call_command("rotate_secrets", stdout=io.StringIO())
     event = AuditEvent.objects.get(verb="secret.rotated")
     assert event.organization == tenant.org and event.after == {"secrets": ["crm_token"]}
+
+
+def test_a_remembered_secret_is_read_once_per_block_in_its_own_scope_only(tenant, stranger_tenant):
+    def put(org, value: str) -> None:
+        with tenancy.scope(organization=org.pk):
+            secret_set(org=org, actor=None, name="bot", value=value)
+
+    def reads(run) -> tuple[list, int]:
+        with CaptureQueriesContext(connection) as queries:
+            values = run()
+        return values, sum('"governance_secret"' in q["sql"] for q in queries.captured_queries)
+
+    def outside_its_scope() -> None:
+        for _ in range(2):
+            with contextlib.suppress(SecretMissing):  # row-level security hides it here on PostgreSQL
+                secret_value(org=tenant.org, name="bot")
+
+    put(tenant.org, "first")
+    with secrets_remembered():
+        assert reads(lambda: [value_of(tenant.org, "bot") for _ in range(5)]) == (["first"] * 5, 1)
+        missing, read = reads(
+            lambda: [pytest.raises(SecretMissing, value_of, stranger_tenant.org, "bot") for _ in "abc"]
+        )
+        assert {str(m.value) for m in missing} == {str(SecretMissing("bot"))} and read == 1
+        # Outside the organization's own scope nothing is remembered: the database decides, every time.
+        assert reads(outside_its_scope)[1] == 2
+    put(tenant.org, "rotated")
+    put(stranger_tenant.org, "set since")
+    with secrets_remembered():
+        assert value_of(tenant.org, "bot") == "rotated" and value_of(stranger_tenant.org, "bot") == "set since"
+    assert reads(lambda: [value_of(tenant.org, "bot") for _ in range(2)])[1] == 2  # no block, no memory

@@ -11,8 +11,8 @@ from django.test import Client
 
 from escalations.engine.sweeps import advance_escalations
 from escalations.models import Task
-from governance.identity.models import ScimGroup
-from governance.identity.services import sso_configure
+from governance.identity.models import ScimGroup, SingleSignOn
+from governance.identity.services import sso_configure, sync_from_groups
 from governance.models import AuditEvent, Membership, Role, Scope
 from governance.services.api_tokens import api_token_create
 from scorecards.models import OwnershipTransfer
@@ -162,6 +162,23 @@ def test_group_membership_pushed_by_the_provider_syncs_role_and_team(tenant, dia
         AuditEvent.objects.filter(organization=tenant.org, verb__startswith="identity.").values_list("verb", flat=True)
     )
     assert "identity.scim_group_created" in verbs and verbs.count("identity.sso_role_synced") == 2
+
+
+def test_a_group_change_never_demotes_the_last_admin_who_can_sign_in(tenant):
+    configure(tenant.org, tenant.admin.user, "https://idp.example.test")
+    sso = SingleSignOn.objects.get(organization=tenant.org)
+    MembershipFactory(organization=tenant.org, role=Role.ADMIN, user__is_active=False)  # cannot sign in
+
+    sync_from_groups(sso=sso, membership=tenant.admin, groups=[], actor=None)  # no group grants admin any more
+
+    tenant.admin.refresh_from_db()
+    assert tenant.admin.role == Role.ADMIN
+    [kept] = AuditEvent.objects.filter(organization=tenant.org, verb="identity.sso_role_kept")
+    assert kept.after["reason"] == "the organization's last admin"
+    MembershipFactory(organization=tenant.org, role=Role.ADMIN)
+    sync_from_groups(sso=sso, membership=tenant.admin, groups=[], actor=None)
+    tenant.admin.refresh_from_db()
+    assert tenant.admin.role == Role.MEMBER
 
 
 def test_groups_of_another_organization_and_unknown_members_are_refused(tenant, stranger_tenant):

@@ -506,7 +506,8 @@ def test_an_episode_reopened_within_its_upstreams_episode_is_released_when_that_
 # A whole sweep over one batch, savepoints included (about half are the reviews' phases and the empty claims).
 # Each includes one read of the recipients' Slack links (the Slack channel's available_to).
 STATUS_CHANGE_QUERIES = 37
-ESCALATION_QUERIES = 33  # 2 of them connector health: the failing sources, the open tasks of sources
+ESCALATION_QUERIES = 34  # 2 of them connector health (the failing sources, the open tasks of sources), 1 the
+# organizations flagged as having no admin
 
 
 def statements(queries: CaptureQueriesContext) -> int:

@@ -12,7 +12,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from escalations.models import Decision, MitigationAction, MitigationPath, ReviewSession, Task, Workstream
-from escalations.reporting.health import PromiseRecord, calendar_weeks, health_report, promises_by_owner
+from escalations.reporting.health import PromiseRecord, calendar_weeks, health_report
 from governance.models import Membership
 from scorecards.models import Kpi, StatusChange
 from tests.conftest import Tenant
@@ -22,7 +22,8 @@ from tests.factories import KpiFactory, MembershipFactory, TeamFactory
 BERLIN = ZoneInfo("Europe/Berlin")
 NOW = datetime(2026, 11, 4, 12, 0, tzinfo=UTC)  # a Wednesday; the weeks: 12, 19 (DST ends on the 25th), 26 Oct, 2 Nov
 LONG_AGO = datetime(2026, 1, 1, tzinfo=UTC)
-PAGE_QUERIES = 13  # session, user, membership, the seven metrics, promises by owner, the org switcher, the nav counts
+PAGE_QUERIES = 12  # session, user, membership, the seven metrics (promises by owner included), the org switcher, the
+# nav counts
 
 
 def local(month: int, day: int, hour: int = 10) -> datetime:
@@ -279,6 +280,19 @@ def test_the_page_reads_a_constant_number_of_queries(acme, django_assert_max_num
         client.get(url)
 
 
+def test_the_page_reads_the_promised_recovery_dates_once(acme, django_assert_num_queries):
+    url = reverse("escalations:governance_health", args=[acme.org.slug])
+    client = acme.client(acme.executive)
+    client.get(url)  # the session and the caches warm
+    with time_machine.travel(NOW, tick=False), CaptureQueriesContext(connection) as queries:
+        html = client.get(url).content.decode()
+    promises = [q["sql"] for q in queries.captured_queries if '"expected_recovery" >=' in q["sql"]]
+    assert len(promises) == 1, promises
+    assert "Recovery dates kept" in html
+    with time_machine.travel(NOW, tick=False), django_assert_num_queries(PAGE_QUERIES):
+        client.get(url)
+
+
 def test_an_organization_with_nothing_yet_shows_empty_states(db):
     from tests.conftest import make_tenant
 
@@ -321,11 +335,11 @@ def test_the_hit_rate_of_promised_recovery_dates_by_week_of_the_promise(acme, st
     path("Promised later, done early", date(2026, 11, 4), local(11, 3))
     path("Promised later, still open", date(2026, 11, 5), None)  # no verdict yet
     path("Stranger's", date(2026, 10, 14), None, org=stranger_tenant)
-    weeks, m = metric(acme.org, "promised_recovery")
+    _, m = metric(acme.org, "promised_recovery")
     assert m.cells == ["50% (1/2)", "0% (0/2)", "—", "100% (1/1)"]
     assert m.headline == "40%" and "2 of 5" in m.headline_label
     # Whose promises hold: the same verdicts per team and KPI owner, the stranger's not among them.
-    assert promises_by_owner(acme.org, weeks) == [PromiseRecord(acme.team.name, acme.lead.user.name, 2, 5)]
+    assert m.by_owner == [PromiseRecord(acme.team.name, acme.lead.user.name, 2, 5)]
 
 
 def test_the_weakest_record_of_promises_comes_first(acme):
@@ -348,9 +362,8 @@ def test_the_weakest_record_of_promises_comes_first(acme):
             reviewed_by=acme.executive.user,
             reviewed_at=local(9, 2),
         )
-    weeks, _ = metric(acme.org, "promised_recovery")
-    records = promises_by_owner(acme.org, weeks)
-    assert [(r.owner, r.kept, r.promised, r.rate) for r in records] == [
+    _, m = metric(acme.org, "promised_recovery")
+    assert [(r.owner, r.kept, r.promised, r.rate) for r in m.by_owner] == [
         ("Zoe Zed", 1, 2, 50),
         (acme.lead.user.name, 1, 1, 100),
     ]

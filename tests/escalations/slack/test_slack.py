@@ -6,6 +6,8 @@ import time
 from datetime import timedelta
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
@@ -25,9 +27,11 @@ from escalations.models import (
 from escalations.notify.channels import RetryLater
 from escalations.notify.fanout import Message, deliver_due, notify
 from escalations.slack import services as slack_services
+from escalations.slack.client import BOT_TOKEN
 from escalations.workstreams import services
 from governance import tenancy
 from governance.models import AuditEvent, Secret
+from governance.services.secrets import secret_set
 from tests.escalations.slack.conftest import click, connect, payload_body, signed, submission
 from tests.factories import KpiFactory
 
@@ -223,6 +227,51 @@ def test_a_rate_limit_raises_retry_later_with_slacks_seconds(tenant, fake_slack)
     with pytest.raises(RetryLater) as raised:
         slack.send(Notification.objects.select_related("organization", "recipient__user").get(pk=row.pk))
     assert raised.value.seconds == 42
+
+
+def test_a_batch_reads_each_organizations_bot_token_once_and_the_next_batch_uses_a_rotated_one(
+    tenant, stranger_tenant, fake_slack
+):
+    connect(tenant, fake_slack)
+    connect(stranger_tenant, fake_slack, team={"id": "T0GLOBEX", "name": "Globex"})
+    with tenancy.scope(organization=stranger_tenant.org.pk):
+        secret_set(org=stranger_tenant.org, actor=None, name=BOT_TOKEN, value="xoxb-globex")
+
+    def batch(count: int, prefix: str) -> tuple[int, dict[str, set[str]]]:
+        """Delivers `count` Slack messages to each organization's executive in one batch: the secret reads, and the
+        tokens each organization's DMs went out with."""
+        for t in (tenant, stranger_tenant):
+            Notification.objects.bulk_create(
+                Notification(
+                    organization=t.org,
+                    recipient=t.executive,
+                    kind="escalation",
+                    channel="slack",
+                    dedup_key=f"{prefix}{i}:{t.org.pk}",
+                    subject=f"Escalation {i}",
+                    body="",
+                    next_attempt_at=timezone.now(),
+                )
+                for i in range(count)
+            )
+        fake_slack.calls.clear()
+        with CaptureQueriesContext(connection) as queries:
+            deliver_due()
+        assert not Notification.objects.filter(dedup_key__startswith=prefix, delivered_at=None).exists()
+        reads = sum('"governance_secret"' in q["sql"] for q in queries.captured_queries)
+        used: dict[str, set[str]] = {}
+        for call in fake_slack.called("conversations.open"):
+            used.setdefault(call["users"], set()).add(call["_token"])
+        return reads, used
+
+    few, many = batch(2, "few"), batch(20, "many")
+    assert few[0] == many[0] == 2  # one read per organization, whatever the batch's size
+    assert many[1] == {"UT0ACMEEXEC": {"Bearer xoxb-fake-bot-token"}, "UT0GLOBEXEXEC": {"Bearer xoxb-globex"}}
+
+    with tenancy.scope(organization=tenant.org.pk):
+        secret_set(org=tenant.org, actor=tenant.admin.user, name=BOT_TOKEN, value="xoxb-rotated")
+    _, used = batch(3, "rotated")
+    assert used == {"UT0ACMEEXEC": {"Bearer xoxb-rotated"}, "UT0GLOBEXEXEC": {"Bearer xoxb-globex"}}
 
 
 def test_a_slack_user_of_one_organization_cannot_act_on_anothers_task(tenant, stranger_tenant, fake_slack, eager):

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from datetime import timedelta
 from io import StringIO
 from pathlib import Path
@@ -9,6 +10,7 @@ import pytest
 import yaml
 from django.core.management import call_command
 from django.core.management.base import CommandError
+from django.test import Client
 
 from dependencies.models import Dependency
 from escalations.models import EscalationLevel, EscalationPolicy
@@ -405,6 +407,20 @@ def test_the_last_admin_cannot_be_demoted(acme):
     assert result.errors.lines() == [
         "members[1].role: admin@acme.test is the last admin; keep an admin in the manifest"
     ]
+
+
+def test_the_api_refuses_to_demote_the_last_admin_with_422_and_changes_nothing(tenant):
+    auth = {"HTTP_AUTHORIZATION": f"Bearer {tenant.token}"}
+    doc = Client().get("/api/v1/manifest", **auth).json()
+    [admin] = [m for m in doc["members"] if m["email"] == tenant.admin.user.email]
+    admin["role"] = Role.MEMBER
+
+    response = Client().put("/api/v1/manifest", json.dumps(doc), content_type="application/json", **auth)
+
+    assert response.status_code == 422
+    assert f"{tenant.admin.user.email} is the last admin; keep an admin in the manifest" in response.content.decode()
+    tenant.admin.refresh_from_db()
+    assert tenant.admin.role == Role.ADMIN
 
 
 def test_prune_archives_what_is_missing_and_deletes_missing_edges(acme):
