@@ -29,7 +29,7 @@ from dataclasses import dataclass, replace
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
-from django.db import connection
+from django.db import DEFAULT_DB_ALIAS, connections
 
 from governance.rls import SYSTEM_ROLE, may_enter_system_scope
 
@@ -101,8 +101,16 @@ def refuse_privileged_role(*, sweeps: bool) -> None:
     """Web and worker processes in production must be subject to row-level security: a superuser or a role with
     BYPASSRLS is not, so they refuse to start as one (migrations run as the owner, through manage.py). Workers
     (`sweeps`) need the system scope and web processes must not have it, so each refuses the other's role."""
-    if not settings.REFUSE_PRIVILEGED_DATABASE_ROLE or connection.vendor != "postgresql":
+    if not settings.REFUSE_PRIVILEGED_DATABASE_ROLE:
         return
+    # Web processes read pages from the replica too, if there is one (config/replica.py); workers use the primary.
+    for alias in [DEFAULT_DB_ALIAS] if sweeps else list(settings.DATABASES):
+        if connections[alias].vendor == "postgresql":
+            _refuse_privileged_role(connections[alias], sweeps=sweeps)
+
+
+def _refuse_privileged_role(connection, *, sweeps: bool) -> None:
+    where = "" if connection.alias == DEFAULT_DB_ALIAS else f" of the {connection.alias} (DATABASE_REPLICA_URL)"
     try:
         with connection.cursor() as cursor:
             cursor.execute("SELECT rolname, rolsuper, rolbypassrls FROM pg_roles WHERE rolname = current_user")
@@ -112,13 +120,13 @@ def refuse_privileged_role(*, sweeps: bool) -> None:
         connection.close()  # forked workers must not share this socket
     if superuser or bypass:
         raise ImproperlyConfigured(
-            f"The database role {role!r} is a superuser or bypasses row-level security. Connect web and worker "
+            f"The database role {role!r}{where} is a superuser or bypasses row-level security. Connect web and worker "
             "processes as the runtime roles (manage.py runtime_role creates them; see the README), and run "
             "migrations as the owner."
         )
     if system != sweeps:
         raise ImproperlyConfigured(
-            f"The database role {role!r} is a member of {SYSTEM_ROLE}: web processes connect as the web role, "
+            f"The database role {role!r}{where} is a member of {SYSTEM_ROLE}: web processes connect as the web role, "
             "which may not enter the system scope (see the README)."
             if system
             else f"The database role {role!r} is no member of {SYSTEM_ROLE}, so the sweeps would see no "

@@ -243,6 +243,17 @@ def test_production_web_starts_as_the_web_role_only_and_workers_as_theirs_only()
     assert f"{WEB_ROLE!r} is no member of steerco_sweeper, so the sweeps would see no organization" in worker.stderr
 
 
+def test_production_web_refuses_a_replica_that_bypasses_row_level_security():
+    """Pages read from the replica (config/replica.py): its login is held to the web role's rules as well."""
+    web_role = subprocess_database_url().replace(f"assume_role={RUNTIME_ROLE}", f"assume_role={WEB_ROLE}")
+    started = start_web(production(web_role) | {"DATABASE_REPLICA_URL": web_role})
+    assert started.returncode == 0, started.stderr
+    superuser = subprocess_database_url().split("?")[0]
+    refused = start_web(production(web_role) | {"DATABASE_REPLICA_URL": superuser})
+    assert refused.returncode != 0
+    assert "of the replica (DATABASE_REPLICA_URL) is a superuser or bypasses row-level security" in refused.stderr
+
+
 def test_the_web_role_cannot_switch_on_the_system_scope(tenant, stranger_tenant):
     """A statement injected into a web request may write the settings; the scope stays its organization's."""
     with tenancy.scope(organization=tenant.org.pk), as_web_role(), connection.cursor() as cursor:
