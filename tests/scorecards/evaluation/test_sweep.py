@@ -105,6 +105,7 @@ def test_one_broken_kpi_is_recorded_with_backoff_and_does_not_stop_the_batch(db)
     assert healthy.status == "on_track"
     assert "warning" in broken.error and broken.error_count == 1
     assert broken.next_evaluation_at == T0 + timedelta(hours=1)  # first retry at the KPI's own pace
+    assert (broken.evaluated_at, broken.schedule.version) == (None, 0)  # a failure is no evaluation
     evaluate_due(now=T0 + timedelta(hours=1))
     broken.refresh_from_db()
     assert broken.error_count == 2 and broken.next_evaluation_at == T0 + timedelta(hours=3)  # then 2h, 4h, ... 6h
