@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo
 import pytest
 import time_machine
 from django.db import connection
+from django.db.backends.signals import connection_created
 from django.test.utils import CaptureQueriesContext
 
 from governance import tenancy
@@ -37,6 +38,25 @@ def measure(kpi: Kpi, at: datetime, value: float) -> None:
 )
 def test_next_tick_steps_on_the_utc_grid(previous, now, expected):
     assert next_tick(previous, timedelta(hours=1), now) == expected
+
+
+@pytest.mark.parametrize(
+    ("previous", "every", "now", "expected"),
+    [
+        (T0, timedelta(hours=1), T0, T0 + timedelta(hours=1)),
+        (T0, timedelta(hours=1), T0 + timedelta(hours=3), T0 + timedelta(hours=4)),  # on a tick: the next one
+        (T0, timedelta(minutes=7), T0 + timedelta(hours=3, minutes=30), T0 + timedelta(minutes=217)),
+        (T0, timedelta(days=1), T0 + timedelta(days=2, seconds=1), T0 + timedelta(days=3)),
+        (None, timedelta(hours=1), T0, T0 + timedelta(hours=1)),
+        (T0 + timedelta(hours=2), timedelta(hours=1), T0, T0 + timedelta(hours=2)),
+    ],
+)
+def test_a_sweep_moves_the_schedule_to_the_next_tick_of_the_grid(db, previous, every, now, expected):
+    kpi = KpiFactory(evaluate_every=every, next_evaluation_at=previous)
+    KpiSchedule.objects.filter(kpi=kpi).update(needs_evaluation=True)  # due whatever its grid says
+    assert evaluate_due(now=now).evaluated == 1
+    kpi.refresh_from_db()
+    assert (kpi.next_evaluation_at, kpi.evaluated_at) == (expected, now) == (next_tick(previous, every, now), now)
 
 
 def test_it_evaluates_due_kpis_once_and_writes_one_status_change(db):
@@ -85,6 +105,7 @@ def test_one_broken_kpi_is_recorded_with_backoff_and_does_not_stop_the_batch(db)
     assert healthy.status == "on_track"
     assert "warning" in broken.error and broken.error_count == 1
     assert broken.next_evaluation_at == T0 + timedelta(hours=1)  # first retry at the KPI's own pace
+    assert (broken.evaluated_at, broken.schedule.version) == (None, 0)  # a failure is no evaluation
     evaluate_due(now=T0 + timedelta(hours=1))
     broken.refresh_from_db()
     assert broken.error_count == 2 and broken.next_evaluation_at == T0 + timedelta(hours=3)  # then 2h, 4h, ... 6h
@@ -169,3 +190,27 @@ def test_two_sweeps_at_once_write_one_status_change_per_decision():
         t.join()
     assert sum(r.evaluated for r in results) == 300
     assert StatusChange.objects.count() == StatusChange.objects.values("kpi").distinct().count() == 300
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="the helper connection is PostgreSQL's")
+@pytest.mark.django_db(transaction=True)
+def test_the_sweeps_helper_connection_works_in_the_sweeps_scope():
+    org = OrganizationFactory()
+    kpis = [KpiFactory(organization=org, pending_for=timedelta(0), next_evaluation_at=T0) for _ in range(40)]
+    Measurement.objects.bulk_create(Measurement(organization=org, kpi=k, at=T0, value=500) for k in kpis)
+    scopes = []
+
+    def opened(connection, **kwargs):
+        scopes.append(tenancy.current())
+
+    connection.close()  # the sweep's own connection opens in the scope as well
+    connection_created.connect(opened)
+    try:
+        with tenancy.for_sweep(None):
+            # A full first batch calls in the helper, on a connection of its own: outside the sweep's scope,
+            # row-level security would show it nothing to claim.
+            result = evaluate_due(now=T0, batch_size=10)
+    finally:
+        connection_created.disconnect(opened)
+    assert result.evaluated == 40
+    assert len(scopes) == 2 and set(scopes) == {tenancy.Scope(system=True)}
