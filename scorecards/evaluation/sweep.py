@@ -44,7 +44,7 @@ from django.utils import timezone
 from governance.models import Organization
 from scorecards.evaluation import evaluator
 from scorecards.models import Kpi, KpiSchedule, StatusChange, SurgeSignal
-from scorecards.selectors import fetch_series
+from scorecards.selectors import fetch_series, read_rows
 
 log = logging.getLogger(__name__)
 
@@ -133,7 +133,7 @@ def read_batch(
     The benchmark's bare-fetch yardstick calls this too, so that it always reads what the sweep reads.
     """
     values = kpis.annotate(thresholds_text=Cast("thresholds", TextField())).values_list(*READ_FIELDS)
-    rows = _claim(values, now) if claim and connection.vendor == "postgresql" else _rows(values)
+    rows = _claim(values, now) if claim and connection.vendor == "postgresql" else read_rows(values)
     if not rows:
         return [], [], {}
     zones = {org.pk: org.tzinfo for org in Organization.objects.filter(pk__in={row[_ORG] for row in rows})}
@@ -156,16 +156,6 @@ def read_batch(
             since = now - max(evaluator.lookback(rule) for rule, shape in built.values() if shape is newest)
             series |= fetch_series(ids, since, now, newest_only=newest)
     return rows, rules, series
-
-
-def _rows(values: QuerySet) -> list[tuple]:
-    if connection.vendor != "postgresql":
-        return list(values)
-    # psycopg's own cursor with binary results: Django's text protocol would parse every date and interval
-    # in Python, which cost more than evaluating the KPI.
-    sql, params = values.query.sql_with_params()
-    with connection.psycopg_cursor() as cursor:
-        return cursor.execute(sql, params, binary=True).fetchall()
 
 
 def _claim(values: QuerySet, now: datetime) -> list[tuple]:

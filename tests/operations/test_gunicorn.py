@@ -11,6 +11,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from django.db import connection
 from django.test import override_settings
 
 from governance.models import Scope
@@ -36,6 +37,12 @@ ours = {str(p.relative_to(d)) for d in map(Path, engine.dirs) for p in d.rglob("
 print(len(ours), len(ours - cached), "scorecards.views" in sys.modules)
 print(sum(c.connection is not None for c in connections.all(initialized_only=True)))
 """
+
+
+@pytest.fixture(autouse=True)
+def _needs_postgres():
+    if connection.vendor != "postgresql":
+        pytest.skip("production settings run on PostgreSQL")
 
 
 def web_env() -> dict:
